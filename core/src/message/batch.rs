@@ -1,0 +1,1 @@
+//! SEND_BATCH_MESSAGE bodies: a concatenation of entries.

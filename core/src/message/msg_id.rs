@@ -1,0 +1,1 @@
+//! Message ids: the broker's offset id (store host + physical offset) and the client UNIQ_KEY.

@@ -1,0 +1,1 @@
+//! Compact ROCKETMQ binary header encoding (serialize type 1).

@@ -1,0 +1,1 @@
+//! JSON header encoding (serialize type 0).
