@@ -23,6 +23,7 @@ pub mod namesrv;
 pub mod remoting;
 pub mod rng;
 pub mod store;
+pub mod topic;
 
 /// Identifies one connection of a driver. Chosen by the driver, opaque to the core; a closed
 /// connection's id is never reused by the same driver.

@@ -4,6 +4,8 @@
 //! non-decreasing `now_ms`, drain [`NameServer::poll_output`], sleep until
 //! [`NameServer::poll_timeout`].
 
+pub mod register;
+
 use crate::remoting::RemotingCommand;
 use crate::ConnId;
 

@@ -1,0 +1,101 @@
+//! Topic configuration shared by the Broker (which owns topics) and the NameServer (which serves
+//! routes built from them). Field names follow RocketMQ's JSON (`TopicConfig`, `DataVersion`).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// Topic and broker permission bits (`perm`).
+pub mod perm {
+    /// May serve as a template for auto-creation (TBW102).
+    pub const INHERIT: u32 = 1;
+    pub const WRITE: u32 = 2;
+    pub const READ: u32 = 4;
+    pub const PRIORITY: u32 = 8;
+    pub const READ_WRITE: u32 = READ | WRITE;
+}
+
+/// The default topic auto-creation clones.
+pub const AUTO_CREATE_TOPIC_KEY: &str = "TBW102";
+pub const RETRY_GROUP_TOPIC_PREFIX: &str = "%RETRY%";
+pub const DLQ_GROUP_TOPIC_PREFIX: &str = "%DLQ%";
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TopicConfig {
+    pub topic_name: String,
+    pub read_queue_nums: u32,
+    pub write_queue_nums: u32,
+    pub perm: u32,
+    /// `SINGLE_TAG` or `MULTI_TAG`.
+    #[serde(default = "single_tag")]
+    pub topic_filter_type: String,
+    #[serde(default)]
+    pub topic_sys_flag: u32,
+    #[serde(default)]
+    pub order: bool,
+    #[serde(default)]
+    pub attributes: BTreeMap<String, String>,
+}
+
+fn single_tag() -> String {
+    "SINGLE_TAG".to_owned()
+}
+
+impl TopicConfig {
+    /// A readable and writable topic with `queue_nums` read and write queues.
+    pub fn new(topic_name: impl Into<String>, queue_nums: u32) -> Self {
+        Self {
+            topic_name: topic_name.into(),
+            read_queue_nums: queue_nums,
+            write_queue_nums: queue_nums,
+            perm: perm::READ_WRITE,
+            topic_filter_type: single_tag(),
+            topic_sys_flag: 0,
+            order: false,
+            attributes: BTreeMap::new(),
+        }
+    }
+}
+
+/// Version of a broker's topic table; bumped on every change. NameServers only compare it for
+/// equality.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DataVersion {
+    #[serde(default)]
+    pub state_version: i64,
+    #[serde(default)]
+    pub timestamp: i64,
+    #[serde(default)]
+    pub counter: i64,
+}
+
+impl DataVersion {
+    pub fn bump(&mut self, now_ms: u64) {
+        self.counter += 1;
+        self.timestamp = now_ms as i64;
+    }
+}
+
+/// Topic names: RocketMQ allows `[%|a-zA-Z0-9_-]`, at most 127 bytes.
+pub fn validate_topic_name(topic: &str) -> Result<(), String> {
+    if topic.is_empty() {
+        return Err("the topic name is empty".to_owned());
+    }
+    if topic.len() > 127 {
+        return Err(format!(
+            "the topic name is longer than 127 bytes: {} bytes",
+            topic.len()
+        ));
+    }
+    if let Some(c) = topic
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '%' | '|' | '_' | '-')))
+    {
+        return Err(format!(
+            "the topic name {topic:?} contains the illegal character {c:?}"
+        ));
+    }
+    Ok(())
+}
