@@ -7,7 +7,7 @@ pub mod properties;
 pub mod record;
 
 pub use properties::Properties;
-pub use record::{HostAddr, MessageRecord, RecordError};
+pub use record::{body_crc, peek_header, HostAddr, MessageRecord, RecordError};
 
 /// MessageSysFlag bits (int32, send header `sysFlag` and record field SYSFLAG).
 pub mod sys_flag {
