@@ -151,11 +151,11 @@ pub struct MessageStore<S: SegmentStorage> {
 }
 
 /// The ConsumeQueue tags code of a raw property string: the hash of TAGS, 0 without tags.
-fn tags_code_of_properties(properties: &str) -> i64 {
+fn tags_code_of_properties(properties: &[u8]) -> i64 {
     if properties.is_empty() {
         return 0;
     }
-    tags_code(&Properties::parse(properties))
+    tags_code(&Properties::parse(&String::from_utf8_lossy(properties)))
 }
 
 fn tags_code(properties: &Properties) -> i64 {
