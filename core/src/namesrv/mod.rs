@@ -46,6 +46,7 @@ pub const NAMESPACE_ORDER_TOPIC_CONFIG: &str = "ORDER_TOPIC_CONFIG";
 const APPLY_TOPIC_SUGGESTION: &str =
     "\nSee https://rocketmq.apache.org/docs/bestPractice/06FAQ for further details.";
 
+/// NameServer settings (OPERATIONS.md; RocketMQ's `NamesrvConfig` defaults).
 #[derive(Clone, Debug)]
 pub struct NamesrvConfig {
     /// A broker not heard from for this long is forgotten (RocketMQ: 120 s).
@@ -87,6 +88,7 @@ pub struct NameServer {
 }
 
 impl NameServer {
+    /// An empty NameServer: no brokers, no KV config, no scan armed yet.
     pub fn new(config: NamesrvConfig) -> Self {
         Self {
             config,
@@ -136,6 +138,7 @@ impl NameServer {
             Some(now_ms.saturating_add(self.config.scan_not_active_broker_interval_ms));
     }
 
+    /// The next thing to send or close, in the order produced.
     pub fn poll_output(&mut self) -> Option<NamesrvOutput> {
         self.outputs.pop_front()
     }

@@ -196,6 +196,7 @@ impl ClusterInfo {
 }
 
 impl TopicList {
+    /// The body of a 206 / 224 response.
     pub fn to_json(&self) -> String {
         // A struct of one Vec<String>: serde_json's output is fixed and matches fastjson's.
         serde_json::to_string(self).unwrap_or_default()

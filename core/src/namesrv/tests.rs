@@ -725,3 +725,46 @@ fn address_reregistering_with_new_id_replaces_old_entry() {
         BTreeMap::from([(0, "10.0.0.3:10911".to_owned())])
     );
 }
+
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        /// Goal: no request, however malformed, panics the NameServer, and every non-oneway
+        /// request gets exactly one response. Method: arbitrary codes, header values and bodies,
+        /// with the header keys the NameServer reads.
+        #[test]
+        fn arbitrary_requests_never_panic(
+            code in prop_oneof![Just(100), Just(101), Just(102), 103..107i32, Just(206), Just(216),
+                                Just(219), Just(224), Just(322), Just(904), any::<i32>()],
+            values in proptest::collection::vec(".{0,12}", 12),
+            body in proptest::collection::vec(any::<u8>(), 0..64),
+            json_body in "[{}\\[\\]:,\"0-9a-zA-Z ]{0,64}",
+            use_json in any::<bool>(),
+            version in any::<i32>(),
+        ) {
+            let keys = ["brokerName", "brokerAddr", "clusterName", "haServerAddr", "brokerId",
+                        "compressed", "topic", "cluster", "namespace", "key", "value",
+                        "acceptStandardJsonOnly"];
+            let mut command = RemotingCommand::request(code);
+            command.version = version;
+            for (key, value) in keys.iter().zip(values) {
+                command = command.with_ext(key, value);
+            }
+            command = if use_json { command.with_body(json_body.into_bytes()) } else { command.with_body(body) };
+            let mut ns = namesrv();
+            let outputs = call(&mut ns, 0, 1, command);
+            prop_assert_eq!(outputs.len(), 1);
+            ns.handle_timeout(1_000_000);
+            ns.handle_disconnected(1_000_001, ConnId(1));
+        }
+
+        #[test]
+        fn quoting_numeric_keys_never_panics(text in ".{0,64}") {
+            let _ = super::super::json::quote_numeric_keys(&text);
+            let _ = TopicRouteData::parse(text.as_bytes());
+        }
+    }
+}
