@@ -18,6 +18,13 @@ set -euo pipefail
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo_root"
 
+# rustup's proxies come first: once the wasm step has installed Debian's Rust, /usr/bin/cargo
+# exists too, and it has neither rustfmt nor clippy.
+rustup_bin="${CARGO_HOME:-$HOME/.cargo}/bin"
+if [[ -d "$rustup_bin" ]]; then
+    PATH="$rustup_bin:$PATH"
+fi
+
 all_steps=(fmt clippy test wasm)
 if [[ $# -eq 0 ]]; then
     steps=("${all_steps[@]}")
@@ -158,6 +165,7 @@ step_wasm() {
     end_step
 }
 
+echo "toolchain: $(rustc --version), $(cargo --version)"
 for step in "${steps[@]}"; do
     case "$step" in
         fmt) step_fmt ;;
