@@ -177,7 +177,7 @@ impl<S: SegmentStorage> Broker<S> {
         let offsets = offsets::ConsumerOffsets::load(&storage)?;
         let store = MessageStore::open(storage, config.store.clone())?;
         let mut rng = SeededRng::new(config.seed);
-        let uniq_keys = ids::UniqKeyGenerator::new(config.broker_ip1, &mut rng);
+        let uniq_keys = ids::UniqKeyGenerator::from_rng(config.broker_ip1, &mut rng);
         let mut broker = Self {
             rng,
             uniq_keys,
