@@ -12,6 +12,14 @@ use crate::store::MemStorage;
 
 const T0: u64 = 1_718_000_000_000;
 
+/// Defaults with small CommitLog segments, so MemStorage stays small.
+fn test_config() -> BrokerConfig {
+    let mut config = BrokerConfig::default();
+    config.store.commitlog_segment_bytes = 1 << 20;
+    config.store.consume_queue_units_per_segment = 1_000;
+    config
+}
+
 /// Feeds requests to a broker and collects what it emits.
 struct Harness {
     broker: Broker<MemStorage>,
@@ -239,7 +247,7 @@ fn code_of(cmd: &RemotingCommand) -> i32 {
 fn send_then_pull_round_trip() {
     // Goal: what a producer sends is what a consumer pulls, with the broker's stamps.
     // Method: three V2 sends to a fresh topic, then one pull carrying its subscription.
-    let mut h = Harness::new(BrokerConfig::default());
+    let mut h = Harness::new(test_config());
     let mut offsets = Vec::new();
     for i in 0..3u8 {
         let resp = h.call(1, send_v2("TopicA", 0, &[b'm', i], "tagA"));
@@ -285,7 +293,7 @@ fn send_then_pull_round_trip() {
 
 #[test]
 fn pull_filters_by_tag_and_needs_a_subscription() {
-    let mut h = Harness::new(BrokerConfig::default());
+    let mut h = Harness::new(test_config());
     h.call(1, send_v2("TopicA", 0, b"a", "tagA"));
     h.call(1, send_v2("TopicA", 0, b"b", "tagB"));
     let resp = h.call(
@@ -316,7 +324,7 @@ fn pull_filters_by_tag_and_needs_a_subscription() {
 
 #[test]
 fn batch_send_stores_every_entry() {
-    let mut h = Harness::new(BrokerConfig::default());
+    let mut h = Harness::new(test_config());
     let mut body = BytesMut::new();
     for i in 0..2u8 {
         let props = props(&[("UNIQ_KEY", &format!("U{i}")), ("TAGS", "t")]);
@@ -358,7 +366,7 @@ fn unknown_topic_is_auto_created_and_registered() {
     // Goal: a send to an unknown topic creates it from TBW102 and tells the NameServers at once.
     let config = BrokerConfig {
         namesrv_addrs: vec!["ns1:9876".into(), "ns2:9876".into()],
-        ..BrokerConfig::default()
+        ..test_config()
     };
     let mut h = Harness::new(config);
     let first = h.advance_to(T0);
@@ -387,7 +395,7 @@ fn unknown_topic_is_auto_created_and_registered() {
 fn unknown_topic_without_auto_creation_is_17() {
     let config = BrokerConfig {
         auto_create_topic_enable: false,
-        ..BrokerConfig::default()
+        ..test_config()
     };
     let mut h = Harness::new(config);
     let resp = h.call(1, send_v2("NewTopic", 0, b"x", "t"));
@@ -399,7 +407,7 @@ fn unknown_topic_without_auto_creation_is_17() {
 
 #[test]
 fn long_poll_is_woken_by_an_arrival() {
-    let mut h = Harness::new(BrokerConfig::default());
+    let mut h = Harness::new(test_config());
     h.call(1, send_v2("TopicA", 0, b"first", "t"));
     let held = h.request(
         2,
@@ -427,7 +435,7 @@ fn long_poll_is_woken_by_an_arrival() {
 
 #[test]
 fn long_poll_times_out_with_19() {
-    let mut h = Harness::new(BrokerConfig::default());
+    let mut h = Harness::new(test_config());
     let held = h.request(
         2,
         pull_request(
@@ -466,7 +474,7 @@ fn long_poll_times_out_with_19() {
 
 #[test]
 fn held_pulls_of_a_closed_connection_are_dropped() {
-    let mut h = Harness::new(BrokerConfig::default());
+    let mut h = Harness::new(test_config());
     h.call(1, send_v2("TopicA", 0, b"x", "t"));
     h.request(
         2,
@@ -489,7 +497,7 @@ fn sync_flush_answers_after_durability_with_group_commit() {
     // Goal: SYNC_FLUSH sends are answered only once durable, with one sync in flight at a time.
     let config = BrokerConfig {
         flush_disk_type: FlushDiskType::SyncFlush,
-        ..BrokerConfig::default()
+        ..test_config()
     };
     let mut h = Harness::new(config);
     let mut all = Vec::new();
@@ -527,7 +535,7 @@ fn sync_flush_answers_after_durability_with_group_commit() {
 
 #[test]
 fn async_flush_syncs_periodically() {
-    let mut h = Harness::new(BrokerConfig::default());
+    let mut h = Harness::new(test_config());
     let out = h.request(1, send_v2("TopicA", 0, b"x", "t"));
     assert_eq!(responses_on(&out, 1).len(), 1);
     assert!(syncs(&out).is_empty());
@@ -540,7 +548,7 @@ fn async_flush_syncs_periodically() {
 
 #[test]
 fn consumer_offsets_persist_and_reload() {
-    let mut h = Harness::new(BrokerConfig::default());
+    let mut h = Harness::new(test_config());
     h.call(1, send_v2("TopicA", 0, b"x", "t"));
     let mut update = RemotingCommand::request(request::UPDATE_CONSUMER_OFFSET)
         .with_ext("consumerGroup", "G1")
@@ -558,7 +566,7 @@ fn consumer_offsets_persist_and_reload() {
     let json: serde_json::Value = serde_json::from_slice(&saved).unwrap();
     assert_eq!(json["offsetTable"]["TopicA@G1"]["0"], 1);
 
-    let mut h2 = Harness::with_storage(BrokerConfig::default(), storage, T0 + 6_000);
+    let mut h2 = Harness::with_storage(test_config(), storage, T0 + 6_000);
     let query = |queue: i32| {
         RemotingCommand::request(request::QUERY_CONSUMER_OFFSET)
             .with_ext("consumerGroup", "G1")
@@ -587,7 +595,7 @@ fn consumer_offsets_persist_and_reload() {
 
 #[test]
 fn offset_queries() {
-    let mut h = Harness::new(BrokerConfig::default());
+    let mut h = Harness::new(test_config());
     h.call(1, send_v2("TopicA", 0, b"x", "t"));
     h.call(1, send_v2("TopicA", 0, b"y", "t"));
     let q = |code| {
@@ -619,7 +627,7 @@ fn offset_queries() {
 fn heartbeat_registers_and_notifies_other_members() {
     let mut h = Harness::new(BrokerConfig {
         namesrv_addrs: vec!["ns:9876".into()],
-        ..BrokerConfig::default()
+        ..test_config()
     });
     h.advance_to(T0);
     let out = h.request(1, heartbeat("10.0.0.1@b", "G1", "TopicA", "*"));
@@ -672,7 +680,7 @@ fn heartbeat_registers_and_notifies_other_members() {
 
 #[test]
 fn queue_locks_conflict_and_expire() {
-    let mut h = Harness::new(BrokerConfig::default());
+    let mut h = Harness::new(test_config());
     let lock = |client: &str, queues: &[i32]| {
         let mq: Vec<_> = queues
             .iter()
@@ -707,7 +715,7 @@ fn queue_locks_conflict_and_expire() {
 
 #[test]
 fn unknown_code_is_3() {
-    let mut h = Harness::new(BrokerConfig::default());
+    let mut h = Harness::new(test_config());
     let resp = h.call(1, RemotingCommand::request(9999));
     assert_eq!(resp.code, response::REQUEST_CODE_NOT_SUPPORTED);
     assert_eq!(
@@ -719,7 +727,7 @@ fn unknown_code_is_3() {
 
 #[test]
 fn oneway_requests_get_no_response() {
-    let mut h = Harness::new(BrokerConfig::default());
+    let mut h = Harness::new(test_config());
     let mut cmd = RemotingCommand::request(9999);
     cmd.mark_oneway();
     assert!(h.request(1, cmd).is_empty());
@@ -731,7 +739,7 @@ fn oneway_requests_get_no_response() {
 
 #[test]
 fn malformed_headers_are_system_errors() {
-    let mut h = Harness::new(BrokerConfig::default());
+    let mut h = Harness::new(test_config());
     let mut send = send_v2("TopicA", 0, b"x", "t");
     send.ext_fields.remove("b");
     let resp = h.call(1, send);
@@ -750,7 +758,7 @@ fn malformed_headers_are_system_errors() {
 
 #[test]
 fn oversized_body_is_13() {
-    let mut config = BrokerConfig::default();
+    let mut config = test_config();
     config.store.max_message_size_bytes = 16;
     let mut h = Harness::new(config);
     let resp = h.call(1, send_v2("TopicA", 0, &[0; 17], "t"));
@@ -766,7 +774,7 @@ fn oversized_body_is_13() {
 fn shutdown_unregisters_and_answers_held_pulls() {
     let mut h = Harness::new(BrokerConfig {
         namesrv_addrs: vec!["ns:9876".into()],
-        ..BrokerConfig::default()
+        ..test_config()
     });
     h.call(1, send_v2("TopicA", 0, b"x", "t"));
     h.request(
@@ -791,7 +799,7 @@ fn shutdown_unregisters_and_answers_held_pulls() {
 
 #[test]
 fn create_topic_and_list_topics() {
-    let mut h = Harness::new(BrokerConfig::default());
+    let mut h = Harness::new(test_config());
     let create = RemotingCommand::request(request::UPDATE_AND_CREATE_TOPIC)
         .with_ext("topic", "Admin1")
         .with_ext("defaultTopic", "TBW102")

@@ -180,8 +180,10 @@ impl<S: SegmentStorage> Broker<S> {
             .get(default_topic)
             .cloned()
             .ok_or_else(not_exist)?;
-        let inheritable = template.perm & perm::INHERIT != 0
-            && !(default_topic == AUTO_CREATE_TOPIC_KEY && !self.config.auto_create_topic_enable);
+        // A TBW102 left over from a time auto-creation was on no longer counts as a template.
+        let tbw_disabled =
+            default_topic == AUTO_CREATE_TOPIC_KEY && !self.config.auto_create_topic_enable;
+        let inheritable = template.perm & perm::INHERIT != 0 && !tbw_disabled;
         if !inheritable {
             return Err(not_exist());
         }
