@@ -350,7 +350,15 @@ impl<S: SegmentStorage> Broker<S> {
         if self.shut_down {
             return None;
         }
-        let mut next = self.next_offset_persist_ms.min(self.next_flush_ms);
+        let mut next = u64::MAX;
+        // Timers with nothing to do do not wake the driver; once there is work again the
+        // (possibly past) instant makes the next `handle_timeout` do it promptly.
+        if self.offsets.is_dirty() {
+            next = next.min(self.next_offset_persist_ms);
+        }
+        if self.store.written_offset() > self.store.durable_offset() {
+            next = next.min(self.next_flush_ms);
+        }
         if !self.config.namesrv_addrs.is_empty() {
             next = next.min(self.next_register_ms);
         }
@@ -360,7 +368,7 @@ impl<S: SegmentStorage> Broker<S> {
         if let Some(deadline) = self.held_pulls.earliest_deadline_ms() {
             next = next.min(deadline);
         }
-        Some(next)
+        (next != u64::MAX).then_some(next)
     }
 
     pub fn config(&self) -> &BrokerConfig {

@@ -820,3 +820,47 @@ fn create_topic_and_list_topics() {
         .unwrap();
     assert!(saved.is_some());
 }
+
+#[test]
+fn pull_commits_the_piggy_backed_offset_once() {
+    let mut h = Harness::new(test_config());
+    h.call(1, send_v2("TopicA", 0, b"x", "t"));
+    let mut pull = pull_request(
+        "G1",
+        "TopicA",
+        0,
+        1,
+        pull_sys_flag::SUBSCRIPTION | pull_sys_flag::SUSPEND | pull_sys_flag::COMMIT_OFFSET,
+        Some("*"),
+    )
+    .with_ext("commitOffset", 1);
+    assert!(h.request(2, pull.clone()).is_empty());
+    assert_eq!(h.broker.consumer_offset("TopicA", "G1", 0), Some(1));
+    // A wake-up re-runs the pull without committing again.
+    h.call(
+        1,
+        RemotingCommand::request(request::UPDATE_CONSUMER_OFFSET)
+            .with_ext("consumerGroup", "G1")
+            .with_ext("topic", "TopicA")
+            .with_ext("queueId", 0)
+            .with_ext("commitOffset", 0),
+    );
+    let out = h.request(1, send_v2("TopicA", 0, b"y", "t"));
+    assert_eq!(responses_on(&out, 2)[0].code, response::SUCCESS);
+    assert_eq!(h.broker.consumer_offset("TopicA", "G1", 0), Some(0));
+    // Without the commit bit nothing is stored.
+    pull.ext_fields
+        .insert("sysFlag".into(), pull_sys_flag::SUBSCRIPTION.to_string());
+    pull.ext_fields.insert("consumerGroup".into(), "G2".into());
+    h.call(2, pull);
+    assert_eq!(h.broker.consumer_offset("TopicA", "G2", 0), None);
+}
+
+#[test]
+fn poll_timeout_covers_pending_work_only() {
+    let mut h = Harness::new(test_config());
+    // Nothing to do: no NameServers, no data, no clients.
+    assert_eq!(h.broker.poll_timeout(), None);
+    h.call(1, send_v2("TopicA", 0, b"x", "t"));
+    assert_eq!(h.broker.poll_timeout(), Some(T0 + 500));
+}
