@@ -20,6 +20,7 @@ mod binary_header;
 pub mod codec;
 pub mod codes;
 pub mod command;
+pub mod headers;
 mod json_header;
 
 pub use codec::{
