@@ -242,6 +242,14 @@ impl Standalone {
         )
     }
 
+    /// Resolves only if the NameServer or the Broker dies on its own. Cancel-safe.
+    pub async fn stopped(&mut self) -> RunError {
+        tokio::select! {
+            e = self.namesrv.stopped() => e,
+            e = self.broker.stopped() => e,
+        }
+    }
+
     /// Stops the Broker first (so its unregister reaches the NameServer), then the NameServer.
     pub async fn shutdown(self) -> Result<(), RunError> {
         let result = self.broker.shutdown().await;
@@ -286,23 +294,37 @@ impl Signals {
 pub async fn run_standalone(opts: StandaloneOptions) -> Result<(), RunError> {
     let mut signals = Signals::install()?;
     let standalone = Standalone::start(&opts).await?;
+    let mut standalone = standalone;
     announce(&standalone.ready_line())?;
-    signals.wait().await;
-    standalone.shutdown().await
+    let died = tokio::select! {
+        _ = signals.wait() => None,
+        e = standalone.stopped() => Some(e),
+    };
+    match died {
+        None => standalone.shutdown().await,
+        Some(e) => {
+            // Stop what still runs (syncing what was written), then report the failure.
+            let _ = standalone.shutdown().await;
+            Err(e)
+        }
+    }
 }
 
 /// `vostok namesrv`.
 pub async fn run_namesrv(opts: NamesrvOptions) -> Result<(), RunError> {
     let mut signals = Signals::install()?;
     let listener = bind(SocketAddr::new(opts.listen_ip, opts.port)).await?;
-    let namesrv = NamesrvServer::start(listener, NamesrvConfig::default())?;
+    let mut namesrv = NamesrvServer::start(listener, NamesrvConfig::default())?;
     announce(&format!(
         "vostok ready namesrv={}",
         server::dialable(namesrv.local_addr())
     ))?;
-    signals.wait().await;
+    let died = tokio::select! {
+        _ = signals.wait() => None,
+        e = namesrv.stopped() => Some(e),
+    };
     namesrv.shutdown().await;
-    Ok(())
+    died.map_or(Ok(()), Err)
 }
 
 /// `vostok broker`.
@@ -332,14 +354,20 @@ pub async fn run_broker(opts: BrokerOptions) -> Result<(), RunError> {
     let listener = bind(resolved.listen_addr).await?;
     std::fs::create_dir_all(&resolved.data_dir)?;
     let data_dir = absolute(&resolved.data_dir);
-    let broker = BrokerServer::start(listener, resolved.config, &data_dir)?;
+    let mut broker = BrokerServer::start(listener, resolved.config, &data_dir)?;
     announce(&format!(
         "vostok ready broker={} data={}",
         server::dialable(broker.local_addr()),
         data_dir.display()
     ))?;
-    signals.wait().await;
-    broker.shutdown().await
+    let died = tokio::select! {
+        _ = signals.wait() => None,
+        e = broker.stopped() => Some(e),
+    };
+    match died {
+        None => broker.shutdown().await,
+        Some(e) => Err(e),
+    }
 }
 
 #[cfg(test)]

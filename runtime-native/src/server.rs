@@ -285,7 +285,8 @@ impl Connections {
 pub struct NamesrvServer {
     local_addr: SocketAddr,
     shutdown: watch::Sender<bool>,
-    owner: JoinHandle<()>,
+    /// `None` once [`NamesrvServer::stopped`] saw it end.
+    owner: Option<JoinHandle<()>>,
 }
 
 impl NamesrvServer {
@@ -300,7 +301,7 @@ impl NamesrvServer {
         Ok(Self {
             local_addr,
             shutdown,
-            owner,
+            owner: Some(owner),
         })
     }
 
@@ -309,11 +310,27 @@ impl NamesrvServer {
         self.local_addr
     }
 
+    /// Resolves only if the server dies on its own (a panic in its state machine): the caller
+    /// should then exit rather than keep a port open that nobody serves. Cancel-safe.
+    pub async fn stopped(&mut self) -> RunError {
+        let Some(owner) = self.owner.as_mut() else {
+            return std::future::pending().await;
+        };
+        let joined = owner.await;
+        self.owner = None;
+        match joined {
+            Ok(()) => RunError::Task("namesrv stopped unexpectedly".to_owned()),
+            Err(e) => RunError::Task(format!("namesrv owner ended abnormally: {e}")),
+        }
+    }
+
     /// Stops accepting and ends the owner.
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
-        if let Err(e) = self.owner.await {
-            error!("namesrv owner ended abnormally: {e}");
+        if let Some(owner) = self.owner {
+            if let Err(e) = owner.await {
+                error!("namesrv owner ended abnormally: {e}");
+            }
         }
     }
 }
@@ -380,7 +397,8 @@ async fn run_namesrv_owner(
 pub struct BrokerServer {
     local_addr: SocketAddr,
     shutdown: watch::Sender<bool>,
-    owner: JoinHandle<Result<(), RunError>>,
+    /// `None` once [`BrokerServer::stopped`] saw it end.
+    owner: Option<JoinHandle<Result<(), RunError>>>,
 }
 
 impl BrokerServer {
@@ -417,7 +435,7 @@ impl BrokerServer {
         Ok(Self {
             local_addr,
             shutdown,
-            owner,
+            owner: Some(owner),
         })
     }
 
@@ -430,11 +448,26 @@ impl BrokerServer {
     /// written durable.
     pub async fn shutdown(self) -> Result<(), RunError> {
         let _ = self.shutdown.send(true);
-        match self.owner.await {
-            Ok(result) => result,
-            Err(e) => Err(RunError::Task(format!(
-                "broker owner ended abnormally: {e}"
-            ))),
+        match self.owner {
+            Some(owner) => match owner.await {
+                Ok(result) => result,
+                Err(e) => Err(RunError::Task(format!("broker owner ended abnormally: {e}"))),
+            },
+            None => Ok(()),
+        }
+    }
+
+    /// Resolves only if the broker dies on its own (a panic in its state machine). Cancel-safe.
+    pub async fn stopped(&mut self) -> RunError {
+        let Some(owner) = self.owner.as_mut() else {
+            return std::future::pending().await;
+        };
+        let joined = owner.await;
+        self.owner = None;
+        match joined {
+            Ok(Ok(())) => RunError::Task("broker stopped unexpectedly".to_owned()),
+            Ok(Err(e)) => e,
+            Err(e) => RunError::Task(format!("broker owner ended abnormally: {e}")),
         }
     }
 }
