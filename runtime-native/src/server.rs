@@ -451,7 +451,9 @@ impl BrokerServer {
         match self.owner {
             Some(owner) => match owner.await {
                 Ok(result) => result,
-                Err(e) => Err(RunError::Task(format!("broker owner ended abnormally: {e}"))),
+                Err(e) => Err(RunError::Task(format!(
+                    "broker owner ended abnormally: {e}"
+                ))),
             },
             None => Ok(()),
         }

@@ -30,6 +30,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use memmap2::{MmapOptions, MmapRaw};
 use vostok_core::store::{SegmentStorage, StorageError, SyncRequest};
 
+/// The store's lock file, directly under the root (RocketMQ's name).
+const LOCK_FILE: &str = "lock";
+
 /// Suffix of the file `replace` writes before renaming it into place; never listed.
 const TMP_SUFFIX: &str = ".vostok-tmp";
 
@@ -51,6 +54,9 @@ type SegmentTable = Arc<Mutex<BTreeMap<String, Arc<Segment>>>>;
 pub struct MmapStorage {
     root: PathBuf,
     segments: SegmentTable,
+    /// `<root>/lock`, held with an exclusive `flock` for as long as this storage lives: two
+    /// processes mapping the same segments would corrupt them.
+    _lock: File,
 }
 
 /// Makes ranges of an [`MmapStorage`]'s files durable from another thread.
@@ -161,14 +167,32 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
 }
 
 impl MmapStorage {
-    /// Opens (creating it if needed) a store rooted at `root`. Files are mapped lazily on first
-    /// access.
+    /// Opens (creating it if needed) a store rooted at `root` and locks it (`<root>/lock`), so a
+    /// second broker on the same directory fails to start instead of corrupting it. Files are
+    /// mapped lazily on first access.
     pub fn open(root: impl Into<PathBuf>) -> Result<Self, StorageError> {
         let root = root.into();
-        std::fs::create_dir_all(&root).map_err(|e| map_err(&root.display().to_string(), e))?;
+        let shown = root.display().to_string();
+        std::fs::create_dir_all(&root).map_err(|e| map_err(&shown, e))?;
+        let lock_path = root.join(LOCK_FILE);
+        let lock = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&lock_path)
+            .map_err(|e| map_err(&lock_path.display().to_string(), e))?;
+        rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive).map_err(
+            |e| {
+                StorageError::Io(format!(
+                    "{shown}: the store is in use by another broker ({e})"
+                ))
+            },
+        )?;
         Ok(Self {
             root,
             segments: Arc::default(),
+            _lock: lock,
         })
     }
 
@@ -555,6 +579,18 @@ mod tests {
         s.read_at("commitlog/00000000000000000000", 1000, &mut buf)
             .unwrap();
         assert_eq!(&buf, b"durable");
+    }
+
+    #[test]
+    fn a_store_is_opened_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = MmapStorage::open(dir.path()).unwrap();
+        assert!(matches!(
+            MmapStorage::open(dir.path()),
+            Err(StorageError::Io(t)) if t.contains("in use")
+        ));
+        drop(first);
+        MmapStorage::open(dir.path()).expect("lock released on drop");
     }
 
     #[test]
