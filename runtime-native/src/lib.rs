@@ -447,7 +447,9 @@ mod tests {
     async fn undecodable_frame_closes_only_that_connection() {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let namesrv = NamesrvServer::start(listener, NamesrvConfig::default()).unwrap();
-        let mut bad = tokio::net::TcpStream::connect(namesrv.local_addr()).await.unwrap();
+        let mut bad = tokio::net::TcpStream::connect(namesrv.local_addr())
+            .await
+            .unwrap();
         // Frame length 2: too short to hold the header-length word.
         bad.write_all(&[0, 0, 0, 2, 0xde, 0xad]).await.unwrap();
         let mut buf = [0u8; 16];
@@ -457,7 +459,9 @@ mod tests {
             .unwrap_or(0);
         assert_eq!(n, 0, "no reply to an undecodable frame, just a close");
         // Another connection is still served.
-        let mut good = tokio::net::TcpStream::connect(namesrv.local_addr()).await.unwrap();
+        let mut good = tokio::net::TcpStream::connect(namesrv.local_addr())
+            .await
+            .unwrap();
         let mut req =
             RemotingCommand::request(request::GET_ROUTEINFO_BY_TOPIC).with_ext("topic", "Nope");
         req.opaque = 7;

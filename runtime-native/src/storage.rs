@@ -593,6 +593,76 @@ mod tests {
         MmapStorage::open(dir.path()).expect("lock released on drop");
     }
 
+    fn record(topic: &str, queue_id: i32, body: &str) -> vostok_core::message::MessageRecord {
+        let host: std::net::SocketAddr = "127.0.0.1:10911".parse().unwrap();
+        vostok_core::message::MessageRecord {
+            queue_id,
+            flag: 0,
+            queue_offset: 0,
+            physical_offset: 0,
+            sys_flag: 0,
+            born_timestamp_ms: 1_700_000_000_000,
+            born_host: host,
+            store_timestamp_ms: 1_700_000_000_001,
+            store_host: host,
+            reconsume_times: 0,
+            prepared_transaction_offset: 0,
+            body: bytes::Bytes::copy_from_slice(body.as_bytes()),
+            topic: topic.to_owned(),
+            properties: Default::default(),
+        }
+    }
+
+    /// The real store over mmap files: records spanning several CommitLog segments survive a
+    /// sync from another thread and a reopen.
+    #[test]
+    fn message_store_round_trip_over_mmap() {
+        use vostok_core::store::{GetStatus, MessageStore, QueueOffset, StoreConfig};
+        let dir = tempfile::tempdir().unwrap();
+        let config = StoreConfig {
+            commitlog_segment_bytes: 4096,
+            consume_queue_units_per_segment: 8,
+            ..StoreConfig::default()
+        };
+        {
+            let storage = MmapStorage::open(dir.path()).unwrap();
+            let handle = storage.sync_handle();
+            let mut store = MessageStore::open(storage, config.clone()).unwrap();
+            for i in 0..60 {
+                store
+                    .put(record("TopicA", i % 2, &format!("body-{i:03}")))
+                    .unwrap();
+            }
+            let request = store.sync_request().expect("something to sync");
+            let synced =
+                std::thread::spawn(move || handle.sync_request(&request).map(|_| request.up_to));
+            let up_to = synced.join().unwrap().unwrap();
+            store.handle_synced(up_to);
+            assert_eq!(store.durable_offset(), store.written_offset());
+        }
+        assert!(
+            MmapStorage::open(dir.path())
+                .unwrap()
+                .list("commitlog")
+                .unwrap()
+                .len()
+                > 1,
+            "the CommitLog rolled over"
+        );
+        let storage = MmapStorage::open(dir.path()).unwrap();
+        let store = MessageStore::open(storage, config).unwrap();
+        assert_eq!(store.max_offset("TopicA", 0), QueueOffset(30));
+        assert_eq!(store.max_offset("TopicA", 1), QueueOffset(30));
+        let got = store
+            .get("TopicA", 1, QueueOffset(0), 64, &|_| true)
+            .unwrap();
+        assert_eq!(got.status, GetStatus::Found);
+        assert_eq!(got.records.len(), 30);
+        let last = got.records.last().unwrap();
+        let decoded = vostok_core::message::MessageRecord::decode(last, true).unwrap();
+        assert_eq!(&decoded.body[..], b"body-059");
+    }
+
     #[test]
     fn no_space_is_mapped() {
         let e = io::Error::from_raw_os_error(28);
