@@ -472,6 +472,78 @@ mod tests {
         namesrv.shutdown().await;
     }
 
+    /// SYNC_FLUSH: a send is answered only after the flusher reported it durable, and the
+    /// message is in the store after a graceful shutdown. Needs the core's Broker.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sync_flush_send_is_answered_and_durable() {
+        let dir = tempfile::tempdir().unwrap();
+        let data_dir = dir.path().join("data");
+        // Small segments keep recovery at reopen quick.
+        let conf = dir.path().join("broker.conf");
+        std::fs::write(
+            &conf,
+            "mappedFileSizeCommitLog=1048576\nflushDiskType=ASYNC_FLUSH\n",
+        )
+        .unwrap();
+        let opts = StandaloneOptions {
+            namesrv_port: Some(0),
+            broker: BrokerOptions {
+                config_file: Some(conf),
+                data_dir: Some(data_dir.clone()),
+                broker_port: Some(0),
+                // The flag overrides the file.
+                flush_disk_type: Some(FlushDiskType::SyncFlush),
+                ..Default::default()
+            },
+        };
+        let standalone = Standalone::start(&opts).await.expect("starts");
+        let mut stream = tokio::net::TcpStream::connect(standalone.broker_addr())
+            .await
+            .unwrap();
+        // SEND_MESSAGE_V2 with its one-letter header keys (REMOTING.md §3.2).
+        let mut req = RemotingCommand::request(request::SEND_MESSAGE_V2)
+            .with_ext("a", "PG")
+            .with_ext("b", "TopicSync")
+            .with_ext("c", "TBW102")
+            .with_ext("d", 4)
+            .with_ext("e", 0)
+            .with_ext("f", 0)
+            .with_ext("g", 1_700_000_000_000i64)
+            .with_ext("h", 0)
+            .with_ext("i", "TAGS\u{1}t\u{2}WAIT\u{1}true\u{2}")
+            .with_ext("j", 0)
+            .with_ext("k", false)
+            .with_body(bytes::Bytes::from_static(b"durable hello"));
+        req.opaque = 42;
+        let reply =
+            tokio::time::timeout(std::time::Duration::from_secs(10), call(&mut stream, &req))
+                .await
+                .expect("a SYNC_FLUSH send is answered once synced");
+        assert_eq!(reply.opaque, 42);
+        assert_eq!(reply.code, response::SUCCESS, "{:?}", reply.remark);
+        let queue_id: i32 = reply.ext_num("queueId").expect("queueId");
+        standalone.shutdown().await.expect("clean shutdown");
+
+        let storage = storage::MmapStorage::open(&data_dir).expect("lock released");
+        let store_config = vostok_core::store::StoreConfig {
+            commitlog_segment_bytes: 1 << 20,
+            ..Default::default()
+        };
+        let store = vostok_core::store::MessageStore::open(storage, store_config).unwrap();
+        let got = store
+            .get(
+                "TopicSync",
+                queue_id,
+                vostok_core::store::QueueOffset(0),
+                8,
+                &|_| true,
+            )
+            .unwrap();
+        assert_eq!(got.records.len(), 1);
+        let record = vostok_core::message::MessageRecord::decode(&got.records[0], true).unwrap();
+        assert_eq!(&record.body[..], b"durable hello");
+    }
+
     /// Needs the core's codec, NameServer and Broker.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn standalone_serves_the_default_topic_route() {
