@@ -106,8 +106,8 @@ pub struct RecordMeta<'a> {
     pub physical_offset: i64,
     pub store_timestamp_ms: i64,
     pub topic: &'a str,
-    /// The raw property string.
-    pub properties: &'a str,
+    /// The raw property string (decoded leniently, like Java, when its tags are needed).
+    pub properties: &'a [u8],
 }
 
 fn be_i16(buf: &[u8], pos: usize) -> Option<i16> {
@@ -189,7 +189,6 @@ pub fn check_record(buf: &[u8]) -> Result<RecordMeta<'_>, &'static str> {
     let props_len = usize::try_from(props_len).map_err(|_| "PROPERTIES length")?;
     pos += 2;
     let properties = buf.get(pos..pos + props_len).ok_or("PROPERTIES")?;
-    let properties = std::str::from_utf8(properties).map_err(|_| "PROPERTIES")?;
     pos += props_len;
     if pos != buf.len() {
         return Err("TOTALSIZE");

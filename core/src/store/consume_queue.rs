@@ -48,6 +48,7 @@ pub struct CqUnit {
 }
 
 impl CqUnit {
+    /// The 20 stored bytes.
     pub fn encode(&self) -> [u8; UNIT_BYTES as usize] {
         let mut out = [0u8; UNIT_BYTES as usize];
         out[..8].copy_from_slice(&self.commitlog_offset.to_be_bytes());

@@ -53,7 +53,9 @@ pub const PULL_FILTER_UNITS_MIN: u64 = 16_000 / consume_queue::UNIT_BYTES;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StoreConfig {
-    /// Size of one CommitLog segment file (`mappedFileSizeCommitLog`, 1 GiB in RocketMQ).
+    /// Size of one CommitLog segment file (`mappedFileSizeCommitLog`, 1 GiB in RocketMQ). At
+    /// most `i32::MAX`: the BLANK filler stores the rest of a segment in an int32. A record
+    /// needs its size plus 8 bytes of room, so the largest record is this minus 8.
     pub commitlog_segment_bytes: u64,
     /// Units per ConsumeQueue segment file (`mappedFileSizeConsumeQueue` / 20: 300 000).
     pub consume_queue_units_per_segment: u64,
@@ -151,11 +153,11 @@ pub struct MessageStore<S: SegmentStorage> {
 }
 
 /// The ConsumeQueue tags code of a raw property string: the hash of TAGS, 0 without tags.
-fn tags_code_of_properties(properties: &str) -> i64 {
+fn tags_code_of_properties(properties: &[u8]) -> i64 {
     if properties.is_empty() {
         return 0;
     }
-    tags_code(&Properties::parse(properties))
+    tags_code(&Properties::parse(&String::from_utf8_lossy(properties)))
 }
 
 fn tags_code(properties: &Properties) -> i64 {
@@ -632,10 +634,14 @@ impl<S: SegmentStorage> MessageStore<S> {
             .unwrap_or_default()
     }
 
+    /// The underlying storage.
     pub fn storage(&self) -> &S {
         &self.storage
     }
 
+    /// The underlying storage, for small config files next to the store and for tests. Writing
+    /// into the CommitLog or ConsumeQueue files behind the store's back is for fault injection
+    /// only.
     pub fn storage_mut(&mut self) -> &mut S {
         &mut self.storage
     }
@@ -645,6 +651,7 @@ impl<S: SegmentStorage> MessageStore<S> {
         self.storage
     }
 
+    /// The configuration the store was opened with.
     pub fn config(&self) -> &StoreConfig {
         &self.config
     }

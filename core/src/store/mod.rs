@@ -9,6 +9,9 @@ pub mod consume_queue;
 pub mod message_store;
 pub mod segment;
 
+#[cfg(test)]
+mod tests;
+
 pub use message_store::{
     GetResult, GetStatus, MessageStore, PutResult, RecoveryReport, StoreConfig, StoreError,
 };

@@ -63,6 +63,7 @@ struct MemFile {
 }
 
 impl MemStorage {
+    /// An empty storage.
     pub fn new() -> Self {
         Self::default()
     }
