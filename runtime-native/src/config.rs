@@ -1,0 +1,370 @@
+//! broker.conf: RocketMQ's `java.util.Properties` text, mapped onto [`BrokerConfig`].
+//!
+//! Accepted syntax (the subset of `java.util.Properties` that broker.conf files use):
+//!
+//! ```text
+//! # a comment            ! also a comment
+//! brokerClusterName = DefaultCluster
+//! brokerName: broker-a
+//! namesrvAddr=127.0.0.1:9876;127.0.0.2:9876
+//! storePathRootDir=/var/lib/vostok \
+//!     (a trailing backslash continues the value on the next line)
+//! ```
+//!
+//! Keys and values are trimmed. The first `=` or `:` separates them; a line with neither is a key
+//! with an empty value. Unknown keys produce one warning each and are otherwise ignored, so a
+//! RocketMQ broker.conf can be used unchanged; a value that does not parse is an error naming the
+//! key.
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use vostok_core::broker::{BrokerConfig, FlushDiskType};
+
+/// A broker.conf that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{file}: invalid value {value:?} for {key}: {reason}")]
+    BadValue {
+        file: String,
+        key: String,
+        value: String,
+        reason: String,
+    },
+}
+
+/// Everything a broker.conf sets: the core's [`BrokerConfig`] plus what only the driver uses.
+#[derive(Clone, Debug, Default)]
+pub struct BrokerFileConfig {
+    pub broker: BrokerConfig,
+    /// `storePathRootDir`, when the file sets it.
+    pub store_path_root_dir: Option<PathBuf>,
+    /// `storePathCommitLog`, when the file sets it. Only `<storePathRootDir>/commitlog` is
+    /// supported; the driver warns about any other value and keeps the CommitLog under the root.
+    pub store_path_commit_log: Option<PathBuf>,
+    /// One line per unknown or unsupported key, each key once, in file order.
+    pub warnings: Vec<String>,
+}
+
+/// Keys RocketMQ's sample broker.conf files set that Vostok accepts without acting on them (it
+/// runs one master with time-based retention not yet implemented). They get a quieter warning
+/// than a misspelt key.
+const ACCEPTED_UNSUPPORTED_KEYS: &[&str] = &[
+    "brokerRole",
+    "deleteWhen",
+    "fileReservedTime",
+    "brokerIP2",
+    "haListenPort",
+    "enablePropertyFilter",
+    "sendMessageThreadPoolNums",
+    "pullMessageThreadPoolNums",
+    "diskMaxUsedSpaceRatio",
+    "storePathConsumeQueue",
+    "storePathIndex",
+    "storeCheckpoint",
+    "abortFile",
+];
+
+/// Splits properties text into `(key, value)` pairs in file order (later duplicates win when
+/// applied, as in Java).
+pub fn parse_properties(text: &str) -> Vec<(String, String)> {
+    let mut pairs = Vec::new();
+    let mut lines = text.lines();
+    while let Some(first) = lines.next() {
+        let mut line = first.trim().to_owned();
+        if line.is_empty() || line.starts_with('#') || line.starts_with('!') {
+            continue;
+        }
+        // A trailing backslash continues the logical line; leading blanks of the continuation
+        // are dropped, as java.util.Properties does.
+        while line.ends_with('\\') {
+            line.pop();
+            match lines.next() {
+                Some(next) => line.push_str(next.trim_start()),
+                None => break,
+            }
+        }
+        let split = line.find(['=', ':']);
+        let (key, value) = match split {
+            Some(i) => (&line[..i], &line[i + 1..]),
+            None => (line.as_str(), ""),
+        };
+        pairs.push((key.trim().to_owned(), value.trim().to_owned()));
+    }
+    pairs
+}
+
+/// Reads and applies a broker.conf file over the defaults.
+pub fn load_broker_conf(path: &Path) -> Result<BrokerFileConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    parse_broker_conf(&path.display().to_string(), &text)
+}
+
+/// Applies broker.conf text over the defaults. `file` names the source in errors and warnings.
+pub fn parse_broker_conf(file: &str, text: &str) -> Result<BrokerFileConfig, ConfigError> {
+    let mut out = BrokerFileConfig::default();
+    let mut warned = BTreeSet::new();
+    for (key, value) in parse_properties(text) {
+        let bad = |reason: &str| ConfigError::BadValue {
+            file: file.to_owned(),
+            key: key.clone(),
+            value: value.clone(),
+            reason: reason.to_owned(),
+        };
+        let b = &mut out.broker;
+        match key.as_str() {
+            "brokerClusterName" => {
+                b.broker_cluster_name = non_empty(&value).ok_or_else(|| bad("must not be empty"))?
+            }
+            "brokerName" => {
+                b.broker_name = non_empty(&value).ok_or_else(|| bad("must not be empty"))?
+            }
+            "brokerId" => {
+                b.broker_id = value
+                    .parse()
+                    .map_err(|_| bad("expected a broker id ≥ 0 (0 is the master)"))?
+            }
+            "namesrvAddr" => b.namesrv_addrs = parse_namesrv_addrs(&value).map_err(|r| bad(&r))?,
+            "listenPort" => {
+                b.listen_port = value
+                    .parse()
+                    .map_err(|_| bad("expected a TCP port (0-65535)"))?
+            }
+            "brokerIP1" => {
+                b.broker_ip1 = value
+                    .parse::<IpAddr>()
+                    .map_err(|_| bad("expected an IP address"))?
+            }
+            "storePathRootDir" => {
+                out.store_path_root_dir = Some(PathBuf::from(
+                    non_empty(&value).ok_or_else(|| bad("must not be empty"))?,
+                ))
+            }
+            "storePathCommitLog" => {
+                out.store_path_commit_log = Some(PathBuf::from(
+                    non_empty(&value).ok_or_else(|| bad("must not be empty"))?,
+                ))
+            }
+            "flushDiskType" => {
+                b.flush_disk_type = parse_flush_disk_type(&value)
+                    .ok_or_else(|| bad("expected ASYNC_FLUSH or SYNC_FLUSH"))?
+            }
+            "autoCreateTopicEnable" => {
+                b.auto_create_topic_enable =
+                    parse_bool(&value).ok_or_else(|| bad("expected true or false"))?
+            }
+            "autoCreateSubscriptionGroup" => {
+                b.auto_create_subscription_group =
+                    parse_bool(&value).ok_or_else(|| bad("expected true or false"))?
+            }
+            "longPollingEnable" => {
+                b.long_polling_enable =
+                    parse_bool(&value).ok_or_else(|| bad("expected true or false"))?
+            }
+            "defaultTopicQueueNums" => {
+                b.default_topic_queue_nums =
+                    positive(&value).ok_or_else(|| bad("expected a queue count ≥ 1"))?
+            }
+            "maxMessageSize" => {
+                b.store.max_message_size_bytes =
+                    positive(&value).ok_or_else(|| bad("expected a size in bytes ≥ 1"))?
+            }
+            // RocketMQ still reads the old spelling with one "p".
+            "mappedFileSizeCommitLog" | "mapedFileSizeCommitLog" => {
+                b.store.commitlog_segment_bytes =
+                    positive(&value).ok_or_else(|| bad("expected a size in bytes ≥ 1"))?
+            }
+            "mappedFileSizeConsumeQueue" | "mapedFileSizeConsumeQueue" => {
+                // The file size is given in bytes of 20-byte units, as in RocketMQ.
+                let bytes: u64 =
+                    positive(&value).ok_or_else(|| bad("expected a size in bytes ≥ 20"))?;
+                if bytes < 20 {
+                    return Err(bad("expected a size in bytes ≥ 20"));
+                }
+                b.store.consume_queue_units_per_segment = bytes / 20;
+            }
+            "flushIntervalCommitLog" => {
+                b.flush_interval_commitlog_ms =
+                    positive(&value).ok_or_else(|| bad("expected milliseconds ≥ 1"))?
+            }
+            "registerNameServerPeriod" => {
+                b.register_broker_interval_ms =
+                    positive(&value).ok_or_else(|| bad("expected milliseconds ≥ 1"))?
+            }
+            _ => {
+                if warned.insert(key.clone()) {
+                    if ACCEPTED_UNSUPPORTED_KEYS.contains(&key.as_str()) {
+                        out.warnings
+                            .push(format!("{file}: {key} is not supported yet; ignored"));
+                    } else {
+                        out.warnings
+                            .push(format!("{file}: unknown key {key}; ignored"));
+                    }
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn non_empty(value: &str) -> Option<String> {
+    (!value.is_empty()).then(|| value.to_owned())
+}
+
+fn positive<T: std::str::FromStr + Default + PartialOrd>(value: &str) -> Option<T> {
+    value.parse::<T>().ok().filter(|v| *v > T::default())
+}
+
+/// Strict booleans: a typo such as `ture` is an error, not a silent `false` as in Java.
+fn parse_bool(value: &str) -> Option<bool> {
+    if value.eq_ignore_ascii_case("true") {
+        Some(true)
+    } else if value.eq_ignore_ascii_case("false") {
+        Some(false)
+    } else {
+        None
+    }
+}
+
+/// `ASYNC_FLUSH` or `SYNC_FLUSH` (case-insensitive).
+pub fn parse_flush_disk_type(value: &str) -> Option<FlushDiskType> {
+    if value.eq_ignore_ascii_case("ASYNC_FLUSH") {
+        Some(FlushDiskType::AsyncFlush)
+    } else if value.eq_ignore_ascii_case("SYNC_FLUSH") {
+        Some(FlushDiskType::SyncFlush)
+    } else {
+        None
+    }
+}
+
+/// `host:port;host:port`, as RocketMQ checks it at startup: every entry must have a host and a
+/// numeric port. Empty entries (a trailing `;`) are skipped.
+pub fn parse_namesrv_addrs(value: &str) -> Result<Vec<String>, String> {
+    let mut addrs = Vec::new();
+    for entry in value.split(';').map(str::trim).filter(|e| !e.is_empty()) {
+        let (host, port) = entry
+            .rsplit_once(':')
+            .ok_or_else(|| format!("{entry:?} is not host:port"))?;
+        if host.is_empty() || port.parse::<u16>().is_err() {
+            return Err(format!("{entry:?} is not host:port"));
+        }
+        addrs.push(entry.to_owned());
+    }
+    Ok(addrs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn properties_syntax() {
+        let text = "# comment\n! also\n  a = 1 \nb:2\nc\nd=x=y\ne = long \\\n   value\n";
+        let pairs = parse_properties(text);
+        let expect = [
+            ("a", "1"),
+            ("b", "2"),
+            ("c", ""),
+            ("d", "x=y"),
+            ("e", "long value"),
+        ];
+        assert_eq!(pairs.len(), expect.len());
+        for ((k, v), (ek, ev)) in pairs.iter().zip(expect) {
+            assert_eq!((k.as_str(), v.as_str()), (ek, ev));
+        }
+    }
+
+    #[test]
+    fn good_file() {
+        let text = "\
+brokerClusterName = ClusterX
+brokerName: broker-b
+brokerId=0
+namesrvAddr=127.0.0.1:9876;10.0.0.2:9877
+listenPort=10921
+brokerIP1=192.168.1.7
+storePathRootDir=/tmp/store
+storePathCommitLog=/tmp/store/commitlog
+flushDiskType=SYNC_FLUSH
+autoCreateTopicEnable=false
+autoCreateSubscriptionGroup=FALSE
+defaultTopicQueueNums=8
+maxMessageSize=1048576
+mapedFileSizeCommitLog=1048576
+mappedFileSizeConsumeQueue=6000
+flushIntervalCommitLog=200
+registerNameServerPeriod=10000
+longPollingEnable=false
+";
+        let c = parse_broker_conf("broker.conf", text).expect("parses");
+        let b = &c.broker;
+        assert_eq!(b.broker_cluster_name, "ClusterX");
+        assert_eq!(b.broker_name, "broker-b");
+        assert_eq!(b.broker_id, 0);
+        assert_eq!(b.namesrv_addrs, vec!["127.0.0.1:9876", "10.0.0.2:9877"]);
+        assert_eq!(b.listen_port, 10921);
+        assert_eq!(b.broker_ip1, "192.168.1.7".parse::<IpAddr>().unwrap());
+        assert_eq!(c.store_path_root_dir, Some(PathBuf::from("/tmp/store")));
+        assert_eq!(
+            c.store_path_commit_log,
+            Some(PathBuf::from("/tmp/store/commitlog"))
+        );
+        assert_eq!(b.flush_disk_type, FlushDiskType::SyncFlush);
+        assert!(!b.auto_create_topic_enable);
+        assert!(!b.auto_create_subscription_group);
+        assert_eq!(b.default_topic_queue_nums, 8);
+        assert_eq!(b.store.max_message_size_bytes, 1_048_576);
+        assert_eq!(b.store.commitlog_segment_bytes, 1_048_576);
+        assert_eq!(b.store.consume_queue_units_per_segment, 300);
+        assert_eq!(b.flush_interval_commitlog_ms, 200);
+        assert_eq!(b.register_broker_interval_ms, 10_000);
+        assert!(!b.long_polling_enable);
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    }
+
+    #[test]
+    fn defaults_when_empty() {
+        let c = parse_broker_conf("broker.conf", "").expect("parses");
+        let d = BrokerConfig::default();
+        assert_eq!(c.broker.broker_name, d.broker_name);
+        assert_eq!(c.broker.broker_ip1, d.broker_ip1);
+        assert_eq!(c.store_path_root_dir, None);
+    }
+
+    #[test]
+    fn unknown_keys_warn_once_and_continue() {
+        let text = "brokerNmae=x\nbrokerNmae=y\ndeleteWhen=04\nbrokerName=broker-z\n";
+        let c = parse_broker_conf("b.conf", text).expect("parses");
+        assert_eq!(c.broker.broker_name, "broker-z");
+        assert_eq!(c.warnings.len(), 2, "{:?}", c.warnings);
+        assert!(c.warnings[0].contains("unknown key brokerNmae"));
+        assert!(c.warnings[1].contains("deleteWhen"));
+    }
+
+    #[test]
+    fn bad_values_name_the_key() {
+        for (text, key) in [
+            ("listenPort=99999", "listenPort"),
+            ("brokerIP1=localhost", "brokerIP1"),
+            ("flushDiskType=SOMETIMES", "flushDiskType"),
+            ("autoCreateTopicEnable=ture", "autoCreateTopicEnable"),
+            ("brokerId=-1", "brokerId"),
+            ("defaultTopicQueueNums=0", "defaultTopicQueueNums"),
+            ("namesrvAddr=127.0.0.1", "namesrvAddr"),
+            ("maxMessageSize=4M", "maxMessageSize"),
+        ] {
+            let err = parse_broker_conf("b.conf", text).expect_err(text);
+            let msg = err.to_string();
+            assert!(msg.contains(key) && msg.contains("b.conf"), "{text}: {msg}");
+        }
+    }
+}

@@ -1,0 +1,863 @@
+//! The tokio driver: sockets, timers and the flusher around the core's state machines.
+//!
+//! ```text
+//!  accept loop ──spawn──▶ connection task (read, FrameDecoder) ──Vec<RemotingCommand>──┐
+//!                          │ writer task ◀──unbounded Outbound── owner task ◀───────────┘ (bounded mpsc)
+//!                                                     │  ▲
+//!                         SendToNamesrv ──▶ namesrv client task ──response──┤ (unbounded "internal")
+//!                         Sync ──▶ flusher thread (msync via SyncHandle) ──Synced──┘
+//! ```
+//!
+//! One owner task per state machine. Each wake-up it takes *every* queued input without waiting,
+//! feeds them with one `now_ms`, fires the timeout if due, and drains `poll_output` once. A
+//! connection's writer encodes everything queued for it into one buffer and writes it with one
+//! `write_all`, so many responses leave in one syscall.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::BytesMut;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+use tracing::{debug, error, info, warn};
+use vostok_core::broker::{Broker, BrokerConfig, BrokerOutput};
+use vostok_core::namesrv::{NameServer, NamesrvConfig, NamesrvOutput};
+use vostok_core::remoting::{encode, FrameDecoder, RemotingCommand};
+use vostok_core::store::{CommitLogOffset, SyncRequest};
+use vostok_core::ConnId;
+
+use crate::storage::{MmapStorage, SyncHandle};
+use crate::RunError;
+
+/// Batches of decoded inputs queued per owner before connection tasks wait (backpressure).
+const INPUT_QUEUE_BATCHES: usize = 1024;
+/// Read buffer growth step of a connection.
+const READ_CHUNK_BYTES: usize = 64 * 1024;
+/// Connect timeout towards a NameServer (RocketMQ's client default, 3 s).
+const NAMESRV_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// Reconnect backoff towards a NameServer: doubles from the first value up to the second.
+const NAMESRV_BACKOFF_MIN: Duration = Duration::from_millis(100);
+const NAMESRV_BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// Requests kept for a NameServer that cannot be reached; older ones are dropped (the broker
+/// re-registers periodically, so only the newest matter).
+const NAMESRV_QUEUE_MAX: usize = 16;
+/// How long a shutting-down broker waits for its NameServers to acknowledge the unregister.
+const UNREGISTER_WAIT: Duration = Duration::from_secs(3);
+
+/// Wall-clock epoch milliseconds that never go backwards, as the core requires.
+#[derive(Debug, Default)]
+pub struct Clock {
+    last_ms: u64,
+}
+
+impl Clock {
+    pub fn now_ms(&mut self) -> u64 {
+        let wall = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        self.last_ms = self.last_ms.max(wall);
+        self.last_ms
+    }
+}
+
+/// Connection ids are unique in the process, so no driver ever reuses one.
+static NEXT_CONN_ID: AtomicU64 = AtomicU64::new(1);
+
+fn next_conn_id() -> ConnId {
+    ConnId(NEXT_CONN_ID.fetch_add(1, Ordering::Relaxed))
+}
+
+/// What an owner asks a connection's writer to do.
+enum Outbound {
+    Command(RemotingCommand),
+    /// Write what is queued, then close.
+    Close,
+}
+
+/// What connection tasks hand an owner.
+enum Input {
+    Connected {
+        conn: ConnId,
+        peer: SocketAddr,
+        writer: mpsc::UnboundedSender<Outbound>,
+    },
+    Requests {
+        conn: ConnId,
+        commands: Vec<RemotingCommand>,
+    },
+    Disconnected {
+        conn: ConnId,
+    },
+}
+
+/// What the broker's helpers (flusher, NameServer clients) hand its owner; unbounded so a helper
+/// never waits on the owner.
+enum Internal {
+    Synced(CommitLogOffset),
+    NamesrvResponse {
+        addr: String,
+        command: RemotingCommand,
+    },
+}
+
+/// The loopback form of a bound address: what a local client should dial.
+pub fn dialable(addr: SocketAddr) -> SocketAddr {
+    let mut addr = addr;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    addr
+}
+
+async fn sleep_until_ms(deadline_ms: Option<u64>, now_ms: u64) {
+    match deadline_ms {
+        Some(deadline) => {
+            tokio::time::sleep(Duration::from_millis(deadline.saturating_sub(now_ms))).await
+        }
+        None => std::future::pending().await,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Connections
+
+async fn accept_loop(
+    role: &'static str,
+    listener: TcpListener,
+    inputs: mpsc::Sender<Input>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            biased;
+            _ = shutdown.changed() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    tokio::spawn(serve_connection(role, stream, peer, inputs.clone()));
+                }
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    warn!(role, "accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+        }
+    }
+    debug!(role, "stopped accepting");
+}
+
+async fn serve_connection(
+    role: &'static str,
+    stream: TcpStream,
+    peer: SocketAddr,
+    inputs: mpsc::Sender<Input>,
+) {
+    let conn = next_conn_id();
+    if let Err(e) = stream.set_nodelay(true) {
+        debug!(role, %peer, "set_nodelay: {e}");
+    }
+    let (mut read_half, write_half) = stream.into_split();
+    let (out_tx, out_rx) = mpsc::unbounded_channel();
+    let (closed_tx, mut closed_rx) = oneshot::channel::<()>();
+    tokio::spawn(write_connection(write_half, out_rx, closed_tx));
+    debug!(role, %peer, %conn, "connected");
+    let connected = Input::Connected {
+        conn,
+        peer,
+        writer: out_tx,
+    };
+    if inputs.send(connected).await.is_err() {
+        return;
+    }
+    let mut decoder = FrameDecoder::default();
+    let mut buf = BytesMut::with_capacity(READ_CHUNK_BYTES);
+    loop {
+        if buf.capacity() - buf.len() < READ_CHUNK_BYTES / 4 {
+            buf.reserve(READ_CHUNK_BYTES);
+        }
+        let read = tokio::select! {
+            biased;
+            // The writer finished: the owner closed the connection, or the peer stopped reading.
+            _ = &mut closed_rx => break,
+            read = read_half.read_buf(&mut buf) => read,
+        };
+        match read {
+            Ok(0) => break,
+            Err(e) => {
+                debug!(role, %peer, %conn, "read: {e}");
+                break;
+            }
+            Ok(_) => {}
+        }
+        let mut commands = Vec::new();
+        let mut broken = false;
+        loop {
+            match decoder.decode(&mut buf) {
+                Ok(Some(command)) => commands.push(command),
+                Ok(None) => break,
+                Err(e) => {
+                    warn!(role, %peer, %conn, "closing connection: undecodable frame: {e}");
+                    broken = true;
+                    break;
+                }
+            }
+        }
+        if !commands.is_empty()
+            && inputs
+                .send(Input::Requests { conn, commands })
+                .await
+                .is_err()
+        {
+            return;
+        }
+        if broken {
+            break;
+        }
+    }
+    debug!(role, %peer, %conn, "disconnected");
+    let _ = inputs.send(Input::Disconnected { conn }).await;
+}
+
+async fn write_connection(
+    mut write_half: OwnedWriteHalf,
+    mut outbound: mpsc::UnboundedReceiver<Outbound>,
+    closed: oneshot::Sender<()>,
+) {
+    let mut buf = BytesMut::new();
+    while let Some(first) = outbound.recv().await {
+        let mut close = false;
+        let mut next = Some(first);
+        while let Some(msg) = next {
+            match msg {
+                Outbound::Command(command) => encode(&command, &mut buf),
+                Outbound::Close => {
+                    close = true;
+                    break;
+                }
+            }
+            next = outbound.try_recv().ok();
+        }
+        if !buf.is_empty() {
+            if let Err(e) = write_half.write_all(&buf).await {
+                debug!("write: {e}");
+                break;
+            }
+            buf.clear();
+        }
+        if close {
+            let _ = write_half.shutdown().await;
+            break;
+        }
+    }
+    // Dropping `closed` wakes the reader so the owner hears of the disconnect.
+    drop(closed);
+}
+
+/// Open connections of one owner, by id.
+#[derive(Default)]
+struct Connections {
+    writers: BTreeMap<ConnId, mpsc::UnboundedSender<Outbound>>,
+}
+
+impl Connections {
+    fn send(&self, conn: ConnId, msg: Outbound) {
+        match self.writers.get(&conn) {
+            Some(w) => {
+                // A send error means the writer already ended; its disconnect is on the way.
+                let _ = w.send(msg);
+            }
+            None => debug!(%conn, "output for a closed connection dropped"),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// NameServer
+
+/// A running NameServer: its listener, owner task and accept loop.
+pub struct NamesrvServer {
+    local_addr: SocketAddr,
+    shutdown: watch::Sender<bool>,
+    /// `None` once [`NamesrvServer::stopped`] saw it end.
+    owner: Option<JoinHandle<()>>,
+}
+
+impl NamesrvServer {
+    /// Serves a NameServer on an already bound listener.
+    pub fn start(listener: TcpListener, config: NamesrvConfig) -> io::Result<Self> {
+        let local_addr = listener.local_addr()?;
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let (tx, rx) = mpsc::channel(INPUT_QUEUE_BATCHES);
+        tokio::spawn(accept_loop("namesrv", listener, tx, shutdown_rx.clone()));
+        let owner = tokio::spawn(run_namesrv_owner(NameServer::new(config), rx, shutdown_rx));
+        info!(%local_addr, "namesrv listening");
+        Ok(Self {
+            local_addr,
+            shutdown,
+            owner: Some(owner),
+        })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Resolves only if the server dies on its own (a panic in its state machine): the caller
+    /// should then exit rather than keep a port open that nobody serves. Cancel-safe.
+    pub async fn stopped(&mut self) -> RunError {
+        let Some(owner) = self.owner.as_mut() else {
+            return std::future::pending().await;
+        };
+        let joined = owner.await;
+        self.owner = None;
+        match joined {
+            Ok(()) => RunError::Task("namesrv stopped unexpectedly".to_owned()),
+            Err(e) => RunError::Task(format!("namesrv owner ended abnormally: {e}")),
+        }
+    }
+
+    /// Stops accepting and ends the owner.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        if let Some(owner) = self.owner {
+            if let Err(e) = owner.await {
+                error!("namesrv owner ended abnormally: {e}");
+            }
+        }
+    }
+}
+
+async fn run_namesrv_owner(
+    mut ns: NameServer,
+    mut inputs: mpsc::Receiver<Input>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut clock = Clock::default();
+    let mut conns = Connections::default();
+    let mut batch = Vec::new();
+    loop {
+        let now = clock.now_ms();
+        let deadline = ns.poll_timeout();
+        tokio::select! {
+            biased;
+            _ = shutdown.changed() => break,
+            input = inputs.recv() => match input {
+                Some(input) => batch.push(input),
+                None => break,
+            },
+            _ = sleep_until_ms(deadline, now) => {}
+        }
+        while let Ok(input) = inputs.try_recv() {
+            batch.push(input);
+        }
+        let now = clock.now_ms();
+        for input in batch.drain(..) {
+            match input {
+                Input::Connected { conn, writer, .. } => {
+                    conns.writers.insert(conn, writer);
+                }
+                Input::Requests { conn, commands } => {
+                    for command in commands {
+                        ns.handle_request(now, conn, command);
+                    }
+                }
+                Input::Disconnected { conn } => {
+                    conns.writers.remove(&conn);
+                    ns.handle_disconnected(now, conn);
+                }
+            }
+        }
+        if ns.poll_timeout().is_some_and(|t| t <= now) {
+            ns.handle_timeout(now);
+        }
+        while let Some(output) = ns.poll_output() {
+            match output {
+                NamesrvOutput::Send { conn, command } => {
+                    conns.send(conn, Outbound::Command(command))
+                }
+                NamesrvOutput::Close { conn } => conns.send(conn, Outbound::Close),
+            }
+        }
+    }
+    info!("namesrv stopped");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Broker
+
+/// A running Broker: its listener, owner task, flusher and NameServer clients.
+pub struct BrokerServer {
+    local_addr: SocketAddr,
+    shutdown: watch::Sender<bool>,
+    /// `None` once [`BrokerServer::stopped`] saw it end.
+    owner: Option<JoinHandle<Result<(), RunError>>>,
+}
+
+impl BrokerServer {
+    /// Opens the store under `data_dir` (recovering it) and serves a Broker on an already bound
+    /// listener. `config.listen_port` is set to the listener's real port before the broker is
+    /// built, so port 0 advertises the port actually bound.
+    pub fn start(
+        listener: TcpListener,
+        mut config: BrokerConfig,
+        data_dir: &std::path::Path,
+    ) -> Result<Self, RunError> {
+        let local_addr = listener.local_addr()?;
+        config.listen_port = local_addr.port();
+        let storage = MmapStorage::open(data_dir)?;
+        let sync = storage.sync_handle();
+        let mut clock = Clock::default();
+        let now = clock.now_ms();
+        info!(
+            data_dir = %data_dir.display(),
+            cluster = %config.broker_cluster_name,
+            broker = %config.broker_name,
+            advertised = %SocketAddr::new(config.broker_ip1, config.listen_port),
+            namesrv = ?config.namesrv_addrs,
+            flush = ?config.flush_disk_type,
+            "opening broker store"
+        );
+        let broker = Broker::new(config, storage, now)?;
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let (tx, rx) = mpsc::channel(INPUT_QUEUE_BATCHES);
+        tokio::spawn(accept_loop("broker", listener, tx, shutdown_rx.clone()));
+        let owner = BrokerOwner::new(broker, sync, clock);
+        let owner = tokio::spawn(owner.run(rx, shutdown_rx));
+        info!(%local_addr, "broker listening");
+        Ok(Self {
+            local_addr,
+            shutdown,
+            owner: Some(owner),
+        })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Graceful stop: stop accepting, shut the broker down (unregister, persist), make everything
+    /// written durable.
+    pub async fn shutdown(self) -> Result<(), RunError> {
+        let _ = self.shutdown.send(true);
+        match self.owner {
+            Some(owner) => match owner.await {
+                Ok(result) => result,
+                Err(e) => Err(RunError::Task(format!(
+                    "broker owner ended abnormally: {e}"
+                ))),
+            },
+            None => Ok(()),
+        }
+    }
+
+    /// Resolves only if the broker dies on its own (a panic in its state machine). Cancel-safe.
+    pub async fn stopped(&mut self) -> RunError {
+        let Some(owner) = self.owner.as_mut() else {
+            return std::future::pending().await;
+        };
+        let joined = owner.await;
+        self.owner = None;
+        match joined {
+            Ok(Ok(())) => RunError::Task("broker stopped unexpectedly".to_owned()),
+            Ok(Err(e)) => e,
+            Err(e) => RunError::Task(format!("broker owner ended abnormally: {e}")),
+        }
+    }
+}
+
+struct BrokerOwner {
+    broker: Broker<MmapStorage>,
+    sync: SyncHandle,
+    clock: Clock,
+    conns: Connections,
+    namesrv_clients: BTreeMap<String, mpsc::UnboundedSender<RemotingCommand>>,
+    internal_tx: mpsc::UnboundedSender<Internal>,
+    internal_rx: mpsc::UnboundedReceiver<Internal>,
+    flusher_tx: Option<std::sync::mpsc::Sender<SyncRequest>>,
+    flusher: Option<std::thread::JoinHandle<()>>,
+}
+
+impl BrokerOwner {
+    fn new(broker: Broker<MmapStorage>, sync: SyncHandle, clock: Clock) -> Self {
+        let (internal_tx, internal_rx) = mpsc::unbounded_channel();
+        let (flusher_tx, flusher) = spawn_flusher(sync.clone(), internal_tx.clone());
+        Self {
+            broker,
+            sync,
+            clock,
+            conns: Connections::default(),
+            namesrv_clients: BTreeMap::new(),
+            internal_tx,
+            internal_rx,
+            flusher_tx: Some(flusher_tx),
+            flusher,
+        }
+    }
+
+    async fn run(
+        mut self,
+        mut inputs: mpsc::Receiver<Input>,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> Result<(), RunError> {
+        // Startup outputs (the first REGISTER_BROKER, a recovery sync) leave before any input.
+        self.drain_outputs();
+        let mut batch = Vec::new();
+        let mut internal = Vec::new();
+        loop {
+            let now = self.clock.now_ms();
+            let deadline = self.broker.poll_timeout();
+            tokio::select! {
+                biased;
+                _ = shutdown.changed() => break,
+                Some(event) = self.internal_rx.recv() => internal.push(event),
+                input = inputs.recv() => match input {
+                    Some(input) => batch.push(input),
+                    None => break,
+                },
+                _ = sleep_until_ms(deadline, now) => {}
+            }
+            while let Ok(event) = self.internal_rx.try_recv() {
+                internal.push(event);
+            }
+            while let Ok(input) = inputs.try_recv() {
+                batch.push(input);
+            }
+            let now = self.clock.now_ms();
+            for event in internal.drain(..) {
+                self.feed_internal(now, event);
+            }
+            for input in batch.drain(..) {
+                self.feed(now, input);
+            }
+            if self.broker.poll_timeout().is_some_and(|t| t <= now) {
+                self.broker.handle_timeout(now);
+            }
+            self.drain_outputs();
+        }
+        drop(inputs);
+        self.shut_down().await
+    }
+
+    fn feed(&mut self, now: u64, input: Input) {
+        match input {
+            Input::Connected { conn, peer, writer } => {
+                self.conns.writers.insert(conn, writer);
+                self.broker.handle_connected(now, conn, peer);
+            }
+            Input::Requests { conn, commands } => {
+                for command in commands {
+                    self.broker.handle_request(now, conn, command);
+                }
+            }
+            Input::Disconnected { conn } => {
+                self.conns.writers.remove(&conn);
+                self.broker.handle_disconnected(now, conn);
+            }
+        }
+    }
+
+    /// Returns whether the event was a NameServer response.
+    fn feed_internal(&mut self, now: u64, event: Internal) -> bool {
+        match event {
+            Internal::Synced(up_to) => {
+                self.broker.handle_synced(now, up_to);
+                false
+            }
+            Internal::NamesrvResponse { addr, command } => {
+                self.broker.handle_namesrv_response(now, &addr, command);
+                true
+            }
+        }
+    }
+
+    /// Does what the broker asked; returns how many NameServer requests were sent.
+    fn drain_outputs(&mut self) -> usize {
+        let mut namesrv_requests = 0;
+        while let Some(output) = self.broker.poll_output() {
+            match output {
+                BrokerOutput::Send { conn, command } => {
+                    self.conns.send(conn, Outbound::Command(command))
+                }
+                BrokerOutput::Close { conn } => self.conns.send(conn, Outbound::Close),
+                BrokerOutput::SendToNamesrv { addr, command } => {
+                    namesrv_requests += 1;
+                    let client = self.namesrv_clients.entry(addr.clone()).or_insert_with(|| {
+                        let (tx, rx) = mpsc::unbounded_channel();
+                        tokio::spawn(namesrv_client(addr.clone(), rx, self.internal_tx.clone()));
+                        tx
+                    });
+                    if client.send(command).is_err() {
+                        warn!(%addr, "namesrv client ended; request dropped");
+                    }
+                }
+                BrokerOutput::Sync(request) => match &self.flusher_tx {
+                    Some(tx) if tx.send(request.clone()).is_ok() => {}
+                    _ => {
+                        // The flusher is gone (shutting down): sync here.
+                        match self.sync.sync_request(&request) {
+                            Ok(()) => {
+                                let _ = self.internal_tx.send(Internal::Synced(request.up_to));
+                            }
+                            Err(e) => error!("SYNC FAILED, data not durable: {e}"),
+                        }
+                    }
+                },
+            }
+        }
+        namesrv_requests
+    }
+
+    async fn shut_down(mut self) -> Result<(), RunError> {
+        info!("broker shutting down");
+        let now = self.clock.now_ms();
+        self.broker.shutdown(now);
+        let mut awaiting = self.drain_outputs();
+        // Give the NameServers a bounded time to acknowledge the unregister; keep feeding syncs.
+        let deadline = tokio::time::Instant::now() + UNREGISTER_WAIT;
+        while awaiting > 0 {
+            let event = tokio::select! {
+                event = self.internal_rx.recv() => event,
+                _ = tokio::time::sleep_until(deadline) => None,
+            };
+            let Some(event) = event else {
+                warn!(
+                    awaiting,
+                    "namesrv did not acknowledge the unregister in time"
+                );
+                break;
+            };
+            let now = self.clock.now_ms();
+            if self.feed_internal(now, event) {
+                awaiting -= 1;
+            }
+            awaiting += self.drain_outputs();
+        }
+        // Stop the flusher (it finishes what is queued), then sync everything written.
+        self.flusher_tx = None;
+        if let Some(flusher) = self.flusher.take() {
+            let joined = tokio::task::spawn_blocking(move || flusher.join()).await;
+            if !matches!(joined, Ok(Ok(()))) {
+                error!("flusher thread ended abnormally");
+            }
+        }
+        while let Ok(event) = self.internal_rx.try_recv() {
+            let now = self.clock.now_ms();
+            self.feed_internal(now, event);
+        }
+        let final_request = self.broker.store().sync_request();
+        let sync = self.sync.clone();
+        let synced = tokio::task::spawn_blocking(move || -> Result<(), RunError> {
+            if let Some(request) = &final_request {
+                sync.sync_request(request)?;
+            }
+            sync.sync_all()?;
+            Ok(())
+        })
+        .await
+        .map_err(|e| RunError::Task(format!("final sync: {e}")))?;
+        if let Err(e) = synced {
+            error!("FINAL SYNC FAILED, data may not be durable: {e}");
+            return Err(e);
+        }
+        if let Some(up_to) = self.broker.store().sync_request().map(|r| r.up_to) {
+            let now = self.clock.now_ms();
+            self.broker.handle_synced(now, up_to);
+        }
+        self.drain_outputs();
+        info!("broker stopped; store synced");
+        Ok(())
+    }
+}
+
+/// The flusher: makes requested ranges durable off the owner task. It merges every request
+/// queued since its last pass into one (group commit), syncs, and reports the highest `up_to`.
+fn spawn_flusher(
+    sync: SyncHandle,
+    events: mpsc::UnboundedSender<Internal>,
+) -> (
+    std::sync::mpsc::Sender<SyncRequest>,
+    Option<std::thread::JoinHandle<()>>,
+) {
+    let (tx, rx) = std::sync::mpsc::channel::<SyncRequest>();
+    let spawned = std::thread::Builder::new()
+        .name("vostok-flusher".to_owned())
+        .spawn(move || {
+            while let Ok(first) = rx.recv() {
+                let mut up_to = first.up_to;
+                let mut ranges: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+                let mut add = |request: SyncRequest| {
+                    up_to = up_to.max(request.up_to);
+                    for r in request.ranges {
+                        let e = ranges.entry(r.path).or_insert((r.start, r.end));
+                        e.0 = e.0.min(r.start);
+                        e.1 = e.1.max(r.end);
+                    }
+                };
+                add(first);
+                while let Ok(more) = rx.try_recv() {
+                    add(more);
+                }
+                let mut ok = true;
+                for (path, (start, end)) in &ranges {
+                    if let Err(e) = sync.sync(path, *start, *end) {
+                        error!(%path, start, end, "SYNC FAILED, data not durable: {e}");
+                        ok = false;
+                    }
+                }
+                if ok && events.send(Internal::Synced(up_to)).is_err() {
+                    break;
+                }
+            }
+        });
+    match spawned {
+        Ok(handle) => (tx, Some(handle)),
+        Err(e) => {
+            // Without a flusher thread the owner syncs inline (drain_outputs falls back when the
+            // channel is closed).
+            error!("cannot start the flusher thread: {e}; syncing inline");
+            let (dead_tx, _) = std::sync::mpsc::channel();
+            (dead_tx, None)
+        }
+    }
+}
+
+/// One NameServer as seen by the broker: a lazily opened connection, kept open, re-opened with
+/// backoff. Responses are matched to requests by opaque and fed back to the owner.
+async fn namesrv_client(
+    addr: String,
+    mut requests: mpsc::UnboundedReceiver<RemotingCommand>,
+    events: mpsc::UnboundedSender<Internal>,
+) {
+    let mut queue: VecDeque<RemotingCommand> = VecDeque::new();
+    let mut backoff = NAMESRV_BACKOFF_MIN;
+    'connect: loop {
+        if queue.is_empty() {
+            match requests.recv().await {
+                Some(command) => queue.push_back(command),
+                None => return,
+            }
+        }
+        let stream =
+            match tokio::time::timeout(NAMESRV_CONNECT_TIMEOUT, TcpStream::connect(&addr)).await {
+                Ok(Ok(stream)) => stream,
+                Ok(Err(e)) => {
+                    warn!(%addr, "cannot connect to namesrv: {e}; retrying in {backoff:?}");
+                    match wait_backoff(backoff, &mut requests, &mut queue).await {
+                        Some(next) => backoff = next,
+                        None => return,
+                    }
+                    continue;
+                }
+                Err(_) => {
+                    warn!(%addr, "connecting to namesrv timed out; retrying in {backoff:?}");
+                    match wait_backoff(backoff, &mut requests, &mut queue).await {
+                        Some(next) => backoff = next,
+                        None => return,
+                    }
+                    continue;
+                }
+            };
+        let _ = stream.set_nodelay(true);
+        debug!(%addr, "connected to namesrv");
+        backoff = NAMESRV_BACKOFF_MIN;
+        let (mut read_half, mut write_half) = stream.into_split();
+        let mut decoder = FrameDecoder::default();
+        let mut buf = BytesMut::with_capacity(READ_CHUNK_BYTES);
+        let mut pending = std::collections::BTreeSet::new();
+        let mut out = BytesMut::new();
+        loop {
+            if !queue.is_empty() {
+                for command in queue.drain(..) {
+                    if !command.is_oneway() {
+                        pending.insert(command.opaque);
+                    }
+                    encode(&command, &mut out);
+                }
+                if let Err(e) = write_half.write_all(&out).await {
+                    warn!(%addr, "namesrv connection lost while writing: {e}");
+                    out.clear();
+                    continue 'connect;
+                }
+                out.clear();
+            }
+            if buf.capacity() - buf.len() < READ_CHUNK_BYTES / 4 {
+                buf.reserve(READ_CHUNK_BYTES);
+            }
+            tokio::select! {
+                request = requests.recv() => match request {
+                    Some(command) => queue.push_back(command),
+                    None => return,
+                },
+                read = read_half.read_buf(&mut buf) => {
+                    match read {
+                        Ok(0) => {
+                            warn!(%addr, "namesrv closed the connection");
+                            continue 'connect;
+                        }
+                        Err(e) => {
+                            warn!(%addr, "namesrv connection lost: {e}");
+                            continue 'connect;
+                        }
+                        Ok(_) => {}
+                    }
+                    loop {
+                        match decoder.decode(&mut buf) {
+                            Ok(Some(command)) if command.is_response() => {
+                                if pending.remove(&command.opaque) {
+                                    let event = Internal::NamesrvResponse { addr: addr.clone(), command };
+                                    if events.send(event).is_err() {
+                                        return;
+                                    }
+                                } else {
+                                    debug!(%addr, opaque = command.opaque, "unmatched namesrv response dropped");
+                                }
+                            }
+                            Ok(Some(command)) => {
+                                debug!(%addr, code = command.code, "request from namesrv ignored");
+                            }
+                            Ok(None) => break,
+                            Err(e) => {
+                                warn!(%addr, "undecodable frame from namesrv: {e}; reconnecting");
+                                continue 'connect;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Sleeps `backoff` while still queueing (boundedly) what the broker sends; returns the next
+/// backoff, or `None` once the broker is gone (nothing more will be asked of this client).
+async fn wait_backoff(
+    backoff: Duration,
+    requests: &mut mpsc::UnboundedReceiver<RemotingCommand>,
+    queue: &mut VecDeque<RemotingCommand>,
+) -> Option<Duration> {
+    let until = tokio::time::Instant::now() + backoff;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep_until(until) => break,
+            request = requests.recv() => match request {
+                Some(command) => {
+                    queue.push_back(command);
+                    while queue.len() > NAMESRV_QUEUE_MAX {
+                        queue.pop_front();
+                    }
+                }
+                None => return None,
+            },
+        }
+    }
+    Some((backoff * 2).min(NAMESRV_BACKOFF_MAX))
+}
