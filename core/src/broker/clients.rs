@@ -221,6 +221,13 @@ impl<S: SegmentStorage> Broker<S> {
             let Some(group_name) = consumer.group_name.filter(|g| !g.is_empty()) else {
                 continue;
             };
+            // A group name becomes part of a topic name (`%RETRY%<group>`) and a file: skip
+            // groups that could not be one rather than create a topic nobody can use.
+            if crate::topic::validate_topic_name(&format!("{RETRY_GROUP_TOPIC_PREFIX}{group_name}"))
+                .is_err()
+            {
+                continue;
+            }
             self.ensure_group_topic(now_ms, &format!("{RETRY_GROUP_TOPIC_PREFIX}{group_name}"));
             let subscriptions: BTreeMap<String, Subscription> = consumer
                 .subscription_data_set

@@ -82,6 +82,9 @@ pub struct BrokerConfig {
     /// Longest a pull may be held (`longPollingEnable`; the client's `suspendTimeoutMillis` is
     /// honoured up to this).
     pub long_polling_enable: bool,
+    /// The longest a pull is held whatever its `suspendTimeoutMillis` asks (clients ask 15–20 s
+    /// and time out at 30 s), so a bad request cannot park a pull forever.
+    pub long_polling_max_hold_ms: u64,
     pub store: StoreConfig,
     /// Seed of every random choice the broker makes.
     pub seed: u64,
@@ -103,6 +106,7 @@ impl Default for BrokerConfig {
             default_topic_queue_nums: 4,
             register_broker_interval_ms: 30_000,
             long_polling_enable: true,
+            long_polling_max_hold_ms: 60_000,
             store: StoreConfig::default(),
             seed: 0,
         }

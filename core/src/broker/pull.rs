@@ -209,7 +209,7 @@ impl<S: SegmentStorage> Broker<S> {
             && h.sys_flag & pull_sys_flag::SUSPEND != 0
         {
             let hold_ms = if self.config.long_polling_enable {
-                h.suspend_timeout_ms.max(0) as u64
+                (h.suspend_timeout_ms.max(0) as u64).min(self.config.long_polling_max_hold_ms)
             } else {
                 SHORT_POLLING_MS
             };

@@ -148,6 +148,21 @@ impl<S: SegmentStorage> Broker<S> {
         }
         let header_properties = Properties::parse(h.properties.as_deref().unwrap_or(""));
         let wait_store = header_properties.get(keys::WAIT) != Some("false");
+        // Half messages need END_TRANSACTION and check-back to be safe; until the broker has them,
+        // refuse them the way a Java broker with `rejectTransactionMessage` does, rather than
+        // delivering a message its producer may still roll back.
+        if header_properties.get(keys::TRAN_MSG) == Some("true")
+            || h.sys_flag & sys_flag::TRANSACTION_MASK == sys_flag::TRANSACTION_PREPARED
+        {
+            return Ok(Some(RemotingCommand::response_to(
+                req,
+                response::NO_PERMISSION,
+                Some(format!(
+                    "the broker[{}] sending transaction message is forbidden",
+                    self.config.broker_name
+                )),
+            )));
+        }
 
         let mut sys_flag = h.sys_flag & !(sys_flag::BORNHOST_V6 | sys_flag::STOREHOST_V6);
         if topic.topic_filter_type == "MULTI_TAG" {

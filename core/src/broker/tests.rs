@@ -864,3 +864,63 @@ fn poll_timeout_covers_pending_work_only() {
     h.call(1, send_v2("TopicA", 0, b"x", "t"));
     assert_eq!(h.broker.poll_timeout(), Some(T0 + 500));
 }
+
+#[test]
+fn transactional_half_messages_are_refused_not_delivered() {
+    let mut h = Harness::new(test_config());
+    let by_property = h.call(
+        1,
+        send_request(
+            request::SEND_MESSAGE_V2,
+            "TopicA",
+            0,
+            b"half",
+            &props(&[("TRAN_MSG", "true"), ("PGROUP", "PG")]),
+        ),
+    );
+    assert_eq!(by_property.code, response::NO_PERMISSION);
+    assert!(by_property
+        .remark
+        .as_deref()
+        .unwrap_or("")
+        .contains("transaction message is forbidden"));
+    let mut by_flag = send_request(request::SEND_MESSAGE_V2, "TopicA", 0, b"half", "");
+    by_flag.ext_fields.insert(
+        "f".into(),
+        crate::message::sys_flag::TRANSACTION_PREPARED.to_string(),
+    );
+    assert_eq!(h.call(1, by_flag).code, response::NO_PERMISSION);
+    assert_eq!(h.broker.store().max_offset("TopicA", 0).0, 0);
+}
+
+#[test]
+fn a_pull_is_held_no_longer_than_the_configured_maximum() {
+    let mut config = test_config();
+    config.long_polling_max_hold_ms = 20_000;
+    let mut h = Harness::new(config);
+    h.call(1, send_v2("TopicA", 1, b"other queue", "t"));
+    let mut pull = pull_request(
+        "G",
+        "TopicA",
+        0,
+        0,
+        pull_sys_flag::SUBSCRIPTION | pull_sys_flag::SUSPEND,
+        Some("*"),
+    );
+    pull.ext_fields
+        .insert("suspendTimeoutMillis".into(), i64::MAX.to_string());
+    assert!(h.request(2, pull).is_empty());
+    assert!(responses_on(&h.advance_to(T0 + 19_999), 2).is_empty());
+    let answers = responses_on(&h.advance_to(T0 + 20_000), 2);
+    assert_eq!(answers.len(), 1);
+    assert_eq!(answers[0].code, response::PULL_NOT_FOUND);
+}
+
+#[test]
+fn heartbeats_of_groups_with_illegal_names_create_nothing() {
+    let mut h = Harness::new(test_config());
+    let topics_before = h.broker.topics().len();
+    let answer = h.call(1, heartbeat("c1", "bad/group name", "TopicA", "*"));
+    assert_eq!(answer.code, response::SUCCESS);
+    assert_eq!(h.broker.topics().len(), topics_before);
+}
