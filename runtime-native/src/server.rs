@@ -101,6 +101,8 @@ enum Input {
 /// never waits on the owner.
 enum Internal {
     Synced(CommitLogOffset),
+    /// The flusher could not make a request durable.
+    SyncFailed(String),
     NamesrvResponse {
         addr: String,
         command: RemotingCommand,
@@ -572,6 +574,10 @@ impl BrokerOwner {
                 self.broker.handle_synced(now, up_to);
                 false
             }
+            Internal::SyncFailed(reason) => {
+                self.broker.handle_sync_failed(now, &reason);
+                false
+            }
             Internal::NamesrvResponse { addr, command } => {
                 self.broker.handle_namesrv_response(now, &addr, command);
                 true
@@ -607,7 +613,10 @@ impl BrokerOwner {
                             Ok(()) => {
                                 let _ = self.internal_tx.send(Internal::Synced(request.up_to));
                             }
-                            Err(e) => error!("SYNC FAILED, data not durable: {e}"),
+                            Err(e) => {
+                                error!("SYNC FAILED, data not durable: {e}");
+                                let _ = self.internal_tx.send(Internal::SyncFailed(e.to_string()));
+                            }
                         }
                     }
                 },
@@ -706,14 +715,18 @@ fn spawn_flusher(
                 while let Ok(more) = rx.try_recv() {
                     add(more);
                 }
-                let mut ok = true;
+                let mut failure = None;
                 for (path, (start, end)) in &ranges {
                     if let Err(e) = sync.sync(path, *start, *end) {
                         error!(%path, start, end, "SYNC FAILED, data not durable: {e}");
-                        ok = false;
+                        failure.get_or_insert_with(|| format!("{path}: {e}"));
                     }
                 }
-                if ok && events.send(Internal::Synced(up_to)).is_err() {
+                let event = match failure {
+                    None => Internal::Synced(up_to),
+                    Some(reason) => Internal::SyncFailed(reason),
+                };
+                if events.send(event).is_err() {
                     break;
                 }
             }

@@ -166,6 +166,10 @@ pub struct Broker<S: SegmentStorage> {
     waiting_sends: Vec<WaitingSend>,
     /// A `Sync` output has not been answered by `handle_synced` yet.
     sync_in_flight: bool,
+    /// Why making data durable failed, once it has: from then on nothing more is counted as
+    /// durable (a later sync can succeed without the lost pages having reached the disk) and
+    /// sends are refused.
+    durability_failure: Option<String>,
     next_opaque: i32,
     next_register_ms: u64,
     next_offset_persist_ms: u64,
@@ -195,6 +199,7 @@ impl<S: SegmentStorage> Broker<S> {
             held_pulls: pull::HeldPulls::default(),
             waiting_sends: Vec::new(),
             sync_in_flight: false,
+            durability_failure: None,
             next_opaque: 0,
             // The first registration happens at the first `handle_timeout`.
             next_register_ms: now_ms,
@@ -293,11 +298,38 @@ impl<S: SegmentStorage> Broker<S> {
 
     pub fn handle_synced(&mut self, now_ms: u64, up_to: CommitLogOffset) {
         let _ = now_ms;
+        self.sync_in_flight = false;
+        if self.durability_failure.is_some() {
+            return;
+        }
         self.store.handle_synced(up_to);
         self.sync_in_flight = false;
         self.release_durable_sends();
         if !self.waiting_sends.is_empty() {
             self.request_sync_if_idle();
+        }
+    }
+
+    /// The driver could not make a [`SyncRequest`] durable. The broker stops counting anything
+    /// as durable, answers every send waiting for durability with FLUSH_DISK_TIMEOUT (stored,
+    /// durability unknown, as RocketMQ reports it) and refuses further sends with
+    /// SERVICE_NOT_AVAILABLE until restarted: an operator must look at the disk.
+    pub fn handle_sync_failed(&mut self, now_ms: u64, reason: &str) {
+        let _ = now_ms;
+        self.sync_in_flight = false;
+        if self.durability_failure.is_none() {
+            self.durability_failure = Some(reason.to_owned());
+        }
+        for waiting in std::mem::take(&mut self.waiting_sends) {
+            let mut response = waiting.response;
+            response.code = crate::remoting::codes::response::FLUSH_DISK_TIMEOUT;
+            response.remark = Some(format!(
+                "the store failed to make the message durable: {reason}"
+            ));
+            self.outputs.push_back(BrokerOutput::Send {
+                conn: waiting.conn,
+                command: response,
+            });
         }
     }
 

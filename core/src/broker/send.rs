@@ -83,6 +83,15 @@ impl<S: SegmentStorage> Broker<S> {
         req: &RemotingCommand,
     ) -> Result<Option<RemotingCommand>, HeaderError> {
         let h = SendMessageRequestHeader::parse(req)?;
+        if let Some(reason) = &self.durability_failure {
+            return Ok(Some(RemotingCommand::response_to(
+                req,
+                response::SERVICE_NOT_AVAILABLE,
+                Some(format!(
+                    "the store cannot make messages durable ({reason}); restart the broker once the disk is healthy"
+                )),
+            )));
+        }
         let mut topic_name = h.topic.clone();
         if let Err(reason) = validate_topic(&topic_name) {
             return Ok(Some(RemotingCommand::response_to(
@@ -324,7 +333,7 @@ impl<S: SegmentStorage> Broker<S> {
     /// Emits one Sync covering everything written, unless one is already in flight (group
     /// commit: sends arriving meanwhile ride on the next one).
     pub(super) fn request_sync_if_idle(&mut self) {
-        if self.sync_in_flight {
+        if self.sync_in_flight || self.durability_failure.is_some() {
             return;
         }
         if let Some(sync) = self.store.sync_request() {

@@ -924,3 +924,27 @@ fn heartbeats_of_groups_with_illegal_names_create_nothing() {
     assert_eq!(answer.code, response::SUCCESS);
     assert_eq!(h.broker.topics().len(), topics_before);
 }
+
+#[test]
+fn a_failed_sync_is_reported_and_never_counted_as_durable() {
+    let config = BrokerConfig {
+        flush_disk_type: FlushDiskType::SyncFlush,
+        ..test_config()
+    };
+    let mut h = Harness::new(config);
+    let out = h.request(1, send_v2("TopicA", 0, b"a", "t"));
+    let sync = syncs(&out).remove(0);
+    h.broker.handle_sync_failed(h.now_ms, "EIO");
+    let answers = responses_on(&h.drain(), 1);
+    assert_eq!(answers.len(), 1);
+    assert_eq!(answers[0].code, response::FLUSH_DISK_TIMEOUT);
+    // A late success for the same range does not make it durable.
+    h.broker.handle_synced(h.now_ms, sync.up_to);
+    assert!(h.broker.store().durable_offset() < sync.up_to);
+    // New sends are refused with SERVICE_NOT_AVAILABLE rather than acknowledged.
+    assert_eq!(
+        h.call(1, send_v2("TopicA", 0, b"b", "t")).code,
+        response::SERVICE_NOT_AVAILABLE
+    );
+    assert_eq!(h.broker.store().max_offset("TopicA", 0).0, 1);
+}
