@@ -6,13 +6,49 @@
 //! 2. drain [`Broker::poll_output`] until it returns `None`, doing what each output says;
 //! 3. sleep until [`Broker::poll_timeout`] or the next input, whichever comes first.
 
+//!
+//! Request handling is split by concern:
+//!
+//! * [`send`] — SEND_MESSAGE / V2 / BATCH, validation, auto-creation, group commit;
+//! * [`pull`] — PULL_MESSAGE / LITE_PULL_MESSAGE and long polling;
+//! * [`offsets`] — consumer offsets and offset queries;
+//! * [`clients`] — heartbeats, consumer lists, expiry and change notifications;
+//! * [`locks`] — orderly-consumer queue locks;
+//! * [`topics`] — the topic table, its persistence and admin topic requests.
+//!
+//! Persisted state (through the store's [`SegmentStorage`]): `config/topics.json` on every
+//! change and `config/consumerOffsets.json` every [`OFFSET_PERSIST_INTERVAL_MS`] when changed and
+//! at shutdown.
+
+mod clients;
+mod ids;
+mod locks;
+mod offsets;
+mod pull;
+mod send;
+mod topics;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 
-use crate::remoting::RemotingCommand;
+use crate::namesrv::register::{
+    register_broker_request, unregister_broker_request, BrokerIdentity,
+};
+use crate::remoting::codes::{request, response};
+use crate::remoting::{HeaderError, RemotingCommand};
+use crate::rng::SeededRng;
 use crate::store::{
     CommitLogOffset, MessageStore, SegmentStorage, StoreConfig, StoreError, SyncRequest,
 };
 use crate::ConnId;
+
+pub use locks::MessageQueue;
+
+/// How often changed consumer offsets are written (`flushConsumerOffsetInterval`).
+pub const OFFSET_PERSIST_INTERVAL_MS: u64 = 5_000;
 
 /// RocketMQ's `flushDiskType`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -97,64 +133,242 @@ pub enum BrokerOutput {
 pub enum BrokerError {
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("{path} is corrupt: {reason}")]
+    CorruptConfig { path: String, reason: String },
+}
+
+/// A SYNC_FLUSH send whose answer waits for its bytes to be durable.
+#[derive(Debug)]
+struct WaitingSend {
+    /// The CommitLog must be durable up to here.
+    end: CommitLogOffset,
+    conn: ConnId,
+    response: RemotingCommand,
 }
 
 pub struct Broker<S: SegmentStorage> {
     config: BrokerConfig,
     store: MessageStore<S>,
+    rng: SeededRng,
+    uniq_keys: ids::UniqKeyGenerator,
+    outputs: VecDeque<BrokerOutput>,
+    /// Peer address of every open connection (the born host of what it sends).
+    peers: BTreeMap<ConnId, SocketAddr>,
+    topics: topics::TopicTable,
+    offsets: offsets::ConsumerOffsets,
+    clients: clients::Clients,
+    locks: locks::LockTable,
+    held_pulls: pull::HeldPulls,
+    waiting_sends: Vec<WaitingSend>,
+    /// A `Sync` output has not been answered by `handle_synced` yet.
+    sync_in_flight: bool,
+    next_opaque: i32,
+    next_register_ms: u64,
+    next_offset_persist_ms: u64,
+    next_flush_ms: u64,
+    next_client_scan_ms: u64,
+    shut_down: bool,
 }
 
 impl<S: SegmentStorage> Broker<S> {
     /// Opens the store (recovering it), loads topics and consumer offsets.
     pub fn new(config: BrokerConfig, storage: S, now_ms: u64) -> Result<Self, BrokerError> {
-        let _ = (config, storage, now_ms);
-        todo!()
+        let topics = topics::TopicTable::load(&storage)?;
+        let offsets = offsets::ConsumerOffsets::load(&storage)?;
+        let store = MessageStore::open(storage, config.store.clone())?;
+        let mut rng = SeededRng::new(config.seed);
+        let uniq_keys = ids::UniqKeyGenerator::from_rng(config.broker_ip1, &mut rng);
+        let mut broker = Self {
+            rng,
+            uniq_keys,
+            store,
+            outputs: VecDeque::new(),
+            peers: BTreeMap::new(),
+            topics,
+            offsets,
+            clients: clients::Clients::default(),
+            locks: locks::LockTable::default(),
+            held_pulls: pull::HeldPulls::default(),
+            waiting_sends: Vec::new(),
+            sync_in_flight: false,
+            next_opaque: 0,
+            // The first registration happens at the first `handle_timeout`.
+            next_register_ms: now_ms,
+            next_offset_persist_ms: now_ms + OFFSET_PERSIST_INTERVAL_MS,
+            next_flush_ms: now_ms + config.flush_interval_commitlog_ms,
+            next_client_scan_ms: now_ms + clients::CLIENT_SCAN_INTERVAL_MS,
+            shut_down: false,
+            config,
+        };
+        broker.ensure_system_topics(now_ms);
+        Ok(broker)
     }
 
     pub fn handle_connected(&mut self, now_ms: u64, conn: ConnId, peer: SocketAddr) {
-        let _ = (now_ms, conn, peer);
-        todo!()
+        let _ = now_ms;
+        self.peers.insert(conn, peer);
     }
 
     pub fn handle_request(&mut self, now_ms: u64, conn: ConnId, command: RemotingCommand) {
-        let _ = (now_ms, conn, command);
-        todo!()
+        if command.is_response() {
+            // Answers to our own oneway notifications never come; anything else is stray.
+            return;
+        }
+        let result: Result<Option<RemotingCommand>, HeaderError> = match command.code {
+            request::SEND_MESSAGE | request::SEND_MESSAGE_V2 | request::SEND_BATCH_MESSAGE => {
+                self.handle_send(now_ms, conn, &command)
+            }
+            request::PULL_MESSAGE | request::LITE_PULL_MESSAGE => {
+                self.run_pull(now_ms, conn, &command, true, true)
+            }
+            request::QUERY_CONSUMER_OFFSET => self.handle_query_consumer_offset(&command).map(Some),
+            request::UPDATE_CONSUMER_OFFSET => {
+                self.handle_update_consumer_offset(&command).map(Some)
+            }
+            request::GET_MAX_OFFSET => self.handle_get_max_offset(&command).map(Some),
+            request::GET_MIN_OFFSET => self.handle_get_min_offset(&command).map(Some),
+            request::SEARCH_OFFSET_BY_TIMESTAMP => self.handle_search_offset(&command).map(Some),
+            request::GET_EARLIEST_MSG_STORETIME => {
+                self.handle_earliest_msg_store_time(&command).map(Some)
+            }
+            request::HEART_BEAT => Ok(Some(self.handle_heartbeat(now_ms, conn, &command))),
+            request::UNREGISTER_CLIENT => self.handle_unregister_client(conn, &command).map(Some),
+            request::GET_CONSUMER_LIST_BY_GROUP => {
+                self.handle_get_consumer_list(&command).map(Some)
+            }
+            request::CHECK_CLIENT_CONFIG => Ok(Some(self.handle_check_client_config(&command))),
+            request::LOCK_BATCH_MQ => Ok(Some(self.handle_lock_batch(now_ms, &command))),
+            request::UNLOCK_BATCH_MQ => Ok(Some(self.handle_unlock_batch(&command))),
+            request::UPDATE_AND_CREATE_TOPIC => {
+                self.handle_create_topic(now_ms, &command).map(Some)
+            }
+            request::GET_ALL_TOPIC_CONFIG => Ok(Some(self.handle_get_all_topic_config(&command))),
+            code => Ok(Some(RemotingCommand::response_to(
+                &command,
+                response::REQUEST_CODE_NOT_SUPPORTED,
+                Some(format!(" request type {code} not supported")),
+            ))),
+        };
+        let response = match result {
+            Ok(Some(r)) => r,
+            Ok(None) => return,
+            Err(e) => RemotingCommand::response_to(
+                &command,
+                response::SYSTEM_ERROR,
+                Some(format!("bad request header: {e}")),
+            ),
+        };
+        self.reply(conn, &command, response);
+    }
+
+    /// Queues a response unless the request was oneway.
+    fn reply(&mut self, conn: ConnId, request: &RemotingCommand, response: RemotingCommand) {
+        if request.is_oneway() {
+            return;
+        }
+        self.outputs.push_back(BrokerOutput::Send {
+            conn,
+            command: response,
+        });
     }
 
     pub fn handle_disconnected(&mut self, now_ms: u64, conn: ConnId) {
-        let _ = (now_ms, conn);
-        todo!()
+        let _ = now_ms;
+        self.peers.remove(&conn);
+        self.held_pulls.drop_connection(conn);
+        // Their answers can no longer be delivered; the data stays and is synced anyway.
+        self.waiting_sends.retain(|w| w.conn != conn);
+        self.remove_connection_registrations(conn);
     }
 
+    /// A NameServer answered REGISTER_BROKER / UNREGISTER_BROKER. Nothing depends on it: a
+    /// failed registration is repeated at the next period.
     pub fn handle_namesrv_response(&mut self, now_ms: u64, addr: &str, command: RemotingCommand) {
         let _ = (now_ms, addr, command);
-        todo!()
     }
 
     pub fn handle_synced(&mut self, now_ms: u64, up_to: CommitLogOffset) {
-        let _ = (now_ms, up_to);
-        todo!()
+        let _ = now_ms;
+        self.store.handle_synced(up_to);
+        self.sync_in_flight = false;
+        self.release_durable_sends();
+        if !self.waiting_sends.is_empty() {
+            self.request_sync_if_idle();
+        }
     }
 
     pub fn handle_timeout(&mut self, now_ms: u64) {
-        let _ = now_ms;
-        todo!()
+        if self.shut_down {
+            return;
+        }
+        if now_ms >= self.next_register_ms {
+            self.register_with_namesrvs();
+            self.next_register_ms = now_ms + self.config.register_broker_interval_ms.max(1);
+        }
+        if now_ms >= self.next_offset_persist_ms {
+            self.persist_offsets();
+            self.next_offset_persist_ms = now_ms + OFFSET_PERSIST_INTERVAL_MS;
+        }
+        if now_ms >= self.next_flush_ms {
+            self.request_sync_if_idle();
+            self.next_flush_ms = now_ms + self.config.flush_interval_commitlog_ms.max(1);
+        }
+        if now_ms >= self.next_client_scan_ms {
+            self.expire_clients(now_ms);
+            self.locks.expire(now_ms);
+            self.next_client_scan_ms = now_ms + clients::CLIENT_SCAN_INTERVAL_MS;
+        }
+        self.expire_held_pulls(now_ms, false);
     }
 
     /// Starts a clean shutdown: unregisters from NameServers, persists offsets, answers held
     /// pulls.
     pub fn shutdown(&mut self, now_ms: u64) {
-        let _ = now_ms;
-        todo!()
+        if self.shut_down {
+            return;
+        }
+        self.expire_held_pulls(now_ms, true);
+        self.persist_offsets();
+        let identity = self.identity();
+        for addr in self.config.namesrv_addrs.clone() {
+            self.outputs.push_back(BrokerOutput::SendToNamesrv {
+                addr,
+                command: unregister_broker_request(&identity),
+            });
+        }
+        // Make what was written durable; waiting sends are answered when it completes.
+        self.request_sync_if_idle();
+        self.shut_down = true;
     }
 
     pub fn poll_output(&mut self) -> Option<BrokerOutput> {
-        todo!()
+        self.outputs.pop_front()
     }
 
     /// The next instant (epoch ms) `handle_timeout` must be called.
     pub fn poll_timeout(&self) -> Option<u64> {
-        todo!()
+        if self.shut_down {
+            return None;
+        }
+        let mut next = u64::MAX;
+        // Timers with nothing to do do not wake the driver; once there is work again the
+        // (possibly past) instant makes the next `handle_timeout` do it promptly.
+        if self.offsets.is_dirty() {
+            next = next.min(self.next_offset_persist_ms);
+        }
+        if self.store.written_offset() > self.store.durable_offset() {
+            next = next.min(self.next_flush_ms);
+        }
+        if !self.config.namesrv_addrs.is_empty() {
+            next = next.min(self.next_register_ms);
+        }
+        if !self.clients.is_empty() || !self.locks.is_empty() {
+            next = next.min(self.next_client_scan_ms);
+        }
+        if let Some(deadline) = self.held_pulls.earliest_deadline_ms() {
+            next = next.min(deadline);
+        }
+        (next != u64::MAX).then_some(next)
     }
 
     pub fn config(&self) -> &BrokerConfig {
@@ -167,5 +381,52 @@ impl<S: SegmentStorage> Broker<S> {
 
     pub fn store_mut(&mut self) -> &mut MessageStore<S> {
         &mut self.store
+    }
+
+    /// Every topic this broker owns.
+    pub fn topics(&self) -> &BTreeMap<String, crate::topic::TopicConfig> {
+        &self.topics.topics
+    }
+
+    /// The committed offset of a group on a queue.
+    pub fn consumer_offset(&self, topic: &str, group: &str, queue_id: i32) -> Option<i64> {
+        self.offsets.query(topic, group, queue_id)
+    }
+
+    fn next_opaque(&mut self) -> i32 {
+        self.next_opaque = self.next_opaque.wrapping_add(1);
+        self.next_opaque
+    }
+
+    fn identity(&self) -> BrokerIdentity {
+        BrokerIdentity {
+            cluster_name: self.config.broker_cluster_name.clone(),
+            broker_name: self.config.broker_name.clone(),
+            broker_id: self.config.broker_id,
+            broker_addr: SocketAddr::new(self.config.broker_ip1, self.config.listen_port)
+                .to_string(),
+            // RocketMQ's HA port defaults to listenPort + 1.
+            ha_server_addr: SocketAddr::new(
+                self.config.broker_ip1,
+                self.config.listen_port.wrapping_add(1),
+            )
+            .to_string(),
+        }
+    }
+
+    /// REGISTER_BROKER with every topic, to every NameServer.
+    fn register_with_namesrvs(&mut self) {
+        if self.config.namesrv_addrs.is_empty() || self.shut_down {
+            return;
+        }
+        let identity = self.identity();
+        let command =
+            register_broker_request(&identity, &self.topics.topics, &self.topics.data_version);
+        for addr in self.config.namesrv_addrs.clone() {
+            let mut command = command.clone();
+            command.opaque = self.next_opaque();
+            self.outputs
+                .push_back(BrokerOutput::SendToNamesrv { addr, command });
+        }
     }
 }

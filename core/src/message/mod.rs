@@ -6,8 +6,10 @@ pub mod msg_id;
 pub mod properties;
 pub mod record;
 
+pub use batch::{decode_batch, encode_batch, BatchEntry};
+pub use msg_id::{decode_offset_msg_id, offset_msg_id, MsgIdError, UniqKeyGenerator};
 pub use properties::Properties;
-pub use record::{HostAddr, MessageRecord, RecordError};
+pub use record::{body_crc, peek_header, HostAddr, MessageRecord, RecordError};
 
 /// MessageSysFlag bits (int32, send header `sysFlag` and record field SYSFLAG).
 pub mod sys_flag {

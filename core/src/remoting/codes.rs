@@ -137,9 +137,34 @@ pub mod request {
     pub const CLEAN_BROKER_DATA: i32 = 1011;
     pub const CONTROLLER_GET_NEXT_BROKER_ID: i32 = 1012;
     pub const CONTROLLER_APPLY_BROKER_ID: i32 = 1013;
+    pub const UPDATE_COLD_DATA_FLOW_CTR_CONFIG: i32 = 2001;
+    pub const REMOVE_COLD_DATA_FLOW_CTR_CONFIG: i32 = 2002;
+    pub const GET_COLD_DATA_FLOW_CTR_INFO: i32 = 2003;
+    pub const SET_COMMITLOG_READ_MODE: i32 = 2004;
+    pub const AUTH_CREATE_USER: i32 = 3001;
+    pub const AUTH_UPDATE_USER: i32 = 3002;
+    pub const AUTH_DELETE_USER: i32 = 3003;
+    pub const AUTH_GET_USER: i32 = 3004;
+    pub const AUTH_LIST_USER: i32 = 3005;
+    pub const AUTH_CREATE_ACL: i32 = 3006;
+    pub const AUTH_UPDATE_ACL: i32 = 3007;
+    pub const AUTH_DELETE_ACL: i32 = 3008;
+    pub const AUTH_GET_ACL: i32 = 3009;
+    pub const AUTH_LIST_ACL: i32 = 3010;
+    // The POP family does not fit the binary header's i16 code: these travel in JSON headers.
+    pub const POP_MESSAGE: i32 = 200_050;
+    pub const ACK_MESSAGE: i32 = 200_051;
+    pub const PEEK_MESSAGE: i32 = 200_052;
+    pub const CHANGE_MESSAGE_INVISIBLETIME: i32 = 200_053;
+    pub const NOTIFICATION: i32 = 200_054;
+    pub const POLLING_INFO: i32 = 200_055;
+    pub const POP_ROLLBACK: i32 = 200_056;
+    pub const BATCH_ACK_MESSAGE: i32 = 200_151;
 }
 
-/// Response codes: the outcome of a request.
+/// Response codes: the outcome of a request. They share no meaning with request codes (10 is
+/// SEND_MESSAGE as a request, FLUSH_DISK_TIMEOUT as a response). The client-local pseudo codes
+/// (−1000 … −1006) never appear on the wire and are not listed.
 pub mod response {
     pub const SUCCESS: i32 = 0;
     pub const SYSTEM_ERROR: i32 = 1;
@@ -184,4 +209,23 @@ pub mod response {
     pub const NOT_LEADER_FOR_QUEUE: i32 = 501;
     pub const ILLEGAL_OPERATION: i32 = 604;
     pub const GO_AWAY: i32 = 1500;
+    pub const CONTROLLER_FENCED_MASTER_EPOCH: i32 = 2000;
+    pub const CONTROLLER_FENCED_SYNC_STATE_SET_EPOCH: i32 = 2001;
+    pub const CONTROLLER_INVALID_MASTER: i32 = 2002;
+    pub const CONTROLLER_INVALID_REPLICAS: i32 = 2003;
+    pub const CONTROLLER_MASTER_NOT_AVAILABLE: i32 = 2004;
+    pub const CONTROLLER_INVALID_REQUEST: i32 = 2005;
+    pub const CONTROLLER_BROKER_NOT_ALIVE: i32 = 2006;
+    pub const CONTROLLER_NOT_LEADER: i32 = 2007;
+    pub const CONTROLLER_BROKER_METADATA_NOT_EXIST: i32 = 2008;
+    pub const CONTROLLER_INVALID_CLEAN_BROKER_METADATA: i32 = 2009;
+    pub const CONTROLLER_BROKER_NEED_TO_BE_REGISTERED: i32 = 2010;
+    pub const CONTROLLER_MASTER_STILL_EXIST: i32 = 2011;
+    pub const CONTROLLER_ELECT_MASTER_FAILED: i32 = 2012;
+    pub const CONTROLLER_ALTER_SYNC_STATE_SET_FAILED: i32 = 2013;
+    pub const CONTROLLER_BROKER_ID_INVALID: i32 = 2014;
+    pub const CONTROLLER_JRAFT_INTERNAL_ERROR: i32 = 2015;
+    pub const CONTROLLER_BROKER_LIVE_INFO_NOT_EXISTS: i32 = 2016;
+    pub const USER_NOT_EXIST: i32 = 3001;
+    pub const POLICY_NOT_EXIST: i32 = 3002;
 }

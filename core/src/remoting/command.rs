@@ -34,10 +34,14 @@ pub struct RemotingCommand {
     /// Request id, echoed by the response.
     pub opaque: i32,
     pub flag: i32,
+    /// Human-readable status text. The binary header cannot tell an empty remark from none, so
+    /// `Some("")` sent that way arrives as `None`; JSON keeps it.
     pub remark: Option<String>,
     pub ext_fields: BTreeMap<String, String>,
     pub body: Bytes,
-    /// The header encoding this command arrived in, or will be sent in.
+    /// The header encoding this command arrived in, or will be sent in. A command the binary
+    /// header cannot represent is sent as JSON regardless (see
+    /// [`wire_serialize_type`](super::codec::wire_serialize_type)).
     pub serialize_type: SerializeType,
 }
 

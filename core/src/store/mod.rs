@@ -9,7 +9,12 @@ pub mod consume_queue;
 pub mod message_store;
 pub mod segment;
 
-pub use message_store::{GetResult, GetStatus, MessageStore, PutResult, StoreConfig, StoreError};
+#[cfg(test)]
+mod tests;
+
+pub use message_store::{
+    GetResult, GetStatus, MessageStore, PutResult, RecoveryReport, StoreConfig, StoreError,
+};
 pub use segment::{MemStorage, SegmentStorage, StorageError};
 
 /// A byte offset in the global CommitLog (segment start offset + position in the segment).

@@ -50,5 +50,183 @@ pub trait SegmentStorage {
 /// Segment files in memory: tests, the playground and fuzzing.
 #[derive(Clone, Debug, Default)]
 pub struct MemStorage {
-    files: std::collections::BTreeMap<String, Vec<u8>>,
+    files: std::collections::BTreeMap<String, MemFile>,
+}
+
+/// One in-memory file: its bytes and how many leading bytes a sync has made durable.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct MemFile {
+    data: Vec<u8>,
+    /// Length of the durable prefix. Kept so a power-loss model can later drop everything past
+    /// it; a sync that leaves a gap after this prefix does not extend it.
+    synced_len_bytes: u64,
+}
+
+impl MemStorage {
+    /// An empty storage.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Every file path, sorted.
+    pub fn paths(&self) -> Vec<String> {
+        self.files.keys().cloned().collect()
+    }
+
+    /// The durable prefix of `path` (`None` when the file does not exist).
+    pub fn synced_len(&self, path: &str) -> Option<u64> {
+        self.files.get(path).map(|f| f.synced_len_bytes)
+    }
+
+    /// The whole content of `path`, for tests and inspection.
+    pub fn contents(&self, path: &str) -> Option<&[u8]> {
+        self.files.get(path).map(|f| f.data.as_slice())
+    }
+
+    fn file(&self, path: &str) -> Result<&MemFile, StorageError> {
+        self.files
+            .get(path)
+            .ok_or_else(|| StorageError::NotFound(path.to_string()))
+    }
+
+    fn file_mut(&mut self, path: &str) -> Result<&mut MemFile, StorageError> {
+        self.files
+            .get_mut(path)
+            .ok_or_else(|| StorageError::NotFound(path.to_string()))
+    }
+
+    /// The entries directly under `dir`: `(name, is_dir)`, sorted, directories deduplicated.
+    fn entries(&self, dir: &str) -> std::collections::BTreeSet<(String, bool)> {
+        let dir = dir.trim_end_matches('/');
+        let prefix = if dir.is_empty() {
+            String::new()
+        } else {
+            format!("{dir}/")
+        };
+        let mut out = std::collections::BTreeSet::new();
+        for path in self.files.range(prefix.clone()..).map(|(p, _)| p) {
+            let Some(rest) = path.strip_prefix(&prefix) else {
+                break;
+            };
+            match rest.split_once('/') {
+                Some((sub, _)) => out.insert((sub.to_string(), true)),
+                None => out.insert((rest.to_string(), false)),
+            };
+        }
+        out
+    }
+}
+
+/// Checks that `[pos, pos + n)` lies inside a file of `len` bytes.
+fn check_bounds(path: &str, pos: u64, n: usize, len: u64) -> Result<(u64, u64), StorageError> {
+    let end = pos.checked_add(n as u64);
+    match end {
+        Some(end) if end <= len => Ok((pos, end)),
+        _ => Err(StorageError::OutOfBounds {
+            path: path.to_string(),
+            pos,
+            end: end.unwrap_or(u64::MAX),
+            len,
+        }),
+    }
+}
+
+impl SegmentStorage for MemStorage {
+    fn list(&self, dir: &str) -> Result<Vec<String>, StorageError> {
+        Ok(self
+            .entries(dir)
+            .into_iter()
+            .filter(|(_, is_dir)| !is_dir)
+            .map(|(name, _)| name)
+            .collect())
+    }
+
+    fn list_dirs(&self, dir: &str) -> Result<Vec<String>, StorageError> {
+        Ok(self
+            .entries(dir)
+            .into_iter()
+            .filter(|(_, is_dir)| *is_dir)
+            .map(|(name, _)| name)
+            .collect())
+    }
+
+    fn create(&mut self, path: &str, len: u64) -> Result<(), StorageError> {
+        if self.files.contains_key(path) {
+            return Err(StorageError::AlreadyExists(path.to_string()));
+        }
+        let len = usize::try_from(len).map_err(|_| StorageError::NoSpace)?;
+        self.files.insert(
+            path.to_string(),
+            MemFile {
+                data: vec![0; len],
+                synced_len_bytes: 0,
+            },
+        );
+        Ok(())
+    }
+
+    fn len(&self, path: &str) -> Result<u64, StorageError> {
+        Ok(self.file(path)?.data.len() as u64)
+    }
+
+    fn write_at(&mut self, path: &str, pos: u64, data: &[u8]) -> Result<(), StorageError> {
+        let file = self.file_mut(path)?;
+        let (start, end) = check_bounds(path, pos, data.len(), file.data.len() as u64)?;
+        file.data[start as usize..end as usize].copy_from_slice(data);
+        Ok(())
+    }
+
+    fn read_at(&self, path: &str, pos: u64, buf: &mut [u8]) -> Result<(), StorageError> {
+        let file = self.file(path)?;
+        let (start, end) = check_bounds(path, pos, buf.len(), file.data.len() as u64)?;
+        buf.copy_from_slice(&file.data[start as usize..end as usize]);
+        Ok(())
+    }
+
+    fn truncate(&mut self, path: &str, len: u64) -> Result<(), StorageError> {
+        let file = self.file_mut(path)?;
+        let len_usize = usize::try_from(len).map_err(|_| StorageError::NoSpace)?;
+        file.data.resize(len_usize, 0);
+        file.synced_len_bytes = file.synced_len_bytes.min(len);
+        Ok(())
+    }
+
+    fn delete(&mut self, path: &str) -> Result<(), StorageError> {
+        self.files
+            .remove(path)
+            .map(|_| ())
+            .ok_or_else(|| StorageError::NotFound(path.to_string()))
+    }
+
+    fn sync(&mut self, path: &str, start: u64, end: u64) -> Result<(), StorageError> {
+        let file = self.file_mut(path)?;
+        let len = file.data.len() as u64;
+        if start > end || end > len {
+            return Err(StorageError::OutOfBounds {
+                path: path.to_string(),
+                pos: start,
+                end,
+                len,
+            });
+        }
+        if start <= file.synced_len_bytes {
+            file.synced_len_bytes = file.synced_len_bytes.max(end);
+        }
+        Ok(())
+    }
+
+    fn replace(&mut self, path: &str, data: &[u8]) -> Result<(), StorageError> {
+        self.files.insert(
+            path.to_string(),
+            MemFile {
+                data: data.to_vec(),
+                synced_len_bytes: data.len() as u64,
+            },
+        );
+        Ok(())
+    }
+
+    fn read_all(&self, path: &str) -> Result<Option<Vec<u8>>, StorageError> {
+        Ok(self.files.get(path).map(|f| f.data.clone()))
+    }
 }

@@ -1,0 +1,186 @@
+//! Consumer offsets (persisted as `config/consumerOffsets.json`, RocketMQ's shape
+//! `{"offsetTable":{"topic@group":{"0":12}}}`) and the offset requests: QUERY_CONSUMER_OFFSET
+//! (14), UPDATE_CONSUMER_OFFSET (15), SEARCH_OFFSET_BY_TIMESTAMP (29), GET_MAX_OFFSET (30),
+//! GET_MIN_OFFSET (31), GET_EARLIEST_MSG_STORETIME (32).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::{Broker, BrokerError};
+use crate::remoting::codes::response;
+use crate::remoting::headers::{
+    QueryConsumerOffsetRequestHeader, SearchOffsetRequestHeader, TopicQueueRequestHeader,
+    UpdateConsumerOffsetRequestHeader,
+};
+use crate::remoting::{HeaderError, RemotingCommand};
+use crate::store::SegmentStorage;
+
+pub(super) const CONSUMER_OFFSETS_PATH: &str = "config/consumerOffsets.json";
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct OffsetFile {
+    #[serde(default)]
+    offset_table: BTreeMap<String, BTreeMap<i32, i64>>,
+}
+
+/// Committed offsets: `topic@group` → queue id → next offset to consume.
+#[derive(Debug, Default)]
+pub(super) struct ConsumerOffsets {
+    table: BTreeMap<String, BTreeMap<i32, i64>>,
+    /// Changed since the last persist.
+    dirty: bool,
+}
+
+fn key(topic: &str, group: &str) -> String {
+    format!("{topic}@{group}")
+}
+
+impl ConsumerOffsets {
+    pub fn load<S: SegmentStorage>(storage: &S) -> Result<Self, BrokerError> {
+        let Some(bytes) = storage
+            .read_all(CONSUMER_OFFSETS_PATH)
+            .map_err(crate::store::StoreError::from)?
+        else {
+            return Ok(Self::default());
+        };
+        let file: OffsetFile =
+            serde_json::from_slice(&bytes).map_err(|e| BrokerError::CorruptConfig {
+                path: CONSUMER_OFFSETS_PATH.to_owned(),
+                reason: e.to_string(),
+            })?;
+        Ok(Self {
+            table: file.offset_table,
+            dirty: false,
+        })
+    }
+
+    pub fn query(&self, topic: &str, group: &str, queue_id: i32) -> Option<i64> {
+        self.table.get(&key(topic, group))?.get(&queue_id).copied()
+    }
+
+    pub fn commit(&mut self, topic: &str, group: &str, queue_id: i32, offset: i64) {
+        let queues = self.table.entry(key(topic, group)).or_default();
+        if queues.insert(queue_id, offset) != Some(offset) {
+            self.dirty = true;
+        }
+    }
+
+    pub fn is_dirty(&self) -> bool {
+        self.dirty
+    }
+
+    /// The file contents, clearing the dirty mark.
+    pub fn take_json(&mut self) -> Vec<u8> {
+        self.dirty = false;
+        let file = OffsetFile {
+            offset_table: self.table.clone(),
+        };
+        serde_json::to_vec(&file).unwrap_or_default()
+    }
+}
+
+impl<S: SegmentStorage> Broker<S> {
+    /// Writes the offset table when it changed since the last write.
+    pub(super) fn persist_offsets(&mut self) {
+        if !self.offsets.is_dirty() {
+            return;
+        }
+        let json = self.offsets.take_json();
+        if self
+            .store
+            .storage_mut()
+            .replace(CONSUMER_OFFSETS_PATH, &json)
+            .is_err()
+        {
+            // Keep the table dirty so the next period retries the write.
+            self.offsets.dirty = true;
+        }
+    }
+
+    /// QUERY_CONSUMER_OFFSET (14). With nothing committed Java answers offset 0 when the queue
+    /// still starts at 0 and message 0 exists (a new group on a fresh topic starts from the
+    /// beginning), unless the client asked `setZeroIfNotFound=false`; otherwise 22.
+    pub(super) fn handle_query_consumer_offset(
+        &mut self,
+        req: &RemotingCommand,
+    ) -> Result<RemotingCommand, HeaderError> {
+        let h = QueryConsumerOffsetRequestHeader::parse(req)?;
+        if let Some(offset) = self.offsets.query(&h.topic, &h.consumer_group, h.queue_id) {
+            return Ok(RemotingCommand::response_to(req, response::SUCCESS, None)
+                .with_ext("offset", offset));
+        }
+        let min = self.store.min_offset(&h.topic, h.queue_id).0;
+        let max = self.store.max_offset(&h.topic, h.queue_id).0;
+        if h.set_zero_if_not_found != Some(false) && min == 0 && max > 0 {
+            return Ok(
+                RemotingCommand::response_to(req, response::SUCCESS, None).with_ext("offset", 0)
+            );
+        }
+        Ok(RemotingCommand::response_to(
+            req,
+            response::QUERY_NOT_FOUND,
+            Some("Not found, maybe this group consumer boot first".to_owned()),
+        ))
+    }
+
+    /// UPDATE_CONSUMER_OFFSET (15).
+    pub(super) fn handle_update_consumer_offset(
+        &mut self,
+        req: &RemotingCommand,
+    ) -> Result<RemotingCommand, HeaderError> {
+        let h = UpdateConsumerOffsetRequestHeader::parse(req)?;
+        self.offsets
+            .commit(&h.topic, &h.consumer_group, h.queue_id, h.commit_offset);
+        Ok(RemotingCommand::response_to(req, response::SUCCESS, None))
+    }
+
+    /// GET_MAX_OFFSET (30).
+    pub(super) fn handle_get_max_offset(
+        &mut self,
+        req: &RemotingCommand,
+    ) -> Result<RemotingCommand, HeaderError> {
+        let h = TopicQueueRequestHeader::parse(req)?;
+        let offset = self.store.max_offset(&h.topic, h.queue_id).0;
+        Ok(RemotingCommand::response_to(req, response::SUCCESS, None).with_ext("offset", offset))
+    }
+
+    /// GET_MIN_OFFSET (31).
+    pub(super) fn handle_get_min_offset(
+        &mut self,
+        req: &RemotingCommand,
+    ) -> Result<RemotingCommand, HeaderError> {
+        let h = TopicQueueRequestHeader::parse(req)?;
+        let offset = self.store.min_offset(&h.topic, h.queue_id).0;
+        Ok(RemotingCommand::response_to(req, response::SUCCESS, None).with_ext("offset", offset))
+    }
+
+    /// SEARCH_OFFSET_BY_TIMESTAMP (29): the LOWER boundary (the first message stored at or after
+    /// the timestamp), which is what consumers starting CONSUME_FROM_TIMESTAMP need.
+    pub(super) fn handle_search_offset(
+        &mut self,
+        req: &RemotingCommand,
+    ) -> Result<RemotingCommand, HeaderError> {
+        let h = SearchOffsetRequestHeader::parse(req)?;
+        let offset = self
+            .store
+            .offset_by_timestamp(&h.topic, h.queue_id, h.timestamp_ms)
+            .0;
+        Ok(RemotingCommand::response_to(req, response::SUCCESS, None).with_ext("offset", offset))
+    }
+
+    /// GET_EARLIEST_MSG_STORETIME (32): −1 for an empty queue.
+    pub(super) fn handle_earliest_msg_store_time(
+        &mut self,
+        req: &RemotingCommand,
+    ) -> Result<RemotingCommand, HeaderError> {
+        let h = TopicQueueRequestHeader::parse(req)?;
+        let timestamp = self
+            .store
+            .earliest_store_time_ms(&h.topic, h.queue_id)
+            .unwrap_or(-1);
+        Ok(RemotingCommand::response_to(req, response::SUCCESS, None)
+            .with_ext("timestamp", timestamp))
+    }
+}

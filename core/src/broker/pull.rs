@@ -1,0 +1,300 @@
+//! PULL_MESSAGE (11) and LITE_PULL_MESSAGE (361), with long polling.
+//!
+//! A pull that finds nothing (19) and may be suspended is held until a message arrives in its
+//! queue or its deadline passes; either way it is run again without suspension and answered
+//! with that result (REMOTING.md §3.5 step 7).
+
+use std::collections::BTreeMap;
+
+use bytes::BytesMut;
+
+use super::clients::Subscription;
+use super::Broker;
+use crate::remoting::codes::response;
+use crate::remoting::headers::{
+    pull_sys_flag, PullMessageRequestHeader, PullMessageResponseHeader,
+};
+use crate::remoting::{HeaderError, RemotingCommand};
+use crate::store::{GetStatus, QueueOffset, SegmentStorage};
+use crate::topic::perm;
+use crate::ConnId;
+
+/// Most messages one pull returns (`maxTransferCountOnMessageInMemory`).
+const MAX_PULL_MESSAGES: i32 = 32;
+/// How long a pull is held when long polling is off (`shortPollingTimeMills`).
+const SHORT_POLLING_MS: u64 = 1_000;
+
+/// A suspended pull.
+#[derive(Clone, Debug)]
+pub(super) struct HeldPull {
+    pub conn: ConnId,
+    pub request: RemotingCommand,
+    pub queue_offset: i64,
+    pub deadline_ms: u64,
+}
+
+/// Suspended pulls by (topic, queue id).
+#[derive(Debug, Default)]
+pub(super) struct HeldPulls {
+    pub by_queue: BTreeMap<(String, i32), Vec<HeldPull>>,
+}
+
+impl HeldPulls {
+    pub fn earliest_deadline_ms(&self) -> Option<u64> {
+        self.by_queue
+            .values()
+            .flat_map(|v| v.iter().map(|p| p.deadline_ms))
+            .min()
+    }
+
+    pub fn drop_connection(&mut self, conn: ConnId) {
+        self.by_queue.retain(|_, held| {
+            held.retain(|p| p.conn != conn);
+            !held.is_empty()
+        });
+    }
+
+    /// Removes and returns every held pull matching `pred`, in queue then arrival order.
+    pub fn take_where(
+        &mut self,
+        mut pred: impl FnMut(&(String, i32), &HeldPull) -> bool,
+    ) -> Vec<HeldPull> {
+        let mut taken = Vec::new();
+        self.by_queue.retain(|key, held| {
+            let (out, keep): (Vec<_>, Vec<_>) =
+                std::mem::take(held).into_iter().partition(|p| pred(key, p));
+            taken.extend(out);
+            *held = keep;
+            !held.is_empty()
+        });
+        taken
+    }
+}
+
+fn respond(req: &RemotingCommand, code: i32, remark: impl Into<String>) -> RemotingCommand {
+    RemotingCommand::response_to(req, code, Some(remark.into()))
+}
+
+impl<S: SegmentStorage> Broker<S> {
+    /// Runs a pull. `first` is the request's first execution (commit the piggy-backed offset);
+    /// `may_suspend` lets a not-found result be held. `Ok(None)`: the pull is now held.
+    pub(super) fn run_pull(
+        &mut self,
+        now_ms: u64,
+        conn: ConnId,
+        req: &RemotingCommand,
+        first: bool,
+        may_suspend: bool,
+    ) -> Result<Option<RemotingCommand>, HeaderError> {
+        let h = PullMessageRequestHeader::parse(req)?;
+        let group = self.clients.consumers.get(&h.consumer_group);
+        if group.is_none() && !self.config.auto_create_subscription_group {
+            return Ok(Some(respond(
+                req,
+                response::SUBSCRIPTION_GROUP_NOT_EXIST,
+                format!("subscription group [{}] does not exist", h.consumer_group),
+            )));
+        }
+        let broadcasting = group.is_some_and(|g| g.is_broadcasting());
+        let Some(topic) = self.topics.topics.get(&h.topic) else {
+            return Ok(Some(respond(
+                req,
+                response::TOPIC_NOT_EXIST,
+                format!("topic[{}] not exist, apply first please!", h.topic),
+            )));
+        };
+        if topic.perm & perm::READ == 0 {
+            return Ok(Some(respond(
+                req,
+                response::NO_PERMISSION,
+                format!("the topic[{}] pulling message is forbidden", h.topic),
+            )));
+        }
+        if h.queue_id < 0 || h.queue_id as i64 >= i64::from(topic.read_queue_nums) {
+            return Ok(Some(respond(
+                req,
+                response::INVALID_PARAMETER,
+                format!(
+                    "queueId[{}] is illegal, topic:[{}] topicConfig.readQueueNums:[{}]",
+                    h.queue_id, h.topic, topic.read_queue_nums
+                ),
+            )));
+        }
+        let subscription = if h.sys_flag & pull_sys_flag::SUBSCRIPTION != 0 {
+            Subscription::parse(
+                h.subscription.as_deref().unwrap_or("*"),
+                h.expression_type.as_deref(),
+                h.sub_version,
+            )
+        } else {
+            let Some(sub) = self.clients.subscription(&h.consumer_group, &h.topic) else {
+                return Ok(Some(respond(
+                    req,
+                    response::SUBSCRIPTION_NOT_EXIST,
+                    format!(
+                        "the consumer's subscription not exist, group: {} topic: {}",
+                        h.consumer_group, h.topic
+                    ),
+                )));
+            };
+            if sub.sub_version < h.sub_version {
+                return Ok(Some(respond(
+                    req,
+                    response::SUBSCRIPTION_NOT_LATEST,
+                    format!(
+                        "the consumer's subscription not latest, group: {} topic: {}",
+                        h.consumer_group, h.topic
+                    ),
+                )));
+            }
+            sub.clone()
+        };
+        if !subscription.is_tag() {
+            return Ok(Some(respond(
+                req,
+                response::SYSTEM_ERROR,
+                format!(
+                    "The broker does not support consumer to filter message by {}",
+                    subscription.expression_type
+                ),
+            )));
+        }
+
+        let max_count = h.max_msg_nums.clamp(1, MAX_PULL_MESSAGES) as u32;
+        let requested = QueueOffset(h.queue_offset.max(0) as u64);
+        let filter = |tags_code: i64| subscription.matches(tags_code);
+        let result = match self
+            .store
+            .get(&h.topic, h.queue_id, requested, max_count, &filter)
+        {
+            Ok(r) => r,
+            Err(e) => {
+                return Ok(Some(respond(
+                    req,
+                    response::SYSTEM_ERROR,
+                    format!("reading the queue failed: {e}"),
+                )))
+            }
+        };
+        let (code, next_begin) = match result.status {
+            GetStatus::Found => (response::SUCCESS, result.next_begin_offset.0 as i64),
+            GetStatus::NoMatchedMessage | GetStatus::MessageWasRemoving => (
+                response::PULL_RETRY_IMMEDIATELY,
+                result.next_begin_offset.0 as i64,
+            ),
+            GetStatus::OffsetOverflowOne => (response::PULL_NOT_FOUND, h.queue_offset),
+            GetStatus::OffsetFoundNull => {
+                (response::PULL_NOT_FOUND, result.next_begin_offset.0 as i64)
+            }
+            GetStatus::NoMessageInQueue | GetStatus::NoMatchedLogicQueue => {
+                if h.queue_offset == 0 {
+                    (response::PULL_NOT_FOUND, 0)
+                } else {
+                    (response::PULL_OFFSET_MOVED, 0)
+                }
+            }
+            GetStatus::OffsetTooSmall => (response::PULL_OFFSET_MOVED, result.min_offset.0 as i64),
+            GetStatus::OffsetOverflowBadly => {
+                (response::PULL_OFFSET_MOVED, result.max_offset.0 as i64)
+            }
+        };
+
+        if first && h.sys_flag & pull_sys_flag::COMMIT_OFFSET != 0 && !broadcasting {
+            self.offsets
+                .commit(&h.topic, &h.consumer_group, h.queue_id, h.commit_offset);
+        }
+
+        if code == response::PULL_NOT_FOUND
+            && may_suspend
+            && h.sys_flag & pull_sys_flag::SUSPEND != 0
+        {
+            let hold_ms = if self.config.long_polling_enable {
+                h.suspend_timeout_ms.max(0) as u64
+            } else {
+                SHORT_POLLING_MS
+            };
+            self.held_pulls
+                .by_queue
+                .entry((h.topic.clone(), h.queue_id))
+                .or_default()
+                .push(HeldPull {
+                    conn,
+                    request: req.clone(),
+                    queue_offset: h.queue_offset,
+                    deadline_ms: now_ms.saturating_add(hold_ms),
+                });
+            return Ok(None);
+        }
+
+        let mut response = RemotingCommand::response_to(req, code, None);
+        PullMessageResponseHeader {
+            suggest_which_broker_id: 0,
+            next_begin_offset: next_begin,
+            min_offset: result.min_offset.0 as i64,
+            max_offset: result.max_offset.0 as i64,
+        }
+        .write_to(&mut response);
+        if code == response::SUCCESS {
+            let mut body = BytesMut::with_capacity(result.records.iter().map(|r| r.len()).sum());
+            for record in &result.records {
+                body.extend_from_slice(record);
+            }
+            response.body = body.freeze();
+        } else {
+            response.remark = Some(
+                match result.status {
+                    GetStatus::OffsetOverflowOne => "OFFSET_OVERFLOW_ONE",
+                    GetStatus::OffsetFoundNull => "OFFSET_FOUND_NULL",
+                    GetStatus::NoMessageInQueue => "NO_MESSAGE_IN_QUEUE",
+                    GetStatus::NoMatchedLogicQueue => "NO_MATCHED_LOGIC_QUEUE",
+                    GetStatus::OffsetTooSmall => "OFFSET_TOO_SMALL",
+                    GetStatus::OffsetOverflowBadly => "OFFSET_OVERFLOW_BADLY",
+                    GetStatus::NoMatchedMessage => "NO_MATCHED_MESSAGE",
+                    GetStatus::MessageWasRemoving => "MESSAGE_WAS_REMOVING",
+                    GetStatus::Found => "FOUND",
+                }
+                .to_owned(),
+            );
+        }
+        Ok(Some(response))
+    }
+
+    /// Re-runs a held pull (no suspension, no offset commit) and answers it.
+    fn answer_held_pull(&mut self, now_ms: u64, held: HeldPull) {
+        let response = match self.run_pull(now_ms, held.conn, &held.request, false, false) {
+            Ok(Some(r)) => r,
+            Ok(None) => return,
+            Err(e) => RemotingCommand::response_to(
+                &held.request,
+                response::SYSTEM_ERROR,
+                Some(e.to_string()),
+            ),
+        };
+        self.reply(held.conn, &held.request, response);
+    }
+
+    /// A message arrived in (topic, queue): answer the pulls waiting for it.
+    pub(super) fn wake_held_pulls(&mut self, now_ms: u64, topic: &str, queue_id: i32) {
+        let key = (topic.to_owned(), queue_id);
+        if !self.held_pulls.by_queue.contains_key(&key) {
+            return;
+        }
+        let max = self.store.max_offset(topic, queue_id).0 as i64;
+        let woken = self
+            .held_pulls
+            .take_where(|k, p| *k == key && p.queue_offset < max);
+        for held in woken {
+            self.answer_held_pull(now_ms, held);
+        }
+    }
+
+    /// Answers held pulls whose deadline has passed (`all`: every held pull, at shutdown).
+    pub(super) fn expire_held_pulls(&mut self, now_ms: u64, all: bool) {
+        let due = self
+            .held_pulls
+            .take_where(|_, p| all || p.deadline_ms <= now_ms);
+        for held in due {
+            self.answer_held_pull(now_ms, held);
+        }
+    }
+}

@@ -1,0 +1,247 @@
+//! The topic table (persisted as `config/topics.json` in RocketMQ's
+//! `TopicConfigSerializeWrapper` shape), auto-creation, UPDATE_AND_CREATE_TOPIC (17) and
+//! GET_ALL_TOPIC_CONFIG (21).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::{Broker, BrokerError};
+use crate::remoting::codes::response;
+use crate::remoting::headers::CreateTopicRequestHeader;
+use crate::remoting::{HeaderError, RemotingCommand};
+use crate::store::SegmentStorage;
+use crate::topic::{
+    perm, validate_topic_name, DataVersion, TopicConfig, AUTO_CREATE_TOPIC_KEY,
+    DLQ_GROUP_TOPIC_PREFIX, RETRY_GROUP_TOPIC_PREFIX,
+};
+
+pub(super) const TOPICS_PATH: &str = "config/topics.json";
+
+/// Topics no producer may send to (REMOTING.md §3.3 step 3).
+const NOT_ALLOWED_SEND_TOPICS: &[&str] = &[
+    "SCHEDULE_TOPIC_XXXX",
+    "RMQ_SYS_TRANS_HALF_TOPIC",
+    "RMQ_SYS_TRANS_OP_HALF_TOPIC",
+    "TRANS_CHECK_MAX_TIME_TOPIC",
+    "SELF_TEST_TOPIC",
+    "OFFSET_MOVED_EVENT",
+];
+
+pub(super) fn is_send_forbidden_topic(topic: &str) -> bool {
+    NOT_ALLOWED_SEND_TOPICS.contains(&topic)
+}
+
+/// Retry and DLQ names may be up to 255 bytes (group names are up to 120 plus the prefix).
+pub(super) fn validate_topic(topic: &str) -> Result<(), String> {
+    if topic.starts_with(RETRY_GROUP_TOPIC_PREFIX) || topic.starts_with(DLQ_GROUP_TOPIC_PREFIX) {
+        if topic.len() > 255 {
+            return Err(format!(
+                "the topic name is longer than 255 bytes: {} bytes",
+                topic.len()
+            ));
+        }
+        if let Some(c) = topic
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '%' | '|' | '_' | '-')))
+        {
+            return Err(format!(
+                "the topic name {topic:?} contains the illegal character {c:?}"
+            ));
+        }
+        return Ok(());
+    }
+    validate_topic_name(topic)
+}
+
+/// `TopicConfigSerializeWrapper`: the file shape and the GET_ALL_TOPIC_CONFIG body.
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct TopicConfigSerializeWrapper {
+    #[serde(default)]
+    pub topic_config_table: BTreeMap<String, TopicConfig>,
+    #[serde(default)]
+    pub data_version: DataVersion,
+}
+
+/// Every topic the broker owns and the version NameServers compare.
+#[derive(Debug, Default)]
+pub(super) struct TopicTable {
+    pub topics: BTreeMap<String, TopicConfig>,
+    pub data_version: DataVersion,
+}
+
+impl TopicTable {
+    pub fn load<S: SegmentStorage>(storage: &S) -> Result<Self, BrokerError> {
+        let Some(bytes) = storage
+            .read_all(TOPICS_PATH)
+            .map_err(crate::store::StoreError::from)?
+        else {
+            return Ok(Self::default());
+        };
+        let wrapper: TopicConfigSerializeWrapper =
+            serde_json::from_slice(&bytes).map_err(|e| BrokerError::CorruptConfig {
+                path: TOPICS_PATH.to_owned(),
+                reason: e.to_string(),
+            })?;
+        Ok(Self {
+            topics: wrapper.topic_config_table,
+            data_version: wrapper.data_version,
+        })
+    }
+
+    pub fn to_json(&self) -> Vec<u8> {
+        let wrapper = TopicConfigSerializeWrapper {
+            topic_config_table: self.topics.clone(),
+            data_version: self.data_version.clone(),
+        };
+        serde_json::to_vec(&wrapper).unwrap_or_default()
+    }
+}
+
+/// Parses RocketMQ's attribute string (`+key=value,+key2=value2`; `-key` deletes).
+fn parse_attributes(text: &str) -> BTreeMap<String, String> {
+    text.split(',')
+        .filter_map(|item| {
+            let item = item.trim().strip_prefix('+')?;
+            let (k, v) = item.split_once('=')?;
+            Some((k.to_owned(), v.to_owned()))
+        })
+        .collect()
+}
+
+impl<S: SegmentStorage> Broker<S> {
+    /// Adds or replaces a topic: bumps the data version, persists the table and re-registers
+    /// with every NameServer at once so routes appear quickly.
+    pub(super) fn put_topic(&mut self, now_ms: u64, config: TopicConfig) {
+        self.topics.topics.insert(config.topic_name.clone(), config);
+        self.topics.data_version.bump(now_ms);
+        self.persist_topics();
+        self.register_with_namesrvs();
+    }
+
+    pub(super) fn persist_topics(&mut self) {
+        let json = self.topics.to_json();
+        // A failed config write is not fatal for serving; the next change retries it.
+        let _ = self.store.storage_mut().replace(TOPICS_PATH, &json);
+    }
+
+    /// Ensures TBW102 exists when auto-creation is on (REMOTING.md §6.2).
+    pub(super) fn ensure_system_topics(&mut self, now_ms: u64) {
+        if self.config.auto_create_topic_enable
+            && !self.topics.topics.contains_key(AUTO_CREATE_TOPIC_KEY)
+        {
+            let mut tbw = TopicConfig::new(
+                AUTO_CREATE_TOPIC_KEY,
+                self.config.default_topic_queue_nums.max(1),
+            );
+            tbw.perm = perm::READ_WRITE | perm::INHERIT;
+            self.topics.topics.insert(tbw.topic_name.clone(), tbw);
+            self.topics.data_version.bump(now_ms);
+            self.persist_topics();
+        }
+    }
+
+    /// The retry (or DLQ) topic of a group, created with one queue when missing.
+    pub(super) fn ensure_group_topic(&mut self, now_ms: u64, topic: &str) -> TopicConfig {
+        if let Some(existing) = self.topics.topics.get(topic) {
+            return existing.clone();
+        }
+        let config = TopicConfig::new(topic, 1);
+        self.put_topic(now_ms, config.clone());
+        config
+    }
+
+    /// The config of `topic` for a send, auto-creating it from `default_topic` when allowed.
+    /// `Err` is the response code and remark.
+    pub(super) fn topic_for_send(
+        &mut self,
+        now_ms: u64,
+        topic: &str,
+        default_topic: &str,
+        default_topic_queue_nums: i32,
+    ) -> Result<TopicConfig, (i32, String)> {
+        if let Some(existing) = self.topics.topics.get(topic) {
+            return Ok(existing.clone());
+        }
+        if topic.starts_with(RETRY_GROUP_TOPIC_PREFIX) || topic.starts_with(DLQ_GROUP_TOPIC_PREFIX)
+        {
+            return Ok(self.ensure_group_topic(now_ms, topic));
+        }
+        let not_exist = || {
+            (
+                response::TOPIC_NOT_EXIST,
+                format!("topic[{topic}] not exist, apply first please!"),
+            )
+        };
+        let template = self
+            .topics
+            .topics
+            .get(default_topic)
+            .cloned()
+            .ok_or_else(not_exist)?;
+        // A TBW102 left over from a time auto-creation was on no longer counts as a template.
+        let tbw_disabled =
+            default_topic == AUTO_CREATE_TOPIC_KEY && !self.config.auto_create_topic_enable;
+        let inheritable = template.perm & perm::INHERIT != 0 && !tbw_disabled;
+        if !inheritable {
+            return Err(not_exist());
+        }
+        let queue_nums = (default_topic_queue_nums.max(1) as u32).min(template.write_queue_nums);
+        let mut config = TopicConfig::new(topic, queue_nums.max(1));
+        config.perm = template.perm & !perm::INHERIT;
+        config.topic_filter_type = template.topic_filter_type.clone();
+        self.put_topic(now_ms, config.clone());
+        Ok(config)
+    }
+
+    /// UPDATE_AND_CREATE_TOPIC (17).
+    pub(super) fn handle_create_topic(
+        &mut self,
+        now_ms: u64,
+        req: &RemotingCommand,
+    ) -> Result<RemotingCommand, HeaderError> {
+        let header = CreateTopicRequestHeader::parse(req)?;
+        if let Err(reason) = validate_topic(&header.topic) {
+            return Ok(RemotingCommand::response_to(
+                req,
+                response::INVALID_PARAMETER,
+                Some(reason),
+            ));
+        }
+        let system = header.topic == AUTO_CREATE_TOPIC_KEY
+            || is_send_forbidden_topic(&header.topic)
+            || header.topic.to_ascii_lowercase().starts_with("rmq_sys_");
+        if system {
+            return Ok(RemotingCommand::response_to(
+                req,
+                response::INVALID_PARAMETER,
+                Some(format!(
+                    "The topic[{}] is conflict with system topic.",
+                    header.topic
+                )),
+            ));
+        }
+        let config = TopicConfig {
+            topic_name: header.topic.clone(),
+            read_queue_nums: header.read_queue_nums,
+            write_queue_nums: header.write_queue_nums,
+            perm: header.perm,
+            topic_filter_type: header.topic_filter_type.clone(),
+            topic_sys_flag: header.topic_sys_flag,
+            order: header.order,
+            attributes: header
+                .attributes
+                .as_deref()
+                .map(parse_attributes)
+                .unwrap_or_default(),
+        };
+        self.put_topic(now_ms, config);
+        Ok(RemotingCommand::response_to(req, response::SUCCESS, None))
+    }
+
+    /// GET_ALL_TOPIC_CONFIG (21).
+    pub(super) fn handle_get_all_topic_config(&mut self, req: &RemotingCommand) -> RemotingCommand {
+        RemotingCommand::response_to(req, response::SUCCESS, None).with_body(self.topics.to_json())
+    }
+}

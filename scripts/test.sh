@@ -1,0 +1,179 @@
+#!/usr/bin/env bash
+# Runs every check of the project, in order, stopping at the first failure:
+#
+#   fmt     cargo fmt --check over the workspace and the fuzz crate
+#   clippy  cargo clippy over every target of the workspace, warnings are errors
+#   test    the test suite (cargo-nextest when installed, else cargo test) and the doc tests
+#   wasm    vostok-core built for wasm32-unknown-unknown
+#
+# Usage: scripts/test.sh [STEP...]   (no argument: every step, in the order above)
+#
+# The script runs on a fresh Debian 12 machine with a rustup stable toolchain and installs what it
+# lacks. rustup cannot download the wasm32 target there, so the wasm step builds `std` from source
+# with Debian's own Rust (packages rustc-web, cargo-web, rust-web-src) and links with wasm-ld-19
+# (package lld-19); see docs/ARCHITECTURE.md. Those packages are installed through apt-get when
+# missing, which needs root or sudo.
+set -euo pipefail
+
+repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$repo_root"
+
+# rustup's proxies come first: once the wasm step has installed Debian's Rust, /usr/bin/cargo
+# exists too, and it has neither rustfmt nor clippy.
+rustup_bin="${CARGO_HOME:-$HOME/.cargo}/bin"
+if [[ -d "$rustup_bin" ]]; then
+    PATH="$rustup_bin:$PATH"
+fi
+
+all_steps=(fmt clippy test wasm)
+if [[ $# -eq 0 ]]; then
+    steps=("${all_steps[@]}")
+else
+    steps=("$@")
+fi
+
+script_start_s=$(date +%s)
+current_step=""
+step_start_s=0
+
+# Prints a header and remembers when the step began.
+begin_step() {
+    current_step="$1"
+    step_start_s=$(date +%s)
+    printf '\n==> [%s] %s\n' "$current_step" "$2"
+}
+
+end_step() {
+    printf '==> [%s] ok (%ss)\n' "$current_step" "$(($(date +%s) - step_start_s))"
+    current_step=""
+}
+
+on_exit() {
+    local status=$?
+    if [[ $status -ne 0 && -n "$current_step" ]]; then
+        printf '\n==> [%s] FAILED after %ss (exit %s)\n' \
+            "$current_step" "$(($(date +%s) - step_start_s))" "$status" >&2
+    fi
+}
+trap on_exit EXIT
+
+die() {
+    printf 'error: %s\n' "$*" >&2
+    exit 1
+}
+
+# Runs a command as root: directly when already root, else through sudo.
+as_root() {
+    if [[ $(id -u) -eq 0 ]]; then
+        "$@"
+    elif command -v sudo >/dev/null 2>&1; then
+        sudo "$@"
+    else
+        die "need root or sudo to run: $*"
+    fi
+}
+
+# Makes sure a rustup component (rustfmt, clippy) is there; rustup may have no network, so a
+# missing component that cannot be added is a clear error rather than a confusing cargo one.
+ensure_rustup_component() {
+    local component="$1" probe="$2"
+    if ! cargo "$probe" --version >/dev/null 2>&1; then
+        echo "installing rustup component $component"
+        rustup component add "$component" || die "rustup component $component is missing and cannot be installed"
+    fi
+}
+
+step_fmt() {
+    begin_step fmt "cargo fmt --all -- --check"
+    ensure_rustup_component rustfmt fmt
+    cargo fmt --all -- --check
+    # The fuzz crate is a workspace of its own (it needs nightly to build), so `--all` skips it;
+    # rustfmt checks its sources directly, which needs neither nightly nor its dependencies.
+    if compgen -G 'fuzz/fuzz_targets/*.rs' >/dev/null; then
+        echo "rustfmt --check fuzz/fuzz_targets/*.rs"
+        rustfmt --edition 2021 --check fuzz/fuzz_targets/*.rs
+    fi
+    end_step
+}
+
+step_clippy() {
+    begin_step clippy "cargo clippy --workspace --all-targets -- -D warnings"
+    ensure_rustup_component clippy clippy
+    cargo clippy --workspace --all-targets --locked -- -D warnings
+    end_step
+}
+
+step_test() {
+    if cargo nextest --version >/dev/null 2>&1; then
+        begin_step test "cargo nextest run --workspace"
+        cargo nextest run --workspace --locked --no-tests=warn
+        echo "cargo test --workspace --doc"
+        cargo test --workspace --doc --locked
+    else
+        begin_step test "cargo test --workspace (cargo-nextest not installed)"
+        cargo test --workspace --locked
+    fi
+    end_step
+}
+
+# True when Debian's Rust for wasm is installed: rustc-web puts rustc at /usr/bin/rustc,
+# cargo-web puts cargo at /usr/bin/cargo, rust-web-src brings the std sources -Zbuild-std needs.
+wasm_toolchain_present() {
+    local pkg
+    for pkg in rustc-web cargo-web rust-web-src lld-19; do
+        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q '^install ok installed$' || return 1
+    done
+    [[ -x /usr/bin/rustc && -x /usr/bin/cargo ]] && command -v wasm-ld-19 >/dev/null 2>&1
+}
+
+step_wasm() {
+    begin_step wasm "vostok-core for wasm32-unknown-unknown"
+    if ! wasm_toolchain_present; then
+        local apt_start_s
+        apt_start_s=$(date +%s)
+        echo "installing rustc-web cargo-web rust-web-src lld-19 with apt-get"
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+            rustc-web cargo-web rust-web-src lld-19
+        echo "apt-get took $(($(date +%s) - apt_start_s))s"
+        wasm_toolchain_present || die "the wasm toolchain is still missing after apt-get install"
+    fi
+    /usr/bin/rustc --version
+
+    # A target dir of its own: Debian's rustc and rustup's stable must not share artifacts.
+    # RUSTUP_TOOLCHAIN is dropped so nothing routes the build back through rustup's proxies.
+    local target_dir="$repo_root/target/wasm"
+    env -u RUSTUP_TOOLCHAIN \
+        RUSTC=/usr/bin/rustc \
+        RUSTC_BOOTSTRAP=1 \
+        CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_LINKER=wasm-ld-19 \
+        /usr/bin/cargo build -p vostok-core --release --locked \
+        -Zbuild-std=std,panic_abort --target wasm32-unknown-unknown \
+        --target-dir "$target_dir"
+
+    local artifact="$target_dir/wasm32-unknown-unknown/release/libvostok_core.rlib"
+    [[ -s "$artifact" ]] || die "expected wasm artifact missing: $artifact"
+    # An rlib is an ar archive of object files; for this target they must be WebAssembly modules.
+    if command -v ar >/dev/null 2>&1; then
+        local object magic
+        object=$(ar t "$artifact" | grep -m1 '\.o$') || die "no object file inside $artifact"
+        # od stops after 4 bytes and ar then dies of SIGPIPE: expected, so no pipefail here.
+        magic=$(set +o pipefail; ar p "$artifact" "$object" | od -An -N4 -tx1 | tr -d ' \n')
+        [[ "$magic" == "0061736d" ]] || die "$object in $artifact is not WebAssembly (magic $magic)"
+    fi
+    echo "built $artifact ($(stat -c %s "$artifact") bytes, WebAssembly objects)"
+    end_step
+}
+
+echo "toolchain: $(rustc --version), $(cargo --version)"
+for step in "${steps[@]}"; do
+    case "$step" in
+        fmt) step_fmt ;;
+        clippy) step_clippy ;;
+        test) step_test ;;
+        wasm) step_wasm ;;
+        *) die "unknown step '$step' (steps: ${all_steps[*]})" ;;
+    esac
+done
+
+printf '\n==> all steps passed: %s (%ss)\n' "${steps[*]}" "$(($(date +%s) - script_start_s))"
