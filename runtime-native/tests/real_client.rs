@@ -56,9 +56,9 @@ static RUNTIME_OWNER: LazyLock<RuntimeOwner> = LazyLock::new(|| {
     .expect("client runtime owner starts")
 });
 
-fn client_runtime(scope: &str) -> Arc<ClientRuntime> {
+fn client_runtime(scope: &'static str) -> Arc<ClientRuntime> {
     ClientRuntime::try_new(
-        RUNTIME_OWNER.root_context().component(scope.to_string()),
+        RUNTIME_OWNER.root_context().component(scope),
         ClientRuntimeConfig::default(),
         TelemetryHandle::noop(),
     )
