@@ -137,10 +137,11 @@ fn wait_for_route(conn: &mut RawConn, topic: &str) {
 fn assert_route_ok(conn: &mut RawConn, topic: &str, what: &str) {
     let f = route_request(conn, topic);
     assert_eq!(f.code(), 0, "{what}: route query failed: {:?}", f.header);
-    let route: serde_json::Value =
-        serde_json::from_slice(&f.body).expect("route body is JSON");
+    let route: serde_json::Value = serde_json::from_slice(&f.body).expect("route body is JSON");
     assert!(
-        route["queueDatas"].as_array().is_some_and(|q| !q.is_empty()),
+        route["queueDatas"]
+            .as_array()
+            .is_some_and(|q| !q.is_empty()),
         "{what}: route has no queue data: {route}"
     );
 }
@@ -237,7 +238,11 @@ fn run_unknown_code(target: Target) {
     conn.write_raw(&frame).expect("write unknown-code request");
     match conn.read_frame() {
         ReadOutcome::Frame(f) => {
-            assert!(f.is_response(), "answer is not flagged as a response: {:?}", f.header);
+            assert!(
+                f.is_response(),
+                "answer is not flagged as a response: {:?}",
+                f.header
+            );
             assert_eq!(f.opaque(), opaque as i64, "answer carries another opaque");
             assert_eq!(
                 f.code(),
@@ -324,7 +329,12 @@ fn well_formed_frames_keep_working_between_bad_connections() {
     let _ = bad.write_raw(&pseudo_random_bytes(7, 3));
     let body = b"interleaved".to_vec();
     let f = send_v2(&mut fx.witness, TOPIC, 0, &body, "Interleaved");
-    assert_eq!(f.code(), 0, "send while a bad frame is pending failed: {:?}", f.header);
+    assert_eq!(
+        f.code(),
+        0,
+        "send while a bad frame is pending failed: {:?}",
+        f.header
+    );
     fx.bodies.push(body);
     drop(bad);
     let max = max_offset(&mut fx.witness, TOPIC, 0);

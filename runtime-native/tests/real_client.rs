@@ -144,7 +144,12 @@ async fn ensure_topic(producer: &mut DefaultMQProducer, topic: &str) {
 /// client compression threshold so the broker sees the bytes as sent.
 fn body_for(seq: usize) -> Vec<u8> {
     let mut body = format!("vostok-{seq}|").into_bytes();
-    body.extend((0u8..=255).cycle().skip(seq % 256).take(100 + (seq * 37) % 900));
+    body.extend(
+        (0u8..=255)
+            .cycle()
+            .skip(seq % 256)
+            .take(100 + (seq * 37) % 900),
+    );
     body
 }
 
@@ -161,7 +166,10 @@ fn props_for(seq: usize) -> Vec<(String, String)> {
     vec![
         ("seq".to_string(), seq.to_string()),
         ("färg".to_string(), format!("grön ✓ {seq}")),
-        ("json".to_string(), format!("{{\"n\":{seq},\"s\":\"a b=c;d\"}}")),
+        (
+            "json".to_string(),
+            format!("{{\"n\":{seq},\"s\":\"a b=c;d\"}}"),
+        ),
     ]
 }
 
@@ -172,7 +180,9 @@ fn test_message(topic: &str, seq: usize) -> Message {
         .keys(keys_for(seq))
         .body(body_for(seq));
     for (k, v) in props_for(seq) {
-        builder = builder.raw_property(k, v).expect("user property is allowed");
+        builder = builder
+            .raw_property(k, v)
+            .expect("user property is allowed");
     }
     builder.build_unchecked()
 }
@@ -212,7 +222,11 @@ impl Received {
     fn assert_exact(&self) {
         let seq = self.seq;
         assert_eq!(self.body, body_for(seq), "body of message {seq} differs");
-        assert_eq!(self.tags.as_deref(), Some(tag_for(seq).as_str()), "tag of {seq}");
+        assert_eq!(
+            self.tags.as_deref(),
+            Some(tag_for(seq).as_str()),
+            "tag of {seq}"
+        );
         assert_eq!(self.keys.as_ref(), Some(&keys_for(seq)), "keys of {seq}");
         for (k, v) in props_for(seq) {
             assert_eq!(
@@ -266,27 +280,52 @@ impl MessageListenerConcurrently for Collector {
     }
 }
 
-/// Records the latest queue assignment a push consumer reported.
+/// One rebalance report: (ids of all queues, ids of the queues assigned to this consumer).
+type QueueChange = (BTreeSet<i32>, BTreeSet<i32>);
+
+/// Records the latest queue assignment a push consumer reported for one topic. (A clustering
+/// consumer also gets assignments for its `%RETRY%group` topic; those are ignored.)
 #[derive(Clone, Default)]
 struct AssignmentTracker {
+    topic: String,
     assigned: Arc<Mutex<BTreeSet<i32>>>,
+    /// Every (all queues, assigned queues) the client reported, for failure messages.
+    history: Arc<Mutex<Vec<QueueChange>>>,
 }
 
 impl AssignmentTracker {
+    fn new(topic: &str) -> AssignmentTracker {
+        AssignmentTracker {
+            topic: topic.to_string(),
+            ..Default::default()
+        }
+    }
+
     fn get(&self) -> BTreeSet<i32> {
         self.assigned.lock().expect("tracker lock").clone()
+    }
+
+    fn history(&self) -> Vec<QueueChange> {
+        self.history.lock().expect("tracker lock").clone()
     }
 }
 
 impl MessageQueueListener for AssignmentTracker {
     fn message_queue_changed(
         &self,
-        _topic: &str,
-        _mq_all: &HashSet<MessageQueue>,
+        topic: &str,
+        mq_all: &HashSet<MessageQueue>,
         mq_assigned: &HashSet<MessageQueue>,
     ) {
-        *self.assigned.lock().expect("tracker lock") =
-            mq_assigned.iter().map(|q| q.queue_id()).collect();
+        if topic != self.topic {
+            return;
+        }
+        let assigned: BTreeSet<i32> = mq_assigned.iter().map(|q| q.queue_id()).collect();
+        self.history.lock().expect("tracker lock").push((
+            mq_all.iter().map(|q| q.queue_id()).collect(),
+            assigned.clone(),
+        ));
+        *self.assigned.lock().expect("tracker lock") = assigned;
     }
 }
 
@@ -351,11 +390,25 @@ fn broker_committed_offsets(broker_addr: &str, group: &str, topic: &str) -> Vec<
         .collect()
 }
 
+/// GET_CONSUMER_LIST_BY_GROUP (38) as the broker answers it, for diagnostics.
+fn consumer_ids(broker_addr: &str, group: &str) -> String {
+    let mut conn = RawConn::connect(broker_addr);
+    let f = conn.request(38, &[("consumerGroup", group.to_string())], &[]);
+    format!("code {} {}", f.code(), String::from_utf8_lossy(&f.body))
+}
+
 fn assert_exactly_once(collector: &Collector, expected: &BTreeSet<usize>, who: &str) {
     let seqs = collector.seqs();
     let distinct: BTreeSet<usize> = seqs.iter().copied().collect();
-    assert_eq!(&distinct, expected, "{who}: set of received messages differs");
-    assert_eq!(seqs.len(), expected.len(), "{who}: duplicates received: {seqs:?}");
+    assert_eq!(
+        &distinct, expected,
+        "{who}: set of received messages differs"
+    );
+    assert_eq!(
+        seqs.len(),
+        expected.len(),
+        "{who}: duplicates received: {seqs:?}"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -378,7 +431,10 @@ async fn sync_async_and_oneway_sends_succeed() {
         for result in send_all(&producer, &topic, 0..4).await {
             let id = result.msg_id.clone().expect("sync send returns a msg id");
             assert!(!id.is_empty(), "sync send returns a non-empty msg id");
-            let mq = result.message_queue.clone().expect("sync send returns its queue");
+            let mq = result
+                .message_queue
+                .clone()
+                .expect("sync send returns its queue");
             assert_eq!(mq.topic_str(), topic);
             placed.push((mq.queue_id(), result.queue_offset));
         }
@@ -412,11 +468,18 @@ async fn sync_async_and_oneway_sends_succeed() {
                 result.msg_id.as_ref().is_some_and(|id| !id.is_empty()),
                 "async send {seq} returns a msg id"
             );
-            let mq = result.message_queue.clone().expect("async send returns its queue");
+            let mq = result
+                .message_queue
+                .clone()
+                .expect("async send returns its queue");
             placed.push((mq.queue_id(), result.queue_offset));
             async_done.insert(seq);
         }
-        assert_eq!(async_done, (10..14).collect(), "every async callback ran once");
+        assert_eq!(
+            async_done,
+            (10..14).collect(),
+            "every async callback ran once"
+        );
 
         // Oneway.
         for seq in 20..24 {
@@ -429,7 +492,11 @@ async fn sync_async_and_oneway_sends_succeed() {
         // Acknowledged sends landed at distinct offsets below each queue's max offset, and the
         // oneway messages were stored too.
         let distinct: BTreeSet<(i32, u64)> = placed.iter().copied().collect();
-        assert_eq!(distinct.len(), placed.len(), "two sends share a queue offset: {placed:?}");
+        assert_eq!(
+            distinct.len(),
+            placed.len(),
+            "two sends share a queue offset: {placed:?}"
+        );
         let broker_addr = broker.broker_addr.clone();
         let topic2 = topic.clone();
         wait_until("all 12 messages stored", Duration::from_secs(15), || {
@@ -456,53 +523,64 @@ async fn sync_async_and_oneway_sends_succeed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batch_send_stores_every_message_in_order() {
-    bounded("batch_send_stores_every_message_in_order", TEST_TIMEOUT, async {
-        let broker = start_broker(BrokerOptions::default());
-        let topic = unique("RcBatch");
-        let mut producer = start_producer(&broker.namesrv_addr).await;
-        ensure_topic(&mut producer, &topic).await;
+    bounded(
+        "batch_send_stores_every_message_in_order",
+        TEST_TIMEOUT,
+        async {
+            let broker = start_broker(BrokerOptions::default());
+            let topic = unique("RcBatch");
+            let mut producer = start_producer(&broker.namesrv_addr).await;
+            ensure_topic(&mut producer, &topic).await;
 
-        let seqs: Vec<usize> = (0..5).collect();
-        let batch: Vec<Message> = seqs.iter().map(|&s| test_message(&topic, s)).collect();
-        let result = producer
-            .send_batch(batch)
-            .await
-            .unwrap_or_else(|e| panic!("batch send failed: {e}"));
-        assert_eq!(result.send_status, SendStatus::SendOk);
-        let ids: Vec<String> = result
-            .msg_id
-            .as_deref()
-            .expect("batch send returns msg ids")
-            .split(',')
-            .map(str::to_string)
-            .collect();
-        assert_eq!(ids.len(), 5, "one msg id per batch entry: {ids:?}");
-        let mq = result.message_queue.clone().expect("batch send returns its queue");
-        let first = result.queue_offset as i64;
+            let seqs: Vec<usize> = (0..5).collect();
+            let batch: Vec<Message> = seqs.iter().map(|&s| test_message(&topic, s)).collect();
+            let result = producer
+                .send_batch(batch)
+                .await
+                .unwrap_or_else(|e| panic!("batch send failed: {e}"));
+            assert_eq!(result.send_status, SendStatus::SendOk);
+            let ids: Vec<String> = result
+                .msg_id
+                .as_deref()
+                .expect("batch send returns msg ids")
+                .split(',')
+                .map(str::to_string)
+                .collect();
+            assert_eq!(ids.len(), 5, "one msg id per batch entry: {ids:?}");
+            let mq = result
+                .message_queue
+                .clone()
+                .expect("batch send returns its queue");
+            let first = result.queue_offset as i64;
 
-        // The broker stored the entries consecutively, byte-exact, each with its own UNIQ_KEY.
-        let records = block_in_place(|| {
-            let mut conn = RawConn::connect(&broker.broker_addr);
-            let max = max_offset(&mut conn, &topic, mq.queue_id());
-            assert_eq!(max, first + 5, "queue max offset after the batch");
-            pull_all(&mut conn, "rc-batch-verifier", &topic, mq.queue_id(), max)
-        });
-        let batch_records: Vec<_> = records
-            .into_iter()
-            .filter(|r| r.queue_offset >= first)
-            .collect();
-        assert_eq!(batch_records.len(), 5);
-        for (i, r) in batch_records.iter().enumerate() {
-            assert_eq!(r.queue_offset, first + i as i64);
-            assert_eq!(r.body, body_for(seqs[i]), "body of batch entry {i}");
-            let props: HashMap<_, _> = r.properties.iter().cloned().collect();
-            assert_eq!(props.get("TAGS"), Some(&tag_for(seqs[i])));
-            assert_eq!(props.get("KEYS"), Some(&keys_for(seqs[i]).join(" ")));
-            assert_eq!(props.get("seq"), Some(&seqs[i].to_string()));
-            assert_eq!(props.get("UNIQ_KEY"), Some(&ids[i]), "UNIQ_KEY of entry {i}");
-        }
-        producer.shutdown().await;
-    })
+            // The broker stored the entries consecutively, byte-exact, each with its own UNIQ_KEY.
+            let records = block_in_place(|| {
+                let mut conn = RawConn::connect(&broker.broker_addr);
+                let max = max_offset(&mut conn, &topic, mq.queue_id());
+                assert_eq!(max, first + 5, "queue max offset after the batch");
+                pull_all(&mut conn, "rc-batch-verifier", &topic, mq.queue_id(), max)
+            });
+            let batch_records: Vec<_> = records
+                .into_iter()
+                .filter(|r| r.queue_offset >= first)
+                .collect();
+            assert_eq!(batch_records.len(), 5);
+            for (i, r) in batch_records.iter().enumerate() {
+                assert_eq!(r.queue_offset, first + i as i64);
+                assert_eq!(r.body, body_for(seqs[i]), "body of batch entry {i}");
+                let props: HashMap<_, _> = r.properties.iter().cloned().collect();
+                assert_eq!(props.get("TAGS"), Some(&tag_for(seqs[i])));
+                assert_eq!(props.get("KEYS"), Some(&keys_for(seqs[i]).join(" ")));
+                assert_eq!(props.get("seq"), Some(&seqs[i].to_string()));
+                assert_eq!(
+                    props.get("UNIQ_KEY"),
+                    Some(&ids[i]),
+                    "UNIQ_KEY of entry {i}"
+                );
+            }
+            producer.shutdown().await;
+        },
+    )
     .await;
 }
 
@@ -537,9 +615,11 @@ async fn clustering_push_consumer_receives_everything_exactly_once() {
             None,
         )
         .await;
-        wait_until(&format!("{n} messages consumed"), Duration::from_secs(40), || {
-            collector.distinct() == n
-        })
+        wait_until(
+            &format!("{n} messages consumed"),
+            Duration::from_secs(40),
+            || collector.distinct() == n,
+        )
         .await;
         sleep(SETTLE).await;
         assert_exactly_once(&collector, &(0..n).collect(), "push consumer");
@@ -574,7 +654,10 @@ async fn two_consumers_of_one_group_split_the_queues() {
         ensure_topic(&mut producer, &topic).await;
 
         let (ca, cb) = (Collector::default(), Collector::default());
-        let (ta, tb) = (AssignmentTracker::default(), AssignmentTracker::default());
+        let (ta, tb) = (
+            AssignmentTracker::new(&topic),
+            AssignmentTracker::new(&topic),
+        );
         let mut a = start_push_consumer(
             &broker.namesrv_addr,
             &group,
@@ -597,18 +680,28 @@ async fn two_consumers_of_one_group_split_the_queues() {
         // Stable split: disjoint, both non-empty, covering every queue. The broker notifies the
         // first consumer when the second joins; the client's periodic rebalance (20 s) is the
         // fallback.
-        wait_until(
-            "the two consumers to split the queues",
-            Duration::from_secs(70),
-            || {
-                let (sa, sb) = (ta.get(), tb.get());
-                !sa.is_empty()
-                    && !sb.is_empty()
-                    && sa.is_disjoint(&sb)
-                    && sa.union(&sb).count() == QUEUES
-            },
-        )
-        .await;
+        let split_deadline = Instant::now() + Duration::from_secs(70);
+        loop {
+            let (sa, sb) = (ta.get(), tb.get());
+            if !sa.is_empty()
+                && !sb.is_empty()
+                && sa.is_disjoint(&sb)
+                && sa.union(&sb).count() == QUEUES
+            {
+                break;
+            }
+            if Instant::now() >= split_deadline {
+                let ids = block_in_place(|| consumer_ids(&broker.broker_addr, &group));
+                panic!(
+                    "the two consumers did not split the queues within 70 s: A has {sa:?}, B has \
+                     {sb:?}; the broker lists consumers {ids:?}; A's history (all, assigned): \
+                     {:?}; B's history: {:?}",
+                    ta.history(),
+                    tb.history()
+                );
+            }
+            sleep(Duration::from_millis(100)).await;
+        }
         let (sa, sb) = (ta.get(), tb.get());
 
         let n = 40;
@@ -618,9 +711,11 @@ async fn two_consumers_of_one_group_split_the_queues() {
             .enumerate()
             .map(|(seq, r)| (seq, r.message_queue.as_ref().expect("queue").queue_id()))
             .collect();
-        wait_until(&format!("{n} messages consumed"), Duration::from_secs(40), || {
-            ca.distinct() + cb.distinct() >= n
-        })
+        wait_until(
+            &format!("{n} messages consumed"),
+            Duration::from_secs(40),
+            || ca.distinct() + cb.distinct() >= n,
+        )
         .await;
         sleep(SETTLE).await;
 
@@ -629,12 +724,22 @@ async fn two_consumers_of_one_group_split_the_queues() {
         assert!(!rb.is_empty(), "consumer B got nothing (assignment {sb:?})");
         let mut all: Vec<usize> = ra.iter().chain(rb.iter()).copied().collect();
         all.sort_unstable();
-        assert_eq!(all, (0..n).collect::<Vec<_>>(), "union is all, without duplicates");
+        assert_eq!(
+            all,
+            (0..n).collect::<Vec<_>>(),
+            "union is all, without duplicates"
+        );
         for seq in &ra {
-            assert!(sa.contains(&queue_of[seq]), "A got {seq} from a queue it does not own");
+            assert!(
+                sa.contains(&queue_of[seq]),
+                "A got {seq} from a queue it does not own"
+            );
         }
         for seq in &rb {
-            assert!(sb.contains(&queue_of[seq]), "B got {seq} from a queue it does not own");
+            assert!(
+                sb.contains(&queue_of[seq]),
+                "B got {seq} from a queue it does not own"
+            );
         }
         a.shutdown().await;
         b.shutdown().await;
@@ -678,9 +783,11 @@ async fn broadcast_consumers_each_receive_everything() {
 
         let n = 20;
         send_all(&producer, &topic, 0..n).await;
-        wait_until("both broadcast consumers got everything", Duration::from_secs(40), || {
-            ca.distinct() == n && cb.distinct() == n
-        })
+        wait_until(
+            "both broadcast consumers got everything",
+            Duration::from_secs(40),
+            || ca.distinct() == n && cb.distinct() == n,
+        )
         .await;
         sleep(SETTLE).await;
         let expected: BTreeSet<usize> = (0..n).collect();
@@ -728,7 +835,10 @@ async fn lite_pull_consumer_reads_messages() {
             .await
             .expect("fetch message queues");
         assert_eq!(queues.len(), QUEUES, "queues of {topic}: {queues:?}");
-        consumer.assign(queues.clone()).await.expect("assign queues");
+        consumer
+            .assign(queues.clone())
+            .await
+            .expect("assign queues");
         for q in &queues {
             consumer.seek(q, 0).await.expect("seek to 0");
         }
@@ -747,7 +857,10 @@ async fn lite_pull_consumer_reads_messages() {
                 }
             }
         }
-        assert_eq!(got.keys().copied().collect::<Vec<_>>(), (0..n).collect::<Vec<_>>());
+        assert_eq!(
+            got.keys().copied().collect::<Vec<_>>(),
+            (0..n).collect::<Vec<_>>()
+        );
         for (seq, copies) in &got {
             assert_eq!(copies.len(), 1, "message {seq} polled more than once");
             copies[0].assert_exact();
@@ -814,8 +927,14 @@ async fn committed_offsets_survive_a_broker_restart() {
                 broker_committed_offsets(&broker.broker_addr, &group, &topic),
             )
         });
-        assert_eq!(max_after, max_before, "max offsets changed across the restart");
-        assert_eq!(committed_after, expected, "committed offsets lost across the restart");
+        assert_eq!(
+            max_after, max_before,
+            "max offsets changed across the restart"
+        );
+        assert_eq!(
+            committed_after, expected,
+            "committed offsets lost across the restart"
+        );
 
         // Phase 2: a new consumer of the same group gets only the new messages.
         let mut producer = start_producer(&broker.namesrv_addr).await;
@@ -827,7 +946,10 @@ async fn committed_offsets_survive_a_broker_restart() {
             .unwrap_or(0)
             != QUEUES
         {
-            assert!(Instant::now() < route_deadline, "route of {topic} missing after restart");
+            assert!(
+                Instant::now() < route_deadline,
+                "route of {topic} missing after restart"
+            );
             sleep(Duration::from_millis(200)).await;
         }
         let new: Vec<usize> = (100..110).collect();
@@ -847,7 +969,11 @@ async fn committed_offsets_survive_a_broker_restart() {
         })
         .await;
         sleep(SETTLE).await;
-        assert_exactly_once(&second, &new.iter().copied().collect(), "consumer after restart");
+        assert_exactly_once(
+            &second,
+            &new.iter().copied().collect(),
+            "consumer after restart",
+        );
         consumer.shutdown().await;
         producer.shutdown().await;
     })

@@ -85,7 +85,9 @@ impl Standalone {
     }
 
     fn stderr_path(&self, generation: u32) -> PathBuf {
-        self.work_dir.path().join(format!("stderr.{generation}.log"))
+        self.work_dir
+            .path()
+            .join(format!("stderr.{generation}.log"))
     }
 
     fn spawn(&mut self) {
@@ -153,7 +155,11 @@ impl Standalone {
                     std::thread::sleep(Duration::from_millis(100));
                 }
             }
-            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
                 self.child = None;
                 panic!(
                     "vostok exited with {status} before printing its ready line\nstderr:\n{}",
@@ -333,10 +339,14 @@ pub struct Frame {
 
 impl Frame {
     pub fn code(&self) -> i64 {
-        self.header["code"].as_i64().expect("frame header has a numeric code")
+        self.header["code"]
+            .as_i64()
+            .expect("frame header has a numeric code")
     }
     pub fn opaque(&self) -> i64 {
-        self.header["opaque"].as_i64().expect("frame header has a numeric opaque")
+        self.header["opaque"]
+            .as_i64()
+            .expect("frame header has a numeric opaque")
     }
     pub fn flag(&self) -> i64 {
         self.header["flag"].as_i64().unwrap_or(0)
@@ -426,7 +436,10 @@ impl RawConn {
                 }
                 ReadOutcome::Frame(_) => continue,
                 ReadOutcome::Closed => {
-                    panic!("{} closed the connection instead of answering code {code}", self.addr)
+                    panic!(
+                        "{} closed the connection instead of answering code {code}",
+                        self.addr
+                    )
                 }
                 ReadOutcome::TimedOut => {
                     panic!("{} did not answer code {code} in time", self.addr)
@@ -459,8 +472,14 @@ impl RawConn {
         let word = u32::from_be_bytes([rest[0], rest[1], rest[2], rest[3]]);
         let serialize_type = (word >> 24) as u8;
         let header_len = (word & 0x00FF_FFFF) as usize;
-        assert!(header_len <= total_len - 4, "server frame header length out of range");
-        assert_eq!(serialize_type, 0, "server answered a JSON request with a non-JSON header");
+        assert!(
+            header_len <= total_len - 4,
+            "server frame header length out of range"
+        );
+        assert_eq!(
+            serialize_type, 0,
+            "server answered a JSON request with a non-JSON header"
+        );
         let header: Value = serde_json::from_slice(&rest[4..4 + header_len])
             .expect("server frame header is valid JSON");
         let body = rest[4 + header_len..].to_vec();
@@ -475,7 +494,10 @@ impl RawConn {
             ReadOutcome::Closed => {}
             ReadOutcome::TimedOut => panic!("{what}: connection still open after {timeout:?}"),
             ReadOutcome::Frame(f) => {
-                panic!("{what}: expected the connection to be closed, got a frame {:?}", f.header)
+                panic!(
+                    "{what}: expected the connection to be closed, got a frame {:?}",
+                    f.header
+                )
             }
         }
     }
@@ -566,7 +588,10 @@ pub fn send_v2(conn: &mut RawConn, topic: &str, queue_id: i32, body: &[u8], tags
 pub fn max_offset(conn: &mut RawConn, topic: &str, queue_id: i32) -> i64 {
     let f = conn.request(
         code::GET_MAX_OFFSET,
-        &[("topic", topic.to_string()), ("queueId", queue_id.to_string())],
+        &[
+            ("topic", topic.to_string()),
+            ("queueId", queue_id.to_string()),
+        ],
         &[],
     );
     assert_eq!(f.code(), 0, "GET_MAX_OFFSET failed: {:?}", f.header);
@@ -575,7 +600,12 @@ pub fn max_offset(conn: &mut RawConn, topic: &str, queue_id: i32) -> i64 {
 }
 
 /// QUERY_CONSUMER_OFFSET (14): the committed offset, or `None` when the broker has none (22).
-pub fn committed_offset(conn: &mut RawConn, group: &str, topic: &str, queue_id: i32) -> Option<i64> {
+pub fn committed_offset(
+    conn: &mut RawConn,
+    group: &str,
+    topic: &str,
+    queue_id: i32,
+) -> Option<i64> {
     let f = conn.request(
         code::QUERY_CONSUMER_OFFSET,
         &[
@@ -701,7 +731,13 @@ pub fn pull(
 }
 
 /// Pulls every record of a queue from offset 0 up to `max` (exclusive).
-pub fn pull_all(conn: &mut RawConn, group: &str, topic: &str, queue_id: i32, max: i64) -> Vec<StoredRecord> {
+pub fn pull_all(
+    conn: &mut RawConn,
+    group: &str,
+    topic: &str,
+    queue_id: i32,
+    max: i64,
+) -> Vec<StoredRecord> {
     let mut out = Vec::new();
     let mut offset = 0;
     let deadline = Instant::now() + Duration::from_secs(30);
