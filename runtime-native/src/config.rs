@@ -180,8 +180,11 @@ pub fn parse_broker_conf(file: &str, text: &str) -> Result<BrokerFileConfig, Con
             }
             // RocketMQ still reads the old spelling with one "p".
             "mappedFileSizeCommitLog" | "mapedFileSizeCommitLog" => {
-                b.store.commitlog_segment_bytes =
-                    positive(&value).ok_or_else(|| bad("expected a size in bytes ≥ 1"))?
+                // The BLANK filler at a segment's end records the remaining size as an int32.
+                let bytes: u64 = positive(&value)
+                    .filter(|b| *b <= i32::MAX as u64)
+                    .ok_or_else(|| bad("expected a size in bytes from 1 to 2147483647"))?;
+                b.store.commitlog_segment_bytes = bytes;
             }
             "mappedFileSizeConsumeQueue" | "mapedFileSizeConsumeQueue" => {
                 // The file size is given in bytes of 20-byte units, as in RocketMQ.
@@ -361,6 +364,10 @@ longPollingEnable=false
             ("defaultTopicQueueNums=0", "defaultTopicQueueNums"),
             ("namesrvAddr=127.0.0.1", "namesrvAddr"),
             ("maxMessageSize=4M", "maxMessageSize"),
+            (
+                "mappedFileSizeCommitLog=4294967296",
+                "mappedFileSizeCommitLog",
+            ),
         ] {
             let err = parse_broker_conf("b.conf", text).expect_err(text);
             let msg = err.to_string();

@@ -103,7 +103,7 @@ impl Default for BrokerConfig {
             flush_interval_commitlog_ms: 500,
             auto_create_topic_enable: true,
             auto_create_subscription_group: true,
-            default_topic_queue_nums: 4,
+            default_topic_queue_nums: 8,
             register_broker_interval_ms: 30_000,
             long_polling_enable: true,
             long_polling_max_hold_ms: 60_000,
