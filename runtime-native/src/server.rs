@@ -16,7 +16,8 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::BytesMut;
@@ -86,7 +87,7 @@ enum Input {
     Connected {
         conn: ConnId,
         peer: SocketAddr,
-        writer: mpsc::UnboundedSender<Outbound>,
+        writer: ConnWriter,
     },
     Requests {
         conn: ConnId,
@@ -167,13 +168,22 @@ async fn serve_connection(
     }
     let (mut read_half, write_half) = stream.into_split();
     let (out_tx, out_rx) = mpsc::unbounded_channel();
+    let queued_bytes = Arc::new(AtomicUsize::new(0));
     let (closed_tx, mut closed_rx) = oneshot::channel::<()>();
-    tokio::spawn(write_connection(write_half, out_rx, closed_tx));
+    tokio::spawn(write_connection(
+        write_half,
+        out_rx,
+        queued_bytes.clone(),
+        closed_tx,
+    ));
     debug!(role, %peer, %conn, "connected");
     let connected = Input::Connected {
         conn,
         peer,
-        writer: out_tx,
+        writer: ConnWriter {
+            tx: out_tx,
+            queued_bytes,
+        },
     };
     if inputs.send(connected).await.is_err() {
         return;
@@ -230,15 +240,20 @@ async fn serve_connection(
 async fn write_connection(
     mut write_half: OwnedWriteHalf,
     mut outbound: mpsc::UnboundedReceiver<Outbound>,
+    queued_bytes: Arc<AtomicUsize>,
     closed: oneshot::Sender<()>,
 ) {
     let mut buf = BytesMut::new();
     while let Some(first) = outbound.recv().await {
         let mut close = false;
         let mut next = Some(first);
+        let mut taken_bytes = 0;
         while let Some(msg) = next {
             match msg {
-                Outbound::Command(command) => encode(&command, &mut buf),
+                Outbound::Command(command) => {
+                    taken_bytes += queued_size_bytes(&command);
+                    encode(&command, &mut buf)
+                }
                 Outbound::Close => {
                     close = true;
                     break;
@@ -253,6 +268,7 @@ async fn write_connection(
             }
             buf.clear();
         }
+        queued_bytes.fetch_sub(taken_bytes, Ordering::Relaxed);
         if close {
             let _ = write_half.shutdown().await;
             break;
@@ -262,21 +278,56 @@ async fn write_connection(
     drop(closed);
 }
 
+/// Most bytes of output that may wait for one connection's writer. A peer that keeps asking
+/// without reading its answers is disconnected at this point instead of growing the broker's
+/// memory without bound.
+const MAX_QUEUED_BYTES_PER_CONN: usize = 64 * 1024 * 1024;
+
+/// What the owner keeps of a connection's writer: its queue, and how many bytes wait in it.
+pub(crate) struct ConnWriter {
+    tx: mpsc::UnboundedSender<Outbound>,
+    queued_bytes: Arc<AtomicUsize>,
+}
+
+/// Roughly what a command weighs in a writer's queue: its body plus a header allowance.
+fn queued_size_bytes(command: &RemotingCommand) -> usize {
+    const HEADER_ALLOWANCE_BYTES: usize = 256;
+    let ext_bytes: usize = command
+        .ext_fields
+        .iter()
+        .map(|(k, v)| k.len() + v.len())
+        .sum();
+    command.body.len() + ext_bytes + HEADER_ALLOWANCE_BYTES
+}
+
 /// Open connections of one owner, by id.
 #[derive(Default)]
 struct Connections {
-    writers: BTreeMap<ConnId, mpsc::UnboundedSender<Outbound>>,
+    writers: BTreeMap<ConnId, ConnWriter>,
 }
 
 impl Connections {
     fn send(&self, conn: ConnId, msg: Outbound) {
-        match self.writers.get(&conn) {
-            Some(w) => {
-                // A send error means the writer already ended; its disconnect is on the way.
-                let _ = w.send(msg);
+        let Some(w) = self.writers.get(&conn) else {
+            debug!(%conn, "output for a closed connection dropped");
+            return;
+        };
+        let msg = match msg {
+            Outbound::Command(command) => {
+                let size = queued_size_bytes(&command);
+                let queued = w.queued_bytes.fetch_add(size, Ordering::Relaxed) + size;
+                if queued > MAX_QUEUED_BYTES_PER_CONN {
+                    w.queued_bytes.fetch_sub(size, Ordering::Relaxed);
+                    warn!(%conn, queued, "closing connection: its peer does not read its responses");
+                    Outbound::Close
+                } else {
+                    Outbound::Command(command)
+                }
             }
-            None => debug!(%conn, "output for a closed connection dropped"),
-        }
+            Outbound::Close => Outbound::Close,
+        };
+        // A send error means the writer already ended; its disconnect is on the way.
+        let _ = w.tx.send(msg);
     }
 }
 

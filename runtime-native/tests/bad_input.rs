@@ -343,3 +343,65 @@ fn well_formed_frames_keep_working_between_bad_connections() {
     let bodies: Vec<Vec<u8>> = records.into_iter().map(|r| r.body).collect();
     assert_eq!(bodies, fx.bodies);
 }
+
+/// A client that pipelines requests and never reads the answers is disconnected once its
+/// unread answers pass the per-connection limit, instead of growing the broker's memory; the
+/// others keep being served.
+#[test]
+fn a_client_that_never_reads_is_disconnected_not_buffered_forever() {
+    const HOG_TOPIC: &str = "HogTopic";
+    const PULLS: usize = 400;
+    let mut fx = Fixture::new();
+    // 32 messages of 8 KiB: every pull of this queue answers about 256 KiB.
+    let body = vec![b'h'; 8 * 1024];
+    for _ in 0..32 {
+        let f = send_v2(&mut fx.witness, HOG_TOPIC, 0, &body, "Hog");
+        assert_eq!(f.code(), 0, "seeding the hog topic failed: {:?}", f.header);
+    }
+
+    let mut hog = RawConn::connect(&fx.broker.broker_addr);
+    let ext = [
+        ("consumerGroup", "hog".to_string()),
+        ("topic", HOG_TOPIC.to_string()),
+        ("queueId", "0".to_string()),
+        ("queueOffset", "0".to_string()),
+        ("maxMsgNums", "32".to_string()),
+        ("sysFlag", "4".to_string()),
+        ("commitOffset", "0".to_string()),
+        ("suspendTimeoutMillis", "0".to_string()),
+        ("subscription", "*".to_string()),
+        ("subVersion", "0".to_string()),
+        ("expressionType", "TAG".to_string()),
+    ];
+    let mut pipelined = Vec::new();
+    for _ in 0..PULLS {
+        let opaque = hog.next_opaque();
+        pipelined.extend(encode_request(code::PULL_MESSAGE, opaque, &ext, &[]));
+    }
+    hog.write_raw(&pipelined)
+        .expect("write the pipelined pulls");
+    // Give the broker time to answer into the unread socket until the limit trips.
+    std::thread::sleep(Duration::from_secs(2));
+
+    // About 100 MiB of answers were asked for; well before all of them arrive the broker
+    // closes the connection.
+    hog.set_read_timeout(CLOSE_TIMEOUT);
+    let mut answers = 0;
+    loop {
+        match hog.read_frame() {
+            ReadOutcome::Frame(f) => {
+                assert_eq!(f.code(), 0, "hog pull failed: {:?}", f.header);
+                answers += 1;
+            }
+            ReadOutcome::Closed => break,
+            ReadOutcome::TimedOut => {
+                panic!("the hog connection stayed open after {answers} answers")
+            }
+        }
+    }
+    assert!(
+        answers < PULLS,
+        "every one of the {PULLS} answers was buffered for a client that did not read"
+    );
+    fx.assert_healthy("a client that never reads");
+}
