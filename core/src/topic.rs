@@ -78,14 +78,24 @@ impl DataVersion {
     }
 }
 
+/// Longest ordinary topic name, in bytes (a V1 stored record's topic length is one signed byte).
+pub const TOPIC_NAME_MAX_BYTES: usize = 127;
+/// Longest retry or DLQ topic name, in bytes (a group name of up to 120 bytes plus its prefix).
+pub const GROUP_TOPIC_NAME_MAX_BYTES: usize = 255;
+
 /// Topic names: RocketMQ allows `[%|a-zA-Z0-9_-]`, at most 127 bytes.
 pub fn validate_topic_name(topic: &str) -> Result<(), String> {
+    validate_name(topic, TOPIC_NAME_MAX_BYTES)
+}
+
+/// A topic name of RocketMQ's characters, at most `max_bytes` long.
+pub fn validate_name(topic: &str, max_bytes: usize) -> Result<(), String> {
     if topic.is_empty() {
         return Err("the topic name is empty".to_owned());
     }
-    if topic.len() > 127 {
+    if topic.len() > max_bytes {
         return Err(format!(
-            "the topic name is longer than 127 bytes: {} bytes",
+            "the topic name is longer than {max_bytes} bytes: {} bytes",
             topic.len()
         ));
     }

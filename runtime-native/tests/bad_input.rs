@@ -360,19 +360,7 @@ fn a_client_that_never_reads_is_disconnected_not_buffered_forever() {
     }
 
     let mut hog = RawConn::connect(&fx.broker.broker_addr);
-    let ext = [
-        ("consumerGroup", "hog".to_string()),
-        ("topic", HOG_TOPIC.to_string()),
-        ("queueId", "0".to_string()),
-        ("queueOffset", "0".to_string()),
-        ("maxMsgNums", "32".to_string()),
-        ("sysFlag", "4".to_string()),
-        ("commitOffset", "0".to_string()),
-        ("suspendTimeoutMillis", "0".to_string()),
-        ("subscription", "*".to_string()),
-        ("subVersion", "0".to_string()),
-        ("expressionType", "TAG".to_string()),
-    ];
+    let ext = pull_ext("hog", HOG_TOPIC, 0, 0);
     let mut pipelined = Vec::new();
     for _ in 0..PULLS {
         let opaque = hog.next_opaque();

@@ -223,7 +223,7 @@ impl<S: SegmentStorage> Broker<S> {
             };
             // A group name becomes part of a topic name (`%RETRY%<group>`) and a file: skip
             // groups that could not be one rather than create a topic nobody can use.
-            if crate::topic::validate_topic_name(&format!("{RETRY_GROUP_TOPIC_PREFIX}{group_name}"))
+            if super::topics::validate_topic(&format!("{RETRY_GROUP_TOPIC_PREFIX}{group_name}"))
                 .is_err()
             {
                 continue;

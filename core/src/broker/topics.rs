@@ -35,21 +35,7 @@ pub(super) fn is_send_forbidden_topic(topic: &str) -> bool {
 /// Retry and DLQ names may be up to 255 bytes (group names are up to 120 plus the prefix).
 pub(super) fn validate_topic(topic: &str) -> Result<(), String> {
     if topic.starts_with(RETRY_GROUP_TOPIC_PREFIX) || topic.starts_with(DLQ_GROUP_TOPIC_PREFIX) {
-        if topic.len() > 255 {
-            return Err(format!(
-                "the topic name is longer than 255 bytes: {} bytes",
-                topic.len()
-            ));
-        }
-        if let Some(c) = topic
-            .chars()
-            .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '%' | '|' | '_' | '-')))
-        {
-            return Err(format!(
-                "the topic name {topic:?} contains the illegal character {c:?}"
-            ));
-        }
-        return Ok(());
+        return crate::topic::validate_name(topic, crate::topic::GROUP_TOPIC_NAME_MAX_BYTES);
     }
     validate_topic_name(topic)
 }

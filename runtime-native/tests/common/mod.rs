@@ -698,16 +698,15 @@ pub fn decode_records(mut buf: &[u8]) -> Vec<StoredRecord> {
     out
 }
 
-/// Pulls (no long polling) up to 32 records of one queue starting at `offset`, with an inline
-/// `*` subscription. Returns the response frame and the decoded records (empty unless code 0).
-pub fn pull(
-    conn: &mut RawConn,
+/// Ext fields of a PULL_MESSAGE for up to 32 messages from `offset` with an inline `*`
+/// subscription: no commit, no suspend.
+pub fn pull_ext(
     group: &str,
     topic: &str,
     queue_id: i32,
     offset: i64,
-) -> (Frame, Vec<StoredRecord>) {
-    let ext = [
+) -> [(&'static str, String); 11] {
+    [
         ("consumerGroup", group.to_string()),
         ("topic", topic.to_string()),
         ("queueId", queue_id.to_string()),
@@ -720,7 +719,19 @@ pub fn pull(
         ("subscription", "*".to_string()),
         ("subVersion", "0".to_string()),
         ("expressionType", "TAG".to_string()),
-    ];
+    ]
+}
+
+/// Pulls (no long polling) up to 32 records of one queue starting at `offset`, with an inline
+/// `*` subscription. Returns the response frame and the decoded records (empty unless code 0).
+pub fn pull(
+    conn: &mut RawConn,
+    group: &str,
+    topic: &str,
+    queue_id: i32,
+    offset: i64,
+) -> (Frame, Vec<StoredRecord>) {
+    let ext = pull_ext(group, topic, queue_id, offset);
     let f = conn.request(code::PULL_MESSAGE, &ext, &[]);
     let records = if f.code() == 0 {
         decode_records(&f.body)
