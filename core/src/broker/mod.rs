@@ -178,6 +178,26 @@ pub struct Broker<S: SegmentStorage> {
     shut_down: bool,
 }
 
+/// A JSON config file of the broker (`config/*.json`), `None` when it does not exist yet. A file
+/// that does not parse stops the broker rather than silently starting empty.
+fn load_json_config<T: serde::de::DeserializeOwned, S: SegmentStorage>(
+    storage: &S,
+    path: &str,
+) -> Result<Option<T>, BrokerError> {
+    let Some(bytes) = storage
+        .read_all(path)
+        .map_err(crate::store::StoreError::from)?
+    else {
+        return Ok(None);
+    };
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|e| BrokerError::CorruptConfig {
+            path: path.to_owned(),
+            reason: e.to_string(),
+        })
+}
+
 impl<S: SegmentStorage> Broker<S> {
     /// Opens the store (recovering it), loads topics and consumer offsets.
     pub fn new(config: BrokerConfig, storage: S, now_ms: u64) -> Result<Self, BrokerError> {

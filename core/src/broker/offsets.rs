@@ -39,17 +39,11 @@ fn key(topic: &str, group: &str) -> String {
 
 impl ConsumerOffsets {
     pub fn load<S: SegmentStorage>(storage: &S) -> Result<Self, BrokerError> {
-        let Some(bytes) = storage
-            .read_all(CONSUMER_OFFSETS_PATH)
-            .map_err(crate::store::StoreError::from)?
+        let Some(file): Option<OffsetFile> =
+            super::load_json_config(storage, CONSUMER_OFFSETS_PATH)?
         else {
             return Ok(Self::default());
         };
-        let file: OffsetFile =
-            serde_json::from_slice(&bytes).map_err(|e| BrokerError::CorruptConfig {
-                path: CONSUMER_OFFSETS_PATH.to_owned(),
-                reason: e.to_string(),
-            })?;
         Ok(Self {
             table: file.offset_table,
             dirty: false,

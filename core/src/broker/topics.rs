@@ -59,17 +59,11 @@ pub(super) struct TopicTable {
 
 impl TopicTable {
     pub fn load<S: SegmentStorage>(storage: &S) -> Result<Self, BrokerError> {
-        let Some(bytes) = storage
-            .read_all(TOPICS_PATH)
-            .map_err(crate::store::StoreError::from)?
+        let Some(wrapper): Option<TopicConfigSerializeWrapper> =
+            super::load_json_config(storage, TOPICS_PATH)?
         else {
             return Ok(Self::default());
         };
-        let wrapper: TopicConfigSerializeWrapper =
-            serde_json::from_slice(&bytes).map_err(|e| BrokerError::CorruptConfig {
-                path: TOPICS_PATH.to_owned(),
-                reason: e.to_string(),
-            })?;
         Ok(Self {
             topics: wrapper.topic_config_table,
             data_version: wrapper.data_version,
