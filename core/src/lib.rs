@@ -18,6 +18,7 @@
 #![forbid(unsafe_code)]
 
 pub mod broker;
+pub mod client;
 pub mod message;
 pub mod namesrv;
 pub mod remoting;

@@ -11,6 +11,8 @@
 //!
 //! [`SegmentStorage`]: vostok_core::store::SegmentStorage
 
+pub mod bench;
+pub mod client;
 pub mod config;
 pub mod server;
 pub mod storage;

@@ -49,6 +49,11 @@ enum Command {
         #[command(flatten)]
         broker: BrokerArgs,
     },
+    /// Run a benchmark against a broker, or measure this machine's own ceilings.
+    Bench {
+        #[command(subcommand)]
+        command: vostok::bench::BenchCommand,
+    },
 }
 
 /// Flags shared by `standalone` and `broker`. Each overrides the same key of broker.conf.
@@ -124,6 +129,7 @@ async fn run(cli: Cli) -> Result<(), RunError> {
                 .map_err(|e| RunError::Usage(format!("-n: {e}")))?;
             vostok::run_broker(broker.into_options(addrs)).await
         }
+        Command::Bench { command } => vostok::bench::run(command).await,
     }
 }
 

@@ -4,9 +4,12 @@
 //! Offsets are typed so they cannot be confused: a [`CommitLogOffset`] is a byte offset in the
 //! global CommitLog, a [`QueueOffset`] is a logical index in one ConsumeQueue.
 
+pub mod checkpoint;
 pub mod commitlog;
 pub mod consume_queue;
+pub mod index;
 pub mod message_store;
+pub mod retention;
 pub mod segment;
 
 #[cfg(test)]

@@ -1,0 +1,1 @@
+//! The store checkpoint and the abort marker.

@@ -1,0 +1,1 @@
+//! Retention: which CommitLog segments expire and when disk usage forces cleaning.

@@ -1,0 +1,2 @@
+//! The Rust client: async producers and consumers over the core's client state machines, speaking
+//! the RocketMQ remoting protocol.
