@@ -12,6 +12,9 @@ use crate::store::MemStorage;
 
 const T0: u64 = 1_718_000_000_000;
 
+#[path = "query_tests.rs"]
+mod query_tests;
+
 /// Defaults with small CommitLog segments, so MemStorage stays small.
 fn test_config() -> BrokerConfig {
     let mut config = BrokerConfig::default();

@@ -490,33 +490,32 @@ impl KeyIndex {
         let path = file.path();
         let header = file.header;
         let claimed = header.entries();
-        let slot_count = self.config.hash_slot_count as usize;
-        let mut slots = vec![0i32; slot_count];
-        let mut valid = 0u32;
-        let mut last_phy = floor;
-        let mut buf = vec![0u8; CHUNK_BYTES - CHUNK_BYTES % ENTRY_BYTES as usize];
-        let per_chunk = (buf.len() as u64 / ENTRY_BYTES) as u32;
-        'scan: while valid < claimed {
-            let first = valid + 1;
-            let n = per_chunk.min(claimed - valid);
-            let chunk = &mut buf[..(n as u64 * ENTRY_BYTES) as usize];
-            storage.read_at(&path, self.entry_pos(first), chunk)?;
-            for (k, raw) in chunk.chunks_exact(ENTRY_BYTES as usize).enumerate() {
-                let i = first + k as u32;
-                let e = Entry::decode(raw);
-                let slot = (e.key_hash.max(0) as u64 % slot_count as u64) as usize;
-                let ok = e.key_hash >= 0
-                    && e.time_diff_s >= 0
-                    && e.phy_offset >= last_phy
-                    && e.phy_offset < log_end
-                    && e.prev_index == slots[slot]
-                    && raw.iter().any(|b| *b != 0);
-                if !ok {
-                    break 'scan;
-                }
-                slots[slot] = i as i32;
-                valid = i;
-                last_phy = e.phy_offset;
+        let (mut valid, mut slots) = self.scan_entries(storage, &path, claimed, floor, log_end)?;
+        // A crash between the keys of one record leaves it half indexed: cut its entries and
+        // index it again whole.
+        if valid > 0 {
+            let last = self.read_entry(storage, &path, valid)?;
+            let mut group = 1;
+            while group < valid
+                && self.read_entry(storage, &path, valid - group)?.phy_offset == last.phy_offset
+            {
+                group += 1;
+            }
+            let expected = match commitlog.read_record(storage, last.phy_offset as u64)? {
+                Some(record) => match check_record(&record) {
+                    Ok(meta) => Some(
+                        record_keys(&Properties::parse(&String::from_utf8_lossy(
+                            meta.properties,
+                        )))
+                        .len() as u32,
+                    ),
+                    Err(_) => None,
+                },
+                None => None,
+            };
+            if expected != Some(group) {
+                (valid, slots) =
+                    self.scan_entries(storage, &path, valid - group, floor, log_end)?;
             }
         }
         // The first entry must be the record the header starts at; the last one's record gives
@@ -589,6 +588,47 @@ impl KeyIndex {
             file.header = new_header;
         }
         Ok(())
+    }
+
+    /// Checks entries `1..=limit` of `path` in order; returns how many lead the file without a
+    /// failed check, and the slots they build.
+    fn scan_entries<S: SegmentStorage>(
+        &self,
+        storage: &S,
+        path: &str,
+        limit: u32,
+        floor: i64,
+        log_end: i64,
+    ) -> Result<(u32, Vec<i32>), StoreError> {
+        let slot_count = self.config.hash_slot_count as u64;
+        let mut slots = vec![0i32; slot_count as usize];
+        let mut valid = 0u32;
+        let mut last_phy = floor;
+        let mut buf = vec![0u8; CHUNK_BYTES - CHUNK_BYTES % ENTRY_BYTES as usize];
+        let per_chunk = (buf.len() as u64 / ENTRY_BYTES) as u32;
+        while valid < limit {
+            let first = valid + 1;
+            let n = per_chunk.min(limit - valid);
+            let chunk = &mut buf[..(n as u64 * ENTRY_BYTES) as usize];
+            storage.read_at(path, self.entry_pos(first), chunk)?;
+            for (k, raw) in chunk.chunks_exact(ENTRY_BYTES as usize).enumerate() {
+                let e = Entry::decode(raw);
+                let slot = (e.key_hash.max(0) as u64 % slot_count) as usize;
+                let ok = e.key_hash >= 0
+                    && e.time_diff_s >= 0
+                    && e.phy_offset >= last_phy
+                    && e.phy_offset < log_end
+                    && e.prev_index == slots[slot]
+                    && raw.iter().any(|b| *b != 0);
+                if !ok {
+                    return Ok((valid, slots));
+                }
+                valid = first + k as u32;
+                slots[slot] = valid as i32;
+                last_phy = e.phy_offset;
+            }
+        }
+        Ok((valid, slots))
     }
 
     fn read_entry<S: SegmentStorage>(
@@ -977,3 +1017,7 @@ mod tests {
         assert!(record_keys(&Properties::new()).is_empty());
     }
 }
+
+#[cfg(test)]
+#[path = "index_tests.rs"]
+mod store_tests;
