@@ -162,7 +162,7 @@ fn the_index_answers_after_a_restart() {
     h.call(1, send_with_keys("TopicA", b"kept", "survivor"));
     h.broker.shutdown(h.now_ms);
     h.drain();
-    let storage = std::mem::replace(h.broker.store_mut().storage_mut(), MemStorage::default());
+    let storage = std::mem::take(h.broker.store_mut().storage_mut());
     let mut h = Harness::with_storage(test_config(), storage, T0 + 10_000);
     let reply = h.call(2, query("TopicA", "survivor", 32, 0, i64::MAX, false));
     assert_eq!(bodies(&reply), vec!["kept"]);
