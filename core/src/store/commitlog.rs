@@ -613,7 +613,8 @@ impl CommitLog {
     }
 
     /// Deletes the oldest segment unless it is the current one (see
-    /// [`CommitLog::current_segment_start`]). Returns its `(start, len)`. The min offset moves to
+    /// [`CommitLog::current_segment_start`]) or not wholly durable yet. Returns its
+    /// `(start, len)`. The min offset moves to
     /// the start of the next segment.
     pub fn delete_first_segment<S: SegmentStorage>(
         &mut self,
@@ -622,7 +623,8 @@ impl CommitLog {
         let Some((&start, &len)) = self.segments.iter().next() else {
             return Ok(None);
         };
-        if Some(start) == self.current_segment_start() {
+        // Never the segment being written, nor one a sync may still be asked to cover.
+        if Some(start) == self.current_segment_start() || start + len > self.durable {
             return Ok(None);
         }
         match storage.delete(&segment_path(start)) {

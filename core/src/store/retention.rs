@@ -324,13 +324,15 @@ mod tests {
         }
     }
 
-    /// Puts `n` messages of ~130 bytes on TopicA/0, one store millisecond apart from `t0`.
+    /// Puts `n` messages of ~130 bytes on TopicA/0, one store millisecond apart from `t0`, and
+    /// makes them durable.
     fn fill(store: &mut MessageStore<MemStorage>, n: usize, t0: u64) {
         for i in 0..n {
             store
                 .put(record("TopicA", 0, &format!("body-{i:04}"), t0 + i as u64))
                 .expect("put");
         }
+        store.sync_inline().expect("sync");
     }
 
     fn retention(reserved_ms: u64, hours: &[u8]) -> Retention {
@@ -519,6 +521,21 @@ mod tests {
         assert_eq!(store.max_offset("TopicA", 0), QueueOffset(3));
         assert_eq!(store.min_offset("TopicA", 0), QueueOffset(0));
         assert!(store.delete_oldest_commitlog_segment().expect("ok").is_none());
+    }
+
+    #[test]
+    fn segments_not_yet_durable_are_kept() {
+        let mut store = MessageStore::open(MemStorage::new(), config()).expect("open");
+        for i in 0..40 {
+            store
+                .put(record("TopicA", 0, &format!("body-{i:04}"), MIDNIGHT_UTC_MS))
+                .expect("put");
+        }
+        let mut r = retention(0, &(0..24).collect::<Vec<_>>());
+        let now = MIDNIGHT_UTC_MS + HOUR_MS;
+        assert!(r.clean(now, &mut store).expect("clean").deleted.is_empty());
+        store.sync_inline().expect("sync");
+        assert!(!r.clean(now, &mut store).expect("clean").deleted.is_empty());
     }
 
     #[test]
