@@ -45,9 +45,10 @@ impl<S: SegmentStorage> Broker<S> {
         self.retention.is_disk_full()
     }
 
-    /// What the last cleaning run deleted, or why it failed.
-    pub fn last_clean(&self) -> Option<&Result<CleanReport, StoreError>> {
-        self.last_clean.as_ref()
+    /// What the last cleaning run deleted, or why it failed; `None` when no run happened since
+    /// the last call.
+    pub fn take_last_clean(&mut self) -> Option<Result<CleanReport, StoreError>> {
+        self.last_clean.take()
     }
 
     /// Runs retention when due (from `handle_timeout`).
