@@ -201,9 +201,14 @@ pub fn parse_broker_conf(file: &str, text: &str) -> Result<BrokerFileConfig, Con
                 b.flush_interval_commitlog_ms =
                     positive(&value).ok_or_else(|| bad("expected milliseconds ≥ 1"))?
             }
-            "fileReservedTime" | "deleteWhen" | "diskMaxUsedSpaceRatio"
-            | "diskSpaceCleanForciblyRatio" | "diskSpaceWarningLevelRatio"
-            | "cleanFileForciblyEnable" | "cleanResourceInterval" | "deleteFileBatchMax" => {
+            "fileReservedTime"
+            | "deleteWhen"
+            | "diskMaxUsedSpaceRatio"
+            | "diskSpaceCleanForciblyRatio"
+            | "diskSpaceWarningLevelRatio"
+            | "cleanFileForciblyEnable"
+            | "cleanResourceInterval"
+            | "deleteFileBatchMax" => {
                 apply_retention_key(&mut b.retention, &key, &value).map_err(|r| bad(&r))?
             }
             "registerNameServerPeriod" => {
@@ -252,10 +257,13 @@ fn apply_retention_key(
                 .ok()
                 .filter(|h: &f64| h.is_finite() && *h > 0.0 && *h < 1e9)
                 .ok_or("expected hours > 0 (fractions allowed)")?;
-            r.file_reserved_time_ms =
-                (hours * vostok_core::store::retention::HOUR_MS as f64).round().max(1.0) as u64;
+            r.file_reserved_time_ms = (hours * vostok_core::store::retention::HOUR_MS as f64)
+                .round()
+                .max(1.0) as u64;
         }
-        "deleteWhen" => r.delete_when_hours = vostok_core::store::retention::parse_delete_when(value)?,
+        "deleteWhen" => {
+            r.delete_when_hours = vostok_core::store::retention::parse_delete_when(value)?
+        }
         "diskMaxUsedSpaceRatio" => r.disk_max_used_space_ratio = ratio(value)?.clamp(0.10, 0.95),
         "diskSpaceCleanForciblyRatio" => r.disk_space_clean_forcibly_ratio = ratio(value)?,
         "diskSpaceWarningLevelRatio" => r.disk_space_warning_level_ratio = ratio(value)?,
@@ -426,7 +434,11 @@ longPollingEnable=false
         assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
         let c = parse_broker_conf("b.conf", "fileReservedTime=0.001").expect("parses");
         assert_eq!(c.broker.retention.file_reserved_time_ms, 3_600);
-        for bad in ["fileReservedTime=-1", "deleteWhen=25", "diskMaxUsedSpaceRatio=x"] {
+        for bad in [
+            "fileReservedTime=-1",
+            "deleteWhen=25",
+            "diskMaxUsedSpaceRatio=x",
+        ] {
             assert!(parse_broker_conf("b.conf", bad).is_err(), "{bad}");
         }
     }

@@ -685,14 +685,15 @@ impl<S: SegmentStorage> MessageStore<S> {
     /// The store timestamp of the last record of the segment starting at `start`: the segment's
     /// age for retention (see `retention.rs` for why not the file's mtime).
     pub fn segment_last_store_timestamp_ms(&self, start: u64) -> Result<Option<i64>, StoreError> {
-        self.commitlog
-            .last_store_timestamp_ms(&self.storage, start)
+        self.commitlog.last_store_timestamp_ms(&self.storage, start)
     }
 
     /// Deletes the oldest CommitLog segment unless it is the one being written, then moves every
     /// ConsumeQueue's min offset past the records it held and deletes the ConsumeQueue files left
     /// with no reachable unit. `None` when only the current segment is left.
-    pub fn delete_oldest_commitlog_segment(&mut self) -> Result<Option<DeletedSegment>, StoreError> {
+    pub fn delete_oldest_commitlog_segment(
+        &mut self,
+    ) -> Result<Option<DeletedSegment>, StoreError> {
         let Some((start, len_bytes)) = self.commitlog.delete_first_segment(&mut self.storage)?
         else {
             return Ok(None);

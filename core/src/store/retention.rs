@@ -520,7 +520,10 @@ mod tests {
         assert!(report.deleted.is_empty());
         assert_eq!(store.max_offset("TopicA", 0), QueueOffset(3));
         assert_eq!(store.min_offset("TopicA", 0), QueueOffset(0));
-        assert!(store.delete_oldest_commitlog_segment().expect("ok").is_none());
+        assert!(store
+            .delete_oldest_commitlog_segment()
+            .expect("ok")
+            .is_none());
     }
 
     #[test]
@@ -528,7 +531,12 @@ mod tests {
         let mut store = MessageStore::open(MemStorage::new(), config()).expect("open");
         for i in 0..40 {
             store
-                .put(record("TopicA", 0, &format!("body-{i:04}"), MIDNIGHT_UTC_MS))
+                .put(record(
+                    "TopicA",
+                    0,
+                    &format!("body-{i:04}"),
+                    MIDNIGHT_UTC_MS,
+                ))
                 .expect("put");
         }
         let mut r = retention(0, &(0..24).collect::<Vec<_>>());
@@ -568,7 +576,9 @@ mod tests {
         store
             .storage_mut()
             .set_fault(crate::store::segment::FaultOp::Delete, None);
-        let report = r.clean(MIDNIGHT_UTC_MS + HOUR_MS, &mut store).expect("clean");
+        let report = r
+            .clean(MIDNIGHT_UTC_MS + HOUR_MS, &mut store)
+            .expect("clean");
         assert_eq!(report.deleted.len(), before.len() - 1);
     }
 }

@@ -28,7 +28,9 @@ fn min_offset(h: &mut Harness) -> i64 {
         .with_ext("queueId", 0);
     let resp = h.call(2, req);
     assert_eq!(resp.code, response::SUCCESS);
-    resp.ext("offset").and_then(|o| o.parse().ok()).expect("offset")
+    resp.ext("offset")
+        .and_then(|o| o.parse().ok())
+        .expect("offset")
 }
 
 fn pull(h: &mut Harness, offset: i64) -> RemotingCommand {
@@ -141,7 +143,10 @@ fn no_space_for_a_new_segment_fails_the_send_and_service_resumes() {
     send_n(&mut h, 3, 0);
     let used = h.broker.store().storage().used_bytes();
     // Room for nothing more: the next CommitLog or ConsumeQueue file cannot be created.
-    h.broker.store_mut().storage_mut().set_capacity_bytes(Some(used));
+    h.broker
+        .store_mut()
+        .storage_mut()
+        .set_capacity_bytes(Some(used));
     let mut sent = 3;
     let mut refused = 0;
     for i in 3..40 {
@@ -171,8 +176,8 @@ fn no_space_for_a_new_segment_fails_the_send_and_service_resumes() {
     let written = h.broker.store().written_offset();
     h.broker.store_mut().sync_inline().expect("sync");
     let storage = h.broker.store().storage().clone();
-    let reopened = crate::store::MessageStore::open(storage, retention_config().store)
-        .expect("reopen");
+    let reopened =
+        crate::store::MessageStore::open(storage, retention_config().store).expect("reopen");
     assert_eq!(reopened.written_offset(), written);
     assert_eq!(reopened.max_offset("TopicA", 0).0, sent as u64);
 
