@@ -211,7 +211,9 @@ impl<S: SegmentStorage> Broker<S> {
     pub fn new(config: BrokerConfig, storage: S, now_ms: u64) -> Result<Self, BrokerError> {
         let topics = topics::TopicTable::load(&storage)?;
         let offsets = offsets::ConsumerOffsets::load(&storage)?;
-        let store = MessageStore::open(storage, config.store.clone())?;
+        let mut store = MessageStore::open(storage, config.store.clone())?;
+        // Queue min offsets never point below what retention left of the CommitLog.
+        store.correct_min_offsets()?;
         let mut rng = SeededRng::new(config.seed);
         let uniq_keys = ids::UniqKeyGenerator::from_rng(config.broker_ip1, &mut rng);
         let mut broker = Self {

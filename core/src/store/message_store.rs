@@ -698,17 +698,27 @@ impl<S: SegmentStorage> MessageStore<S> {
         else {
             return Ok(None);
         };
-        let min = self.commitlog.min_offset().0;
-        let mut consume_queue_files_deleted = 0;
-        for queue in self.queues.values_mut().flat_map(|q| q.values_mut()) {
-            consume_queue_files_deleted += queue.delete_expired(&mut self.storage, min)?;
-        }
-        self.delete_expired_index_files(CommitLogOffset(min));
+        let consume_queue_files_deleted = self.correct_min_offsets()?;
+        self.delete_expired_index_files(self.commitlog.min_offset());
         Ok(Some(DeletedSegment {
             start: CommitLogOffset(start),
             len_bytes,
             consume_queue_files_deleted,
         }))
+    }
+
+    /// Moves every ConsumeQueue's min offset to its first unit at or past the CommitLog's min
+    /// offset (RocketMQ's `correctMinOffset`) and deletes ConsumeQueue files left with no
+    /// reachable unit. Retention does this as it deletes; calling it after [`MessageStore::open`]
+    /// keeps it true whatever the ConsumeQueue files said before a restart. Returns how many
+    /// files were deleted.
+    pub fn correct_min_offsets(&mut self) -> Result<u64, StoreError> {
+        let min = self.commitlog.min_offset().0;
+        let mut deleted = 0;
+        for queue in self.queues.values_mut().flat_map(|q| q.values_mut()) {
+            deleted += queue.delete_expired(&mut self.storage, min)?;
+        }
+        Ok(deleted)
     }
 
     /// Hook for the key index: delete its files whose entries all point below `min`. The key

@@ -428,7 +428,9 @@ mod tests {
         );
 
         // A reopen starts from the first remaining segment with the same offsets.
-        let store = MessageStore::open(store.into_storage(), config()).expect("reopen");
+        let mut store = MessageStore::open(store.into_storage(), config()).expect("reopen");
+        assert_eq!(store.min_offset("TopicA", 0), min);
+        assert_eq!(store.correct_min_offsets(), Ok(0));
         assert_eq!(store.min_offset("TopicA", 0), min);
         assert_eq!(store.max_offset("TopicA", 0), QueueOffset(40));
         assert_eq!(store.min_commitlog_offset().0, current);
