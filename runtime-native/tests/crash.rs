@@ -333,7 +333,11 @@ fn crash_runs(sync_flush: bool, kill_points: &[usize]) {
             load.acks.len(),
             load.attempted.len()
         );
-        broker.stop();
+        let status = broker.stop();
+        assert!(
+            status.success(),
+            "vostok exited with {status} after SIGTERM"
+        );
     }
 }
 
