@@ -22,8 +22,10 @@ const PRODUCERS: usize = 4;
 /// Topics the load spreads over (4 queues each, created from TBW102).
 const TOPICS: usize = 6;
 const QUEUES_PER_TOPIC: i32 = 4;
-/// Small segments: a CommitLog file every 32 KiB, a ConsumeQueue file every 50 units.
-const BROKER_CONF: &str = "mappedFileSizeCommitLog=32768\nmappedFileSizeConsumeQueue=1000\n";
+/// Small segments: a CommitLog file every 32 KiB, a ConsumeQueue file every 50 units, an index
+/// file every 1 000 entries (each message indexes two keys).
+const BROKER_CONF: &str = "mappedFileSizeCommitLog=32768\nmappedFileSizeConsumeQueue=1000\n\
+                           maxHashSlotNum=500\nmaxIndexNum=1000\n";
 /// How long the load may take to reach a kill point before the test gives up.
 const LOAD_TIMEOUT: Duration = Duration::from_secs(20);
 /// Properties the broker stamps on every stored message; everything else is the producer's.
@@ -343,10 +345,10 @@ fn crash_runs(sync_flush: bool, kill_points: &[usize]) {
 
 #[test]
 fn sigkill_under_async_flush_loses_no_acknowledged_message() {
-    crash_runs(false, &[300, 1500, 4000]);
+    crash_runs(false, &[300, 1200, 2500]);
 }
 
 #[test]
 fn sigkill_under_sync_flush_loses_no_acknowledged_message() {
-    crash_runs(true, &[300, 1500, 4000]);
+    crash_runs(true, &[300, 1200, 2500]);
 }
