@@ -709,10 +709,25 @@ fn lost_sector_in<S: SegmentStorage>(
             .iter()
             .all(|x| *x == 0)
     };
-    // Zeros from the bad record itself to the end of its sector (or of the file).
+    // Zeros from the bad record itself to the end of its sector (or of the file). A short run
+    // must reach the magic (never zero in a record): a record under 64 KiB has two zero bytes
+    // at its start anyway. Three or four zeros count when the magic after them is intact (the
+    // sector holding the rest of TOTALSIZE was lost). A genuinely damaged record under 256
+    // bytes starting 3 or 4 bytes before a sector boundary is the one case this mistakes for a
+    // lost write.
     let first_boundary = ((from / SECTOR_BYTES + 1) * SECTOR_BYTES).min(file_len);
+    let run = first_boundary.saturating_sub(from);
     if first_boundary <= to && zero(from, first_boundary) {
-        return Ok(true);
+        let magic_intact = run < 5
+            && buf.len() >= 8
+            && {
+                let m = &buf[4..8];
+                let magic = i32::from_be_bytes([m[0], m[1], m[2], m[3]]);
+                magic == MAGIC_V1 || magic == MAGIC_V2
+            };
+        if run >= 5 || (run >= 3 && magic_intact) {
+            return Ok(true);
+        }
     }
     let mut sector = from.div_ceil(SECTOR_BYTES) * SECTOR_BYTES;
     while sector + SECTOR_BYTES <= to {
