@@ -49,7 +49,9 @@ use bytes::Bytes;
 use super::message_store::StoreError;
 use super::segment::{SegmentStorage, SECTOR_BYTES};
 use super::{CommitLogOffset, FileRange, SyncRequest};
-use crate::message::record::{field_pos, peek_header, MAGIC_BLANK, MAGIC_V1, MAGIC_V2};
+use crate::message::record::{
+    field_pos, peek_header, MAGIC_BLANK, MAGIC_V1, MAGIC_V2, RECORD_LEN_MIN,
+};
 use crate::message::{sys_flag, MessageRecord, RecordError};
 
 /// Size of the end-of-segment BLANK filler, and the space every append leaves free.
@@ -107,13 +109,37 @@ pub fn store_timestamp_pos(sys_flag: i32) -> usize {
 /// Verifies one whole record the way recovery and reads need it, with the one record parser
 /// ([`MessageRecord::decode`]): `buf` holds exactly the record, TOTALSIZE matches the sum of its
 /// fields, its magic is V1 or V2 and its body CRC is right.
+///
+/// The body CRC covers neither the topic nor the properties, so their ends are checked too, as
+/// every record this store writes has them: a topic without NUL bytes, and a non-empty property
+/// string ending with its 0x02 separator. A record whose last sector never reached the disk
+/// fails one of these.
 pub fn check_record(buf: Bytes) -> Result<MessageRecord, RecordError> {
-    let (total, _) = peek_header(&buf)?;
+    let (total, magic) = peek_header(&buf)?;
     if total as usize != buf.len() {
         return Err(RecordError::Malformed("TOTALSIZE"));
     }
-    MessageRecord::decode(&buf, true)
+    let record = MessageRecord::decode(&buf, true)?;
+    if record.topic.contains('\0') {
+        return Err(RecordError::Malformed("TOPIC"));
+    }
+    let topic_len_field = if magic == MAGIC_V2 { 2 } else { 1 };
+    let extra_host = |ipv6: bool| if ipv6 { 12 } else { 0 };
+    let without_properties = RECORD_LEN_MIN - 1
+        + topic_len_field
+        + extra_host(record.born_host.is_ipv6())
+        + extra_host(record.store_host.is_ipv6())
+        + record.body.len()
+        + record.topic.len();
+    let properties_len = buf.len().saturating_sub(without_properties);
+    if properties_len > 0 && buf.last() != Some(&PROPERTY_SEPARATOR) {
+        return Err(RecordError::Malformed("PROPERTIES"));
+    }
+    Ok(record)
 }
+
+/// The byte that ends every name/value pair of a stored property string.
+const PROPERTY_SEPARATOR: u8 = 0x02;
 
 /// What recovery does with a bad record that is followed by valid data, or that lies below the
 /// checkpoint's durable offset (`recoverCorruptedCommitLog` in broker.conf).
@@ -702,7 +728,12 @@ fn lost_sector_in<S: SegmentStorage>(
         return Ok(false);
     }
     let file_len = storage.len(path)?;
-    let mut buf = vec![0u8; (to - from) as usize];
+    // A lost sector may reach into the valid record after the gap: its first TOTALSIZE bytes
+    // are zeros anyway. Read up to the end of the sector holding `to`.
+    let read_end = (to.div_ceil(SECTOR_BYTES) * SECTOR_BYTES)
+        .min(file_len)
+        .max(to);
+    let mut buf = vec![0u8; (read_end - from) as usize];
     storage.read_at(path, from, &mut buf)?;
     let zero = |a: u64, b: u64| {
         buf[(a - from) as usize..(b - from) as usize]
@@ -717,20 +748,19 @@ fn lost_sector_in<S: SegmentStorage>(
     // lost write.
     let first_boundary = ((from / SECTOR_BYTES + 1) * SECTOR_BYTES).min(file_len);
     let run = first_boundary.saturating_sub(from);
-    if first_boundary <= to && zero(from, first_boundary) {
-        let magic_intact = run < 5
-            && buf.len() >= 8
-            && {
-                let m = &buf[4..8];
-                let magic = i32::from_be_bytes([m[0], m[1], m[2], m[3]]);
-                magic == MAGIC_V1 || magic == MAGIC_V2
-            };
+    if first_boundary <= read_end && zero(from, first_boundary) {
+        let magic_intact = buf.len() >= 8 && {
+            let m = &buf[4..8];
+            let magic = i32::from_be_bytes([m[0], m[1], m[2], m[3]]);
+            magic == MAGIC_V1 || magic == MAGIC_V2
+        };
         if run >= 5 || (run >= 3 && magic_intact) {
             return Ok(true);
         }
     }
+    // A whole zero sector starting in the gap.
     let mut sector = from.div_ceil(SECTOR_BYTES) * SECTOR_BYTES;
-    while sector + SECTOR_BYTES <= to {
+    while sector < to && sector + SECTOR_BYTES <= read_end {
         if zero(sector, sector + SECTOR_BYTES) {
             return Ok(true);
         }

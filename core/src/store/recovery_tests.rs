@@ -67,7 +67,11 @@ fn snapshot(store: &MessageStore<MemStorage>) -> Snapshot {
                 let got = store
                     .get(&topic, queue_id, offset, 32, &|_| true)
                     .expect("get");
-                assert_eq!(got.status, GetStatus::Found, "{topic}/{queue_id} @{offset:?}");
+                assert_eq!(
+                    got.status,
+                    GetStatus::Found,
+                    "{topic}/{queue_id} @{offset:?}"
+                );
                 records.extend(got.records);
                 offset = got.next_begin_offset;
             }
@@ -83,7 +87,12 @@ fn fill(store: &mut MessageStore<MemStorage>, n: usize, salt: u8) -> Vec<PutResu
         .map(|i| {
             let body = vec![salt.wrapping_add(i as u8); 100 + (i * 37) % 400];
             store
-                .put(record(&format!("T{}", i % 3), (i % 2) as i32, &body, i as i64))
+                .put(record(
+                    &format!("T{}", i % 3),
+                    (i % 2) as i32,
+                    &body,
+                    i as i64,
+                ))
                 .expect("put")
         })
         .collect()
@@ -113,7 +122,10 @@ fn clean_close_then_open_is_the_fast_path() {
         report.checkpoint.map(|cp| cp.commitlog_durable_offset),
         Some(end)
     );
-    assert_eq!(report.scan_start.0, (end - 1) / SEGMENT_BYTES * SEGMENT_BYTES);
+    assert_eq!(
+        report.scan_start.0,
+        (end - 1) / SEGMENT_BYTES * SEGMENT_BYTES
+    );
     let in_last_segment = puts
         .iter()
         .filter(|p| p.physical_offset.0 >= report.scan_start.0)
@@ -227,7 +239,10 @@ fn a_corrupt_record_followed_by_valid_data_refuses_to_open() {
         other => panic!("unexpected {other}"),
     }
     let text = err.to_string();
-    assert!(text.contains(&path) && text.contains("recoverCorruptedCommitLog"), "{text}");
+    assert!(
+        text.contains(&path) && text.contains("recoverCorruptedCommitLog"),
+        "{text}"
+    );
     // Refusing changed nothing on disk but the abort marker.
     let mut untouched = storage.clone();
     let _ = untouched.delete(ABORT_MARKER_PATH);
@@ -331,14 +346,21 @@ fn records_after_a_lost_sector_are_a_torn_tail() {
     let mut storage = store.into_storage();
     let path = segment_of(sector);
     storage
-        .write_at(&path, sector % SEGMENT_BYTES, &[0u8; segment::SECTOR_BYTES as usize])
+        .write_at(
+            &path,
+            sector % SEGMENT_BYTES,
+            &[0u8; segment::SECTOR_BYTES as usize],
+        )
         .unwrap();
     let store = open(storage, CorruptionPolicy::Refuse);
     let report = store.recovery_report();
     assert!(store.written_offset().0 <= start);
     assert!(store.written_offset().0 >= synced_end);
     assert!(report.records_after_tear_dropped > 0, "{report:?}");
-    assert!(report.entries.iter().all(|e| e.level != RecoveryLevel::Error));
+    assert!(report
+        .entries
+        .iter()
+        .all(|e| e.level != RecoveryLevel::Error));
 }
 
 #[test]
@@ -479,7 +501,12 @@ fn check_recovered(
     durable: u64,
 ) -> Result<Vec<Stored>, TestCaseError> {
     let end = store.written_offset().0;
-    prop_assert!(end >= durable, "log ends at {} before the durable {}", end, durable);
+    prop_assert!(
+        end >= durable,
+        "log ends at {} before the durable {}",
+        end,
+        durable
+    );
     let survivors: Vec<Stored> = model
         .into_iter()
         .filter(|r| r.physical_offset < end)
@@ -498,7 +525,23 @@ fn check_recovered(
             (k, records)
         })
         .collect();
-    prop_assert_eq!(&served, &expected);
+    for (queue, records) in &expected {
+        let got = served.get(queue).map(Vec::as_slice).unwrap_or_default();
+        prop_assert_eq!(got.len(), records.len(), "{:?}: records served", queue);
+        for (i, (a, b)) in got.iter().zip(records).enumerate() {
+            let first_diff = a.iter().zip(b.iter()).position(|(x, y)| x != y);
+            prop_assert!(
+                a == b,
+                "{:?} record {} differs: len {} vs {}, first diff {:?}",
+                queue,
+                i,
+                a.len(),
+                b.len(),
+                first_diff
+            );
+        }
+    }
+    prop_assert_eq!(served.len(), expected.len());
     for records in served.values() {
         for r in records {
             prop_assert!(MessageRecord::decode(r, true).is_ok());
