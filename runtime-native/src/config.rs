@@ -420,7 +420,10 @@ recoverCorruptedCommitLog=Truncate
             ),
             ("flushCommitLogTimed=yes", "flushCommitLogTimed"),
             ("flushIntervalConsumeQueue=1s", "flushIntervalConsumeQueue"),
-            ("recoverCorruptedCommitLog=ignore", "recoverCorruptedCommitLog"),
+            (
+                "recoverCorruptedCommitLog=ignore",
+                "recoverCorruptedCommitLog",
+            ),
         ] {
             let err = parse_broker_conf("b.conf", text).expect_err(text);
             let msg = err.to_string();

@@ -693,10 +693,7 @@ fn count_chain<S: SegmentStorage>(
     mut offset: u64,
 ) -> Result<(u64, u64), StoreError> {
     let mut records = 0;
-    loop {
-        let Some((&seg, &len)) = segments.range(..=offset).next_back() else {
-            break;
-        };
+    while let Some((&seg, &len)) = segments.range(..=offset).next_back() {
         if offset >= seg + len {
             break;
         }
