@@ -21,6 +21,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use vostok_core::broker::{BrokerConfig, FlushDiskType};
+use vostok_core::store::CorruptionPolicy;
 
 /// A broker.conf that cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -227,6 +228,28 @@ pub fn parse_broker_conf(file: &str, text: &str) -> Result<BrokerFileConfig, Con
             | "deleteFileBatchMax" => {
                 apply_retention_key(&mut b.retention, &key, &value).map_err(|r| bad(&r))?
             }
+            "flushCommitLogLeastPages" => {
+                // 0 is valid: every tick flushes whatever there is.
+                b.flush_commitlog_least_pages = value
+                    .parse()
+                    .map_err(|_| bad("expected a number of 4 KiB pages ≥ 0"))?
+            }
+            "flushCommitLogThoroughInterval" => {
+                b.flush_commitlog_thorough_interval_ms =
+                    positive(&value).ok_or_else(|| bad("expected milliseconds ≥ 1"))?
+            }
+            "flushCommitLogTimed" => {
+                b.flush_commitlog_timed =
+                    parse_bool(&value).ok_or_else(|| bad("expected true or false"))?
+            }
+            "flushIntervalConsumeQueue" => {
+                b.checkpoint_interval_ms =
+                    positive(&value).ok_or_else(|| bad("expected milliseconds ≥ 1"))?
+            }
+            "recoverCorruptedCommitLog" => {
+                b.store.corrupted_commitlog = parse_corruption_policy(&value)
+                    .ok_or_else(|| bad("expected refuse or truncate"))?
+            }
             "registerNameServerPeriod" => {
                 b.register_broker_interval_ms =
                     positive(&value).ok_or_else(|| bad("expected milliseconds ≥ 1"))?
@@ -327,6 +350,18 @@ pub fn parse_flush_disk_type(value: &str) -> Option<FlushDiskType> {
     }
 }
 
+/// `refuse` (the default: a corrupt CommitLog record stops the broker) or `truncate` (drop the
+/// log from the corrupt record on), case-insensitive.
+pub fn parse_corruption_policy(value: &str) -> Option<CorruptionPolicy> {
+    if value.eq_ignore_ascii_case("refuse") {
+        Some(CorruptionPolicy::Refuse)
+    } else if value.eq_ignore_ascii_case("truncate") {
+        Some(CorruptionPolicy::Truncate)
+    } else {
+        None
+    }
+}
+
 /// `host:port;host:port`, as RocketMQ checks it at startup: every entry must have a host and a
 /// numeric port. Empty entries (a trailing `;`) are skipped.
 pub fn parse_namesrv_addrs(value: &str) -> Result<Vec<String>, String> {
@@ -388,6 +423,11 @@ longPollingEnable=false
 messageIndexEnable=false
 maxHashSlotNum=1000
 maxIndexNum=4000
+flushCommitLogLeastPages=0
+flushCommitLogThoroughInterval=2000
+flushCommitLogTimed=false
+flushIntervalConsumeQueue=300
+recoverCorruptedCommitLog=Truncate
 ";
         let c = parse_broker_conf("broker.conf", text).expect("parses");
         let b = &c.broker;
@@ -415,6 +455,11 @@ maxIndexNum=4000
         assert!(!b.store.index.enabled);
         assert_eq!(b.store.index.hash_slot_count, 1000);
         assert_eq!(b.store.index.max_index_count, 4000);
+        assert_eq!(b.flush_commitlog_least_pages, 0);
+        assert_eq!(b.flush_commitlog_thorough_interval_ms, 2_000);
+        assert!(!b.flush_commitlog_timed);
+        assert_eq!(b.checkpoint_interval_ms, 300);
+        assert_eq!(b.store.corrupted_commitlog, CorruptionPolicy::Truncate);
         assert!(c.warnings.is_empty(), "{:?}", c.warnings);
     }
 
@@ -483,6 +528,17 @@ maxIndexNum=4000
             (
                 "mappedFileSizeCommitLog=4294967296",
                 "mappedFileSizeCommitLog",
+            ),
+            ("flushCommitLogLeastPages=-1", "flushCommitLogLeastPages"),
+            (
+                "flushCommitLogThoroughInterval=0",
+                "flushCommitLogThoroughInterval",
+            ),
+            ("flushCommitLogTimed=yes", "flushCommitLogTimed"),
+            ("flushIntervalConsumeQueue=1s", "flushIntervalConsumeQueue"),
+            (
+                "recoverCorruptedCommitLog=ignore",
+                "recoverCorruptedCommitLog",
             ),
         ] {
             let err = parse_broker_conf("b.conf", text).expect_err(text);

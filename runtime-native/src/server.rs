@@ -8,6 +8,12 @@
 //!                         Sync ──▶ flusher thread (msync via SyncHandle) ──Synced──┘
 //! ```
 //!
+//! Flushing: the broker decides when (RocketMQ's ASYNC_FLUSH policy and group commit, see
+//! `vostok_core::broker::flush`) and emits `Sync` outputs, some of them checkpoints that also
+//! name ConsumeQueue ranges; the flusher thread makes them durable and reports back. At shutdown
+//! the owner takes a final checkpoint itself, syncs it, writes the checkpoint file and closes the
+//! store, which removes the abort marker.
+//!
 //! One owner task per state machine. Each wake-up it takes *every* queued input without waiting,
 //! feeds them with one `now_ms`, fires the timeout if due, and drains `poll_output` once. A
 //! connection's writer encodes everything queued for it into one buffer and writes it with one
@@ -481,6 +487,7 @@ impl BrokerServer {
             "opening broker store"
         );
         let broker = Broker::new(config, storage, now)?;
+        log_recovery(broker.store().recovery_report());
         let (shutdown, shutdown_rx) = watch::channel(false);
         let (tx, rx) = mpsc::channel(INPUT_QUEUE_BATCHES);
         tokio::spawn(accept_loop("broker", listener, tx, shutdown_rx.clone()));
@@ -765,12 +772,13 @@ impl BrokerOwner {
             let now = self.clock.now_ms();
             self.feed_internal(now, event);
         }
-        let final_request = self.broker.store().sync_request();
+        // The final checkpoint: the CommitLog tail and every ConsumeQueue range, then the
+        // checkpoint file; only then is the abort marker removed (a clean close).
+        let final_request = self.broker.store().checkpoint_request();
         let sync = self.sync.clone();
+        let to_sync = final_request.sync.clone();
         let synced = tokio::task::spawn_blocking(move || -> Result<(), RunError> {
-            if let Some(request) = &final_request {
-                sync.sync_request(request)?;
-            }
+            sync.sync_request(&to_sync)?;
             sync.sync_all()?;
             Ok(())
         })
@@ -780,13 +788,37 @@ impl BrokerOwner {
             error!("FINAL SYNC FAILED, data may not be durable: {e}");
             return Err(e);
         }
-        if let Some(up_to) = self.broker.store().sync_request().map(|r| r.up_to) {
-            let now = self.clock.now_ms();
-            self.broker.handle_synced(now, up_to);
-        }
+        let now = self.clock.now_ms();
+        self.broker.handle_synced(now, final_request.sync.up_to);
         self.drain_outputs();
-        info!("broker stopped; store synced");
+        let store = self.broker.store_mut();
+        let closed = store
+            .handle_checkpoint_synced(&final_request)
+            .and_then(|()| store.close());
+        match closed {
+            Ok(()) => info!(
+                offset = final_request.checkpoint.commitlog_durable_offset,
+                "broker stopped; store synced, checkpoint written, closed cleanly"
+            ),
+            Err(e) => {
+                // The abort marker stays: the next start verifies everything after the last
+                // checkpoint, which is safe, only slower.
+                warn!("store not closed cleanly: {e}; the next start runs crash recovery");
+            }
+        }
         Ok(())
+    }
+}
+
+/// Logs what recovery found, each entry at its level: an operator must see corruption.
+fn log_recovery(report: &vostok_core::store::RecoveryReport) {
+    use vostok_core::store::RecoveryLevel;
+    for entry in &report.entries {
+        match entry.level {
+            RecoveryLevel::Info => info!(offset = ?entry.offset, "{}", entry.message),
+            RecoveryLevel::Warn => warn!(offset = ?entry.offset, "{}", entry.message),
+            RecoveryLevel::Error => error!(offset = ?entry.offset, "{}", entry.message),
+        }
     }
 }
 

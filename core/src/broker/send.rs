@@ -276,6 +276,9 @@ impl<S: SegmentStorage> Broker<S> {
             self.request_sync_if_idle();
             return Ok(None);
         }
+        if self.config.flush_disk_type == FlushDiskType::AsyncFlush {
+            self.after_async_put();
+        }
         Ok(Some(response))
     }
 

@@ -118,6 +118,11 @@ impl ConsumeQueue {
         QueueOffset(self.max_offset)
     }
 
+    /// Indexes of the existing segment files (`first unit / units per segment`), in order.
+    pub fn segment_indexes(&self) -> Vec<u64> {
+        self.segments.iter().copied().collect()
+    }
+
     fn segment_bytes(&self) -> u64 {
         self.units_per_segment * UNIT_BYTES
     }

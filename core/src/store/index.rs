@@ -502,13 +502,8 @@ impl KeyIndex {
                 group += 1;
             }
             let expected = match commitlog.read_record(storage, last.phy_offset as u64)? {
-                Some(record) => match check_record(&record) {
-                    Ok(meta) => Some(
-                        record_keys(&Properties::parse(&String::from_utf8_lossy(
-                            meta.properties,
-                        )))
-                        .len() as u32,
-                    ),
+                Some(record) => match check_record(Bytes::from(record)) {
+                    Ok(meta) => Some(record_keys(&meta.properties).len() as u32),
                     Err(_) => None,
                 },
                 None => None,
@@ -525,7 +520,9 @@ impl KeyIndex {
         if valid > 0 {
             let first = self.read_entry(storage, &path, 1)?;
             if let Some(record) = commitlog.read_record(storage, first.phy_offset as u64)? {
-                let ts = check_record(&record).map(|m| m.store_timestamp_ms).ok();
+                let ts = check_record(Bytes::from(record))
+                    .map(|m| m.store_timestamp_ms)
+                    .ok();
                 if first.phy_offset == header.begin_phy_offset
                     && ts == Some(header.begin_timestamp_ms)
                 {
@@ -535,7 +532,7 @@ impl KeyIndex {
             if begin.is_some() {
                 let last = self.read_entry(storage, &path, valid)?;
                 if let Some(record) = commitlog.read_record(storage, last.phy_offset as u64)? {
-                    if let Ok(meta) = check_record(&record) {
+                    if let Ok(meta) = check_record(Bytes::from(record)) {
                         end = Some((last.phy_offset, meta.store_timestamp_ms));
                     }
                 }
@@ -660,21 +657,20 @@ impl KeyIndex {
                     .unwrap_or(end);
                 continue;
             };
-            let meta = check_record(&record)
+            let record_len_bytes = record.len();
+            let meta = check_record(Bytes::from(record))
                 .map_err(|why| StoreError::Corrupt(format!("record at {pos}: {why}")))?;
-            let flags = record.get(36..40).map(be_i32).unwrap_or(0);
-            let properties = Properties::parse(&String::from_utf8_lossy(meta.properties));
             self.index_keys(
                 storage,
-                meta.topic,
-                &properties,
-                flags,
+                &meta.topic,
+                &meta.properties,
+                meta.sys_flag,
                 pos,
-                meta.total_size_bytes,
+                record_len_bytes as _,
                 meta.store_timestamp_ms,
             );
             self.recovery.records_reindexed += 1;
-            pos += record.len() as u64;
+            pos += record_len_bytes as u64;
         }
         Ok(())
     }
@@ -956,19 +952,19 @@ fn verify<S: SegmentStorage>(
     let Some(record) = commitlog.read_record(storage, phy)? else {
         return Ok(None);
     };
-    let Ok(meta) = check_record(&record) else {
+    let record = Bytes::from(record);
+    let Ok(meta) = check_record(record.clone()) else {
         return Ok(None);
     };
     if meta.topic != topic || meta.store_timestamp_ms < begin_ms || meta.store_timestamp_ms > end_ms
     {
         return Ok(None);
     }
-    let properties = Properties::parse(&String::from_utf8_lossy(meta.properties));
-    if !record_keys(&properties).contains(&key) {
+    if !record_keys(&meta.properties).contains(&key) {
         return Ok(None);
     }
     seen.insert(phy);
-    Ok(Some(Bytes::from(record)))
+    Ok(Some(record))
 }
 
 #[cfg(test)]

@@ -19,6 +19,7 @@ fn config(slots: u32, entries: u32) -> StoreConfig {
             hash_slot_count: slots,
             max_index_count: entries,
         },
+        ..StoreConfig::default()
     }
 }
 

@@ -320,6 +320,12 @@ mod tests {
         StoreConfig {
             commitlog_segment_bytes: 1024,
             consume_queue_units_per_segment: 4,
+            // Small enough for MemStorage, which allocates whole index files.
+            index: crate::store::index::IndexConfig {
+                enabled: true,
+                hash_slot_count: 64,
+                max_index_count: 512,
+            },
             ..StoreConfig::default()
         }
     }

@@ -4,6 +4,47 @@
 //! `consumequeue/TopicA/0/00000000000000000000`, `config/consumerOffsets.json`).
 //! Writes are synchronous (a memcpy into an mmap in production); durability is the explicit
 //! [`SegmentStorage::sync`] step, which the store never calls itself: it asks the driver.
+//!
+//! # The power-loss model of [`MemStorage`]
+//!
+//! [`MemStorage`] remembers, per file, the prefix a sync has made durable. A process crash keeps
+//! every written byte (the page cache survives it): drop the store and reopen the same storage.
+//! A power loss ([`MemStorage::power_loss`]) decides the fate of every un-synced byte per 512-byte
+//! sector (the unit a disk writes atomically), deterministically from a [`SeededRng`]:
+//!
+//! ```text
+//!  file:   | durable prefix (synced)   |s0      |s1      |s2      |s3   ...   (512 B sectors)
+//!          |<------ always kept ------>|
+//!  Drop:                               |00000000|00000000|00000000|0000 ...   all zeros again
+//!  Keep:                               |written |written |written |writ ...   as written
+//!  Tear:                               |written |00000000|written |0000 ...   each sector either
+//! ```
+//!
+//! "Zeros" stands for the old content: files are created as zeros and the store writes each
+//! CommitLog byte once. The first sector may be shared with the durable prefix; only its
+//! un-synced part is dropped. After the loss every surviving byte is on the disk, so the durable
+//! prefix becomes the whole file. Small files written by [`SegmentStorage::replace`] are durable
+//! the moment it returns, and creations and deletions are durable too.
+//!
+//! Media faults are separate: [`MemStorage::flip_bit`] damages stored bytes and
+//! [`MemStorage::flip_on_read`] makes reads of one byte come back damaged while the stored byte
+//! stays intact.
+
+use crate::rng::SeededRng;
+
+/// The sector size of the power-loss model: a disk writes a sector entirely or not at all.
+pub const SECTOR_BYTES: u64 = 512;
+
+/// What a power loss does to the bytes written since the last sync of each file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PowerLoss {
+    /// Nothing un-synced reached the disk.
+    DropUnsynced,
+    /// Everything written reached the disk (the page cache was written back just in time).
+    KeepUnsynced,
+    /// Each un-synced sector independently reached the disk or not, in any order.
+    TearUnsynced,
+}
 
 /// An I/O failure reported by a storage implementation.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -53,6 +94,8 @@ pub struct MemStorage {
     files: std::collections::BTreeMap<String, MemFile>,
     /// Injected disk-full and I/O failures (see [`MemFaults`]).
     faults: MemFaults,
+    /// Read faults: (path, byte position) → XOR mask applied to that byte on every read.
+    read_flips: std::collections::BTreeMap<(String, u64), u8>,
 }
 
 /// The operations a [`MemStorage`] fault can be injected into.
@@ -146,6 +189,45 @@ impl MemStorage {
     /// The whole content of `path`, for tests and inspection.
     pub fn contents(&self, path: &str) -> Option<&[u8]> {
         self.files.get(path).map(|f| f.data.as_slice())
+    }
+
+    /// Simulates a power loss: every file keeps its durable prefix, and its un-synced bytes are
+    /// dropped, kept or torn at [`SECTOR_BYTES`] granularity as `mode` says (see the module
+    /// doc). Afterwards everything left is durable.
+    pub fn power_loss(&mut self, mode: PowerLoss, rng: &mut SeededRng) {
+        for file in self.files.values_mut() {
+            let len = file.data.len() as u64;
+            let mut pos = file.synced_len_bytes.min(len);
+            while pos < len {
+                let sector_end = ((pos / SECTOR_BYTES + 1) * SECTOR_BYTES).min(len);
+                let keep = match mode {
+                    PowerLoss::DropUnsynced => false,
+                    PowerLoss::KeepUnsynced => true,
+                    PowerLoss::TearUnsynced => rng.below(2) == 0,
+                };
+                if !keep {
+                    file.data[pos as usize..sector_end as usize].fill(0);
+                }
+                pos = sector_end;
+            }
+            file.synced_len_bytes = len;
+        }
+        self.read_flips.clear();
+    }
+
+    /// Flips bit `bit` (0-7) of the stored byte at `pos` of `path`: media corruption.
+    pub fn flip_bit(&mut self, path: &str, pos: u64, bit: u8) -> Result<(), StorageError> {
+        let file = self.file_mut(path)?;
+        let len = file.data.len() as u64;
+        let (start, _) = check_bounds(path, pos, 1, len)?;
+        file.data[start as usize] ^= 1 << (bit & 7);
+        Ok(())
+    }
+
+    /// From now on every read of the byte at `pos` of `path` returns it XORed with `mask`, while
+    /// the stored byte stays intact (a flaky cable or controller). Cleared by a power loss.
+    pub fn flip_on_read(&mut self, path: &str, pos: u64, mask: u8) {
+        self.read_flips.insert((path.to_string(), pos), mask);
     }
 
     fn file(&self, path: &str) -> Result<&MemFile, StorageError> {
@@ -248,6 +330,12 @@ impl SegmentStorage for MemStorage {
         let file = self.file(path)?;
         let (start, end) = check_bounds(path, pos, buf.len(), file.data.len() as u64)?;
         buf.copy_from_slice(&file.data[start as usize..end as usize]);
+        if !self.read_flips.is_empty() {
+            let range = (path.to_string(), start)..(path.to_string(), end);
+            for ((_, at), mask) in self.read_flips.range(range) {
+                buf[(at - start) as usize] ^= mask;
+            }
+        }
         Ok(())
     }
 
