@@ -51,6 +51,8 @@ pub fn send_message(header: &SendMessageRequestHeader, body: Bytes) -> RemotingC
     };
     let mut cmd = RemotingCommand::request(code).with_body(body);
     header.write_to(&mut cmd, true);
+    // Java 4.9 clients send no `m` (batch) key: the code says it is a batch.
+    cmd.ext_fields.remove("m");
     cmd
 }
 

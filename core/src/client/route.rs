@@ -56,6 +56,11 @@ impl PublishInfo {
         }
     }
 
+    /// Keeps the round-robin position of an earlier publish info of the same topic.
+    pub fn inherit_counter(&mut self, old: &PublishInfo) {
+        self.send_which_queue = old.send_which_queue;
+    }
+
     /// `sendWhichQueue.incrementAndGet()` (masked positive by the callers).
     pub fn next_index(&mut self) -> u32 {
         self.send_which_queue = self.send_which_queue.wrapping_add(1);
