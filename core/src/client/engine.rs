@@ -402,7 +402,6 @@ impl Engine {
         };
         self.rpcs.call(
             &mut self.outputs,
-            now_ms,
             &addr,
             requests::get_route_info(topic),
             now_ms + self.config.client.request_timeout_ms,
@@ -461,7 +460,6 @@ impl Engine {
         for addr in self.base.all_broker_addrs() {
             self.rpcs.call(
                 &mut self.outputs,
-                now_ms,
                 &addr,
                 command.clone(),
                 now_ms + self.config.client.request_timeout_ms,
@@ -528,7 +526,6 @@ impl Engine {
         }
         self.rpcs.call(
             &mut self.outputs,
-            now_ms,
             &addr,
             requests::get_consumer_list_by_group(&self.config.group),
             now_ms + self.config.client.request_timeout_ms,
@@ -629,7 +626,6 @@ impl Engine {
             requests::query_consumer_offset(&self.config.group, &queue.topic, queue.queue_id);
         self.rpcs.call(
             &mut self.outputs,
-            now_ms,
             &addr,
             command,
             now_ms + self.config.client.request_timeout_ms,
@@ -674,7 +670,6 @@ impl Engine {
         };
         self.rpcs.call(
             &mut self.outputs,
-            now_ms,
             &addr,
             command,
             now_ms + self.config.client.request_timeout_ms,
@@ -840,7 +835,6 @@ impl Engine {
         pq.pull_in_flight = true;
         self.rpcs.call(
             &mut self.outputs,
-            now_ms,
             &addr,
             requests::pull_message(&header, lite),
             now_ms + self.config.pull_timeout_ms,
@@ -1063,7 +1057,6 @@ impl Engine {
         };
         self.rpcs.call(
             &mut self.outputs,
-            now_ms,
             &addr,
             requests::consumer_send_msg_back(&request),
             now_ms + self.config.client.request_timeout_ms,
@@ -1131,7 +1124,6 @@ impl Engine {
         };
         self.rpcs.call(
             &mut self.outputs,
-            now_ms,
             &addr,
             requests::send_message(&header, record.body.clone()),
             now_ms + self.config.client.request_timeout_ms,
@@ -1369,7 +1361,6 @@ impl Engine {
             for addr in self.base.all_broker_addrs() {
                 self.rpcs.call(
                     &mut self.outputs,
-                    now_ms,
                     &addr,
                     command.clone(),
                     now_ms + self.config.client.request_timeout_ms,

@@ -28,19 +28,14 @@
 //! `compressMsgBodyOverHowmuch` is not implemented): every broker accepts uncompressed bodies.
 
 pub mod allocate;
-#[allow(dead_code)] // Filled in while the skeleton is implemented.
 mod base;
-#[allow(dead_code)]
 mod engine;
-#[allow(dead_code)]
 mod fault;
 pub mod lite_pull;
 pub mod message;
-#[allow(dead_code)]
 pub mod producer;
 pub mod push;
 pub mod requests;
-#[allow(dead_code)]
 mod route;
 
 #[cfg(test)]
