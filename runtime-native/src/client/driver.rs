@@ -37,10 +37,9 @@ pub(crate) trait Driven: Send + 'static {
     fn handle_timeout(&mut self, now_ms: u64);
     /// Does what the state machine asked: sends on `pool`, completes callers.
     fn flush(&mut self, now_ms: u64, pool: &mut Pool);
-    /// Starts saying goodbye; outputs are flushed right after.
+    /// Starts saying goodbye (unregister); outputs are flushed right after, and their answers
+    /// awaited for at most [`SHUTDOWN_WAIT`].
     fn begin_shutdown(&mut self, now_ms: u64);
-    /// Whether nothing sent at shutdown still waits for an answer.
-    fn shutdown_settled(&self) -> bool;
     /// Last call before the connections close: fail whatever still waits.
     fn finish(&mut self, now_ms: u64);
 }
@@ -179,10 +178,11 @@ async fn run<D: Driven>(
     }
     // Goodbyes: let the machine unregister, and wait a bounded time for the answers.
     let now = clock.now_ms();
+    let mark = pool.mark();
     machine.begin_shutdown(now);
     machine.flush(now, &mut pool);
     let until = tokio::time::Instant::now() + SHUTDOWN_WAIT;
-    while !machine.shutdown_settled() {
+    while !pool.answered_since(mark) {
         let now = clock.now_ms();
         let deadline = machine.poll_timeout();
         tokio::select! {

@@ -13,7 +13,7 @@
 //! the owner learns exactly which ones never will (`NetEvent::Closed`) without waiting for their
 //! timeouts. The next request for that address opens a new connection.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -71,10 +71,9 @@ enum RawKind {
 struct Conn {
     id: u64,
     tx: mpsc::UnboundedSender<RemotingCommand>,
-    /// Opaques of requests sent on this connection and not answered yet.
-    pending: BTreeSet<i32>,
-    /// The same in sending order, so `Closed` reports them in that order.
-    pending_order: Vec<i32>,
+    /// Requests sent on this connection and not answered yet: opaque → the pool's sequence
+    /// number of the send (so `Closed` can list them in sending order).
+    pending: BTreeMap<i32, u64>,
 }
 
 /// The owner's connections, by address.
@@ -82,6 +81,8 @@ pub(crate) struct Pool {
     conns: BTreeMap<String, Conn>,
     events_tx: mpsc::UnboundedSender<RawEvent>,
     connect_timeout: Duration,
+    /// Sequence number of the next request sent.
+    next_seq: u64,
 }
 
 impl Pool {
@@ -93,6 +94,7 @@ impl Pool {
             conns: BTreeMap::new(),
             events_tx,
             connect_timeout,
+            next_seq: 0,
         };
         (pool, events_rx)
     }
@@ -102,19 +104,16 @@ impl Pool {
     pub(crate) fn send(&mut self, addr: &str, command: RemotingCommand) {
         let expects_answer = !command.is_response() && !command.is_oneway();
         let opaque = command.opaque;
-        let conn = match self.conns.get_mut(addr) {
-            Some(conn) if !conn.tx.is_closed() => conn,
-            _ => {
-                let conn = self.open(addr);
-                self.conns.insert(addr.to_owned(), conn);
-                match self.conns.get_mut(addr) {
-                    Some(conn) => conn,
-                    None => return,
-                }
-            }
+        if !self.conns.get(addr).is_some_and(|c| !c.tx.is_closed()) {
+            let conn = self.open(addr);
+            self.conns.insert(addr.to_owned(), conn);
+        }
+        let Some(conn) = self.conns.get_mut(addr) else {
+            return;
         };
-        if expects_answer && conn.pending.insert(opaque) {
-            conn.pending_order.push(opaque);
+        if expects_answer {
+            conn.pending.insert(opaque, self.next_seq);
+            self.next_seq += 1;
         }
         if conn.tx.send(command).is_err() {
             // The writer ended between the check and the send: its Closed event (which carries
@@ -136,8 +135,7 @@ impl Pool {
         Conn {
             id,
             tx,
-            pending: BTreeSet::new(),
-            pending_order: Vec::new(),
+            pending: BTreeMap::new(),
         }
     }
 
@@ -155,9 +153,7 @@ impl Pool {
         match kind {
             RawKind::Frame(command) if command.is_response() => {
                 if let Some(conn) = current {
-                    if conn.pending.remove(&command.opaque) {
-                        conn.pending_order.retain(|o| *o != command.opaque);
-                    } else {
+                    if conn.pending.remove(&command.opaque).is_none() {
                         debug!(%addr, opaque = command.opaque, "unsolicited response dropped");
                         return None;
                     }
@@ -168,13 +164,28 @@ impl Pool {
             RawKind::Closed(reason) => {
                 current?;
                 let conn = self.conns.remove(&addr)?;
+                let mut unanswered: Vec<(u64, i32)> =
+                    conn.pending.into_iter().map(|(o, seq)| (seq, o)).collect();
+                unanswered.sort_unstable();
                 Some(NetEvent::Closed {
                     addr,
-                    unanswered: conn.pending_order,
+                    unanswered: unanswered.into_iter().map(|(_, o)| o).collect(),
                     reason,
                 })
             }
         }
+    }
+
+    /// The sequence number the next request will get: a mark for [`Pool::answered_since`].
+    pub(crate) fn mark(&self) -> u64 {
+        self.next_seq
+    }
+
+    /// Whether every request sent since `mark` has been answered (or its connection closed).
+    pub(crate) fn answered_since(&self, mark: u64) -> bool {
+        self.conns
+            .values()
+            .all(|c| c.pending.values().all(|seq| *seq < mark))
     }
 
     /// Addresses with an open (or opening) connection.
