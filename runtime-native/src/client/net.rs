@@ -189,6 +189,7 @@ impl Pool {
     }
 
     /// Addresses with an open (or opening) connection.
+    #[cfg(test)]
     pub(crate) fn addrs(&self) -> impl Iterator<Item = &str> {
         self.conns.keys().map(String::as_str)
     }

@@ -341,7 +341,7 @@ impl Future for SendFuture {
 }
 
 /// What a send call targets.
-enum SendRequest {
+pub(crate) enum SendRequest {
     One(Message),
     ToQueue(Message, MessageQueue),
     Selector(Message, QueueSelector),
@@ -406,8 +406,12 @@ impl Driven for ProducerDriver {
                 self.core.handle_response(now_ms, &addr, command)
             }
             NetEvent::Request { addr, command } => self.core.handle_request(now_ms, &addr, command),
-            NetEvent::Closed { addr, reason, .. } => {
-                debug!(%addr, %reason, "producer connection closed");
+            NetEvent::Closed {
+                addr,
+                reason,
+                unanswered,
+            } => {
+                debug!(%addr, %reason, unanswered = unanswered.len(), "producer connection closed");
                 self.core.handle_connection_closed(now_ms, &addr)
             }
         }
