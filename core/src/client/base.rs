@@ -225,6 +225,19 @@ impl ClientBase {
             .collect()
     }
 
+    /// Every broker address (masters and slaves), in broker-name then id order.
+    pub fn all_broker_addrs(&self) -> Vec<String> {
+        let mut addrs: Vec<String> = Vec::new();
+        for member in self.broker_addrs.values() {
+            for addr in member.values() {
+                if !addrs.contains(addr) {
+                    addrs.push(addr.clone());
+                }
+            }
+        }
+        addrs
+    }
+
     /// Answers a broker→client request the state machine does not serve.
     pub fn reject_request(
         &self,
