@@ -22,7 +22,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
-use tracing::{debug, warn};
+use tracing::{debug, trace, warn};
 use vostok_core::remoting::{encode, FrameDecoder, RemotingCommand};
 
 /// Read buffer growth step of a connection.
@@ -104,6 +104,7 @@ impl Pool {
     pub(crate) fn send(&mut self, addr: &str, command: RemotingCommand) {
         let expects_answer = !command.is_response() && !command.is_oneway();
         let opaque = command.opaque;
+        trace!(%addr, code = command.code, opaque, response = command.is_response(), "send");
         if !self.conns.get(addr).is_some_and(|c| !c.tx.is_closed()) {
             let conn = self.open(addr);
             self.conns.insert(addr.to_owned(), conn);
@@ -149,6 +150,9 @@ impl Pool {
             addr,
             kind,
         } = event;
+        if let RawKind::Frame(command) = &kind {
+            trace!(%addr, code = command.code, opaque = command.opaque, remark = ?command.remark, "received");
+        }
         let current = self.conns.get_mut(&addr).filter(|c| c.id == conn_id);
         match kind {
             RawKind::Frame(command) if command.is_response() => {
@@ -314,10 +318,7 @@ mod tests {
     use tokio::net::TcpListener;
     use vostok_core::remoting::codes::request;
 
-    async fn next(
-        pool: &mut Pool,
-        rx: &mut mpsc::UnboundedReceiver<RawEvent>,
-    ) -> Option<NetEvent> {
+    async fn next(pool: &mut Pool, rx: &mut mpsc::UnboundedReceiver<RawEvent>) -> Option<NetEvent> {
         let raw = tokio::time::timeout(Duration::from_secs(5), rx.recv())
             .await
             .expect("an event in time")

@@ -195,6 +195,8 @@ impl PullConsumer {
             max_poll,
             carry: VecDeque::new(),
             waiters: Vec::new(),
+            pending_assignment: None,
+            responded: false,
         });
         Ok(PullConsumer {
             state: State::Running {
@@ -213,7 +215,10 @@ impl PullConsumer {
         }
     }
 
-    async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Call) -> Result<T, ClientError> {
+    async fn ask<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> Call,
+    ) -> Result<T, ClientError> {
         let (reply, rx) = oneshot::channel();
         if !self.owner()?.call(make(reply)) {
             return Err(ClientError::ShutDown);
@@ -453,6 +458,10 @@ struct PullDriver {
     carry: VecDeque<MessageExt>,
     /// `poll` calls waiting for messages, oldest first.
     waiters: Vec<oneshot::Sender<Vec<MessageExt>>>,
+    /// The application's assignment, while some of its queues are not pulled yet.
+    pending_assignment: Option<Vec<MessageQueue>>,
+    /// A response arrived since the last flush (a route may have become known).
+    responded: bool,
 }
 
 impl PullDriver {
@@ -485,6 +494,21 @@ impl PullDriver {
 }
 
 impl PullDriver {
+    /// The core drops an assigned queue whose broker it does not know yet (its route is being
+    /// fetched) and, in assign mode, does not come back to it when the route arrives: assign
+    /// again after responses until every queue is pulled.
+    fn reapply_assignment(&mut self, now_ms: u64) {
+        let Some(wanted) = &self.pending_assignment else {
+            return;
+        };
+        let owned = self.core.assigned_queues();
+        if wanted.iter().all(|q| owned.contains(q)) {
+            self.pending_assignment = None;
+            return;
+        }
+        self.core.assign(now_ms, wanted.clone());
+    }
+
     fn drain(&mut self, pool: &mut Pool) {
         while let Some(output) = self.core.poll_output() {
             match output {
@@ -510,6 +534,7 @@ impl Driven for PullDriver {
                 let _ = reply.send(self.core.subscribe(now_ms, &topic, &expression));
             }
             Call::Assign { queues, reply } => {
+                self.pending_assignment = Some(queues.clone());
                 self.core.assign(now_ms, queues);
                 let _ = reply.send(());
             }
@@ -551,6 +576,7 @@ impl Driven for PullDriver {
     fn handle_net(&mut self, now_ms: u64, event: NetEvent) {
         match event {
             NetEvent::Response { addr, command } => {
+                self.responded = true;
                 self.core.handle_response(now_ms, &addr, command)
             }
             NetEvent::Request { addr, command } => self.core.handle_request(now_ms, &addr, command),
@@ -574,6 +600,9 @@ impl Driven for PullDriver {
     }
 
     fn flush(&mut self, now_ms: u64, pool: &mut Pool) {
+        if std::mem::take(&mut self.responded) {
+            self.reapply_assignment(now_ms);
+        }
         self.drain(pool);
         if !self.waiters.is_empty() {
             self.serve(now_ms);
