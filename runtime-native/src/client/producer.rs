@@ -19,7 +19,7 @@ use super::net::{NetEvent, Pool};
 use super::options::{common_builder_methods, CommonOptions};
 
 /// How often [`Producer::queues`] looks again while a route is being fetched.
-const ROUTE_POLL_INTERVAL: Duration = Duration::from_millis(20);
+const ROUTE_POLL_INTERVAL: Duration = Duration::from_millis(50);
 
 /// Configures a [`Producer`]. Defaults are RocketMQ's `DefaultMQProducer` defaults.
 #[derive(Clone, Default)]
@@ -131,21 +131,51 @@ enum State {
 /// NameServer does not know is auto-created through the default topic `TBW102`, if the broker
 /// allows it), and retries on another broker when the attempt fails.
 ///
-/// ```no_run
+/// ```
 /// use vostok::client::{Message, Producer};
 ///
-/// # async fn example() -> Result<(), vostok::client::ClientError> {
+/// # #[tokio::main]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let dir = tempfile::tempdir()?;
+/// # let broker = vostok::Standalone::start(&vostok::StandaloneOptions {
+/// #     namesrv_port: Some(0),
+/// #     broker: vostok::BrokerOptions {
+/// #         data_dir: Some(dir.path().to_owned()),
+/// #         broker_port: Some(0),
+/// #         ..Default::default()
+/// #     },
+/// # })
+/// # .await?;
+/// // A broker runs at `namesrv` (here one started in-process by `vostok::Standalone`).
+/// let namesrv = broker.namesrv_addr().to_string();
 /// let producer = Producer::builder()
-///     .namesrv_addr("127.0.0.1:9876")
+///     .namesrv_addr(&namesrv)
 ///     .group("OrderProducers")
 ///     .build()?
 ///     .start()
 ///     .await?;
+/// # producer.queues("TBW102").await?; // the broker has registered
+/// // "Orders" does not exist yet: the broker creates it from TBW102 on the first send.
 /// let result = producer
-///     .send(Message::new("Orders", "order #1").with_tags("created"))
+///     .send(Message::new("Orders", "order #1").with_tags("created").with_keys("order-1"))
 ///     .await?;
-/// println!("stored as {} in {}", result.msg_id, result.queue);
+/// println!("stored as {} in {} at {}", result.msg_id, result.queue, result.queue_offset);
+///
+/// // Ordered: the messages of one key land on one queue, in sending order.
+/// let paid = producer.send_orderly(Message::new("Orders", "order #1 paid"), "order-1").await?;
+/// let shipped = producer.send_orderly(Message::new("Orders", "order #1 shipped"), "order-1").await?;
+/// assert_eq!(paid.queue, shipped.queue);
+/// assert!(paid.queue_offset < shipped.queue_offset);
+///
+/// // Many sends in flight from one task: each is submitted when `send_async` is called.
+/// let pending: Vec<_> = (0..10)
+///     .map(|i| producer.send_async(Message::new("Orders", format!("bulk {i}"))))
+///     .collect();
+/// for send in pending {
+///     send.await?;
+/// }
 /// producer.shutdown().await;
+/// # broker.shutdown().await?;
 /// # Ok(())
 /// # }
 /// ```
@@ -283,8 +313,8 @@ impl Producer {
         .await
     }
 
-    /// The writable queues of `topic`, fetching its route if it is not cached. Fails with
-    /// `NoRoute` if no route appears within the request timeout.
+    /// The writable queues of `topic`, fetching its route (again every 50 ms) until it is
+    /// known. Fails with `NoRoute` if no route appears within the request timeout.
     pub async fn queues(&self, topic: &str) -> Result<Vec<MessageQueue>, ClientError> {
         let timeout = match &self.state {
             State::Running {
@@ -293,19 +323,16 @@ impl Producer {
             State::Built { .. } => return Err(ClientError::ShutDown),
         };
         let deadline = tokio::time::Instant::now() + timeout;
-        let mut refresh = true;
         loop {
             let (reply, rx) = oneshot::channel();
             self.owner()?.call(Call::Queues {
                 topic: topic.to_owned(),
-                refresh,
                 reply,
             });
             let queues = rx.await.map_err(|_| ClientError::ShutDown)?;
             if !queues.is_empty() {
                 return Ok(queues);
             }
-            refresh = false;
             if tokio::time::Instant::now() >= deadline {
                 return Err(ClientError::NoRoute {
                     topic: topic.to_owned(),
@@ -356,7 +383,6 @@ pub(crate) enum Call {
     },
     Queues {
         topic: String,
-        refresh: bool,
         reply: oneshot::Sender<Vec<MessageQueue>>,
     },
 }
@@ -384,13 +410,9 @@ impl Driven for ProducerDriver {
                 };
                 self.waiting.insert(id, reply);
             }
-            Call::Queues {
-                topic,
-                refresh,
-                reply,
-            } => {
+            Call::Queues { topic, reply } => {
                 let queues = self.core.topic_queues(&topic);
-                if queues.is_empty() && refresh {
+                if queues.is_empty() {
                     self.core.refresh_route(now_ms, &topic);
                 }
                 let _ = reply.send(queues);

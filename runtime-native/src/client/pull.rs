@@ -142,25 +142,46 @@ enum State {
 /// Polled messages count as consumed; [`PullConsumer::commit`] (or auto-commit) stores the
 /// consumed offsets on the broker, where a later consumer of the group resumes.
 ///
-/// ```no_run
+/// ```
 /// use std::time::Duration;
-/// use vostok::client::{ConsumeFromWhere, PullConsumer};
+/// use vostok::client::{ConsumeFromWhere, Message, Producer, PullConsumer};
 ///
-/// # async fn example() -> Result<(), vostok::client::ClientError> {
+/// # #[tokio::main]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let dir = tempfile::tempdir()?;
+/// # let broker = vostok::Standalone::start(&vostok::StandaloneOptions {
+/// #     namesrv_port: Some(0),
+/// #     broker: vostok::BrokerOptions {
+/// #         data_dir: Some(dir.path().to_owned()),
+/// #         broker_port: Some(0),
+/// #         ..Default::default()
+/// #     },
+/// # })
+/// # .await?;
+/// // A broker runs at `namesrv` (here one started in-process by `vostok::Standalone`).
+/// let namesrv = broker.namesrv_addr().to_string();
+/// let producer = Producer::builder().namesrv_addr(&namesrv).build()?.start().await?;
+/// # producer.queues("TBW102").await?; // the broker has registered
+/// producer.send(Message::new("Orders", "order #1")).await?;
+///
 /// let consumer = PullConsumer::builder()
-///     .namesrv_addr("127.0.0.1:9876")
+///     .namesrv_addr(&namesrv)
 ///     .group("OrderExporters")
 ///     .consume_from(ConsumeFromWhere::FirstOffset)
 ///     .auto_commit(false)
 ///     .build()?
 ///     .start()
 ///     .await?;
-/// let queues = consumer.queues("Orders").await?;
-/// consumer.assign(queues).await?;
-/// let messages = consumer.poll(Duration::from_secs(1)).await?;
-/// println!("{} messages", messages.len());
-/// consumer.commit().await?;
+/// consumer.assign(consumer.queues("Orders").await?).await?;
+/// let mut messages = Vec::new();
+/// while messages.is_empty() {
+///     messages = consumer.poll(Duration::from_secs(1)).await?;
+/// }
+/// assert_eq!(&messages[0].body()[..], b"order #1");
+/// consumer.commit().await?; // the group resumes after this message
 /// consumer.shutdown().await;
+/// producer.shutdown().await;
+/// # broker.shutdown().await?;
 /// # Ok(())
 /// # }
 /// ```

@@ -169,26 +169,53 @@ enum State {
 /// for redelivery later (CONSUMER_SEND_MSG_BACK; if the broker refuses, re-sent to the group's
 /// retry topic `%RETRY%<group>`).
 ///
-/// ```no_run
-/// use vostok::client::{ConsumeFromWhere, ConsumeStatus, MessageExt, PushConsumer};
+/// ```
+/// use std::time::Duration;
+/// use tokio::sync::mpsc;
+/// use vostok::client::{ConsumeFromWhere, ConsumeStatus, Message, MessageExt, Producer, PushConsumer};
 ///
-/// # async fn example() -> Result<(), vostok::client::ClientError> {
+/// # #[tokio::main]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let dir = tempfile::tempdir()?;
+/// # let broker = vostok::Standalone::start(&vostok::StandaloneOptions {
+/// #     namesrv_port: Some(0),
+/// #     broker: vostok::BrokerOptions {
+/// #         data_dir: Some(dir.path().to_owned()),
+/// #         broker_port: Some(0),
+/// #         ..Default::default()
+/// #     },
+/// # })
+/// # .await?;
+/// // A broker runs at `namesrv` (here one started in-process by `vostok::Standalone`).
+/// let namesrv = broker.namesrv_addr().to_string();
+/// let producer = Producer::builder().namesrv_addr(&namesrv).build()?.start().await?;
+/// # producer.queues("TBW102").await?; // the broker has registered
+/// producer.send(Message::new("Orders", "order #1").with_tags("created")).await?;
+/// producer.send(Message::new("Orders", "order #1 audited").with_tags("audit")).await?;
+///
+/// let (seen, mut bodies) = mpsc::unbounded_channel();
 /// let consumer = PushConsumer::builder()
-///     .namesrv_addr("127.0.0.1:9876")
+///     .namesrv_addr(&namesrv)
 ///     .group("OrderAuditors")
 ///     .subscribe("Orders", "created || paid")
 ///     .consume_from(ConsumeFromWhere::FirstOffset)
-///     .listener(|messages: Vec<MessageExt>| async move {
-///         for m in &messages {
-///             println!("{} {:?}", m.msg_id(), m.body());
+///     .listener(move |messages: Vec<MessageExt>| {
+///         let seen = seen.clone();
+///         async move {
+///             for m in messages {
+///                 let _ = seen.send(m.body().clone());
+///             }
+///             ConsumeStatus::ConsumeSuccess
 ///         }
-///         ConsumeStatus::ConsumeSuccess
 ///     })
 ///     .build()?
 ///     .start()
 ///     .await?;
-/// // ... later
+/// let body = tokio::time::timeout(Duration::from_secs(10), bodies.recv()).await?;
+/// assert_eq!(body.as_deref(), Some(&b"order #1"[..])); // "audit" is filtered out
 /// consumer.shutdown().await;
+/// producer.shutdown().await;
+/// # broker.shutdown().await?;
 /// # Ok(())
 /// # }
 /// ```
