@@ -1069,3 +1069,60 @@ async fn vostok_consumer_reads_what_rocketmq_sends() {
     })
     .await;
 }
+
+// ---------------------------------------------------------------------------------------------
+// 8. the injected clock
+
+/// A clock one day ahead of the system clock (never going backwards, like the system one).
+struct AheadClock(vostok::client::SystemClock);
+
+impl vostok::client::Clock for AheadClock {
+    fn now_ms(&self) -> u64 {
+        use vostok::client::Clock as _;
+        self.0.now_ms() + 86_400_000
+    }
+}
+
+/// Goal: the client reads time only from its injected clock (what the simulator relies on).
+/// Method: a producer with a clock one day ahead sends a message; the stored record's born
+/// timestamp is a day ahead too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_injected_clock_stamps_what_is_sent() {
+    bounded("injected_clock", TEST_TIMEOUT, async {
+        let topic = unique("CClock");
+        let broker = broker_with_topic(&topic);
+        let producer = Producer::builder()
+            .namesrv_addr(&broker.namesrv_addr)
+            .clock(Arc::new(AheadClock(Default::default())))
+            .build()
+            .expect("builds")
+            .start()
+            .await
+            .expect("starts");
+        let before_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("after 1970")
+            .as_millis() as i64;
+        let queues = producer.queues(&topic).await.expect("queues");
+        let r = producer
+            .send_to_queue(test_message(&topic, 0), queues[1].clone())
+            .await
+            .expect("send to queue 1");
+        assert_eq!(r.queue.queue_id, 1);
+        producer.shutdown().await;
+        let (frame, _) = block_in_place(|| {
+            let mut conn = RawConn::connect(&broker.broker_addr);
+            pull(&mut conn, "check", &topic, 1, 0)
+        });
+        assert_eq!(frame.code(), 0, "pull: {:?}", frame.header);
+        let record = vostok_core::message::MessageRecord::decode(&frame.body.clone().into(), true)
+            .expect("a stored record");
+        let ahead_ms = record.born_timestamp_ms - before_ms;
+        assert!(
+            (86_400_000 - 60_000..86_400_000 + 60_000).contains(&ahead_ms),
+            "born timestamp {} is {ahead_ms} ms from now",
+            record.born_timestamp_ms
+        );
+    })
+    .await;
+}

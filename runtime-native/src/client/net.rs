@@ -105,7 +105,7 @@ impl Pool {
         let expects_answer = !command.is_response() && !command.is_oneway();
         let opaque = command.opaque;
         trace!(%addr, code = command.code, opaque, response = command.is_response(), "send");
-        if !self.conns.get(addr).is_some_and(|c| !c.tx.is_closed()) {
+        if self.conns.get(addr).is_none_or(|c| c.tx.is_closed()) {
             let conn = self.open(addr);
             self.conns.insert(addr.to_owned(), conn);
         }
