@@ -14,7 +14,6 @@ use crate::rng::SeededRng;
 pub(super) struct Rpc<K> {
     pub addr: String,
     pub deadline_ms: u64,
-    pub started_ms: u64,
     pub kind: K,
 }
 
@@ -49,7 +48,6 @@ impl<K> RpcTable<K> {
     pub fn call(
         &mut self,
         outputs: &mut VecDeque<ClientOutput>,
-        now_ms: u64,
         addr: &str,
         mut command: RemotingCommand,
         deadline_ms: u64,
@@ -62,7 +60,6 @@ impl<K> RpcTable<K> {
             Rpc {
                 addr: addr.to_owned(),
                 deadline_ms,
-                started_ms: now_ms,
                 kind,
             },
         );
@@ -138,10 +135,6 @@ impl<K> RpcTable<K> {
     pub fn iter(&self) -> impl Iterator<Item = (&i32, &Rpc<K>)> {
         self.pending.iter()
     }
-
-    pub fn len(&self) -> usize {
-        self.pending.len()
-    }
 }
 
 /// Identity, NameServer choice and the broker address table.
@@ -193,11 +186,6 @@ impl ClientBase {
         if self.namesrv() == Some(addr) {
             self.namesrv_index = (self.namesrv_index + 1) % self.config.namesrv_addrs.len().max(1);
         }
-    }
-
-    /// Whether `addr` is a configured NameServer.
-    pub fn is_namesrv(&self, addr: &str) -> bool {
-        self.config.namesrv_addrs.iter().any(|a| a == addr)
     }
 
     /// Records `route` for `topic` and merges its broker addresses.

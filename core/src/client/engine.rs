@@ -402,7 +402,6 @@ impl Engine {
         };
         self.rpcs.call(
             &mut self.outputs,
-            now_ms,
             &addr,
             requests::get_route_info(topic),
             now_ms + self.config.client.request_timeout_ms,
@@ -428,7 +427,9 @@ impl Engine {
             // New brokers learn about this consumer before it asks them for the group.
             self.send_heartbeats(now_ms);
         }
-        if changed && self.assigned.is_none() && self.subscriptions.contains_key(&topic) {
+        if self.assigned.is_some() {
+            self.apply_assignment(now_ms);
+        } else if changed && self.subscriptions.contains_key(&topic) {
             self.rebalance_topic(now_ms, &topic);
         }
     }
@@ -459,7 +460,6 @@ impl Engine {
         for addr in self.base.all_broker_addrs() {
             self.rpcs.call(
                 &mut self.outputs,
-                now_ms,
                 &addr,
                 command.clone(),
                 now_ms + self.config.client.request_timeout_ms,
@@ -472,6 +472,8 @@ impl Engine {
 
     fn rebalance_all(&mut self, now_ms: u64) {
         if self.assigned.is_some() {
+            // Assigned queues whose start offset could not be found yet are tried again.
+            self.apply_assignment(now_ms);
             return;
         }
         let topics: Vec<String> = self.subscriptions.keys().cloned().collect();
@@ -524,7 +526,6 @@ impl Engine {
         }
         self.rpcs.call(
             &mut self.outputs,
-            now_ms,
             &addr,
             requests::get_consumer_list_by_group(&self.config.group),
             now_ms + self.config.client.request_timeout_ms,
@@ -625,7 +626,6 @@ impl Engine {
             requests::query_consumer_offset(&self.config.group, &queue.topic, queue.queue_id);
         self.rpcs.call(
             &mut self.outputs,
-            now_ms,
             &addr,
             command,
             now_ms + self.config.client.request_timeout_ms,
@@ -670,7 +670,6 @@ impl Engine {
         };
         self.rpcs.call(
             &mut self.outputs,
-            now_ms,
             &addr,
             command,
             now_ms + self.config.client.request_timeout_ms,
@@ -836,7 +835,6 @@ impl Engine {
         pq.pull_in_flight = true;
         self.rpcs.call(
             &mut self.outputs,
-            now_ms,
             &addr,
             requests::pull_message(&header, lite),
             now_ms + self.config.pull_timeout_ms,
@@ -1059,7 +1057,6 @@ impl Engine {
         };
         self.rpcs.call(
             &mut self.outputs,
-            now_ms,
             &addr,
             requests::consumer_send_msg_back(&request),
             now_ms + self.config.client.request_timeout_ms,
@@ -1127,7 +1124,6 @@ impl Engine {
         };
         self.rpcs.call(
             &mut self.outputs,
-            now_ms,
             &addr,
             requests::send_message(&header, record.body.clone()),
             now_ms + self.config.client.request_timeout_ms,
@@ -1365,7 +1361,6 @@ impl Engine {
             for addr in self.base.all_broker_addrs() {
                 self.rpcs.call(
                     &mut self.outputs,
-                    now_ms,
                     &addr,
                     command.clone(),
                     now_ms + self.config.client.request_timeout_ms,
@@ -1389,9 +1384,7 @@ impl Engine {
         let mut consider = |t: u64| next = Some(next.map_or(t, |n: u64| n.min(t)));
         consider(self.next_route_ms);
         consider(self.next_heartbeat_ms);
-        if self.assigned.is_none() {
-            consider(self.next_rebalance_ms);
-        }
+        consider(self.next_rebalance_ms);
         if self.config.persist_offset_interval_ms.is_some() {
             consider(self.next_persist_ms);
         }

@@ -26,21 +26,24 @@
 //! keys `bname`, `ns`, `nsd`, `oway`, `lo` are not sent. Send uses SEND_MESSAGE_V2 (310) and
 //! SEND_BATCH_MESSAGE (320). Bodies over 4 KiB are **not** compressed (RocketMQ's
 //! `compressMsgBodyOverHowmuch` is not implemented): every broker accepts uncompressed bodies.
+//! Property strings are written in the iteration order of Java's `HashMap`, so they match a
+//! Java producer's byte for byte; the JSON header's ext fields are in key order (the codec's),
+//! where Java uses its HashMap's order — receivers read them by key.
+//!
+//! Not implemented: orderly consumption (LOCK_BATCH_MQ / UNLOCK_BATCH_MQ), transactional sends
+//! (CHECK_TRANSACTION_STATE is answered REQUEST_CODE_NOT_SUPPORTED), body compression, pulling
+//! from slaves (`suggestWhichBrokerId` is ignored: pulls go to the master), SQL92
+//! subscriptions, and message tracing.
 
 pub mod allocate;
-#[allow(dead_code)] // Filled in while the skeleton is implemented.
 mod base;
-#[allow(dead_code)]
 mod engine;
-#[allow(dead_code)]
 mod fault;
 pub mod lite_pull;
 pub mod message;
-#[allow(dead_code)]
 pub mod producer;
 pub mod push;
 pub mod requests;
-#[allow(dead_code)]
 mod route;
 
 #[cfg(test)]

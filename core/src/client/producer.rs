@@ -84,8 +84,11 @@ pub enum QueueSelector {
     /// `hashCode()` of the argument (see [`java_string_hash`] for strings).
     ByHash(i32),
     /// An application function from the queue list to an index (taken modulo the length).
-    Custom(Box<dyn Fn(&[MessageQueue]) -> usize + Send>),
+    Custom(SelectFn),
 }
+
+/// An application queue-selection function for [`QueueSelector::Custom`].
+pub type SelectFn = Box<dyn Fn(&[MessageQueue]) -> usize + Send>;
 
 impl std::fmt::Debug for QueueSelector {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -397,7 +400,7 @@ impl Producer {
         let Some(first) = messages.first() else {
             return invalid("the batch is empty".to_owned());
         };
-        crate::topic::validate_topic_name(&first.topic).or_else(|e| invalid(e))?;
+        crate::topic::validate_topic_name(&first.topic).map_err(ClientError::InvalidMessage)?;
         let mut total = 0usize;
         for message in messages {
             if message.topic != first.topic {
@@ -638,7 +641,6 @@ impl Producer {
             let deadline_ms = send.deadline_ms;
             let opaque = self.rpcs.call(
                 &mut self.outputs,
-                now_ms,
                 &addr,
                 command,
                 deadline_ms,
@@ -748,7 +750,6 @@ impl Producer {
         self.routes_in_flight.insert(topic.to_owned());
         self.rpcs.call(
             &mut self.outputs,
-            now_ms,
             &addr,
             requests::get_route_info(&asked),
             now_ms + self.config.client.request_timeout_ms,
@@ -911,7 +912,6 @@ impl Producer {
         for addr in self.base.master_addrs() {
             self.rpcs.call(
                 &mut self.outputs,
-                now_ms,
                 &addr,
                 command.clone(),
                 now_ms + self.config.client.request_timeout_ms,
@@ -939,7 +939,6 @@ impl Producer {
         for addr in self.base.master_addrs() {
             self.rpcs.call(
                 &mut self.outputs,
-                now_ms,
                 &addr,
                 command.clone(),
                 now_ms + self.config.client.request_timeout_ms,
