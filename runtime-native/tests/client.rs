@@ -134,6 +134,8 @@ struct Received {
     keys: Option<String>,
     properties: BTreeMap<String, String>,
     topic: String,
+    /// The topic of the queue it was pulled from (`%RETRY%<group>` for a redelivery).
+    queue_topic: String,
     queue_id: i32,
     queue_offset: i64,
     reconsume_times: i32,
@@ -155,6 +157,7 @@ impl Received {
                 .map(|(k, v)| (k.to_owned(), v.to_owned()))
                 .collect(),
             topic: m.topic().to_owned(),
+            queue_topic: m.queue.topic.clone(),
             queue_id: m.queue.queue_id,
             queue_offset: m.queue_offset(),
             reconsume_times: m.reconsume_times(),
@@ -176,6 +179,7 @@ impl Received {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
             topic: inner.topic().to_string(),
+            queue_topic: inner.topic().to_string(),
             queue_id: m.queue_id(),
             queue_offset: m.queue_offset(),
             reconsume_times: m.reconsume_times(),
@@ -851,6 +855,9 @@ async fn reconsume_later_redelivers_the_message() {
             .group(&group)
             .subscribe(&topic, "*")
             .consume_from(ConsumeFromWhere::FirstOffset)
+            // The retry topic is created by the broker on the first heartbeat, after the
+            // consumer's first route query: a short refresh finds it within the test's time.
+            .route_refresh_interval(Duration::from_secs(1))
             .listener(move |messages: Vec<MessageExt>| {
                 let sink = sink.clone();
                 async move {
@@ -894,10 +901,16 @@ async fn reconsume_later_redelivers_the_message() {
             let copies: Vec<&Received> = all.iter().filter(|r| r.seq == seq).collect();
             let times: Vec<i32> = copies.iter().map(|r| r.reconsume_times).collect();
             assert_eq!(times, vec![0, 1], "deliveries of {seq}");
-            for r in copies {
+            for r in &copies {
                 assert_eq!(r.topic, topic, "delivered under its original topic");
                 r.assert_exact();
             }
+            assert_eq!(copies[0].queue_topic, topic);
+            assert_eq!(
+                copies[1].queue_topic,
+                format!("%RETRY%{group}"),
+                "redelivered through the group's retry topic"
+            );
         }
         consumer.shutdown().await;
         producer.shutdown().await;

@@ -216,8 +216,6 @@ impl PullConsumer {
             max_poll,
             carry: VecDeque::new(),
             waiters: Vec::new(),
-            pending_assignment: None,
-            responded: false,
         });
         Ok(PullConsumer {
             state: State::Running {
@@ -479,10 +477,6 @@ struct PullDriver {
     carry: VecDeque<MessageExt>,
     /// `poll` calls waiting for messages, oldest first.
     waiters: Vec<oneshot::Sender<Vec<MessageExt>>>,
-    /// The application's assignment, while some of its queues are not pulled yet.
-    pending_assignment: Option<Vec<MessageQueue>>,
-    /// A response arrived since the last flush (a route may have become known).
-    responded: bool,
 }
 
 impl PullDriver {
@@ -515,21 +509,6 @@ impl PullDriver {
 }
 
 impl PullDriver {
-    /// The core drops an assigned queue whose broker it does not know yet (its route is being
-    /// fetched) and, in assign mode, does not come back to it when the route arrives: assign
-    /// again after responses until every queue is pulled.
-    fn reapply_assignment(&mut self, now_ms: u64) {
-        let Some(wanted) = &self.pending_assignment else {
-            return;
-        };
-        let owned = self.core.assigned_queues();
-        if wanted.iter().all(|q| owned.contains(q)) {
-            self.pending_assignment = None;
-            return;
-        }
-        self.core.assign(now_ms, wanted.clone());
-    }
-
     fn drain(&mut self, pool: &mut Pool) {
         while let Some(output) = self.core.poll_output() {
             match output {
@@ -555,7 +534,6 @@ impl Driven for PullDriver {
                 let _ = reply.send(self.core.subscribe(now_ms, &topic, &expression));
             }
             Call::Assign { queues, reply } => {
-                self.pending_assignment = Some(queues.clone());
                 self.core.assign(now_ms, queues);
                 let _ = reply.send(());
             }
@@ -597,7 +575,6 @@ impl Driven for PullDriver {
     fn handle_net(&mut self, now_ms: u64, event: NetEvent) {
         match event {
             NetEvent::Response { addr, command } => {
-                self.responded = true;
                 self.core.handle_response(now_ms, &addr, command)
             }
             NetEvent::Request { addr, command } => self.core.handle_request(now_ms, &addr, command),
@@ -621,9 +598,6 @@ impl Driven for PullDriver {
     }
 
     fn flush(&mut self, now_ms: u64, pool: &mut Pool) {
-        if std::mem::take(&mut self.responded) {
-            self.reapply_assignment(now_ms);
-        }
         self.drain(pool);
         if !self.waiters.is_empty() {
             self.serve(now_ms);
