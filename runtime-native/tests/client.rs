@@ -923,11 +923,31 @@ async fn reconsume_later_redelivers_the_message() {
 
 mod rocketmq {
     pub use rocketmq_client_rust::{
-        ClientRuntime, ClientRuntimeConfig, DefaultLitePullConsumer, DefaultMQProducer, SendStatus,
-        TelemetryHandle,
+        ClientRuntime, ClientRuntimeConfig, ConsumeConcurrentlyContext, ConsumeConcurrentlyStatus,
+        DefaultMQProducer, DefaultMQPushConsumer, MQPushConsumer, MessageListenerConcurrently,
+        SendStatus, TelemetryHandle,
     };
+    pub use rocketmq_model::common::consumer::consume_from_where::ConsumeFromWhere;
+    pub use rocketmq_model::common::message::message_ext::MessageExt;
     pub use rocketmq_model::common::message::message_single::Message;
+    pub use rocketmq_protocol::protocol::heartbeat::message_model::MessageModel;
     pub use rocketmq_runtime::{RuntimeConfig, RuntimeOwner};
+}
+
+/// The collector as a listener of the RocketMQ client.
+impl rocketmq::MessageListenerConcurrently for Collector {
+    fn consume_message(
+        &self,
+        msgs: &[&rocketmq::MessageExt],
+        _context: &rocketmq::ConsumeConcurrentlyContext,
+    ) -> rocketmq_client_rust::ClientResult<rocketmq::ConsumeConcurrentlyStatus> {
+        for m in msgs {
+            if let Some(r) = Received::from_rocketmq(m) {
+                self.push(r);
+            }
+        }
+        Ok(rocketmq::ConsumeConcurrentlyStatus::ConsumeSuccess)
+    }
 }
 
 static RUNTIME_OWNER: LazyLock<rocketmq::RuntimeOwner> = LazyLock::new(|| {
@@ -951,7 +971,7 @@ fn rocketmq_runtime(scope: &'static str) -> Arc<rocketmq::ClientRuntime> {
 
 /// Goal: what Vostok's producer sends, the RocketMQ Rust client reads byte for byte (sync and
 /// batch sends), so the wire format is RocketMQ's. Method: 10 single sends and a batch of 5; a
-/// `DefaultLitePullConsumer` assigned every queue from offset 0 must read all 15 intact.
+/// `DefaultMQPushConsumer` from the first offset must receive all 15 intact, exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rocketmq_client_reads_what_vostok_sends() {
     bounded("vostok_to_rocketmq", TEST_TIMEOUT, async {
@@ -975,40 +995,28 @@ async fn rocketmq_client_reads_what_vostok_sends() {
         }
         producer.shutdown().await;
 
-        let consumer = rocketmq::DefaultLitePullConsumer::builder(rocketmq_runtime("lite-pull"))
+        use rocketmq::MQPushConsumer as _;
+        let collector = Collector::default();
+        let mut consumer = rocketmq::DefaultMQPushConsumer::builder(rocketmq_runtime("consumer"))
             .consumer_group(unique("cg_rmq"))
             .name_server_addr(broker.namesrv_addr.clone())
-            .pull_batch_size(8)
-            .poll_timeout_millis(1_000)
-            .auto_commit(false)
-            .build()
-            .expect("lite pull consumer builds");
+            .message_model(rocketmq::MessageModel::Clustering)
+            .consume_from_where(rocketmq::ConsumeFromWhere::ConsumeFromFirstOffset)
+            .build();
         consumer
-            .set_sub_expression_for_assign(&topic, "*")
+            .subscribe(&topic, "*")
             .await
-            .expect("subscription for assign");
-        consumer.start().await.expect("lite pull consumer starts");
-        let queues = consumer.fetch_message_queues(&topic).await.expect("queues");
-        assert_eq!(queues.len(), QUEUES as usize);
-        consumer.assign(queues.clone()).await.expect("assign");
-        for q in &queues {
-            consumer.seek(q, 0).await.expect("seek to 0");
-        }
-        let collector = Collector::default();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while collector.distinct() < 15 {
-            assert!(
-                Instant::now() < deadline,
-                "rocketmq read only {:?}",
-                collector.seqs()
-            );
-            for m in consumer.poll_with_timeout(1_000).await {
-                if let Some(r) = Received::from_rocketmq(&m) {
-                    collector.push(r);
-                }
-            }
-        }
-        collector.assert_exactly_once(&(0..15).collect(), "rocketmq lite pull consumer");
+            .expect("rocketmq consumer subscribes");
+        consumer.register_message_listener_concurrently(collector.clone());
+        consumer.start().await.expect("rocketmq consumer starts");
+        wait_until(
+            "rocketmq consumer got all 15",
+            Duration::from_secs(30),
+            || collector.distinct() == 15,
+        )
+        .await;
+        sleep(SETTLE).await;
+        collector.assert_exactly_once(&(0..15).collect(), "rocketmq push consumer");
         for r in collector.snapshot() {
             r.assert_exact();
             assert_eq!(r.topic, topic);
@@ -1091,7 +1099,6 @@ struct AheadClock(vostok::client::SystemClock);
 
 impl vostok::client::Clock for AheadClock {
     fn now_ms(&self) -> u64 {
-        use vostok::client::Clock as _;
         self.0.now_ms() + 86_400_000
     }
 }
