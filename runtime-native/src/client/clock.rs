@@ -9,6 +9,33 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// A source of `now_ms` for a client's driver. Implementations must never go backwards.
+///
+/// Timers (heartbeats, route refreshes, request timeouts) still sleep on tokio's clock; the
+/// state machine reads the time only from here.
+///
+/// ```
+/// use std::sync::atomic::{AtomicU64, Ordering};
+/// use std::sync::Arc;
+/// use vostok::client::{Clock, Producer};
+///
+/// /// Virtual time a test or simulator advances itself.
+/// struct Virtual(AtomicU64);
+///
+/// impl Clock for Virtual {
+///     fn now_ms(&self) -> u64 {
+///         self.0.load(Ordering::Relaxed)
+///     }
+/// }
+///
+/// let clock = Arc::new(Virtual(AtomicU64::new(1_700_000_000_000)));
+/// let producer = Producer::builder()
+///     .namesrv_addr("127.0.0.1:9876")
+///     .clock(clock.clone())
+///     .build()?;
+/// clock.0.fetch_add(1_000, Ordering::Relaxed);
+/// # drop(producer);
+/// # Ok::<(), vostok::client::ClientError>(())
+/// ```
 pub trait Clock: Send + Sync + 'static {
     /// Epoch milliseconds.
     fn now_ms(&self) -> u64;
