@@ -2,7 +2,7 @@
 //! state machine on an owner task, with the application's listener on tasks of its own.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
@@ -158,8 +158,15 @@ impl PushConsumerBuilder {
 
 enum State {
     Built(Box<PushConsumerBuilder>),
-    Running(Owner<Call>),
+    Running {
+        owner: Owner<Call>,
+        local_offsets: LocalOffsets,
+    },
 }
+
+/// Broadcasting offsets as last persisted, shared by the owner and the handle so they can be
+/// read after shutdown too.
+type LocalOffsets = Arc<Mutex<BTreeMap<MessageQueue, i64>>>;
 
 /// A RocketMQ push consumer (concurrent listener).
 ///
@@ -233,7 +240,7 @@ impl PushConsumer {
     pub async fn start(self) -> Result<PushConsumer, ClientError> {
         let builder = match self.state {
             State::Built(builder) => *builder,
-            running @ State::Running(_) => return Ok(PushConsumer { state: running }),
+            running @ State::Running { .. } => return Ok(PushConsumer { state: running }),
         };
         let clock = builder.common.clock.clone();
         let now_ms = clock.now_ms();
@@ -249,22 +256,27 @@ impl PushConsumer {
         let concurrency = builder
             .consume_concurrency
             .unwrap_or(DEFAULT_CONSUME_CONCURRENCY);
+        let local_offsets = LocalOffsets::default();
+        let shared = local_offsets.clone();
         let owner = Owner::spawn(clock, builder.common.connect_timeout, move |calls| {
             PushDriver {
                 core,
                 dispatcher: Dispatcher::new(listener, concurrency),
                 calls,
-                local_offsets: BTreeMap::new(),
+                local_offsets: shared,
             }
         });
         Ok(PushConsumer {
-            state: State::Running(owner),
+            state: State::Running {
+                owner,
+                local_offsets,
+            },
         })
     }
 
     fn owner(&self) -> Result<&Owner<Call>, ClientError> {
         match &self.state {
-            State::Running(owner) if !owner.is_closed() => Ok(owner),
+            State::Running { owner, .. } if !owner.is_closed() => Ok(owner),
             _ => Err(ClientError::ShutDown),
         }
     }
@@ -309,16 +321,24 @@ impl PushConsumer {
     }
 
     /// Broadcasting: the offsets last persisted locally (every `persist_offset_interval` and
-    /// at shutdown); give them to [`PushConsumerBuilder::local_offsets`] to resume there.
-    pub async fn local_offsets(&self) -> Result<BTreeMap<MessageQueue, i64>, ClientError> {
-        self.ask(|reply| Call::LocalOffsets { reply }).await
+    /// at shutdown, so also after [`PushConsumer::shutdown`]); give them to
+    /// [`PushConsumerBuilder::local_offsets`] to resume there. Empty in clustering mode, whose
+    /// offsets live on the broker.
+    pub fn local_offsets(&self) -> BTreeMap<MessageQueue, i64> {
+        match &self.state {
+            State::Running { local_offsets, .. } => local_offsets
+                .lock()
+                .map(|offsets| offsets.clone())
+                .unwrap_or_default(),
+            State::Built(builder) => builder.local_offsets.clone(),
+        }
     }
 
     /// Commits offsets, unregisters from the brokers (waiting at most 3 s for their answers) and
     /// stops. Listener calls still running finish, but their results are not committed: those
     /// messages are delivered again to the group.
     pub async fn shutdown(&self) {
-        if let State::Running(owner) = &self.state {
+        if let State::Running { owner, .. } = &self.state {
             owner.shutdown().await;
         }
     }
@@ -345,9 +365,6 @@ pub(crate) enum Call {
         queue: MessageQueue,
         reply: oneshot::Sender<Option<i64>>,
     },
-    LocalOffsets {
-        reply: oneshot::Sender<BTreeMap<MessageQueue, i64>>,
-    },
 }
 
 struct PushDriver {
@@ -355,7 +372,7 @@ struct PushDriver {
     dispatcher: Dispatcher,
     /// For listener tasks to report their status.
     calls: mpsc::WeakUnboundedSender<Control<Call>>,
-    local_offsets: BTreeMap<MessageQueue, i64>,
+    local_offsets: LocalOffsets,
 }
 
 impl Driven for PushDriver {
@@ -382,9 +399,6 @@ impl Driven for PushDriver {
             }
             Call::Committed { queue, reply } => {
                 let _ = reply.send(self.core.committed_offset(&queue));
-            }
-            Call::LocalOffsets { reply } => {
-                let _ = reply.send(self.local_offsets.clone());
             }
         }
     }
@@ -431,7 +445,11 @@ impl Driven for PushDriver {
                         }
                     });
                 }
-                ClientOutput::PersistLocalOffsets { offsets } => self.local_offsets = offsets,
+                ClientOutput::PersistLocalOffsets { offsets } => {
+                    if let Ok(mut persisted) = self.local_offsets.lock() {
+                        *persisted = offsets;
+                    }
+                }
                 other => debug!(?other, "push consumer output ignored"),
             }
         }
