@@ -1147,3 +1147,47 @@ async fn the_injected_clock_stamps_what_is_sent() {
     })
     .await;
 }
+
+// ---------------------------------------------------------------------------------------------
+// 9. nobody listening
+
+/// Goal: a producer whose NameServer cannot be reached fails its sends promptly with an error
+/// (it neither hangs nor panics) and shuts down promptly. Method: a NameServer address nobody
+/// listens on; a sync send and a oneway send must fail within the send timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sends_fail_cleanly_when_no_namesrv_answers() {
+    bounded("no_namesrv", TEST_TIMEOUT, async {
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = closed.local_addr().expect("local addr").to_string();
+        drop(closed);
+        let producer = Producer::builder()
+            .namesrv_addr(&addr)
+            .send_timeout(Duration::from_secs(2))
+            .build()
+            .expect("builds")
+            .start()
+            .await
+            .expect("starts");
+        let started = Instant::now();
+        let sync = producer.send(test_message("Nowhere", 0)).await;
+        assert!(sync.is_err(), "sync send without a NameServer: {sync:?}");
+        let oneway = producer.send_oneway(test_message("Nowhere", 1)).await;
+        assert!(
+            oneway.is_err(),
+            "oneway send without a NameServer: {oneway:?}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "failing took {:?}",
+            started.elapsed()
+        );
+        let stopping = Instant::now();
+        producer.shutdown().await;
+        assert!(
+            stopping.elapsed() < Duration::from_secs(4),
+            "shutdown took {:?}",
+            stopping.elapsed()
+        );
+    })
+    .await;
+}
