@@ -23,6 +23,10 @@
 //! opens a new one), results go back to the callers.
 //!
 //! The message types, results and errors are the core's, re-exported here.
+//!
+//! Not provided (yet): orderly consumption, transactional sends, body compression, SQL92
+//! subscriptions and tracing (see [`vostok_core::client`]); broadcasting offsets are kept in
+//! memory and handed out by [`PushConsumer::local_offsets`], not written to disk.
 
 mod clock;
 mod driver;
