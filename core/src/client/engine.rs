@@ -428,7 +428,9 @@ impl Engine {
             // New brokers learn about this consumer before it asks them for the group.
             self.send_heartbeats(now_ms);
         }
-        if changed && self.assigned.is_none() && self.subscriptions.contains_key(&topic) {
+        if self.assigned.is_some() {
+            self.apply_assignment(now_ms);
+        } else if changed && self.subscriptions.contains_key(&topic) {
             self.rebalance_topic(now_ms, &topic);
         }
     }
@@ -472,6 +474,8 @@ impl Engine {
 
     fn rebalance_all(&mut self, now_ms: u64) {
         if self.assigned.is_some() {
+            // Assigned queues whose start offset could not be found yet are tried again.
+            self.apply_assignment(now_ms);
             return;
         }
         let topics: Vec<String> = self.subscriptions.keys().cloned().collect();
@@ -1389,9 +1393,7 @@ impl Engine {
         let mut consider = |t: u64| next = Some(next.map_or(t, |n: u64| n.min(t)));
         consider(self.next_route_ms);
         consider(self.next_heartbeat_ms);
-        if self.assigned.is_none() {
-            consider(self.next_rebalance_ms);
-        }
+        consider(self.next_rebalance_ms);
         if self.config.persist_offset_interval_ms.is_some() {
             consider(self.next_persist_ms);
         }
