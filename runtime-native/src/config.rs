@@ -199,6 +199,22 @@ pub fn parse_broker_conf(file: &str, text: &str) -> Result<BrokerFileConfig, Con
                 b.flush_interval_commitlog_ms =
                     positive(&value).ok_or_else(|| bad("expected milliseconds ≥ 1"))?
             }
+            "messageIndexEnable" => {
+                b.store.index.enabled =
+                    parse_bool(&value).ok_or_else(|| bad("expected true or false"))?
+            }
+            // Stored as int32 in every index file.
+            "maxHashSlotNum" => {
+                b.store.index.hash_slot_count =
+                    positive(&value)
+                        .filter(|n| *n <= i32::MAX as u32)
+                        .ok_or_else(|| bad("expected a slot count from 1 to 2147483647"))?
+            }
+            "maxIndexNum" => {
+                b.store.index.max_index_count = positive(&value)
+                    .filter(|n| *n >= 2 && *n <= i32::MAX as u32)
+                    .ok_or_else(|| bad("expected an entry count from 2 to 2147483647"))?
+            }
             "registerNameServerPeriod" => {
                 b.register_broker_interval_ms =
                     positive(&value).ok_or_else(|| bad("expected milliseconds ≥ 1"))?
@@ -307,6 +323,9 @@ mappedFileSizeConsumeQueue=6000
 flushIntervalCommitLog=200
 registerNameServerPeriod=10000
 longPollingEnable=false
+messageIndexEnable=false
+maxHashSlotNum=1000
+maxIndexNum=4000
 ";
         let c = parse_broker_conf("broker.conf", text).expect("parses");
         let b = &c.broker;
@@ -331,6 +350,9 @@ longPollingEnable=false
         assert_eq!(b.flush_interval_commitlog_ms, 200);
         assert_eq!(b.register_broker_interval_ms, 10_000);
         assert!(!b.long_polling_enable);
+        assert!(!b.store.index.enabled);
+        assert_eq!(b.store.index.hash_slot_count, 1000);
+        assert_eq!(b.store.index.max_index_count, 4000);
         assert!(c.warnings.is_empty(), "{:?}", c.warnings);
     }
 
@@ -364,6 +386,10 @@ longPollingEnable=false
             ("defaultTopicQueueNums=0", "defaultTopicQueueNums"),
             ("namesrvAddr=127.0.0.1", "namesrvAddr"),
             ("maxMessageSize=4M", "maxMessageSize"),
+            ("maxHashSlotNum=0", "maxHashSlotNum"),
+            ("maxIndexNum=1", "maxIndexNum"),
+            ("maxIndexNum=4294967296", "maxIndexNum"),
+            ("messageIndexEnable=yes", "messageIndexEnable"),
             (
                 "mappedFileSizeCommitLog=4294967296",
                 "mappedFileSizeCommitLog",

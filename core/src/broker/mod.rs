@@ -14,7 +14,8 @@
 //! * [`offsets`] — consumer offsets and offset queries;
 //! * [`clients`] — heartbeats, consumer lists, expiry and change notifications;
 //! * [`locks`] — orderly-consumer queue locks;
-//! * [`topics`] — the topic table, its persistence and admin topic requests.
+//! * [`topics`] — the topic table, its persistence and admin topic requests;
+//! * [`query`] — QUERY_MESSAGE by key and VIEW_MESSAGE_BY_ID.
 //!
 //! Persisted state (through the store's [`SegmentStorage`]): `config/topics.json` on every
 //! change and `config/consumerOffsets.json` every [`OFFSET_PERSIST_INTERVAL_MS`] when changed and
@@ -25,6 +26,7 @@ mod ids;
 mod locks;
 mod offsets;
 mod pull;
+mod query;
 mod send;
 mod topics;
 
@@ -272,6 +274,8 @@ impl<S: SegmentStorage> Broker<S> {
                 self.handle_create_topic(now_ms, &command).map(Some)
             }
             request::GET_ALL_TOPIC_CONFIG => Ok(Some(self.handle_get_all_topic_config(&command))),
+            request::QUERY_MESSAGE => self.handle_query_message(&command).map(Some),
+            request::VIEW_MESSAGE_BY_ID => self.handle_view_message_by_id(&command).map(Some),
             code => Ok(Some(RemotingCommand::response_to(
                 &command,
                 response::REQUEST_CODE_NOT_SUPPORTED,

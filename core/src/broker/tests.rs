@@ -12,11 +12,17 @@ use crate::store::MemStorage;
 
 const T0: u64 = 1_718_000_000_000;
 
+#[path = "query_tests.rs"]
+mod query_tests;
+
 /// Defaults with small CommitLog segments, so MemStorage stays small.
 fn test_config() -> BrokerConfig {
     let mut config = BrokerConfig::default();
     config.store.commitlog_segment_bytes = 1 << 20;
     config.store.consume_queue_units_per_segment = 1_000;
+    // Index files are allocated whole in MemStorage.
+    config.store.index.hash_slot_count = 1_024;
+    config.store.index.max_index_count = 4_096;
     config
 }
 

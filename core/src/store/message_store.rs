@@ -39,6 +39,7 @@ use bytes::{Bytes, BytesMut};
 
 use super::commitlog::{self, CommitLog, RecordMeta};
 use super::consume_queue::{self, ConsumeQueue, CqUnit};
+use super::index::{IndexConfig, KeyIndex, QueryResult};
 use super::segment::{SegmentStorage, StorageError};
 use super::{CommitLogOffset, QueueOffset, SyncRequest};
 use crate::message::{keys, tag_hash_code, MessageRecord, Properties};
@@ -61,6 +62,9 @@ pub struct StoreConfig {
     pub consume_queue_units_per_segment: u64,
     /// Largest body accepted (`maxMessageSize`, 4 MiB).
     pub max_message_size_bytes: u32,
+    /// The key index (`messageIndexEnable`, `maxHashSlotNum`, `maxIndexNum`). Its files are
+    /// created at full size: in-memory storages want small counts.
+    pub index: IndexConfig,
 }
 
 impl Default for StoreConfig {
@@ -69,6 +73,7 @@ impl Default for StoreConfig {
             commitlog_segment_bytes: 1 << 30,
             consume_queue_units_per_segment: 300_000,
             max_message_size_bytes: 4 * 1024 * 1024,
+            index: IndexConfig::default(),
         }
     }
 }
@@ -150,6 +155,8 @@ pub struct MessageStore<S: SegmentStorage> {
     /// topic → queue id → queue. Nested so lookups by `&str` need no allocation.
     queues: BTreeMap<String, BTreeMap<i32, ConsumeQueue>>,
     recovery: RecoveryReport,
+    /// The key index, brought up to date with the CommitLog at open.
+    index: KeyIndex,
 }
 
 /// The ConsumeQueue tags code of a raw property string: the hash of TAGS, 0 without tags.
@@ -270,12 +277,16 @@ impl<S: SegmentStorage> MessageStore<S> {
         }
         queues.retain(|_, q| !q.is_empty());
 
+        // The index repairs itself against the recovered CommitLog (see `index`).
+        let index = KeyIndex::open(&mut storage, config.index.clone(), &commitlog);
+
         Ok(Self {
             storage,
             config,
             commitlog,
             queues,
             recovery: report,
+            index,
         })
     }
 
@@ -379,6 +390,14 @@ impl<S: SegmentStorage> MessageStore<S> {
                 self.commitlog.rollback(&mut self.storage, written_before);
                 return Err(err);
             }
+        }
+        for (record, result) in records.iter().zip(&results) {
+            self.index.put_record(
+                &mut self.storage,
+                record,
+                result.physical_offset.0,
+                result.size_bytes,
+            );
         }
         Ok(results)
     }
@@ -580,6 +599,39 @@ impl<S: SegmentStorage> MessageStore<S> {
             .commitlog
             .read_record(&self.storage, offset.0)?
             .map(Bytes::from))
+    }
+
+    /// QUERY_MESSAGE: up to `max_num` records of `topic` indexed under `key` (a KEYS token or the
+    /// UNIQ_KEY) stored within `[begin_ms, end_ms]`, newest first (see
+    /// [`index`](super::index)).
+    pub fn query_message(
+        &self,
+        topic: &str,
+        key: &str,
+        max_num: u32,
+        begin_ms: i64,
+        end_ms: i64,
+    ) -> Result<QueryResult, StoreError> {
+        self.index.query(
+            &self.storage,
+            &self.commitlog,
+            topic,
+            key,
+            max_num,
+            begin_ms,
+            end_ms,
+        )
+    }
+
+    /// The key index.
+    pub fn index(&self) -> &KeyIndex {
+        &self.index
+    }
+
+    /// Retention: deletes the index files whose entries all point below `offset` (the
+    /// CommitLog's new first offset), never the newest. Returns how many were deleted.
+    pub fn delete_index_files_below(&mut self, offset: CommitLogOffset) -> Result<u64, StoreError> {
+        Ok(self.index.delete_files_below(&mut self.storage, offset)?)
     }
 
     /// The end of written CommitLog bytes.

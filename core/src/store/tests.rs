@@ -51,6 +51,16 @@ fn small_config() -> StoreConfig {
         commitlog_segment_bytes: 4096,
         consume_queue_units_per_segment: 8,
         max_message_size_bytes: 1024,
+        index: small_index(),
+    }
+}
+
+/// Index files small enough for MemStorage.
+fn small_index() -> crate::store::index::IndexConfig {
+    crate::store::index::IndexConfig {
+        enabled: true,
+        hash_slot_count: 64,
+        max_index_count: 256,
     }
 }
 
@@ -163,7 +173,10 @@ fn mem_storage_files_and_dirs() {
 fn store_put_get_round_trip_over_many_queues() {
     // Goal: every put comes back verbatim from its own queue with the offsets the put reported.
     // Method: 3 topics × 4 queues, 120 puts round robin, then read each queue and decode.
-    let config = StoreConfig::default();
+    let config = StoreConfig {
+        index: small_index(),
+        ..StoreConfig::default()
+    };
     let mut store = open(MemStorage::new(), &config);
     let mut expected: BTreeMap<(String, i32), Vec<PutResult>> = BTreeMap::new();
     for i in 0..120u32 {
@@ -710,6 +723,7 @@ fn store_get_caps_bytes_but_returns_at_least_one() {
         commitlog_segment_bytes: 1 << 20,
         consume_queue_units_per_segment: 100,
         max_message_size_bytes: 512 * 1024,
+        index: small_index(),
     };
     let mut store = open(MemStorage::new(), &config);
     for i in 0..4 {
@@ -955,6 +969,7 @@ proptest! {
             commitlog_segment_bytes: 4096,
             consume_queue_units_per_segment: 5,
             max_message_size_bytes: 1024,
+            index: small_index(),
         };
         let topics = ["A", "B", "%RETRY%C"];
         let tags = ["x", "y", "z"];
