@@ -15,8 +15,10 @@
 //! `vostok standalone` process, so its own memory can be read). A progress line goes to stderr
 //! every second; the summary to stdout as text, or as one JSON object with `--json`.
 //!
-//! Sends and pulls go over the bench's own pipelined connection ([`direct`]), which adds
-//! nothing but framing to what is measured.
+//! Producers send through the Rust client ([`crate::client::Producer`], `--via client`, the
+//! default) or the bench's own pipelined connection ([`direct`], `--via direct`), which adds
+//! nothing but framing. Pulls (consume, e2e) and the `--fill` of a backlog use the direct
+//! connection.
 
 pub mod consume;
 pub mod direct;
@@ -94,6 +96,15 @@ pub enum ModeArg {
     Async,
     /// Expect no answer; only the rate is meaningful.
     Oneway,
+}
+
+/// What the producers send through.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ViaArg {
+    /// The Rust client, `vostok::client::Producer` (route cache, queue choice, retries).
+    Client,
+    /// The bench's own pipelined connection: framing only.
+    Direct,
 }
 
 /// Flush type of a broker the bench starts itself.
@@ -184,7 +195,10 @@ pub struct SendArgs {
     /// Async mode: sends outstanding at once, across producers.
     #[arg(long, default_value_t = 1024)]
     pub inflight: usize,
-    /// TCP connections the producers share (RocketMQ: one per client instance).
+    /// Send through the Rust client or the bench's own connection.
+    #[arg(long, value_enum, default_value_t = ViaArg::Client)]
+    pub via: ViaArg,
+    /// --via direct: TCP connections the producers share (the client keeps one per broker).
     #[arg(long, default_value_t = 1)]
     pub connections: usize,
     /// Run this many seconds [default: 10 when --count is not given].
@@ -434,10 +448,42 @@ async fn connections(addr: &str, n: usize, serialize: SerializeType) -> Result<V
     Ok(conns)
 }
 
+/// The producers' client (`--via client`) or connections (`--via direct`).
+async fn sender(
+    send: &SendArgs,
+    broker: &BrokerArgs,
+    namesrv: &str,
+    broker_addr: &str,
+) -> Result<produce::Sender, RunError> {
+    match send.via {
+        ViaArg::Direct => Ok(produce::Sender::Direct(
+            connections(broker_addr, send.connections, broker.serialize.into()).await?,
+        )),
+        ViaArg::Client => {
+            let producer = crate::client::Producer::builder()
+                .namesrv_addr(namesrv)
+                .group(produce::PRODUCER_GROUP)
+                .send_timeout(Duration::from_millis(broker.timeout_ms))
+                .build()
+                .map_err(|e| RunError::Task(format!("producer: {e}")))?
+                .start()
+                .await
+                .map_err(|e| RunError::Task(format!("producer: {e}")))?;
+            Ok(produce::Sender::Client(producer))
+        }
+    }
+}
+
+async fn close(sender: produce::Sender) {
+    if let produce::Sender::Client(producer) = sender {
+        producer.shutdown().await;
+    }
+}
+
 fn send_plan(
     send: &SendArgs,
     broker: &BrokerArgs,
-    conns: Vec<Arc<Conn>>,
+    sender: produce::Sender,
     queues: Vec<QueueTarget>,
 ) -> Result<SendPlan, RunError> {
     if send.producers == 0 {
@@ -452,7 +498,7 @@ fn send_plan(
         (None, None) => Some(Duration::from_secs(10)),
     };
     Ok(SendPlan {
-        conns,
+        sender,
         queues,
         size: send.size,
         mode: send.mode,
@@ -515,8 +561,8 @@ async fn produce_on(
 ) -> Result<(Value, Vec<String>), RunError> {
     let serialize: SerializeType = args.broker.serialize.into();
     let setup = setup_topics(&broker.namesrv, &args.topic, serialize).await?;
-    let conns = connections(&setup.broker_addr, args.send.connections, serialize).await?;
-    let plan = send_plan(&args.send, &args.broker, conns, setup.queues)?;
+    let sender = sender(&args.send, &args.broker, &broker.namesrv, &setup.broker_addr).await?;
+    let plan = send_plan(&args.send, &args.broker, sender.clone(), setup.queues)?;
     let sends = Recorder::new();
     let progress = Progress::start(
         "produce",
@@ -528,13 +574,15 @@ async fn produce_on(
     );
     let elapsed = produce::run(plan, sends.clone()).await;
     let probe = progress.finish().await;
+    close(sender).await;
     let elapsed = elapsed?;
     let totals = sends.totals();
     let mut text = vec![
         format!(
-            "produce: {} producer(s), {:?}, {} bytes, {} queue(s), broker {} {}",
+            "produce: {} producer(s), {:?} via {:?}, {} bytes, {} queue(s), broker {} {}",
             args.send.producers,
             args.send.mode,
+            args.send.via,
             args.send.size,
             args.topic.queues * args.topic.topics.max(1) as i32,
             broker.kind,
@@ -551,6 +599,7 @@ async fn produce_on(
         "size_bytes": args.send.size,
         "mode": format!("{:?}", args.send.mode).to_lowercase(),
         "producers": args.send.producers,
+        "via": format!("{:?}", args.send.via).to_lowercase(),
         "connections": args.send.connections,
         "send": report::totals_json(&totals, elapsed),
         "loopback": Value::Null,
@@ -605,7 +654,7 @@ async fn consume_on(
         );
         let r = produce::run(
             SendPlan {
-                conns,
+                sender: produce::Sender::Direct(conns),
                 queues: setup.queues.clone(),
                 size: args.size,
                 mode: ModeArg::Async,
@@ -779,8 +828,8 @@ async fn e2e_on(
             Some(e2e.clone()),
         )));
     }
-    let send_conns = connections(&setup.broker_addr, args.send.connections, serialize).await?;
-    let send_plan = send_plan(&args.send, &args.broker, send_conns, setup.queues.clone())?;
+    let sender = sender(&args.send, &args.broker, &broker.namesrv, &setup.broker_addr).await?;
+    let send_plan = send_plan(&args.send, &args.broker, sender.clone(), setup.queues.clone())?;
     let sends = Recorder::new();
     let progress = Progress::start(
         "e2e",
@@ -798,6 +847,7 @@ async fn e2e_on(
     );
     let started = Instant::now();
     let sent = produce::run(send_plan, sends.clone()).await;
+    close(sender).await;
     let send_elapsed = sent.as_ref().copied().unwrap_or_default();
     // Oneway sends are not confirmed: expect what was written.
     let expected = sends.messages();
@@ -845,6 +895,7 @@ async fn e2e_on(
         "size_bytes": args.send.size,
         "mode": format!("{:?}", args.send.mode).to_lowercase(),
         "producers": args.send.producers,
+        "via": format!("{:?}", args.send.via).to_lowercase(),
         "consumers": args.consumers,
         "send": report::totals_json(&send_totals, send_elapsed),
         "consumed": e2e_totals.messages,

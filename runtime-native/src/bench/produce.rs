@@ -1,6 +1,11 @@
-//! Producers of `vostok bench produce` and `e2e`: N concurrent senders, each sending SEND_MESSAGE_V2
-//! round-robin over the topics' queues, like RocketMQ's benchmark producer threads sharing one
-//! client instance.
+//! Producers of `vostok bench produce` and `e2e`: N concurrent senders sharing one client, like
+//! RocketMQ's benchmark producer threads sharing one `DefaultMQProducer`.
+//!
+//! Two ways to send (`--via`):
+//! * `client` — the Rust client [`crate::client::Producer`]: route cache, queue choice, retries.
+//! * `direct` — the bench's own pipelined connections ([`super::direct`]): SEND_MESSAGE_V2
+//!   round-robin over the topics' queues and nothing else, so the difference between the two is
+//!   the client's own cost.
 //!
 //! Every body starts with the send time, so a consumer in any process on this host can compute
 //! the end-to-end latency:
@@ -22,6 +27,7 @@ use vostok_core::remoting::headers::SendMessageRequestHeader;
 use vostok_core::remoting::{encode, RemotingCommand, SerializeType};
 
 use super::direct::{CallError, Conn};
+use crate::client::{ClientError, Message, SendResult, SendStatus};
 use super::stats::Recorder;
 use super::ModeArg;
 use crate::RunError;
@@ -100,10 +106,17 @@ pub struct QueueTarget {
     pub queue_id: i32,
 }
 
+/// What the producers send through.
+#[derive(Clone)]
+pub enum Sender {
+    Direct(Vec<Arc<Conn>>),
+    Client(crate::client::Producer),
+}
+
 /// How the producers run.
 #[derive(Clone)]
 pub struct SendPlan {
-    pub conns: Vec<Arc<Conn>>,
+    pub sender: Sender,
     pub queues: Vec<QueueTarget>,
     pub size: usize,
     pub mode: ModeArg,
@@ -134,9 +147,35 @@ fn record(recorder: &Recorder, started: Instant, size: u64, result: Result<Remot
     }
 }
 
+/// Records one send through the client. Like RocketMQ's benchmark, a broker's error answer is a
+/// "response failed", anything else that kept the send from completing a "send failed".
+fn record_client(
+    recorder: &Recorder,
+    started: Instant,
+    size: u64,
+    result: Result<SendResult, ClientError>,
+) {
+    match result {
+        Ok(r) if r.status == SendStatus::SendOk => recorder.record_ok(started.elapsed(), 1, size),
+        Ok(r) => {
+            tracing::debug!(status = ?r.status, "send not fully acknowledged");
+            recorder.record_response_failed()
+        }
+        Err(ClientError::Broker { code, remark }) => {
+            tracing::debug!(code, remark, "send answered with an error");
+            recorder.record_response_failed()
+        }
+        Err(e) => {
+            tracing::debug!("send failed: {e}");
+            recorder.record_send_failed()
+        }
+    }
+}
+
 /// Runs the producers to completion; returns how long they ran.
 pub async fn run(plan: SendPlan, recorder: Arc<Recorder>) -> Result<Duration, RunError> {
-    if plan.conns.is_empty() || plan.queues.is_empty() {
+    let no_conns = matches!(&plan.sender, Sender::Direct(c) if c.is_empty());
+    if no_conns || plan.queues.is_empty() {
         return Err(RunError::Task("nothing to send to".into()));
     }
     let issued = Arc::new(AtomicU64::new(0));
@@ -147,7 +186,10 @@ pub async fn run(plan: SendPlan, recorder: Arc<Recorder>) -> Result<Duration, Ru
     let mut tasks = Vec::new();
     for p in 0..plan.producers.max(1) {
         let plan = plan.clone();
-        let conn = plan.conns[p % plan.conns.len()].clone();
+        let conn = match &plan.sender {
+            Sender::Direct(conns) => Some(conns[p % conns.len()].clone()),
+            Sender::Client(_) => None,
+        };
         let recorder = recorder.clone();
         let issued = issued.clone();
         let window = window.clone();
@@ -171,9 +213,40 @@ pub async fn run(plan: SendPlan, recorder: Arc<Recorder>) -> Result<Duration, Ru
                 }
                 let q = &plan.queues[cursor % plan.queues.len()];
                 cursor = cursor.wrapping_add(1);
+                let size = plan.size as u64;
+                if let Sender::Client(producer) = &plan.sender {
+                    // The client picks the queue itself; only the topic rotates.
+                    let message = Message::new(q.topic.clone(), stamped_body(&template));
+                    match plan.mode {
+                        ModeArg::Sync => {
+                            let t = Instant::now();
+                            let result = producer.send(message).await;
+                            record_client(&recorder, t, size, result);
+                        }
+                        ModeArg::Async => {
+                            let Ok(permit) = window.clone().acquire_owned().await else {
+                                break;
+                            };
+                            let t = Instant::now();
+                            let pending = producer.send_async(message);
+                            let recorder = recorder.clone();
+                            tokio::spawn(async move {
+                                record_client(&recorder, t, size, pending.await);
+                                drop(permit);
+                            });
+                        }
+                        ModeArg::Oneway => match producer.send_oneway(message).await {
+                            Ok(()) => recorder.record_unanswered(1, size),
+                            Err(_) => recorder.record_send_failed(),
+                        },
+                    }
+                    continue;
+                }
+                let Some(conn) = &conn else {
+                    break;
+                };
                 let key = uniq.next(epoch_us() / 1000);
                 let cmd = send_request(&q.topic, q.queue_id, stamped_body(&template), &key);
-                let size = plan.size as u64;
                 match plan.mode {
                     ModeArg::Sync => {
                         let t = Instant::now();
