@@ -48,6 +48,8 @@ const NAMESRV_BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// Requests kept for a NameServer that cannot be reached; older ones are dropped (the broker
 /// re-registers periodically, so only the newest matter).
 const NAMESRV_QUEUE_MAX: usize = 16;
+/// How often the broker's disk is measured (statvfs) for retention and the disk-full check.
+const DISK_CHECK_INTERVAL_MS: u64 = 1_000;
 /// How long a shutting-down broker waits for its NameServers to acknowledge the unregister.
 const UNREGISTER_WAIT: Duration = Duration::from_secs(3);
 
@@ -537,6 +539,8 @@ struct BrokerOwner {
     internal_rx: mpsc::UnboundedReceiver<Internal>,
     flusher_tx: Option<std::sync::mpsc::Sender<SyncRequest>>,
     flusher: Option<std::thread::JoinHandle<()>>,
+    /// When the disk is measured next (0: at once).
+    next_disk_check_ms: u64,
 }
 
 impl BrokerOwner {
@@ -553,6 +557,49 @@ impl BrokerOwner {
             internal_rx,
             flusher_tx: Some(flusher_tx),
             flusher,
+            next_disk_check_ms: 0,
+        }
+    }
+
+    /// Feeds the broker the disk usage and the local UTC offset when due; logs disk-full
+    /// transitions. A failed measurement keeps the previous one.
+    fn check_disk(&mut self, now: u64) {
+        if now < self.next_disk_check_ms {
+            return;
+        }
+        self.next_disk_check_ms = now + DISK_CHECK_INTERVAL_MS;
+        let offset_ms = i64::from(chrono::Local::now().offset().local_minus_utc()) * 1000;
+        self.broker.set_local_utc_offset_ms(offset_ms);
+        let root = self.broker.store().storage().root().to_owned();
+        match crate::storage::disk_usage(&root) {
+            Ok(usage) => {
+                let was_full = self.broker.is_disk_full();
+                self.broker.handle_disk_usage(now, usage);
+                let ratio = usage.used_ratio();
+                match (was_full, self.broker.is_disk_full()) {
+                    (false, true) => warn!(ratio, "disk is full: sends are refused"),
+                    (true, false) => info!(ratio, "disk space is back: sends are accepted"),
+                    _ => {}
+                }
+            }
+            Err(e) => debug!(error = %e, "cannot measure the disk"),
+        }
+    }
+
+    /// Fires the broker's timeout, logging the CommitLog segments retention deleted.
+    fn fire_timeout(&mut self, now: u64) {
+        let min_before = self.broker.store().min_commitlog_offset();
+        self.broker.handle_timeout(now);
+        let min_after = self.broker.store().min_commitlog_offset();
+        if min_after != min_before {
+            info!(
+                from = min_before.0,
+                to = min_after.0,
+                "retention deleted CommitLog segments"
+            );
+        }
+        if let Some(Err(e)) = self.broker.take_last_clean() {
+            warn!(error = %e, "retention run failed");
         }
     }
 
@@ -567,7 +614,11 @@ impl BrokerOwner {
         let mut internal = Vec::new();
         loop {
             let now = self.clock.now_ms();
-            let deadline = self.broker.poll_timeout();
+            let deadline = Some(
+                self.broker
+                    .poll_timeout()
+                    .map_or(self.next_disk_check_ms, |t| t.min(self.next_disk_check_ms)),
+            );
             tokio::select! {
                 biased;
                 _ = shutdown.changed() => break,
@@ -591,8 +642,9 @@ impl BrokerOwner {
             for input in batch.drain(..) {
                 self.feed(now, input);
             }
+            self.check_disk(now);
             if self.broker.poll_timeout().is_some_and(|t| t <= now) {
-                self.broker.handle_timeout(now);
+                self.fire_timeout(now);
             }
             self.drain_outputs();
         }

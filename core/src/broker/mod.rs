@@ -27,6 +27,7 @@ mod locks;
 mod offsets;
 mod pull;
 mod query;
+mod retention;
 mod send;
 mod topics;
 
@@ -88,6 +89,8 @@ pub struct BrokerConfig {
     /// and time out at 30 s), so a bad request cannot park a pull forever.
     pub long_polling_max_hold_ms: u64,
     pub store: StoreConfig,
+    /// Retention and disk-space thresholds (`fileReservedTime`, `deleteWhen`, `disk*Ratio`).
+    pub retention: crate::store::retention::RetentionConfig,
     /// Seed of every random choice the broker makes.
     pub seed: u64,
 }
@@ -110,6 +113,7 @@ impl Default for BrokerConfig {
             long_polling_enable: true,
             long_polling_max_hold_ms: 60_000,
             store: StoreConfig::default(),
+            retention: crate::store::retention::RetentionConfig::default(),
             seed: 0,
         }
     }
@@ -177,6 +181,10 @@ pub struct Broker<S: SegmentStorage> {
     next_offset_persist_ms: u64,
     next_flush_ms: u64,
     next_client_scan_ms: u64,
+    /// Retention policy state and the driver's latest disk usage.
+    retention: crate::store::retention::Retention,
+    /// What the last retention run did.
+    last_clean: Option<Result<crate::store::retention::CleanReport, StoreError>>,
     shut_down: bool,
 }
 
@@ -205,7 +213,9 @@ impl<S: SegmentStorage> Broker<S> {
     pub fn new(config: BrokerConfig, storage: S, now_ms: u64) -> Result<Self, BrokerError> {
         let topics = topics::TopicTable::load(&storage)?;
         let offsets = offsets::ConsumerOffsets::load(&storage)?;
-        let store = MessageStore::open(storage, config.store.clone())?;
+        let mut store = MessageStore::open(storage, config.store.clone())?;
+        // Queue min offsets never point below what retention left of the CommitLog.
+        store.correct_min_offsets()?;
         let mut rng = SeededRng::new(config.seed);
         let uniq_keys = ids::UniqKeyGenerator::from_rng(config.broker_ip1, &mut rng);
         let mut broker = Self {
@@ -228,6 +238,8 @@ impl<S: SegmentStorage> Broker<S> {
             next_offset_persist_ms: now_ms + OFFSET_PERSIST_INTERVAL_MS,
             next_flush_ms: now_ms + config.flush_interval_commitlog_ms,
             next_client_scan_ms: now_ms + clients::CLIENT_SCAN_INTERVAL_MS,
+            retention: crate::store::retention::Retention::new(config.retention.clone(), now_ms),
+            last_clean: None,
             shut_down: false,
             config,
         };
@@ -379,6 +391,7 @@ impl<S: SegmentStorage> Broker<S> {
             self.next_client_scan_ms = now_ms + clients::CLIENT_SCAN_INTERVAL_MS;
         }
         self.expire_held_pulls(now_ms, false);
+        self.run_retention(now_ms);
     }
 
     /// Starts a clean shutdown: unregisters from NameServers, persists offsets, answers held
@@ -426,6 +439,9 @@ impl<S: SegmentStorage> Broker<S> {
             next = next.min(self.next_client_scan_ms);
         }
         if let Some(deadline) = self.held_pulls.earliest_deadline_ms() {
+            next = next.min(deadline);
+        }
+        if let Some(deadline) = self.retention_deadline() {
             next = next.min(deadline);
         }
         (next != u64::MAX).then_some(next)

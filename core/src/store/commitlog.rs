@@ -45,7 +45,7 @@
 use std::collections::BTreeMap;
 
 use super::message_store::StoreError;
-use super::segment::SegmentStorage;
+use super::segment::{SegmentStorage, StorageError};
 use super::{CommitLogOffset, FileRange, SyncRequest};
 use crate::message::record::{body_crc, MAGIC_BLANK, MAGIC_V1, MAGIC_V2};
 use crate::message::sys_flag;
@@ -556,4 +556,84 @@ fn zero_tail<S: SegmentStorage>(
         pos += n as u64;
     }
     Ok(torn)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Retention: what ages out and how the oldest segment goes.
+
+impl CommitLog {
+    /// The segment holding the write position, which retention never deletes; when the write
+    /// position sits exactly at the end of the last segment (its BLANK filler written, the next
+    /// one not created yet), the last segment. `None` when there is no segment.
+    pub fn current_segment_start(&self) -> Option<u64> {
+        self.segment_of(self.written)
+            .map(|(start, _)| start)
+            .or_else(|| self.segments.keys().next_back().copied())
+    }
+
+    /// The store timestamp of the last record of the segment starting at `start`, found by
+    /// following TOTALSIZE from the segment's first record (8-byte header reads) up to its BLANK
+    /// filler, the end of the log or the first byte that starts no record. `None` for an unknown
+    /// segment or one that holds no record.
+    pub fn last_store_timestamp_ms<S: SegmentStorage>(
+        &self,
+        storage: &S,
+        start: u64,
+    ) -> Result<Option<i64>, StoreError> {
+        let Some(&len) = self.segments.get(&start) else {
+            return Ok(None);
+        };
+        let limit = len.min(self.written.saturating_sub(start));
+        let path = segment_path(start);
+        let mut pos = 0u64;
+        let mut last = None;
+        while pos + BLANK_FILLER_BYTES <= limit {
+            let mut header = [0u8; 8];
+            storage.read_at(&path, pos, &mut header)?;
+            let total = i32::from_be_bytes([header[0], header[1], header[2], header[3]]);
+            let magic = i32::from_be_bytes([header[4], header[5], header[6], header[7]]);
+            if (magic != MAGIC_V1 && magic != MAGIC_V2)
+                || total < MIN_RECORD_BYTES as i32
+                || pos + total as u64 > limit
+            {
+                break;
+            }
+            last = Some(pos);
+            pos += total as u64;
+        }
+        let Some(pos) = last else {
+            return Ok(None);
+        };
+        let mut flag = [0u8; 4];
+        storage.read_at(&path, pos + 36, &mut flag)?;
+        let ts_pos = store_timestamp_pos(i32::from_be_bytes(flag)) as u64;
+        let mut ts = [0u8; 8];
+        storage.read_at(&path, pos + ts_pos, &mut ts)?;
+        Ok(Some(i64::from_be_bytes(ts)))
+    }
+
+    /// Deletes the oldest segment unless it is the current one (see
+    /// [`CommitLog::current_segment_start`]) or not wholly durable yet. Returns its
+    /// `(start, len)`. The min offset moves to
+    /// the start of the next segment.
+    pub fn delete_first_segment<S: SegmentStorage>(
+        &mut self,
+        storage: &mut S,
+    ) -> Result<Option<(u64, u64)>, StoreError> {
+        let Some((&start, &len)) = self.segments.iter().next() else {
+            return Ok(None);
+        };
+        // Never the segment being written, nor one a sync may still be asked to cover.
+        if Some(start) == self.current_segment_start() || start + len > self.durable {
+            return Ok(None);
+        }
+        match storage.delete(&segment_path(start)) {
+            // Already gone (removed by hand, say): forget it all the same.
+            Ok(()) | Err(StorageError::NotFound(_)) => {}
+            // Kept, whole and readable: the next run tries again.
+            Err(e) => return Err(e.into()),
+        }
+        self.segments.remove(&start);
+        Ok(Some((start, len)))
+    }
 }

@@ -708,3 +708,71 @@ impl<S: SegmentStorage> MessageStore<S> {
         &self.config
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Retention hook: the policy (what expires, when) lives in `retention.rs`; this is the mechanism.
+
+/// One CommitLog segment deleted by [`MessageStore::delete_oldest_commitlog_segment`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeletedSegment {
+    /// Start offset of the deleted segment.
+    pub start: CommitLogOffset,
+    /// Its file size (the space given back).
+    pub len_bytes: u64,
+    /// ConsumeQueue segment files deleted because every unit in them pointed into it or before.
+    pub consume_queue_files_deleted: u64,
+    /// Key index files deleted because every entry in them pointed below the new min offset.
+    pub index_files_deleted: u64,
+}
+
+impl<S: SegmentStorage> MessageStore<S> {
+    /// Start offsets and sizes of the CommitLog segment files, oldest first.
+    pub fn commitlog_segments(&self) -> Vec<(u64, u64)> {
+        self.commitlog.segments().collect()
+    }
+
+    /// The segment being written, which is never deleted.
+    pub fn current_commitlog_segment(&self) -> Option<u64> {
+        self.commitlog.current_segment_start()
+    }
+
+    /// The store timestamp of the last record of the segment starting at `start`: the segment's
+    /// age for retention (see `retention.rs` for why not the file's mtime).
+    pub fn segment_last_store_timestamp_ms(&self, start: u64) -> Result<Option<i64>, StoreError> {
+        self.commitlog.last_store_timestamp_ms(&self.storage, start)
+    }
+
+    /// Deletes the oldest CommitLog segment unless it is the one being written, then moves every
+    /// ConsumeQueue's min offset past the records it held and deletes the ConsumeQueue files left
+    /// with no reachable unit. `None` when only the current segment is left.
+    pub fn delete_oldest_commitlog_segment(
+        &mut self,
+    ) -> Result<Option<DeletedSegment>, StoreError> {
+        let Some((start, len_bytes)) = self.commitlog.delete_first_segment(&mut self.storage)?
+        else {
+            return Ok(None);
+        };
+        let consume_queue_files_deleted = self.correct_min_offsets()?;
+        let index_files_deleted = self.delete_index_files_below(self.commitlog.min_offset())?;
+        Ok(Some(DeletedSegment {
+            start: CommitLogOffset(start),
+            len_bytes,
+            consume_queue_files_deleted,
+            index_files_deleted,
+        }))
+    }
+
+    /// Moves every ConsumeQueue's min offset to its first unit at or past the CommitLog's min
+    /// offset (RocketMQ's `correctMinOffset`) and deletes ConsumeQueue files left with no
+    /// reachable unit. Retention does this as it deletes; calling it after [`MessageStore::open`]
+    /// keeps it true whatever the ConsumeQueue files said before a restart. Returns how many
+    /// files were deleted.
+    pub fn correct_min_offsets(&mut self) -> Result<u64, StoreError> {
+        let min = self.commitlog.min_offset().0;
+        let mut deleted = 0;
+        for queue in self.queues.values_mut().flat_map(|q| q.values_mut()) {
+            deleted += queue.delete_expired(&mut self.storage, min)?;
+        }
+        Ok(deleted)
+    }
+}

@@ -51,6 +51,30 @@ pub trait SegmentStorage {
 #[derive(Clone, Debug, Default)]
 pub struct MemStorage {
     files: std::collections::BTreeMap<String, MemFile>,
+    /// Injected disk-full and I/O failures (see [`MemFaults`]).
+    faults: MemFaults,
+}
+
+/// The operations a [`MemStorage`] fault can be injected into.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum FaultOp {
+    Create,
+    Write,
+    Sync,
+    Delete,
+    Replace,
+}
+
+/// Fault injection for [`MemStorage`]: a capacity limit and sticky per-operation errors.
+///
+/// The capacity models a disk that reserves a file's space when the file is created (as the
+/// native storage does with `fallocate`): creating or growing a file past the capacity fails
+/// with [`StorageError::NoSpace`], while writes inside an existing file never do. An injected
+/// error stays until cleared, so "the disk is full" lasts until a test frees space.
+#[derive(Clone, Debug, Default)]
+struct MemFaults {
+    capacity_bytes: Option<u64>,
+    errors: std::collections::BTreeMap<FaultOp, StorageError>,
 }
 
 /// One in-memory file: its bytes and how many leading bytes a sync has made durable.
@@ -76,6 +100,47 @@ impl MemStorage {
     /// The durable prefix of `path` (`None` when the file does not exist).
     pub fn synced_len(&self, path: &str) -> Option<u64> {
         self.files.get(path).map(|f| f.synced_len_bytes)
+    }
+
+    /// Limits the total size of all files (`None`: unlimited). Creating or growing a file past it
+    /// fails with [`StorageError::NoSpace`]; files already there are kept.
+    pub fn set_capacity_bytes(&mut self, capacity_bytes: Option<u64>) {
+        self.faults.capacity_bytes = capacity_bytes;
+    }
+
+    /// The capacity set with [`MemStorage::set_capacity_bytes`].
+    pub fn capacity_bytes(&self) -> Option<u64> {
+        self.faults.capacity_bytes
+    }
+
+    /// Total size of all files.
+    pub fn used_bytes(&self) -> u64 {
+        self.files.values().map(|f| f.data.len() as u64).sum()
+    }
+
+    /// Makes every later `op` fail with `error` (`None` clears it), without changing anything.
+    pub fn set_fault(&mut self, op: FaultOp, error: Option<StorageError>) {
+        match error {
+            Some(e) => self.faults.errors.insert(op, e),
+            None => self.faults.errors.remove(&op),
+        };
+    }
+
+    fn check_fault(&self, op: FaultOp) -> Result<(), StorageError> {
+        match self.faults.errors.get(&op) {
+            Some(e) => Err(e.clone()),
+            None => Ok(()),
+        }
+    }
+
+    /// Fails with `NoSpace` when replacing `old_len` bytes by `new_len` would pass the capacity.
+    fn check_space(&self, old_len: u64, new_len: u64) -> Result<(), StorageError> {
+        match self.faults.capacity_bytes {
+            Some(cap) if new_len > old_len && self.used_bytes() - old_len + new_len > cap => {
+                Err(StorageError::NoSpace)
+            }
+            _ => Ok(()),
+        }
     }
 
     /// The whole content of `path`, for tests and inspection.
@@ -151,9 +216,11 @@ impl SegmentStorage for MemStorage {
     }
 
     fn create(&mut self, path: &str, len: u64) -> Result<(), StorageError> {
+        self.check_fault(FaultOp::Create)?;
         if self.files.contains_key(path) {
             return Err(StorageError::AlreadyExists(path.to_string()));
         }
+        self.check_space(0, len)?;
         let len = usize::try_from(len).map_err(|_| StorageError::NoSpace)?;
         self.files.insert(
             path.to_string(),
@@ -170,6 +237,7 @@ impl SegmentStorage for MemStorage {
     }
 
     fn write_at(&mut self, path: &str, pos: u64, data: &[u8]) -> Result<(), StorageError> {
+        self.check_fault(FaultOp::Write)?;
         let file = self.file_mut(path)?;
         let (start, end) = check_bounds(path, pos, data.len(), file.data.len() as u64)?;
         file.data[start as usize..end as usize].copy_from_slice(data);
@@ -184,6 +252,8 @@ impl SegmentStorage for MemStorage {
     }
 
     fn truncate(&mut self, path: &str, len: u64) -> Result<(), StorageError> {
+        let old_len = self.file(path)?.data.len() as u64;
+        self.check_space(old_len, len)?;
         let file = self.file_mut(path)?;
         let len_usize = usize::try_from(len).map_err(|_| StorageError::NoSpace)?;
         file.data.resize(len_usize, 0);
@@ -192,6 +262,7 @@ impl SegmentStorage for MemStorage {
     }
 
     fn delete(&mut self, path: &str) -> Result<(), StorageError> {
+        self.check_fault(FaultOp::Delete)?;
         self.files
             .remove(path)
             .map(|_| ())
@@ -199,6 +270,7 @@ impl SegmentStorage for MemStorage {
     }
 
     fn sync(&mut self, path: &str, start: u64, end: u64) -> Result<(), StorageError> {
+        self.check_fault(FaultOp::Sync)?;
         let file = self.file_mut(path)?;
         let len = file.data.len() as u64;
         if start > end || end > len {
@@ -216,6 +288,9 @@ impl SegmentStorage for MemStorage {
     }
 
     fn replace(&mut self, path: &str, data: &[u8]) -> Result<(), StorageError> {
+        self.check_fault(FaultOp::Replace)?;
+        let old_len = self.files.get(path).map_or(0, |f| f.data.len() as u64);
+        self.check_space(old_len, data.len() as u64)?;
         self.files.insert(
             path.to_string(),
             MemFile {
