@@ -126,7 +126,10 @@ fn produce_async_under_sync_flush_with_loopback_ratios() {
     check_totals(&v["send"], 2000);
     assert_eq!(v["loopback"]["round_trips_n"]["connections"], 2);
     assert!(f(&v["vs_loopback"]["p50_x_loopback_rtt"]) > 0.0, "{v}");
-    assert!(f(&v["vs_loopback"]["tps_share_of_loopback_round_trips"]) > 0.0, "{v}");
+    assert!(
+        f(&v["vs_loopback"]["tps_share_of_loopback_round_trips"]) > 0.0,
+        "{v}"
+    );
 }
 
 #[test]
@@ -180,4 +183,35 @@ fn bad_options_are_usage_errors() {
         .status()
         .unwrap();
     assert_eq!(status.code(), Some(2));
+}
+
+#[test]
+fn produce_over_the_direct_connection_and_oneway() {
+    let v = bench(&[
+        "produce",
+        "--standalone",
+        "--via",
+        "direct",
+        "--mode",
+        "async",
+        "--producers",
+        "4",
+        "--count",
+        "2000",
+        "--json",
+    ]);
+    assert_eq!(v["via"], "direct");
+    check_totals(&v["send"], 2000);
+    // Oneway: nothing comes back, so only the count is known.
+    let v = bench(&[
+        "produce",
+        "--standalone",
+        "--mode",
+        "oneway",
+        "--count",
+        "500",
+        "--json",
+    ]);
+    assert_eq!(v["send"]["messages"], 500);
+    assert_eq!(v["send"]["send_failed"], 0);
 }

@@ -112,7 +112,10 @@ pub async fn pull_queue(
             return;
         }
         let t = Instant::now();
-        let reply = match conn.call(pull_request(&plan, &target, offset), timeout).await {
+        let reply = match conn
+            .call(pull_request(&plan, &target, offset), timeout)
+            .await
+        {
             Ok(reply) => reply,
             Err(e) => {
                 tracing::debug!("pull failed: {e}");

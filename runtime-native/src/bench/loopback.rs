@@ -230,9 +230,7 @@ async fn streaming(frame: Bytes, phase: Duration) -> Result<(f64, f64), RunError
     }
     stream.shutdown().await?;
     drop(stream);
-    let (frames, bytes, secs) = server
-        .await
-        .map_err(|e| RunError::Task(e.to_string()))??;
+    let (frames, bytes, secs) = server.await.map_err(|e| RunError::Task(e.to_string()))??;
     let secs = secs.max(1e-9);
     Ok((frames as f64 / secs, bytes as f64 / secs / 1e6))
 }

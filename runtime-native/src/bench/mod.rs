@@ -128,7 +128,12 @@ impl FlushArg {
 #[derive(Clone, Debug, clap::Args)]
 pub struct BrokerArgs {
     /// NameServer of the broker under test.
-    #[arg(short = 'n', long, value_name = "ADDR", default_value = "127.0.0.1:9876")]
+    #[arg(
+        short = 'n',
+        long,
+        value_name = "ADDR",
+        default_value = "127.0.0.1:9876"
+    )]
     pub namesrv: String,
     /// Start a NameServer and Broker in this process (temporary data directory) and measure it.
     #[arg(long)]
@@ -440,7 +445,11 @@ async fn setup_topics(
     })
 }
 
-async fn connections(addr: &str, n: usize, serialize: SerializeType) -> Result<Vec<Arc<Conn>>, RunError> {
+async fn connections(
+    addr: &str,
+    n: usize,
+    serialize: SerializeType,
+) -> Result<Vec<Arc<Conn>>, RunError> {
     let mut conns = Vec::with_capacity(n.max(1));
     for _ in 0..n.max(1) {
         conns.push(Arc::new(Conn::connect(addr, serialize).await?));
@@ -518,7 +527,9 @@ async fn maybe_loopback(
         return Ok(None);
     }
     if !(send.loopback_duration > 0.0) {
-        return Err(RunError::Usage("--loopback-duration must be positive".into()));
+        return Err(RunError::Usage(
+            "--loopback-duration must be positive".into(),
+        ));
     }
     eprintln!("bench: measuring the loopback ceiling first");
     let c = loopback::measure(
@@ -561,7 +572,13 @@ async fn produce_on(
 ) -> Result<(Value, Vec<String>), RunError> {
     let serialize: SerializeType = args.broker.serialize.into();
     let setup = setup_topics(&broker.namesrv, &args.topic, serialize).await?;
-    let sender = sender(&args.send, &args.broker, &broker.namesrv, &setup.broker_addr).await?;
+    let sender = sender(
+        &args.send,
+        &args.broker,
+        &broker.namesrv,
+        &setup.broker_addr,
+    )
+    .await?;
     let plan = send_plan(&args.send, &args.broker, sender.clone(), setup.queues)?;
     let sends = Recorder::new();
     let progress = Progress::start(
@@ -638,10 +655,17 @@ async fn consume_on(
     }
     let setup = setup_topics(&broker.namesrv, &args.topic, serialize).await?;
     let timeout = Duration::from_millis(args.broker.timeout_ms);
-    let fill = args.fill.unwrap_or(if broker.kind == "external" { 0 } else { 100_000 });
+    let fill = args.fill.unwrap_or(if broker.kind == "external" {
+        0
+    } else {
+        100_000
+    });
     let mut filled = stats::Totals::default();
     if fill > 0 {
-        eprintln!("bench: filling a backlog of {fill} messages of {} bytes", args.size);
+        eprintln!(
+            "bench: filling a backlog of {fill} messages of {} bytes",
+            args.size
+        );
         let conns = connections(&setup.broker_addr, 1, serialize).await?;
         let fills = Recorder::new();
         let progress = Progress::start(
@@ -828,8 +852,19 @@ async fn e2e_on(
             Some(e2e.clone()),
         )));
     }
-    let sender = sender(&args.send, &args.broker, &broker.namesrv, &setup.broker_addr).await?;
-    let send_plan = send_plan(&args.send, &args.broker, sender.clone(), setup.queues.clone())?;
+    let sender = sender(
+        &args.send,
+        &args.broker,
+        &broker.namesrv,
+        &setup.broker_addr,
+    )
+    .await?;
+    let send_plan = send_plan(
+        &args.send,
+        &args.broker,
+        sender.clone(),
+        setup.queues.clone(),
+    )?;
     let sends = Recorder::new();
     let progress = Progress::start(
         "e2e",
@@ -907,8 +942,7 @@ async fn e2e_on(
         "rss": probe.as_ref().map_or(Value::Null, RssProbe::to_json),
     });
     if let Some(c) = &ceiling {
-        let (v, line) =
-            report::versus_loopback(&send_totals, send_elapsed, c, args.send.producers);
+        let (v, line) = report::versus_loopback(&send_totals, send_elapsed, c, args.send.producers);
         json["loopback"] = c.to_json();
         json["vs_loopback"] = v;
         text.extend(c.lines());

@@ -27,9 +27,9 @@ use vostok_core::remoting::headers::SendMessageRequestHeader;
 use vostok_core::remoting::{encode, RemotingCommand, SerializeType};
 
 use super::direct::{CallError, Conn};
-use crate::client::{ClientError, Message, SendResult, SendStatus};
 use super::stats::Recorder;
 use super::ModeArg;
+use crate::client::{ClientError, Message, SendResult, SendStatus};
 use crate::RunError;
 
 /// The producer group the bench sends as (RocketMQ's benchmark uses `benchmark_producer`).
@@ -131,7 +131,12 @@ pub struct SendPlan {
 }
 
 /// Records one answered send.
-fn record(recorder: &Recorder, started: Instant, size: u64, result: Result<RemotingCommand, CallError>) {
+fn record(
+    recorder: &Recorder,
+    started: Instant,
+    size: u64,
+    result: Result<RemotingCommand, CallError>,
+) {
     match result {
         Ok(reply) if reply.code == response::SUCCESS => {
             recorder.record_ok(started.elapsed(), 1, size)
@@ -304,6 +309,10 @@ mod tests {
         let frame = sample_frame(1024, SerializeType::RocketMq);
         let total = u32::from_be_bytes(frame[..4].try_into().unwrap()) as usize;
         assert_eq!(total + 4, frame.len());
-        assert!(frame.len() > 1024 && frame.len() < 1024 + 512, "{}", frame.len());
+        assert!(
+            frame.len() > 1024 && frame.len() < 1024 + 512,
+            "{}",
+            frame.len()
+        );
     }
 }
