@@ -35,9 +35,7 @@ impl Clock for SystemClock {
             .map(|d| d.as_millis() as u64)
             .unwrap_or(0);
         // fetch_max returns the previous value: the result is the maximum of both.
-        self.last_ms
-            .fetch_max(wall_ms, Ordering::Relaxed)
-            .max(wall_ms)
+        self.last_ms.fetch_max(wall_ms, Ordering::Relaxed).max(wall_ms)
     }
 }
 

@@ -314,7 +314,10 @@ mod tests {
     use tokio::net::TcpListener;
     use vostok_core::remoting::codes::request;
 
-    async fn next(pool: &mut Pool, rx: &mut mpsc::UnboundedReceiver<RawEvent>) -> Option<NetEvent> {
+    async fn next(
+        pool: &mut Pool,
+        rx: &mut mpsc::UnboundedReceiver<RawEvent>,
+    ) -> Option<NetEvent> {
         let raw = tokio::time::timeout(Duration::from_secs(5), rx.recv())
             .await
             .expect("an event in time")

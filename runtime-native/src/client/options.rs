@@ -89,9 +89,7 @@ impl CommonOptions {
                 .duration_since(UNIX_EPOCH)
                 .map(|d| d.as_nanos() as u64)
                 .unwrap_or(0)
-                ^ NEXT_INSTANCE
-                    .fetch_add(1, Ordering::Relaxed)
-                    .rotate_left(32)
+                ^ NEXT_INSTANCE.fetch_add(1, Ordering::Relaxed).rotate_left(32)
         });
         Ok(config)
     }

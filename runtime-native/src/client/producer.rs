@@ -379,7 +379,9 @@ impl Driven for ProducerDriver {
                 let id = match request {
                     SendRequest::One(m) => self.core.send(now_ms, m, mode),
                     SendRequest::ToQueue(m, q) => self.core.send_to_queue(now_ms, m, q, mode),
-                    SendRequest::Selector(m, s) => self.core.send_with_selector(now_ms, m, s, mode),
+                    SendRequest::Selector(m, s) => {
+                        self.core.send_with_selector(now_ms, m, s, mode)
+                    }
                     SendRequest::Batch(ms) => self.core.send_batch(now_ms, ms, mode),
                 };
                 self.waiting.insert(id, reply);

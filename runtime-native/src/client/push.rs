@@ -242,10 +242,7 @@ impl PushConsumer {
         }
     }
 
-    async fn ask<T>(
-        &self,
-        make: impl FnOnce(oneshot::Sender<T>) -> Call,
-    ) -> Result<T, ClientError> {
+    async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Call) -> Result<T, ClientError> {
         let (reply, rx) = oneshot::channel();
         if !self.owner()?.call(make(reply)) {
             return Err(ClientError::ShutDown);

@@ -790,12 +790,7 @@ pub fn create_topic(broker_addr: &str, namesrv_addr: &str, topic: &str, queues: 
         ],
         &[],
     );
-    assert_eq!(
-        f.code(),
-        0,
-        "UPDATE_AND_CREATE_TOPIC failed: {:?}",
-        f.header
-    );
+    assert_eq!(f.code(), 0, "UPDATE_AND_CREATE_TOPIC failed: {:?}", f.header);
     let mut namesrv = RawConn::connect(namesrv_addr);
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
