@@ -264,7 +264,7 @@ pub async fn measure(
 
 /// `vostok bench loopback`.
 pub async fn run(args: LoopbackArgs) -> Result<(), RunError> {
-    if !(args.duration > 0.0) {
+    if !super::positive_secs(args.duration) {
         return Err(RunError::Usage("--duration must be positive".into()));
     }
     let frame = super::produce::sample_frame(args.size, args.serialize.into());

@@ -124,6 +124,11 @@ impl FlushArg {
     }
 }
 
+/// A duration option's value is usable: finite and above zero.
+pub(crate) fn positive_secs(secs: f64) -> bool {
+    secs.is_finite() && secs > 0.0
+}
+
 /// Which broker is measured, and how the results are printed.
 #[derive(Clone, Debug, clap::Args)]
 pub struct BrokerArgs {
@@ -499,7 +504,7 @@ fn send_plan(
         return Err(RunError::Usage("--producers must be at least 1".into()));
     }
     let duration = match (send.duration, send.count) {
-        (Some(d), _) if !(d > 0.0) => {
+        (Some(d), _) if !positive_secs(d) => {
             return Err(RunError::Usage("--duration must be positive".into()))
         }
         (Some(d), _) => Some(Duration::from_secs_f64(d)),
@@ -526,7 +531,7 @@ async fn maybe_loopback(
     if !send.with_loopback {
         return Ok(None);
     }
-    if !(send.loopback_duration > 0.0) {
+    if !positive_secs(send.loopback_duration) {
         return Err(RunError::Usage(
             "--loopback-duration must be positive".into(),
         ));
@@ -653,6 +658,9 @@ async fn consume_on(
     if args.batch < 1 {
         return Err(RunError::Usage("--batch must be at least 1".into()));
     }
+    if args.duration.is_some_and(|d| !positive_secs(d)) {
+        return Err(RunError::Usage("--duration must be positive".into()));
+    }
     let setup = setup_topics(&broker.namesrv, &args.topic, serialize).await?;
     let timeout = Duration::from_millis(args.broker.timeout_ms);
     let fill = args.fill.unwrap_or(if broker.kind == "external" {
@@ -743,7 +751,7 @@ async fn consume_on(
     let stopper = args.duration.map(|d| {
         let stop = stop.clone();
         tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_secs_f64(d.max(0.0))).await;
+            tokio::time::sleep(Duration::from_secs_f64(d)).await;
             stop.store(true, std::sync::atomic::Ordering::Relaxed);
         })
     });
