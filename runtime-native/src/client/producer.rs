@@ -154,7 +154,6 @@ enum State {
 ///     .build()?
 ///     .start()
 ///     .await?;
-/// # producer.queues("TBW102").await?; // the broker has registered
 /// // "Orders" does not exist yet: the broker creates it from TBW102 on the first send.
 /// let result = producer
 ///     .send(Message::new("Orders", "order #1").with_tags("created").with_keys("order-1"))

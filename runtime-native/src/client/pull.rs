@@ -161,7 +161,6 @@ enum State {
 /// // A broker runs at `namesrv` (here one started in-process by `vostok::Standalone`).
 /// let namesrv = broker.namesrv_addr().to_string();
 /// let producer = Producer::builder().namesrv_addr(&namesrv).build()?.start().await?;
-/// # producer.queues("TBW102").await?; // the broker has registered
 /// producer.send(Message::new("Orders", "order #1")).await?;
 ///
 /// let consumer = PullConsumer::builder()

@@ -196,7 +196,6 @@ type LocalOffsets = Arc<Mutex<BTreeMap<MessageQueue, i64>>>;
 /// // A broker runs at `namesrv` (here one started in-process by `vostok::Standalone`).
 /// let namesrv = broker.namesrv_addr().to_string();
 /// let producer = Producer::builder().namesrv_addr(&namesrv).build()?.start().await?;
-/// # producer.queues("TBW102").await?; // the broker has registered
 /// producer.send(Message::new("Orders", "order #1").with_tags("created")).await?;
 /// producer.send(Message::new("Orders", "order #1 audited").with_tags("audit")).await?;
 ///
