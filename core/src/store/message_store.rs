@@ -373,6 +373,42 @@ fn trusted_queue_range<S: SegmentStorage>(
     Ok(Some((min, lo + 1)))
 }
 
+/// The offset after the last unit of a queue none of whose records is left in the CommitLog,
+/// when that unit points below `log_min` (retention deleted its record): the queue's min and
+/// max offset, so consumers never see its offsets go backwards. `None` when the queue has no such
+/// unit: its units point at records the recovery did not find, and it is deleted.
+fn expired_queue_max<S: SegmentStorage>(
+    storage: &S,
+    queue: &ConsumeQueue,
+    units_per_segment: u64,
+    log_min: u64,
+) -> Result<Option<u64>, StoreError> {
+    const CHUNK_UNITS: u64 = 4096;
+    let mut buf = vec![0u8; (CHUNK_UNITS * consume_queue::UNIT_BYTES) as usize];
+    for index in queue.segment_indexes().into_iter().rev() {
+        let path = queue.segment_path(index);
+        // Newest units last: read the file backwards a chunk at a time.
+        let mut end = units_per_segment;
+        while end > 0 {
+            let start = end.saturating_sub(CHUNK_UNITS);
+            let chunk = &mut buf[..((end - start) * consume_queue::UNIT_BYTES) as usize];
+            storage.read_at(&path, start * consume_queue::UNIT_BYTES, chunk)?;
+            let units = chunk.chunks_exact(consume_queue::UNIT_BYTES as usize);
+            for (k, raw) in units.enumerate().rev() {
+                let unit = CqUnit::decode(raw).unwrap_or_default();
+                if unit.size_bytes > 0
+                    && unit.commitlog_offset >= 0
+                    && (unit.commitlog_offset as u64) < log_min
+                {
+                    return Ok(Some(index * units_per_segment + start + k as u64 + 1));
+                }
+            }
+            end = start;
+        }
+    }
+    Ok(None)
+}
+
 /// The CommitLog segment files: start → length.
 fn list_commitlog_segments<S: SegmentStorage>(
     storage: &S,
@@ -445,6 +481,8 @@ impl<S: SegmentStorage> MessageStore<S> {
         storage.replace(ABORT_MARKER_PATH, b"")?;
 
         let segments = list_commitlog_segments(&storage)?;
+        // Retention deleted everything before the first segment.
+        let log_min = segments.keys().next().copied().unwrap_or(0);
         let trusted_end = checkpoint.map_or(0, |cp| cp.commitlog_durable_offset);
         let full = ScanPlan {
             start: 0,
@@ -483,6 +521,11 @@ impl<S: SegmentStorage> MessageStore<S> {
                             continue;
                         };
                         let last = queue.read_unit(&storage, max - 1)?;
+                        if (last.commitlog_offset as u64) < log_min {
+                            // Every record of the queue expired: nothing to check it against.
+                            // The queue keeps its offsets (see `expired_queue_max`).
+                            continue;
+                        }
                         if !unit_matches_record(
                             &storage,
                             &segments,
@@ -614,7 +657,20 @@ impl<S: SegmentStorage> MessageStore<S> {
                     (Some((min, _)), Some(s)) => Some((min, s.next)),
                     (Some(range), None) => Some(range),
                     (None, Some(s)) => Some((s.first, s.next)),
-                    (None, None) => None,
+                    // No record of the queue is left in the CommitLog: keep its offsets when
+                    // retention expired them all, as RocketMQ keeps a queue's last file.
+                    (None, None) => expired_queue_max(&storage, queue, units_per_segment, log_min)?
+                        .map(|max| {
+                            report.note(
+                                RecoveryLevel::Info,
+                                None,
+                                format!(
+                                    "ConsumeQueue {topic}/{queue_id}: every record expired; its \
+                                     offsets stay at {max}"
+                                ),
+                            );
+                            (max, max)
+                        }),
                 };
                 match range {
                     Some((min, max)) => {

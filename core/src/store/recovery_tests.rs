@@ -635,3 +635,104 @@ proptest! {
         }
     }
 }
+
+/// A store where queue `Old/0` holds 3 records that retention has deleted (every one of its
+/// CommitLog segments is gone) while `New/0` keeps writing. Returns the store and Old's max.
+fn store_with_an_expired_queue() -> (MessageStore<MemStorage>, u64) {
+    let mut store = open(MemStorage::new(), CorruptionPolicy::Refuse);
+    for i in 0..3 {
+        store.put(record("Old", 0, &[b'o'; 200], i)).expect("put");
+    }
+    let old_end = store.written_offset().0;
+    let mut i = 0;
+    while store.written_offset().0 < 4 * SEGMENT_BYTES {
+        store
+            .put(record("New", 0, &[b'n'; 300], 100 + i))
+            .expect("put");
+        i += 1;
+    }
+    store.sync_inline().expect("sync");
+    while store.min_commitlog_offset().0 < old_end {
+        store
+            .delete_oldest_commitlog_segment()
+            .expect("delete")
+            .expect("a closed segment");
+    }
+    assert_eq!(store.min_offset("Old", 0), QueueOffset(3));
+    assert_eq!(store.max_offset("Old", 0), QueueOffset(3));
+    assert!(store
+        .storage()
+        .paths()
+        .iter()
+        .any(|p| p.starts_with("consumequeue/Old/0/")));
+    (store, 3)
+}
+
+fn assert_offsets_kept(mut store: MessageStore<MemStorage>, max: u64, mode: RecoveryMode) {
+    assert_eq!(store.recovery_report().mode, mode);
+    assert_eq!(store.correct_min_offsets(), Ok(0));
+    assert_eq!(store.max_offset("Old", 0), QueueOffset(max), "{mode:?}");
+    assert_eq!(store.min_offset("Old", 0), QueueOffset(max), "{mode:?}");
+    assert_eq!(store.queue_ids("Old"), vec![0]);
+    let got = store
+        .get("Old", 0, QueueOffset(0), 32, &|_| true)
+        .expect("get");
+    assert_eq!(got.status, GetStatus::OffsetTooSmall);
+    assert_eq!(got.next_begin_offset, QueueOffset(max));
+    // The next message continues the sequence instead of restarting at 0.
+    let put = store.put(record("Old", 0, b"next", 999)).expect("put");
+    assert_eq!(put.queue_offset, QueueOffset(max));
+    assert_eq!(
+        store
+            .get("Old", 0, QueueOffset(max), 32, &|_| true)
+            .expect("get")
+            .records
+            .len(),
+        1
+    );
+}
+
+#[test]
+fn an_expired_queue_keeps_its_offsets_in_every_recovery_mode() {
+    // Goal: a queue whose records retention deleted keeps its min = max offset across a
+    // restart, whatever the recovery mode (RocketMQ keeps the ConsumeQueue's last file), so
+    // consumers with committed offsets never see offsets go backwards.
+    // Missing checkpoint: a full scan finds no record of the queue.
+    let (store, max) = store_with_an_expired_queue();
+    let mut storage = store.into_storage();
+    let _ = storage.delete(CHECKPOINT_PATH);
+    assert_offsets_kept(
+        open(storage, CorruptionPolicy::Refuse),
+        max,
+        RecoveryMode::Full,
+    );
+
+    // Torn checkpoint.
+    let (mut store, max) = store_with_an_expired_queue();
+    store.checkpoint_inline().expect("checkpoint");
+    let mut storage = store.into_storage();
+    storage.flip_bit(CHECKPOINT_PATH, 40, 1).expect("flip");
+    assert_offsets_kept(
+        open(storage, CorruptionPolicy::Refuse),
+        max,
+        RecoveryMode::Full,
+    );
+
+    // A crash after a checkpoint: the queue's last unit points into a deleted segment.
+    let (mut store, max) = store_with_an_expired_queue();
+    store.checkpoint_inline().expect("checkpoint");
+    assert_offsets_kept(
+        open(store.into_storage(), CorruptionPolicy::Refuse),
+        max,
+        RecoveryMode::Crash,
+    );
+
+    // A clean shutdown.
+    let (mut store, max) = store_with_an_expired_queue();
+    store.close_inline().expect("close");
+    assert_offsets_kept(
+        open(store.into_storage(), CorruptionPolicy::Refuse),
+        max,
+        RecoveryMode::Clean,
+    );
+}
