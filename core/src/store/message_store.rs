@@ -63,7 +63,7 @@ use super::commitlog::{
     self, CommitLog, CorruptionPolicy, ScanOutcome, ScanPlan, ScanReport, Verdict,
 };
 use super::consume_queue::{self, ConsumeQueue, CqUnit};
-use super::index::{IndexConfig, KeyIndex, QueryResult};
+use super::index::{IndexConfig, IndexTrust, KeyIndex, QueryResult};
 use super::segment::{SegmentStorage, StorageError};
 use super::{CommitLogOffset, FileRange, QueueOffset, SyncRequest};
 use crate::message::{keys, tag_hash_code, MessageRecord, Properties};
@@ -697,20 +697,30 @@ impl<S: SegmentStorage> MessageStore<S> {
         queues.retain(|_, q| !q.is_empty());
 
         // The index repairs itself against the recovered CommitLog (see `index`).
-        let index = KeyIndex::open(&mut storage, config.index.clone(), &commitlog);
+        // A checkpoint that synced the index vouches for it up to its index offset.
+        let index_trust = match (report.mode, checkpoint) {
+            (RecoveryMode::Clean | RecoveryMode::Crash, Some(cp)) => Some(IndexTrust {
+                durable_offset: cp.index_durable_offset,
+                clean: report.mode == RecoveryMode::Clean,
+            }),
+            _ => None,
+        };
+        let index = KeyIndex::open(&mut storage, config.index.clone(), &commitlog, index_trust);
 
         // A truncation below the checkpoint (operator's choice) makes it claim too much.
         let mut last_checkpoint = checkpoint;
         if let Some(cp) = checkpoint {
             let end = scan.end;
+            // Nor may it claim index entries this open rewrote.
+            let index_claim = index.durable_claim().min(end);
             if cp.commitlog_durable_offset > end
                 || cp.consume_queue_durable_offset > end
-                || cp.index_durable_offset > end
+                || cp.index_durable_offset > index_claim
             {
                 let clamped = Checkpoint {
                     commitlog_durable_offset: cp.commitlog_durable_offset.min(end),
                     consume_queue_durable_offset: cp.consume_queue_durable_offset.min(end),
-                    index_durable_offset: cp.index_durable_offset.min(end),
+                    index_durable_offset: index_claim,
                     ..cp
                 };
                 storage.replace(CHECKPOINT_PATH, &clamped.encode())?;
@@ -1251,6 +1261,18 @@ impl<S: SegmentStorage> MessageStore<S> {
             }
         }
         let previous = self.last_checkpoint.unwrap_or_default();
+        // The index's newest file is synced with the rest, so the checkpoint can claim it; a
+        // stopped index keeps its old claim (what it had made durable stays so).
+        let (index_durable_offset, index_msg_timestamp_ms) = match self.index.checkpoint_ranges() {
+            Some((index_ranges, indexed_end, end_ms)) => {
+                ranges.extend(index_ranges);
+                (indexed_end.min(written.0), end_ms)
+            }
+            None => (
+                previous.index_durable_offset.min(written.0),
+                previous.index_msg_timestamp_ms,
+            ),
+        };
         CheckpointRequest {
             sync: SyncRequest {
                 ranges,
@@ -1259,11 +1281,10 @@ impl<S: SegmentStorage> MessageStore<S> {
             checkpoint: Checkpoint {
                 physic_msg_timestamp_ms: self.last_store_timestamp_ms,
                 logics_msg_timestamp_ms: self.last_store_timestamp_ms,
-                // The key index keeps its own progress; until it reports some, none is claimed.
-                index_msg_timestamp_ms: previous.index_msg_timestamp_ms,
+                index_msg_timestamp_ms,
                 commitlog_durable_offset: written.0,
                 consume_queue_durable_offset: written.0,
-                index_durable_offset: previous.index_durable_offset.min(written.0),
+                index_durable_offset,
             },
             covered,
         }

@@ -493,6 +493,8 @@ struct Stored {
     queue_offset: u64,
     physical_offset: u64,
     bytes: Bytes,
+    /// Its UNIQ_KEY, which the key index must find it by.
+    key: String,
 }
 
 /// Checks a reopened store against the model: every record before `durable` is there byte for
@@ -545,6 +547,13 @@ fn check_recovered(
         }
     }
     prop_assert_eq!(served.len(), expected.len());
+    // The key index finds every surviving record by its key, and only it.
+    for r in &survivors {
+        let found = store
+            .query_message(&r.topic, &r.key, 32, 0, i64::MAX)
+            .expect("query");
+        prop_assert_eq!(&found.records, &vec![r.bytes.clone()], "query {}", &r.key);
+    }
     for records in served.values() {
         for r in records {
             prop_assert!(MessageRecord::decode(r, true).is_ok());
@@ -584,16 +593,19 @@ proptest! {
                         .map(|i| {
                             let body: Vec<u8> =
                                 (0..body_len).map(|b| (b + i + clock as usize) as u8).collect();
-                            record(topics[topic], queue_id, &body, clock)
+                            let mut r = record(topics[topic], queue_id, &body, clock);
+                            r.properties.insert(keys::UNIQ_KEY, format!("K{clock}-{i}"));
+                            r
                         })
                         .collect();
                     let Ok(puts) = store.put_batch(records) else {
                         // Too large for a segment: nothing stored.
                         continue;
                     };
-                    for put in puts {
+                    for (i, put) in puts.into_iter().enumerate() {
                         let bytes = store.read_record(put.physical_offset).unwrap().unwrap();
                         model.push(Stored {
+                            key: format!("K{clock}-{i}"),
                             topic: topics[topic].to_string(),
                             queue_id,
                             queue_offset: put.queue_offset.0,
