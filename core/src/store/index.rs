@@ -75,7 +75,8 @@
 //! entry of a record before that offset, must be the last key of a whole record; every slot
 //! pointing past T is walked back along its chain to T, each entry on the way checked (its slot,
 //! its record after the checkpoint, prevIndex decreasing, and a prevIndex of 0 not in a sector
-//! its keyHash is not in, as a lost sector reads as zeros), which gives the slot's value at the
+//! its keyHash is not in unless that sector holds later entries, as a lost sector reads as
+//! zeros), which gives the slot's value at the
 //! checkpoint; entries after T are cut and their records indexed again. That reads the slots
 //! (20 MB) and the tail, not the entries. Anything that fails falls back to the full check; if
 //! that rewrites entries the checkpoint claimed, the claim is withdrawn (the checkpoint file is
@@ -403,6 +404,8 @@ impl KeyIndex {
             durable_claim: 0,
         };
         if !index.config.enabled {
+            // Nothing is checked or rewritten: what the checkpoint claimed stays true.
+            index.durable_claim = trust.map_or(0, |t| t.durable_offset);
             return index;
         }
         let result = index
@@ -661,9 +664,9 @@ impl KeyIndex {
                         if !ok {
                             return Ok(false);
                         }
-                        if e.prev_index == 0 && self.prev_index_in_own_sector(v as u32) {
-                            // A lost sector reads as zeros: prevIndex 0 after a kept keyHash
-                            // cannot be told from one that never reached the disk.
+                        if e.prev_index == 0
+                            && !self.prev_index_sector_written(storage, &path, v as u32)?
+                        {
                             return Ok(false);
                         }
                         v = e.prev_index;
@@ -834,11 +837,29 @@ impl KeyIndex {
         Ok(())
     }
 
-    /// Whether entry `index`'s prevIndex lies in another disk sector than its keyHash, so a
-    /// power loss can keep one and lose the other.
-    fn prev_index_in_own_sector(&self, index: u32) -> bool {
+    /// Whether a prevIndex of 0 read from entry `index` was written, not lost. A lost sector
+    /// reads as zeros; when the field shares its sector with the entry's keyHash, that checked
+    /// keyHash shows the sector was written. Otherwise the field starts a sector holding nothing
+    /// of the entry before it; any other non-zero byte there (a later entry) was written after
+    /// it, and the sector reached the disk whole. All zeros: it cannot be told (false).
+    fn prev_index_sector_written<S: SegmentStorage>(
+        &self,
+        storage: &S,
+        path: &str,
+        index: u32,
+    ) -> Result<bool, StorageError> {
         let pos = self.entry_pos(index);
-        pos / SECTOR_BYTES != (pos + 16) / SECTOR_BYTES
+        let prev_pos = pos + 16;
+        if pos / SECTOR_BYTES == prev_pos / SECTOR_BYTES {
+            return Ok(true);
+        }
+        let sector_end = (prev_pos / SECTOR_BYTES + 1) * SECTOR_BYTES;
+        let end = sector_end.min(self.config.file_len_bytes());
+        let mut buf = vec![0u8; (end - prev_pos) as usize];
+        storage.read_at(path, prev_pos, &mut buf)?;
+        Ok(buf
+            .get(4..)
+            .is_some_and(|rest| rest.iter().any(|b| *b != 0)))
     }
 
     /// Checks entries `1..=limit` of `path` in order; returns how many lead the file without a
