@@ -535,12 +535,22 @@ impl KeyIndex {
         }
         // Where indexing resumes: after the record of the newest entry.
         self.indexed_end = commitlog.min_offset().0;
-        if let Some(file) = self.files.iter().rev().find(|f| f.header.entries() > 0) {
+        let newest = self.files.len();
+        let last = self
+            .files
+            .iter()
+            .enumerate()
+            .rev()
+            .find(|(_, f)| f.header.entries() > 0);
+        if let Some((i, file)) = last {
             let phy = file.header.end_phy_offset.max(0) as u64;
-            self.indexed_end = match commitlog.read_record(storage, phy)? {
-                Some(record) => phy + record.len() as u64,
+            let record = commitlog.read_record(storage, phy)?;
+            self.indexed_end = match record {
+                // The last record of an older file may have had more keys in the newest file,
+                // whose entries were all cut: it is indexed again whole.
+                Some(record) if i + 1 == newest => phy + record.len() as u64,
                 // Indexed again; duplicate entries are filtered by queries.
-                None => phy,
+                _ => phy,
             }
             .max(self.indexed_end);
         }
@@ -591,6 +601,11 @@ impl KeyIndex {
                 break;
             }
             trusted -= 1;
+        }
+        if trusted == 0 && self.files.len() >= 2 {
+            // Indexing would resume after the previous file's last record, whose later keys
+            // may be among the entries cut here: the full check keeps them instead.
+            return Ok(false);
         }
         let (mut begin, mut end) = (None, None);
         if trusted > 0 {

@@ -578,3 +578,21 @@ fn fill_from(store: &mut MessageStore<MemStorage>, range: std::ops::Range<usize>
             .expect("put");
     }
 }
+
+#[test]
+fn a_record_whose_keys_span_a_roll_after_the_checkpoint_keeps_every_key() {
+    // Goal: when the newest file holds only entries after the checkpoint and its first record
+    // began in the previous file, no key of that record is lost. Method: 7 entries per file,
+    // 3 keys per record: u2's first key ends file 1, its other two open file 2; checkpoint
+    // after u0; crash after u3.
+    let mut store = open(MemStorage::new(), &config(8, 8));
+    fill_from(&mut store, 0..1);
+    store.checkpoint_inline().unwrap();
+    fill_from(&mut store, 1..4);
+    assert_eq!(store.index().file_paths().len(), 2);
+    let store = reopen(store);
+    assert_eq!(store.recovery_report().mode, RecoveryMode::Crash);
+    assert_eq!(query(&store, "TopicA", "all", 64).len(), 4);
+    assert_eq!(query(&store, "TopicA", "k2", 64), vec!["u2"]);
+    assert_eq!(query(&store, "TopicA", "u2", 64), vec!["u2"]);
+}

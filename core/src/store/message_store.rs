@@ -753,11 +753,21 @@ impl<S: SegmentStorage> MessageStore<S> {
             RecoveryMode::Crash => "crash",
             RecoveryMode::Full => "full scan",
         };
+        let marker = if report.abort_marker_found {
+            "abort marker found (the previous run did not close cleanly)"
+        } else {
+            "no abort marker"
+        };
+        let checkpoint = match &report.checkpoint {
+            Some(cp) => format!("checkpoint at {}", cp.recovery_offset()),
+            None => "no valid checkpoint".to_string(),
+        };
         report.note(
             RecoveryLevel::Info,
             Some(scan.start),
             format!(
-                "recovery ({mode}): verified {} records from offset {}; the log ends at {}",
+                "recovery ({mode}): {marker}, {checkpoint}; verified {} records from offset {}; \
+                 the log ends at {}",
                 scan.records_scanned, scan.start, scan.end
             ),
         );

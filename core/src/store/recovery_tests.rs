@@ -24,7 +24,7 @@ fn config(policy: CorruptionPolicy) -> StoreConfig {
         index: crate::store::index::IndexConfig {
             enabled: true,
             hash_slot_count: 64,
-            max_index_count: 512,
+            max_index_count: 40,
         },
     }
 }
@@ -553,6 +553,10 @@ fn check_recovered(
             .query_message(&r.topic, &r.key, 32, 0, i64::MAX)
             .expect("query");
         prop_assert_eq!(&found.records, &vec![r.bytes.clone()], "query {}", &r.key);
+        let found = store
+            .query_message(&r.topic, &format!("{}b", r.key), 32, 0, i64::MAX)
+            .expect("query");
+        prop_assert_eq!(&found.records, &vec![r.bytes.clone()], "query {}b", &r.key);
     }
     for records in served.values() {
         for r in records {
@@ -595,6 +599,8 @@ proptest! {
                                 (0..body_len).map(|b| (b + i + clock as usize) as u8).collect();
                             let mut r = record(topics[topic], queue_id, &body, clock);
                             r.properties.insert(keys::UNIQ_KEY, format!("K{clock}-{i}"));
+                            // Two keys a record, so records straddle index file rolls.
+                            r.properties.insert(keys::KEYS, format!("K{clock}-{i}b"));
                             r
                         })
                         .collect();
