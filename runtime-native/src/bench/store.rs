@@ -567,18 +567,13 @@ pub fn measure(args: &StoreArgs) -> Result<StoreReport, RunError> {
         ("clean", true, true),
         ("clean", false, false),
     ] {
-        match shutdown {
-            "full" => {
-                if checkpoint.exists() {
-                    std::fs::rename(&checkpoint, &saved_checkpoint)?;
-                }
-            }
-            "clean" => {
-                // The broker's graceful stop, so the timed open follows a clean shutdown.
-                let store = open_store(&store_path, store_config.clone())?;
-                close_cleanly(store)?;
-            }
-            _ => {}
+        if shutdown == "full" && checkpoint.exists() {
+            std::fs::rename(&checkpoint, &saved_checkpoint)?;
+        }
+        if shutdown == "clean" {
+            // The broker's graceful stop, so the timed open follows a clean shutdown.
+            let store = open_store(&store_path, store_config.clone())?;
+            close_cleanly(store)?;
         }
         if cold_cache {
             if let Err(e) = drop_from_page_cache(&store_path) {
@@ -828,11 +823,11 @@ fn append_run(path: &Path, config: StoreConfig, args: &StoreArgs) -> Result<Appe
         }
         // Periodic checkpoints, and one at half the size if the run is shorter than a period.
         let written = store.written_offset().0 - start_offset;
-        if Instant::now() >= next_checkpoint || (checkpoints == 0 && written >= args.size / 2) {
-            if request_checkpoint(&store, &mut in_flight, &mut checkpoint_in_flight)? {
-                checkpoints += 1;
-                next_checkpoint = Instant::now() + checkpoint_interval;
-            }
+        let due =
+            Instant::now() >= next_checkpoint || (checkpoints == 0 && written >= args.size / 2);
+        if due && request_checkpoint(&store, &mut in_flight, &mut checkpoint_in_flight)? {
+            checkpoints += 1;
+            next_checkpoint = Instant::now() + checkpoint_interval;
         }
         match args.flush {
             Flush::Sync => {
