@@ -759,35 +759,30 @@ fn append_run(path: &Path, config: StoreConfig, args: &StoreArgs) -> Result<Appe
     // The checkpoint whose sync is in flight: its completion writes the checkpoint file.
     let mut checkpoint_in_flight: Option<CheckpointRequest> = None;
 
-    let request_tx_cp = request_tx.clone();
-    let request = move |store: &MessageStore<MmapStorage>, in_flight: &mut bool| {
+    // Asks for the next sync unless one is in flight: a checkpoint when one is wanted (a sync
+    // that also covers the ConsumeQueues and the key index), else the CommitLog tail. Returns
+    // whether a checkpoint was asked for.
+    let request = move |store: &MessageStore<MmapStorage>,
+                        in_flight: &mut bool,
+                        want_checkpoint: bool,
+                        pending: &mut Option<CheckpointRequest>| {
         if *in_flight {
-            return Ok(());
+            return Ok(false);
         }
-        if let Some(req) = store.sync_request() {
-            request_tx
-                .send(req)
-                .map_err(|_| RunError::Task("the bench flusher stopped".into()))?;
-            *in_flight = true;
-        }
-        Ok::<(), RunError>(())
-    };
-    // A checkpoint is a sync that also covers the ConsumeQueues and the key index.
-    let request_checkpoint =
-        move |store: &MessageStore<MmapStorage>,
-              in_flight: &mut bool,
-              pending: &mut Option<CheckpointRequest>| {
-            if *in_flight || !store.checkpoint_due() {
-                return Ok(false);
-            }
+        let stopped = |_| RunError::Task("the bench flusher stopped".into());
+        if want_checkpoint && store.checkpoint_due() {
             let req = store.checkpoint_request();
-            request_tx_cp
-                .send(req.sync.clone())
-                .map_err(|_| RunError::Task("the bench flusher stopped".into()))?;
+            request_tx.send(req.sync.clone()).map_err(stopped)?;
             *pending = Some(req);
             *in_flight = true;
-            Ok::<bool, RunError>(true)
-        };
+            return Ok(true);
+        }
+        if let Some(req) = store.sync_request() {
+            request_tx.send(req).map_err(stopped)?;
+            *in_flight = true;
+        }
+        Ok::<bool, RunError>(false)
+    };
     let complete = |store: &mut MessageStore<MmapStorage>,
                     result: Result<CommitLogOffset, StorageError>,
                     waiting: &mut VecDeque<u64>,
@@ -821,17 +816,27 @@ fn append_run(path: &Path, config: StoreConfig, args: &StoreArgs) -> Result<Appe
             syncs += 1;
             complete(&mut store, result, &mut waiting, &mut checkpoint_in_flight)?;
         }
-        // Periodic checkpoints, and one at half the size if the run is shorter than a period.
+        // Periodic checkpoints, and one at half the size if the run is shorter than a period;
+        // each is taken at the first moment no sync is in flight.
         let written = store.written_offset().0 - start_offset;
-        let due =
+        let want =
             Instant::now() >= next_checkpoint || (checkpoints == 0 && written >= args.size / 2);
-        if due && request_checkpoint(&store, &mut in_flight, &mut checkpoint_in_flight)? {
-            checkpoints += 1;
-            next_checkpoint = Instant::now() + checkpoint_interval;
+        let mut ask = |store: &MessageStore<MmapStorage>,
+                       in_flight: &mut bool,
+                       pending: &mut Option<CheckpointRequest>|
+         -> Result<(), RunError> {
+            if request(store, in_flight, want, pending)? {
+                checkpoints += 1;
+                next_checkpoint = Instant::now() + checkpoint_interval;
+            }
+            Ok(())
+        };
+        if want {
+            ask(&store, &mut in_flight, &mut checkpoint_in_flight)?;
         }
         match args.flush {
             Flush::Sync => {
-                request(&store, &mut in_flight)?;
+                ask(&store, &mut in_flight, &mut checkpoint_in_flight)?;
                 while waiting.len() >= args.inflight {
                     let result = done_rx
                         .recv()
@@ -839,12 +844,12 @@ fn append_run(path: &Path, config: StoreConfig, args: &StoreArgs) -> Result<Appe
                     in_flight = false;
                     syncs += 1;
                     complete(&mut store, result, &mut waiting, &mut checkpoint_in_flight)?;
-                    request(&store, &mut in_flight)?;
+                    ask(&store, &mut in_flight, &mut checkpoint_in_flight)?;
                 }
             }
             Flush::Async => {
                 if Instant::now() >= next_flush {
-                    request(&store, &mut in_flight)?;
+                    ask(&store, &mut in_flight, &mut checkpoint_in_flight)?;
                     next_flush = Instant::now() + flush_interval;
                 }
             }
@@ -853,7 +858,15 @@ fn append_run(path: &Path, config: StoreConfig, args: &StoreArgs) -> Result<Appe
     // Everything written is durable before the clock stops.
     while store.durable_offset() < store.written_offset() || in_flight {
         if !in_flight {
-            request(&store, &mut in_flight)?;
+            // The crash case needs a checkpoint some way back: take one now if none was.
+            if request(
+                &store,
+                &mut in_flight,
+                checkpoints == 0,
+                &mut checkpoint_in_flight,
+            )? {
+                checkpoints += 1;
+            }
         }
         let result = done_rx
             .recv()
@@ -865,7 +878,6 @@ fn append_run(path: &Path, config: StoreConfig, args: &StoreArgs) -> Result<Appe
     let elapsed = started.elapsed();
     let bytes = store.written_offset().0 - start_offset;
     drop(request);
-    drop(request_checkpoint);
     let _ = flusher.join();
     drop(store);
     Ok(AppendRun {
