@@ -385,14 +385,14 @@ impl StoreReport {
         ));
         for r in &self.recovery {
             let after = match r.shutdown {
-                "crash" => "crash, checkpoint",
+                "crash" => "crash",
                 "full" => "no checkpoint",
-                _ => "clean shutdown",
+                _ => "clean stop",
             };
             s.push_str(&format!(
                 "{:<52} {:>10.1} {:>12} {:>8.1}ms\n",
                 format!(
-                    "  {after}: mode {}, {:.1} MiB, cache {}{}",
+                    "  {after}: mode {}, {:.1} MiB, {}{}",
                     r.mode,
                     r.bytes as f64 / MIB,
                     if r.cold_cache { "cold" } else { "warm" },
