@@ -29,6 +29,7 @@ mod offsets;
 mod pull;
 mod query;
 mod retention;
+pub mod schedule;
 mod send;
 mod topics;
 
@@ -217,6 +218,8 @@ pub struct Broker<S: SegmentStorage> {
     retention: crate::store::retention::Retention,
     /// What the last retention run did.
     last_clean: Option<Result<crate::store::retention::CleanReport, StoreError>>,
+    /// Delay-level delivery offsets ([`schedule`]).
+    schedule: schedule::Schedule,
     shut_down: bool,
 }
 
@@ -245,6 +248,7 @@ impl<S: SegmentStorage> Broker<S> {
     pub fn new(config: BrokerConfig, storage: S, now_ms: u64) -> Result<Self, BrokerError> {
         let topics = topics::TopicTable::load(&storage)?;
         let offsets = offsets::ConsumerOffsets::load(&storage)?;
+        let schedule = schedule::Schedule::load(&storage, now_ms)?;
         let mut store = MessageStore::open(storage, config.store.clone())?;
         // Queue min offsets never point below what retention left of the CommitLog.
         store.correct_min_offsets()?;
@@ -274,10 +278,12 @@ impl<S: SegmentStorage> Broker<S> {
             next_client_scan_ms: now_ms + clients::CLIENT_SCAN_INTERVAL_MS,
             retention: crate::store::retention::Retention::new(config.retention.clone(), now_ms),
             last_clean: None,
+            schedule,
             shut_down: false,
             config,
         };
         broker.ensure_system_topics(now_ms);
+        broker.init_schedule(now_ms);
         Ok(broker)
     }
 
@@ -424,6 +430,7 @@ impl<S: SegmentStorage> Broker<S> {
             self.persist_offsets();
             self.next_offset_persist_ms = now_ms + OFFSET_PERSIST_INTERVAL_MS;
         }
+        self.schedule_tick(now_ms);
         self.flush_tick(now_ms);
         if now_ms >= self.next_client_scan_ms {
             self.expire_clients(now_ms);
@@ -442,6 +449,7 @@ impl<S: SegmentStorage> Broker<S> {
         }
         self.expire_held_pulls(now_ms, true);
         self.persist_offsets();
+        self.persist_delay_offsets(true);
         let identity = self.identity();
         for addr in self.config.namesrv_addrs.clone() {
             self.outputs.push_back(BrokerOutput::SendToNamesrv {
@@ -482,6 +490,9 @@ impl<S: SegmentStorage> Broker<S> {
             next = next.min(deadline);
         }
         if let Some(deadline) = self.retention_deadline() {
+            next = next.min(deadline);
+        }
+        if let Some(deadline) = self.schedule.deadline_ms() {
             next = next.min(deadline);
         }
         (next != u64::MAX).then_some(next)

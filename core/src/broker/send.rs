@@ -252,7 +252,7 @@ impl<S: SegmentStorage> Broker<S> {
                 properties,
                 ..base
             };
-            match self.store.put(record) {
+            match self.put_with_delay_routing(record) {
                 Ok(put) => (vec![put], Some(uniq_key)),
                 Err(e) => return Ok(Some(self.store_error_response(req, &e))),
             }

@@ -92,6 +92,10 @@ pub struct StoreConfig {
     /// What recovery does with a corrupt CommitLog record that valid data follows
     /// (`recoverCorruptedCommitLog`): refuse to open (default) or truncate there.
     pub corrupted_commitlog: CorruptionPolicy,
+    /// Delay of each delay level in ms, level 1 first (`messageDelayLevel`). A record of
+    /// `SCHEDULE_TOPIC_XXXX` gets its delivery time (store time + its level's delay) as the
+    /// ConsumeQueue tags code, as RocketMQ stores it.
+    pub message_delay_level_ms: Vec<u64>,
 }
 
 impl Default for StoreConfig {
@@ -102,6 +106,7 @@ impl Default for StoreConfig {
             max_message_size_bytes: 4 * 1024 * 1024,
             index: IndexConfig::default(),
             corrupted_commitlog: CorruptionPolicy::Refuse,
+            message_delay_level_ms: DEFAULT_MESSAGE_DELAY_LEVEL_MS.to_vec(),
         }
     }
 }
@@ -283,8 +288,39 @@ pub struct MessageStore<S: SegmentStorage> {
     index: KeyIndex,
 }
 
-fn tags_code(properties: &Properties) -> i64 {
-    properties.get(keys::TAGS).map(tag_hash_code).unwrap_or(0)
+/// RocketMQ's default `messageDelayLevel`: 1s 5s 10s 30s 1m 2m 3m 4m 5m 6m 7m 8m 9m 10m 20m 30m
+/// 1h 2h.
+pub const DEFAULT_MESSAGE_DELAY_LEVEL_MS: [u64; 18] = [
+    1_000, 5_000, 10_000, 30_000, 60_000, 120_000, 180_000, 240_000, 300_000, 360_000, 420_000,
+    480_000, 540_000, 600_000, 1_200_000, 1_800_000, 3_600_000, 7_200_000,
+];
+
+/// The topic delayed messages wait in, one queue per delay level (queue id = level - 1).
+pub const SCHEDULE_TOPIC: &str = "SCHEDULE_TOPIC_XXXX";
+
+/// The delay level a record of [`SCHEDULE_TOPIC`] waits at (its `DELAY` property, clamped to
+/// the highest level), `None` when it has none.
+pub fn schedule_level(properties: &Properties, level_count: usize) -> Option<usize> {
+    let level: i64 = properties.get(keys::DELAY)?.trim().parse().ok()?;
+    (level > 0 && level_count > 0).then(|| (level as u64).min(level_count as u64) as usize)
+}
+
+/// The ConsumeQueue tags code of a record: the hash of its tags, or for a delayed message
+/// waiting in [`SCHEDULE_TOPIC`] its delivery time in epoch ms.
+fn tags_code(record: &MessageRecord, delay_level_ms: &[u64]) -> i64 {
+    if record.topic == SCHEDULE_TOPIC {
+        if let Some(level) = schedule_level(&record.properties, delay_level_ms.len()) {
+            let delay_ms = delay_level_ms.get(level - 1).copied().unwrap_or(0);
+            return record
+                .store_timestamp_ms
+                .saturating_add(i64::try_from(delay_ms).unwrap_or(i64::MAX));
+        }
+    }
+    record
+        .properties
+        .get(keys::TAGS)
+        .map(tag_hash_code)
+        .unwrap_or(0)
 }
 
 /// Per-queue progress of the recovery scan.
@@ -599,7 +635,7 @@ impl<S: SegmentStorage> MessageStore<S> {
                 let unit = CqUnit {
                     commitlog_offset: offset as i64,
                     size_bytes: size as i32,
-                    tags_code: tags_code(&record.properties),
+                    tags_code: tags_code(record, &config.message_delay_level_ms),
                 };
                 if queue.read_unit(storage, queue_offset)? != unit {
                     queue.write_unit(storage, queue_offset, &unit)?;
@@ -894,7 +930,7 @@ impl<S: SegmentStorage> MessageStore<S> {
             units.push(CqUnit {
                 commitlog_offset: pos as i64,
                 size_bytes: *len as i32,
-                tags_code: tags_code(&record.properties),
+                tags_code: tags_code(record, &self.config.message_delay_level_ms),
             });
             *next += 1;
             pos += len;
