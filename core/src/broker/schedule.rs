@@ -60,9 +60,9 @@ pub fn parse_message_delay_level(text: &str) -> Result<Vec<u64>, String> {
                 ))
             }
         };
-        let number: u64 = item[..item.len() - 1]
-            .parse()
-            .map_err(|_| format!("{item:?} is not a duration (a number followed by s, m, h or d)"))?;
+        let number: u64 = item[..item.len() - 1].parse().map_err(|_| {
+            format!("{item:?} is not a duration (a number followed by s, m, h or d)")
+        })?;
         let delay_ms = number
             .checked_mul(unit_ms)
             .filter(|ms| *ms <= i64::MAX as u64)
@@ -162,8 +162,7 @@ impl Schedule {
             offsets,
             pending: None,
             next_persist_ms: now_ms + DELAY_OFFSET_PERSIST_INTERVAL_MS,
-            // Looked at by the first `handle_timeout`.
-            next_due_ms: Some(now_ms),
+            next_due_ms: None,
         })
     }
 
@@ -215,15 +214,20 @@ impl<S: SegmentStorage> Broker<S> {
             self.topics.data_version.bump(now_ms);
             self.persist_topics();
         }
-        // After a crash the file may be ahead of what recovery kept: deliver from the end of
-        // the queue (RocketMQ's `correctDelayOffset`). An offset below what retention left is
-        // raised when delivering.
+        // Every level has an entry, as in RocketMQ's file. After a crash the file may be ahead
+        // of what recovery kept: deliver from the end of the queue (`correctDelayOffset`). An
+        // offset below what retention left is raised when delivering.
+        // Filling in missing levels is no change worth a write; only a correction is.
+        let mut waiting = false;
         for level in 1..=self.delay_levels_ms().len() as u32 {
             let max = self.store.max_offset(SCHEDULE_TOPIC, (level - 1) as i32).0;
-            if self.schedule.offset(level) > max {
-                self.schedule.offsets.insert(level, max);
-            }
+            let offset = self.schedule.offset(level).min(max);
+            self.schedule.offsets.insert(level, offset);
+            self.schedule.persisted.entry(level).or_insert(0);
+            waiting |= offset < max;
         }
+        // The first `handle_timeout` finds when the waiting messages are due.
+        self.schedule.next_due_ms = waiting.then_some(now_ms);
     }
 
     /// Stores a message, sending it to [`SCHEDULE_TOPIC`] first when its `DELAY` property asks
@@ -250,7 +254,8 @@ impl<S: SegmentStorage> Broker<S> {
         let put = self.store.put(record)?;
         let delay_ms = self.delay_levels_ms()[level - 1];
         let due_ms = (put.store_timestamp_ms.max(0) as u64).saturating_add(delay_ms);
-        self.schedule.next_due_ms = Some(self.schedule.next_due_ms.map_or(due_ms, |d| d.min(due_ms)));
+        self.schedule.next_due_ms =
+            Some(self.schedule.next_due_ms.map_or(due_ms, |d| d.min(due_ms)));
         Ok(put)
     }
 

@@ -26,6 +26,7 @@ fn config(policy: CorruptionPolicy) -> StoreConfig {
             hash_slot_count: 64,
             max_index_count: 40,
         },
+        ..StoreConfig::default()
     }
 }
 
