@@ -250,6 +250,11 @@ pub fn parse_broker_conf(file: &str, text: &str) -> Result<BrokerFileConfig, Con
                 b.store.corrupted_commitlog = parse_corruption_policy(&value)
                     .ok_or_else(|| bad("expected refuse or truncate"))?
             }
+            "messageDelayLevel" => {
+                b.store.message_delay_level_ms =
+                    vostok_core::broker::schedule::parse_message_delay_level(&value)
+                        .map_err(|r| bad(&r))?
+            }
             "registerNameServerPeriod" => {
                 b.register_broker_interval_ms =
                     positive(&value).ok_or_else(|| bad("expected milliseconds ≥ 1"))?
@@ -428,6 +433,7 @@ flushCommitLogThoroughInterval=2000
 flushCommitLogTimed=false
 flushIntervalConsumeQueue=300
 recoverCorruptedCommitLog=Truncate
+messageDelayLevel=1s 2m 1h 1d
 ";
         let c = parse_broker_conf("broker.conf", text).expect("parses");
         let b = &c.broker;
@@ -460,6 +466,10 @@ recoverCorruptedCommitLog=Truncate
         assert!(!b.flush_commitlog_timed);
         assert_eq!(b.checkpoint_interval_ms, 300);
         assert_eq!(b.store.corrupted_commitlog, CorruptionPolicy::Truncate);
+        assert_eq!(
+            b.store.message_delay_level_ms,
+            [1_000, 120_000, 3_600_000, 86_400_000]
+        );
         assert!(c.warnings.is_empty(), "{:?}", c.warnings);
     }
 
@@ -535,6 +545,8 @@ recoverCorruptedCommitLog=Truncate
                 "flushCommitLogThoroughInterval",
             ),
             ("flushCommitLogTimed=yes", "flushCommitLogTimed"),
+            ("messageDelayLevel=1s 5x", "messageDelayLevel"),
+            ("messageDelayLevel=", "messageDelayLevel"),
             ("flushIntervalConsumeQueue=1s", "flushIntervalConsumeQueue"),
             (
                 "recoverCorruptedCommitLog=ignore",

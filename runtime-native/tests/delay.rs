@@ -1,0 +1,177 @@
+//! Delay levels with the unmodified RocketMQ Rust client (`rocketmq-client-rust` 1.0.0) against
+//! `vostok standalone`: a delayed message appears in its topic no earlier than its level's delay
+//! and within a tolerance after it, also across a broker restart in the middle of the delay.
+//!
+//! Arrival is watched broker-side with raw GET_MAX_OFFSET / PULL_MESSAGE requests every 50 ms,
+//! so client timers (rebalance, pull back-off) do not blur the measurement.
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use rocketmq_client_rust::{
+    ClientRuntime, ClientRuntimeConfig, DefaultMQProducer, SendStatus, TelemetryHandle,
+};
+use rocketmq_model::common::message::message_single::Message;
+use rocketmq_runtime::{RuntimeConfig, RuntimeOwner};
+use tokio::task::block_in_place;
+use tokio::time::{sleep, timeout, Instant};
+
+use common::*;
+
+/// Latest acceptable arrival after the delay has passed.
+const TOLERANCE: Duration = Duration::from_millis(1_500);
+/// Bound for the whole test.
+const TEST_TIMEOUT: Duration = Duration::from_secs(60);
+
+static RUNTIME_OWNER: LazyLock<RuntimeOwner> = LazyLock::new(|| {
+    RuntimeOwner::plan(RuntimeConfig {
+        thread_name: "vostok-delay-test".to_string(),
+        ..Default::default()
+    })
+    .expect("client runtime configuration is valid")
+    .build()
+    .expect("client runtime owner starts")
+});
+
+async fn start_producer(namesrv: &str) -> DefaultMQProducer {
+    let runtime = ClientRuntime::try_new(
+        RUNTIME_OWNER.root_context().component("producer"),
+        ClientRuntimeConfig::default(),
+        TelemetryHandle::noop(),
+    )
+    .expect("client runtime is valid");
+    let mut producer = DefaultMQProducer::builder(Arc::<ClientRuntime>::clone(&runtime))
+        .producer_group("pg_delay")
+        .name_server_addr(namesrv.to_string())
+        .send_msg_timeout(10_000)
+        .build();
+    producer.start().await.expect("producer starts");
+    producer
+}
+
+/// Sends a message with a delay level; returns its queue id and the instant before the send
+/// (the broker's store time, which starts the delay, is later).
+async fn send_delayed(
+    producer: &mut DefaultMQProducer,
+    topic: &str,
+    body: &str,
+    level: i32,
+) -> (i32, Instant) {
+    let message = Message::builder()
+        .topic(topic)
+        .tags("Delayed")
+        .body_slice(body.as_bytes())
+        .delay_level(level)
+        .build_unchecked();
+    let before = Instant::now();
+    let result = producer
+        .send(message)
+        .await
+        .expect("delayed send succeeds")
+        .expect("a sync send returns a result");
+    assert_eq!(result.send_status, SendStatus::SendOk, "{result:?}");
+    let queue = result.message_queue.expect("the send names its queue");
+    assert_eq!(queue.topic_str(), topic, "the client sees its own topic");
+    (queue.queue_id(), before)
+}
+
+/// Every queue's max offset, read broker-side.
+fn max_offsets(broker_addr: &str, topic: &str) -> Vec<i64> {
+    let mut conn = RawConn::connect(broker_addr);
+    (0..4).map(|q| max_offset(&mut conn, topic, q)).collect()
+}
+
+/// The messages now in the topic: (body, properties).
+fn stored(broker_addr: &str, topic: &str) -> Vec<(String, HashMap<String, String>)> {
+    let mut conn = RawConn::connect(broker_addr);
+    let mut out = Vec::new();
+    for queue in 0..4 {
+        let max = max_offset(&mut conn, topic, queue);
+        for record in pull_all(&mut conn, "delay_checker", topic, queue, max) {
+            out.push((
+                String::from_utf8_lossy(&record.body).into_owned(),
+                record.properties.into_iter().collect(),
+            ));
+        }
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+/// Waits until `body` is in `topic`, asserting it is not there before `not_before` and arrives
+/// by `not_before + TOLERANCE`.
+async fn expect_arrival(broker: &Standalone, topic: &str, body: &str, not_before: Instant) {
+    loop {
+        let now = Instant::now();
+        let present = block_in_place(|| stored(&broker.broker_addr, topic))
+            .iter()
+            .any(|(b, _)| b == body);
+        if present {
+            assert!(
+                now >= not_before,
+                "{body} arrived {:?} early",
+                not_before - now
+            );
+            return;
+        }
+        assert!(
+            now <= not_before + TOLERANCE,
+            "{body} not delivered {:?} after its delay",
+            now - not_before
+        );
+        sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delay_levels_arrive_in_time_and_survive_a_restart() {
+    let mut broker = block_in_place(Standalone::start);
+    let body = async {
+        let topic = "DelayTopic";
+        block_in_place(|| create_topic(&broker.broker_addr, &broker.namesrv_addr, topic, 4));
+        let mut producer = start_producer(&broker.namesrv_addr).await;
+
+        // Level 1 (1 s) and level 2 (5 s), sent together.
+        let (_, sent_1s) = send_delayed(&mut producer, topic, "level-1", 1).await;
+        let (queue_5s, sent_5s) = send_delayed(&mut producer, topic, "level-2", 2).await;
+        assert_eq!(
+            block_in_place(|| max_offsets(&broker.broker_addr, topic)),
+            [0, 0, 0, 0],
+            "nothing is in the topic before its delay"
+        );
+        expect_arrival(&broker, topic, "level-1", sent_1s + Duration::from_secs(1)).await;
+
+        // Restart in the middle of the 5 s delay.
+        producer.shutdown().await;
+        block_in_place(|| broker.restart());
+        let restarted = Instant::now();
+        assert!(
+            restarted < sent_5s + Duration::from_secs(5),
+            "the restart took too long for the test to mean anything"
+        );
+        expect_arrival(&broker, topic, "level-2", sent_5s + Duration::from_secs(5)).await;
+
+        // Exactly once each after a graceful restart, DELAY gone, the real queue kept.
+        sleep(Duration::from_millis(1_200)).await;
+        let messages = block_in_place(|| stored(&broker.broker_addr, topic));
+        let bodies: Vec<&str> = messages.iter().map(|(b, _)| b.as_str()).collect();
+        assert_eq!(bodies, ["level-1", "level-2"]);
+        for (_, properties) in &messages {
+            assert_eq!(properties.get("DELAY"), None, "{properties:?}");
+            assert_eq!(
+                properties.get("REAL_TOPIC").map(String::as_str),
+                Some(topic)
+            );
+            assert_eq!(properties.get("TAGS").map(String::as_str), Some("Delayed"));
+        }
+        let offsets = block_in_place(|| max_offsets(&broker.broker_addr, topic));
+        assert!(offsets[queue_5s as usize] >= 1, "{offsets:?}");
+    };
+    if timeout(TEST_TIMEOUT, body).await.is_err() {
+        panic!("the delay test did not finish within {TEST_TIMEOUT:?}");
+    }
+}
