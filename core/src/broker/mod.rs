@@ -15,11 +15,12 @@
 //! * [`clients`] — heartbeats, consumer lists, expiry and change notifications;
 //! * [`locks`] — orderly-consumer queue locks;
 //! * [`topics`] — the topic table, its persistence and admin topic requests;
-//! * [`query`] — QUERY_MESSAGE by key and VIEW_MESSAGE_BY_ID.
+//! * [`query`] — QUERY_MESSAGE by key and VIEW_MESSAGE_BY_ID;
+//! * [`schedule`] — delay levels (`SCHEDULE_TOPIC_XXXX`) and their delivery.
 //!
 //! Persisted state (through the store's [`SegmentStorage`]): `config/topics.json` on every
-//! change and `config/consumerOffsets.json` every [`OFFSET_PERSIST_INTERVAL_MS`] when changed and
-//! at shutdown.
+//! change, `config/consumerOffsets.json` every [`OFFSET_PERSIST_INTERVAL_MS`] when changed and
+//! at shutdown, and `config/delayOffset.json` (see [`schedule`]).
 
 mod clients;
 pub mod flush;
@@ -379,6 +380,7 @@ impl<S: SegmentStorage> Broker<S> {
             return;
         }
         self.store.handle_synced(up_to);
+        self.schedule_synced();
         if let Some(request) = self.checkpoint_in_flight.take() {
             // Only one Sync is in flight at a time, so this answer is the checkpoint's. A failed
             // checkpoint write is retried at the next period: the old checkpoint stays valid.
@@ -449,7 +451,7 @@ impl<S: SegmentStorage> Broker<S> {
         }
         self.expire_held_pulls(now_ms, true);
         self.persist_offsets();
-        self.persist_delay_offsets(true);
+        self.persist_delay_offsets_at_shutdown();
         let identity = self.identity();
         for addr in self.config.namesrv_addrs.clone() {
             self.outputs.push_back(BrokerOutput::SendToNamesrv {

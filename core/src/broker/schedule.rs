@@ -20,7 +20,9 @@
 //!
 //! (Java writes the integer keys unquoted; both spellings are read.) The file only ever records
 //! offsets whose re-put records are durable, so a crash can re-deliver (at least once) but never
-//! lose a message; a graceful shutdown writes the current offsets.
+//! lose a message: it is written every [`DELAY_OFFSET_PERSIST_INTERVAL_MS`] with the offsets of
+//! the previous period once their records are synced, and at shutdown once the final sync is
+//! done.
 
 use std::collections::BTreeMap;
 
@@ -265,7 +267,7 @@ impl<S: SegmentStorage> Broker<S> {
             self.deliver_due(now_ms);
         }
         if now_ms >= self.schedule.next_persist_ms {
-            self.persist_delay_offsets(false);
+            self.persist_delay_offsets();
             self.schedule.next_persist_ms = now_ms + DELAY_OFFSET_PERSIST_INTERVAL_MS;
         }
     }
@@ -370,19 +372,16 @@ impl<S: SegmentStorage> Broker<S> {
         })
     }
 
-    /// Writes `delayOffset.json`. Periodically (`now = false`) only offsets whose re-put
-    /// records are durable are written; at shutdown (`now = true`, when everything is being made
-    /// durable) the current ones.
-    pub(super) fn persist_delay_offsets(&mut self, now: bool) {
+    /// Writes `delayOffset.json` with the offsets of the last snapshot once the CommitLog is
+    /// durable past the records it re-put, then snapshots the current offsets if they changed.
+    fn persist_delay_offsets(&mut self) {
         let durable = self.store.durable_offset();
-        let ready = match &self.schedule.pending {
-            _ if now => Some(self.schedule.offsets.clone()),
-            Some((offsets, end)) if *end <= durable => Some(offsets.clone()),
-            _ => None,
-        };
-        if let Some(offsets) = ready {
-            if offsets != self.schedule.persisted {
-                let json = Schedule::to_json(&offsets);
+        if let Some((offsets, end)) = &self.schedule.pending {
+            if *end > durable {
+                return;
+            }
+            if *offsets != self.schedule.persisted {
+                let json = Schedule::to_json(offsets);
                 if self
                     .store
                     .storage_mut()
@@ -392,18 +391,35 @@ impl<S: SegmentStorage> Broker<S> {
                     // The next period tries again.
                     return;
                 }
-                self.schedule.persisted = offsets;
+                self.schedule.persisted = offsets.clone();
             }
             self.schedule.pending = None;
         }
-        if self.schedule.pending.is_none() && self.schedule.offsets != self.schedule.persisted {
-            self.schedule.pending =
-                Some((self.schedule.offsets.clone(), self.store.written_offset()));
-            // Already durable (nothing re-put since the last sync): write at once.
-            if !now && self.store.written_offset() <= durable {
-                self.persist_delay_offsets(false);
+        if self.schedule.offsets != self.schedule.persisted {
+            let written = self.store.written_offset();
+            self.schedule.pending = Some((self.schedule.offsets.clone(), written));
+            // Nothing re-put since the last sync: write at once.
+            if written <= durable {
+                self.persist_delay_offsets();
             }
         }
+    }
+
+    /// A sync completed: writes the snapshot waiting for it.
+    pub(super) fn schedule_synced(&mut self) {
+        if self.schedule.pending.is_some() {
+            self.persist_delay_offsets();
+        }
+    }
+
+    /// Shutdown: snapshots the current offsets; they are written once the final sync makes
+    /// everything durable ([`Broker::schedule_synced`]), or at once if it already is.
+    pub(super) fn persist_delay_offsets_at_shutdown(&mut self) {
+        if self.schedule.offsets != self.schedule.persisted {
+            self.schedule.pending =
+                Some((self.schedule.offsets.clone(), self.store.written_offset()));
+        }
+        self.persist_delay_offsets();
     }
 
     /// The delivery offset of a delay level (1-based): the first message of its schedule queue

@@ -400,3 +400,25 @@ fn offsets_file_round_trips_and_reads_javas_unquoted_keys() {
         Ok(_) => panic!("a corrupt delayOffset.json was accepted"),
     }
 }
+
+#[test]
+fn shutdown_writes_offsets_once_the_final_sync_is_done() {
+    let mut h = Harness::new(test_config());
+    h.call(1, delayed("TopicA", 0, b"a", "1"));
+    let mut unanswered = h.advance_to(T0 + 1_000);
+    assert_eq!(bodies(&h, "TopicA", 0), ["a"]);
+    h.broker.shutdown(T0 + 1_000);
+    unanswered.extend(h.drain());
+    let read = |h: &Harness| {
+        h.broker
+            .store()
+            .storage()
+            .read_all(DELAY_OFFSET_PATH)
+            .unwrap()
+    };
+    assert_eq!(read(&h), None, "the re-put is not durable yet");
+    answer_syncs(&mut h, unanswered);
+    let saved = read(&h).expect("written after the final sync");
+    let json: serde_json::Value = serde_json::from_slice(&saved).unwrap();
+    assert_eq!(json["offsetTable"]["1"], 1);
+}
