@@ -33,7 +33,7 @@ use crate::message::{keys, MessageRecord};
 use crate::store::message_store::schedule_level;
 pub use crate::store::message_store::{DEFAULT_MESSAGE_DELAY_LEVEL_MS, SCHEDULE_TOPIC};
 use crate::store::{CommitLogOffset, PutResult, QueueOffset, SegmentStorage, StoreError};
-use crate::topic::{perm, TopicConfig};
+use crate::topic::TopicConfig;
 
 /// Where the delivery offsets are kept (RocketMQ's `delayOffset.json`).
 pub const DELAY_OFFSET_PATH: &str = "config/delayOffset.json";
@@ -211,15 +211,17 @@ impl<S: SegmentStorage> Broker<S> {
         let queue_nums = SCHEDULE_TOPIC_QUEUE_NUMS.max(self.delay_levels_ms().len() as u32);
         let wanted = TopicConfig::new(SCHEDULE_TOPIC, queue_nums);
         let existing = self.topics.topics.get(SCHEDULE_TOPIC);
-        if existing.is_none_or(|t| t.read_queue_nums < queue_nums || t.perm & perm::READ == 0) {
+        // Created when missing; a configuration changed by an operator is kept, except that
+        // more delay levels need more queues.
+        if existing.is_none_or(|t| t.read_queue_nums < queue_nums) {
             self.topics.topics.insert(SCHEDULE_TOPIC.to_owned(), wanted);
             self.topics.data_version.bump(now_ms);
             self.persist_topics();
         }
         // Every level has an entry, as in RocketMQ's file. After a crash the file may be ahead
         // of what recovery kept: deliver from the end of the queue (`correctDelayOffset`). An
-        // offset below what retention left is raised when delivering.
-        // Filling in missing levels is no change worth a write; only a correction is.
+        // offset below what retention left is raised when delivering. Filling in missing levels
+        // is no change worth a write; only a correction is.
         let mut waiting = false;
         for level in 1..=self.delay_levels_ms().len() as u32 {
             let max = self.store.max_offset(SCHEDULE_TOPIC, (level - 1) as i32).0;
@@ -264,7 +266,13 @@ impl<S: SegmentStorage> Broker<S> {
     /// Delivers every due message and persists offsets when their period has come.
     pub(super) fn schedule_tick(&mut self, now_ms: u64) {
         if self.schedule.next_due_ms.is_some_and(|due| due <= now_ms) {
-            self.deliver_due(now_ms);
+            if self.durability_failure.is_some() || self.is_disk_full() {
+                // Sends are refused now; deliveries wait too (they would add data the same way)
+                // and are looked at again shortly.
+                self.schedule.next_due_ms = Some(now_ms + RETRY_AFTER_FAILURE_MS);
+            } else {
+                self.deliver_due(now_ms);
+            }
         }
         if now_ms >= self.schedule.next_persist_ms {
             self.persist_delay_offsets();

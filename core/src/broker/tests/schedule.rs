@@ -422,3 +422,14 @@ fn shutdown_writes_offsets_once_the_final_sync_is_done() {
     let json: serde_json::Value = serde_json::from_slice(&saved).unwrap();
     assert_eq!(json["offsetTable"]["1"], 1);
 }
+
+#[test]
+fn deliveries_wait_while_the_store_cannot_make_data_durable() {
+    let mut h = Harness::new(test_config());
+    h.call(1, delayed("TopicA", 0, b"a", "1"));
+    h.broker.handle_sync_failed(T0, "the disk went away");
+    h.advance_to(T0 + 1_000);
+    assert!(bodies(&h, "TopicA", 0).is_empty());
+    let wake = h.broker.schedule.deadline_ms().expect("still pending");
+    assert!(wake > T0 + 1_000, "no busy polling: woken at {wake}");
+}
