@@ -504,6 +504,14 @@ impl CommitLog {
                 report.segments_deleted += 1;
                 continue;
             }
+            if start == end && len < BLANK_FILLER_BYTES {
+                // A segment file too short even for a BLANK filler (created but never given its
+                // size, or cut short) holds nothing of the log and cannot take an append: kept,
+                // it would make every put fail. The next append creates the segment afresh.
+                storage.delete(&segment_path(start))?;
+                report.segments_deleted += 1;
+                continue;
+            }
             if start + len > end {
                 report.bytes_truncated +=
                     zero_tail(storage, &segment_path(start), end - start, len)?;
