@@ -56,11 +56,30 @@ fn an_empty_segment_file_does_not_wedge_appends() {
     let mut storage = MemStorage::new();
     storage.create(&segment_path(3 * SEGMENT_BYTES), 0).unwrap();
     let mut store = MessageStore::open(storage, config()).expect("open");
-    store
+    let put = store
         .put(record(b"first"))
         .expect("a put after recovery succeeds");
+    assert_eq!(
+        put.physical_offset.0,
+        3 * SEGMENT_BYTES,
+        "the log still ends where it did"
+    );
     let store = MessageStore::open(store.into_storage(), config()).expect("reopen");
     assert_eq!(bodies(&store), vec![Bytes::from_static(b"first")]);
+}
+
+/// commitlog_recovery: the same empty segment file, recovered twice without a put in between:
+/// the end of the log must not move (deleting the file instead put the end of the log back at 0
+/// at the second recovery).
+#[test]
+fn recovering_an_empty_segment_file_twice_keeps_the_end_of_the_log() {
+    let mut storage = MemStorage::new();
+    storage.create(&segment_path(2 * SEGMENT_BYTES), 0).unwrap();
+    let store = MessageStore::open(storage, config()).expect("open");
+    let end = store.written_offset();
+    let store = MessageStore::open(store.into_storage(), config()).expect("reopen");
+    assert_eq!(store.written_offset(), end);
+    assert_eq!(end.0, 2 * SEGMENT_BYTES);
 }
 
 /// commitlog_recovery: a segment file shorter than a BLANK filler (8 bytes) at the end of the

@@ -504,12 +504,14 @@ impl CommitLog {
                 report.segments_deleted += 1;
                 continue;
             }
-            if start == end && len < BLANK_FILLER_BYTES {
+            if start == end && len < BLANK_FILLER_BYTES && segment_bytes > len {
                 // A segment file too short even for a BLANK filler (created but never given its
-                // size, or cut short) holds nothing of the log and cannot take an append: kept,
-                // it would make every put fail. The next append creates the segment afresh.
-                storage.delete(&segment_path(start))?;
-                report.segments_deleted += 1;
+                // size, or cut short) holds nothing of the log and cannot take an append: as it
+                // is, every put would fail. Give it the size it should have had. (Deleting it
+                // instead would move the end of the log back to 0 at the next recovery.)
+                let path = segment_path(start);
+                storage.truncate(&path, segment_bytes)?;
+                kept.insert(start, segment_bytes);
                 continue;
             }
             if start + len > end {
