@@ -104,3 +104,23 @@ fn a_segment_shorter_than_a_filler_does_not_wedge_appends() {
         vec![Bytes::from_static(b"first"), Bytes::from_static(b"second")]
     );
 }
+
+/// commitlog_recovery: recovery accepted a record whose STOREHOST port was outside 0..=65535
+/// (its body CRC still valid) and served it, though `MessageRecord::decode`, and clients, refuse
+/// such a record. Recovery now ends the log before it.
+#[test]
+fn recovery_does_not_serve_a_record_with_an_impossible_port() {
+    let mut store = MessageStore::open(MemStorage::new(), config()).expect("open");
+    store.put(record(b"good")).expect("put");
+    let bad = store.put(record(b"bad port")).expect("put");
+    let mut storage = store.into_storage();
+    // IPv4 hosts: STOREHOST is 8 bytes at 64, its port the int32 at 68.
+    let port_pos = bad.physical_offset.0 + 68;
+    storage
+        .write_at(&segment_path(0), port_pos, &65_536i32.to_be_bytes())
+        .unwrap();
+
+    let store = MessageStore::open(storage, config()).expect("open");
+    assert_eq!(bodies(&store), vec![Bytes::from_static(b"good")]);
+    assert_eq!(store.read_record(bad.physical_offset).unwrap(), None);
+}

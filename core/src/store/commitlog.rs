@@ -163,6 +163,15 @@ pub fn check_record(buf: &[u8]) -> Result<RecordMeta<'_>, &'static str> {
         8
     };
     let store_ts_pos = 48 + born_host_bytes;
+    // A port outside 0..=65535 cannot come from a socket address; clients (and
+    // `MessageRecord::decode`) refuse such a record, so recovery must not serve it.
+    let port_ok = |pos: usize| be_i32(buf, pos).is_some_and(|port| u16::try_from(port).is_ok());
+    if !port_ok(48 + born_host_bytes - 4) {
+        return Err("BORNHOST");
+    }
+    if !port_ok(store_ts_pos + 8 + store_host_bytes - 4) {
+        return Err("STOREHOST");
+    }
     let store_timestamp_ms = be_i64(buf, store_ts_pos).ok_or("STORETIMESTAMP")?;
     // STOREHOST, RECONSUMETIMES (4), PREPARED TRANSACTION OFFSET (8).
     let body_len_pos = store_ts_pos + 8 + store_host_bytes + 4 + 8;
