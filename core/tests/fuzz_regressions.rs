@@ -124,3 +124,29 @@ fn recovery_does_not_serve_a_record_with_an_impossible_port() {
     assert_eq!(bodies(&store), vec![Bytes::from_static(b"good")]);
     assert_eq!(store.read_record(bad.physical_offset).unwrap(), None);
 }
+
+/// commitlog_recovery: a record whose QUEUEOFFSET was near 2^63 made recovery compute its
+/// ConsumeQueue file name as offset × 20, which overflowed (a panic with overflow checks, a
+/// wrong file otherwise). Such an offset cannot come from a store; recovery ends the log there.
+#[test]
+fn recovery_refuses_a_queue_offset_whose_unit_position_overflows() {
+    let mut store = MessageStore::open(MemStorage::new(), config()).expect("open");
+    store.put(record(b"good")).expect("put");
+    // The first record of its queue: nothing earlier in the queue contradicts its offset.
+    let mut first_of_queue = record(b"huge offset");
+    first_of_queue.queue_id = 1;
+    let bad = store.put(first_of_queue).expect("put");
+    let mut storage = store.into_storage();
+    // QUEUEOFFSET is the int64 at 20.
+    storage
+        .write_at(
+            &segment_path(0),
+            bad.physical_offset.0 + 20,
+            &(1i64 << 60).to_be_bytes(),
+        )
+        .unwrap();
+
+    let store = MessageStore::open(storage, config()).expect("open");
+    assert_eq!(bodies(&store), vec![Bytes::from_static(b"good")]);
+    assert_eq!(store.max_offset("TopicA", 1), QueueOffset(0));
+}

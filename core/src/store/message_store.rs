@@ -152,6 +152,11 @@ pub struct MessageStore<S: SegmentStorage> {
     recovery: RecoveryReport,
 }
 
+/// The largest queue offset a record can carry: its ConsumeQueue unit's byte position (offset ×
+/// 20, also the number in the segment file's name) must fit an int64, as in RocketMQ. A record
+/// beyond it was not written by a store and ends the log at recovery.
+const QUEUE_OFFSET_MAX: i64 = i64::MAX / consume_queue::UNIT_BYTES as i64;
+
 /// The ConsumeQueue tags code of a raw property string: the hash of TAGS, 0 without tags.
 fn tags_code_of_properties(properties: &[u8]) -> i64 {
     if properties.is_empty() {
@@ -202,6 +207,7 @@ impl<S: SegmentStorage> MessageStore<S> {
         let on_record = |storage: &mut S, offset: u64, meta: &RecordMeta<'_>| {
             if meta.queue_id < 0
                 || meta.queue_offset < 0
+                || meta.queue_offset > QUEUE_OFFSET_MAX
                 || !consume_queue::is_valid_topic_dir(meta.topic)
             {
                 return Ok(false);
