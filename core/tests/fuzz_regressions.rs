@@ -13,6 +13,7 @@ fn config() -> StoreConfig {
         commitlog_segment_bytes: SEGMENT_BYTES,
         consume_queue_units_per_segment: 8,
         max_message_size_bytes: 512,
+        ..StoreConfig::default()
     }
 }
 

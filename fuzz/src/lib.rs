@@ -276,6 +276,7 @@ pub fn small_store_config() -> vostok_core::store::StoreConfig {
         commitlog_segment_bytes: 64 * 1024,
         consume_queue_units_per_segment: 64,
         max_message_size_bytes: 8 * 1024,
+        ..Default::default()
     }
 }
 

@@ -21,6 +21,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use vostok_core::broker::{BrokerConfig, FlushDiskType};
+use vostok_core::store::CorruptionPolicy;
 
 /// A broker.conf that cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -57,18 +58,20 @@ pub struct BrokerFileConfig {
 /// than a misspelt key.
 const ACCEPTED_UNSUPPORTED_KEYS: &[&str] = &[
     "brokerRole",
-    "deleteWhen",
-    "fileReservedTime",
     "brokerIP2",
     "haListenPort",
     "enablePropertyFilter",
     "sendMessageThreadPoolNums",
     "pullMessageThreadPoolNums",
-    "diskMaxUsedSpaceRatio",
     "storePathConsumeQueue",
     "storePathIndex",
     "storeCheckpoint",
     "abortFile",
+    // Java pauses between deletions and waits for mapped-file readers before unmapping; here a
+    // deleted file stays readable by whoever still maps it, so neither wait is needed.
+    "deleteCommitLogFilesInterval",
+    "deleteConsumeQueueFilesInterval",
+    "destroyMapedFileIntervalForcibly",
 ];
 
 /// Splits properties text into `(key, value)` pairs in file order (later duplicates win when
@@ -199,6 +202,54 @@ pub fn parse_broker_conf(file: &str, text: &str) -> Result<BrokerFileConfig, Con
                 b.flush_interval_commitlog_ms =
                     positive(&value).ok_or_else(|| bad("expected milliseconds ≥ 1"))?
             }
+            "messageIndexEnable" => {
+                b.store.index.enabled =
+                    parse_bool(&value).ok_or_else(|| bad("expected true or false"))?
+            }
+            // Stored as int32 in every index file.
+            "maxHashSlotNum" => {
+                b.store.index.hash_slot_count =
+                    positive(&value)
+                        .filter(|n| *n <= i32::MAX as u32)
+                        .ok_or_else(|| bad("expected a slot count from 1 to 2147483647"))?
+            }
+            "maxIndexNum" => {
+                b.store.index.max_index_count = positive(&value)
+                    .filter(|n| *n >= 2 && *n <= i32::MAX as u32)
+                    .ok_or_else(|| bad("expected an entry count from 2 to 2147483647"))?
+            }
+            "fileReservedTime"
+            | "deleteWhen"
+            | "diskMaxUsedSpaceRatio"
+            | "diskSpaceCleanForciblyRatio"
+            | "diskSpaceWarningLevelRatio"
+            | "cleanFileForciblyEnable"
+            | "cleanResourceInterval"
+            | "deleteFileBatchMax" => {
+                apply_retention_key(&mut b.retention, &key, &value).map_err(|r| bad(&r))?
+            }
+            "flushCommitLogLeastPages" => {
+                // 0 is valid: every tick flushes whatever there is.
+                b.flush_commitlog_least_pages = value
+                    .parse()
+                    .map_err(|_| bad("expected a number of 4 KiB pages ≥ 0"))?
+            }
+            "flushCommitLogThoroughInterval" => {
+                b.flush_commitlog_thorough_interval_ms =
+                    positive(&value).ok_or_else(|| bad("expected milliseconds ≥ 1"))?
+            }
+            "flushCommitLogTimed" => {
+                b.flush_commitlog_timed =
+                    parse_bool(&value).ok_or_else(|| bad("expected true or false"))?
+            }
+            "flushIntervalConsumeQueue" => {
+                b.checkpoint_interval_ms =
+                    positive(&value).ok_or_else(|| bad("expected milliseconds ≥ 1"))?
+            }
+            "recoverCorruptedCommitLog" => {
+                b.store.corrupted_commitlog = parse_corruption_policy(&value)
+                    .ok_or_else(|| bad("expected refuse or truncate"))?
+            }
             "registerNameServerPeriod" => {
                 b.register_broker_interval_ms =
                     positive(&value).ok_or_else(|| bad("expected milliseconds ≥ 1"))?
@@ -217,6 +268,56 @@ pub fn parse_broker_conf(file: &str, text: &str) -> Result<BrokerFileConfig, Con
         }
     }
     Ok(out)
+}
+
+/// The retention and disk-space keys (see `vostok_core::store::retention`).
+///
+/// * `fileReservedTime` is in hours as in RocketMQ; fractions are accepted (`0.001` = 3.6 s),
+///   which RocketMQ's integer key does not allow but short retention tests need.
+/// * The ratios accept RocketMQ's percent (`75`) or a fraction (`0.75`): values above 1 are
+///   percent. Like Java, `diskMaxUsedSpaceRatio` is kept within 10–95 %.
+fn apply_retention_key(
+    r: &mut vostok_core::store::retention::RetentionConfig,
+    key: &str,
+    value: &str,
+) -> Result<(), String> {
+    let ratio = |value: &str| -> Result<f64, String> {
+        let v: f64 = value
+            .parse()
+            .ok()
+            .filter(|v: &f64| v.is_finite() && *v > 0.0 && *v <= 100.0)
+            .ok_or("expected a percentage (1-100) or a fraction (0-1]")?;
+        Ok(if v > 1.0 { v / 100.0 } else { v })
+    };
+    match key {
+        "fileReservedTime" => {
+            let hours: f64 = value
+                .parse()
+                .ok()
+                .filter(|h: &f64| h.is_finite() && *h > 0.0 && *h < 1e9)
+                .ok_or("expected hours > 0 (fractions allowed)")?;
+            r.file_reserved_time_ms = (hours * vostok_core::store::retention::HOUR_MS as f64)
+                .round()
+                .max(1.0) as u64;
+        }
+        "deleteWhen" => {
+            r.delete_when_hours = vostok_core::store::retention::parse_delete_when(value)?
+        }
+        "diskMaxUsedSpaceRatio" => r.disk_max_used_space_ratio = ratio(value)?.clamp(0.10, 0.95),
+        "diskSpaceCleanForciblyRatio" => r.disk_space_clean_forcibly_ratio = ratio(value)?,
+        "diskSpaceWarningLevelRatio" => r.disk_space_warning_level_ratio = ratio(value)?,
+        "cleanFileForciblyEnable" => {
+            r.clean_file_forcibly_enable = parse_bool(value).ok_or("expected true or false")?
+        }
+        "cleanResourceInterval" => {
+            r.clean_resource_interval_ms = positive(value).ok_or("expected milliseconds ≥ 1")?
+        }
+        "deleteFileBatchMax" => {
+            r.delete_file_batch_max = positive(value).ok_or("expected a count ≥ 1")?
+        }
+        _ => return Err(format!("{key} is not a retention key")),
+    }
+    Ok(())
 }
 
 fn non_empty(value: &str) -> Option<String> {
@@ -244,6 +345,18 @@ pub fn parse_flush_disk_type(value: &str) -> Option<FlushDiskType> {
         Some(FlushDiskType::AsyncFlush)
     } else if value.eq_ignore_ascii_case("SYNC_FLUSH") {
         Some(FlushDiskType::SyncFlush)
+    } else {
+        None
+    }
+}
+
+/// `refuse` (the default: a corrupt CommitLog record stops the broker) or `truncate` (drop the
+/// log from the corrupt record on), case-insensitive.
+pub fn parse_corruption_policy(value: &str) -> Option<CorruptionPolicy> {
+    if value.eq_ignore_ascii_case("refuse") {
+        Some(CorruptionPolicy::Refuse)
+    } else if value.eq_ignore_ascii_case("truncate") {
+        Some(CorruptionPolicy::Truncate)
     } else {
         None
     }
@@ -307,6 +420,14 @@ mappedFileSizeConsumeQueue=6000
 flushIntervalCommitLog=200
 registerNameServerPeriod=10000
 longPollingEnable=false
+messageIndexEnable=false
+maxHashSlotNum=1000
+maxIndexNum=4000
+flushCommitLogLeastPages=0
+flushCommitLogThoroughInterval=2000
+flushCommitLogTimed=false
+flushIntervalConsumeQueue=300
+recoverCorruptedCommitLog=Truncate
 ";
         let c = parse_broker_conf("broker.conf", text).expect("parses");
         let b = &c.broker;
@@ -331,6 +452,14 @@ longPollingEnable=false
         assert_eq!(b.flush_interval_commitlog_ms, 200);
         assert_eq!(b.register_broker_interval_ms, 10_000);
         assert!(!b.long_polling_enable);
+        assert!(!b.store.index.enabled);
+        assert_eq!(b.store.index.hash_slot_count, 1000);
+        assert_eq!(b.store.index.max_index_count, 4000);
+        assert_eq!(b.flush_commitlog_least_pages, 0);
+        assert_eq!(b.flush_commitlog_thorough_interval_ms, 2_000);
+        assert!(!b.flush_commitlog_timed);
+        assert_eq!(b.checkpoint_interval_ms, 300);
+        assert_eq!(b.store.corrupted_commitlog, CorruptionPolicy::Truncate);
         assert!(c.warnings.is_empty(), "{:?}", c.warnings);
     }
 
@@ -345,12 +474,40 @@ longPollingEnable=false
 
     #[test]
     fn unknown_keys_warn_once_and_continue() {
-        let text = "brokerNmae=x\nbrokerNmae=y\ndeleteWhen=04\nbrokerName=broker-z\n";
+        let text = "brokerNmae=x\nbrokerNmae=y\nbrokerRole=ASYNC_MASTER\nbrokerName=broker-z\n";
         let c = parse_broker_conf("b.conf", text).expect("parses");
         assert_eq!(c.broker.broker_name, "broker-z");
         assert_eq!(c.warnings.len(), 2, "{:?}", c.warnings);
         assert!(c.warnings[0].contains("unknown key brokerNmae"));
-        assert!(c.warnings[1].contains("deleteWhen"));
+        assert!(c.warnings[1].contains("brokerRole"));
+    }
+
+    #[test]
+    fn retention_keys() {
+        let text = "fileReservedTime=48\ndeleteWhen=04;16\ndiskMaxUsedSpaceRatio=80\n\
+                    diskSpaceCleanForciblyRatio=0.8\ndiskSpaceWarningLevelRatio=92\n\
+                    cleanFileForciblyEnable=false\ncleanResourceInterval=500\n\
+                    deleteFileBatchMax=3\ndestroyMapedFileIntervalForcibly=1000\n";
+        let c = parse_broker_conf("b.conf", text).expect("parses");
+        let r = &c.broker.retention;
+        assert_eq!(r.file_reserved_time_ms, 48 * 3_600_000);
+        assert_eq!(r.delete_when_hours, vec![4, 16]);
+        assert!((r.disk_max_used_space_ratio - 0.80).abs() < 1e-9);
+        assert!((r.disk_space_clean_forcibly_ratio - 0.80).abs() < 1e-9);
+        assert!((r.disk_space_warning_level_ratio - 0.92).abs() < 1e-9);
+        assert!(!r.clean_file_forcibly_enable);
+        assert_eq!(r.clean_resource_interval_ms, 500);
+        assert_eq!(r.delete_file_batch_max, 3);
+        assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
+        let c = parse_broker_conf("b.conf", "fileReservedTime=0.001").expect("parses");
+        assert_eq!(c.broker.retention.file_reserved_time_ms, 3_600);
+        for bad in [
+            "fileReservedTime=-1",
+            "deleteWhen=25",
+            "diskMaxUsedSpaceRatio=x",
+        ] {
+            assert!(parse_broker_conf("b.conf", bad).is_err(), "{bad}");
+        }
     }
 
     #[test]
@@ -364,9 +521,24 @@ longPollingEnable=false
             ("defaultTopicQueueNums=0", "defaultTopicQueueNums"),
             ("namesrvAddr=127.0.0.1", "namesrvAddr"),
             ("maxMessageSize=4M", "maxMessageSize"),
+            ("maxHashSlotNum=0", "maxHashSlotNum"),
+            ("maxIndexNum=1", "maxIndexNum"),
+            ("maxIndexNum=4294967296", "maxIndexNum"),
+            ("messageIndexEnable=yes", "messageIndexEnable"),
             (
                 "mappedFileSizeCommitLog=4294967296",
                 "mappedFileSizeCommitLog",
+            ),
+            ("flushCommitLogLeastPages=-1", "flushCommitLogLeastPages"),
+            (
+                "flushCommitLogThoroughInterval=0",
+                "flushCommitLogThoroughInterval",
+            ),
+            ("flushCommitLogTimed=yes", "flushCommitLogTimed"),
+            ("flushIntervalConsumeQueue=1s", "flushIntervalConsumeQueue"),
+            (
+                "recoverCorruptedCommitLog=ignore",
+                "recoverCorruptedCommitLog",
             ),
         ] {
             let err = parse_broker_conf("b.conf", text).expect_err(text);

@@ -525,6 +525,9 @@ mod tests {
         assert_eq!(reply.code, response::SUCCESS, "{:?}", reply.remark);
         let queue_id: i32 = reply.ext_num("queueId").expect("queueId");
         standalone.shutdown().await.expect("clean shutdown");
+        // A clean shutdown writes the checkpoint and removes the abort marker.
+        assert!(data_dir.join("checkpoint").exists());
+        assert!(!data_dir.join("abort").exists());
 
         let storage = storage::MmapStorage::open(&data_dir).expect("lock released");
         let store_config = vostok_core::store::StoreConfig {
@@ -532,6 +535,10 @@ mod tests {
             ..Default::default()
         };
         let store = vostok_core::store::MessageStore::open(storage, store_config).unwrap();
+        assert_eq!(
+            store.recovery_report().mode,
+            vostok_core::store::RecoveryMode::Clean
+        );
         let got = store
             .get(
                 "TopicSync",

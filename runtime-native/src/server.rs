@@ -8,6 +8,12 @@
 //!                         Sync ──▶ flusher thread (msync via SyncHandle) ──Synced──┘
 //! ```
 //!
+//! Flushing: the broker decides when (RocketMQ's ASYNC_FLUSH policy and group commit, see
+//! `vostok_core::broker::flush`) and emits `Sync` outputs, some of them checkpoints that also
+//! name ConsumeQueue ranges; the flusher thread makes them durable and reports back. At shutdown
+//! the owner takes a final checkpoint itself, syncs it, writes the checkpoint file and closes the
+//! store, which removes the abort marker.
+//!
 //! One owner task per state machine. Each wake-up it takes *every* queued input without waiting,
 //! feeds them with one `now_ms`, fires the timeout if due, and drains `poll_output` once. A
 //! connection's writer encodes everything queued for it into one buffer and writes it with one
@@ -48,6 +54,8 @@ const NAMESRV_BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// Requests kept for a NameServer that cannot be reached; older ones are dropped (the broker
 /// re-registers periodically, so only the newest matter).
 const NAMESRV_QUEUE_MAX: usize = 16;
+/// How often the broker's disk is measured (statvfs) for retention and the disk-full check.
+const DISK_CHECK_INTERVAL_MS: u64 = 1_000;
 /// How long a shutting-down broker waits for its NameServers to acknowledge the unregister.
 const UNREGISTER_WAIT: Duration = Duration::from_secs(3);
 
@@ -479,6 +487,7 @@ impl BrokerServer {
             "opening broker store"
         );
         let broker = Broker::new(config, storage, now)?;
+        log_recovery(broker.store().recovery_report());
         let (shutdown, shutdown_rx) = watch::channel(false);
         let (tx, rx) = mpsc::channel(INPUT_QUEUE_BATCHES);
         tokio::spawn(accept_loop("broker", listener, tx, shutdown_rx.clone()));
@@ -537,6 +546,8 @@ struct BrokerOwner {
     internal_rx: mpsc::UnboundedReceiver<Internal>,
     flusher_tx: Option<std::sync::mpsc::Sender<SyncRequest>>,
     flusher: Option<std::thread::JoinHandle<()>>,
+    /// When the disk is measured next (0: at once).
+    next_disk_check_ms: u64,
 }
 
 impl BrokerOwner {
@@ -553,6 +564,49 @@ impl BrokerOwner {
             internal_rx,
             flusher_tx: Some(flusher_tx),
             flusher,
+            next_disk_check_ms: 0,
+        }
+    }
+
+    /// Feeds the broker the disk usage and the local UTC offset when due; logs disk-full
+    /// transitions. A failed measurement keeps the previous one.
+    fn check_disk(&mut self, now: u64) {
+        if now < self.next_disk_check_ms {
+            return;
+        }
+        self.next_disk_check_ms = now + DISK_CHECK_INTERVAL_MS;
+        let offset_ms = i64::from(chrono::Local::now().offset().local_minus_utc()) * 1000;
+        self.broker.set_local_utc_offset_ms(offset_ms);
+        let root = self.broker.store().storage().root().to_owned();
+        match crate::storage::disk_usage(&root) {
+            Ok(usage) => {
+                let was_full = self.broker.is_disk_full();
+                self.broker.handle_disk_usage(now, usage);
+                let ratio = usage.used_ratio();
+                match (was_full, self.broker.is_disk_full()) {
+                    (false, true) => warn!(ratio, "disk is full: sends are refused"),
+                    (true, false) => info!(ratio, "disk space is back: sends are accepted"),
+                    _ => {}
+                }
+            }
+            Err(e) => debug!(error = %e, "cannot measure the disk"),
+        }
+    }
+
+    /// Fires the broker's timeout, logging the CommitLog segments retention deleted.
+    fn fire_timeout(&mut self, now: u64) {
+        let min_before = self.broker.store().min_commitlog_offset();
+        self.broker.handle_timeout(now);
+        let min_after = self.broker.store().min_commitlog_offset();
+        if min_after != min_before {
+            info!(
+                from = min_before.0,
+                to = min_after.0,
+                "retention deleted CommitLog segments"
+            );
+        }
+        if let Some(Err(e)) = self.broker.take_last_clean() {
+            warn!(error = %e, "retention run failed");
         }
     }
 
@@ -567,7 +621,11 @@ impl BrokerOwner {
         let mut internal = Vec::new();
         loop {
             let now = self.clock.now_ms();
-            let deadline = self.broker.poll_timeout();
+            let deadline = Some(
+                self.broker
+                    .poll_timeout()
+                    .map_or(self.next_disk_check_ms, |t| t.min(self.next_disk_check_ms)),
+            );
             tokio::select! {
                 biased;
                 _ = shutdown.changed() => break,
@@ -591,8 +649,9 @@ impl BrokerOwner {
             for input in batch.drain(..) {
                 self.feed(now, input);
             }
+            self.check_disk(now);
             if self.broker.poll_timeout().is_some_and(|t| t <= now) {
-                self.broker.handle_timeout(now);
+                self.fire_timeout(now);
             }
             self.drain_outputs();
         }
@@ -713,12 +772,13 @@ impl BrokerOwner {
             let now = self.clock.now_ms();
             self.feed_internal(now, event);
         }
-        let final_request = self.broker.store().sync_request();
+        // The final checkpoint: the CommitLog tail and every ConsumeQueue range, then the
+        // checkpoint file; only then is the abort marker removed (a clean close).
+        let final_request = self.broker.store().checkpoint_request();
         let sync = self.sync.clone();
+        let to_sync = final_request.sync.clone();
         let synced = tokio::task::spawn_blocking(move || -> Result<(), RunError> {
-            if let Some(request) = &final_request {
-                sync.sync_request(request)?;
-            }
+            sync.sync_request(&to_sync)?;
             sync.sync_all()?;
             Ok(())
         })
@@ -728,13 +788,37 @@ impl BrokerOwner {
             error!("FINAL SYNC FAILED, data may not be durable: {e}");
             return Err(e);
         }
-        if let Some(up_to) = self.broker.store().sync_request().map(|r| r.up_to) {
-            let now = self.clock.now_ms();
-            self.broker.handle_synced(now, up_to);
-        }
+        let now = self.clock.now_ms();
+        self.broker.handle_synced(now, final_request.sync.up_to);
         self.drain_outputs();
-        info!("broker stopped; store synced");
+        let store = self.broker.store_mut();
+        let closed = store
+            .handle_checkpoint_synced(&final_request)
+            .and_then(|()| store.close());
+        match closed {
+            Ok(()) => info!(
+                offset = final_request.checkpoint.commitlog_durable_offset,
+                "broker stopped; store synced, checkpoint written, closed cleanly"
+            ),
+            Err(e) => {
+                // The abort marker stays: the next start verifies everything after the last
+                // checkpoint, which is safe, only slower.
+                warn!("store not closed cleanly: {e}; the next start runs crash recovery");
+            }
+        }
         Ok(())
+    }
+}
+
+/// Logs what recovery found, each entry at its level: an operator must see corruption.
+fn log_recovery(report: &vostok_core::store::RecoveryReport) {
+    use vostok_core::store::RecoveryLevel;
+    for entry in &report.entries {
+        match entry.level {
+            RecoveryLevel::Info => info!(offset = ?entry.offset, "{}", entry.message),
+            RecoveryLevel::Warn => warn!(offset = ?entry.offset, "{}", entry.message),
+            RecoveryLevel::Error => error!(offset = ?entry.offset, "{}", entry.message),
+        }
     }
 }
 

@@ -7,8 +7,9 @@
 //!        └──── segments: Arc<Mutex<BTreeMap<path, Arc<Segment>>>> ──────────────┘
 //! ```
 //!
-//! * A segment is created at its full length (`set_len`, so the file is sparse) and mapped
-//!   shared, read-write. Writes and reads are memcpys into and out of the map.
+//! * A segment is created at its full length with its blocks reserved (`fallocate`, or zeros
+//!   written where the file system cannot), then mapped shared, read-write. Writes and reads are
+//!   memcpys into and out of the map.
 //! * Durability is separate: [`SegmentStorage::sync`] msyncs a range on the calling thread, and a
 //!   [`SyncHandle`] (cloneable, `Send`) does the same from a flusher thread so the broker never
 //!   blocks on the disk.
@@ -17,9 +18,14 @@
 //!
 //! Paths are the core's `/`-separated relative paths; absolute paths and `..` are refused.
 //!
-//! Caveat: the segment files are sparse, so if the disk fills up after a file is created, the
-//! page fault of a later memcpy into an unallocated page raises SIGBUS instead of an error, as
-//! with any mmap-based store (RocketMQ has the same exposure). Keep free space monitored.
+//! Full disks: a memcpy into a page of a sparse file on a full disk raises SIGBUS, which no error
+//! value can report (RocketMQ's sparse mapped files have that exposure). Reserving every block
+//! when the segment is created moves the failure to `create`, as `ENOSPC` →
+//! [`StorageError::NoSpace`], before anything is written into the file; a partly created file is
+//! removed again so the next attempt starts clean. The price is that a segment takes its full
+//! size on disk from its creation (1 GiB for a default CommitLog segment).
+//!
+//! [`disk_usage`] measures the file system (statvfs) for the broker's disk-usage feed.
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
@@ -162,6 +168,41 @@ fn resolve(root: &Path, path: &str) -> Result<PathBuf, StorageError> {
     Ok(root.join(rel))
 }
 
+/// Gives a new, empty `file` the length `len` with every block allocated, so writes through a
+/// mapping never need space the disk may not have. `fallocate` where the file system supports
+/// it, otherwise zeros written (which allocate as well).
+fn reserve(file: &File, len: u64) -> io::Result<()> {
+    if len == 0 {
+        return Ok(());
+    }
+    match rustix::fs::fallocate(file, rustix::fs::FallocateFlags::empty(), 0, len) {
+        Ok(()) => return Ok(()),
+        Err(e) if e == rustix::io::Errno::OPNOTSUPP || e == rustix::io::Errno::NOSYS => {}
+        Err(e) => return Err(e.into()),
+    }
+    const CHUNK_BYTES: u64 = 1 << 20;
+    let zeros = vec![0u8; CHUNK_BYTES as usize];
+    let mut writer = io::BufWriter::new(file);
+    let mut left = len;
+    while left > 0 {
+        let n = left.min(CHUNK_BYTES) as usize;
+        writer.write_all(&zeros[..n])?;
+        left -= n as u64;
+    }
+    writer.flush()
+}
+
+/// Size and free space of the file system holding `path` (statvfs; free = what an unprivileged
+/// writer may use, like Java's `getUsableSpace`).
+pub fn disk_usage(path: &Path) -> Result<vostok_core::store::retention::DiskUsage, StorageError> {
+    let shown = path.display().to_string();
+    let st = rustix::fs::statvfs(path).map_err(|e| map_err(&shown, e.into()))?;
+    Ok(vostok_core::store::retention::DiskUsage {
+        total_bytes: st.f_blocks.saturating_mul(st.f_frsize),
+        available_bytes: st.f_bavail.saturating_mul(st.f_frsize),
+    })
+}
+
 fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
@@ -267,9 +308,18 @@ impl SegmentStorage for MmapStorage {
             .create_new(true)
             .open(&full)
             .map_err(|e| map_err(path, e))?;
-        // set_len leaves the file sparse: blocks are allocated as pages are first written.
-        file.set_len(len).map_err(|e| map_err(path, e))?;
-        let seg = Segment::map(path, file)?;
+        if let Err(e) = reserve(&file, len) {
+            drop(file);
+            let _ = std::fs::remove_file(&full);
+            return Err(map_err(path, e));
+        }
+        let seg = match Segment::map(path, file) {
+            Ok(seg) => seg,
+            Err(e) => {
+                let _ = std::fs::remove_file(&full);
+                return Err(e);
+            }
+        };
         lock(&self.segments).insert(path.to_owned(), Arc::new(seg));
         // The new directory entry must survive a crash for the data synced into it to be found.
         if let Some(parent) = full.parent() {
@@ -661,6 +711,18 @@ mod tests {
         let last = got.records.last().unwrap();
         let decoded = vostok_core::message::MessageRecord::decode(last, true).unwrap();
         assert_eq!(&decoded.body[..], b"body-059");
+    }
+
+    #[test]
+    fn created_segments_are_allocated_not_sparse() {
+        use std::os::unix::fs::MetadataExt;
+        let (dir, mut s) = store();
+        s.create("commitlog/00000000000000000000", 1 << 20).unwrap();
+        let meta = std::fs::metadata(dir.path().join("commitlog/00000000000000000000")).unwrap();
+        assert_eq!(meta.len(), 1 << 20);
+        assert!(meta.blocks() * 512 >= 1 << 20, "{} blocks", meta.blocks());
+        let usage = disk_usage(dir.path()).unwrap();
+        assert!(usage.total_bytes > 0 && usage.available_bytes <= usage.total_bytes);
     }
 
     #[test]

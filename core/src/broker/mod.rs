@@ -14,17 +14,21 @@
 //! * [`offsets`] — consumer offsets and offset queries;
 //! * [`clients`] — heartbeats, consumer lists, expiry and change notifications;
 //! * [`locks`] — orderly-consumer queue locks;
-//! * [`topics`] — the topic table, its persistence and admin topic requests.
+//! * [`topics`] — the topic table, its persistence and admin topic requests;
+//! * [`query`] — QUERY_MESSAGE by key and VIEW_MESSAGE_BY_ID.
 //!
 //! Persisted state (through the store's [`SegmentStorage`]): `config/topics.json` on every
 //! change and `config/consumerOffsets.json` every [`OFFSET_PERSIST_INTERVAL_MS`] when changed and
 //! at shutdown.
 
 mod clients;
+pub mod flush;
 mod ids;
 mod locks;
 mod offsets;
 mod pull;
+mod query;
+mod retention;
 mod send;
 mod topics;
 
@@ -73,7 +77,19 @@ pub struct BrokerConfig {
     /// NameServers to register with (`namesrvAddr`, `;`-separated in broker.conf).
     pub namesrv_addrs: Vec<String>,
     pub flush_disk_type: FlushDiskType,
+    /// ASYNC_FLUSH tick (`flushIntervalCommitLog`); see [`flush`].
     pub flush_interval_commitlog_ms: u64,
+    /// `flushCommitLogLeastPages`: 4 KiB pages a tick needs before flushing.
+    pub flush_commitlog_least_pages: u64,
+    /// `flushCommitLogThoroughInterval`: a tick this long after the last thorough one flushes
+    /// anything.
+    pub flush_commitlog_thorough_interval_ms: u64,
+    /// `flushCommitLogTimed`: only ticks flush (true) or a put reaching the least pages flushes
+    /// at once (false).
+    pub flush_commitlog_timed: bool,
+    /// `flushIntervalConsumeQueue`: how often a checkpoint is taken (ConsumeQueues synced, the
+    /// checkpoint file written) when anything changed.
+    pub checkpoint_interval_ms: u64,
     pub auto_create_topic_enable: bool,
     pub auto_create_subscription_group: bool,
     /// Queues of an auto-created or default-created topic (`defaultTopicQueueNums`).
@@ -86,8 +102,22 @@ pub struct BrokerConfig {
     /// and time out at 30 s), so a bad request cannot park a pull forever.
     pub long_polling_max_hold_ms: u64,
     pub store: StoreConfig,
+    /// Retention and disk-space thresholds (`fileReservedTime`, `deleteWhen`, `disk*Ratio`).
+    pub retention: crate::store::retention::RetentionConfig,
     /// Seed of every random choice the broker makes.
     pub seed: u64,
+}
+
+impl BrokerConfig {
+    /// The ASYNC_FLUSH knobs.
+    pub fn flush_config(&self) -> flush::FlushConfig {
+        flush::FlushConfig {
+            interval_ms: self.flush_interval_commitlog_ms,
+            least_pages: self.flush_commitlog_least_pages,
+            thorough_interval_ms: self.flush_commitlog_thorough_interval_ms,
+            timed: self.flush_commitlog_timed,
+        }
+    }
 }
 
 impl Default for BrokerConfig {
@@ -101,6 +131,10 @@ impl Default for BrokerConfig {
             namesrv_addrs: Vec::new(),
             flush_disk_type: FlushDiskType::AsyncFlush,
             flush_interval_commitlog_ms: 500,
+            flush_commitlog_least_pages: 4,
+            flush_commitlog_thorough_interval_ms: 10_000,
+            flush_commitlog_timed: true,
+            checkpoint_interval_ms: 1_000,
             auto_create_topic_enable: true,
             auto_create_subscription_group: true,
             default_topic_queue_nums: 8,
@@ -108,6 +142,7 @@ impl Default for BrokerConfig {
             long_polling_enable: true,
             long_polling_max_hold_ms: 60_000,
             store: StoreConfig::default(),
+            retention: crate::store::retention::RetentionConfig::default(),
             seed: 0,
         }
     }
@@ -166,6 +201,10 @@ pub struct Broker<S: SegmentStorage> {
     waiting_sends: Vec<WaitingSend>,
     /// A `Sync` output has not been answered by `handle_synced` yet.
     sync_in_flight: bool,
+    /// The checkpoint the `Sync` in flight is for, if it is one.
+    checkpoint_in_flight: Option<crate::store::CheckpointRequest>,
+    flush_policy: flush::FlushPolicy,
+    next_checkpoint_ms: u64,
     /// Why making data durable failed, once it has: from then on nothing more is counted as
     /// durable (a later sync can succeed without the lost pages having reached the disk) and
     /// sends are refused.
@@ -173,8 +212,11 @@ pub struct Broker<S: SegmentStorage> {
     next_opaque: i32,
     next_register_ms: u64,
     next_offset_persist_ms: u64,
-    next_flush_ms: u64,
     next_client_scan_ms: u64,
+    /// Retention policy state and the driver's latest disk usage.
+    retention: crate::store::retention::Retention,
+    /// What the last retention run did.
+    last_clean: Option<Result<crate::store::retention::CleanReport, StoreError>>,
     shut_down: bool,
 }
 
@@ -203,7 +245,9 @@ impl<S: SegmentStorage> Broker<S> {
     pub fn new(config: BrokerConfig, storage: S, now_ms: u64) -> Result<Self, BrokerError> {
         let topics = topics::TopicTable::load(&storage)?;
         let offsets = offsets::ConsumerOffsets::load(&storage)?;
-        let store = MessageStore::open(storage, config.store.clone())?;
+        let mut store = MessageStore::open(storage, config.store.clone())?;
+        // Queue min offsets never point below what retention left of the CommitLog.
+        store.correct_min_offsets()?;
         let mut rng = SeededRng::new(config.seed);
         let uniq_keys = ids::UniqKeyGenerator::from_rng(config.broker_ip1, &mut rng);
         let mut broker = Self {
@@ -219,13 +263,17 @@ impl<S: SegmentStorage> Broker<S> {
             held_pulls: pull::HeldPulls::default(),
             waiting_sends: Vec::new(),
             sync_in_flight: false,
+            checkpoint_in_flight: None,
+            flush_policy: flush::FlushPolicy::new(config.flush_config(), now_ms),
+            next_checkpoint_ms: now_ms + config.checkpoint_interval_ms.max(1),
             durability_failure: None,
             next_opaque: 0,
             // The first registration happens at the first `handle_timeout`.
             next_register_ms: now_ms,
             next_offset_persist_ms: now_ms + OFFSET_PERSIST_INTERVAL_MS,
-            next_flush_ms: now_ms + config.flush_interval_commitlog_ms,
             next_client_scan_ms: now_ms + clients::CLIENT_SCAN_INTERVAL_MS,
+            retention: crate::store::retention::Retention::new(config.retention.clone(), now_ms),
+            last_clean: None,
             shut_down: false,
             config,
         };
@@ -272,6 +320,8 @@ impl<S: SegmentStorage> Broker<S> {
                 self.handle_create_topic(now_ms, &command).map(Some)
             }
             request::GET_ALL_TOPIC_CONFIG => Ok(Some(self.handle_get_all_topic_config(&command))),
+            request::QUERY_MESSAGE => self.handle_query_message(&command).map(Some),
+            request::VIEW_MESSAGE_BY_ID => self.handle_view_message_by_id(&command).map(Some),
             code => Ok(Some(RemotingCommand::response_to(
                 &command,
                 response::REQUEST_CODE_NOT_SUPPORTED,
@@ -323,10 +373,18 @@ impl<S: SegmentStorage> Broker<S> {
             return;
         }
         self.store.handle_synced(up_to);
-        self.sync_in_flight = false;
+        if let Some(request) = self.checkpoint_in_flight.take() {
+            // Only one Sync is in flight at a time, so this answer is the checkpoint's. A failed
+            // checkpoint write is retried at the next period: the old checkpoint stays valid.
+            if up_to >= request.sync.up_to {
+                let _ = self.store.handle_checkpoint_synced(&request);
+            }
+        }
         self.release_durable_sends();
         if !self.waiting_sends.is_empty() {
             self.request_sync_if_idle();
+        } else if now_ms >= self.next_checkpoint_ms {
+            self.request_checkpoint_if_idle(now_ms);
         }
     }
 
@@ -337,6 +395,7 @@ impl<S: SegmentStorage> Broker<S> {
     pub fn handle_sync_failed(&mut self, now_ms: u64, reason: &str) {
         let _ = now_ms;
         self.sync_in_flight = false;
+        self.checkpoint_in_flight = None;
         if self.durability_failure.is_none() {
             self.durability_failure = Some(reason.to_owned());
         }
@@ -365,16 +424,14 @@ impl<S: SegmentStorage> Broker<S> {
             self.persist_offsets();
             self.next_offset_persist_ms = now_ms + OFFSET_PERSIST_INTERVAL_MS;
         }
-        if now_ms >= self.next_flush_ms {
-            self.request_sync_if_idle();
-            self.next_flush_ms = now_ms + self.config.flush_interval_commitlog_ms.max(1);
-        }
+        self.flush_tick(now_ms);
         if now_ms >= self.next_client_scan_ms {
             self.expire_clients(now_ms);
             self.locks.expire(now_ms);
             self.next_client_scan_ms = now_ms + clients::CLIENT_SCAN_INTERVAL_MS;
         }
         self.expire_held_pulls(now_ms, false);
+        self.run_retention(now_ms);
     }
 
     /// Starts a clean shutdown: unregisters from NameServers, persists offsets, answers held
@@ -412,8 +469,8 @@ impl<S: SegmentStorage> Broker<S> {
         if self.offsets.is_dirty() {
             next = next.min(self.next_offset_persist_ms);
         }
-        if self.store.written_offset() > self.store.durable_offset() {
-            next = next.min(self.next_flush_ms);
+        if let Some(deadline) = self.flush_deadline_ms() {
+            next = next.min(deadline);
         }
         if !self.config.namesrv_addrs.is_empty() {
             next = next.min(self.next_register_ms);
@@ -422,6 +479,9 @@ impl<S: SegmentStorage> Broker<S> {
             next = next.min(self.next_client_scan_ms);
         }
         if let Some(deadline) = self.held_pulls.earliest_deadline_ms() {
+            next = next.min(deadline);
+        }
+        if let Some(deadline) = self.retention_deadline() {
             next = next.min(deadline);
         }
         (next != u64::MAX).then_some(next)

@@ -13,7 +13,7 @@ use crate::message::{keys, sys_flag, MessageRecord, Properties};
 use crate::remoting::codes::response;
 use crate::remoting::headers::{SendMessageRequestHeader, SendMessageResponseHeader};
 use crate::remoting::{HeaderError, RemotingCommand};
-use crate::store::{CommitLogOffset, PutResult, SegmentStorage, StorageError, StoreError};
+use crate::store::{CommitLogOffset, PutResult, SegmentStorage};
 use crate::topic::{perm, DLQ_GROUP_TOPIC_PREFIX, RETRY_GROUP_TOPIC_PREFIX};
 use crate::ConnId;
 
@@ -28,19 +28,6 @@ const MAX_RECONSUME_TIMES_MIN_VERSION: i32 = 121;
 
 fn illegal(req: &RemotingCommand, remark: String) -> RemotingCommand {
     RemotingCommand::response_to(req, response::MESSAGE_ILLEGAL, Some(remark))
-}
-
-fn store_error_response(req: &RemotingCommand, err: &StoreError) -> RemotingCommand {
-    let code = match err {
-        StoreError::MessageTooLarge { .. } | StoreError::Record(_) => response::MESSAGE_ILLEGAL,
-        StoreError::Storage(StorageError::NoSpace) => response::SERVICE_NOT_AVAILABLE,
-        _ => response::SYSTEM_ERROR,
-    };
-    RemotingCommand::response_to(
-        req,
-        code,
-        Some(format!("storing the message failed: {err}")),
-    )
 }
 
 impl<S: SegmentStorage> Broker<S> {
@@ -196,6 +183,9 @@ impl<S: SegmentStorage> Broker<S> {
             properties: Properties::new(),
         };
 
+        if let Some(refused) = self.disk_full_response(req) {
+            return Ok(Some(refused));
+        }
         let (puts, transaction_id) = if h.batch {
             if topic_name.starts_with(RETRY_GROUP_TOPIC_PREFIX) {
                 return Ok(Some(illegal(
@@ -232,7 +222,7 @@ impl<S: SegmentStorage> Broker<S> {
             }
             match self.store.put_batch(records) {
                 Ok(puts) => (puts, None),
-                Err(e) => return Ok(Some(store_error_response(req, &e))),
+                Err(e) => return Ok(Some(self.store_error_response(req, &e))),
             }
         } else {
             let mut properties = header_properties;
@@ -264,7 +254,7 @@ impl<S: SegmentStorage> Broker<S> {
             };
             match self.store.put(record) {
                 Ok(put) => (vec![put], Some(uniq_key)),
-                Err(e) => return Ok(Some(store_error_response(req, &e))),
+                Err(e) => return Ok(Some(self.store_error_response(req, &e))),
             }
         };
 
@@ -285,6 +275,9 @@ impl<S: SegmentStorage> Broker<S> {
             self.release_durable_sends();
             self.request_sync_if_idle();
             return Ok(None);
+        }
+        if self.config.flush_disk_type == FlushDiskType::AsyncFlush {
+            self.after_async_put();
         }
         Ok(Some(response))
     }

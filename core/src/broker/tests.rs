@@ -12,11 +12,17 @@ use crate::store::MemStorage;
 
 const T0: u64 = 1_718_000_000_000;
 
+#[path = "query_tests.rs"]
+mod query_tests;
+
 /// Defaults with small CommitLog segments, so MemStorage stays small.
 fn test_config() -> BrokerConfig {
     let mut config = BrokerConfig::default();
     config.store.commitlog_segment_bytes = 1 << 20;
     config.store.consume_queue_units_per_segment = 1_000;
+    // Index files are allocated whole in MemStorage.
+    config.store.index.hash_slot_count = 1_024;
+    config.store.index.max_index_count = 4_096;
     config
 }
 
@@ -535,15 +541,63 @@ fn sync_flush_answers_after_durability_with_group_commit() {
 
 #[test]
 fn async_flush_syncs_periodically() {
+    // Goal: RocketMQ's ASYNC_FLUSH policy. A small write waits for the checkpoint (1 s), which
+    // syncs it with its ConsumeQueue unit; nothing more happens once everything is durable.
     let mut h = Harness::new(test_config());
     let out = h.request(1, send_v2("TopicA", 0, b"x", "t"));
     assert_eq!(responses_on(&out, 1).len(), 1);
     assert!(syncs(&out).is_empty());
-    let out = h.advance_to(T0 + 500);
+    // Below flushCommitLogLeastPages (4 pages): the 500 ms tick does not flush.
+    assert!(syncs(&h.advance_to(T0 + 500)).is_empty());
+    let out = h.advance_to(T0 + 1_000);
     let s = syncs(&out);
     assert_eq!(s.len(), 1);
+    assert!(s[0].ranges.iter().any(|r| r.path.starts_with("commitlog/")));
+    assert!(s[0]
+        .ranges
+        .iter()
+        .any(|r| r.path == "consumequeue/TopicA/0/00000000000000000000"));
     h.broker.handle_synced(h.now_ms, s[0].up_to);
-    assert!(syncs(&h.advance_to(T0 + 1_000)).is_empty());
+    assert_eq!(
+        h.broker.store().durable_offset(),
+        h.broker.store().written_offset()
+    );
+    assert!(h.broker.store().storage().contents("checkpoint").is_some());
+    assert!(!h.broker.store().checkpoint_due());
+    assert!(syncs(&h.advance_to(T0 + 2_000)).is_empty());
+    assert_eq!(h.broker.poll_timeout(), None);
+}
+
+#[test]
+fn async_flush_follows_least_pages_and_the_thorough_interval() {
+    // Goal: a tick flushes once 4 pages are un-synced; below that only the thorough tick (10 s)
+    // does. Method: checkpoints far apart so only the flush timer acts.
+    let mut config = test_config();
+    config.checkpoint_interval_ms = 1_000_000;
+    let mut h = Harness::new(config);
+    h.request(1, send_v2("TopicA", 0, b"small", "t"));
+    for t in (500..10_000).step_by(500) {
+        assert!(syncs(&h.advance_to(T0 + t)).is_empty(), "{t}");
+    }
+    let s = syncs(&h.advance_to(T0 + 10_000));
+    assert_eq!(s.len(), 1);
+    h.broker.handle_synced(h.now_ms, s[0].up_to);
+    // 20 KiB (5 pages) un-synced: the next tick flushes.
+    h.request(1, send_v2("TopicA", 0, &[7u8; 20 * 1024], "t"));
+    assert_eq!(h.broker.poll_timeout(), Some(T0 + 10_500));
+    assert_eq!(syncs(&h.advance_to(T0 + 10_500)).len(), 1);
+}
+
+#[test]
+fn untimed_async_flush_syncs_on_the_put_reaching_least_pages() {
+    let mut config = test_config();
+    config.flush_commitlog_timed = false;
+    let mut h = Harness::new(config);
+    assert!(syncs(&h.request(1, send_v2("TopicA", 0, &[1u8; 8 * 1024], "t"))).is_empty());
+    assert_eq!(
+        syncs(&h.request(1, send_v2("TopicA", 0, &[1u8; 9 * 1024], "t"))).len(),
+        1
+    );
 }
 
 #[test]
@@ -862,7 +916,8 @@ fn poll_timeout_covers_pending_work_only() {
     // Nothing to do: no NameServers, no data, no clients.
     assert_eq!(h.broker.poll_timeout(), None);
     h.call(1, send_v2("TopicA", 0, b"x", "t"));
-    assert_eq!(h.broker.poll_timeout(), Some(T0 + 500));
+    // Too little for a flush tick; the checkpoint period covers it.
+    assert_eq!(h.broker.poll_timeout(), Some(T0 + 1_000));
 }
 
 #[test]
@@ -948,3 +1003,5 @@ fn a_failed_sync_is_reported_and_never_counted_as_durable() {
     );
     assert_eq!(h.broker.store().max_offset("TopicA", 0).0, 1);
 }
+
+mod retention;

@@ -441,6 +441,90 @@ impl CreateTopicRequestHeader {
     }
 }
 
+/// QUERY_MESSAGE (12). The ext field `_UNIQUE_KEY_QUERY=true` (not part of the header class in
+/// Java) marks a query by UNIQ_KEY, which the broker answers with at most
+/// `defaultQueryMaxNum` (32) records whatever `maxNum` says.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QueryMessageRequestHeader {
+    pub topic: String,
+    pub key: String,
+    pub max_num: i32,
+    pub begin_timestamp_ms: i64,
+    pub end_timestamp_ms: i64,
+    pub unique_key_query: bool,
+}
+
+/// The ext field that marks a QUERY_MESSAGE by UNIQ_KEY (`MixAll.UNIQUE_MSG_QUERY_FLAG`).
+pub const UNIQUE_MSG_QUERY_FLAG: &str = "_UNIQUE_KEY_QUERY";
+
+impl QueryMessageRequestHeader {
+    pub fn parse(cmd: &RemotingCommand) -> Result<Self, HeaderError> {
+        Ok(Self {
+            topic: cmd.ext_str("topic")?.to_owned(),
+            key: cmd.ext_str("key")?.to_owned(),
+            max_num: cmd.ext_num("maxNum")?,
+            begin_timestamp_ms: cmd.ext_num("beginTimestamp")?,
+            end_timestamp_ms: cmd.ext_num("endTimestamp")?,
+            // Java compares the string with "true" exactly.
+            unique_key_query: cmd.ext(UNIQUE_MSG_QUERY_FLAG) == Some("true"),
+        })
+    }
+
+    /// What clients send.
+    pub fn write_to(&self, cmd: &mut RemotingCommand) {
+        let ext = &mut cmd.ext_fields;
+        ext.insert("topic".to_owned(), self.topic.clone());
+        ext.insert("key".to_owned(), self.key.clone());
+        ext.insert("maxNum".to_owned(), self.max_num.to_string());
+        ext.insert(
+            "beginTimestamp".to_owned(),
+            self.begin_timestamp_ms.to_string(),
+        );
+        ext.insert("endTimestamp".to_owned(), self.end_timestamp_ms.to_string());
+        if self.unique_key_query {
+            ext.insert(UNIQUE_MSG_QUERY_FLAG.to_owned(), "true".to_owned());
+        }
+    }
+}
+
+/// The QUERY_MESSAGE response header (on QUERY_NOT_FOUND too).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QueryMessageResponseHeader {
+    pub index_last_update_timestamp_ms: i64,
+    pub index_last_update_phy_offset: i64,
+}
+
+impl QueryMessageResponseHeader {
+    pub fn write_to(&self, cmd: &mut RemotingCommand) {
+        let ext = &mut cmd.ext_fields;
+        ext.insert(
+            "indexLastUpdateTimestamp".to_owned(),
+            self.index_last_update_timestamp_ms.to_string(),
+        );
+        ext.insert(
+            "indexLastUpdatePhyoffset".to_owned(),
+            self.index_last_update_phy_offset.to_string(),
+        );
+    }
+}
+
+/// VIEW_MESSAGE_BY_ID (33): the CommitLog offset decoded from an offset message id.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ViewMessageRequestHeader {
+    pub offset: i64,
+    /// 5.x clients add it; the broker does not need it.
+    pub topic: Option<String>,
+}
+
+impl ViewMessageRequestHeader {
+    pub fn parse(cmd: &RemotingCommand) -> Result<Self, HeaderError> {
+        Ok(Self {
+            offset: cmd.ext_num("offset")?,
+            topic: cmd.ext("topic").map(str::to_owned),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -44,11 +44,15 @@
 
 use std::collections::BTreeMap;
 
+use bytes::Bytes;
+
 use super::message_store::StoreError;
-use super::segment::SegmentStorage;
+use super::segment::{SegmentStorage, StorageError, SECTOR_BYTES};
 use super::{CommitLogOffset, FileRange, SyncRequest};
-use crate::message::record::{body_crc, MAGIC_BLANK, MAGIC_V1, MAGIC_V2};
-use crate::message::sys_flag;
+use crate::message::record::{
+    field_pos, peek_header, MAGIC_BLANK, MAGIC_V1, MAGIC_V2, RECORD_LEN_MIN,
+};
+use crate::message::{sys_flag, MessageRecord, RecordError};
 
 /// Size of the end-of-segment BLANK filler, and the space every append leaves free.
 pub const BLANK_FILLER_BYTES: u64 = 8;
@@ -86,134 +90,137 @@ pub struct Placement {
     pub new_segment: Option<(u64, u64)>,
 }
 
+fn be_i64(buf: &[u8], pos: usize) -> Option<i64> {
+    let bytes: [u8; 8] = buf.get(pos..pos + 8)?.try_into().ok()?;
+    Some(i64::from_be_bytes(bytes))
+}
+
+/// Offset of STORETIMESTAMP in a record whose SYSFLAG is `sys_flag`: right after the born host,
+/// which is 8 (IPv4) or 20 (IPv6) bytes long.
+pub fn store_timestamp_pos(sys_flag: i32) -> usize {
+    let born_host_bytes = if sys_flag & sys_flag::BORNHOST_V6 != 0 {
+        20
+    } else {
+        8
+    };
+    field_pos::BORN_HOST + born_host_bytes
+}
+
+/// Verifies one whole record the way recovery and reads need it, with the one record parser
+/// ([`MessageRecord::decode`]): `buf` holds exactly the record, TOTALSIZE matches the sum of its
+/// fields, its magic is V1 or V2 and its body CRC is right.
+///
+/// The body CRC covers neither the topic nor the properties, so their ends are checked too, as
+/// every record this store writes has them: a topic without NUL bytes, and a non-empty property
+/// string ending with its 0x02 separator. A record whose last sector never reached the disk
+/// fails one of these.
+pub fn check_record(buf: Bytes) -> Result<MessageRecord, RecordError> {
+    let (total, magic) = peek_header(&buf)?;
+    if total as usize != buf.len() {
+        return Err(RecordError::Malformed("TOTALSIZE"));
+    }
+    let record = MessageRecord::decode(&buf, true)?;
+    if record.topic.contains('\0') {
+        return Err(RecordError::Malformed("TOPIC"));
+    }
+    let topic_len_field = if magic == MAGIC_V2 { 2 } else { 1 };
+    let extra_host = |ipv6: bool| if ipv6 { 12 } else { 0 };
+    let without_properties = RECORD_LEN_MIN - 1
+        + topic_len_field
+        + extra_host(record.born_host.is_ipv6())
+        + extra_host(record.store_host.is_ipv6())
+        + record.body.len()
+        + record.topic.len();
+    let properties_len = buf.len().saturating_sub(without_properties);
+    if properties_len > 0 && buf.last() != Some(&PROPERTY_SEPARATOR) {
+        return Err(RecordError::Malformed("PROPERTIES"));
+    }
+    Ok(record)
+}
+
+/// The byte that ends every name/value pair of a stored property string.
+const PROPERTY_SEPARATOR: u8 = 0x02;
+
+/// What recovery does with a bad record that is followed by valid data, or that lies below the
+/// checkpoint's durable offset (`recoverCorruptedCommitLog` in broker.conf).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum CorruptionPolicy {
+    /// Refuse to open the store; an operator must look at the named file and offset.
+    #[default]
+    Refuse,
+    /// End the log at the bad record, dropping it and everything after it (reported).
+    Truncate,
+}
+
+/// How a recovery scan runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ScanPlan {
+    /// Where to start verifying: a record boundary (or segment start) everything before which is
+    /// trusted. Clamped to the first segment.
+    pub start: u64,
+    /// Everything before this offset was durable (the checkpoint said so): the log must not end
+    /// before it.
+    pub trusted_end: u64,
+    pub policy: CorruptionPolicy,
+}
+
+/// What the store's dispatch thinks of a record the scan verified.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// The record belongs to the log.
+    Valid,
+    /// The record cannot belong to the log (its queue offset breaks the sequence, say).
+    Invalid(String),
+    /// The trusted state before the scan start disagrees with the log: scan everything instead.
+    Rescan,
+}
+
+/// A bad record followed by valid data (or below the durable offset): corruption, not a torn
+/// tail.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Corruption {
+    /// The segment file holding the bad record.
+    pub path: String,
+    /// CommitLog offset of the bad record.
+    pub offset: u64,
+    /// Its position in `path`.
+    pub file_position: u64,
+    /// Why the record is bad and why it is not a torn tail.
+    pub reason: String,
+    /// Valid records after it that the truncation dropped.
+    pub records_dropped: u64,
+    /// CommitLog bytes from the bad record to the end of the valid data after it.
+    pub bytes_dropped: u64,
+}
+
 /// What a recovery scan found and repaired.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ScanReport {
+    /// Where the scan started.
+    pub start: u64,
+    /// The end of the log it found.
+    pub end: u64,
     /// Valid records found.
     pub records_scanned: u64,
     /// Torn bytes after the end of the log that were zeroed.
     pub bytes_truncated: u64,
     /// Segment files past the end of the log that were deleted.
     pub segments_deleted: u64,
+    /// Why the log ended where it did (a torn or bad record), `None` at a clean end.
+    pub end_reason: Option<String>,
+    /// Valid records found after a torn write: the disk kept some later writes but not an
+    /// earlier one, so they were never all durable and are dropped with the tail.
+    pub records_after_tear: u64,
+    /// Corruption dropped under [`CorruptionPolicy::Truncate`].
+    pub corruption: Option<Corruption>,
 }
 
-/// The fields of a verified record that the store needs (dispatch, time search).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RecordMeta<'a> {
-    pub total_size_bytes: u32,
-    pub queue_id: i32,
-    pub queue_offset: i64,
-    pub physical_offset: i64,
-    pub store_timestamp_ms: i64,
-    pub topic: &'a str,
-    /// The raw property string (decoded leniently, like Java, when its tags are needed).
-    pub properties: &'a [u8],
-}
-
-fn be_i16(buf: &[u8], pos: usize) -> Option<i16> {
-    let bytes = buf.get(pos..pos + 2)?;
-    Some(i16::from_be_bytes([bytes[0], bytes[1]]))
-}
-
-fn be_i32(buf: &[u8], pos: usize) -> Option<i32> {
-    let bytes = buf.get(pos..pos + 4)?;
-    Some(i32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]))
-}
-
-fn be_i64(buf: &[u8], pos: usize) -> Option<i64> {
-    let bytes: [u8; 8] = buf.get(pos..pos + 8)?.try_into().ok()?;
-    Some(i64::from_be_bytes(bytes))
-}
-
-/// Offset of STORETIMESTAMP in a record whose SYSFLAG is `sys_flag` (the born host before it is
-/// 8 or 20 bytes long).
-pub fn store_timestamp_pos(sys_flag: i32) -> usize {
-    if sys_flag & sys_flag::BORNHOST_V6 != 0 {
-        68
-    } else {
-        56
-    }
-}
-
-/// Verifies one whole record the way recovery needs it: `buf` is exactly the record, its
-/// TOTALSIZE matches the sum of its fields, its magic is V1 or V2 and its body CRC is right.
-/// Returns why not otherwise.
-pub fn check_record(buf: &[u8]) -> Result<RecordMeta<'_>, &'static str> {
-    let total = be_i32(buf, 0).ok_or("short header")?;
-    if total < MIN_RECORD_BYTES as i32 || total as usize != buf.len() {
-        return Err("TOTALSIZE");
-    }
-    let magic = be_i32(buf, 4).ok_or("short header")?;
-    if magic != MAGIC_V1 && magic != MAGIC_V2 {
-        return Err("MAGICCODE");
-    }
-    let stored_crc = be_i32(buf, 8).ok_or("short header")?;
-    let queue_id = be_i32(buf, 12).ok_or("QUEUEID")?;
-    let queue_offset = be_i64(buf, 20).ok_or("QUEUEOFFSET")?;
-    let physical_offset = be_i64(buf, 28).ok_or("PHYSICALOFFSET")?;
-    let flags = be_i32(buf, 36).ok_or("SYSFLAG")?;
-    let born_host_bytes = if flags & sys_flag::BORNHOST_V6 != 0 {
-        20
-    } else {
-        8
-    };
-    let store_host_bytes = if flags & sys_flag::STOREHOST_V6 != 0 {
-        20
-    } else {
-        8
-    };
-    let store_ts_pos = 48 + born_host_bytes;
-    // A port outside 0..=65535 cannot come from a socket address; clients (and
-    // `MessageRecord::decode`) refuse such a record, so recovery must not serve it.
-    let port_ok = |pos: usize| be_i32(buf, pos).is_some_and(|port| u16::try_from(port).is_ok());
-    if !port_ok(48 + born_host_bytes - 4) {
-        return Err("BORNHOST");
-    }
-    if !port_ok(store_ts_pos + 8 + store_host_bytes - 4) {
-        return Err("STOREHOST");
-    }
-    let store_timestamp_ms = be_i64(buf, store_ts_pos).ok_or("STORETIMESTAMP")?;
-    // STOREHOST, RECONSUMETIMES (4), PREPARED TRANSACTION OFFSET (8).
-    let body_len_pos = store_ts_pos + 8 + store_host_bytes + 4 + 8;
-    let body_len = be_i32(buf, body_len_pos).ok_or("BODY length")?;
-    let body_len = usize::try_from(body_len).map_err(|_| "BODY length")?;
-    let body_start = body_len_pos + 4;
-    let body = buf
-        .get(body_start..body_start.saturating_add(body_len))
-        .ok_or("BODY")?;
-    let mut pos = body_start + body_len;
-    let topic_len = if magic == MAGIC_V1 {
-        let len = *buf.get(pos).ok_or("TOPIC length")? as i8;
-        pos += 1;
-        usize::try_from(len).map_err(|_| "TOPIC length")?
-    } else {
-        let len = be_i16(buf, pos).ok_or("TOPIC length")?;
-        pos += 2;
-        usize::try_from(len).map_err(|_| "TOPIC length")?
-    };
-    let topic = buf.get(pos..pos + topic_len).ok_or("TOPIC")?;
-    let topic = std::str::from_utf8(topic).map_err(|_| "TOPIC")?;
-    pos += topic_len;
-    let props_len = be_i16(buf, pos).ok_or("PROPERTIES length")?;
-    let props_len = usize::try_from(props_len).map_err(|_| "PROPERTIES length")?;
-    pos += 2;
-    let properties = buf.get(pos..pos + props_len).ok_or("PROPERTIES")?;
-    pos += props_len;
-    if pos != buf.len() {
-        return Err("TOTALSIZE");
-    }
-    if body_crc(body) != stored_crc as u32 {
-        return Err("BODYCRC");
-    }
-    Ok(RecordMeta {
-        total_size_bytes: total as u32,
-        queue_id,
-        queue_offset,
-        physical_offset,
-        store_timestamp_ms,
-        topic,
-        properties,
-    })
+/// What [`CommitLog::recover`] returns.
+#[derive(Debug)]
+pub enum ScanOutcome {
+    Done(CommitLog, ScanReport),
+    /// The dispatch asked for a full scan; nothing was changed.
+    Rescan,
 }
 
 /// The CommitLog's in-memory state: its segments and its write and durable positions.
@@ -406,9 +413,9 @@ impl CommitLog {
         {
             return Ok(None);
         }
-        let buf = self.read(storage, offset, total as u64)?;
-        match check_record(&buf) {
-            Ok(meta) if meta.physical_offset == offset as i64 => Ok(Some(buf)),
+        let buf = Bytes::from(self.read(storage, offset, total as u64)?);
+        match check_record(buf.clone()) {
+            Ok(record) if record.physical_offset == offset as i64 => Ok(Some(buf.to_vec())),
             _ => Ok(None),
         }
     }
@@ -439,19 +446,27 @@ impl CommitLog {
         self.durable = self.durable.max(up_to.0.min(self.written));
     }
 
-    /// Opens the CommitLog found in `storage`: scans from the first segment, calling `on_record`
-    /// for every valid record in order, stops at the first invalid one and truncates there
-    /// (zeroing torn bytes, deleting later segments).
+    /// Opens the CommitLog found in `storage`: trusts everything before `plan.start`, verifies
+    /// every record from there (one parser: [`check_record`]; its own physical offset; then
+    /// `dispatch`), and ends the log at the first position holding neither a valid record nor a
+    /// BLANK filler.
     ///
-    /// `on_record` may reject a record (`Ok(false)`): the log then ends before it.
+    /// Where the scan stops it decides between a torn tail and corruption. It is corruption when
+    /// the stop lies below `plan.trusted_end`, or when a valid record follows it and no lost
+    /// sector explains the gap (a run of zeros from the bad record, or a whole zero sector, up
+    /// to a sector boundary: what a power loss leaves of writes that never reached the disk).
+    /// Corruption returns [`StoreError::CorruptCommitLog`] under [`CorruptionPolicy::Refuse`];
+    /// otherwise, and for a torn tail, the log is truncated there (torn bytes zeroed, later
+    /// segments deleted).
     pub fn recover<S, F>(
         storage: &mut S,
         segment_bytes: u64,
-        mut on_record: F,
-    ) -> Result<(Self, ScanReport), StoreError>
+        plan: ScanPlan,
+        mut dispatch: F,
+    ) -> Result<ScanOutcome, StoreError>
     where
         S: SegmentStorage,
-        F: FnMut(&mut S, u64, &RecordMeta<'_>) -> Result<bool, StoreError>,
+        F: FnMut(&mut S, u64, u32, &MessageRecord) -> Result<Verdict, StoreError>,
     {
         let mut segments = BTreeMap::new();
         for name in storage.list(COMMITLOG_DIR)? {
@@ -460,85 +475,332 @@ impl CommitLog {
                 segments.insert(start, len);
             }
         }
-        let mut report = ScanReport::default();
         let first = segments.keys().next().copied().unwrap_or(0);
-        // The end of the log once the scan stops.
-        let mut end = first;
-        'segments: for (&start, &len) in &segments {
-            if start != end {
-                // A gap: nothing after it belongs to the log.
-                break;
+        let start = plan.start.max(first);
+        let mut report = ScanReport {
+            start,
+            ..ScanReport::default()
+        };
+        // Scan: `cur` is the end of the log so far.
+        let mut cur = start;
+        let stop_reason: Option<String> = loop {
+            let Some((&seg, &len)) = segments.range(..=cur).next_back() else {
+                break (!segments.is_empty()).then(|| "no segment holds the offset".to_string());
+            };
+            if cur >= seg + len {
+                // Past the last segment (or a gap): a clean end only at the very end.
+                let later = segments.range(cur..).next().is_some();
+                break later.then(|| format!("no segment holds offset {cur}"));
             }
-            let path = segment_path(start);
-            let mut pos = 0u64;
-            loop {
-                end = start + pos;
-                if pos + BLANK_FILLER_BYTES > len {
-                    break 'segments;
+            let pos = cur - seg;
+            if pos + BLANK_FILLER_BYTES > len {
+                break Some("segment ends without a BLANK filler".to_string());
+            }
+            let path = segment_path(seg);
+            let mut header = [0u8; 8];
+            storage.read_at(&path, pos, &mut header)?;
+            let (total, magic) = peek_header(&header)?;
+            if magic == MAGIC_BLANK && total as u64 == len - pos {
+                cur = seg + len;
+                continue;
+            }
+            if header == [0u8; 8] {
+                break Some(UNWRITTEN.to_string());
+            }
+            if (magic != MAGIC_V1 && magic != MAGIC_V2)
+                || total < MIN_RECORD_BYTES
+                || total as u64 + BLANK_FILLER_BYTES > len - pos
+            {
+                break Some(format!(
+                    "bad header: TOTALSIZE {total}, MAGICCODE {magic:#x}"
+                ));
+            }
+            let mut buf = vec![0u8; total as usize];
+            storage.read_at(&path, pos, &mut buf)?;
+            let record = match check_record(Bytes::from(buf)) {
+                Ok(record) => record,
+                Err(e) => break Some(e.to_string()),
+            };
+            if record.physical_offset != cur as i64 {
+                break Some(format!(
+                    "PHYSICALOFFSET {} at offset {cur}",
+                    record.physical_offset
+                ));
+            }
+            match dispatch(storage, cur, total, &record)? {
+                Verdict::Valid => {}
+                Verdict::Invalid(reason) => break Some(reason),
+                Verdict::Rescan => return Ok(ScanOutcome::Rescan),
+            }
+            report.records_scanned += 1;
+            cur += total as u64;
+        };
+        let end = cur;
+        report.end = end;
+
+        // Torn tail or corruption?
+        if let Some(reason) = &stop_reason {
+            let (seg, len) = segments
+                .range(..=end)
+                .next_back()
+                .map(|(s, l)| (*s, *l))
+                .filter(|(s, l)| end < s + l)
+                .unwrap_or((end, 0));
+            let next = find_next_valid(storage, &segments, end)?;
+            let corrupt = if end < plan.trusted_end {
+                Some(format!(
+                    "{reason}; the checkpoint says the log was durable up to {}",
+                    plan.trusted_end
+                ))
+            } else if let Some(next) = next {
+                let gap_end = if next < seg + len { next - seg } else { len };
+                if len > 0 && lost_sector_in(storage, &segment_path(seg), end - seg, gap_end)? {
+                    report.records_after_tear = count_chain(storage, &segments, next)?.0;
+                    None
+                } else {
+                    Some(format!("{reason}; a valid record follows at offset {next}"))
                 }
-                let mut header = [0u8; 8];
-                storage.read_at(&path, pos, &mut header)?;
-                let total = i32::from_be_bytes([header[0], header[1], header[2], header[3]]);
-                let magic = i32::from_be_bytes([header[4], header[5], header[6], header[7]]);
-                if magic == MAGIC_BLANK && total as i64 == (len - pos) as i64 {
-                    end = start + len;
-                    continue 'segments;
+            } else {
+                None
+            };
+            if let Some(why) = corrupt {
+                let path = segment_path(seg);
+                if plan.policy == CorruptionPolicy::Refuse {
+                    return Err(StoreError::CorruptCommitLog {
+                        path,
+                        offset: end,
+                        file_position: end - seg,
+                        reason: why,
+                    });
                 }
-                if (magic != MAGIC_V1 && magic != MAGIC_V2)
-                    || total < MIN_RECORD_BYTES as i32
-                    || total as u64 + BLANK_FILLER_BYTES > len - pos
-                {
-                    break 'segments;
-                }
-                let mut buf = vec![0u8; total as usize];
-                storage.read_at(&path, pos, &mut buf)?;
-                let Ok(meta) = check_record(&buf) else {
-                    break 'segments;
+                let (records_dropped, chain_end) = match next {
+                    Some(next) => count_chain(storage, &segments, next)?,
+                    None => (0, end),
                 };
-                if meta.physical_offset != (start + pos) as i64
-                    || !on_record(storage, start + pos, &meta)?
-                {
-                    break 'segments;
-                }
-                report.records_scanned += 1;
-                pos += total as u64;
+                report.corruption = Some(Corruption {
+                    path,
+                    offset: end,
+                    file_position: end - seg,
+                    reason: why,
+                    records_dropped,
+                    bytes_dropped: chain_end.saturating_sub(end),
+                });
             }
         }
+        // Unwritten space is the normal end of a log, not worth a report line.
+        report.end_reason = stop_reason.filter(|r| r != UNWRITTEN);
 
         // Truncate: zero the torn bytes of the segment holding the end, delete later segments.
         let mut kept = BTreeMap::new();
-        for (&start, &len) in &segments {
-            if start > end {
-                storage.delete(&segment_path(start))?;
+        for (&seg, &len) in &segments {
+            if seg > end {
+                storage.delete(&segment_path(seg))?;
                 report.segments_deleted += 1;
                 continue;
             }
-            if start == end && len < BLANK_FILLER_BYTES && segment_bytes > len {
+            if seg == end && len < BLANK_FILLER_BYTES && segment_bytes > len {
                 // A segment file too short even for a BLANK filler (created but never given its
                 // size, or cut short) holds nothing of the log and cannot take an append: as it
                 // is, every put would fail. Give it the size it should have had. (Deleting it
                 // instead would move the end of the log back to 0 at the next recovery.)
-                let path = segment_path(start);
-                storage.truncate(&path, segment_bytes)?;
-                kept.insert(start, segment_bytes);
+                storage.truncate(&segment_path(seg), segment_bytes)?;
+                kept.insert(seg, segment_bytes);
                 continue;
             }
-            if start + len > end {
-                report.bytes_truncated +=
-                    zero_tail(storage, &segment_path(start), end - start, len)?;
+            if seg + len > end {
+                report.bytes_truncated += zero_tail(storage, &segment_path(seg), end - seg, len)?;
             }
-            kept.insert(start, len);
+            kept.insert(seg, len);
         }
         let log = Self {
             segment_bytes,
             segments: kept,
             written: end,
-            // What recovery found may still sit in a page cache only: ask for all of it to be
-            // made durable again before anything appended after it counts as durable.
-            durable: first,
+            // What the scan found may still sit in a page cache only: it is made durable again
+            // before anything appended after it counts as durable.
+            durable: plan.trusted_end.min(end).max(first.min(end)),
         };
-        Ok((log, report))
+        Ok(ScanOutcome::Done(log, report))
     }
+}
+
+/// Why a scan stops at zeros: the normal end of the log.
+const UNWRITTEN: &str = "unwritten space";
+
+/// The first valid record after the bad position `bad`: in the rest of its segment (up to the
+/// last non-zero byte before a zero chunk), else at the start of a later segment.
+fn find_next_valid<S: SegmentStorage>(
+    storage: &S,
+    segments: &BTreeMap<u64, u64>,
+    bad: u64,
+) -> Result<Option<u64>, StoreError> {
+    if let Some((&seg, &len)) = segments.range(..=bad).next_back() {
+        if bad < seg + len {
+            let path = segment_path(seg);
+            let from = bad - seg;
+            let data = read_nonzero_run(storage, &path, from, len)?;
+            for x in 1..data.len() {
+                let Some(magic) = data.get(x + 4..x + 8) else {
+                    break;
+                };
+                let magic = i32::from_be_bytes([magic[0], magic[1], magic[2], magic[3]]);
+                if magic != MAGIC_V1 && magic != MAGIC_V2 {
+                    continue;
+                }
+                let offset = bad + x as u64;
+                if be_i64(&data, x + field_pos::PHYSICAL_OFFSET) != Some(offset as i64) {
+                    continue;
+                }
+                if record_at(storage, &path, seg, len, offset)?.is_some() {
+                    return Ok(Some(offset));
+                }
+            }
+        }
+    }
+    for (&seg, &len) in segments.range(bad + 1..) {
+        if record_at(storage, &segment_path(seg), seg, len, seg)?.is_some() {
+            return Ok(Some(seg));
+        }
+    }
+    Ok(None)
+}
+
+/// The valid record (or BLANK filler, as `0`) at `offset` of segment `seg`: its length.
+fn record_at<S: SegmentStorage>(
+    storage: &S,
+    path: &str,
+    seg: u64,
+    len: u64,
+    offset: u64,
+) -> Result<Option<u64>, StoreError> {
+    let pos = offset - seg;
+    if pos + BLANK_FILLER_BYTES > len {
+        return Ok(None);
+    }
+    let mut header = [0u8; 8];
+    storage.read_at(path, pos, &mut header)?;
+    let (total, magic) = peek_header(&header)?;
+    if magic == MAGIC_BLANK && total as u64 == len - pos {
+        return Ok(Some(len - pos));
+    }
+    if total < MIN_RECORD_BYTES || total as u64 + BLANK_FILLER_BYTES > len - pos {
+        return Ok(None);
+    }
+    let mut buf = vec![0u8; total as usize];
+    storage.read_at(path, pos, &mut buf)?;
+    Ok(match check_record(Bytes::from(buf)) {
+        Ok(r) if r.physical_offset == offset as i64 => Some(total as u64),
+        _ => None,
+    })
+}
+
+/// Follows valid records (and BLANK fillers into later segments) from `offset`: how many records
+/// and where the chain ends.
+fn count_chain<S: SegmentStorage>(
+    storage: &S,
+    segments: &BTreeMap<u64, u64>,
+    mut offset: u64,
+) -> Result<(u64, u64), StoreError> {
+    let mut records = 0;
+    while let Some((&seg, &len)) = segments.range(..=offset).next_back() {
+        if offset >= seg + len {
+            break;
+        }
+        let path = segment_path(seg);
+        let mut header = [0u8; 8];
+        storage.read_at(&path, offset - seg, &mut header)?;
+        let blank = peek_header(&header)?.1 == MAGIC_BLANK;
+        match record_at(storage, &path, seg, len, offset)? {
+            Some(n) => {
+                records += u64::from(!blank);
+                offset += n;
+            }
+            None => break,
+        }
+    }
+    Ok((records, offset))
+}
+
+/// Whether `[from, to)` of `path` holds what a power loss leaves of writes that never reached
+/// the disk: zeros from `from` up to a sector boundary (or the end of the file), or a whole
+/// zero sector.
+fn lost_sector_in<S: SegmentStorage>(
+    storage: &S,
+    path: &str,
+    from: u64,
+    to: u64,
+) -> Result<bool, StoreError> {
+    if to <= from {
+        return Ok(false);
+    }
+    let file_len = storage.len(path)?;
+    // A lost sector may reach into the valid record after the gap: its first TOTALSIZE bytes
+    // are zeros anyway. Read up to the end of the sector holding `to`.
+    let read_end = (to.div_ceil(SECTOR_BYTES) * SECTOR_BYTES)
+        .min(file_len)
+        .max(to);
+    let mut buf = vec![0u8; (read_end - from) as usize];
+    storage.read_at(path, from, &mut buf)?;
+    let zero = |a: u64, b: u64| {
+        buf[(a - from) as usize..(b - from) as usize]
+            .iter()
+            .all(|x| *x == 0)
+    };
+    // Zeros from the bad record itself to the end of its sector (or of the file). A short run
+    // must reach the magic (never zero in a record): a record under 64 KiB has two zero bytes
+    // at its start anyway. Three or four zeros count when the magic after them is intact (the
+    // sector holding the rest of TOTALSIZE was lost). A genuinely damaged record under 256
+    // bytes starting 3 or 4 bytes before a sector boundary is the one case this mistakes for a
+    // lost write.
+    let first_boundary = ((from / SECTOR_BYTES + 1) * SECTOR_BYTES).min(file_len);
+    let run = first_boundary.saturating_sub(from);
+    if first_boundary <= read_end && zero(from, first_boundary) {
+        let magic_intact = buf.len() >= 8 && {
+            let m = &buf[4..8];
+            let magic = i32::from_be_bytes([m[0], m[1], m[2], m[3]]);
+            magic == MAGIC_V1 || magic == MAGIC_V2
+        };
+        if run >= 5 || (run >= 3 && magic_intact) {
+            return Ok(true);
+        }
+    }
+    // A whole zero sector starting in the gap.
+    let mut sector = from.div_ceil(SECTOR_BYTES) * SECTOR_BYTES;
+    while sector < to && sector + SECTOR_BYTES <= read_end {
+        if zero(sector, sector + SECTOR_BYTES) {
+            return Ok(true);
+        }
+        sector += SECTOR_BYTES;
+    }
+    Ok(false)
+}
+
+/// The bytes of `path` from `from` up to the last non-zero byte before the first all-zero
+/// 64 KiB chunk (or the end of the file).
+fn read_nonzero_run<S: SegmentStorage>(
+    storage: &S,
+    path: &str,
+    from: u64,
+    len: u64,
+) -> Result<Vec<u8>, StoreError> {
+    const CHUNK_BYTES: u64 = 64 * 1024;
+    let mut out = Vec::new();
+    let mut pos = from;
+    let mut last_nonzero_end = 0usize;
+    while pos < len {
+        let n = CHUNK_BYTES.min(len - pos) as usize;
+        let at = out.len();
+        out.resize(at + n, 0);
+        storage.read_at(path, pos, &mut out[at..])?;
+        match out[at..].iter().rposition(|b| *b != 0) {
+            Some(i) => last_nonzero_end = at + i + 1,
+            None => break,
+        }
+        pos += n as u64;
+    }
+    // A record may end in zeros: keep a record's worth of them for the candidate checks.
+    out.truncate((last_nonzero_end + 64 * 1024).min(out.len()));
+    Ok(out)
 }
 
 /// Zeroes the torn bytes after the end of the log in `[from, len)` of `path`; returns how many
@@ -575,4 +837,84 @@ fn zero_tail<S: SegmentStorage>(
         pos += n as u64;
     }
     Ok(torn)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Retention: what ages out and how the oldest segment goes.
+
+impl CommitLog {
+    /// The segment holding the write position, which retention never deletes; when the write
+    /// position sits exactly at the end of the last segment (its BLANK filler written, the next
+    /// one not created yet), the last segment. `None` when there is no segment.
+    pub fn current_segment_start(&self) -> Option<u64> {
+        self.segment_of(self.written)
+            .map(|(start, _)| start)
+            .or_else(|| self.segments.keys().next_back().copied())
+    }
+
+    /// The store timestamp of the last record of the segment starting at `start`, found by
+    /// following TOTALSIZE from the segment's first record (8-byte header reads) up to its BLANK
+    /// filler, the end of the log or the first byte that starts no record. `None` for an unknown
+    /// segment or one that holds no record.
+    pub fn last_store_timestamp_ms<S: SegmentStorage>(
+        &self,
+        storage: &S,
+        start: u64,
+    ) -> Result<Option<i64>, StoreError> {
+        let Some(&len) = self.segments.get(&start) else {
+            return Ok(None);
+        };
+        let limit = len.min(self.written.saturating_sub(start));
+        let path = segment_path(start);
+        let mut pos = 0u64;
+        let mut last = None;
+        while pos + BLANK_FILLER_BYTES <= limit {
+            let mut header = [0u8; 8];
+            storage.read_at(&path, pos, &mut header)?;
+            let total = i32::from_be_bytes([header[0], header[1], header[2], header[3]]);
+            let magic = i32::from_be_bytes([header[4], header[5], header[6], header[7]]);
+            if (magic != MAGIC_V1 && magic != MAGIC_V2)
+                || total < MIN_RECORD_BYTES as i32
+                || pos + total as u64 > limit
+            {
+                break;
+            }
+            last = Some(pos);
+            pos += total as u64;
+        }
+        let Some(pos) = last else {
+            return Ok(None);
+        };
+        let mut flag = [0u8; 4];
+        storage.read_at(&path, pos + 36, &mut flag)?;
+        let ts_pos = store_timestamp_pos(i32::from_be_bytes(flag)) as u64;
+        let mut ts = [0u8; 8];
+        storage.read_at(&path, pos + ts_pos, &mut ts)?;
+        Ok(Some(i64::from_be_bytes(ts)))
+    }
+
+    /// Deletes the oldest segment unless it is the current one (see
+    /// [`CommitLog::current_segment_start`]) or not wholly durable yet. Returns its
+    /// `(start, len)`. The min offset moves to
+    /// the start of the next segment.
+    pub fn delete_first_segment<S: SegmentStorage>(
+        &mut self,
+        storage: &mut S,
+    ) -> Result<Option<(u64, u64)>, StoreError> {
+        let Some((&start, &len)) = self.segments.iter().next() else {
+            return Ok(None);
+        };
+        // Never the segment being written, nor one a sync may still be asked to cover.
+        if Some(start) == self.current_segment_start() || start + len > self.durable {
+            return Ok(None);
+        }
+        match storage.delete(&segment_path(start)) {
+            // Already gone (removed by hand, say): forget it all the same.
+            Ok(()) | Err(StorageError::NotFound(_)) => {}
+            // Kept, whole and readable: the next run tries again.
+            Err(e) => return Err(e.into()),
+        }
+        self.segments.remove(&start);
+        Ok(Some((start, len)))
+    }
 }

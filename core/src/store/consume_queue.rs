@@ -118,6 +118,11 @@ impl ConsumeQueue {
         QueueOffset(self.max_offset)
     }
 
+    /// Indexes of the existing segment files (`first unit / units per segment`), in order.
+    pub fn segment_indexes(&self) -> Vec<u64> {
+        self.segments.iter().copied().collect()
+    }
+
     fn segment_bytes(&self) -> u64 {
         self.units_per_segment * UNIT_BYTES
     }
@@ -288,5 +293,53 @@ impl ConsumeQueue {
         self.min_offset = 0;
         self.max_offset = 0;
         Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Retention: the queue follows the CommitLog's min offset.
+
+impl ConsumeQueue {
+    /// After the CommitLog's oldest segments were deleted: moves the min offset to the first unit
+    /// pointing at or after `min_commitlog_offset` (RocketMQ's `correctMinOffset`; the max
+    /// offset when every unit points below it) and deletes the segment files whose units are all
+    /// below the new min. The file holding the last unit is kept, as RocketMQ keeps a queue's
+    /// last file, so an emptied queue keeps its max offset. Returns how many files were deleted.
+    pub fn delete_expired<S: SegmentStorage>(
+        &mut self,
+        storage: &mut S,
+        min_commitlog_offset: u64,
+    ) -> Result<u64, StoreError> {
+        // Units point at increasing CommitLog offsets: binary search the first one kept.
+        let (mut low, mut high) = (self.min_offset, self.max_offset);
+        while low < high {
+            let mid = low + (high - low) / 2;
+            let unit = self.read_unit(storage, mid)?;
+            if unit.size_bytes > 0 && (unit.commitlog_offset as u64) >= min_commitlog_offset {
+                high = mid;
+            } else {
+                low = mid + 1;
+            }
+        }
+        self.min_offset = low;
+        let last_index = self.max_offset.saturating_sub(1) / self.units_per_segment;
+        let expired: Vec<u64> = self
+            .segments
+            .iter()
+            .copied()
+            .filter(|index| {
+                (index + 1) * self.units_per_segment <= self.min_offset && *index < last_index
+            })
+            .collect();
+        let mut deleted = 0;
+        for index in expired {
+            match storage.delete(&self.segment_path(index)) {
+                Ok(()) | Err(super::segment::StorageError::NotFound(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
+            self.segments.remove(&index);
+            deleted += 1;
+        }
+        Ok(deleted)
     }
 }

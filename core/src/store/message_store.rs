@@ -18,29 +18,54 @@
 //! [`consume_queue`](super::consume_queue) for the 20-byte unit. The layout is RocketMQ's
 //! (REMOTING.md §6.9), so its tooling can read our files.
 //!
-//! # Writes, durability and recovery
+//! # Writes and durability
 //!
 //! A put encodes the record(s) with the physical and queue offsets filled in, appends them to the
 //! CommitLog and writes one ConsumeQueue unit per record, synchronously. Durability is the
 //! driver's job: [`MessageStore::sync_request`] names the CommitLog ranges written since the last
 //! sync, the driver makes them durable and reports back with [`MessageStore::handle_synced`].
-//! ConsumeQueues are never synced: they are rebuilt from the CommitLog.
 //!
-//! [`MessageStore::open`] scans the CommitLog from its first segment, verifying every record
-//! (TOTALSIZE, magic, body CRC, its own physical offset, queue offsets in sequence per queue). The
-//! first position that holds neither a valid record nor a BLANK filler ends the log; torn bytes
-//! after it are zeroed so every later scan stops there too. Every scanned record's ConsumeQueue
-//! unit is checked and rewritten when it differs or is missing, units past each queue's last
-//! record are dropped, and queues with no record left are deleted.
+//! ConsumeQueues are made durable by checkpoints: [`MessageStore::checkpoint_request`] names the
+//! CommitLog tail and every ConsumeQueue range written since the last checkpoint; once the driver
+//! has synced them it calls [`MessageStore::handle_checkpoint_synced`], which writes the
+//! [`checkpoint`](super::checkpoint) file. A clean shutdown takes a last checkpoint and calls
+//! [`MessageStore::close`], which removes the abort marker.
+//!
+//! # Recovery
+//!
+//! [`MessageStore::open`] creates the abort marker and picks where to start verifying:
+//!
+//! | abort marker | checkpoint | mode  | scan starts at                                        |
+//! |--------------|------------|-------|-------------------------------------------------------|
+//! | absent       | valid      | clean | the start of the segment holding the checkpoint       |
+//! | present      | valid      | crash | the checkpoint's recovery offset                      |
+//! | any          | none/bad   | full  | the first segment                                     |
+//!
+//! Everything before the scan start is trusted: its CommitLog bytes and ConsumeQueue units were
+//! durable when the checkpoint was written. Each queue's trusted range is read back from its
+//! ConsumeQueue files (and its last unit checked against its record); any disagreement with the
+//! scanned records falls back to a full scan. From the start, every record is verified (TOTALSIZE,
+//! magic, body CRC, its own physical offset, queue offsets in sequence per queue) and its
+//! ConsumeQueue unit is checked and rewritten when it differs or is missing; units past each
+//! queue's last record are dropped, and queues with no record left are deleted.
+//!
+//! The first position holding neither a valid record nor a BLANK filler ends the log. Torn bytes
+//! after it are zeroed so every later scan stops there too, unless the bad record is corruption
+//! (see [`CommitLog::recover`]): then [`StoreConfig::corrupted_commitlog`] decides between
+//! refusing to open and truncating, and the [`RecoveryReport`] carries an error entry.
 
 use std::collections::BTreeMap;
 
 use bytes::{Bytes, BytesMut};
 
-use super::commitlog::{self, CommitLog, RecordMeta};
+use super::checkpoint::{Checkpoint, ABORT_MARKER_PATH, CHECKPOINT_PATH};
+use super::commitlog::{
+    self, CommitLog, CorruptionPolicy, ScanOutcome, ScanPlan, ScanReport, Verdict,
+};
 use super::consume_queue::{self, ConsumeQueue, CqUnit};
+use super::index::{IndexConfig, KeyIndex, QueryResult};
 use super::segment::{SegmentStorage, StorageError};
-use super::{CommitLogOffset, QueueOffset, SyncRequest};
+use super::{CommitLogOffset, FileRange, QueueOffset, SyncRequest};
 use crate::message::{keys, tag_hash_code, MessageRecord, Properties};
 
 /// A pull returns at most this many record bytes (RocketMQ's
@@ -50,6 +75,11 @@ pub const PULL_MAX_BYTES: u64 = 256 * 1024;
 /// A pull examines at least this many ConsumeQueue units (`maxFilterMessageSize` 16 000 bytes of
 /// units), or `max_count` if larger, before giving up on the filter.
 pub const PULL_FILTER_UNITS_MIN: u64 = 16_000 / consume_queue::UNIT_BYTES;
+
+/// The largest queue offset a record can carry: its ConsumeQueue unit's byte position (offset ×
+/// 20, also the number in the segment file's name) must fit an int64, as in RocketMQ. A record
+/// beyond it was not written by a store and ends the log at recovery.
+const QUEUE_OFFSET_MAX: i64 = i64::MAX / consume_queue::UNIT_BYTES as i64;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StoreConfig {
@@ -61,6 +91,12 @@ pub struct StoreConfig {
     pub consume_queue_units_per_segment: u64,
     /// Largest body accepted (`maxMessageSize`, 4 MiB).
     pub max_message_size_bytes: u32,
+    /// The key index (`messageIndexEnable`, `maxHashSlotNum`, `maxIndexNum`). Its files are
+    /// created at full size: in-memory storages want small counts.
+    pub index: IndexConfig,
+    /// What recovery does with a corrupt CommitLog record that valid data follows
+    /// (`recoverCorruptedCommitLog`): refuse to open (default) or truncate there.
+    pub corrupted_commitlog: CorruptionPolicy,
 }
 
 impl Default for StoreConfig {
@@ -69,6 +105,8 @@ impl Default for StoreConfig {
             commitlog_segment_bytes: 1 << 30,
             consume_queue_units_per_segment: 300_000,
             max_message_size_bytes: 4 * 1024 * 1024,
+            index: IndexConfig::default(),
+            corrupted_commitlog: CorruptionPolicy::Refuse,
         }
     }
 }
@@ -86,12 +124,70 @@ pub enum StoreError {
     /// The topic cannot name a ConsumeQueue directory, or the queue id is negative.
     #[error("invalid queue {topic}/{queue_id}")]
     InvalidQueue { topic: String, queue_id: i32 },
+    /// Recovery found a bad record that is not a torn tail and the policy is to refuse.
+    #[error(
+        "CommitLog {path} is corrupt at offset {offset} (position {file_position} in the file): \
+         {reason}. Refusing to start so nothing is served or dropped silently; inspect the file, \
+         or set recoverCorruptedCommitLog=truncate to drop the log from this record on"
+    )]
+    CorruptCommitLog {
+        path: String,
+        offset: u64,
+        file_position: u64,
+        reason: String,
+    },
+    /// [`MessageStore::close`] was called before everything written was durable and covered by
+    /// a checkpoint.
+    #[error("cannot close cleanly: {0}")]
+    NotDurable(String),
+}
+
+/// How [`MessageStore::open`] recovered.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum RecoveryMode {
+    /// No abort marker: the previous run closed cleanly; only the segment holding the checkpoint
+    /// was re-verified.
+    Clean,
+    /// The abort marker was there: the previous run crashed; everything after the checkpoint was
+    /// verified.
+    Crash,
+    /// No valid checkpoint (a new store, a torn checkpoint, or the trusted state disagreed with
+    /// the log): every segment was verified.
+    #[default]
+    Full,
+}
+
+/// How loud a [`RecoveryEntry`] is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum RecoveryLevel {
+    Info,
+    Warn,
+    /// Data that was durable is damaged: an operator must look.
+    Error,
+}
+
+/// One line of the recovery report, for the driver's log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecoveryEntry {
+    pub level: RecoveryLevel,
+    /// The CommitLog offset concerned, if any.
+    pub offset: Option<u64>,
+    pub message: String,
 }
 
 /// What [`MessageStore::open`] found and repaired.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RecoveryReport {
-    /// Valid CommitLog records found.
+    pub mode: RecoveryMode,
+    /// The abort marker was found (the previous run did not close cleanly).
+    pub abort_marker_found: bool,
+    /// The valid checkpoint found, if any.
+    pub checkpoint: Option<Checkpoint>,
+    /// Where verification started.
+    pub scan_start: CommitLogOffset,
+    /// The end of the recovered CommitLog.
+    pub end: CommitLogOffset,
+    /// Valid CommitLog records verified.
     pub records_scanned: u64,
     /// Torn bytes after the end of the CommitLog that were zeroed.
     pub bytes_truncated: u64,
@@ -101,6 +197,36 @@ pub struct RecoveryReport {
     pub consume_queue_units_rewritten: u64,
     /// ConsumeQueues deleted because no CommitLog record belongs to them.
     pub consume_queues_deleted: u64,
+    /// Valid records dropped because they followed a torn write (never durable together).
+    pub records_after_tear_dropped: u64,
+    /// Valid records dropped with a corrupt record under [`CorruptionPolicy::Truncate`].
+    pub corrupt_records_dropped: u64,
+    /// CommitLog bytes dropped with a corrupt record under [`CorruptionPolicy::Truncate`].
+    pub corrupt_bytes_dropped: u64,
+    /// What happened, in order; [`RecoveryLevel::Error`] entries name damaged durable data.
+    pub entries: Vec<RecoveryEntry>,
+}
+
+impl RecoveryReport {
+    fn note(&mut self, level: RecoveryLevel, offset: Option<u64>, message: String) {
+        self.entries.push(RecoveryEntry {
+            level,
+            offset,
+            message,
+        });
+    }
+}
+
+/// What a driver makes durable for a checkpoint, and the checkpoint it then writes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CheckpointRequest {
+    /// The CommitLog tail and every ConsumeQueue range written since the last checkpoint.
+    /// `up_to` is the CommitLog written offset when the request was taken.
+    pub sync: SyncRequest,
+    /// Written by [`MessageStore::handle_checkpoint_synced`] once `sync` is durable.
+    pub checkpoint: Checkpoint,
+    /// Queues covered: (topic, queue id) → the max offset synced.
+    covered: BTreeMap<(String, i32), u64>,
 }
 
 /// Where a put landed.
@@ -150,19 +276,16 @@ pub struct MessageStore<S: SegmentStorage> {
     /// topic → queue id → queue. Nested so lookups by `&str` need no allocation.
     queues: BTreeMap<String, BTreeMap<i32, ConsumeQueue>>,
     recovery: RecoveryReport,
-}
-
-/// The largest queue offset a record can carry: its ConsumeQueue unit's byte position (offset ×
-/// 20, also the number in the segment file's name) must fit an int64, as in RocketMQ. A record
-/// beyond it was not written by a store and ends the log at recovery.
-const QUEUE_OFFSET_MAX: i64 = i64::MAX / consume_queue::UNIT_BYTES as i64;
-
-/// The ConsumeQueue tags code of a raw property string: the hash of TAGS, 0 without tags.
-fn tags_code_of_properties(properties: &[u8]) -> i64 {
-    if properties.is_empty() {
-        return 0;
-    }
-    tags_code(&Properties::parse(&String::from_utf8_lossy(properties)))
+    /// topic → queue id → first queue offset written since the last checkpoint.
+    cq_dirty: BTreeMap<String, BTreeMap<i32, u64>>,
+    /// The last checkpoint written or found.
+    last_checkpoint: Option<Checkpoint>,
+    /// Store time of the last record appended or recovered.
+    last_store_timestamp_ms: i64,
+    /// [`MessageStore::close`] removed the abort marker; the next append puts it back.
+    closed: bool,
+    /// The key index, brought up to date with the CommitLog at open.
+    index: KeyIndex,
 }
 
 fn tags_code(properties: &Properties) -> i64 {
@@ -175,93 +298,340 @@ struct Seen {
     next: u64,
 }
 
+/// Every ConsumeQueue found on disk: topic → queue id → queue (min and max still unset).
+fn load_queues<S: SegmentStorage>(
+    storage: &mut S,
+    units_per_segment: u64,
+) -> Result<BTreeMap<String, BTreeMap<i32, ConsumeQueue>>, StoreError> {
+    let mut queues: BTreeMap<String, BTreeMap<i32, ConsumeQueue>> = BTreeMap::new();
+    for topic in storage.list_dirs(consume_queue::CONSUME_QUEUE_DIR)? {
+        if !consume_queue::is_valid_topic_dir(&topic) {
+            continue;
+        }
+        let topic_dir = format!("{}/{topic}", consume_queue::CONSUME_QUEUE_DIR);
+        for name in storage.list_dirs(&topic_dir)? {
+            // Only canonical decimal names: "007" would alias queue 7.
+            let Some(queue_id) = name
+                .parse::<i32>()
+                .ok()
+                .filter(|id| *id >= 0 && id.to_string() == name)
+            else {
+                continue;
+            };
+            let queue = ConsumeQueue::load(storage, &topic, queue_id, units_per_segment)?;
+            queues
+                .entry(topic.clone())
+                .or_default()
+                .insert(queue_id, queue);
+        }
+    }
+    Ok(queues)
+}
+
+/// The trusted range `[min, max)` of a queue whose units for records before `start` are durable:
+/// the first unit in its first file, then (by bisection) the end of the run of units that point
+/// before `start` in increasing order. `None` when it has no such unit.
+fn trusted_queue_range<S: SegmentStorage>(
+    storage: &S,
+    queue: &ConsumeQueue,
+    units_per_segment: u64,
+    start: u64,
+) -> Result<Option<(u64, u64)>, StoreError> {
+    let indexes = queue.segment_indexes();
+    let (Some(first), Some(last)) = (indexes.first(), indexes.last()) else {
+        return Ok(None);
+    };
+    let mut min = None;
+    for offset in first * units_per_segment..(first + 1) * units_per_segment {
+        if queue.read_unit(storage, offset)?.size_bytes > 0 {
+            min = Some(offset);
+            break;
+        }
+    }
+    let Some(min) = min else {
+        return Ok(None);
+    };
+    let first_unit = queue.read_unit(storage, min)?;
+    let valid = |offset: u64| -> Result<bool, StoreError> {
+        let unit = queue.read_unit(storage, offset)?;
+        // Queue records are in CommitLog order, each at least the smallest record apart: a unit
+        // with a torn (zeroed) offset fails this.
+        let floor = first_unit.commitlog_offset as u64
+            + (offset - min) * u64::from(commitlog::MIN_RECORD_BYTES);
+        Ok(unit.size_bytes > 0
+            && unit.commitlog_offset >= 0
+            && (unit.commitlog_offset as u64) < start
+            && unit.commitlog_offset as u64 >= floor)
+    };
+    if !valid(min)? {
+        return Ok(None);
+    }
+    let (mut lo, mut hi) = (min, (last + 1) * units_per_segment);
+    while hi - lo > 1 {
+        let mid = lo + (hi - lo) / 2;
+        if valid(mid)? {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    Ok(Some((min, lo + 1)))
+}
+
+/// The CommitLog segment files: start → length.
+fn list_commitlog_segments<S: SegmentStorage>(
+    storage: &S,
+) -> Result<BTreeMap<u64, u64>, StoreError> {
+    let mut segments = BTreeMap::new();
+    for name in storage.list(commitlog::COMMITLOG_DIR)? {
+        if let Some(start) = commitlog::parse_segment_name(&name) {
+            segments.insert(start, storage.len(&commitlog::segment_path(start))?);
+        }
+    }
+    Ok(segments)
+}
+
+/// Whether the record at `offset` is the one `unit` says: queue `topic`/`queue_id`, queue offset
+/// `queue_offset`, CRC intact.
+fn unit_matches_record<S: SegmentStorage>(
+    storage: &S,
+    segments: &BTreeMap<u64, u64>,
+    unit: &CqUnit,
+    topic: &str,
+    queue_id: i32,
+    queue_offset: u64,
+) -> Result<bool, StoreError> {
+    let offset = unit.commitlog_offset as u64;
+    let Some((&seg, &len)) = segments.range(..=offset).next_back() else {
+        return Ok(false);
+    };
+    let size = unit.size_bytes as u64;
+    if offset + size > seg + len {
+        return Ok(false);
+    }
+    let mut buf = vec![0u8; size as usize];
+    storage.read_at(&commitlog::segment_path(seg), offset - seg, &mut buf)?;
+    Ok(match commitlog::check_record(Bytes::from(buf)) {
+        Ok(r) => {
+            r.physical_offset == offset as i64
+                && r.topic == topic
+                && r.queue_id == queue_id
+                && r.queue_offset == queue_offset as i64
+        }
+        Err(_) => false,
+    })
+}
+
 impl<S: SegmentStorage> MessageStore<S> {
     /// Opens (and recovers) the store over `storage`: an empty storage gives an empty store.
+    /// See the module doc for the recovery modes; a corrupt CommitLog under
+    /// [`CorruptionPolicy::Refuse`] gives [`StoreError::CorruptCommitLog`].
     pub fn open(mut storage: S, config: StoreConfig) -> Result<Self, StoreError> {
         let units_per_segment = config.consume_queue_units_per_segment.max(1);
-        let mut queues: BTreeMap<String, BTreeMap<i32, ConsumeQueue>> = BTreeMap::new();
-        for topic in storage.list_dirs(consume_queue::CONSUME_QUEUE_DIR)? {
-            if !consume_queue::is_valid_topic_dir(&topic) {
-                continue;
-            }
-            let topic_dir = format!("{}/{topic}", consume_queue::CONSUME_QUEUE_DIR);
-            for name in storage.list_dirs(&topic_dir)? {
-                // Only canonical decimal names: "007" would alias queue 7.
-                let Some(queue_id) = name
-                    .parse::<i32>()
-                    .ok()
-                    .filter(|id| *id >= 0 && id.to_string() == name)
-                else {
-                    continue;
-                };
-                let queue = ConsumeQueue::load(&mut storage, &topic, queue_id, units_per_segment)?;
-                queues
-                    .entry(topic.clone())
-                    .or_default()
-                    .insert(queue_id, queue);
+        let mut report = RecoveryReport::default();
+        let checkpoint = match storage.read_all(CHECKPOINT_PATH)? {
+            None => None,
+            Some(bytes) => match Checkpoint::decode(&bytes) {
+                Ok(cp) => Some(cp),
+                Err(e) => {
+                    report.note(
+                        RecoveryLevel::Warn,
+                        None,
+                        format!("{e}; the checkpoint is ignored and every segment verified"),
+                    );
+                    None
+                }
+            },
+        };
+        report.checkpoint = checkpoint;
+        report.abort_marker_found = storage.read_all(ABORT_MARKER_PATH)?.is_some();
+        // From here until a clean close the store counts as open: a crash during recovery is a
+        // crash too.
+        storage.replace(ABORT_MARKER_PATH, b"")?;
+
+        let segments = list_commitlog_segments(&storage)?;
+        let trusted_end = checkpoint.map_or(0, |cp| cp.commitlog_durable_offset);
+        let full = ScanPlan {
+            start: 0,
+            trusted_end,
+            policy: config.corrupted_commitlog,
+        };
+        let mut plan = full;
+        report.mode = RecoveryMode::Full;
+        if let Some(cp) = checkpoint {
+            let offset = cp.recovery_offset();
+            if report.abort_marker_found {
+                report.mode = RecoveryMode::Crash;
+                plan.start = offset;
+            } else {
+                // Re-verify at least one whole segment: the one holding the last byte before
+                // the checkpoint's offset.
+                report.mode = RecoveryMode::Clean;
+                plan.start = segments
+                    .range(..=offset.saturating_sub(1))
+                    .next_back()
+                    .map_or(0, |(s, _)| *s);
             }
         }
 
-        let mut seen: BTreeMap<String, BTreeMap<i32, Seen>> = BTreeMap::new();
-        let mut rewritten = 0u64;
-        let on_record = |storage: &mut S, offset: u64, meta: &RecordMeta<'_>| {
-            if meta.queue_id < 0
-                || meta.queue_offset < 0
-                || meta.queue_offset > QUEUE_OFFSET_MAX
-                || !consume_queue::is_valid_topic_dir(meta.topic)
-            {
-                return Ok(false);
-            }
-            let queue_offset = meta.queue_offset as u64;
-            let progress = seen.get(meta.topic).and_then(|q| q.get(&meta.queue_id));
-            if let Some(progress) = progress {
-                // Queue offsets are assigned in append order; a record out of sequence was not
-                // written by this store and ends the log.
-                if progress.next != queue_offset {
-                    return Ok(false);
+        let (commitlog, scan, mut queues, trusted, seen, rewritten) = loop {
+            let mut queues = load_queues(&mut storage, units_per_segment)?;
+            // Each queue's range of units for records before the scan start.
+            let mut trusted: BTreeMap<(String, i32), (u64, u64)> = BTreeMap::new();
+            let mut consistent = true;
+            if plan.start > 0 {
+                'queues: for (topic, topic_queues) in &queues {
+                    for (queue_id, queue) in topic_queues {
+                        let Some((min, max)) =
+                            trusted_queue_range(&storage, queue, units_per_segment, plan.start)?
+                        else {
+                            continue;
+                        };
+                        let last = queue.read_unit(&storage, max - 1)?;
+                        if !unit_matches_record(
+                            &storage,
+                            &segments,
+                            &last,
+                            topic,
+                            *queue_id,
+                            max - 1,
+                        )? {
+                            report.note(
+                                RecoveryLevel::Warn,
+                                Some(last.commitlog_offset as u64),
+                                format!(
+                                    "ConsumeQueue {topic}/{queue_id} unit {} does not match its \
+                                     record; verifying every segment",
+                                    max - 1
+                                ),
+                            );
+                            consistent = false;
+                            break 'queues;
+                        }
+                        trusted.insert((topic.clone(), *queue_id), (min, max));
+                    }
                 }
             }
-            let queue = queues
-                .entry(meta.topic.to_string())
-                .or_default()
-                .entry(meta.queue_id)
-                .or_insert_with(|| ConsumeQueue::new(meta.topic, meta.queue_id, units_per_segment));
-            let unit = CqUnit {
-                commitlog_offset: offset as i64,
-                size_bytes: meta.total_size_bytes as i32,
-                tags_code: tags_code_of_properties(meta.properties),
-            };
-            if queue.read_unit(storage, queue_offset)? != unit {
-                queue.write_unit(storage, queue_offset, &unit)?;
-                rewritten += 1;
+            if !consistent {
+                plan = full;
+                report.mode = RecoveryMode::Full;
+                continue;
             }
-            seen.entry(meta.topic.to_string())
-                .or_default()
-                .entry(meta.queue_id)
-                .or_insert(Seen {
-                    first: queue_offset,
-                    next: queue_offset,
-                })
-                .next = queue_offset + 1;
-            Ok(true)
-        };
-        let (commitlog, scan) =
-            CommitLog::recover(&mut storage, config.commitlog_segment_bytes, on_record)?;
 
-        let mut report = RecoveryReport {
-            records_scanned: scan.records_scanned,
-            bytes_truncated: scan.bytes_truncated,
-            commitlog_segments_deleted: scan.segments_deleted,
-            consume_queue_units_rewritten: rewritten,
-            consume_queues_deleted: 0,
+            let mut seen: BTreeMap<String, BTreeMap<i32, Seen>> = BTreeMap::new();
+            let mut rewritten = 0u64;
+            let rescan_allowed = plan.start > 0;
+            let dispatch = |storage: &mut S, offset: u64, size: u32, record: &MessageRecord| {
+                if record.queue_id < 0
+                    || record.queue_offset < 0
+                    || record.queue_offset > QUEUE_OFFSET_MAX
+                    || !consume_queue::is_valid_topic_dir(&record.topic)
+                {
+                    return Ok(Verdict::Invalid(format!(
+                        "record names no valid queue ({}/{}, queue offset {})",
+                        record.topic, record.queue_id, record.queue_offset
+                    )));
+                }
+                let queue_offset = record.queue_offset as u64;
+                let progress = seen
+                    .get(&record.topic)
+                    .and_then(|q| q.get(&record.queue_id));
+                if let Some(progress) = progress {
+                    // Queue offsets are assigned in append order; a record out of sequence was
+                    // not written by this store.
+                    if progress.next != queue_offset {
+                        return Ok(Verdict::Invalid(format!(
+                            "queue offset {queue_offset} of {}/{} breaks the sequence (expected \
+                             {})",
+                            record.topic, record.queue_id, progress.next
+                        )));
+                    }
+                } else if let Some((_, max)) = trusted.get(&(record.topic.clone(), record.queue_id))
+                {
+                    if *max != queue_offset && rescan_allowed {
+                        return Ok(Verdict::Rescan);
+                    }
+                }
+                let queue = queues
+                    .entry(record.topic.clone())
+                    .or_default()
+                    .entry(record.queue_id)
+                    .or_insert_with(|| {
+                        ConsumeQueue::new(&record.topic, record.queue_id, units_per_segment)
+                    });
+                let unit = CqUnit {
+                    commitlog_offset: offset as i64,
+                    size_bytes: size as i32,
+                    tags_code: tags_code(&record.properties),
+                };
+                if queue.read_unit(storage, queue_offset)? != unit {
+                    queue.write_unit(storage, queue_offset, &unit)?;
+                    rewritten += 1;
+                }
+                // Recovery hook: every record of the recovered range passes here, in CommitLog
+                // order, after its ConsumeQueue unit (derived indexes rebuild from it).
+                seen.entry(record.topic.clone())
+                    .or_default()
+                    .entry(record.queue_id)
+                    .or_insert(Seen {
+                        first: queue_offset,
+                        next: queue_offset,
+                    })
+                    .next = queue_offset + 1;
+                Ok(Verdict::Valid)
+            };
+            match CommitLog::recover(&mut storage, config.commitlog_segment_bytes, plan, dispatch)?
+            {
+                ScanOutcome::Done(log, scan) => {
+                    break (log, scan, queues, trusted, seen, rewritten);
+                }
+                ScanOutcome::Rescan => {
+                    report.note(
+                        RecoveryLevel::Warn,
+                        None,
+                        "ConsumeQueues disagree with the CommitLog after the checkpoint; \
+                         verifying every segment"
+                            .to_string(),
+                    );
+                    plan = full;
+                    report.mode = RecoveryMode::Full;
+                }
+            }
         };
+
+        report.scan_start = CommitLogOffset(scan.start);
+        report.end = CommitLogOffset(scan.end);
+        report.records_scanned = scan.records_scanned;
+        report.bytes_truncated = scan.bytes_truncated;
+        report.commitlog_segments_deleted = scan.segments_deleted;
+        report.consume_queue_units_rewritten = rewritten;
+        report.records_after_tear_dropped = scan.records_after_tear;
+        Self::report_scan(&mut report, &scan);
+
+        // Each queue's range: its trusted part, extended by what the scan found.
+        let mut cq_dirty: BTreeMap<String, BTreeMap<i32, u64>> = BTreeMap::new();
         for (topic, topic_queues) in queues.iter_mut() {
             let topic_seen = seen.get(topic.as_str());
             let mut empty = Vec::new();
             for (queue_id, queue) in topic_queues.iter_mut() {
-                match topic_seen.and_then(|s| s.get(queue_id)) {
-                    Some(progress) => {
-                        queue.set_range(&mut storage, progress.first, progress.next)?
+                let trusted = trusted.get(&(topic.clone(), *queue_id)).copied();
+                let scanned = topic_seen.and_then(|s| s.get(queue_id));
+                let range = match (trusted, scanned) {
+                    (Some((min, _)), Some(s)) => Some((min, s.next)),
+                    (Some(range), None) => Some(range),
+                    (None, Some(s)) => Some((s.first, s.next)),
+                    (None, None) => None,
+                };
+                match range {
+                    Some((min, max)) => {
+                        queue.set_range(&mut storage, min, max)?;
+                        if let Some(s) = scanned {
+                            // Units the scan verified or rewrote may sit in a page cache only.
+                            cq_dirty
+                                .entry(topic.clone())
+                                .or_default()
+                                .insert(*queue_id, s.first);
+                        }
                     }
                     None => {
                         queue.delete_all(&mut storage)?;
@@ -276,13 +646,110 @@ impl<S: SegmentStorage> MessageStore<S> {
         }
         queues.retain(|_, q| !q.is_empty());
 
-        Ok(Self {
+        // The index repairs itself against the recovered CommitLog (see `index`).
+        let index = KeyIndex::open(&mut storage, config.index.clone(), &commitlog);
+
+        // A truncation below the checkpoint (operator's choice) makes it claim too much.
+        let mut last_checkpoint = checkpoint;
+        if let Some(cp) = checkpoint {
+            let end = scan.end;
+            if cp.commitlog_durable_offset > end
+                || cp.consume_queue_durable_offset > end
+                || cp.index_durable_offset > end
+            {
+                let clamped = Checkpoint {
+                    commitlog_durable_offset: cp.commitlog_durable_offset.min(end),
+                    consume_queue_durable_offset: cp.consume_queue_durable_offset.min(end),
+                    index_durable_offset: cp.index_durable_offset.min(end),
+                    ..cp
+                };
+                storage.replace(CHECKPOINT_PATH, &clamped.encode())?;
+                last_checkpoint = Some(clamped);
+            }
+        }
+
+        let mut store = Self {
             storage,
             config,
             commitlog,
             queues,
             recovery: report,
-        })
+            index,
+            cq_dirty,
+            last_checkpoint,
+            last_store_timestamp_ms: checkpoint.map_or(0, |cp| cp.physic_msg_timestamp_ms),
+            closed: false,
+        };
+        store.last_store_timestamp_ms = store
+            .last_store_timestamp_ms
+            .max(store.last_record_store_time().unwrap_or(0));
+        Ok(store)
+    }
+
+    /// Turns what the scan found into report entries.
+    fn report_scan(report: &mut RecoveryReport, scan: &ScanReport) {
+        let mode = match report.mode {
+            RecoveryMode::Clean => "clean shutdown",
+            RecoveryMode::Crash => "crash",
+            RecoveryMode::Full => "full scan",
+        };
+        report.note(
+            RecoveryLevel::Info,
+            Some(scan.start),
+            format!(
+                "recovery ({mode}): verified {} records from offset {}; the log ends at {}",
+                scan.records_scanned, scan.start, scan.end
+            ),
+        );
+        if let Some(reason) = &scan.end_reason {
+            report.note(
+                RecoveryLevel::Warn,
+                Some(scan.end),
+                format!(
+                    "torn tail at offset {}: {reason}; {} bytes zeroed, {} segment files deleted",
+                    scan.end, scan.bytes_truncated, scan.segments_deleted
+                ),
+            );
+        }
+        if scan.records_after_tear > 0 {
+            report.note(
+                RecoveryLevel::Warn,
+                Some(scan.end),
+                format!(
+                    "{} valid records after the torn write at {} were dropped: the disk kept \
+                     them without the write before them, so they were never durable",
+                    scan.records_after_tear, scan.end
+                ),
+            );
+        }
+        if let Some(c) = &scan.corruption {
+            report.corrupt_records_dropped = c.records_dropped;
+            report.corrupt_bytes_dropped = c.bytes_dropped;
+            report.note(
+                RecoveryLevel::Error,
+                Some(c.offset),
+                format!(
+                    "CORRUPT CommitLog {} at offset {} (position {}): {}; truncated as \
+                     configured, dropping {} valid records and {} bytes after it",
+                    c.path, c.offset, c.file_position, c.reason, c.records_dropped, c.bytes_dropped
+                ),
+            );
+        }
+    }
+
+    /// Store time of the last record in the log, if any.
+    fn last_record_store_time(&self) -> Option<i64> {
+        self.queues
+            .iter()
+            .flat_map(|(topic, qs)| qs.keys().map(move |q| (topic.as_str(), *q)))
+            .filter_map(|(topic, q)| {
+                let queue = self.queue(topic, q)?;
+                let max = queue.max_offset().0;
+                (max > queue.min_offset().0)
+                    .then(|| self.store_time_at(queue, max - 1).ok())
+                    .flatten()
+            })
+            .max()
     }
 
     /// What [`MessageStore::open`] found and repaired.
@@ -363,6 +830,11 @@ impl<S: SegmentStorage> MessageStore<S> {
             pos += len;
         }
 
+        if self.closed {
+            // Writing after a clean close: the store is open again until the next close.
+            self.storage.replace(ABORT_MARKER_PATH, b"")?;
+            self.closed = false;
+        }
         let written_before = self.commitlog.written_offset().0;
         if let Err(err) = self.commitlog.write(&mut self.storage, &placement, &buf) {
             self.commitlog.rollback(&mut self.storage, written_before);
@@ -386,7 +858,33 @@ impl<S: SegmentStorage> MessageStore<S> {
                 return Err(err);
             }
         }
+        for (record, result) in records.iter().zip(&results) {
+            self.index.put_record(
+                &mut self.storage,
+                record,
+                result.physical_offset.0,
+                result.size_bytes,
+            );
+            self.mark_cq_dirty(&record.topic, record.queue_id, result.queue_offset.0);
+            self.last_store_timestamp_ms =
+                self.last_store_timestamp_ms.max(record.store_timestamp_ms);
+        }
         Ok(results)
+    }
+
+    /// Remembers that `topic`/`queue_id` has units from `offset` on that no checkpoint covers.
+    fn mark_cq_dirty(&mut self, topic: &str, queue_id: i32, offset: u64) {
+        match self.cq_dirty.get_mut(topic) {
+            Some(queues) => {
+                queues.entry(queue_id).or_insert(offset);
+            }
+            None => {
+                self.cq_dirty
+                    .entry(topic.to_string())
+                    .or_default()
+                    .insert(queue_id, offset);
+            }
+        }
     }
 
     /// Moves every queue touched by a failed put back to where it was before it.
@@ -588,6 +1086,39 @@ impl<S: SegmentStorage> MessageStore<S> {
             .map(Bytes::from))
     }
 
+    /// QUERY_MESSAGE: up to `max_num` records of `topic` indexed under `key` (a KEYS token or the
+    /// UNIQ_KEY) stored within `[begin_ms, end_ms]`, newest first (see
+    /// [`index`](super::index)).
+    pub fn query_message(
+        &self,
+        topic: &str,
+        key: &str,
+        max_num: u32,
+        begin_ms: i64,
+        end_ms: i64,
+    ) -> Result<QueryResult, StoreError> {
+        self.index.query(
+            &self.storage,
+            &self.commitlog,
+            topic,
+            key,
+            max_num,
+            begin_ms,
+            end_ms,
+        )
+    }
+
+    /// The key index.
+    pub fn index(&self) -> &KeyIndex {
+        &self.index
+    }
+
+    /// Retention: deletes the index files whose entries all point below `offset` (the
+    /// CommitLog's new first offset), never the newest. Returns how many were deleted.
+    pub fn delete_index_files_below(&mut self, offset: CommitLogOffset) -> Result<u64, StoreError> {
+        Ok(self.index.delete_files_below(&mut self.storage, offset)?)
+    }
+
     /// The end of written CommitLog bytes.
     pub fn written_offset(&self) -> CommitLogOffset {
         self.commitlog.written_offset()
@@ -627,6 +1158,148 @@ impl<S: SegmentStorage> MessageStore<S> {
         Ok(())
     }
 
+    /// Whether a checkpoint would say more than the last one: something was written since.
+    pub fn checkpoint_due(&self) -> bool {
+        let written = self.commitlog.written_offset().0;
+        match &self.last_checkpoint {
+            Some(cp) => cp.commitlog_durable_offset != written || !self.cq_dirty.is_empty(),
+            None => written > 0 || !self.cq_dirty.is_empty(),
+        }
+    }
+
+    /// What to make durable for a checkpoint of everything written so far: the CommitLog tail
+    /// and every ConsumeQueue range written since the last checkpoint. Once the driver has synced
+    /// every range it calls [`MessageStore::handle_checkpoint_synced`] with this request. Puts
+    /// may continue meanwhile; the checkpoint then covers what was written when it was taken.
+    pub fn checkpoint_request(&self) -> CheckpointRequest {
+        let written = self.commitlog.written_offset();
+        let mut ranges = self
+            .commitlog
+            .sync_request()
+            .map(|r| r.ranges)
+            .unwrap_or_default();
+        let units_per_segment = self.config.consume_queue_units_per_segment.max(1);
+        let mut covered = BTreeMap::new();
+        for (topic, queues) in &self.cq_dirty {
+            for (queue_id, from) in queues {
+                let Some(queue) = self.queue(topic, *queue_id) else {
+                    continue;
+                };
+                let max = queue.max_offset().0;
+                let mut offset = (*from).max(queue.min_offset().0);
+                while offset < max {
+                    let index = offset / units_per_segment;
+                    let segment_end = ((index + 1) * units_per_segment).min(max);
+                    ranges.push(FileRange {
+                        path: queue.segment_path(index),
+                        start: (offset % units_per_segment) * consume_queue::UNIT_BYTES,
+                        end: (segment_end - index * units_per_segment) * consume_queue::UNIT_BYTES,
+                    });
+                    offset = segment_end;
+                }
+                covered.insert((topic.clone(), *queue_id), max);
+            }
+        }
+        let previous = self.last_checkpoint.unwrap_or_default();
+        CheckpointRequest {
+            sync: SyncRequest {
+                ranges,
+                up_to: written,
+            },
+            checkpoint: Checkpoint {
+                physic_msg_timestamp_ms: self.last_store_timestamp_ms,
+                logics_msg_timestamp_ms: self.last_store_timestamp_ms,
+                // The key index keeps its own progress; until it reports some, none is claimed.
+                index_msg_timestamp_ms: previous.index_msg_timestamp_ms,
+                commitlog_durable_offset: written.0,
+                consume_queue_durable_offset: written.0,
+                index_durable_offset: previous.index_durable_offset.min(written.0),
+            },
+            covered,
+        }
+    }
+
+    /// The driver made every range of `request` durable: the CommitLog counts as durable up to
+    /// its `up_to`, and the checkpoint file is replaced (atomically and durably).
+    pub fn handle_checkpoint_synced(
+        &mut self,
+        request: &CheckpointRequest,
+    ) -> Result<(), StoreError> {
+        self.commitlog.handle_synced(request.sync.up_to);
+        for ((topic, queue_id), synced_max) in &request.covered {
+            let max = self.max_offset(topic, *queue_id).0;
+            let Some(queues) = self.cq_dirty.get_mut(topic.as_str()) else {
+                continue;
+            };
+            if let Some(from) = queues.get_mut(queue_id) {
+                if max <= *synced_max {
+                    queues.remove(queue_id);
+                } else {
+                    *from = (*from).max(*synced_max);
+                }
+            }
+            if queues.is_empty() {
+                self.cq_dirty.remove(topic.as_str());
+            }
+        }
+        self.storage
+            .replace(CHECKPOINT_PATH, &request.checkpoint.encode())?;
+        self.last_checkpoint = Some(request.checkpoint);
+        Ok(())
+    }
+
+    /// The last checkpoint written (or found at open).
+    pub fn last_checkpoint(&self) -> Option<&Checkpoint> {
+        self.last_checkpoint.as_ref()
+    }
+
+    /// Closes the store cleanly: removes the abort marker, so the next open trusts the
+    /// checkpoint. Call it last, after a final [`MessageStore::checkpoint_request`] was synced
+    /// and handed to [`MessageStore::handle_checkpoint_synced`]; it refuses (keeping the marker,
+    /// so the next open verifies everything after the checkpoint) while anything written is not
+    /// durable or not covered by the checkpoint. A put after a close re-opens the store.
+    pub fn close(&mut self) -> Result<(), StoreError> {
+        let written = self.commitlog.written_offset().0;
+        let durable = self.commitlog.durable_offset().0;
+        let covered = self
+            .last_checkpoint
+            .is_some_and(|cp| cp.commitlog_durable_offset == written);
+        if durable < written || !covered || !self.cq_dirty.is_empty() {
+            return Err(StoreError::NotDurable(format!(
+                "written {written}, durable {durable}, last checkpoint {:?}, {} topics with \
+                 unsynced ConsumeQueue units",
+                self.last_checkpoint.map(|cp| cp.commitlog_durable_offset),
+                self.cq_dirty.len()
+            )));
+        }
+        match self.storage.delete(ABORT_MARKER_PATH) {
+            Ok(()) | Err(StorageError::NotFound(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+        self.closed = true;
+        Ok(())
+    }
+
+    /// Makes everything durable and closes cleanly through the storage itself, for drivers whose
+    /// storage syncs inline (tests, the playground).
+    pub fn close_inline(&mut self) -> Result<(), StoreError> {
+        let request = self.checkpoint_request();
+        for range in &request.sync.ranges {
+            self.storage.sync(&range.path, range.start, range.end)?;
+        }
+        self.handle_checkpoint_synced(&request)?;
+        self.close()
+    }
+
+    /// Takes a checkpoint through the storage itself (tests, the playground).
+    pub fn checkpoint_inline(&mut self) -> Result<(), StoreError> {
+        let request = self.checkpoint_request();
+        for range in &request.sync.ranges {
+            self.storage.sync(&range.path, range.start, range.end)?;
+        }
+        self.handle_checkpoint_synced(&request)
+    }
+
     /// Topics with at least one queue, sorted.
     pub fn topics(&self) -> impl Iterator<Item = &str> + '_ {
         self.queues.keys().map(String::as_str)
@@ -660,5 +1333,73 @@ impl<S: SegmentStorage> MessageStore<S> {
     /// The configuration the store was opened with.
     pub fn config(&self) -> &StoreConfig {
         &self.config
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Retention hook: the policy (what expires, when) lives in `retention.rs`; this is the mechanism.
+
+/// One CommitLog segment deleted by [`MessageStore::delete_oldest_commitlog_segment`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeletedSegment {
+    /// Start offset of the deleted segment.
+    pub start: CommitLogOffset,
+    /// Its file size (the space given back).
+    pub len_bytes: u64,
+    /// ConsumeQueue segment files deleted because every unit in them pointed into it or before.
+    pub consume_queue_files_deleted: u64,
+    /// Key index files deleted because every entry in them pointed below the new min offset.
+    pub index_files_deleted: u64,
+}
+
+impl<S: SegmentStorage> MessageStore<S> {
+    /// Start offsets and sizes of the CommitLog segment files, oldest first.
+    pub fn commitlog_segments(&self) -> Vec<(u64, u64)> {
+        self.commitlog.segments().collect()
+    }
+
+    /// The segment being written, which is never deleted.
+    pub fn current_commitlog_segment(&self) -> Option<u64> {
+        self.commitlog.current_segment_start()
+    }
+
+    /// The store timestamp of the last record of the segment starting at `start`: the segment's
+    /// age for retention (see `retention.rs` for why not the file's mtime).
+    pub fn segment_last_store_timestamp_ms(&self, start: u64) -> Result<Option<i64>, StoreError> {
+        self.commitlog.last_store_timestamp_ms(&self.storage, start)
+    }
+
+    /// Deletes the oldest CommitLog segment unless it is the one being written, then moves every
+    /// ConsumeQueue's min offset past the records it held and deletes the ConsumeQueue files left
+    /// with no reachable unit. `None` when only the current segment is left.
+    pub fn delete_oldest_commitlog_segment(
+        &mut self,
+    ) -> Result<Option<DeletedSegment>, StoreError> {
+        let Some((start, len_bytes)) = self.commitlog.delete_first_segment(&mut self.storage)?
+        else {
+            return Ok(None);
+        };
+        let consume_queue_files_deleted = self.correct_min_offsets()?;
+        let index_files_deleted = self.delete_index_files_below(self.commitlog.min_offset())?;
+        Ok(Some(DeletedSegment {
+            start: CommitLogOffset(start),
+            len_bytes,
+            consume_queue_files_deleted,
+            index_files_deleted,
+        }))
+    }
+
+    /// Moves every ConsumeQueue's min offset to its first unit at or past the CommitLog's min
+    /// offset (RocketMQ's `correctMinOffset`) and deletes ConsumeQueue files left with no
+    /// reachable unit. Retention does this as it deletes; calling it after [`MessageStore::open`]
+    /// keeps it true whatever the ConsumeQueue files said before a restart. Returns how many
+    /// files were deleted.
+    pub fn correct_min_offsets(&mut self) -> Result<u64, StoreError> {
+        let min = self.commitlog.min_offset().0;
+        let mut deleted = 0;
+        for queue in self.queues.values_mut().flat_map(|q| q.values_mut()) {
+            deleted += queue.delete_expired(&mut self.storage, min)?;
+        }
+        Ok(deleted)
     }
 }

@@ -13,12 +13,17 @@ pub mod retention;
 pub mod segment;
 
 #[cfg(test)]
+mod recovery_tests;
+#[cfg(test)]
 mod tests;
 
+pub use checkpoint::Checkpoint;
+pub use commitlog::CorruptionPolicy;
 pub use message_store::{
-    GetResult, GetStatus, MessageStore, PutResult, RecoveryReport, StoreConfig, StoreError,
+    CheckpointRequest, GetResult, GetStatus, MessageStore, PutResult, RecoveryEntry, RecoveryLevel,
+    RecoveryMode, RecoveryReport, StoreConfig, StoreError,
 };
-pub use segment::{MemStorage, SegmentStorage, StorageError};
+pub use segment::{MemStorage, PowerLoss, SegmentStorage, StorageError};
 
 /// A byte offset in the global CommitLog (segment start offset + position in the segment).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -51,6 +51,17 @@ fn small_config() -> StoreConfig {
         commitlog_segment_bytes: 4096,
         consume_queue_units_per_segment: 8,
         max_message_size_bytes: 1024,
+        index: small_index(),
+        ..StoreConfig::default()
+    }
+}
+
+/// Index files small enough for MemStorage.
+fn small_index() -> crate::store::index::IndexConfig {
+    crate::store::index::IndexConfig {
+        enabled: true,
+        hash_slot_count: 64,
+        max_index_count: 256,
     }
 }
 
@@ -163,7 +174,10 @@ fn mem_storage_files_and_dirs() {
 fn store_put_get_round_trip_over_many_queues() {
     // Goal: every put comes back verbatim from its own queue with the offsets the put reported.
     // Method: 3 topics × 4 queues, 120 puts round robin, then read each queue and decode.
-    let config = StoreConfig::default();
+    let config = StoreConfig {
+        index: small_index(),
+        ..StoreConfig::default()
+    };
     let mut store = open(MemStorage::new(), &config);
     let mut expected: BTreeMap<(String, i32), Vec<PutResult>> = BTreeMap::new();
     for i in 0..120u32 {
@@ -710,6 +724,8 @@ fn store_get_caps_bytes_but_returns_at_least_one() {
         commitlog_segment_bytes: 1 << 20,
         consume_queue_units_per_segment: 100,
         max_message_size_bytes: 512 * 1024,
+        index: small_index(),
+        ..StoreConfig::default()
     };
     let mut store = open(MemStorage::new(), &config);
     for i in 0..4 {
@@ -873,14 +889,18 @@ fn store_raw_check_matches_the_record_codec() {
         r.queue_offset = 17;
         r.physical_offset = 4242;
         let bytes = r.encode_to_vec().unwrap();
-        let meta = commitlog::check_record(&bytes).unwrap();
-        assert_eq!(meta.total_size_bytes as usize, bytes.len());
-        assert_eq!(meta.queue_id, r.queue_id);
-        assert_eq!(meta.queue_offset, 17);
-        assert_eq!(meta.physical_offset, 4242);
-        assert_eq!(meta.store_timestamp_ms, r.store_timestamp_ms);
-        assert_eq!(meta.topic, r.topic);
-        assert_eq!(meta.properties, r.properties.encode().as_bytes());
+        let checked = commitlog::check_record(Bytes::from(bytes.clone())).unwrap();
+        assert_eq!(checked.queue_id, r.queue_id);
+        assert_eq!(checked.queue_offset, 17);
+        assert_eq!(checked.physical_offset, 4242);
+        assert_eq!(checked.store_timestamp_ms, r.store_timestamp_ms);
+        assert_eq!(checked.topic, r.topic);
+        assert_eq!(checked.body, r.body);
+        assert_eq!(checked.properties.encode(), r.properties.encode());
+        // Trailing bytes are not part of the record: refused.
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert!(commitlog::check_record(Bytes::from(longer)).is_err());
         let mut bad = bytes.clone();
         let last = bad.len() - 1;
         bad[last] ^= 1;
@@ -896,12 +916,12 @@ fn store_raw_check_matches_the_record_codec() {
                 - if r.topic.len() > 127 { 2 } else { 1 };
             bad[body_pos] ^= 1;
         }
-        assert!(commitlog::check_record(&bad).is_err());
+        assert!(commitlog::check_record(Bytes::from(bad)).is_err());
     }
     let mut blank = vec![0u8; 8];
     blank[..4].copy_from_slice(&100i32.to_be_bytes());
     blank[4..].copy_from_slice(&MAGIC_BLANK.to_be_bytes());
-    assert!(commitlog::check_record(&blank).is_err());
+    assert!(commitlog::check_record(Bytes::from(blank)).is_err());
     assert_ne!(MAGIC_V1, MAGIC_BLANK);
     assert!(consume_queue::is_valid_topic_dir("%RETRY%group"));
     assert!(!consume_queue::is_valid_topic_dir(".."));
@@ -955,6 +975,8 @@ proptest! {
             commitlog_segment_bytes: 4096,
             consume_queue_units_per_segment: 5,
             max_message_size_bytes: 1024,
+            index: small_index(),
+            ..StoreConfig::default()
         };
         let topics = ["A", "B", "%RETRY%C"];
         let tags = ["x", "y", "z"];

@@ -769,3 +769,108 @@ pub fn pull_all(
     }
     out
 }
+
+/// Sends a request and waits for its response like [`RawConn::request`], but reports a closed
+/// connection, a failed write or a timeout as `None` instead of failing the test: for load that
+/// runs while the broker is killed.
+pub fn try_request(
+    conn: &mut RawConn,
+    code: i32,
+    ext: &[(&str, String)],
+    body: &[u8],
+) -> Option<Frame> {
+    let opaque = conn.next_opaque();
+    let frame = encode_request(code, opaque, ext, body);
+    conn.write_raw(&frame).ok()?;
+    loop {
+        match conn.read_frame() {
+            ReadOutcome::Frame(f) if f.is_response() && f.opaque() == opaque as i64 => {
+                return Some(f)
+            }
+            ReadOutcome::Frame(_) => continue,
+            ReadOutcome::Closed | ReadOutcome::TimedOut => return None,
+        }
+    }
+}
+
+/// Ext fields of a SEND_MESSAGE_V2 (310) to one queue with the given properties (already
+/// encoded with [`encode_properties`]), creating the topic from TBW102 with 4 queues if needed.
+pub fn send_v2_ext(topic: &str, queue_id: i32, properties: String) -> Vec<(&'static str, String)> {
+    let born_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0);
+    vec![
+        ("a", "raw-test-producer".to_string()),
+        ("b", topic.to_string()),
+        ("c", "TBW102".to_string()),
+        ("d", "4".to_string()),
+        ("e", queue_id.to_string()),
+        ("f", "0".to_string()),
+        ("g", born_ms.to_string()),
+        ("h", "0".to_string()),
+        ("i", properties),
+        ("j", "0".to_string()),
+        ("k", "false".to_string()),
+        ("m", "false".to_string()),
+    ]
+}
+
+/// One record of a pull body with the fields that locate it in the CommitLog: its physical
+/// offset and the store host it was written by (together its offset message id).
+#[derive(Clone, Debug)]
+pub struct LocatedRecord {
+    pub record: StoredRecord,
+    pub physical_offset: i64,
+    /// The record's offset message id: store host (IPv4 + port) and physical offset, in
+    /// uppercase hex, as the send response's `msgId` names it.
+    pub offset_msg_id: String,
+}
+
+/// Decodes a pull body like [`decode_records`], adding each record's physical offset and offset
+/// message id (IPv4 store hosts only). Panics on malformed data.
+pub fn decode_located_records(buf: &[u8]) -> Vec<LocatedRecord> {
+    let records = decode_records(buf);
+    let mut out = Vec::with_capacity(records.len());
+    let mut pos = 0usize;
+    for record in records {
+        let rec = &buf[pos..];
+        let total = i32::from_be_bytes([rec[0], rec[1], rec[2], rec[3]]) as usize;
+        let i64_at = |at: usize| {
+            let mut a = [0u8; 8];
+            a.copy_from_slice(&rec[at..at + 8]);
+            i64::from_be_bytes(a)
+        };
+        // Fixed prefix: size 4, magic 4, crc 4, queue id 4, flag 4, queue offset 8 → 28.
+        let physical_offset = i64_at(28);
+        let sys_flag = i32::from_be_bytes([rec[36], rec[37], rec[38], rec[39]]);
+        assert_eq!(sys_flag & 0x30, 0, "IPv4 hosts expected");
+        // sys flag 4, born timestamp 8, born host 8, store timestamp 8 → store host at 64.
+        let store_host = &rec[64..72];
+        let mut id = String::new();
+        for b in store_host.iter().chain(&physical_offset.to_be_bytes()) {
+            id.push_str(&format!("{b:02X}"));
+        }
+        out.push(LocatedRecord {
+            record,
+            physical_offset,
+            offset_msg_id: id,
+        });
+        pos += total;
+    }
+    out
+}
+
+impl Standalone {
+    /// Starts the broker again on the same data directory after [`Standalone::kill`] (new
+    /// ports), as an operator would after a crash.
+    pub fn spawn_again(&mut self) {
+        assert!(self.child.is_none(), "broker still running: kill it first");
+        self.spawn();
+    }
+
+    /// The whole stderr log of the current process (its log lines).
+    pub fn stderr_log(&self) -> String {
+        std::fs::read_to_string(self.stderr_path(self.generation)).unwrap_or_default()
+    }
+}

@@ -1,0 +1,271 @@
+//! When the broker asks its driver to make the CommitLog durable (ASYNC_FLUSH), and when it takes
+//! a checkpoint.
+//!
+//! RocketMQ's `FlushRealTimeService`, decided here with `now_ms` in and executed by the driver:
+//!
+//! * every `flushIntervalCommitLog` (500 ms) a tick looks at the un-synced bytes and flushes when
+//!   they span at least `flushCommitLogLeastPages` (4) OS pages of 4 KiB, or when the write
+//!   position has left the segment the durable position is in (a full segment is flushed
+//!   whatever its size);
+//! * when `flushCommitLogThoroughInterval` (10 s) has passed since the last thorough tick, a tick
+//!   flushes whatever there is, even below the least pages;
+//! * `flushCommitLogTimed=true` (RocketMQ 5's default): the flusher sleeps the whole interval, so
+//!   only ticks flush. `false`: every put wakes it (RocketMQ's `waitForRunning`), so a put that
+//!   brings the un-synced bytes to the least pages flushes at once.
+//!
+//! Under SYNC_FLUSH sends that wait are flushed by group commit as they arrive; a tick flushes
+//! whatever else was written (least pages 0).
+//!
+//! Checkpoints: every `flushIntervalConsumeQueue` (1 s, the period of RocketMQ's ConsumeQueue
+//! flush, which writes its checkpoint) the broker takes one if anything changed, as a Sync that
+//! also covers the ConsumeQueue ranges; its completion writes the checkpoint file.
+
+use super::{Broker, BrokerOutput, FlushDiskType};
+use crate::store::SegmentStorage;
+
+/// RocketMQ's `OS_PAGE_SIZE`: what `flushCommitLogLeastPages` counts.
+pub const OS_PAGE_BYTES: u64 = 4096;
+
+/// The ASYNC_FLUSH knobs (broker.conf keys in parentheses).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FlushConfig {
+    /// Tick period (`flushIntervalCommitLog`, 500 ms).
+    pub interval_ms: u64,
+    /// Pages of un-synced bytes a tick needs before flushing (`flushCommitLogLeastPages`, 4).
+    pub least_pages: u64,
+    /// A tick at least this long after the last thorough one flushes anything
+    /// (`flushCommitLogThoroughInterval`, 10 s).
+    pub thorough_interval_ms: u64,
+    /// Only ticks flush (`flushCommitLogTimed`, true); false: a put reaching the least pages
+    /// flushes at once.
+    pub timed: bool,
+}
+
+impl Default for FlushConfig {
+    fn default() -> Self {
+        Self {
+            interval_ms: 500,
+            least_pages: 4,
+            thorough_interval_ms: 10_000,
+            timed: true,
+        }
+    }
+}
+
+/// Whether `[durable, written)` is worth a flush with `least_pages`.
+pub fn enough_to_flush(durable: u64, written: u64, least_pages: u64, segment_bytes: u64) -> bool {
+    if written <= durable {
+        return false;
+    }
+    if least_pages == 0 {
+        return true;
+    }
+    let segment_bytes = segment_bytes.max(1);
+    if written / segment_bytes != durable / segment_bytes {
+        return true;
+    }
+    written / OS_PAGE_BYTES - durable / OS_PAGE_BYTES >= least_pages
+}
+
+/// The flush timer state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FlushPolicy {
+    config: FlushConfig,
+    next_tick_ms: u64,
+    last_thorough_ms: u64,
+}
+
+impl FlushPolicy {
+    pub fn new(config: FlushConfig, now_ms: u64) -> Self {
+        Self {
+            config,
+            next_tick_ms: now_ms + config.interval_ms.max(1),
+            last_thorough_ms: now_ms,
+        }
+    }
+
+    /// A tick at `now_ms` (due or not): whether to flush `[durable, written)` now.
+    pub fn on_tick(
+        &mut self,
+        now_ms: u64,
+        durable: u64,
+        written: u64,
+        segment_bytes: u64,
+        sync_flush: bool,
+    ) -> bool {
+        if now_ms < self.next_tick_ms {
+            return false;
+        }
+        self.next_tick_ms = now_ms + self.config.interval_ms.max(1);
+        let mut least = self.config.least_pages;
+        if sync_flush {
+            least = 0;
+        }
+        if now_ms >= self.last_thorough_ms + self.config.thorough_interval_ms {
+            self.last_thorough_ms = now_ms;
+            least = 0;
+        }
+        enough_to_flush(durable, written, least, segment_bytes)
+    }
+
+    /// After a put: whether it wakes the flusher into flushing now (untimed mode only).
+    pub fn on_put(&self, durable: u64, written: u64, segment_bytes: u64) -> bool {
+        !self.config.timed
+            && enough_to_flush(durable, written, self.config.least_pages, segment_bytes)
+    }
+
+    /// When the next tick that would flush `[durable, written)` is due; `None` when nothing is
+    /// un-synced. Below the least pages only the thorough tick can flush (more bytes come with
+    /// puts, after which the driver asks again).
+    pub fn deadline_ms(
+        &self,
+        durable: u64,
+        written: u64,
+        segment_bytes: u64,
+        sync_flush: bool,
+    ) -> Option<u64> {
+        if written <= durable {
+            return None;
+        }
+        let least = if sync_flush {
+            0
+        } else {
+            self.config.least_pages
+        };
+        if enough_to_flush(durable, written, least, segment_bytes) {
+            return Some(self.next_tick_ms);
+        }
+        Some(
+            self.next_tick_ms
+                .max(self.last_thorough_ms + self.config.thorough_interval_ms),
+        )
+    }
+}
+
+impl<S: SegmentStorage> Broker<S> {
+    fn sync_flush(&self) -> bool {
+        self.config.flush_disk_type == FlushDiskType::SyncFlush
+    }
+
+    /// The flush and checkpoint timers at `now_ms`.
+    pub(super) fn flush_tick(&mut self, now_ms: u64) {
+        let (durable, written) = (self.store.durable_offset().0, self.store.written_offset().0);
+        let segment_bytes = self.config.store.commitlog_segment_bytes;
+        let sync_flush = self.sync_flush();
+        if self
+            .flush_policy
+            .on_tick(now_ms, durable, written, segment_bytes, sync_flush)
+        {
+            self.request_sync_if_idle();
+        }
+        if now_ms >= self.next_checkpoint_ms {
+            self.request_checkpoint_if_idle(now_ms);
+        }
+    }
+
+    /// After an ASYNC_FLUSH put: an untimed flusher is woken by it.
+    pub(super) fn after_async_put(&mut self) {
+        let (durable, written) = (self.store.durable_offset().0, self.store.written_offset().0);
+        if self
+            .flush_policy
+            .on_put(durable, written, self.config.store.commitlog_segment_bytes)
+        {
+            self.request_sync_if_idle();
+        }
+    }
+
+    /// Takes a checkpoint (a Sync covering the ConsumeQueues too) unless a Sync is in flight, in
+    /// which case its completion takes it. Nothing changed: nothing to do until the next period.
+    pub(super) fn request_checkpoint_if_idle(&mut self, now_ms: u64) {
+        if self.sync_in_flight || self.durability_failure.is_some() || self.shut_down {
+            return;
+        }
+        self.next_checkpoint_ms = now_ms + self.config.checkpoint_interval_ms.max(1);
+        if !self.store.checkpoint_due() {
+            return;
+        }
+        let request = self.store.checkpoint_request();
+        self.sync_in_flight = true;
+        self.outputs
+            .push_back(BrokerOutput::Sync(request.sync.clone()));
+        self.checkpoint_in_flight = Some(request);
+    }
+
+    /// When `handle_timeout` must next run for flushing or checkpointing.
+    pub(super) fn flush_deadline_ms(&self) -> Option<u64> {
+        let (durable, written) = (self.store.durable_offset().0, self.store.written_offset().0);
+        let mut next = self.flush_policy.deadline_ms(
+            durable,
+            written,
+            self.config.store.commitlog_segment_bytes,
+            self.sync_flush(),
+        );
+        // While a Sync is in flight its completion re-checks; waking for it would spin.
+        if !self.sync_in_flight && self.durability_failure.is_none() && self.store.checkpoint_due()
+        {
+            next = Some(next.map_or(self.next_checkpoint_ms, |n| n.min(self.next_checkpoint_ms)));
+        }
+        next
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SEG: u64 = 1 << 30;
+
+    #[test]
+    fn least_pages_count_whole_pages_and_full_segments() {
+        assert!(!enough_to_flush(0, 0, 4, SEG));
+        assert!(!enough_to_flush(0, 4 * 4096 - 1, 4, SEG));
+        assert!(enough_to_flush(0, 4 * 4096, 4, SEG));
+        // Pages are counted on page numbers, as RocketMQ does.
+        assert!(enough_to_flush(4095, 3 * 4096, 3, SEG));
+        assert!(enough_to_flush(10, 11, 0, SEG));
+        // A rolled segment is flushed whatever its size.
+        assert!(enough_to_flush(SEG - 100, SEG + 10, 4, SEG));
+    }
+
+    #[test]
+    fn ticks_flush_at_least_pages_or_at_the_thorough_interval() {
+        let config = FlushConfig::default();
+        let mut p = FlushPolicy::new(config, 0);
+        let small = 1000;
+        // Not a tick yet.
+        assert!(!p.on_tick(100, 0, 100_000, SEG, false));
+        // A tick below the least pages does nothing until 10 s have passed.
+        assert!(!p.on_tick(500, 0, small, SEG, false));
+        assert_eq!(p.deadline_ms(0, small, SEG, false), Some(10_000));
+        let mut t = 1000;
+        while t < 10_000 {
+            assert!(!p.on_tick(t, 0, small, SEG, false), "{t}");
+            t += 500;
+        }
+        assert!(p.on_tick(10_000, 0, small, SEG, false));
+        // The thorough clock restarted.
+        assert!(!p.on_tick(10_500, 0, small, SEG, false));
+        // Enough pages: the next tick flushes.
+        assert_eq!(p.deadline_ms(0, 5 * 4096, SEG, false), Some(11_000));
+        assert!(p.on_tick(11_000, 0, 5 * 4096, SEG, false));
+        // Nothing written: no deadline.
+        assert_eq!(p.deadline_ms(50, 50, SEG, false), None);
+        // SYNC_FLUSH ticks flush anything.
+        assert!(p.on_tick(11_500, 0, 1, SEG, true));
+    }
+
+    #[test]
+    fn untimed_flushes_on_the_put_that_reaches_the_least_pages() {
+        let timed = FlushPolicy::new(FlushConfig::default(), 0);
+        assert!(!timed.on_put(0, 5 * 4096, SEG));
+        let untimed = FlushPolicy::new(
+            FlushConfig {
+                timed: false,
+                ..FlushConfig::default()
+            },
+            0,
+        );
+        assert!(!untimed.on_put(0, 3 * 4096, SEG));
+        assert!(untimed.on_put(0, 4 * 4096, SEG));
+    }
+}
