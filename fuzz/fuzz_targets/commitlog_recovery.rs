@@ -52,6 +52,7 @@ fn config() -> StoreConfig {
         commitlog_segment_bytes: SEGMENT_BYTES,
         consume_queue_units_per_segment: 8,
         max_message_size_bytes: 512,
+        index: vostok_fuzz::small_index_config(),
         ..StoreConfig::default()
     }
 }

@@ -270,13 +270,24 @@ pub fn request_with(code: i32, ext: &FuzzExt, body: Vec<u8>) -> RemotingCommand 
 }
 
 /// A store small enough to fuzz: 64 KiB CommitLog segments (so segment rolls happen), 64-unit
-/// ConsumeQueue segments, 8 KiB bodies.
+/// ConsumeQueue segments, 8 KiB bodies and a small key index (files fill up and roll). The
+/// default index file alone is 420 MB, created at full size in memory.
 pub fn small_store_config() -> vostok_core::store::StoreConfig {
     vostok_core::store::StoreConfig {
         commitlog_segment_bytes: 64 * 1024,
         consume_queue_units_per_segment: 64,
         max_message_size_bytes: 8 * 1024,
+        index: small_index_config(),
         ..Default::default()
+    }
+}
+
+/// A key index of 64 hash slots and 128 entries per file.
+pub fn small_index_config() -> vostok_core::store::index::IndexConfig {
+    vostok_core::store::index::IndexConfig {
+        enabled: true,
+        hash_slot_count: 64,
+        max_index_count: 128,
     }
 }
 
