@@ -29,6 +29,68 @@ use vostok_core::store::StorageError;
 
 pub use server::{BrokerServer, NamesrvServer};
 
+/// How long [`Standalone::start`] waits for the broker's first registration.
+const REGISTRATION_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Asks the NameServer at `ns_addr` for its cluster info until it lists `broker_name`.
+async fn wait_until_registered(
+    ns_addr: SocketAddr,
+    broker_name: &str,
+    timeout: std::time::Duration,
+) -> Result<(), RunError> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use vostok_core::remoting::codec::{encode, FrameDecoder, MAX_FRAME_LEN};
+    use vostok_core::remoting::codes::request;
+    use vostok_core::remoting::RemotingCommand;
+
+    let probe = async {
+        let mut stream = tokio::net::TcpStream::connect(ns_addr).await?;
+        let mut decoder = FrameDecoder::new(MAX_FRAME_LEN);
+        let mut read_buf = bytes::BytesMut::new();
+        // A broker name inside the body is always a quoted JSON string.
+        let needle = format!("\"{broker_name}\"");
+        for opaque in 1.. {
+            let mut ask = RemotingCommand::request(request::GET_BROKER_CLUSTER_INFO);
+            ask.opaque = opaque;
+            let mut out = bytes::BytesMut::new();
+            encode(&ask, &mut out);
+            stream.write_all(&out).await?;
+            let answer = loop {
+                if let Some(cmd) = decoder
+                    .decode(&mut read_buf)
+                    .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?
+                {
+                    break cmd;
+                }
+                if stream.read_buf(&mut read_buf).await? == 0 {
+                    return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof));
+                }
+            };
+            if answer.opaque == opaque
+                && answer.code == 0
+                && answer
+                    .body
+                    .windows(needle.len())
+                    .any(|w| w == needle.as_bytes())
+            {
+                return Ok(());
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        Ok(())
+    };
+    match tokio::time::timeout(timeout, probe).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(RunError::Task(format!(
+            "the broker's registration with the NameServer at {ns_addr} could not be checked: {e}"
+        ))),
+        Err(_) => Err(RunError::Task(format!(
+            "the broker did not register with the NameServer at {ns_addr} within {} s",
+            timeout.as_secs()
+        ))),
+    }
+}
+
 /// Where RocketMQ users expect a NameServer.
 pub const DEFAULT_NAMESRV_PORT: u16 = 9876;
 /// Where RocketMQ users expect a broker (`listenPort`).
@@ -206,6 +268,7 @@ impl Standalone {
         let broker_listener = bind(resolved.listen_addr).await?;
         std::fs::create_dir_all(&resolved.data_dir)?;
         let data_dir = absolute(&resolved.data_dir);
+        let broker_name = resolved.config.broker_name.clone();
         let broker = match BrokerServer::start(broker_listener, resolved.config, &data_dir) {
             Ok(broker) => broker,
             Err(e) => {
@@ -213,11 +276,19 @@ impl Standalone {
                 return Err(e);
             }
         };
-        Ok(Self {
+        let standalone = Self {
             namesrv,
             broker,
             data_dir,
-        })
+        };
+        // Clients that start right after us must find the broker's routes: answer only once the
+        // NameServer lists the broker (its first registration goes out at start).
+        let ns_addr = standalone.namesrv_addr();
+        if let Err(e) = wait_until_registered(ns_addr, &broker_name, REGISTRATION_WAIT).await {
+            let _ = standalone.shutdown().await;
+            return Err(e);
+        }
+        Ok(standalone)
     }
 
     /// The NameServer's address, dialable from this host.

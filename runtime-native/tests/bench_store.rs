@@ -66,30 +66,70 @@ fn check_report(report: &Value, size: u64, flush: &str) {
     assert_eq!(cadence["sync_every_bytes"], (bytes / syncs).max(1));
 
     let recovery = report["recovery"].as_array().expect("recovery runs");
-    let kinds: Vec<(String, String)> = recovery
+    let kinds: Vec<(String, String, String, bool)> = recovery
         .iter()
         .map(|r| {
             (
                 r["shutdown"].as_str().unwrap().to_string(),
+                r["mode"].as_str().unwrap().to_string(),
                 r["page_cache"].as_str().unwrap().to_string(),
+                r["key_index"].as_bool().unwrap(),
             )
         })
         .collect();
-    assert_eq!(
-        kinds,
-        [
-            ("crash", "warm"),
-            ("crash", "dropped"),
-            ("clean", "warm"),
-            ("clean", "dropped")
-        ]
-        .map(|(a, b)| (a.to_string(), b.to_string()))
-    );
+    let expected: Vec<(String, String, String, bool)> = [
+        ("crash", "warm", true),
+        ("crash", "dropped", true),
+        ("crash", "warm", false),
+        ("full", "warm", true),
+        ("full", "dropped", true),
+        ("full", "warm", false),
+        ("clean", "warm", true),
+        ("clean", "dropped", true),
+        ("clean", "warm", false),
+    ]
+    .iter()
+    .map(|(shutdown, cache, index)| {
+        // The recovery report's mode is the shutdown case's.
+        (
+            shutdown.to_string(),
+            shutdown.to_string(),
+            cache.to_string(),
+            *index,
+        )
+    })
+    .collect();
+    assert_eq!(kinds, expected);
     for r in recovery {
-        assert_eq!(r["records"], messages, "every record recovered: {r}");
-        assert_eq!(r["bytes"], bytes, "{r}");
         positive(&r["ms"], "recovery ms");
-        positive(&r["mib_per_s"], "recovery MiB/s");
+        let start = r["scan_start"].as_u64().unwrap();
+        let verified = r["bytes"].as_u64().unwrap();
+        let records = r["records"].as_u64().unwrap();
+        assert_eq!(
+            start + verified,
+            bytes,
+            "the log ends where the append run did: {r}"
+        );
+        assert_eq!(records * record_bytes, verified, "{r}");
+        match r["shutdown"].as_str().unwrap() {
+            // From the last periodic checkpoint, which is at least half way.
+            "crash" => assert!(start >= size / 2 && start <= bytes, "{r}"),
+            "full" => {
+                assert_eq!(start, 0, "{r}");
+                assert_eq!(records, messages, "{r}");
+                positive(&r["mib_per_s"], "recovery MiB/s");
+            }
+            // One 1 GiB segment: the clean open re-verifies the segment holding the checkpoint.
+            _ => assert_eq!(records, messages, "{r}"),
+        }
+        if r["key_index"] == true && r["shutdown"] != "full" {
+            // The checkpoints synced the index: only its tail after the checkpoint is checked.
+            assert_eq!(r["index_from_checkpoint"], true, "{r}");
+        }
+        if r["shutdown"] == "clean" {
+            assert_eq!(r["index_entries_dropped"], 0, "{r}");
+            assert_eq!(r["index_records_reindexed"], 0, "{r}");
+        }
     }
     assert!(report["page_cache_drop_error"].is_null(), "{report}");
 }

@@ -24,8 +24,11 @@ const TOPICS: usize = 6;
 const QUEUES_PER_TOPIC: i32 = 4;
 /// Small segments: a CommitLog file every 32 KiB, a ConsumeQueue file every 50 units, an index
 /// file every 1 000 entries (each message indexes two keys).
+/// Checkpoints every 100 ms, so the kill finds one some way back.
 const BROKER_CONF: &str = "mappedFileSizeCommitLog=32768\nmappedFileSizeConsumeQueue=1000\n\
-                           maxHashSlotNum=500\nmaxIndexNum=1000\n";
+                           maxHashSlotNum=500\nmaxIndexNum=1000\nflushIntervalConsumeQueue=100\n";
+/// QUERY_MESSAGE (REMOTING.md §2.1).
+const QUERY_MESSAGE: i32 = 12;
 /// How long the load may take to reach a kill point before the test gives up.
 const LOAD_TIMEOUT: Duration = Duration::from_secs(20);
 /// Properties the broker stamps on every stored message; everything else is the producer's.
@@ -145,7 +148,9 @@ fn load_and_kill(broker: &mut Standalone, run: &str, kill_after_acks: usize) -> 
     }
 
     let deadline = Instant::now() + LOAD_TIMEOUT;
-    while ack_count.load(Ordering::Relaxed) < kill_after_acks {
+    // A kill point also waits for a checkpoint, so the restart recovers from one.
+    let checkpoint = broker.data_dir.join("checkpoint");
+    while ack_count.load(Ordering::Relaxed) < kill_after_acks || !checkpoint.exists() {
         if Instant::now() >= deadline || producers.iter().all(|p| p.is_finished()) {
             stop.store(true, Ordering::Relaxed);
             broker.kill();
@@ -208,6 +213,19 @@ fn pull_queue(conn: &mut RawConn, topic: &str, queue_id: i32) -> Vec<LocatedReco
 /// Returns how many records the queues hold (acknowledged and not).
 fn check_after_restart(broker: &mut Standalone, run: &str, load: &Load) -> usize {
     broker.spawn_again();
+    // The log says it was a crash, recovered from the checkpoint.
+    let (mode, marker, scan_start) = recovery_line(&broker.stderr_log());
+    assert_eq!(mode, "crash", "{}", broker.stderr_tail());
+    assert!(
+        marker.starts_with("abort marker found"),
+        "{marker}: {}",
+        broker.stderr_tail()
+    );
+    assert!(
+        scan_start > 0,
+        "crash recovery scanned from 0, not from the checkpoint: {}",
+        broker.stderr_tail()
+    );
     let mut conn = RawConn::connect(&broker.broker_addr);
 
     let mut acked_by_queue: BTreeMap<(String, i32), BTreeMap<i64, &Ack>> = BTreeMap::new();
@@ -296,6 +314,21 @@ fn check_after_restart(broker: &mut Standalone, run: &str, load: &Load) -> usize
         load.acks.len()
     );
 
+    // The key index finds every acknowledged message by its KEYS and by its UNIQ_KEY.
+    for ack in &load.acks {
+        let uniq = &ack.sent.properties["UNIQ_KEY"];
+        for (key, by_uniq) in [(&ack.sent.properties["KEYS"], false), (uniq, true)] {
+            let found = query_by_key(&mut conn, &ack.sent.topic, key, by_uniq);
+            assert!(
+                found
+                    .iter()
+                    .any(|r| producer_properties(r).get("UNIQ_KEY") == Some(uniq)),
+                "QUERY_MESSAGE {}/{key} does not find acknowledged {uniq}",
+                ack.sent.topic
+            );
+        }
+    }
+
     // The broker takes new sends and continues every queue's offsets.
     for t in 0..TOPICS {
         let topic = topic_name(run, t);
@@ -311,6 +344,47 @@ fn check_after_restart(broker: &mut Standalone, run: &str, load: &Load) -> usize
         }
     }
     stored_total
+}
+
+/// QUERY_MESSAGE by `key` over all time: the records answered (none on QUERY_NOT_FOUND).
+fn query_by_key(conn: &mut RawConn, topic: &str, key: &str, by_uniq: bool) -> Vec<StoredRecord> {
+    let mut ext = vec![
+        ("topic", topic.to_string()),
+        ("key", key.to_string()),
+        ("maxNum", "32".to_string()),
+        ("beginTimestamp", "0".to_string()),
+        ("endTimestamp", i64::MAX.to_string()),
+    ];
+    if by_uniq {
+        ext.push(("_UNIQUE_KEY_QUERY", "true".to_string()));
+    }
+    let f = conn.request(QUERY_MESSAGE, &ext, &[]);
+    match f.code() {
+        0 => decode_records(&f.body),
+        22 => Vec::new(),
+        other => panic!(
+            "QUERY_MESSAGE {topic}/{key} answered {other}: {:?}",
+            f.header
+        ),
+    }
+}
+
+/// The store's recovery line in a broker log: (mode, what it said of the abort marker, scan
+/// start offset).
+fn recovery_line(log: &str) -> (String, String, u64) {
+    let line = log
+        .lines()
+        .find(|l| l.contains("recovery ("))
+        .unwrap_or_else(|| panic!("no recovery line in the log:\n{log}"));
+    let rest = &line[line.find("recovery (").unwrap() + "recovery (".len()..];
+    let (mode, rest) = rest.split_once("): ").expect("recovery (<mode>): ...");
+    let (marker, _) = rest.split_once(", ").expect("the abort marker is named");
+    let from = rest
+        .split_once("from offset ")
+        .and_then(|(_, r)| r.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no scan start in {line}"));
+    (mode.to_string(), marker.to_string(), from)
 }
 
 fn crash_runs(sync_flush: bool, kill_points: &[usize]) {
@@ -340,6 +414,21 @@ fn crash_runs(sync_flush: bool, kill_points: &[usize]) {
             status.success(),
             "vostok exited with {status} after SIGTERM"
         );
+        // After SIGTERM the store closed cleanly: the next start says so.
+        broker.spawn_again();
+        let (mode, marker, _) = recovery_line(&broker.stderr_log());
+        assert_eq!(mode, "clean shutdown", "{}", broker.stderr_tail());
+        assert_eq!(marker, "no abort marker");
+        let mut conn = RawConn::connect(&broker.broker_addr);
+        let last = load.acks.last().expect("acknowledged sends");
+        let found = query_by_key(
+            &mut conn,
+            &last.sent.topic,
+            &last.sent.properties["KEYS"],
+            false,
+        );
+        assert_eq!(found.len(), 1, "after the clean restart");
+        broker.kill();
     }
 }
 

@@ -258,7 +258,19 @@ impl<S: SegmentStorage> Broker<S> {
                             || a.expression_type != b.expression_type
                     },
                 );
-            group.subscriptions = subscriptions;
+            // RocketMQ's updateSubscription: a topic's subscription is replaced only by a newer
+            // version, so two members of a group whose heartbeats interleave never push the
+            // newer one back (its pulls would get SUBSCRIPTION_NOT_LATEST until its next
+            // heartbeat); topics no member subscribes any more are dropped.
+            let mut merged = subscriptions;
+            for (topic, new_sub) in merged.iter_mut() {
+                if let Some(old) = group.subscriptions.get(topic) {
+                    if old.sub_version > new_sub.sub_version {
+                        *new_sub = old.clone();
+                    }
+                }
+            }
+            group.subscriptions = merged;
             group.message_model = consumer.message_model.unwrap_or_default();
             group.consume_type = consumer.consume_type.unwrap_or_default();
             group.consume_from_where = consumer.consume_from_where.unwrap_or_default();

@@ -1005,3 +1005,61 @@ fn a_failed_sync_is_reported_and_never_counted_as_durable() {
 }
 
 mod retention;
+
+/// A heartbeat like [`heartbeat`] whose subscription to `topic` has version `sub_version`.
+fn heartbeat_with_version(
+    client_id: &str,
+    group: &str,
+    topic: &str,
+    sub_version: i64,
+) -> RemotingCommand {
+    let mut cmd = heartbeat(client_id, group, topic, "*");
+    let mut body: serde_json::Value = serde_json::from_slice(&cmd.body).unwrap();
+    body["consumerDataSet"][0]["subscriptionDataSet"][0]["subVersion"] = sub_version.into();
+    cmd.body = Bytes::from(serde_json::to_vec(&body).unwrap());
+    cmd
+}
+
+#[test]
+fn an_older_subscription_version_never_replaces_a_newer_one() {
+    // Goal: two members of a group whose heartbeats interleave: the one that subscribed later
+    // (newer subVersion) must keep pulling; RocketMQ keeps the newest version of a topic's
+    // subscription, so the older member's heartbeat must not push it back.
+    let mut h = Harness::new(test_config());
+    h.advance_to(T0);
+    let sent = h.call(9, send_v2("TopicA", 0, b"m", "t"));
+    assert_eq!(sent.code, response::SUCCESS);
+    h.request(
+        1,
+        heartbeat_with_version("10.0.0.1@new", "G1", "TopicA", 200),
+    );
+    h.request(
+        2,
+        heartbeat_with_version("10.0.0.2@old", "G1", "TopicA", 100),
+    );
+    let mut pull = pull_request("G1", "TopicA", 0, 0, pull_sys_flag::SUSPEND, None);
+    pull.ext_fields.insert("subVersion".into(), "200".into());
+    let out = h.request(1, pull);
+    let answers = responses_on(&out, 1);
+    assert_eq!(answers.len(), 1);
+    assert_eq!(
+        answers[0].code,
+        response::SUCCESS,
+        "{:?}",
+        answers[0].remark
+    );
+    // A newer version still replaces it.
+    h.request(
+        2,
+        heartbeat_with_version("10.0.0.2@old", "G1", "TopicA", 300),
+    );
+    let mut pull = pull_request("G1", "TopicA", 0, 0, pull_sys_flag::SUSPEND, None);
+    pull.ext_fields.insert("subVersion".into(), "300".into());
+    let answers = responses_on(&h.request(2, pull), 2);
+    assert_eq!(
+        answers[0].code,
+        response::SUCCESS,
+        "{:?}",
+        answers[0].remark
+    );
+}

@@ -66,8 +66,22 @@
 //!
 //! A process crash thus loses nothing (the page cache survives), a power loss at worst re-reads
 //! the records of the newest file, and deleting the whole `index/` directory rebuilds it from the
-//! CommitLog. Opening the newest file costs one read of its entries and slots (at most 420 MB with
-//! RocketMQ's sizes, sparse where unused).
+//! CommitLog. Checking the newest file this way costs one read of its entries and slots (at most
+//! 420 MB with RocketMQ's sizes, sparse where unused).
+//!
+//! Checkpoints make that rare: each one syncs the newest file's header, slots and entries and
+//! claims the index up to the records indexed (`index_durable_offset`). After a clean close or a
+//! crash with such a checkpoint, step 2 checks only the tail ([`IndexTrust`]): T, the newest
+//! entry of a record before that offset, must be the last key of a whole record; every slot
+//! pointing past T is walked back along its chain to T, each entry on the way checked (its slot,
+//! its record after the checkpoint, prevIndex decreasing, and a prevIndex of 0 not in a sector
+//! its keyHash is not in unless that sector holds later entries, as a lost sector reads as
+//! zeros), which gives the slot's value at the
+//! checkpoint; entries after T are cut and their records indexed again. That reads the slots
+//! (20 MB) and the tail, not the entries. Anything that fails falls back to the full check; if
+//! that rewrites entries the checkpoint claimed, the claim is withdrawn (the checkpoint file is
+//! rewritten without it). After a clean close nothing was written after the checkpoint, so not
+//! even the slots are read.
 //!
 //! Storage failures never fail a put: the record is stored and the index stops growing
 //! ([`KeyIndex::failure`]) until the next open catches up.
@@ -78,8 +92,8 @@ use bytes::Bytes;
 
 use super::commitlog::{check_record, CommitLog};
 use super::message_store::StoreError;
-use super::segment::{SegmentStorage, StorageError};
-use super::CommitLogOffset;
+use super::segment::{SegmentStorage, StorageError, SECTOR_BYTES};
+use super::{CommitLogOffset, FileRange};
 use crate::message::{keys, sys_flag, tag_hash_code, MessageRecord, Properties};
 
 /// Directory of the index files.
@@ -325,6 +339,9 @@ pub struct IndexRecovery {
     pub entries_dropped: u64,
     /// CommitLog records indexed (again) to bring the index up to date.
     pub records_reindexed: u64,
+    /// Only the entries after the checkpoint were checked (the checkpoint had synced the rest);
+    /// false when the whole newest file was.
+    pub checked_from_checkpoint: bool,
 }
 
 /// What a query found.
@@ -350,16 +367,33 @@ pub struct KeyIndex {
     /// Why indexing stopped, once a storage call failed.
     failure: Option<String>,
     recovery: IndexRecovery,
+    /// Entries of records before this CommitLog offset are durable and were not rewritten by
+    /// [`KeyIndex::open`] (0: no claim): what the checkpoint on disk may keep saying.
+    durable_claim: u64,
+}
+
+/// What the last checkpoint says of the index, for [`KeyIndex::open`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IndexTrust {
+    /// The checkpoint's `index_durable_offset`: every entry of a record before this CommitLog
+    /// offset, and the newest file's slots and header as they were then, were made durable.
+    pub durable_offset: u64,
+    /// The store closed cleanly after that checkpoint, so nothing was written after it.
+    pub clean: bool,
 }
 
 impl KeyIndex {
     /// Opens the index after the CommitLog was recovered: checks and repairs the files, then
     /// indexes every record written after the last one indexed. Never fails: a storage error
     /// leaves the index answering from what it has ([`KeyIndex::failure`] says why).
+    ///
+    /// With `trust` (a valid checkpoint that synced the index) only the newest file's entries
+    /// after the checkpoint are checked, and its slots repaired from them (module docs).
     pub fn open<S: SegmentStorage>(
         storage: &mut S,
         config: IndexConfig,
         commitlog: &CommitLog,
+        trust: Option<IndexTrust>,
     ) -> Self {
         let mut index = Self {
             config: config.sanitized(),
@@ -367,12 +401,15 @@ impl KeyIndex {
             indexed_end: commitlog.min_offset().0,
             failure: None,
             recovery: IndexRecovery::default(),
+            durable_claim: 0,
         };
         if !index.config.enabled {
+            // Nothing is checked or rewritten: what the checkpoint claimed stays true.
+            index.durable_claim = trust.map_or(0, |t| t.durable_offset);
             return index;
         }
         let result = index
-            .load(storage, commitlog)
+            .load(storage, commitlog, trust)
             .and_then(|()| index.catch_up(storage, commitlog));
         if let Err(err) = result {
             index.failure.get_or_insert(err.to_string());
@@ -400,6 +437,34 @@ impl KeyIndex {
         CommitLogOffset(self.indexed_end)
     }
 
+    /// What a checkpoint syncs to claim the index up to [`KeyIndex::indexed_end`]: the newest
+    /// file's header, slots and entries (older files were synced when they filled up). Returns
+    /// the ranges, the offset claimed and the store time of the newest entry; `None` when the
+    /// index claims nothing new (disabled, or stopped by a failure).
+    pub fn checkpoint_ranges(&self) -> Option<(Vec<FileRange>, u64, i64)> {
+        if !self.config.enabled || self.failure.is_some() {
+            return None;
+        }
+        let (ranges, end_ms) = match self.files.last() {
+            Some(file) => (
+                vec![FileRange {
+                    path: file.path(),
+                    start: 0,
+                    end: self.entry_pos(file.header.index_count.max(1) as u32),
+                }],
+                file.header.end_timestamp_ms,
+            ),
+            None => (Vec::new(), 0),
+        };
+        Some((ranges, self.indexed_end, end_ms))
+    }
+
+    /// The part of the checkpoint's `index_durable_offset` that is still true after
+    /// [`KeyIndex::open`]: 0 when recovery rewrote entries below it.
+    pub fn durable_claim(&self) -> u64 {
+        self.durable_claim
+    }
+
     fn entry_pos(&self, index: u32) -> u64 {
         HEADER_BYTES
             + u64::from(self.config.hash_slot_count) * SLOT_BYTES
@@ -415,6 +480,7 @@ impl KeyIndex {
         &mut self,
         storage: &mut S,
         commitlog: &CommitLog,
+        trust: Option<IndexTrust>,
     ) -> Result<(), StoreError> {
         let log_end = commitlog.written_offset().0 as i64;
         let expected_len = self.config.file_len_bytes();
@@ -455,21 +521,220 @@ impl KeyIndex {
             storage.delete(&format!("{INDEX_DIR}/{name}"))?;
             self.recovery.files_deleted += 1;
         }
+        let trust = trust.filter(|t| t.durable_offset > 0);
+        let mut checked_tail = false;
         if !self.files.is_empty() {
-            self.check_newest(storage, commitlog)?;
+            checked_tail = match trust {
+                Some(t) => self.check_newest_tail(storage, commitlog, t)?,
+                None => false,
+            };
+            self.recovery.checked_from_checkpoint = checked_tail;
+            if !checked_tail {
+                self.check_newest(storage, commitlog)?;
+            }
         }
         // Where indexing resumes: after the record of the newest entry.
         self.indexed_end = commitlog.min_offset().0;
-        if let Some(file) = self.files.iter().rev().find(|f| f.header.entries() > 0) {
+        let newest = self.files.len();
+        let last = self
+            .files
+            .iter()
+            .enumerate()
+            .rev()
+            .find(|(_, f)| f.header.entries() > 0);
+        if let Some((i, file)) = last {
             let phy = file.header.end_phy_offset.max(0) as u64;
-            self.indexed_end = match commitlog.read_record(storage, phy)? {
-                Some(record) => phy + record.len() as u64,
+            let record = commitlog.read_record(storage, phy)?;
+            self.indexed_end = match record {
+                // The last record of an older file may have had more keys in the newest file,
+                // whose entries were all cut: it is indexed again whole.
+                Some(record) if i + 1 == newest => phy + record.len() as u64,
                 // Indexed again; duplicate entries are filtered by queries.
-                None => phy,
+                _ => phy,
             }
             .max(self.indexed_end);
         }
+        // Entries from here on are (re)written by this run: the checkpoint may not claim them.
+        if let Some(t) = trust {
+            if checked_tail || self.files.is_empty() || self.indexed_end >= t.durable_offset {
+                self.durable_claim = t.durable_offset;
+            }
+        }
         Ok(())
+    }
+
+    /// Step 2 of recovery after a checkpoint that synced the index (`trust`): the entries of
+    /// records before `trust.durable_offset` are durable, and so were the slots when it was
+    /// taken. Finds the last such entry (T), checks it against its record, and rebuilds each
+    /// slot pointing past T by walking its chain back to T, checking every entry on the way.
+    /// Returns false, having changed nothing, when anything fails: the full check runs instead.
+    fn check_newest_tail<S: SegmentStorage>(
+        &mut self,
+        storage: &mut S,
+        commitlog: &CommitLog,
+        trust: IndexTrust,
+    ) -> Result<bool, StoreError> {
+        let log_end = commitlog.written_offset().0;
+        let durable = trust.durable_offset.min(log_end) as i64;
+        let floor = match self.files.len() {
+            n if n >= 2 => self.files[n - 2].header.end_phy_offset,
+            _ => 0,
+        };
+        let Some(file) = self.files.last() else {
+            return Ok(true);
+        };
+        let path = file.path();
+        let header = file.header;
+        let claimed = header.entries();
+        let max_entry = self.config.max_index_count - 1;
+
+        // T: the newest entry whose record lies before the durable offset. Entries after the
+        // checkpoint point at or past it, so the search from the top ends within the tail.
+        let mut trusted = claimed.min(max_entry);
+        while trusted > 0 {
+            let e = self.read_entry(storage, &path, trusted)?;
+            let zero = e == Entry::decode(&[0u8; ENTRY_BYTES as usize]);
+            if !zero && e.phy_offset < durable {
+                if e.phy_offset < floor {
+                    return Ok(false);
+                }
+                break;
+            }
+            trusted -= 1;
+        }
+        if trusted == 0 && self.files.len() >= 2 {
+            // Indexing would resume after the previous file's last record, whose later keys
+            // may be among the entries cut here: the full check keeps them instead.
+            return Ok(false);
+        }
+        let (mut begin, mut end) = (None, None);
+        if trusted > 0 {
+            // Entry T must be the last key of a whole record, and entry 1 where the header
+            // begins.
+            let last = self.read_entry(storage, &path, trusted)?;
+            let Some(record) = commitlog.read_record(storage, last.phy_offset as u64)? else {
+                return Ok(false);
+            };
+            let Ok(meta) = check_record(Bytes::from(record)) else {
+                return Ok(false);
+            };
+            let keys: Vec<i32> = record_keys(&meta.properties)
+                .into_iter()
+                .map(|k| key_hash(&index_key(&meta.topic, k)))
+                .collect();
+            let mut group = 1;
+            while group < trusted
+                && self.read_entry(storage, &path, trusted - group)?.phy_offset == last.phy_offset
+            {
+                group += 1;
+            }
+            if group as usize != keys.len() || keys.last() != Some(&last.key_hash) {
+                return Ok(false);
+            }
+            let first = self.read_entry(storage, &path, 1)?;
+            if first.phy_offset != header.begin_phy_offset {
+                return Ok(false);
+            }
+            begin = Some((header.begin_phy_offset, header.begin_timestamp_ms));
+            end = Some((last.phy_offset, meta.store_timestamp_ms));
+        }
+
+        // A clean close wrote nothing after the checkpoint: the slots are as it synced them.
+        let mut changed: Vec<(usize, i32)> = Vec::new();
+        let mut highest = claimed;
+        if !(trust.clean && trusted == claimed) {
+            let slot_count = self.config.hash_slot_count as usize;
+            let slots_per_chunk = CHUNK_BYTES / SLOT_BYTES as usize;
+            let mut buf = vec![0u8; CHUNK_BYTES];
+            let mut visited = 0u64;
+            let mut first_slot = 0usize;
+            while first_slot < slot_count {
+                let n = slots_per_chunk.min(slot_count - first_slot);
+                let chunk = &mut buf[..n * SLOT_BYTES as usize];
+                storage.read_at(&path, HEADER_BYTES + first_slot as u64 * SLOT_BYTES, chunk)?;
+                for (k, raw) in chunk.chunks_exact(SLOT_BYTES as usize).enumerate() {
+                    let mut v = be_i32(raw);
+                    if v < 0 {
+                        return Ok(false);
+                    }
+                    if v as u32 <= trusted {
+                        continue;
+                    }
+                    let slot = first_slot + k;
+                    // Walk back through entries written after the checkpoint.
+                    while v as u32 > trusted {
+                        visited += 1;
+                        if v as u32 > max_entry || visited > u64::from(max_entry) {
+                            return Ok(false);
+                        }
+                        highest = highest.max(v as u32);
+                        let e = self.read_entry(storage, &path, v as u32)?;
+                        // Written after the checkpoint, for a record after it, in this slot,
+                        // pointing back.
+                        let ok = e.key_hash >= 0
+                            && e.key_hash as usize % slot_count == slot
+                            && e.prev_index >= 0
+                            && e.prev_index < v
+                            && e.phy_offset >= durable;
+                        if !ok {
+                            return Ok(false);
+                        }
+                        if e.prev_index == 0
+                            && !self.prev_index_sector_written(storage, &path, v as u32)?
+                        {
+                            return Ok(false);
+                        }
+                        v = e.prev_index;
+                    }
+                    if v > 0 {
+                        // The chain lands on a durable entry of the same slot.
+                        let e = self.read_entry(storage, &path, v as u32)?;
+                        if e.key_hash < 0 || e.key_hash as usize % slot_count != slot {
+                            return Ok(false);
+                        }
+                    }
+                    changed.push((slot, v));
+                }
+                first_slot += n;
+            }
+        }
+
+        // Repair: drop the entries after T, point the slots back at T's chains, rewrite the
+        // header; the records after T's are indexed again.
+        self.recovery.entries_dropped += u64::from(highest.saturating_sub(trusted));
+        let mut pos = self.entry_pos(trusted + 1);
+        let drop_end = self.entry_pos(highest.min(max_entry) + 1);
+        let zeros = vec![0u8; CHUNK_BYTES];
+        while pos < drop_end {
+            let n = (drop_end - pos).min(CHUNK_BYTES as u64) as usize;
+            storage.write_at(&path, pos, &zeros[..n])?;
+            pos += n as u64;
+        }
+        for (slot, value) in changed {
+            storage.write_at(
+                &path,
+                HEADER_BYTES + slot as u64 * SLOT_BYTES,
+                &value.to_be_bytes(),
+            )?;
+        }
+        let mut new_header = Header {
+            index_count: trusted as i32 + 1,
+            hash_slot_count: trusted as i32,
+            ..Header::default()
+        };
+        if let (Some((bp, bt)), Some((ep, et))) = (begin, end) {
+            new_header.begin_phy_offset = bp;
+            new_header.begin_timestamp_ms = bt;
+            new_header.end_phy_offset = ep;
+            new_header.end_timestamp_ms = et;
+        }
+        if new_header != header {
+            storage.write_at(&path, 0, &new_header.encode())?;
+        }
+        if let Some(file) = self.files.last_mut() {
+            file.header = new_header;
+        }
+        Ok(true)
     }
 
     /// Step 2 of recovery: checks the newest file's entries, cuts them at the first bad one and
@@ -585,6 +850,31 @@ impl KeyIndex {
             file.header = new_header;
         }
         Ok(())
+    }
+
+    /// Whether a prevIndex of 0 read from entry `index` was written, not lost. A lost sector
+    /// reads as zeros; when the field shares its sector with the entry's keyHash, that checked
+    /// keyHash shows the sector was written. Otherwise the field starts a sector holding nothing
+    /// of the entry before it; any other non-zero byte there (a later entry) was written after
+    /// it, and the sector reached the disk whole. All zeros: it cannot be told (false).
+    fn prev_index_sector_written<S: SegmentStorage>(
+        &self,
+        storage: &S,
+        path: &str,
+        index: u32,
+    ) -> Result<bool, StorageError> {
+        let pos = self.entry_pos(index);
+        let prev_pos = pos + 16;
+        if pos / SECTOR_BYTES == prev_pos / SECTOR_BYTES {
+            return Ok(true);
+        }
+        let sector_end = (prev_pos / SECTOR_BYTES + 1) * SECTOR_BYTES;
+        let end = sector_end.min(self.config.file_len_bytes());
+        let mut buf = vec![0u8; (end - prev_pos) as usize];
+        storage.read_at(path, prev_pos, &mut buf)?;
+        Ok(buf
+            .get(4..)
+            .is_some_and(|rest| rest.iter().any(|b| *b != 0)))
     }
 
     /// Checks entries `1..=limit` of `path` in order; returns how many lead the file without a

@@ -63,7 +63,7 @@ use super::commitlog::{
     self, CommitLog, CorruptionPolicy, ScanOutcome, ScanPlan, ScanReport, Verdict,
 };
 use super::consume_queue::{self, ConsumeQueue, CqUnit};
-use super::index::{IndexConfig, KeyIndex, QueryResult};
+use super::index::{IndexConfig, IndexTrust, KeyIndex, QueryResult};
 use super::segment::{SegmentStorage, StorageError};
 use super::{CommitLogOffset, FileRange, QueueOffset, SyncRequest};
 use crate::message::{keys, tag_hash_code, MessageRecord, Properties};
@@ -378,6 +378,42 @@ fn trusted_queue_range<S: SegmentStorage>(
     Ok(Some((min, lo + 1)))
 }
 
+/// The offset after the last unit of a queue none of whose records is left in the CommitLog,
+/// when that unit points below `log_min` (retention deleted its record): the queue's min and
+/// max offset, so consumers never see its offsets go backwards. `None` when the queue has no such
+/// unit: its units point at records the recovery did not find, and it is deleted.
+fn expired_queue_max<S: SegmentStorage>(
+    storage: &S,
+    queue: &ConsumeQueue,
+    units_per_segment: u64,
+    log_min: u64,
+) -> Result<Option<u64>, StoreError> {
+    const CHUNK_UNITS: u64 = 4096;
+    let mut buf = vec![0u8; (CHUNK_UNITS * consume_queue::UNIT_BYTES) as usize];
+    for index in queue.segment_indexes().into_iter().rev() {
+        let path = queue.segment_path(index);
+        // Newest units last: read the file backwards a chunk at a time.
+        let mut end = units_per_segment;
+        while end > 0 {
+            let start = end.saturating_sub(CHUNK_UNITS);
+            let chunk = &mut buf[..((end - start) * consume_queue::UNIT_BYTES) as usize];
+            storage.read_at(&path, start * consume_queue::UNIT_BYTES, chunk)?;
+            let units = chunk.chunks_exact(consume_queue::UNIT_BYTES as usize);
+            for (k, raw) in units.enumerate().rev() {
+                let unit = CqUnit::decode(raw).unwrap_or_default();
+                if unit.size_bytes > 0
+                    && unit.commitlog_offset >= 0
+                    && (unit.commitlog_offset as u64) < log_min
+                {
+                    return Ok(Some(index * units_per_segment + start + k as u64 + 1));
+                }
+            }
+            end = start;
+        }
+    }
+    Ok(None)
+}
+
 /// The CommitLog segment files: start → length.
 fn list_commitlog_segments<S: SegmentStorage>(
     storage: &S,
@@ -450,6 +486,8 @@ impl<S: SegmentStorage> MessageStore<S> {
         storage.replace(ABORT_MARKER_PATH, b"")?;
 
         let segments = list_commitlog_segments(&storage)?;
+        // Retention deleted everything before the first segment.
+        let log_min = segments.keys().next().copied().unwrap_or(0);
         let trusted_end = checkpoint.map_or(0, |cp| cp.commitlog_durable_offset);
         let full = ScanPlan {
             start: 0,
@@ -488,6 +526,11 @@ impl<S: SegmentStorage> MessageStore<S> {
                             continue;
                         };
                         let last = queue.read_unit(&storage, max - 1)?;
+                        if (last.commitlog_offset as u64) < log_min {
+                            // Every record of the queue expired: nothing to check it against.
+                            // The queue keeps its offsets (see `expired_queue_max`).
+                            continue;
+                        }
                         if !unit_matches_record(
                             &storage,
                             &segments,
@@ -620,7 +663,20 @@ impl<S: SegmentStorage> MessageStore<S> {
                     (Some((min, _)), Some(s)) => Some((min, s.next)),
                     (Some(range), None) => Some(range),
                     (None, Some(s)) => Some((s.first, s.next)),
-                    (None, None) => None,
+                    // No record of the queue is left in the CommitLog: keep its offsets when
+                    // retention expired them all, as RocketMQ keeps a queue's last file.
+                    (None, None) => expired_queue_max(&storage, queue, units_per_segment, log_min)?
+                        .map(|max| {
+                            report.note(
+                                RecoveryLevel::Info,
+                                None,
+                                format!(
+                                    "ConsumeQueue {topic}/{queue_id}: every record expired; its \
+                                     offsets stay at {max}"
+                                ),
+                            );
+                            (max, max)
+                        }),
                 };
                 match range {
                     Some((min, max)) => {
@@ -647,20 +703,30 @@ impl<S: SegmentStorage> MessageStore<S> {
         queues.retain(|_, q| !q.is_empty());
 
         // The index repairs itself against the recovered CommitLog (see `index`).
-        let index = KeyIndex::open(&mut storage, config.index.clone(), &commitlog);
+        // A checkpoint that synced the index vouches for it up to its index offset.
+        let index_trust = match (report.mode, checkpoint) {
+            (RecoveryMode::Clean | RecoveryMode::Crash, Some(cp)) => Some(IndexTrust {
+                durable_offset: cp.index_durable_offset,
+                clean: report.mode == RecoveryMode::Clean,
+            }),
+            _ => None,
+        };
+        let index = KeyIndex::open(&mut storage, config.index.clone(), &commitlog, index_trust);
 
         // A truncation below the checkpoint (operator's choice) makes it claim too much.
         let mut last_checkpoint = checkpoint;
         if let Some(cp) = checkpoint {
             let end = scan.end;
+            // Nor may it claim index entries this open rewrote.
+            let index_claim = index.durable_claim().min(end);
             if cp.commitlog_durable_offset > end
                 || cp.consume_queue_durable_offset > end
-                || cp.index_durable_offset > end
+                || cp.index_durable_offset > index_claim
             {
                 let clamped = Checkpoint {
                     commitlog_durable_offset: cp.commitlog_durable_offset.min(end),
                     consume_queue_durable_offset: cp.consume_queue_durable_offset.min(end),
-                    index_durable_offset: cp.index_durable_offset.min(end),
+                    index_durable_offset: index_claim,
                     ..cp
                 };
                 storage.replace(CHECKPOINT_PATH, &clamped.encode())?;
@@ -693,11 +759,21 @@ impl<S: SegmentStorage> MessageStore<S> {
             RecoveryMode::Crash => "crash",
             RecoveryMode::Full => "full scan",
         };
+        let marker = if report.abort_marker_found {
+            "abort marker found (the previous run did not close cleanly)"
+        } else {
+            "no abort marker"
+        };
+        let checkpoint = match &report.checkpoint {
+            Some(cp) => format!("checkpoint at {}", cp.recovery_offset()),
+            None => "no valid checkpoint".to_string(),
+        };
         report.note(
             RecoveryLevel::Info,
             Some(scan.start),
             format!(
-                "recovery ({mode}): verified {} records from offset {}; the log ends at {}",
+                "recovery ({mode}): {marker}, {checkpoint}; verified {} records from offset {}; \
+                 the log ends at {}",
                 scan.records_scanned, scan.start, scan.end
             ),
         );
@@ -1201,6 +1277,18 @@ impl<S: SegmentStorage> MessageStore<S> {
             }
         }
         let previous = self.last_checkpoint.unwrap_or_default();
+        // The index's newest file is synced with the rest, so the checkpoint can claim it; a
+        // stopped index keeps its old claim (what it had made durable stays so).
+        let (index_durable_offset, index_msg_timestamp_ms) = match self.index.checkpoint_ranges() {
+            Some((index_ranges, indexed_end, end_ms)) => {
+                ranges.extend(index_ranges);
+                (indexed_end.min(written.0), end_ms)
+            }
+            None => (
+                previous.index_durable_offset.min(written.0),
+                previous.index_msg_timestamp_ms,
+            ),
+        };
         CheckpointRequest {
             sync: SyncRequest {
                 ranges,
@@ -1209,11 +1297,10 @@ impl<S: SegmentStorage> MessageStore<S> {
             checkpoint: Checkpoint {
                 physic_msg_timestamp_ms: self.last_store_timestamp_ms,
                 logics_msg_timestamp_ms: self.last_store_timestamp_ms,
-                // The key index keeps its own progress; until it reports some, none is claimed.
-                index_msg_timestamp_ms: previous.index_msg_timestamp_ms,
+                index_msg_timestamp_ms,
                 commitlog_durable_offset: written.0,
                 consume_queue_durable_offset: written.0,
-                index_durable_offset: previous.index_durable_offset.min(written.0),
+                index_durable_offset,
             },
             covered,
         }

@@ -24,7 +24,7 @@ fn config(policy: CorruptionPolicy) -> StoreConfig {
         index: crate::store::index::IndexConfig {
             enabled: true,
             hash_slot_count: 64,
-            max_index_count: 512,
+            max_index_count: 40,
         },
     }
 }
@@ -493,6 +493,8 @@ struct Stored {
     queue_offset: u64,
     physical_offset: u64,
     bytes: Bytes,
+    /// Its UNIQ_KEY, which the key index must find it by.
+    key: String,
 }
 
 /// Checks a reopened store against the model: every record before `durable` is there byte for
@@ -545,6 +547,17 @@ fn check_recovered(
         }
     }
     prop_assert_eq!(served.len(), expected.len());
+    // The key index finds every surviving record by its key, and only it.
+    for r in &survivors {
+        let found = store
+            .query_message(&r.topic, &r.key, 32, 0, i64::MAX)
+            .expect("query");
+        prop_assert_eq!(&found.records, &vec![r.bytes.clone()], "query {}", &r.key);
+        let found = store
+            .query_message(&r.topic, &format!("{}b", r.key), 32, 0, i64::MAX)
+            .expect("query");
+        prop_assert_eq!(&found.records, &vec![r.bytes.clone()], "query {}b", &r.key);
+    }
     for records in served.values() {
         for r in records {
             prop_assert!(MessageRecord::decode(r, true).is_ok());
@@ -584,16 +597,21 @@ proptest! {
                         .map(|i| {
                             let body: Vec<u8> =
                                 (0..body_len).map(|b| (b + i + clock as usize) as u8).collect();
-                            record(topics[topic], queue_id, &body, clock)
+                            let mut r = record(topics[topic], queue_id, &body, clock);
+                            r.properties.insert(keys::UNIQ_KEY, format!("K{clock}-{i}"));
+                            // Two keys a record, so records straddle index file rolls.
+                            r.properties.insert(keys::KEYS, format!("K{clock}-{i}b"));
+                            r
                         })
                         .collect();
                     let Ok(puts) = store.put_batch(records) else {
                         // Too large for a segment: nothing stored.
                         continue;
                     };
-                    for put in puts {
+                    for (i, put) in puts.into_iter().enumerate() {
                         let bytes = store.read_record(put.physical_offset).unwrap().unwrap();
                         model.push(Stored {
+                            key: format!("K{clock}-{i}"),
                             topic: topics[topic].to_string(),
                             queue_id,
                             queue_offset: put.queue_offset.0,
@@ -634,4 +652,105 @@ proptest! {
             }
         }
     }
+}
+
+/// A store where queue `Old/0` holds 3 records that retention has deleted (every one of its
+/// CommitLog segments is gone) while `New/0` keeps writing. Returns the store and Old's max.
+fn store_with_an_expired_queue() -> (MessageStore<MemStorage>, u64) {
+    let mut store = open(MemStorage::new(), CorruptionPolicy::Refuse);
+    for i in 0..3 {
+        store.put(record("Old", 0, &[b'o'; 200], i)).expect("put");
+    }
+    let old_end = store.written_offset().0;
+    let mut i = 0;
+    while store.written_offset().0 < 4 * SEGMENT_BYTES {
+        store
+            .put(record("New", 0, &[b'n'; 300], 100 + i))
+            .expect("put");
+        i += 1;
+    }
+    store.sync_inline().expect("sync");
+    while store.min_commitlog_offset().0 < old_end {
+        store
+            .delete_oldest_commitlog_segment()
+            .expect("delete")
+            .expect("a closed segment");
+    }
+    assert_eq!(store.min_offset("Old", 0), QueueOffset(3));
+    assert_eq!(store.max_offset("Old", 0), QueueOffset(3));
+    assert!(store
+        .storage()
+        .paths()
+        .iter()
+        .any(|p| p.starts_with("consumequeue/Old/0/")));
+    (store, 3)
+}
+
+fn assert_offsets_kept(mut store: MessageStore<MemStorage>, max: u64, mode: RecoveryMode) {
+    assert_eq!(store.recovery_report().mode, mode);
+    assert_eq!(store.correct_min_offsets(), Ok(0));
+    assert_eq!(store.max_offset("Old", 0), QueueOffset(max), "{mode:?}");
+    assert_eq!(store.min_offset("Old", 0), QueueOffset(max), "{mode:?}");
+    assert_eq!(store.queue_ids("Old"), vec![0]);
+    let got = store
+        .get("Old", 0, QueueOffset(0), 32, &|_| true)
+        .expect("get");
+    assert_eq!(got.status, GetStatus::OffsetTooSmall);
+    assert_eq!(got.next_begin_offset, QueueOffset(max));
+    // The next message continues the sequence instead of restarting at 0.
+    let put = store.put(record("Old", 0, b"next", 999)).expect("put");
+    assert_eq!(put.queue_offset, QueueOffset(max));
+    assert_eq!(
+        store
+            .get("Old", 0, QueueOffset(max), 32, &|_| true)
+            .expect("get")
+            .records
+            .len(),
+        1
+    );
+}
+
+#[test]
+fn an_expired_queue_keeps_its_offsets_in_every_recovery_mode() {
+    // Goal: a queue whose records retention deleted keeps its min = max offset across a
+    // restart, whatever the recovery mode (RocketMQ keeps the ConsumeQueue's last file), so
+    // consumers with committed offsets never see offsets go backwards.
+    // Missing checkpoint: a full scan finds no record of the queue.
+    let (store, max) = store_with_an_expired_queue();
+    let mut storage = store.into_storage();
+    let _ = storage.delete(CHECKPOINT_PATH);
+    assert_offsets_kept(
+        open(storage, CorruptionPolicy::Refuse),
+        max,
+        RecoveryMode::Full,
+    );
+
+    // Torn checkpoint.
+    let (mut store, max) = store_with_an_expired_queue();
+    store.checkpoint_inline().expect("checkpoint");
+    let mut storage = store.into_storage();
+    storage.flip_bit(CHECKPOINT_PATH, 40, 1).expect("flip");
+    assert_offsets_kept(
+        open(storage, CorruptionPolicy::Refuse),
+        max,
+        RecoveryMode::Full,
+    );
+
+    // A crash after a checkpoint: the queue's last unit points into a deleted segment.
+    let (mut store, max) = store_with_an_expired_queue();
+    store.checkpoint_inline().expect("checkpoint");
+    assert_offsets_kept(
+        open(store.into_storage(), CorruptionPolicy::Refuse),
+        max,
+        RecoveryMode::Crash,
+    );
+
+    // A clean shutdown.
+    let (mut store, max) = store_with_an_expired_queue();
+    store.close_inline().expect("close");
+    assert_offsets_kept(
+        open(store.into_storage(), CorruptionPolicy::Refuse),
+        max,
+        RecoveryMode::Clean,
+    );
 }

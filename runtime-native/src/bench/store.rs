@@ -6,9 +6,16 @@
 //!                      (msync through SyncHandle, one sync in flight at a time)  │ directory
 //!  3. disk ceiling B   write(2) of one record's size, fdatasync as often as      │
 //!                      step 2 synced (same bytes per sync)                      ──┘
-//!  4. recovery         MessageStore::open of the store step 2 wrote, after a crash and after a
-//!                      clean shutdown, with the page cache warm and with the store's files
-//!                      dropped from it (posix_fadvise DONTNEED after fdatasync)
+//!  4. recovery         MessageStore::open of the store step 2 wrote, with the page cache warm
+//!                      and with the store's files dropped from it (posix_fadvise DONTNEED after
+//!                      fdatasync), in each recovery mode:
+//!                        crash  abort marker left, checkpoint = the last periodic one: the scan
+//!                               starts there (what a SIGKILL or power loss leaves)
+//!                        full   no checkpoint (missing or torn): every segment is verified
+//!                        clean  the broker's graceful stop (final checkpoint, sync, close):
+//!                               only the segment holding the checkpoint is re-verified
+//!                      and once more with the page cache warm and the key index disabled, which
+//!                      gives the index's share of each open
 //! ```
 //!
 //! Step 2 runs the code path of the broker: `MessageStore::put` encodes and appends each record
@@ -16,8 +23,10 @@
 //! flusher thread on a [`SyncHandle`] while puts continue, then reported with `handle_synced`.
 //! Under `--flush sync` at most `--inflight` messages wait for durability at once, as that many
 //! producers each waiting for their SYNC_FLUSH send would; under `--flush async` a sync is asked
-//! for every `flushIntervalCommitLog` (500 ms). The time includes the final sync, so everything
-//! counted is durable.
+//! for every `flushIntervalCommitLog` (500 ms). A checkpoint is taken every
+//! `flushIntervalConsumeQueue` (1 s) as the broker does, and once at half the size if none was
+//! yet, so the crash case always has one some way back. The time includes the final sync, so
+//! everything counted is durable.
 //!
 //! Page cache: both disk ceilings end with an fdatasync, so they measure the device, not memory.
 //! Recovery with a warm cache reads memory; with a cold cache it reads the device (when the
@@ -35,7 +44,10 @@ use bytes::Bytes;
 use serde_json::{json, Value};
 use vostok_core::broker::BrokerConfig;
 use vostok_core::message::{keys, MessageRecord, Properties, UniqKeyGenerator};
-use vostok_core::store::{CommitLogOffset, MessageStore, StorageError, StoreConfig, SyncRequest};
+use vostok_core::store::{
+    CheckpointRequest, CommitLogOffset, MessageStore, RecoveryMode, StorageError, StoreConfig,
+    SyncRequest,
+};
 
 use crate::storage::MmapStorage;
 use crate::RunError;
@@ -163,13 +175,34 @@ pub struct AppendRun {
 /// One timed reopen of the store.
 #[derive(Clone, Debug)]
 pub struct RecoveryRun {
-    /// `crash` or `clean`.
+    /// How the previous run ended: `crash` (abort marker, last periodic checkpoint), `full`
+    /// (no checkpoint) or `clean`.
     pub shutdown: &'static str,
+    /// The mode the recovery report names (`crash`, `full` or `clean`).
+    pub mode: &'static str,
     /// Whether the store's files were dropped from the page cache first.
     pub cold_cache: bool,
+    /// Whether the key index was enabled (disabled: the open without the index's share).
+    pub key_index: bool,
     pub elapsed: Duration,
+    /// Where verification started and how many CommitLog bytes it verified.
+    pub scan_start: u64,
     pub bytes: u64,
+    /// Records verified.
     pub records: u64,
+    /// Key index entries cut and records indexed again.
+    pub index_entries_dropped: u64,
+    pub index_records_reindexed: u64,
+    /// Whether the index checked only the entries after the checkpoint.
+    pub index_from_checkpoint: bool,
+}
+
+fn mode_name(mode: RecoveryMode) -> &'static str {
+    match mode {
+        RecoveryMode::Clean => "clean",
+        RecoveryMode::Crash => "crash",
+        RecoveryMode::Full => "full",
+    }
 }
 
 /// Everything one run measured.
@@ -235,11 +268,17 @@ impl StoreReport {
             .map(|r| {
                 json!({
                     "shutdown": r.shutdown,
+                    "mode": r.mode,
                     "page_cache": if r.cold_cache { "dropped" } else { "warm" },
+                    "key_index": r.key_index,
                     "ms": round2(r.elapsed.as_secs_f64() * 1000.0),
+                    "scan_start": r.scan_start,
                     "bytes": r.bytes,
                     "mib_per_s": round2(mib_per_s(r.bytes, r.elapsed)),
                     "records": r.records,
+                    "index_entries_dropped": r.index_entries_dropped,
+                    "index_records_reindexed": r.index_records_reindexed,
+                    "index_from_checkpoint": r.index_from_checkpoint,
                 })
             })
             .collect();
@@ -342,24 +381,51 @@ impl StoreReport {
         ));
         s.push_str(&format!(
             "{:<52} {:>10} {:>12} {:>10}\n",
-            "recovery (MessageStore::open)", "MiB/s", "records", "time"
+            "recovery (MessageStore::open), verified from", "MiB/s", "records", "time"
         ));
         for r in &self.recovery {
+            let after = match r.shutdown {
+                "crash" => "crash",
+                "full" => "no checkpoint",
+                _ => "clean stop",
+            };
             s.push_str(&format!(
                 "{:<52} {:>10.1} {:>12} {:>8.1}ms\n",
                 format!(
-                    "  after {}, page cache {}",
-                    if r.shutdown == "crash" {
-                        "a crash"
-                    } else {
-                        "a clean shutdown"
-                    },
-                    if r.cold_cache { "dropped" } else { "warm" }
+                    "  {after}: mode {}, {:.1} MiB, {}{}",
+                    r.mode,
+                    r.bytes as f64 / MIB,
+                    if r.cold_cache { "cold" } else { "warm" },
+                    if r.key_index { "" } else { ", no index" }
                 ),
                 mib_per_s(r.bytes, r.elapsed),
                 r.records,
                 r.elapsed.as_secs_f64() * 1000.0
             ));
+        }
+        // The key index's share: the same warm open with and without it.
+        for shutdown in ["crash", "full", "clean"] {
+            let find = |index: bool| {
+                self.recovery
+                    .iter()
+                    .find(|r| r.shutdown == shutdown && !r.cold_cache && r.key_index == index)
+            };
+            if let (Some(with), Some(without)) = (find(true), find(false)) {
+                let index_ms =
+                    (with.elapsed.as_secs_f64() - without.elapsed.as_secs_f64()).max(0.0) * 1000.0;
+                s.push_str(&format!(
+                    "  key index share of the {shutdown} open (warm): {index_ms:.1} ms of {:.1} \
+                     ms ({}; {} entries cut, {} records indexed again)\n",
+                    with.elapsed.as_secs_f64() * 1000.0,
+                    if with.index_from_checkpoint {
+                        "tail after the checkpoint checked"
+                    } else {
+                        "newest file checked whole"
+                    },
+                    with.index_entries_dropped,
+                    with.index_records_reindexed,
+                ));
+            }
         }
         if let Some(e) = &self.cache_drop_error {
             s.push_str(&format!(
@@ -486,15 +552,26 @@ pub fn measure(args: &StoreArgs) -> Result<StoreReport, RunError> {
 
     let mut recovery = Vec::new();
     let mut cache_drop_error = None;
-    // After the append run the store was dropped without any shutdown step: a crash.
-    for (shutdown, cold_cache) in [
-        ("crash", false),
-        ("crash", true),
-        ("clean", false),
-        ("clean", true),
+    // The append run left the store as a crash does: the abort marker and the last periodic
+    // checkpoint. Each crash open leaves it so again (it changes nothing the next one reads).
+    let checkpoint = store_path.join("checkpoint");
+    let saved_checkpoint = store_path.join("checkpoint.bench-saved");
+    for (shutdown, cold_cache, key_index) in [
+        ("crash", false, true),
+        ("crash", true, true),
+        ("crash", false, false),
+        ("full", false, true),
+        ("full", true, true),
+        ("full", false, false),
+        ("clean", false, true),
+        ("clean", true, true),
+        ("clean", false, false),
     ] {
+        if shutdown == "full" && checkpoint.exists() {
+            std::fs::rename(&checkpoint, &saved_checkpoint)?;
+        }
         if shutdown == "clean" {
-            // Open and close the store cleanly so the timed open below follows a clean shutdown.
+            // The broker's graceful stop, so the timed open follows a clean shutdown.
             let store = open_store(&store_path, store_config.clone())?;
             close_cleanly(store)?;
         }
@@ -503,25 +580,32 @@ pub fn measure(args: &StoreArgs) -> Result<StoreReport, RunError> {
                 cache_drop_error.get_or_insert(e);
             }
         }
+        let mut config = store_config.clone();
+        config.index.enabled = key_index;
         let started = Instant::now();
-        let store = open_store(&store_path, store_config.clone())?;
+        let store = open_store(&store_path, config)?;
         let elapsed = started.elapsed();
         let report = store.recovery_report().clone();
+        let index = store.index().recovery().clone();
         recovery.push(RecoveryRun {
             shutdown,
+            mode: mode_name(report.mode),
             cold_cache,
+            key_index,
             elapsed,
-            bytes: store.written_offset().0 - store.min_commitlog_offset().0,
+            scan_start: report.scan_start.0,
+            bytes: report.end.0 - report.scan_start.0,
             records: report.records_scanned,
+            index_entries_dropped: index.entries_dropped,
+            index_records_reindexed: index.records_reindexed,
+            index_from_checkpoint: index.checked_from_checkpoint,
         });
-        // Drop without a shutdown step: the next reopen follows a crash again.
+        // Drop without a shutdown step: a crash again.
         drop(store);
+        if shutdown == "full" && saved_checkpoint.exists() && !key_index {
+            std::fs::rename(&saved_checkpoint, &checkpoint)?;
+        }
     }
-    notes.push(
-        "the store keeps no checkpoint yet: every open verifies the whole CommitLog, after a \
-         clean shutdown as after a crash"
-            .to_string(),
-    );
 
     Ok(StoreReport {
         dir: dir_path,
@@ -544,14 +628,17 @@ fn open_store(path: &Path, config: StoreConfig) -> Result<MessageStore<MmapStora
     MessageStore::open(storage, config).map_err(store_err)
 }
 
-/// What the broker does on a graceful stop: make everything written durable, then close.
+/// What the broker does on a graceful stop: a final checkpoint (the CommitLog tail, the
+/// ConsumeQueues and the key index synced, then the checkpoint file), then a clean close, which
+/// removes the abort marker.
 fn close_cleanly(mut store: MessageStore<MmapStorage>) -> Result<(), RunError> {
     let sync = store.storage().sync_handle();
-    if let Some(request) = store.sync_request() {
-        sync.sync_request(&request)?;
-        store.handle_synced(request.up_to);
-    }
-    sync.sync_all()?;
+    let request = store.checkpoint_request();
+    sync.sync_request(&request.sync)?;
+    store
+        .handle_checkpoint_synced(&request)
+        .map_err(store_err)?;
+    store.close().map_err(store_err)?;
     drop(store);
     Ok(())
 }
@@ -631,8 +718,9 @@ fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-/// Appends records until the CommitLog holds `args.size` bytes, syncing as the broker does, and
-/// leaves the store as a crash would (dropped, no shutdown step; everything synced).
+/// Appends records until the CommitLog holds `args.size` bytes, syncing and taking checkpoints as
+/// the broker does, and leaves the store as a crash would (dropped, no shutdown step; everything
+/// synced, the last checkpoint some way back).
 fn append_run(path: &Path, config: StoreConfig, args: &StoreArgs) -> Result<AppendRun, RunError> {
     let storage = MmapStorage::open(path)?;
     let sync = storage.sync_handle();
@@ -655,8 +743,9 @@ fn append_run(path: &Path, config: StoreConfig, args: &StoreArgs) -> Result<Appe
     let host = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), crate::DEFAULT_BROKER_PORT);
     let mut uniq = UniqKeyGenerator::new(host.ip(), std::process::id() as u16, 0x5EED);
     let body = Bytes::from(vec![b'v'; args.message_size as usize]);
-    let flush_interval =
-        Duration::from_millis(BrokerConfig::default().flush_interval_commitlog_ms.max(1));
+    let broker_defaults = BrokerConfig::default();
+    let flush_interval = Duration::from_millis(broker_defaults.flush_interval_commitlog_ms.max(1));
+    let checkpoint_interval = Duration::from_millis(broker_defaults.checkpoint_interval_ms.max(1));
 
     // End offsets of messages not yet durable (SYNC_FLUSH: their producers are waiting).
     let mut waiting: VecDeque<u64> = VecDeque::new();
@@ -665,25 +754,47 @@ fn append_run(path: &Path, config: StoreConfig, args: &StoreArgs) -> Result<Appe
     let start_offset = store.written_offset().0;
     let started = Instant::now();
     let mut next_flush = started + flush_interval;
+    let mut next_checkpoint = started + checkpoint_interval;
+    let mut checkpoints = 0u64;
+    // The checkpoint whose sync is in flight: its completion writes the checkpoint file.
+    let mut checkpoint_in_flight: Option<CheckpointRequest> = None;
 
-    let request = move |store: &MessageStore<MmapStorage>, in_flight: &mut bool| {
+    // Asks for the next sync unless one is in flight: a checkpoint when one is wanted (a sync
+    // that also covers the ConsumeQueues and the key index), else the CommitLog tail. Returns
+    // whether a checkpoint was asked for.
+    let request = move |store: &MessageStore<MmapStorage>,
+                        in_flight: &mut bool,
+                        want_checkpoint: bool,
+                        pending: &mut Option<CheckpointRequest>| {
         if *in_flight {
-            return Ok(());
+            return Ok(false);
+        }
+        let stopped = |_| RunError::Task("the bench flusher stopped".into());
+        if want_checkpoint && store.checkpoint_due() {
+            let req = store.checkpoint_request();
+            request_tx.send(req.sync.clone()).map_err(stopped)?;
+            *pending = Some(req);
+            *in_flight = true;
+            return Ok(true);
         }
         if let Some(req) = store.sync_request() {
-            request_tx
-                .send(req)
-                .map_err(|_| RunError::Task("the bench flusher stopped".into()))?;
+            request_tx.send(req).map_err(stopped)?;
             *in_flight = true;
         }
-        Ok::<(), RunError>(())
+        Ok::<bool, RunError>(false)
     };
     let complete = |store: &mut MessageStore<MmapStorage>,
                     result: Result<CommitLogOffset, StorageError>,
-                    waiting: &mut VecDeque<u64>|
+                    waiting: &mut VecDeque<u64>,
+                    pending: &mut Option<CheckpointRequest>|
      -> Result<(), RunError> {
         let up_to = result?;
         store.handle_synced(up_to);
+        if let Some(checkpoint) = pending.take() {
+            store
+                .handle_checkpoint_synced(&checkpoint)
+                .map_err(store_err)?;
+        }
         while waiting.front().is_some_and(|end| *end <= up_to.0) {
             waiting.pop_front();
         }
@@ -703,24 +814,42 @@ fn append_run(path: &Path, config: StoreConfig, args: &StoreArgs) -> Result<Appe
         while let Ok(result) = done_rx.try_recv() {
             in_flight = false;
             syncs += 1;
-            complete(&mut store, result, &mut waiting)?;
+            complete(&mut store, result, &mut waiting, &mut checkpoint_in_flight)?;
+        }
+        // Periodic checkpoints, and one at half the size if the run is shorter than a period;
+        // each is taken at the first moment no sync is in flight.
+        let written = store.written_offset().0 - start_offset;
+        let want =
+            Instant::now() >= next_checkpoint || (checkpoints == 0 && written >= args.size / 2);
+        let mut ask = |store: &MessageStore<MmapStorage>,
+                       in_flight: &mut bool,
+                       pending: &mut Option<CheckpointRequest>|
+         -> Result<(), RunError> {
+            if request(store, in_flight, want, pending)? {
+                checkpoints += 1;
+                next_checkpoint = Instant::now() + checkpoint_interval;
+            }
+            Ok(())
+        };
+        if want {
+            ask(&store, &mut in_flight, &mut checkpoint_in_flight)?;
         }
         match args.flush {
             Flush::Sync => {
-                request(&store, &mut in_flight)?;
+                ask(&store, &mut in_flight, &mut checkpoint_in_flight)?;
                 while waiting.len() >= args.inflight {
                     let result = done_rx
                         .recv()
                         .map_err(|_| RunError::Task("the bench flusher stopped".into()))?;
                     in_flight = false;
                     syncs += 1;
-                    complete(&mut store, result, &mut waiting)?;
-                    request(&store, &mut in_flight)?;
+                    complete(&mut store, result, &mut waiting, &mut checkpoint_in_flight)?;
+                    ask(&store, &mut in_flight, &mut checkpoint_in_flight)?;
                 }
             }
             Flush::Async => {
                 if Instant::now() >= next_flush {
-                    request(&store, &mut in_flight)?;
+                    ask(&store, &mut in_flight, &mut checkpoint_in_flight)?;
                     next_flush = Instant::now() + flush_interval;
                 }
             }
@@ -729,14 +858,22 @@ fn append_run(path: &Path, config: StoreConfig, args: &StoreArgs) -> Result<Appe
     // Everything written is durable before the clock stops.
     while store.durable_offset() < store.written_offset() || in_flight {
         if !in_flight {
-            request(&store, &mut in_flight)?;
+            // The crash case needs a checkpoint some way back: take one now if none was.
+            if request(
+                &store,
+                &mut in_flight,
+                checkpoints == 0,
+                &mut checkpoint_in_flight,
+            )? {
+                checkpoints += 1;
+            }
         }
         let result = done_rx
             .recv()
             .map_err(|_| RunError::Task("the bench flusher stopped".into()))?;
         in_flight = false;
         syncs += 1;
-        complete(&mut store, result, &mut waiting)?;
+        complete(&mut store, result, &mut waiting, &mut checkpoint_in_flight)?;
     }
     let elapsed = started.elapsed();
     let bytes = store.written_offset().0 - start_offset;

@@ -1,2 +1,49 @@
-//! The Rust client: async producers and consumers over the core's client state machines, speaking
-//! the RocketMQ remoting protocol.
+//! The Rust client: async producers and consumers over the core's client state machines
+//! ([`vostok_core::client`]), speaking the RocketMQ remoting protocol.
+//!
+//! * [`Producer`] — sync, async (eagerly submitted futures or callbacks), oneway, batch and
+//!   ordered sends.
+//! * [`PushConsumer`] — a group member that rebalances, long-polls and hands messages to a
+//!   [`MessageListener`].
+//! * [`PullConsumer`] — the "lite pull" consumer: subscribe or assign, `poll`, commit, seek.
+//!
+//! Every client is one owner task driving its core state machine, plus one reader and one
+//! writer task per connection:
+//!
+//! ```text
+//!   handle (Producer, …) ──calls──▶ owner task ◀──frames── reader task ◀── socket
+//!          ▲                         │  │ core state machine        ▲
+//!          └──── results ────────────┘  └──commands──▶ writer task ─┘
+//! ```
+//!
+//! The owner takes every queued input at once, feeds them with one `now_ms` from the client's
+//! [`Clock`], fires the state machine's timer when due and drains its outputs: requests go to
+//! the connection of their address (opened on demand with a timeout; a closed connection is
+//! reported to the state machine, which fails or retries its requests, and the next request
+//! opens a new one), results go back to the callers.
+//!
+//! The message types, results and errors are the core's, re-exported here.
+//!
+//! Not provided (yet): orderly consumption, transactional sends, body compression, SQL92
+//! subscriptions and tracing (see [`vostok_core::client`]); broadcasting offsets are kept in
+//! memory and handed out by [`PushConsumer::local_offsets`], not written to disk.
+
+mod clock;
+mod driver;
+mod listener;
+mod net;
+mod options;
+mod producer;
+mod pull;
+mod push;
+
+pub use clock::{Clock, SystemClock};
+pub use listener::{ConsumeFuture, MessageListener};
+pub use producer::{Producer, ProducerBuilder, SendFuture};
+pub use pull::{PullConsumer, PullConsumerBuilder};
+pub use push::{PushConsumer, PushConsumerBuilder};
+pub use vostok_core::client::requests::{ConsumeFromWhere, MessageModel};
+pub use vostok_core::client::{
+    AllocateStrategy, ClientError, ConsumeStatus, Message, MessageExt, MessageQueue, SendResult,
+    SendStatus,
+};

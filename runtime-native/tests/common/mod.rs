@@ -770,6 +770,62 @@ pub fn pull_all(
     out
 }
 
+/// UPDATE_AND_CREATE_TOPIC (17) on the broker, then waits (up to 30 s) until the NameServer
+/// publishes a route for `topic` with `queues` write queues.
+pub fn create_topic(broker_addr: &str, namesrv_addr: &str, topic: &str, queues: u32) {
+    /// UPDATE_AND_CREATE_TOPIC's request code (REMOTING.md §3.17).
+    const UPDATE_AND_CREATE_TOPIC: i32 = 17;
+    let mut broker = RawConn::connect(broker_addr);
+    let f = broker.request(
+        UPDATE_AND_CREATE_TOPIC,
+        &[
+            ("topic", topic.to_string()),
+            ("defaultTopic", "TBW102".to_string()),
+            ("readQueueNums", queues.to_string()),
+            ("writeQueueNums", queues.to_string()),
+            ("perm", "6".to_string()),
+            ("topicFilterType", "SINGLE_TAG".to_string()),
+            ("topicSysFlag", "0".to_string()),
+            ("order", "false".to_string()),
+        ],
+        &[],
+    );
+    assert_eq!(
+        f.code(),
+        0,
+        "UPDATE_AND_CREATE_TOPIC failed: {:?}",
+        f.header
+    );
+    let mut namesrv = RawConn::connect(namesrv_addr);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let f = namesrv.request(
+            code::GET_ROUTEINFO_BY_TOPIC,
+            &[("topic", topic.to_string())],
+            &[],
+        );
+        if f.code() == 0 {
+            let route: Value = serde_json::from_slice(&f.body).expect("route JSON");
+            let published = route["queueDatas"]
+                .as_array()
+                .map(|qs| {
+                    qs.iter()
+                        .filter_map(|q| q["writeQueueNums"].as_u64())
+                        .sum::<u64>()
+                })
+                .unwrap_or(0);
+            if published == u64::from(queues) {
+                return;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "route of {topic} with {queues} queues never appeared"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// Sends a request and waits for its response like [`RawConn::request`], but reports a closed
 /// connection, a failed write or a timeout as `None` instead of failing the test: for load that
 /// runs while the broker is killed.
