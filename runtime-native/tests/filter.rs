@@ -63,11 +63,20 @@ fn sql_filter_by_property_between_in_and_is_null() {
     for i in 0..6 {
         let a = i.to_string();
         let colour = if i % 2 == 0 { "red" } else { "blue" };
-        send(&mut conn, "tagA", &[("a", &a), ("colour", colour)], a.as_bytes());
+        send(
+            &mut conn,
+            "tagA",
+            &[("a", &a), ("colour", colour)],
+            a.as_bytes(),
+        );
     }
     send(&mut conn, "tagB", &[], b"bare");
 
-    let f = pull(&mut conn, "SQL92", "a BETWEEN 1 AND 4 AND colour IN ('red')");
+    let f = pull(
+        &mut conn,
+        "SQL92",
+        "a BETWEEN 1 AND 4 AND colour IN ('red')",
+    );
     assert_eq!(f.code(), 0, "{:?}", f.header);
     assert_eq!(bodies(&f), ["2", "4"]);
     let f = pull(&mut conn, "SQL92", "a IS NULL OR a >= 5");
@@ -91,7 +100,11 @@ fn sql_filter_invalid_expression_is_refused() {
     });
     let f = conn.request(46, &[], &serde_json::to_vec(&body).unwrap());
     assert_eq!(f.code(), 23, "CHECK_CLIENT_CONFIG: {:?}", f.header);
-    assert!(f.remark().starts_with("Invalid MessageSelector. "), "{}", f.remark());
+    assert!(
+        f.remark().starts_with("Invalid MessageSelector. "),
+        "{}",
+        f.remark()
+    );
 }
 
 #[test]
