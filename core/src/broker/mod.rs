@@ -22,6 +22,7 @@
 //! at shutdown.
 
 mod clients;
+mod filter;
 pub mod flush;
 mod ids;
 mod locks;
@@ -98,6 +99,8 @@ pub struct BrokerConfig {
     /// Longest a pull may be held (`longPollingEnable`; the client's `suspendTimeoutMillis` is
     /// honoured up to this).
     pub long_polling_enable: bool,
+    /// `enablePropertyFilter`: whether SQL92 subscriptions are served (RocketMQ's default: no).
+    pub enable_property_filter: bool,
     /// The longest a pull is held whatever its `suspendTimeoutMillis` asks (clients ask 15–20 s
     /// and time out at 30 s), so a bad request cannot park a pull forever.
     pub long_polling_max_hold_ms: u64,
@@ -140,6 +143,7 @@ impl Default for BrokerConfig {
             default_topic_queue_nums: 8,
             register_broker_interval_ms: 30_000,
             long_polling_enable: true,
+            enable_property_filter: false,
             long_polling_max_hold_ms: 60_000,
             store: StoreConfig::default(),
             retention: crate::store::retention::RetentionConfig::default(),

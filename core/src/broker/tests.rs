@@ -1063,3 +1063,4 @@ fn an_older_subscription_version_never_replaces_a_newer_one() {
         answers[0].remark
     );
 }
+mod filter;
