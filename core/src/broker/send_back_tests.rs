@@ -281,3 +281,39 @@ fn send_back_refusals_and_dropping() {
         .with_body(&b"{not json"[..]);
     assert_eq!(h.call(1, bad).code, response::SYSTEM_ERROR);
 }
+
+/// Goal: a consumer's heartbeat creates its subscription group with RocketMQ's defaults and the
+/// group's retry topic with `retryQueueNums` queues; a group's own retryQueueNums is honoured;
+/// with auto-creation off an unknown group gets neither, as RocketMQ's heartbeat does.
+#[test]
+fn heartbeat_creates_the_group_and_its_retry_topic() {
+    let mut h = Harness::new(test_config());
+    assert_eq!(
+        h.call(1, heartbeat("10.0.0.1@a", "GH", "TopicA", "*")).code,
+        response::SUCCESS
+    );
+    assert_eq!(
+        h.broker.subscription_groups()["GH"],
+        SubscriptionGroupConfig::new("GH")
+    );
+    assert_eq!(h.broker.topics()["%RETRY%GH"].write_queue_nums, 1);
+
+    let mut config = SubscriptionGroupConfig::new("GQ");
+    config.retry_queue_nums = 3;
+    let create = RemotingCommand::request(request::UPDATE_AND_CREATE_SUBSCRIPTIONGROUP)
+        .with_body(serde_json::to_vec(&config).unwrap());
+    assert_eq!(h.call(1, create).code, response::SUCCESS);
+    h.call(2, heartbeat("10.0.0.2@a", "GQ", "TopicA", "*"));
+    let retry = &h.broker.topics()["%RETRY%GQ"];
+    assert_eq!((retry.read_queue_nums, retry.write_queue_nums), (3, 3));
+
+    let mut config = test_config();
+    config.auto_create_subscription_group = false;
+    let mut h = Harness::new(config);
+    assert_eq!(
+        h.call(1, heartbeat("10.0.0.1@a", "GN", "TopicA", "*")).code,
+        response::SUCCESS
+    );
+    assert!(h.broker.subscription_groups().is_empty());
+    assert!(!h.broker.topics().contains_key("%RETRY%GN"));
+}
