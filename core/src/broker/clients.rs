@@ -233,7 +233,7 @@ impl<S: SegmentStorage> Broker<S> {
             {
                 continue;
             }
-            self.ensure_group_topic(now_ms, &format!("{RETRY_GROUP_TOPIC_PREFIX}{group_name}"));
+            self.ensure_group_on_heartbeat(now_ms, &group_name);
             let subscriptions: BTreeMap<String, Subscription> = consumer
                 .subscription_data_set
                 .unwrap_or_default()

@@ -15,7 +15,9 @@
 //! * [`clients`] — heartbeats, consumer lists, expiry and change notifications;
 //! * [`locks`] — orderly-consumer queue locks;
 //! * [`topics`] — the topic table, its persistence and admin topic requests;
-//! * [`query`] — QUERY_MESSAGE by key and VIEW_MESSAGE_BY_ID.
+//! * [`query`] — QUERY_MESSAGE by key and VIEW_MESSAGE_BY_ID;
+//! * [`send_back`] — CONSUMER_SEND_MSG_BACK into `%RETRY%<group>` / `%DLQ%<group>`;
+//! * [`groups`] — subscription groups (`config/subscriptionGroup.json`) and their admin requests.
 //!
 //! Persisted state (through the store's [`SegmentStorage`]): `config/topics.json` on every
 //! change and `config/consumerOffsets.json` every [`OFFSET_PERSIST_INTERVAL_MS`] when changed and
@@ -24,6 +26,7 @@
 mod clients;
 mod filter;
 pub mod flush;
+mod groups;
 mod ids;
 mod locks;
 mod offsets;
@@ -31,6 +34,7 @@ mod pull;
 mod query;
 mod retention;
 mod send;
+mod send_back;
 mod topics;
 
 #[cfg(test)]
@@ -50,6 +54,7 @@ use crate::store::{
 };
 use crate::ConnId;
 
+pub use groups::SubscriptionGroupConfig;
 pub use locks::MessageQueue;
 
 /// How often changed consumer offsets are written (`flushConsumerOffsetInterval`).
@@ -198,6 +203,7 @@ pub struct Broker<S: SegmentStorage> {
     /// Peer address of every open connection (the born host of what it sends).
     peers: BTreeMap<ConnId, SocketAddr>,
     topics: topics::TopicTable,
+    groups: groups::GroupTable,
     offsets: offsets::ConsumerOffsets,
     clients: clients::Clients,
     locks: locks::LockTable,
@@ -248,6 +254,7 @@ impl<S: SegmentStorage> Broker<S> {
     /// Opens the store (recovering it), loads topics and consumer offsets.
     pub fn new(config: BrokerConfig, storage: S, now_ms: u64) -> Result<Self, BrokerError> {
         let topics = topics::TopicTable::load(&storage)?;
+        let groups = groups::GroupTable::load(&storage)?;
         let offsets = offsets::ConsumerOffsets::load(&storage)?;
         let mut store = MessageStore::open(storage, config.store.clone())?;
         // Queue min offsets never point below what retention left of the CommitLog.
@@ -261,6 +268,7 @@ impl<S: SegmentStorage> Broker<S> {
             outputs: VecDeque::new(),
             peers: BTreeMap::new(),
             topics,
+            groups,
             offsets,
             clients: clients::Clients::default(),
             locks: locks::LockTable::default(),
@@ -326,6 +334,15 @@ impl<S: SegmentStorage> Broker<S> {
             request::GET_ALL_TOPIC_CONFIG => Ok(Some(self.handle_get_all_topic_config(&command))),
             request::QUERY_MESSAGE => self.handle_query_message(&command).map(Some),
             request::VIEW_MESSAGE_BY_ID => self.handle_view_message_by_id(&command).map(Some),
+            request::CONSUMER_SEND_MSG_BACK => self
+                .handle_consumer_send_msg_back(now_ms, &command)
+                .map(Some),
+            request::UPDATE_AND_CREATE_SUBSCRIPTIONGROUP => Ok(Some(
+                self.handle_update_subscription_group(now_ms, &command),
+            )),
+            request::GET_ALL_SUBSCRIPTIONGROUP_CONFIG => {
+                Ok(Some(self.handle_get_all_subscription_groups(&command)))
+            }
             code => Ok(Some(RemotingCommand::response_to(
                 &command,
                 response::REQUEST_CODE_NOT_SUPPORTED,
