@@ -5,6 +5,8 @@
 #   clippy  cargo clippy over every target of the workspace, warnings are errors
 #   test    the test suite (cargo-nextest when installed, else cargo test) and the doc tests
 #   wasm    vostok-core built for wasm32-unknown-unknown
+#   fuzz    every cargo-fuzz target built, then run for VOSTOK_FUZZ_SECONDS each (default 30) from
+#           its committed seeds; any crash fails the step and names the reproducer
 #
 # Usage: scripts/test.sh [STEP...]   (no argument: every step, in the order above)
 #
@@ -25,7 +27,7 @@ if [[ -d "$rustup_bin" ]]; then
     PATH="$rustup_bin:$PATH"
 fi
 
-all_steps=(fmt clippy test wasm)
+all_steps=(fmt clippy test wasm fuzz)
 if [[ $# -eq 0 ]]; then
     steps=("${all_steps[@]}")
 else
@@ -90,8 +92,8 @@ step_fmt() {
     # The fuzz crate is a workspace of its own (it needs nightly to build), so `--all` skips it;
     # rustfmt checks its sources directly, which needs neither nightly nor its dependencies.
     if compgen -G 'fuzz/fuzz_targets/*.rs' >/dev/null; then
-        echo "rustfmt --check fuzz/fuzz_targets/*.rs"
-        rustfmt --edition 2021 --check fuzz/fuzz_targets/*.rs
+        echo "rustfmt --check fuzz/src/*.rs fuzz/fuzz_targets/*.rs"
+        rustfmt --edition 2021 --check fuzz/src/*.rs fuzz/fuzz_targets/*.rs
     fi
     end_step
 }
@@ -165,6 +167,72 @@ step_wasm() {
     end_step
 }
 
+# The fuzz crate needs a nightly toolchain (libFuzzer's instrumentation flags) and cargo-fuzz.
+ensure_fuzz_tools() {
+    if ! rustup run nightly rustc --version >/dev/null 2>&1; then
+        echo "installing the nightly toolchain with rustup"
+        rustup toolchain install nightly --profile minimal ||
+            die "the fuzz step needs a nightly toolchain and rustup cannot install one"
+    fi
+    if ! cargo fuzz --version >/dev/null 2>&1; then
+        echo "installing cargo-fuzz"
+        cargo install cargo-fuzz --locked ||
+            die "the fuzz step needs cargo-fuzz and 'cargo install cargo-fuzz --locked' failed"
+    fi
+}
+
+# Runs every fuzz target for a bounded time from its committed seeds (fuzz/seeds/<target>).
+# libFuzzer writes new inputs into the corpus directory it is given, so each run works on a
+# scratch copy of the seeds and the committed corpus is never touched. A crash stops the run with
+# the reproducer saved under fuzz/artifacts/<target>/; the step then fails naming it.
+step_fuzz() {
+    local seconds="${VOSTOK_FUZZ_SECONDS:-30}"
+    [[ "$seconds" =~ ^[0-9]+$ && "$seconds" -gt 0 ]] ||
+        die "VOSTOK_FUZZ_SECONDS must be a positive number of seconds, not '$seconds'"
+    begin_step fuzz "cargo fuzz: every target for ${seconds}s"
+    ensure_fuzz_tools
+    (cd fuzz && rustup run nightly cargo --version)
+    local targets
+    mapfile -t targets < <(cd fuzz && cargo +nightly fuzz list)
+    [[ ${#targets[@]} -gt 0 ]] || die "cargo fuzz list found no targets"
+    # The core forbids unsafe code, so the address sanitizer adds cost and finds nothing more:
+    # panics, overflow checks and debug assertions are what catch bugs here.
+    local fuzz_flags=(--sanitizer none)
+    echo "building ${#targets[@]} targets: ${targets[*]}"
+    (cd fuzz && cargo +nightly fuzz build "${fuzz_flags[@]}")
+
+    local scratch target corpus artifacts log status failed=()
+    scratch=$(mktemp -d "${TMPDIR:-/tmp}/vostok-fuzz.XXXXXX")
+    for target in "${targets[@]}"; do
+        corpus="$scratch/corpus/$target"
+        artifacts="$repo_root/fuzz/artifacts/$target"
+        log="$scratch/$target.log"
+        mkdir -p "$corpus" "$artifacts"
+        if [[ -d "fuzz/seeds/$target" ]]; then
+            cp -R "fuzz/seeds/$target/." "$corpus/"
+        fi
+        printf -- '--- %s: %s seeds, %ss\n' "$target" "$(find "$corpus" -type f | wc -l)" "$seconds"
+        status=0
+        (cd fuzz && cargo +nightly fuzz run "${fuzz_flags[@]}" "$target" "$corpus" -- \
+            -max_total_time="$seconds" -artifact_prefix="$artifacts/" -print_final_stats=1 \
+            -rss_limit_mb=2048 -timeout=10) >"$log" 2>&1 || status=$?
+        # The last status line carries the execution count and rate.
+        grep -E '^#[0-9]+' "$log" | tail -n 1 || true
+        grep -E '^stat::(number_of_executed_units|average_exec_per_sec|peak_rss_mb)' "$log" || true
+        if [[ $status -ne 0 ]]; then
+            tail -n 40 "$log" >&2
+            local reproducer
+            reproducer=$(grep -oE "Test unit written to [^ ]+" "$log" | tail -n 1 | cut -d' ' -f5-)
+            echo "error: fuzz target $target failed (exit $status); reproducer: ${reproducer:-none written}" >&2
+            echo "       replay it with: (cd fuzz && cargo +nightly fuzz run --sanitizer none $target ${reproducer:-<file>})" >&2
+            failed+=("$target")
+        fi
+    done
+    rm -rf "$scratch"
+    [[ ${#failed[@]} -eq 0 ]] || die "fuzz targets failed: ${failed[*]}"
+    end_step
+}
+
 echo "toolchain: $(rustc --version), $(cargo --version)"
 for step in "${steps[@]}"; do
     case "$step" in
@@ -172,6 +240,7 @@ for step in "${steps[@]}"; do
         clippy) step_clippy ;;
         test) step_test ;;
         wasm) step_wasm ;;
+        fuzz) step_fuzz ;;
         *) die "unknown step '$step' (steps: ${all_steps[*]})" ;;
     esac
 done

@@ -19,6 +19,7 @@
 
 pub mod broker;
 pub mod client;
+pub mod filter;
 pub mod message;
 pub mod namesrv;
 pub mod remoting;

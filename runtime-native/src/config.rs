@@ -60,7 +60,6 @@ const ACCEPTED_UNSUPPORTED_KEYS: &[&str] = &[
     "brokerRole",
     "brokerIP2",
     "haListenPort",
-    "enablePropertyFilter",
     "sendMessageThreadPoolNums",
     "pullMessageThreadPoolNums",
     "storePathConsumeQueue",
@@ -167,6 +166,10 @@ pub fn parse_broker_conf(file: &str, text: &str) -> Result<BrokerFileConfig, Con
             }
             "autoCreateSubscriptionGroup" => {
                 b.auto_create_subscription_group =
+                    parse_bool(&value).ok_or_else(|| bad("expected true or false"))?
+            }
+            "enablePropertyFilter" => {
+                b.enable_property_filter =
                     parse_bool(&value).ok_or_else(|| bad("expected true or false"))?
             }
             "longPollingEnable" => {

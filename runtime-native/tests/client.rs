@@ -840,9 +840,9 @@ async fn broadcast_consumers_each_receive_everything() {
 
 /// Goal: a batch answered `ReconsumeLater` is delivered again, marked as a redelivery, under its
 /// original topic, and nothing is lost. Method: the listener refuses every message the first
-/// time; each must come back once with `reconsume_times` 1 and is then accepted. (The broker
-/// does not serve CONSUMER_SEND_MSG_BACK, so this exercises the client's fallback: a re-send
-/// to `%RETRY%<group>`, which the consumer subscribes automatically.)
+/// time; each must come back once with `reconsume_times` 1 and is then accepted. The broker
+/// takes CONSUMER_SEND_MSG_BACK: the copies in `%RETRY%<group>` (which the consumer subscribes
+/// automatically) are the broker's (`WAIT=false`), not the client's fallback re-send.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reconsume_later_redelivers_the_message() {
     bounded("reconsume_later", TEST_TIMEOUT, async {
@@ -911,6 +911,27 @@ async fn reconsume_later_redelivers_the_message() {
                 copies[1].queue_topic,
                 format!("%RETRY%{group}"),
                 "redelivered through the group's retry topic"
+            );
+        }
+        let retry_topic = format!("%RETRY%{group}");
+        let stored = block_in_place(|| {
+            let mut conn = RawConn::connect(&broker.broker_addr);
+            let max = max_offset(&mut conn, &retry_topic, 0);
+            pull_all(&mut conn, "inspector", &retry_topic, 0, max)
+        });
+        assert_eq!(stored.len(), n, "one broker-made copy per message");
+        for record in &stored {
+            let props: BTreeMap<&str, &str> = record
+                .properties
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            assert_eq!(props.get("WAIT"), Some(&"false"), "{props:?}");
+            assert_eq!(props.get("RETRY_TOPIC"), Some(&topic.as_str()));
+            assert_eq!(
+                props.get("RECONSUME_TIME"),
+                None,
+                "not the client's re-send"
             );
         }
         consumer.shutdown().await;

@@ -81,6 +81,8 @@ pub(super) struct Subscription {
     /// `*` or an empty expression: every message matches.
     pub all: bool,
     pub sub_version: i64,
+    /// The compiled selector of a non-TAG subscription.
+    pub selector: Option<super::filter::CompiledSelector>,
 }
 
 impl Subscription {
@@ -102,12 +104,15 @@ impl Subscription {
                 .map(|t| tag_hash_code(t) as i32)
                 .collect()
         };
+        let selector = (expression_type != "TAG")
+            .then(|| super::filter::CompiledSelector::compile(&expression_type, sub_string));
         Self {
             sub_string: sub_string.to_owned(),
             expression_type,
             codes,
             all,
             sub_version,
+            selector,
         }
     }
 
@@ -228,7 +233,7 @@ impl<S: SegmentStorage> Broker<S> {
             {
                 continue;
             }
-            self.ensure_group_topic(now_ms, &format!("{RETRY_GROUP_TOPIC_PREFIX}{group_name}"));
+            self.ensure_group_on_heartbeat(now_ms, &group_name);
             let subscriptions: BTreeMap<String, Subscription> = consumer
                 .subscription_data_set
                 .unwrap_or_default()
@@ -415,7 +420,8 @@ impl<S: SegmentStorage> Broker<S> {
         Ok(RemotingCommand::response_to(req, response::SUCCESS, None).with_body(body))
     }
 
-    /// CHECK_CLIENT_CONFIG (46): TAG subscriptions are fine; this broker has no SQL92 filter.
+    /// CHECK_CLIENT_CONFIG (46): TAG subscriptions are fine; others need `enablePropertyFilter`
+    /// and an expression that compiles (SUBSCRIPTION_PARSE_FAILED with the compiler's message).
     pub(super) fn handle_check_client_config(&mut self, req: &RemotingCommand) -> RemotingCommand {
         let body: CheckClientRequestBody = match serde_json::from_slice(&req.body) {
             Ok(b) => b,
@@ -427,21 +433,27 @@ impl<S: SegmentStorage> Broker<S> {
                 )
             }
         };
-        let expression_type = body
-            .subscription_data
-            .and_then(|s| s.expression_type)
-            .unwrap_or_default();
+        let data = body.subscription_data.unwrap_or_default();
+        let expression_type = data.expression_type.unwrap_or_default();
         let expression_type = expression_type.trim().to_ascii_uppercase();
         if expression_type.is_empty() || expression_type == "TAG" {
-            RemotingCommand::response_to(req, response::SUCCESS, None)
-        } else {
-            RemotingCommand::response_to(
+            return RemotingCommand::response_to(req, response::SUCCESS, None);
+        }
+        if !self.config.enable_property_filter {
+            return RemotingCommand::response_to(
                 req,
                 response::SYSTEM_ERROR,
-                Some(format!(
-                    "The broker does not support consumer to filter message by {expression_type}"
-                )),
-            )
+                Some(super::filter::unsupported_remark(&expression_type)),
+            );
+        }
+        let expression = data.sub_string.unwrap_or_default();
+        match super::filter::CompiledSelector::compile(&expression_type, &expression).0 {
+            Ok(_) => RemotingCommand::response_to(req, response::SUCCESS, None),
+            Err(e) => RemotingCommand::response_to(
+                req,
+                response::SUBSCRIPTION_PARSE_FAILED,
+                Some(e.to_string()),
+            ),
         }
     }
 }

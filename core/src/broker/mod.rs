@@ -16,6 +16,8 @@
 //! * [`locks`] — orderly-consumer queue locks;
 //! * [`topics`] — the topic table, its persistence and admin topic requests;
 //! * [`query`] — QUERY_MESSAGE by key and VIEW_MESSAGE_BY_ID;
+//! * [`send_back`] — CONSUMER_SEND_MSG_BACK into `%RETRY%<group>` / `%DLQ%<group>`;
+//! * [`groups`] — subscription groups (`config/subscriptionGroup.json`) and their admin requests;
 //! * [`schedule`] — delay levels (`SCHEDULE_TOPIC_XXXX`) and their delivery.
 //!
 //! Persisted state (through the store's [`SegmentStorage`]): `config/topics.json` on every
@@ -23,7 +25,9 @@
 //! at shutdown, and `config/delayOffset.json` (see [`schedule`]).
 
 mod clients;
+mod filter;
 pub mod flush;
+mod groups;
 mod ids;
 mod locks;
 mod offsets;
@@ -32,6 +36,7 @@ mod query;
 mod retention;
 pub mod schedule;
 mod send;
+mod send_back;
 mod topics;
 
 #[cfg(test)]
@@ -51,6 +56,7 @@ use crate::store::{
 };
 use crate::ConnId;
 
+pub use groups::SubscriptionGroupConfig;
 pub use locks::MessageQueue;
 
 /// How often changed consumer offsets are written (`flushConsumerOffsetInterval`).
@@ -100,6 +106,8 @@ pub struct BrokerConfig {
     /// Longest a pull may be held (`longPollingEnable`; the client's `suspendTimeoutMillis` is
     /// honoured up to this).
     pub long_polling_enable: bool,
+    /// `enablePropertyFilter`: whether SQL92 subscriptions are served (RocketMQ's default: no).
+    pub enable_property_filter: bool,
     /// The longest a pull is held whatever its `suspendTimeoutMillis` asks (clients ask 15–20 s
     /// and time out at 30 s), so a bad request cannot park a pull forever.
     pub long_polling_max_hold_ms: u64,
@@ -142,6 +150,7 @@ impl Default for BrokerConfig {
             default_topic_queue_nums: 8,
             register_broker_interval_ms: 30_000,
             long_polling_enable: true,
+            enable_property_filter: false,
             long_polling_max_hold_ms: 60_000,
             store: StoreConfig::default(),
             retention: crate::store::retention::RetentionConfig::default(),
@@ -196,6 +205,7 @@ pub struct Broker<S: SegmentStorage> {
     /// Peer address of every open connection (the born host of what it sends).
     peers: BTreeMap<ConnId, SocketAddr>,
     topics: topics::TopicTable,
+    groups: groups::GroupTable,
     offsets: offsets::ConsumerOffsets,
     clients: clients::Clients,
     locks: locks::LockTable,
@@ -248,6 +258,7 @@ impl<S: SegmentStorage> Broker<S> {
     /// Opens the store (recovering it), loads topics and consumer offsets.
     pub fn new(config: BrokerConfig, storage: S, now_ms: u64) -> Result<Self, BrokerError> {
         let topics = topics::TopicTable::load(&storage)?;
+        let groups = groups::GroupTable::load(&storage)?;
         let offsets = offsets::ConsumerOffsets::load(&storage)?;
         let schedule = schedule::Schedule::load(&storage, now_ms)?;
         let mut store = MessageStore::open(storage, config.store.clone())?;
@@ -262,6 +273,7 @@ impl<S: SegmentStorage> Broker<S> {
             outputs: VecDeque::new(),
             peers: BTreeMap::new(),
             topics,
+            groups,
             offsets,
             clients: clients::Clients::default(),
             locks: locks::LockTable::default(),
@@ -329,6 +341,15 @@ impl<S: SegmentStorage> Broker<S> {
             request::GET_ALL_TOPIC_CONFIG => Ok(Some(self.handle_get_all_topic_config(&command))),
             request::QUERY_MESSAGE => self.handle_query_message(&command).map(Some),
             request::VIEW_MESSAGE_BY_ID => self.handle_view_message_by_id(&command).map(Some),
+            request::CONSUMER_SEND_MSG_BACK => self
+                .handle_consumer_send_msg_back(now_ms, &command)
+                .map(Some),
+            request::UPDATE_AND_CREATE_SUBSCRIPTIONGROUP => Ok(Some(
+                self.handle_update_subscription_group(now_ms, &command),
+            )),
+            request::GET_ALL_SUBSCRIPTIONGROUP_CONFIG => {
+                Ok(Some(self.handle_get_all_subscription_groups(&command)))
+            }
             code => Ok(Some(RemotingCommand::response_to(
                 &command,
                 response::REQUEST_CODE_NOT_SUPPORTED,

@@ -121,11 +121,19 @@ impl<S: SegmentStorage> Broker<S> {
             )));
         }
         let subscription = if h.sys_flag & pull_sys_flag::SUBSCRIPTION != 0 {
-            Subscription::parse(
+            let sub = Subscription::parse(
                 h.subscription.as_deref().unwrap_or("*"),
                 h.expression_type.as_deref(),
                 h.sub_version,
-            )
+            );
+            if sub.selector.as_ref().is_some_and(|s| s.filter().is_none()) {
+                return Ok(Some(respond(
+                    req,
+                    response::SUBSCRIPTION_PARSE_FAILED,
+                    "parse the consumer's subscription failed",
+                )));
+            }
+            sub
         } else {
             let Some(sub) = self.clients.subscription(&h.consumer_group, &h.topic) else {
                 return Ok(Some(respond(
@@ -147,35 +155,37 @@ impl<S: SegmentStorage> Broker<S> {
                     ),
                 )));
             }
+            // RocketMQ keeps no filter data for a heartbeat's expression that did not compile.
+            if sub.selector.as_ref().is_some_and(|s| s.filter().is_none()) {
+                return Ok(Some(respond(
+                    req,
+                    response::FILTER_DATA_NOT_EXIST,
+                    "The broker's consumer filter data is not exist!Your expression may be wrong!",
+                )));
+            }
             sub.clone()
         };
-        if !subscription.is_tag() {
+        if !subscription.is_tag() && !self.config.enable_property_filter {
             return Ok(Some(respond(
                 req,
                 response::SYSTEM_ERROR,
-                format!(
-                    "The broker does not support consumer to filter message by {}",
-                    subscription.expression_type
-                ),
+                super::filter::unsupported_remark(&subscription.expression_type),
             )));
         }
 
         let max_count = h.max_msg_nums.clamp(1, MAX_PULL_MESSAGES) as u32;
         let requested = QueueOffset(h.queue_offset.max(0) as u64);
-        let filter = |tags_code: i64| subscription.matches(tags_code);
-        let result = match self
-            .store
-            .get(&h.topic, h.queue_id, requested, max_count, &filter)
-        {
-            Ok(r) => r,
-            Err(e) => {
-                return Ok(Some(respond(
-                    req,
-                    response::SYSTEM_ERROR,
-                    format!("reading the queue failed: {e}"),
-                )))
-            }
-        };
+        let result =
+            match self.get_filtered(&h.topic, h.queue_id, requested, max_count, &subscription) {
+                Ok(r) => r,
+                Err(e) => {
+                    return Ok(Some(respond(
+                        req,
+                        response::SYSTEM_ERROR,
+                        format!("reading the queue failed: {e}"),
+                    )))
+                }
+            };
         let (code, next_begin) = match result.status {
             GetStatus::Found => (response::SUCCESS, result.next_begin_offset.0 as i64),
             GetStatus::NoMatchedMessage | GetStatus::MessageWasRemoving => (

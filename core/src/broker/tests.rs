@@ -14,6 +14,8 @@ const T0: u64 = 1_718_000_000_000;
 
 #[path = "query_tests.rs"]
 mod query_tests;
+#[path = "send_back_tests.rs"]
+mod send_back_tests;
 
 /// Defaults with small CommitLog segments, so MemStorage stays small.
 fn test_config() -> BrokerConfig {
@@ -1064,3 +1066,4 @@ fn an_older_subscription_version_never_replaces_a_newer_one() {
         answers[0].remark
     );
 }
+mod filter;

@@ -525,6 +525,37 @@ impl ViewMessageRequestHeader {
     }
 }
 
+/// CONSUMER_SEND_MSG_BACK (36): a consumer returns a message it failed to consume.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConsumerSendMsgBackRequestHeader {
+    /// CommitLog (physical) offset of the consumed message.
+    pub offset: i64,
+    pub group: String,
+    /// 0: the broker picks `3 + reconsumeTimes`; > 0: that level; < 0: straight to the DLQ.
+    pub delay_level: i32,
+    /// The client's message id; the broker does not need it.
+    pub origin_msg_id: Option<String>,
+    /// The topic the message was consumed from; the broker does not need it.
+    pub origin_topic: Option<String>,
+    pub unit_mode: bool,
+    /// The client's limit; when absent the group's `retryMaxTimes` applies.
+    pub max_reconsume_times: Option<i32>,
+}
+
+impl ConsumerSendMsgBackRequestHeader {
+    pub fn parse(cmd: &RemotingCommand) -> Result<Self, HeaderError> {
+        Ok(Self {
+            offset: cmd.ext_num("offset")?,
+            group: cmd.ext_str("group")?.to_owned(),
+            delay_level: cmd.ext_num("delayLevel")?,
+            origin_msg_id: cmd.ext("originMsgId").map(str::to_owned),
+            origin_topic: cmd.ext("originTopic").map(str::to_owned),
+            unit_mode: cmd.ext_bool("unitMode").unwrap_or(false),
+            max_reconsume_times: cmd.ext_num_opt("maxReconsumeTimes")?,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

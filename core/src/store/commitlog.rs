@@ -598,6 +598,15 @@ impl CommitLog {
                 report.segments_deleted += 1;
                 continue;
             }
+            if seg == end && len < BLANK_FILLER_BYTES && segment_bytes > len {
+                // A segment file too short even for a BLANK filler (created but never given its
+                // size, or cut short) holds nothing of the log and cannot take an append: as it
+                // is, every put would fail. Give it the size it should have had. (Deleting it
+                // instead would move the end of the log back to 0 at the next recovery.)
+                storage.truncate(&segment_path(seg), segment_bytes)?;
+                kept.insert(seg, segment_bytes);
+                continue;
+            }
             if seg + len > end {
                 report.bytes_truncated += zero_tail(storage, &segment_path(seg), end - seg, len)?;
             }

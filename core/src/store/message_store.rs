@@ -76,6 +76,11 @@ pub const PULL_MAX_BYTES: u64 = 256 * 1024;
 /// units), or `max_count` if larger, before giving up on the filter.
 pub const PULL_FILTER_UNITS_MIN: u64 = 16_000 / consume_queue::UNIT_BYTES;
 
+/// The largest queue offset a record can carry: its ConsumeQueue unit's byte position (offset ×
+/// 20, also the number in the segment file's name) must fit an int64, as in RocketMQ. A record
+/// beyond it was not written by a store and ends the log at recovery.
+const QUEUE_OFFSET_MAX: i64 = i64::MAX / consume_queue::UNIT_BYTES as i64;
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StoreConfig {
     /// Size of one CommitLog segment file (`mappedFileSizeCommitLog`, 1 GiB in RocketMQ). At
@@ -598,6 +603,7 @@ impl<S: SegmentStorage> MessageStore<S> {
             let dispatch = |storage: &mut S, offset: u64, size: u32, record: &MessageRecord| {
                 if record.queue_id < 0
                     || record.queue_offset < 0
+                    || record.queue_offset > QUEUE_OFFSET_MAX
                     || !consume_queue::is_valid_topic_dir(&record.topic)
                 {
                     return Ok(Verdict::Invalid(format!(

@@ -433,3 +433,34 @@ fn deliveries_wait_while_the_store_cannot_make_data_durable() {
     let wake = h.broker.schedule.deadline_ms().expect("still pending");
     assert!(wake > T0 + 1_000, "no busy polling: woken at {wake}");
 }
+
+/// The retry ladder of CONSUMER_SEND_MSG_BACK goes through the same routing: the first retry
+/// (level 3) waits 10 s in the schedule topic, then arrives in `%RETRY%<group>`.
+#[test]
+fn send_back_retries_wait_for_their_delay_level() {
+    let mut h = Harness::new(test_config());
+    let sent = h.call(1, send_v2("TopicA", 0, b"payload", "t"));
+    let msg_id = sent.ext("msgId").unwrap().to_owned();
+    let (_, offset) = crate::message::decode_offset_msg_id(&msg_id).unwrap();
+    h.now_ms = T0 + 1_000;
+    let reply = h.call(
+        2,
+        RemotingCommand::request(request::CONSUMER_SEND_MSG_BACK)
+            .with_ext("offset", offset as i64)
+            .with_ext("group", "G")
+            .with_ext("delayLevel", 0)
+            .with_ext("originMsgId", msg_id.as_str())
+            .with_ext("originTopic", "TopicA")
+            .with_ext("unitMode", false),
+    );
+    assert_eq!(reply.code, response::SUCCESS, "{:?}", reply.remark);
+    assert_eq!(queue_records(&h, SCHEDULE_TOPIC, 2).len(), 1, "level 3");
+    step(&mut h, T0 + 10_999);
+    assert!(bodies(&h, "%RETRY%G", 0).is_empty(), "not before 10 s");
+    step(&mut h, T0 + 11_000);
+    let retried = queue_records(&h, "%RETRY%G", 0);
+    assert_eq!(retried.len(), 1);
+    assert_eq!(retried[0].0.body.as_ref(), b"payload");
+    assert_eq!(retried[0].0.reconsume_times, 1);
+    assert_eq!(retried[0].0.properties.get(keys::DELAY), None);
+}

@@ -570,6 +570,57 @@ fn reconsume_later_comes_back_through_the_retry_topic() {
     assert_eq!(consumed[0].reconsume_times(), 1);
     assert_eq!(consumed[0].queue.topic, "%RETRY%GR");
     assert!(cluster.wire[c].iter().any(|(_, code)| *code == 36));
+    // The broker took the send-back: the consumer never re-sent the message itself.
+    assert!(
+        !cluster.wire[c]
+            .iter()
+            .any(|(_, code)| [10, 310].contains(code)),
+        "{:?}",
+        cluster.wire[c]
+    );
+}
+
+/// Goal: a message that keeps failing is sent back until the consumer's maxReconsumeTimes (2)
+/// and then lands in %DLQ%<group> on the broker (conformance: retry → DLQ), never consumed and
+/// never re-sent by the consumer itself.
+#[test]
+fn reconsume_beyond_the_limit_lands_in_the_dead_letter_queue() {
+    let mut cluster = Cluster::new(1);
+    let p = cluster.producer();
+    let now = cluster.now;
+    cluster
+        .producer_mut(p)
+        .send(now, Message::new("TopicD", "doomed"), SendMode::Sync);
+    cluster.pump();
+    let n = cluster.clients.len();
+    let config = PushConsumerConfig {
+        client: cluster.client_config(n),
+        consumer_group: "GDLQ".to_owned(),
+        message_model: MessageModel::Clustering,
+        consume_from_where: crate::client::requests::ConsumeFromWhere::FirstOffset,
+        max_reconsume_times: 2,
+        ..PushConsumerConfig::default()
+    };
+    let mut consumer = PushConsumer::new(config, cluster.now);
+    consumer.subscribe(cluster.now, "TopicD", "*").unwrap();
+    consumer.start(cluster.now);
+    let c = cluster.add(Client::Push(consumer), Listener::FailFirst(i32::MAX));
+    // Two retries (10 s and 30 s once delays are scheduled) and the dead letter.
+    cluster.run_until(T0 + 180_000);
+
+    assert!(cluster.consumed[c].is_empty());
+    let send_backs = cluster.wire[c]
+        .iter()
+        .filter(|(_, code)| *code == 36)
+        .count();
+    assert_eq!(send_backs, 3, "{:?}", cluster.wire[c]);
+    assert!(!cluster.wire[c]
+        .iter()
+        .any(|(_, code)| [10, 310].contains(code)));
+    let broker = cluster.brokers.values().next().unwrap();
+    assert_eq!(broker.store().max_offset("%DLQ%GDLQ", 0).0, 1);
+    let dlq = &broker.topics()["%DLQ%GDLQ"];
+    assert_eq!(dlq.perm, crate::topic::perm::READ_WRITE);
 }
 
 /// Goal: a lite pull consumer assigned one queue polls what was sent there, and its commit

@@ -1,0 +1,543 @@
+//! The Broker state machine fed arbitrary request sequences through a direct harness (a Broker
+//! over `MemStorage`): connects, disconnects, well-formed sends, batches, pulls, offset commits,
+//! heartbeats and locks, requests with fuzzed codes, ext fields and bodies, timeouts with an
+//! advancing clock, syncs (succeeding or failing) and crash-restarts over the same storage.
+//!
+//! Asserted after every step: nothing panics; every request that is not oneway gets at most one
+//! response; every record a pull returns decodes with a valid body CRC and belongs to the queue
+//! pulled; the store serves dense queues with `min <= max`; offsets committed by well-behaved
+//! consumers never exceed the queue's max offset.
+#![no_main]
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use arbitrary::Arbitrary;
+use bytes::Bytes;
+use libfuzzer_sys::fuzz_target;
+use vostok_core::broker::{Broker, BrokerOutput};
+use vostok_core::message::{encode_batch, peek_header, BatchEntry, MessageRecord, Properties};
+use vostok_core::remoting::codes::{request, response};
+use vostok_core::remoting::headers::{PullMessageRequestHeader, SendMessageRequestHeader};
+use vostok_core::remoting::RemotingCommand;
+use vostok_core::store::{MemStorage, SegmentStorage, SyncRequest};
+use vostok_core::ConnId;
+use vostok_fuzz::{check_store, request_with, small_broker_config, FuzzExt};
+
+/// The group of the well-behaved consumer; fuzzed requests are kept off it so its committed
+/// offsets are only ever what a real consumer would commit.
+const GOOD_GROUP: &str = "well-behaved-group";
+
+const TOPICS: [&str; 4] = ["TopicA", "TopicB", "%RETRY%cg", "TBW102"];
+
+const CODES: [i32; 20] = [
+    request::SEND_MESSAGE,
+    request::SEND_MESSAGE_V2,
+    request::SEND_BATCH_MESSAGE,
+    request::PULL_MESSAGE,
+    request::LITE_PULL_MESSAGE,
+    request::QUERY_CONSUMER_OFFSET,
+    request::UPDATE_CONSUMER_OFFSET,
+    request::GET_MAX_OFFSET,
+    request::GET_MIN_OFFSET,
+    request::SEARCH_OFFSET_BY_TIMESTAMP,
+    request::GET_EARLIEST_MSG_STORETIME,
+    request::HEART_BEAT,
+    request::UNREGISTER_CLIENT,
+    request::GET_CONSUMER_LIST_BY_GROUP,
+    request::CHECK_CLIENT_CONFIG,
+    request::LOCK_BATCH_MQ,
+    request::UNLOCK_BATCH_MQ,
+    request::UPDATE_AND_CREATE_TOPIC,
+    request::GET_ALL_TOPIC_CONFIG,
+    request::VIEW_MESSAGE_BY_ID,
+];
+
+#[derive(Debug, Arbitrary)]
+enum Op {
+    Connect {
+        conn: u8,
+    },
+    Disconnect {
+        conn: u8,
+    },
+    Send {
+        conn: u8,
+        v2: bool,
+        topic: u8,
+        queue_id: i8,
+        body: Vec<u8>,
+        tags: Option<u8>,
+        wait: bool,
+        oneway: bool,
+    },
+    Batch {
+        conn: u8,
+        topic: u8,
+        queue_id: i8,
+        bodies: Vec<(Vec<u8>, Option<u8>)>,
+    },
+    Pull {
+        conn: u8,
+        topic: u8,
+        queue_id: u8,
+        offset: PullOffset,
+        max_nums: u8,
+        suspend_ms: u16,
+        commit: bool,
+        tag_filter: Option<u8>,
+    },
+    Commit {
+        conn: u8,
+        topic: u8,
+        queue_id: u8,
+    },
+    Heartbeat {
+        conn: u8,
+        client: u8,
+        group: u8,
+        topic: u8,
+    },
+    Lock {
+        conn: u8,
+        client: u8,
+        unlock: bool,
+        queues: Vec<(u8, u8)>,
+    },
+    Raw {
+        conn: u8,
+        code: RawCode,
+        ext: FuzzExt,
+        body: Vec<u8>,
+        oneway: bool,
+    },
+    Advance {
+        ms: u16,
+        far: bool,
+    },
+    Synced,
+    SyncFailed,
+    Restart,
+}
+
+#[derive(Debug, Arbitrary)]
+enum PullOffset {
+    Next,
+    Max,
+    Min,
+    Any(i64),
+}
+
+#[derive(Debug, Arbitrary)]
+enum RawCode {
+    Known(u8),
+    Any(i32),
+}
+
+struct Harness {
+    broker: Broker<MemStorage>,
+    now_ms: u64,
+    open: BTreeSet<u64>,
+    /// Requests awaiting their response: opaque → (connection, pulled topic and queue if a pull).
+    pending: BTreeMap<i32, (u64, Option<(String, i32)>)>,
+    next_opaque: i32,
+    /// The well-behaved consumer's position per (topic, queue): the next offset to pull.
+    positions: BTreeMap<(String, i32), u64>,
+    sync: Option<SyncRequest>,
+}
+
+fn topic(index: u8) -> &'static str {
+    TOPICS[usize::from(index) % TOPICS.len()]
+}
+
+fn tag(index: u8) -> &'static str {
+    ["TagA", "TagB", "TagC"][usize::from(index) % 3]
+}
+
+impl Harness {
+    fn new() -> Self {
+        let broker = Broker::new(small_broker_config(), MemStorage::new(), 1_000)
+            .expect("a broker opens over empty storage");
+        Self {
+            broker,
+            now_ms: 1_000,
+            open: BTreeSet::new(),
+            pending: BTreeMap::new(),
+            next_opaque: 1,
+            positions: BTreeMap::new(),
+            sync: None,
+        }
+    }
+
+    fn conn(&mut self, conn: u8) -> ConnId {
+        let id = u64::from(conn % 4);
+        if self.open.insert(id) {
+            let peer = format!("127.0.0.1:{}", 40_000 + id)
+                .parse()
+                .expect("address");
+            self.broker.handle_connected(self.now_ms, ConnId(id), peer);
+        }
+        ConnId(id)
+    }
+
+    fn submit(&mut self, conn: ConnId, mut cmd: RemotingCommand, pull: Option<(String, i32)>) {
+        cmd.opaque = self.next_opaque;
+        self.next_opaque += 1;
+        if !cmd.is_oneway() {
+            self.pending.insert(cmd.opaque, (conn.0, pull));
+        }
+        self.broker.handle_request(self.now_ms, conn, cmd);
+    }
+
+    fn send_header(topic: &str, queue_id: i32, props: &Properties) -> SendMessageRequestHeader {
+        SendMessageRequestHeader {
+            producer_group: "pg".to_owned(),
+            topic: topic.to_owned(),
+            default_topic: "TBW102".to_owned(),
+            default_topic_queue_nums: 4,
+            queue_id,
+            sys_flag: 0,
+            born_timestamp_ms: 1_700_000_000_000,
+            flag: 0,
+            properties: Some(props.encode()),
+            reconsume_times: None,
+            unit_mode: false,
+            max_reconsume_times: None,
+            batch: false,
+            broker_name: Some("broker-a".to_owned()),
+        }
+    }
+
+    fn apply(&mut self, op: Op) {
+        match op {
+            Op::Connect { conn } => {
+                self.conn(conn);
+            }
+            Op::Disconnect { conn } => {
+                let id = u64::from(conn % 4);
+                if self.open.remove(&id) {
+                    self.broker.handle_disconnected(self.now_ms, ConnId(id));
+                    self.pending.retain(|_, (c, _)| *c != id);
+                }
+            }
+            Op::Send {
+                conn,
+                v2,
+                topic: t,
+                queue_id,
+                body,
+                tags,
+                wait,
+                oneway,
+            } => {
+                let conn = self.conn(conn);
+                let mut props = Properties::new();
+                if let Some(tg) = tags {
+                    props.insert("TAGS", tag(tg));
+                }
+                props.insert("WAIT", wait.to_string());
+                props.insert("UNIQ_KEY", format!("UK{}", self.next_opaque));
+                let header = Self::send_header(topic(t), i32::from(queue_id % 6), &props);
+                let code = if v2 {
+                    request::SEND_MESSAGE_V2
+                } else {
+                    request::SEND_MESSAGE
+                };
+                let mut cmd = RemotingCommand::request(code).with_body(body);
+                header.write_to(&mut cmd, v2);
+                if oneway {
+                    cmd.mark_oneway();
+                }
+                self.submit(conn, cmd, None);
+            }
+            Op::Batch {
+                conn,
+                topic: t,
+                queue_id,
+                bodies,
+            } => {
+                let conn = self.conn(conn);
+                let entries: Vec<BatchEntry> = bodies
+                    .into_iter()
+                    .take(16)
+                    .enumerate()
+                    .map(|(i, (body, tg))| {
+                        let mut properties = Properties::new();
+                        if let Some(tg) = tg {
+                            properties.insert("TAGS", tag(tg));
+                        }
+                        properties.insert("UNIQ_KEY", format!("B{}-{i}", self.next_opaque));
+                        BatchEntry {
+                            flag: 0,
+                            body: Bytes::from(body),
+                            properties,
+                        }
+                    })
+                    .collect();
+                let Ok(body) = encode_batch(&entries) else {
+                    return;
+                };
+                let mut header =
+                    Self::send_header(topic(t), i32::from(queue_id % 6), &Properties::new());
+                header.batch = true;
+                let mut cmd = RemotingCommand::request(request::SEND_BATCH_MESSAGE).with_body(body);
+                header.write_to(&mut cmd, true);
+                self.submit(conn, cmd, None);
+            }
+            Op::Pull {
+                conn,
+                topic: t,
+                queue_id,
+                offset,
+                max_nums,
+                suspend_ms,
+                commit,
+                tag_filter,
+            } => {
+                let conn = self.conn(conn);
+                let topic = topic(t).to_owned();
+                let queue_id = i32::from(queue_id % 4);
+                let store = self.broker.store();
+                let position = *self.positions.get(&(topic.clone(), queue_id)).unwrap_or(&0);
+                let queue_offset = match offset {
+                    PullOffset::Next => position as i64,
+                    PullOffset::Max => store.max_offset(&topic, queue_id).0 as i64,
+                    PullOffset::Min => store.min_offset(&topic, queue_id).0 as i64,
+                    PullOffset::Any(n) => n,
+                };
+                let header = PullMessageRequestHeader {
+                    consumer_group: GOOD_GROUP.to_owned(),
+                    topic: topic.clone(),
+                    queue_id,
+                    queue_offset,
+                    max_msg_nums: i32::from(max_nums),
+                    // COMMIT_OFFSET | SUSPEND | SUBSCRIPTION
+                    sys_flag: if commit { 0x1 | 0x2 | 0x4 } else { 0x2 | 0x4 },
+                    commit_offset: position as i64,
+                    suspend_timeout_ms: i64::from(suspend_ms),
+                    subscription: Some(tag_filter.map_or("*".to_owned(), |t| tag(t).to_owned())),
+                    sub_version: 1,
+                    expression_type: Some("TAG".to_owned()),
+                    max_msg_bytes: None,
+                };
+                let mut cmd = RemotingCommand::request(request::PULL_MESSAGE);
+                header.write_to(&mut cmd);
+                self.submit(conn, cmd, Some((topic, queue_id)));
+            }
+            Op::Commit {
+                conn,
+                topic: t,
+                queue_id,
+            } => {
+                let conn = self.conn(conn);
+                let topic = topic(t).to_owned();
+                let queue_id = i32::from(queue_id % 4);
+                let position = *self.positions.get(&(topic.clone(), queue_id)).unwrap_or(&0);
+                let cmd = RemotingCommand::request(request::UPDATE_CONSUMER_OFFSET)
+                    .with_ext("consumerGroup", GOOD_GROUP)
+                    .with_ext("topic", &topic)
+                    .with_ext("queueId", queue_id)
+                    .with_ext("commitOffset", position);
+                self.submit(conn, cmd, None);
+            }
+            Op::Heartbeat {
+                conn,
+                client,
+                group,
+                topic: t,
+            } => {
+                let conn = self.conn(conn);
+                let body = format!(
+                    concat!(
+                        r#"{{"clientID":"127.0.0.1@{}","consumerDataSet":[{{"groupName":"cg{}","#,
+                        r#""consumeType":"CONSUME_PASSIVELY","messageModel":"CLUSTERING","#,
+                        r#""consumeFromWhere":"CONSUME_FROM_FIRST_OFFSET","subscriptionDataSet":"#,
+                        r#"[{{"topic":"{}","subString":"*","subVersion":1}}]}}],"#,
+                        r#""producerDataSet":[{{"groupName":"pg"}}]}}"#
+                    ),
+                    client % 4,
+                    group % 3,
+                    topic(t)
+                );
+                let cmd = RemotingCommand::request(request::HEART_BEAT).with_body(body);
+                self.submit(conn, cmd, None);
+            }
+            Op::Lock {
+                conn,
+                client,
+                unlock,
+                queues,
+            } => {
+                let conn = self.conn(conn);
+                let mq: Vec<String> = queues
+                    .iter()
+                    .take(8)
+                    .map(|(t, q)| {
+                        format!(
+                            r#"{{"brokerName":"broker-a","queueId":{},"topic":"{}"}}"#,
+                            q % 4,
+                            topic(*t)
+                        )
+                    })
+                    .collect();
+                let body = format!(
+                    r#"{{"clientId":"127.0.0.1@{}","consumerGroup":"cg0","mqSet":[{}]}}"#,
+                    client % 4,
+                    mq.join(",")
+                );
+                let code = if unlock {
+                    request::UNLOCK_BATCH_MQ
+                } else {
+                    request::LOCK_BATCH_MQ
+                };
+                let cmd = RemotingCommand::request(code).with_body(body);
+                self.submit(conn, cmd, None);
+            }
+            Op::Raw {
+                conn,
+                code,
+                ext,
+                body,
+                oneway,
+            } => {
+                let conn = self.conn(conn);
+                let code = match code {
+                    RawCode::Known(i) => CODES[usize::from(i) % CODES.len()],
+                    RawCode::Any(c) => c,
+                };
+                let mut cmd = request_with(code, &ext, body);
+                for value in cmd.ext_fields.values_mut() {
+                    if value.contains(GOOD_GROUP) {
+                        *value = "cg".to_owned();
+                    }
+                }
+                if oneway {
+                    cmd.mark_oneway();
+                }
+                self.submit(conn, cmd, None);
+            }
+            Op::Advance { ms, far } => {
+                let step = if far {
+                    u64::from(ms) * 1_000
+                } else {
+                    u64::from(ms)
+                };
+                self.now_ms += step;
+                self.broker.handle_timeout(self.now_ms);
+            }
+            Op::Synced => {
+                if let Some(sync) = self.sync.take() {
+                    let storage = self.broker.store_mut().storage_mut();
+                    for range in &sync.ranges {
+                        storage
+                            .sync(&range.path, range.start, range.end)
+                            .expect("a requested sync range lies inside its file");
+                    }
+                    self.broker.handle_synced(self.now_ms, sync.up_to);
+                }
+            }
+            Op::SyncFailed => {
+                if self.sync.take().is_some() {
+                    self.broker
+                        .handle_sync_failed(self.now_ms, "fuzzed failure");
+                }
+            }
+            Op::Restart => {
+                // A crash: what was written survives (page cache), unanswered requests are lost.
+                let storage = self.broker.store().storage().clone();
+                self.broker = Broker::new(small_broker_config(), storage, self.now_ms)
+                    .expect("a broker reopens over what it wrote");
+                self.open.clear();
+                self.pending.clear();
+                self.sync = None;
+            }
+        }
+    }
+
+    fn drain(&mut self) {
+        while let Some(output) = self.broker.poll_output() {
+            match output {
+                BrokerOutput::Send { conn, command } => {
+                    assert!(self.open.contains(&conn.0), "output for a closed {conn}");
+                    if !command.is_response() {
+                        continue;
+                    }
+                    let Some((owner, pull)) = self.pending.remove(&command.opaque) else {
+                        panic!("response {} answers no pending request", command.opaque);
+                    };
+                    assert_eq!(owner, conn.0, "response sent to another connection");
+                    if let Some((topic, queue_id)) = pull {
+                        self.check_pull(&topic, queue_id, &command);
+                    }
+                }
+                BrokerOutput::Sync(request) => {
+                    assert!(self.sync.is_none(), "a second sync while one is in flight");
+                    self.sync = Some(request);
+                }
+                BrokerOutput::Close { conn } => {
+                    if self.open.remove(&conn.0) {
+                        self.broker.handle_disconnected(self.now_ms, conn);
+                        self.pending.retain(|_, (c, _)| *c != conn.0);
+                    }
+                }
+                BrokerOutput::SendToNamesrv { .. } => {}
+            }
+        }
+    }
+
+    fn check_pull(&mut self, topic: &str, queue_id: i32, response: &RemotingCommand) {
+        if response.code != response::SUCCESS {
+            return;
+        }
+        let mut rest = response.body.clone();
+        let mut last = None;
+        while !rest.is_empty() {
+            let (size, _) = peek_header(&rest).expect("a pull body holds whole records");
+            let record = MessageRecord::decode(&rest, true)
+                .unwrap_or_else(|e| panic!("a pulled record is bad: {e}"));
+            assert_eq!(record.topic, topic, "pulled a record of another topic");
+            assert_eq!(
+                record.queue_id, queue_id,
+                "pulled a record of another queue"
+            );
+            if let Some(previous) = last {
+                assert!(
+                    record.queue_offset > previous,
+                    "pulled records out of order"
+                );
+            }
+            last = Some(record.queue_offset);
+            let _ = rest.split_to(size as usize);
+        }
+        let next = response
+            .ext("nextBeginOffset")
+            .and_then(|n| n.parse::<u64>().ok())
+            .expect("a successful pull names its next offset");
+        self.positions.insert((topic.to_owned(), queue_id), next);
+    }
+
+    fn check_invariants(&self) {
+        let store = self.broker.store();
+        check_store(store, 64);
+        for ((topic, queue_id), _) in self.positions.iter() {
+            if let Some(committed) = self.broker.consumer_offset(topic, GOOD_GROUP, *queue_id) {
+                let max = store.max_offset(topic, *queue_id).0;
+                assert!(
+                    committed >= 0 && committed as u64 <= max,
+                    "{topic}/{queue_id}: committed offset {committed} beyond max {max}"
+                );
+            }
+        }
+    }
+}
+
+fuzz_target!(|ops: Vec<Op>| {
+    let mut harness = Harness::new();
+    for op in ops.into_iter().take(64) {
+        harness.apply(op);
+        harness.drain();
+        harness.check_invariants();
+    }
+    harness.broker.shutdown(harness.now_ms);
+    harness.drain();
+    harness.check_invariants();
+});

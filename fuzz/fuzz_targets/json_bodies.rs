@@ -1,0 +1,96 @@
+//! Arbitrary bytes as the JSON bodies the core reads: REGISTER_BROKER bodies, route and
+//! cluster-info bodies (both dialects), and the broker's HEART_BEAT, LOCK_BATCH_MQ,
+//! UNLOCK_BATCH_MQ and CHECK_CLIENT_CONFIG bodies (parsed inside the broker, so they go through
+//! a broker over memory). Nothing panics; what parses survives to_json → parse unchanged, and
+//! the broker answers every request with exactly one response.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use vostok_core::broker::{Broker, BrokerOutput};
+use vostok_core::namesrv::register::RegisterBrokerBody;
+use vostok_core::namesrv::route::{ClusterInfo, JsonDialect, TopicRouteData};
+use vostok_core::remoting::codes::request;
+use vostok_core::remoting::RemotingCommand;
+use vostok_core::store::MemStorage;
+use vostok_core::ConnId;
+use vostok_fuzz::small_broker_config;
+
+const BROKER_CODES: [i32; 4] = [
+    request::HEART_BEAT,
+    request::LOCK_BATCH_MQ,
+    request::UNLOCK_BATCH_MQ,
+    request::CHECK_CLIENT_CONFIG,
+];
+
+fuzz_target!(|data: &[u8]| {
+    let Some((selector, body)) = data.split_first() else {
+        return;
+    };
+    match selector % 8 {
+        0 => {
+            if let Ok(parsed) = RegisterBrokerBody::parse(body) {
+                let json = parsed.to_json();
+                let again = RegisterBrokerBody::parse(json.as_bytes())
+                    .unwrap_or_else(|e| panic!("to_json output does not parse: {e}\n{json}"));
+                assert_eq!(
+                    again, parsed,
+                    "RegisterBrokerBody changed across to_json/parse"
+                );
+            }
+        }
+        1 => {
+            if let Ok(parsed) = TopicRouteData::parse(body) {
+                for dialect in [JsonDialect::Fastjson, JsonDialect::Standard] {
+                    let json = parsed.to_json(dialect);
+                    let again = TopicRouteData::parse(json.as_bytes()).unwrap_or_else(|e| {
+                        panic!("{dialect:?} route does not parse: {e}\n{json}")
+                    });
+                    assert_eq!(
+                        again, parsed,
+                        "route changed across {dialect:?} to_json/parse"
+                    );
+                }
+            }
+        }
+        2 => {
+            if let Ok(parsed) = ClusterInfo::parse(body) {
+                for dialect in [JsonDialect::Fastjson, JsonDialect::Standard] {
+                    let json = parsed.to_json(dialect);
+                    let again = ClusterInfo::parse(json.as_bytes()).unwrap_or_else(|e| {
+                        panic!("{dialect:?} cluster info does not parse: {e}\n{json}")
+                    });
+                    assert_eq!(
+                        again, parsed,
+                        "cluster info changed across {dialect:?} to_json/parse"
+                    );
+                }
+            }
+        }
+        n => {
+            let code = BROKER_CODES[usize::from(n - 3) % BROKER_CODES.len()];
+            let mut broker = Broker::new(small_broker_config(), MemStorage::new(), 1_000)
+                .expect("a broker opens over empty storage");
+            let conn = ConnId(1);
+            broker.handle_connected(1_000, conn, "127.0.0.1:40000".parse().unwrap());
+            let mut cmd = RemotingCommand::request(code).with_body(body.to_vec());
+            cmd.opaque = 7;
+            if code == request::LOCK_BATCH_MQ || code == request::UNLOCK_BATCH_MQ {
+                // Lock requests carry everything in the body; heartbeats too.
+                cmd = cmd.with_ext("consumerGroup", "cg");
+            }
+            broker.handle_request(1_000, conn, cmd);
+            let mut responses = 0;
+            while let Some(output) = broker.poll_output() {
+                if let BrokerOutput::Send { conn: to, command } = output {
+                    if to == conn && command.is_response() && command.opaque == 7 {
+                        responses += 1;
+                    }
+                }
+            }
+            assert_eq!(responses, 1, "request {code} got {responses} responses");
+            // Whatever the body registered, time passing must not break the broker.
+            broker.handle_timeout(1_000 + 300_000);
+            while broker.poll_output().is_some() {}
+        }
+    }
+});
