@@ -12,8 +12,7 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::task::block_in_place;
@@ -31,13 +30,6 @@ const TEST_TIMEOUT: Duration = Duration::from_secs(60);
 const QUEUES: u32 = 4;
 /// Time to keep listening after the expected messages arrived, to catch duplicates.
 const SETTLE: Duration = Duration::from_secs(2);
-
-static NAME_COUNTER: AtomicUsize = AtomicUsize::new(0);
-
-/// A name unique within this process (topics and groups are also isolated by the per-test broker).
-fn unique(kind: &str) -> String {
-    format!("{kind}_{}", NAME_COUNTER.fetch_add(1, Ordering::Relaxed))
-}
 
 /// Runs a test body with a deadline. Client logs go to the test output (`RUST_LOG`).
 async fn bounded<F: Future<Output = ()>>(name: &str, limit: Duration, body: F) {
@@ -945,15 +937,11 @@ async fn reconsume_later_redelivers_the_message() {
 
 mod rocketmq {
     pub use rocketmq_client_rust::{
-        ClientRuntime, ClientRuntimeConfig, ConsumeConcurrentlyContext, ConsumeConcurrentlyStatus,
-        DefaultMQProducer, DefaultMQPushConsumer, MQPushConsumer, MessageListenerConcurrently,
-        SendStatus, TelemetryHandle,
+        ConsumeConcurrentlyContext, ConsumeConcurrentlyStatus, MQPushConsumer,
+        MessageListenerConcurrently, SendStatus,
     };
-    pub use rocketmq_model::common::consumer::consume_from_where::ConsumeFromWhere;
     pub use rocketmq_model::common::message::message_ext::MessageExt;
     pub use rocketmq_model::common::message::message_single::Message;
-    pub use rocketmq_protocol::protocol::heartbeat::message_model::MessageModel;
-    pub use rocketmq_runtime::{RuntimeConfig, RuntimeOwner};
 }
 
 /// The collector as a listener of the RocketMQ client.
@@ -970,25 +958,6 @@ impl rocketmq::MessageListenerConcurrently for Collector {
         }
         Ok(rocketmq::ConsumeConcurrentlyStatus::ConsumeSuccess)
     }
-}
-
-static RUNTIME_OWNER: LazyLock<rocketmq::RuntimeOwner> = LazyLock::new(|| {
-    rocketmq::RuntimeOwner::plan(rocketmq::RuntimeConfig {
-        thread_name: "vostok-client-interop".to_string(),
-        ..Default::default()
-    })
-    .expect("client runtime configuration is valid")
-    .build()
-    .expect("client runtime owner starts")
-});
-
-fn rocketmq_runtime(scope: &'static str) -> Arc<rocketmq::ClientRuntime> {
-    rocketmq::ClientRuntime::try_new(
-        RUNTIME_OWNER.root_context().component(scope),
-        rocketmq::ClientRuntimeConfig::default(),
-        rocketmq::TelemetryHandle::noop(),
-    )
-    .expect("client runtime is valid")
 }
 
 /// Goal: what Vostok's producer sends, the RocketMQ Rust client reads byte for byte (sync and
@@ -1019,12 +988,7 @@ async fn rocketmq_client_reads_what_vostok_sends() {
 
         use rocketmq::MQPushConsumer as _;
         let collector = Collector::default();
-        let mut consumer = rocketmq::DefaultMQPushConsumer::builder(rocketmq_runtime("consumer"))
-            .consumer_group(unique("cg_rmq"))
-            .name_server_addr(broker.namesrv_addr.clone())
-            .message_model(rocketmq::MessageModel::Clustering)
-            .consume_from_where(rocketmq::ConsumeFromWhere::ConsumeFromFirstOffset)
-            .build();
+        let mut consumer = push_consumer_builder(&broker.namesrv_addr, &unique("cg_rmq")).build();
         consumer
             .subscribe(&topic, "*")
             .await
@@ -1057,12 +1021,7 @@ async fn vostok_consumer_reads_what_rocketmq_sends() {
     bounded("rocketmq_to_vostok", TEST_TIMEOUT, async {
         let topic = unique("CInteropIn");
         let broker = broker_with_topic(&topic);
-        let mut producer = rocketmq::DefaultMQProducer::builder(rocketmq_runtime("producer"))
-            .producer_group(unique("pg_rmq"))
-            .name_server_addr(broker.namesrv_addr.clone())
-            .send_msg_timeout(10_000)
-            .build();
-        producer.start().await.expect("rocketmq producer starts");
+        let mut producer = start_producer_in(&broker.namesrv_addr, &unique("pg_rmq")).await;
         let n = 15;
         let mut ids = BTreeMap::new();
         for seq in 0..n {

@@ -8,15 +8,10 @@
 mod common;
 
 use std::collections::HashMap;
-use std::sync::Arc;
-use std::sync::LazyLock;
 use std::time::Duration;
 
-use rocketmq_client_rust::{
-    ClientRuntime, ClientRuntimeConfig, DefaultMQProducer, SendStatus, TelemetryHandle,
-};
+use rocketmq_client_rust::{DefaultMQProducer, SendStatus};
 use rocketmq_model::common::message::message_single::Message;
-use rocketmq_runtime::{RuntimeConfig, RuntimeOwner};
 use tokio::task::block_in_place;
 use tokio::time::{sleep, timeout, Instant};
 
@@ -27,30 +22,8 @@ const TOLERANCE: Duration = Duration::from_millis(1_500);
 /// Bound for the whole test.
 const TEST_TIMEOUT: Duration = Duration::from_secs(60);
 
-static RUNTIME_OWNER: LazyLock<RuntimeOwner> = LazyLock::new(|| {
-    RuntimeOwner::plan(RuntimeConfig {
-        thread_name: "vostok-delay-test".to_string(),
-        ..Default::default()
-    })
-    .expect("client runtime configuration is valid")
-    .build()
-    .expect("client runtime owner starts")
-});
-
 async fn start_producer(namesrv: &str) -> DefaultMQProducer {
-    let runtime = ClientRuntime::try_new(
-        RUNTIME_OWNER.root_context().component("producer"),
-        ClientRuntimeConfig::default(),
-        TelemetryHandle::noop(),
-    )
-    .expect("client runtime is valid");
-    let mut producer = DefaultMQProducer::builder(Arc::<ClientRuntime>::clone(&runtime))
-        .producer_group("pg_delay")
-        .name_server_addr(namesrv.to_string())
-        .send_msg_timeout(10_000)
-        .build();
-    producer.start().await.expect("producer starts");
-    producer
+    start_producer_in(namesrv, "pg_delay").await
 }
 
 /// Sends a message with a delay level; returns its queue id and the instant before the send

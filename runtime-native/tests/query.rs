@@ -9,16 +9,11 @@
 mod common;
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
-use rocketmq_client_rust::{
-    ClientRuntime, ClientRuntimeConfig, DefaultMQProducer, SendStatus, TelemetryHandle,
-};
+use rocketmq_client_rust::{DefaultMQProducer, SendStatus};
 use rocketmq_model::common::message::message_ext::MessageExt;
 use rocketmq_model::common::message::message_single::Message;
-use rocketmq_runtime::{RuntimeConfig, RuntimeOwner};
 use tokio::task::block_in_place;
 use tokio::time::{sleep, timeout, Instant};
 
@@ -29,39 +24,8 @@ const QUEUES: usize = 4;
 /// Messages sent to the queried topic.
 const MESSAGES: usize = 12;
 
-static RUNTIME_OWNER: LazyLock<RuntimeOwner> = LazyLock::new(|| {
-    RuntimeOwner::plan(RuntimeConfig {
-        thread_name: "vostok-query-test".to_string(),
-        ..Default::default()
-    })
-    .expect("client runtime configuration is valid")
-    .build()
-    .expect("client runtime owner starts")
-});
-
-static NAME_COUNTER: AtomicUsize = AtomicUsize::new(0);
-
-fn unique(kind: &str) -> String {
-    format!("{kind}_{}", NAME_COUNTER.fetch_add(1, Ordering::Relaxed))
-}
-
-fn client_runtime(scope: &'static str) -> Arc<ClientRuntime> {
-    ClientRuntime::try_new(
-        RUNTIME_OWNER.root_context().component(scope),
-        ClientRuntimeConfig::default(),
-        TelemetryHandle::noop(),
-    )
-    .expect("client runtime is valid")
-}
-
 async fn start_producer(namesrv: &str) -> DefaultMQProducer {
-    let mut producer = DefaultMQProducer::builder(client_runtime("producer"))
-        .producer_group(unique("pg"))
-        .name_server_addr(namesrv.to_string())
-        .send_msg_timeout(10_000)
-        .build();
-    producer.start().await.expect("producer starts");
-    producer
+    start_producer_in(namesrv, &unique("pg")).await
 }
 
 /// Creates `topic` and waits for its route.
@@ -70,17 +34,7 @@ async fn ensure_topic(producer: &mut DefaultMQProducer, topic: &str) {
         .create_topic("TBW102", topic, QUEUES as i32, HashMap::new())
         .await
         .expect("create topic");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        match producer.fetch_publish_message_queues(topic).await {
-            Ok(queues) if queues.len() == QUEUES => return,
-            other => assert!(
-                Instant::now() < deadline,
-                "route of {topic} never appeared: {other:?}"
-            ),
-        }
-        sleep(Duration::from_millis(200)).await;
-    }
+    wait_for_publish_route(producer, topic, QUEUES).await;
 }
 
 fn body(topic: &str, seq: usize) -> Vec<u8> {

@@ -13,21 +13,18 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::future::Future;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rocketmq_client_rust::{
-    ClientRuntime, ClientRuntimeConfig, ConsumeConcurrentlyContext, ConsumeConcurrentlyStatus,
-    DefaultLitePullConsumer, DefaultMQProducer, DefaultMQPushConsumer, MQPushConsumer,
-    MessageListenerConcurrently, MessageQueueListener, SendResult, SendStatus, TelemetryHandle,
+    ConsumeConcurrentlyContext, ConsumeConcurrentlyStatus, DefaultLitePullConsumer,
+    DefaultMQProducer, DefaultMQPushConsumer, MQPushConsumer, MessageListenerConcurrently,
+    MessageQueueListener, SendResult, SendStatus,
 };
-use rocketmq_model::common::consumer::consume_from_where::ConsumeFromWhere;
 use rocketmq_model::common::message::message_ext::MessageExt;
 use rocketmq_model::common::message::message_queue::MessageQueue;
 use rocketmq_model::common::message::message_single::Message;
 use rocketmq_protocol::protocol::heartbeat::message_model::MessageModel;
-use rocketmq_runtime::{RuntimeConfig, RuntimeOwner};
 use tokio::task::block_in_place;
 use tokio::time::{sleep, timeout, Instant};
 
@@ -46,47 +43,10 @@ const SETTLE: Duration = Duration::from_secs(3);
 // Client plumbing
 // ---------------------------------------------------------------------------------------------
 
-static RUNTIME_OWNER: LazyLock<RuntimeOwner> = LazyLock::new(|| {
-    RuntimeOwner::plan(RuntimeConfig {
-        thread_name: "vostok-real-client-test".to_string(),
-        ..Default::default()
-    })
-    .expect("client runtime configuration is valid")
-    .build()
-    .expect("client runtime owner starts")
-});
-
-fn client_runtime(scope: &'static str) -> Arc<ClientRuntime> {
-    ClientRuntime::try_new(
-        RUNTIME_OWNER.root_context().component(scope),
-        ClientRuntimeConfig::default(),
-        TelemetryHandle::noop(),
-    )
-    .expect("client runtime is valid")
-}
-
-static NAME_COUNTER: AtomicUsize = AtomicUsize::new(0);
-
-/// A name unique within this process (topics and groups are also isolated by the per-test broker).
-fn unique(kind: &str) -> String {
-    format!("{kind}_{}", NAME_COUNTER.fetch_add(1, Ordering::Relaxed))
-}
-
 /// Runs a test body with a deadline.
 async fn bounded<F: Future<Output = ()>>(name: &str, limit: Duration, body: F) {
     if timeout(limit, body).await.is_err() {
         panic!("{name}: test did not finish within {limit:?}");
-    }
-}
-
-/// Polls `check` every 100 ms until it returns true; panics with `what` at the deadline.
-async fn wait_until<F: FnMut() -> bool>(what: &str, limit: Duration, mut check: F) {
-    let deadline = Instant::now() + limit;
-    while !check() {
-        if Instant::now() >= deadline {
-            panic!("timed out after {limit:?} waiting for: {what}");
-        }
-        sleep(Duration::from_millis(100)).await;
     }
 }
 
@@ -95,13 +55,7 @@ fn start_broker(options: BrokerOptions) -> Standalone {
 }
 
 async fn start_producer(namesrv: &str) -> DefaultMQProducer {
-    let mut producer = DefaultMQProducer::builder(client_runtime("producer"))
-        .producer_group(unique("pg"))
-        .name_server_addr(namesrv.to_string())
-        .send_msg_timeout(10_000)
-        .build();
-    producer.start().await.expect("producer starts");
-    producer
+    start_producer_in(namesrv, &unique("pg")).await
 }
 
 /// Creates `topic` with [`QUEUES`] queues and waits until its route is published.
@@ -126,18 +80,7 @@ async fn ensure_topic(producer: &mut DefaultMQProducer, topic: &str) {
             "auto-creating {topic} by sending failed: {result:?}"
         );
     }
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        match producer.fetch_publish_message_queues(topic).await {
-            Ok(queues) if queues.len() == QUEUES => return,
-            other => {
-                if Instant::now() >= deadline {
-                    panic!("route of {topic} with {QUEUES} queues never appeared: {other:?}");
-                }
-            }
-        }
-        sleep(Duration::from_millis(200)).await;
-    }
+    wait_for_publish_route(producer, topic, QUEUES).await;
 }
 
 /// The body of message `seq`: every byte value, length varying with `seq`, below the 4 KiB
@@ -337,11 +280,7 @@ async fn start_push_consumer(
     collector: &Collector,
     tracker: Option<&AssignmentTracker>,
 ) -> DefaultMQPushConsumer {
-    let mut builder = DefaultMQPushConsumer::builder(client_runtime("consumer"))
-        .consumer_group(group.to_string())
-        .name_server_addr(namesrv.to_string())
-        .message_model(model)
-        .consume_from_where(ConsumeFromWhere::ConsumeFromFirstOffset);
+    let mut builder = push_consumer_builder(namesrv, group).message_model(model);
     if let Some(tracker) = tracker {
         builder = builder.message_queue_listener(Some(Arc::new(tracker.clone())));
     }
@@ -938,20 +877,7 @@ async fn committed_offsets_survive_a_broker_restart() {
 
         // Phase 2: a new consumer of the same group gets only the new messages.
         let mut producer = start_producer(&broker.namesrv_addr).await;
-        let route_deadline = Instant::now() + Duration::from_secs(30);
-        while producer
-            .fetch_publish_message_queues(&topic)
-            .await
-            .map(|q| q.len())
-            .unwrap_or(0)
-            != QUEUES
-        {
-            assert!(
-                Instant::now() < route_deadline,
-                "route of {topic} missing after restart"
-            );
-            sleep(Duration::from_millis(200)).await;
-        }
+        wait_for_publish_route(&mut producer, &topic, QUEUES).await;
         let new: Vec<usize> = (100..110).collect();
         send_all(&producer, &topic, new.iter().copied()).await;
         let second = Collector::default();

@@ -28,22 +28,18 @@ use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use rocketmq_client_rust::{
-    ClientRuntime, ClientRuntimeConfig, ConsumeConcurrentlyContext, ConsumeConcurrentlyStatus,
-    DefaultMQProducer, DefaultMQPushConsumer, MQPushConsumer, MessageListenerConcurrently,
-    SendStatus, TelemetryHandle,
+    ConsumeConcurrentlyContext, ConsumeConcurrentlyStatus, MQPushConsumer,
+    MessageListenerConcurrently, SendStatus,
 };
-use rocketmq_model::common::consumer::consume_from_where::ConsumeFromWhere;
 use rocketmq_model::common::message::message_ext::MessageExt;
 use rocketmq_model::common::message::message_single::Message;
-use rocketmq_protocol::protocol::heartbeat::message_model::MessageModel;
-use rocketmq_runtime::{RuntimeConfig, RuntimeOwner};
 use tokio::task::block_in_place;
-use tokio::time::{sleep, timeout, Instant};
+use tokio::time::{sleep, timeout};
 use vostok_core::message::{peek_header, MessageRecord};
 use vostok_core::remoting::codes::request;
 use vostok_core::remoting::{encode, FrameDecoder, RemotingCommand, SerializeType};
@@ -188,25 +184,6 @@ fn rewrite_body(frame: &[u8], rw: &Rewrite) -> Vec<u8> {
 // Client session
 // ---------------------------------------------------------------------------------------------
 
-static RUNTIME_OWNER: LazyLock<RuntimeOwner> = LazyLock::new(|| {
-    RuntimeOwner::plan(RuntimeConfig {
-        thread_name: "vostok-record-corpus".to_string(),
-        ..Default::default()
-    })
-    .expect("client runtime configuration is valid")
-    .build()
-    .expect("client runtime owner starts")
-});
-
-fn client_runtime(scope: &'static str) -> Arc<ClientRuntime> {
-    ClientRuntime::try_new(
-        RUNTIME_OWNER.root_context().component(scope),
-        ClientRuntimeConfig::default(),
-        TelemetryHandle::noop(),
-    )
-    .expect("client runtime is valid")
-}
-
 fn message(topic: &str, seq: usize) -> Message {
     let mut body = format!("corpus-{seq}|").into_bytes();
     body.extend((0u8..=255).cycle().skip(seq).take(40 + seq * 13));
@@ -254,17 +231,6 @@ fn request_codes(recording: &Recording) -> BTreeSet<i32> {
         .collect()
 }
 
-async fn wait_for(what: &str, limit: Duration, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !check() {
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {limit:?} waiting for {what}"
-        );
-        sleep(Duration::from_millis(100)).await;
-    }
-}
-
 /// Runs the client session through the proxies and returns everything recorded.
 async fn record_session() -> Vec<Recorded> {
     let broker = block_in_place(Standalone::start);
@@ -287,17 +253,12 @@ async fn record_session() -> Vec<Recorded> {
 
     let topic = "CorpusTopic";
     let group = "corpus_cg";
-    let mut producer = DefaultMQProducer::builder(client_runtime("producer"))
-        .producer_group("corpus_pg".to_string())
-        .name_server_addr(namesrv_proxy.clone())
-        .send_msg_timeout(10_000)
-        .build();
-    producer.start().await.expect("producer starts");
+    let mut producer = start_producer_in(&namesrv_proxy, "corpus_pg").await;
     producer
         .create_topic("TBW102", topic, QUEUES, Default::default())
         .await
         .expect("create topic through the proxies");
-    wait_for("the topic's route", Duration::from_secs(30), || {
+    wait_until("the topic's route", Duration::from_secs(30), || {
         let conn_addr = broker.namesrv_addr.clone();
         block_in_place(|| {
             let mut conn = RawConn::connect(&conn_addr);
@@ -326,23 +287,18 @@ async fn record_session() -> Vec<Recorded> {
     assert_eq!(result.send_status, SendStatus::SendOk);
 
     let seen = Seen::default();
-    let mut consumer = DefaultMQPushConsumer::builder(client_runtime("consumer"))
-        .consumer_group(group.to_string())
-        .name_server_addr(namesrv_proxy.clone())
-        .message_model(MessageModel::Clustering)
-        .consume_from_where(ConsumeFromWhere::ConsumeFromFirstOffset)
-        .build();
+    let mut consumer = push_consumer_builder(&namesrv_proxy, group).build();
     consumer.subscribe(topic, "*").await.expect("subscribe");
     consumer.register_message_listener_concurrently(seen.clone());
     consumer.start().await.expect("push consumer starts");
 
     let total = SINGLE_SENDS + BATCH_SIZE;
-    wait_for("every message consumed", Duration::from_secs(40), || {
+    wait_until("every message consumed", Duration::from_secs(40), || {
         seen.0.lock().expect("seen").len() == total
     })
     .await;
     // Offsets are committed on the client's persistence timer (5 s).
-    wait_for("an offset commit", Duration::from_secs(20), || {
+    wait_until("an offset commit", Duration::from_secs(20), || {
         request_codes(&recording).contains(&request::UPDATE_CONSUMER_OFFSET)
     })
     .await;

@@ -8,19 +8,15 @@
 
 mod common;
 
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rocketmq_client_rust::{
-    ClientRuntime, ClientRuntimeConfig, ConsumeConcurrentlyContext, ConsumeConcurrentlyStatus,
-    DefaultMQProducer, DefaultMQPushConsumer, MQPushConsumer, MessageListenerConcurrently,
-    SendStatus, TelemetryHandle,
+    ConsumeConcurrentlyContext, ConsumeConcurrentlyStatus, MQPushConsumer,
+    MessageListenerConcurrently, SendStatus,
 };
-use rocketmq_model::common::consumer::consume_from_where::ConsumeFromWhere;
 use rocketmq_model::common::message::message_ext::MessageExt;
 use rocketmq_model::common::message::message_single::Message;
-use rocketmq_protocol::protocol::heartbeat::message_model::MessageModel;
-use rocketmq_runtime::{RuntimeConfig, RuntimeOwner};
 use tokio::task::block_in_place;
 use tokio::time::{sleep, timeout, Instant};
 
@@ -31,25 +27,6 @@ const TEST_TIMEOUT: Duration = Duration::from_secs(60);
 const FIRST_RETRY_DELAY: Duration = Duration::from_secs(10);
 /// QUERY_MESSAGE's request code.
 const QUERY_MESSAGE: i32 = 12;
-
-static RUNTIME_OWNER: LazyLock<RuntimeOwner> = LazyLock::new(|| {
-    RuntimeOwner::plan(RuntimeConfig {
-        thread_name: "vostok-retry-test".to_string(),
-        ..Default::default()
-    })
-    .expect("client runtime configuration is valid")
-    .build()
-    .expect("client runtime owner starts")
-});
-
-fn client_runtime(scope: &'static str) -> Arc<ClientRuntime> {
-    ClientRuntime::try_new(
-        RUNTIME_OWNER.root_context().component(scope),
-        ClientRuntimeConfig::default(),
-        TelemetryHandle::noop(),
-    )
-    .expect("client runtime is valid")
-}
 
 /// One delivery: the topic the client reports, reconsume times, body and when it arrived.
 #[derive(Clone, Debug)]
@@ -91,16 +68,6 @@ impl MessageListenerConcurrently for AlwaysLater {
     }
 }
 
-async fn wait_until<F: FnMut() -> bool>(what: &str, limit: Duration, mut check: F) {
-    let deadline = Instant::now() + limit;
-    while !check() {
-        if Instant::now() >= deadline {
-            panic!("timed out after {limit:?} waiting for: {what}");
-        }
-        sleep(Duration::from_millis(100)).await;
-    }
-}
-
 fn property<'a>(record: &'a StoredRecord, name: &str) -> Option<&'a str> {
     record
         .properties
@@ -124,12 +91,7 @@ async fn retry_then_dead_letter_queue_with_the_real_client() {
             create_topic(&broker.broker_addr, &broker.namesrv_addr, &retry_topic, 1);
         });
 
-        let mut producer = DefaultMQProducer::builder(client_runtime("producer"))
-            .producer_group("RetryProducer".to_string())
-            .name_server_addr(broker.namesrv_addr.clone())
-            .send_msg_timeout(10_000)
-            .build();
-        producer.start().await.expect("producer starts");
+        let mut producer = start_producer_in(&broker.namesrv_addr, "RetryProducer").await;
         let message = Message::builder()
             .topic(topic)
             .tags("TagR")
@@ -145,11 +107,7 @@ async fn retry_then_dead_letter_queue_with_the_real_client() {
         let offset_msg_id = sent.offset_msg_id.clone().expect("offset msg id");
 
         let listener = AlwaysLater::default();
-        let mut consumer = DefaultMQPushConsumer::builder(client_runtime("consumer"))
-            .consumer_group(group.to_string())
-            .name_server_addr(broker.namesrv_addr.clone())
-            .message_model(MessageModel::Clustering)
-            .consume_from_where(ConsumeFromWhere::ConsumeFromFirstOffset)
+        let mut consumer = push_consumer_builder(&broker.namesrv_addr, group)
             .max_reconsume_times(1)
             .build();
         consumer.subscribe(topic, "*").await.expect("subscribes");

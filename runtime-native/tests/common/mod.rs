@@ -930,3 +930,102 @@ impl Standalone {
         std::fs::read_to_string(self.stderr_path(self.generation)).unwrap_or_default()
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Plumbing for the published RocketMQ Rust client (`rocketmq-client-rust` 1.0.0)
+// ---------------------------------------------------------------------------------------------
+
+/// One runtime owner per test binary: the client's runtimes are components of it, so every test
+/// in the binary shares its threads instead of starting its own.
+static CLIENT_RUNTIME_OWNER: std::sync::LazyLock<rocketmq_runtime::RuntimeOwner> =
+    std::sync::LazyLock::new(|| {
+        rocketmq_runtime::RuntimeOwner::plan(rocketmq_runtime::RuntimeConfig {
+            thread_name: "vostok-rocketmq-client-test".to_string(),
+            ..Default::default()
+        })
+        .expect("client runtime configuration is valid")
+        .build()
+        .expect("client runtime owner starts")
+    });
+
+/// A RocketMQ client runtime named `scope` (for its logs), with default configuration and no
+/// telemetry.
+pub fn client_runtime(scope: &'static str) -> std::sync::Arc<rocketmq_client_rust::ClientRuntime> {
+    rocketmq_client_rust::ClientRuntime::try_new(
+        CLIENT_RUNTIME_OWNER.root_context().component(scope),
+        rocketmq_client_rust::ClientRuntimeConfig::default(),
+        rocketmq_client_rust::TelemetryHandle::noop(),
+    )
+    .expect("client runtime is valid")
+}
+
+static NAME_COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// A name unique within this process, `<kind>_<n>` (topics and groups are also isolated by the
+/// per-test broker).
+pub fn unique(kind: &str) -> String {
+    let n = NAME_COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{kind}_{n}")
+}
+
+/// Starts a RocketMQ `DefaultMQProducer` of `group` against the NameServer at `namesrv`, with a
+/// 10 s send timeout (generous for a loaded 2-core CI machine).
+pub async fn start_producer_in(
+    namesrv: &str,
+    group: &str,
+) -> rocketmq_client_rust::DefaultMQProducer {
+    let mut producer = rocketmq_client_rust::DefaultMQProducer::builder(client_runtime("producer"))
+        .producer_group(group.to_string())
+        .name_server_addr(namesrv.to_string())
+        .send_msg_timeout(10_000)
+        .build();
+    producer.start().await.expect("producer starts");
+    producer
+}
+
+/// A RocketMQ `DefaultMQPushConsumer` builder for `group` against the NameServer at `namesrv`:
+/// clustering, starting from the first offset. Callers add what their test needs and build.
+pub fn push_consumer_builder(
+    namesrv: &str,
+    group: &str,
+) -> rocketmq_client_rust::DefaultMQPushConsumerBuilder {
+    use rocketmq_model::common::consumer::consume_from_where::ConsumeFromWhere;
+    use rocketmq_protocol::protocol::heartbeat::message_model::MessageModel;
+    rocketmq_client_rust::DefaultMQPushConsumer::builder(client_runtime("consumer"))
+        .consumer_group(group.to_string())
+        .name_server_addr(namesrv.to_string())
+        .message_model(MessageModel::Clustering)
+        .consume_from_where(ConsumeFromWhere::ConsumeFromFirstOffset)
+}
+
+/// Polls the producer's view of `topic`'s route every 200 ms until it lists `queues` publish
+/// queues; panics naming the topic after 30 s.
+pub async fn wait_for_publish_route(
+    producer: &mut rocketmq_client_rust::DefaultMQProducer,
+    topic: &str,
+    queues: usize,
+) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        match producer.fetch_publish_message_queues(topic).await {
+            Ok(found) if found.len() == queues => return,
+            other => assert!(
+                tokio::time::Instant::now() < deadline,
+                "route of {topic} with {queues} queues never appeared: {other:?}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Polls `check` every 100 ms until it returns true; panics with `what` after `limit`.
+pub async fn wait_until<F: FnMut() -> bool>(what: &str, limit: Duration, mut check: F) {
+    let deadline = tokio::time::Instant::now() + limit;
+    while !check() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {limit:?} waiting for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
