@@ -75,37 +75,7 @@ async fn producer(namesrv: &str) -> Producer {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Test messages: every byte value in the body, tags, two keys, non-ASCII user properties.
-
-fn body_for(seq: usize) -> Vec<u8> {
-    let mut body = format!("vostok-{seq}|").into_bytes();
-    body.extend(
-        (0u8..=255)
-            .cycle()
-            .skip(seq % 256)
-            .take(100 + (seq * 37) % 900),
-    );
-    body
-}
-
-fn tag_for(seq: usize) -> String {
-    ["TagA", "TagB", "TagC"][seq % 3].to_string()
-}
-
-fn keys_for(seq: usize) -> Vec<String> {
-    vec![format!("key-{seq}"), format!("order-{}", seq * 7)]
-}
-
-fn props_for(seq: usize) -> Vec<(String, String)> {
-    vec![
-        ("seq".to_string(), seq.to_string()),
-        ("färg".to_string(), format!("grön ✓ {seq}")),
-        (
-            "json".to_string(),
-            format!("{{\"n\":{seq},\"s\":\"a b=c;d\"}}"),
-        ),
-    ]
-}
+// Test messages (their parts are in `common`).
 
 fn test_message(topic: &str, seq: usize) -> Message {
     let mut m = Message::new(topic, body_for(seq))

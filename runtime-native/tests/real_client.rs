@@ -83,39 +83,6 @@ async fn ensure_topic(producer: &mut DefaultMQProducer, topic: &str) {
     wait_for_publish_route(producer, topic, QUEUES).await;
 }
 
-/// The body of message `seq`: every byte value, length varying with `seq`, below the 4 KiB
-/// client compression threshold so the broker sees the bytes as sent.
-fn body_for(seq: usize) -> Vec<u8> {
-    let mut body = format!("vostok-{seq}|").into_bytes();
-    body.extend(
-        (0u8..=255)
-            .cycle()
-            .skip(seq % 256)
-            .take(100 + (seq * 37) % 900),
-    );
-    body
-}
-
-fn tag_for(seq: usize) -> String {
-    ["TagA", "TagB", "TagC"][seq % 3].to_string()
-}
-
-fn keys_for(seq: usize) -> Vec<String> {
-    vec![format!("key-{seq}"), format!("order-{}", seq * 7)]
-}
-
-/// User properties, including non-ASCII text and punctuation.
-fn props_for(seq: usize) -> Vec<(String, String)> {
-    vec![
-        ("seq".to_string(), seq.to_string()),
-        ("färg".to_string(), format!("grön ✓ {seq}")),
-        (
-            "json".to_string(),
-            format!("{{\"n\":{seq},\"s\":\"a b=c;d\"}}"),
-        ),
-    ]
-}
-
 fn test_message(topic: &str, seq: usize) -> Message {
     let mut builder = Message::builder()
         .topic(topic)

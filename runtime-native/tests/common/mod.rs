@@ -1029,3 +1029,43 @@ pub async fn wait_until<F: FnMut() -> bool>(what: &str, limit: Duration, mut che
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Test messages: every byte value in the body, tags, two keys, non-ASCII user properties
+// ---------------------------------------------------------------------------------------------
+
+/// The body of message `seq`: every byte value, length varying with `seq`, below the 4 KiB
+/// client compression threshold so the broker sees the bytes as sent.
+pub fn body_for(seq: usize) -> Vec<u8> {
+    let mut body = format!("vostok-{seq}|").into_bytes();
+    body.extend(
+        (0u8..=255)
+            .cycle()
+            .skip(seq % 256)
+            .take(100 + (seq * 37) % 900),
+    );
+    body
+}
+
+/// The tag of message `seq`, one of three.
+pub fn tag_for(seq: usize) -> String {
+    ["TagA", "TagB", "TagC"][seq % 3].to_string()
+}
+
+/// The two keys of message `seq`.
+pub fn keys_for(seq: usize) -> Vec<String> {
+    vec![format!("key-{seq}"), format!("order-{}", seq * 7)]
+}
+
+/// User properties of message `seq`, including non-ASCII text and punctuation; `seq` carries
+/// the sequence number itself.
+pub fn props_for(seq: usize) -> Vec<(String, String)> {
+    vec![
+        ("seq".to_string(), seq.to_string()),
+        ("färg".to_string(), format!("grön ✓ {seq}")),
+        (
+            "json".to_string(),
+            format!("{{\"n\":{seq},\"s\":\"a b=c;d\"}}"),
+        ),
+    ]
+}
