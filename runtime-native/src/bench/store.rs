@@ -20,7 +20,8 @@
 //!
 //! Step 2 runs the code path of the broker: `MessageStore::put` encodes and appends each record
 //! and writes its ConsumeQueue unit; durability is asked for with `sync_request` and done by a
-//! flusher thread on a [`SyncHandle`] while puts continue, then reported with `handle_synced`.
+//! flusher thread on a [`SyncHandle`](crate::storage::SyncHandle) while puts continue, then
+//! reported with `handle_synced`.
 //! Under `--flush sync` at most `--inflight` messages wait for durability at once, as that many
 //! producers each waiting for their SYNC_FLUSH send would; under `--flush async` a sync is asked
 //! for every `flushIntervalCommitLog` (500 ms). A checkpoint is taken every
