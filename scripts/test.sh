@@ -5,7 +5,7 @@
 #   clippy  cargo clippy over every target of the workspace, warnings are errors
 #   test    the test suite (cargo-nextest when installed, else cargo test) and the doc tests
 #   wasm    vostok-core built for wasm32-unknown-unknown
-#   fuzz    every cargo-fuzz target built, then run for VOSTOK_FUZZ_SECONDS each (default 30) from
+#   fuzz    every cargo-fuzz target built, then run for VOSTOK_FUZZ_SECONDS each (default 25) from
 #           its committed seeds; any crash fails the step and names the reproducer
 #
 # Usage: scripts/test.sh [STEP...]   (no argument: every step, in the order above)
@@ -186,7 +186,7 @@ ensure_fuzz_tools() {
 # scratch copy of the seeds and the committed corpus is never touched. A crash stops the run with
 # the reproducer saved under fuzz/artifacts/<target>/; the step then fails naming it.
 step_fuzz() {
-    local seconds="${VOSTOK_FUZZ_SECONDS:-30}"
+    local seconds="${VOSTOK_FUZZ_SECONDS:-25}"
     [[ "$seconds" =~ ^[0-9]+$ && "$seconds" -gt 0 ]] ||
         die "VOSTOK_FUZZ_SECONDS must be a positive number of seconds, not '$seconds'"
     begin_step fuzz "cargo fuzz: every target for ${seconds}s"
