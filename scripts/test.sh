@@ -167,12 +167,20 @@ step_wasm() {
     end_step
 }
 
-# The fuzz crate needs a nightly toolchain (libFuzzer's instrumentation flags) and cargo-fuzz.
+# The fuzz crate needs nightly compiler flags (libFuzzer's instrumentation) and cargo-fuzz. The
+# nightly toolchain is used when rustup has or can install it; otherwise the stable toolchain is
+# told to accept those flags (RUSTC_BOOTSTRAP=1), which builds the same instrumented targets.
+# Sets `fuzz_cargo`, the command that runs cargo for the fuzz crate.
+fuzz_cargo=()
 ensure_fuzz_tools() {
-    if ! rustup run nightly rustc --version >/dev/null 2>&1; then
-        echo "installing the nightly toolchain with rustup"
-        rustup toolchain install nightly --profile minimal ||
-            die "the fuzz step needs a nightly toolchain and rustup cannot install one"
+    if rustup run nightly rustc --version >/dev/null 2>&1; then
+        fuzz_cargo=(cargo +nightly)
+    elif echo "installing the nightly toolchain with rustup" &&
+        rustup toolchain install nightly --profile minimal; then
+        fuzz_cargo=(cargo +nightly)
+    else
+        echo "no nightly toolchain: building the fuzz targets with stable and RUSTC_BOOTSTRAP=1"
+        fuzz_cargo=(env RUSTC_BOOTSTRAP=1 cargo)
     fi
     if ! cargo fuzz --version >/dev/null 2>&1; then
         echo "installing cargo-fuzz"
@@ -191,15 +199,15 @@ step_fuzz() {
         die "VOSTOK_FUZZ_SECONDS must be a positive number of seconds, not '$seconds'"
     begin_step fuzz "cargo fuzz: every target for ${seconds}s"
     ensure_fuzz_tools
-    (cd fuzz && rustup run nightly cargo --version)
+    (cd fuzz && "${fuzz_cargo[@]}" --version)
     local targets
-    mapfile -t targets < <(cd fuzz && cargo +nightly fuzz list)
+    mapfile -t targets < <(cd fuzz && "${fuzz_cargo[@]}" fuzz list)
     [[ ${#targets[@]} -gt 0 ]] || die "cargo fuzz list found no targets"
     # The core forbids unsafe code, so the address sanitizer adds cost and finds nothing more:
     # panics, overflow checks and debug assertions are what catch bugs here.
     local fuzz_flags=(--sanitizer none)
     echo "building ${#targets[@]} targets: ${targets[*]}"
-    (cd fuzz && cargo +nightly fuzz build "${fuzz_flags[@]}")
+    (cd fuzz && "${fuzz_cargo[@]}" fuzz build "${fuzz_flags[@]}")
 
     local scratch target corpus artifacts log status failed=()
     scratch=$(mktemp -d "${TMPDIR:-/tmp}/vostok-fuzz.XXXXXX")
@@ -213,7 +221,7 @@ step_fuzz() {
         fi
         printf -- '--- %s: %s seeds, %ss\n' "$target" "$(find "$corpus" -type f | wc -l)" "$seconds"
         status=0
-        (cd fuzz && cargo +nightly fuzz run "${fuzz_flags[@]}" "$target" "$corpus" -- \
+        (cd fuzz && "${fuzz_cargo[@]}" fuzz run "${fuzz_flags[@]}" "$target" "$corpus" -- \
             -max_total_time="$seconds" -artifact_prefix="$artifacts/" -print_final_stats=1 \
             -rss_limit_mb=2048 -timeout=10) >"$log" 2>&1 || status=$?
         # The last status line carries the execution count and rate.
@@ -224,7 +232,7 @@ step_fuzz() {
             local reproducer
             reproducer=$(grep -oE "Test unit written to [^ ]+" "$log" | tail -n 1 | cut -d' ' -f5-)
             echo "error: fuzz target $target failed (exit $status); reproducer: ${reproducer:-none written}" >&2
-            echo "       replay it with: (cd fuzz && cargo +nightly fuzz run --sanitizer none $target ${reproducer:-<file>})" >&2
+            echo "       replay it with: (cd fuzz && ${fuzz_cargo[*]} fuzz run --sanitizer none $target ${reproducer:-<file>})" >&2
             failed+=("$target")
         fi
     done
