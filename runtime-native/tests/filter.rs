@@ -1,7 +1,21 @@
 //! Tag and SQL92 filtering against `vostok standalone` with `enablePropertyFilter=true`, over
-//! raw remoting frames (RocketMQ conformance: tag, SQL).
+//! raw remoting frames and with the unmodified RocketMQ Rust client (`rocketmq-client-rust`
+//! 1.0.0) (RocketMQ conformance: tag, SQL).
+#![recursion_limit = "256"]
 
 mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rocketmq_client_rust::{
+    ConsumeConcurrentlyContext, ConsumeConcurrentlyStatus, MQPushConsumer,
+    MessageListenerConcurrently, MessageSelector, SendStatus,
+};
+use rocketmq_model::common::message::message_ext::MessageExt;
+use rocketmq_model::common::message::message_single::Message;
+use tokio::task::block_in_place;
+use tokio::time::{sleep, timeout};
 
 use common::*;
 
@@ -123,4 +137,126 @@ fn tag_filter_with_colliding_hash_codes_is_settled_by_the_client() {
         .map(|r| String::from_utf8_lossy(&r.body).into_owned())
         .collect();
     assert_eq!(exact, ["aa"]);
+}
+
+/// Records the body of every delivered message and acknowledges it.
+#[derive(Clone, Default)]
+struct Collect {
+    bodies: Arc<Mutex<Vec<String>>>,
+}
+
+impl Collect {
+    fn snapshot(&self) -> Vec<String> {
+        let mut bodies = self.bodies.lock().expect("listener lock").clone();
+        bodies.sort();
+        bodies
+    }
+}
+
+impl MessageListenerConcurrently for Collect {
+    fn consume_message(
+        &self,
+        msgs: &[&MessageExt],
+        _context: &ConsumeConcurrentlyContext,
+    ) -> rocketmq_client_rust::ClientResult<ConsumeConcurrentlyStatus> {
+        let mut bodies = self.bodies.lock().expect("listener lock");
+        for m in msgs {
+            bodies.push(String::from_utf8_lossy(m.message.body_slice()).into_owned());
+        }
+        Ok(ConsumeConcurrentlyStatus::ConsumeSuccess)
+    }
+}
+
+/// A push consumer of the real client subscribed with an SQL92 selector receives exactly the
+/// messages whose user properties match, across all queues.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sql_filter_push_consumer_with_the_real_client_gets_only_matching_messages() {
+    let body = async {
+        let broker = block_in_place(|| {
+            Standalone::start_with(BrokerOptions {
+                broker_conf: Some("enablePropertyFilter=true\n".to_owned()),
+                ..BrokerOptions::default()
+            })
+        });
+        let topic = "SqlClientTopic";
+        let group = "SqlClientGroup";
+        block_in_place(|| {
+            create_topic(&broker.broker_addr, &broker.namesrv_addr, topic, 2);
+            // The group's retry topic has a route before the consumer starts, so the client
+            // does not wait for a route refresh.
+            create_topic(
+                &broker.broker_addr,
+                &broker.namesrv_addr,
+                &format!("%RETRY%{group}"),
+                1,
+            );
+        });
+
+        let mut producer = start_producer_in(&broker.namesrv_addr, "SqlClientProducer").await;
+        wait_for_publish_route(&mut producer, topic, 2).await;
+        let mut expected = Vec::new();
+        for a in 0..8 {
+            for color in ["red", "blue"] {
+                let body = format!("{a}-{color}");
+                if (3..=5).contains(&a) && color == "red" {
+                    expected.push(body.clone());
+                }
+                let message = Message::builder()
+                    .topic(topic)
+                    .tags("TagS")
+                    .body_slice(body.as_bytes())
+                    .raw_property("a", a.to_string())
+                    .expect("user property is allowed")
+                    .raw_property("color", color)
+                    .expect("user property is allowed")
+                    .build_unchecked();
+                let sent = producer
+                    .send(message)
+                    .await
+                    .expect("send succeeds")
+                    .expect("send returns a result");
+                assert_eq!(sent.send_status, SendStatus::SendOk);
+            }
+        }
+        // Messages without the properties never match.
+        let bare = Message::builder()
+            .topic(topic)
+            .tags("TagS")
+            .body_slice(b"bare")
+            .build_unchecked();
+        producer.send(bare).await.expect("send succeeds");
+        expected.sort();
+        assert_eq!(expected, ["3-red", "4-red", "5-red"]);
+
+        let listener = Collect::default();
+        let mut consumer = push_consumer_builder(&broker.namesrv_addr, group).build();
+        consumer
+            .subscribe_with_selector(
+                topic,
+                Some(MessageSelector::by_sql(
+                    "a BETWEEN 3 AND 5 AND color = 'red'",
+                )),
+            )
+            .await
+            .expect("subscribes with an SQL92 selector");
+        consumer.register_message_listener_concurrently(listener.clone());
+        consumer.start().await.expect("consumer starts");
+
+        let seen = listener.clone();
+        wait_until(
+            "the matching messages arrive",
+            Duration::from_secs(30),
+            || seen.snapshot().len() >= expected.len(),
+        )
+        .await;
+        // Nothing else may follow.
+        sleep(Duration::from_secs(1)).await;
+        assert_eq!(listener.snapshot(), expected);
+
+        consumer.shutdown().await;
+        producer.shutdown().await;
+    };
+    if timeout(Duration::from_secs(60), body).await.is_err() {
+        panic!("the SQL92 push consumer test did not finish in time");
+    }
 }
