@@ -281,15 +281,37 @@ impl Engine {
         topic: &str,
         expression: &str,
     ) -> Result<(), ClientError> {
+        self.subscribe_with(now_ms, topic, |version| {
+            Ok(SubscriptionData::tag(topic, expression, version))
+        })
+    }
+
+    /// Subscribes `topic` with an SQL92 selector, refused when it does not compile.
+    pub fn subscribe_sql(
+        &mut self,
+        now_ms: u64,
+        topic: &str,
+        expression: &str,
+    ) -> Result<(), ClientError> {
+        self.subscribe_with(now_ms, topic, |version| {
+            SubscriptionData::sql92(topic, expression, version)
+                .map_err(|e| ClientError::InvalidSubscription(e.to_string()))
+        })
+    }
+
+    fn subscribe_with(
+        &mut self,
+        now_ms: u64,
+        topic: &str,
+        build: impl FnOnce(i64) -> Result<SubscriptionData, ClientError>,
+    ) -> Result<(), ClientError> {
         crate::topic::validate_name(topic, crate::topic::GROUP_TOPIC_NAME_MAX_BYTES)
             .map_err(ClientError::InvalidMessage)?;
         if self.shut_down {
             return Err(ClientError::ShutDown);
         }
-        self.subscriptions.insert(
-            topic.to_owned(),
-            SubscriptionData::tag(topic, expression, now_ms as i64),
-        );
+        let subscription = build(now_ms as i64)?;
+        self.subscriptions.insert(topic.to_owned(), subscription);
         if self.started {
             self.request_route(now_ms, topic);
             self.send_heartbeats(now_ms);

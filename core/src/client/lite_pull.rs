@@ -85,6 +85,19 @@ impl PullConsumer {
         self.engine.subscribe(now_ms, topic, expression)
     }
 
+    /// Subscribes `topic` with an SQL92 property selector (e.g. `a BETWEEN 3 AND 5 AND
+    /// color = 'red'`), evaluated by brokers with `enablePropertyFilter=true`. Fails with
+    /// [`ClientError::InvalidSubscription`] when the expression does not compile. Subscribing
+    /// again replaces the topic's selector.
+    pub fn subscribe_sql(
+        &mut self,
+        now_ms: u64,
+        topic: &str,
+        expression: &str,
+    ) -> Result<(), ClientError> {
+        self.engine.subscribe_sql(now_ms, topic, expression)
+    }
+
     /// Pulls exactly `queues` (no rebalance). Replaces an earlier assignment.
     pub fn assign(&mut self, now_ms: u64, queues: Vec<MessageQueue>) {
         self.engine.assign(now_ms, queues)

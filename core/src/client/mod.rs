@@ -199,4 +199,7 @@ pub enum ClientError {
     /// The state machine was shut down.
     #[error("the client is shut down")]
     ShutDown,
+    /// A subscription's selector does not compile (an SQL92 expression with a syntax error).
+    #[error("{0}")]
+    InvalidSubscription(String),
 }

@@ -135,6 +135,19 @@ impl PushConsumer {
         self.engine.subscribe(now_ms, topic, expression)
     }
 
+    /// Subscribes `topic` with an SQL92 property selector (e.g. `a BETWEEN 3 AND 5 AND
+    /// color = 'red'`), evaluated by brokers with `enablePropertyFilter=true`. Fails with
+    /// [`ClientError::InvalidSubscription`] when the expression does not compile. Subscribing
+    /// again replaces the topic's selector.
+    pub fn subscribe_sql(
+        &mut self,
+        now_ms: u64,
+        topic: &str,
+        expression: &str,
+    ) -> Result<(), ClientError> {
+        self.engine.subscribe_sql(now_ms, topic, expression)
+    }
+
     /// Drops the subscription of `topic` (its queues are released at the next rebalance).
     pub fn unsubscribe(&mut self, now_ms: u64, topic: &str) {
         self.engine.unsubscribe(now_ms, topic)

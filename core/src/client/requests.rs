@@ -208,6 +208,9 @@ pub enum ConsumeFromWhere {
     Timestamp,
 }
 
+/// The expression type of subscriptions whose selector is an SQL92 property filter.
+pub const EXPRESSION_TYPE_SQL92: &str = "SQL92";
+
 /// One subscription as a heartbeat carries it.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -258,10 +261,31 @@ impl SubscriptionData {
         }
     }
 
+    /// An SQL92 subscription of `topic` to `expression` (a property selector the broker
+    /// evaluates), versioned `sub_version`. No tags or codes: the broker does all the
+    /// filtering. Fails when `expression` does not compile.
+    pub fn sql92(
+        topic: &str,
+        expression: &str,
+        sub_version: i64,
+    ) -> Result<Self, crate::filter::FilterError> {
+        crate::filter::SqlFilter::compile(expression)?;
+        Ok(Self {
+            class_filter_mode: false,
+            code_set: Vec::new(),
+            expression_type: EXPRESSION_TYPE_SQL92.to_owned(),
+            sub_string: expression.to_owned(),
+            sub_version,
+            tags_set: Vec::new(),
+            topic: topic.to_owned(),
+        })
+    }
+
     /// Whether a message with `tags` passes this subscription (the client-side exact tag
-    /// filter: a message without tags passes only `*`).
+    /// filter: a message without tags passes only `*`). SQL92 subscriptions were filtered by
+    /// the broker and pass everything.
     pub fn matches(&self, tags: Option<&str>) -> bool {
-        if self.sub_string == "*" {
+        if self.sub_string == "*" || self.expression_type != "TAG" {
             return true;
         }
         tags.is_some_and(|t| self.tags_set.iter().any(|s| s == t))

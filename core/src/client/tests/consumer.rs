@@ -5,7 +5,7 @@ use bytes::Bytes;
 use super::*;
 use crate::client::requests::{ConsumeFromWhere, MessageModel};
 use crate::client::{
-    ClientConfig, ConsumeStatus, ConsumeToken, MessageExt, MessageQueue, PushConsumer,
+    ClientConfig, ClientError, ConsumeStatus, ConsumeToken, MessageExt, MessageQueue, PushConsumer,
     PushConsumerConfig,
 };
 use crate::message::{MessageRecord, Properties};
@@ -545,4 +545,57 @@ fn malformed_answers_do_not_panic() {
         c.handle_response(T0, &addr, junk);
     }
     assert_eq!(c.assigned_queues().len(), 1);
+}
+
+/// Goal: an SQL92 subscription: an expression that does not compile is refused at subscribe
+/// time; a valid one goes into the heartbeat (expressionType SQL92, the expression as
+/// subString, no tags or codes) and into every pull (expressionType, and the expression as
+/// subscription when posted), and the client's tag check lets every returned message through
+/// (the broker filtered them).
+#[test]
+fn sql92_subscription_in_heartbeat_and_pull() {
+    let mut cfg = config();
+    cfg.message_model = MessageModel::Broadcasting;
+    cfg.post_subscription_when_pull = true;
+    let mut c = PushConsumer::new(cfg, T0);
+    let refused = c.subscribe_sql(T0, "TopicA", "a BETWEEN 1");
+    assert!(
+        matches!(&refused, Err(ClientError::InvalidSubscription(m)) if m.starts_with("Invalid MessageSelector. ")),
+        "{refused:?}"
+    );
+    let expr = "a BETWEEN 3 AND 5 AND color = 'red'";
+    c.subscribe_sql(T0, "TopicA", expr).unwrap();
+    c.start(T0);
+    let out = drain(&mut c);
+    let (_, route_req) = one(&out, request::GET_ROUTEINFO_BY_TOPIC);
+    let r = route(&[("broker-a", BROKER_A)], 1);
+    c.handle_response(T0, NAMESRV, route_response(&route_req, &r));
+    let out = drain(&mut c);
+    let body = String::from_utf8(one(&out, request::HEART_BEAT).1.body.to_vec()).unwrap();
+    let heartbeat: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let sub = &heartbeat["consumerDataSet"][0]["subscriptionDataSet"][0];
+    assert_eq!(sub["topic"], "TopicA");
+    assert_eq!(sub["expressionType"], "SQL92");
+    assert_eq!(sub["subString"], expr);
+    assert_eq!(sub["subVersion"], T0);
+    assert_eq!(sub["tagsSet"], serde_json::json!([]));
+    assert_eq!(sub["codeSet"], serde_json::json!([]));
+    let (_, max) = one(&out, request::GET_MAX_OFFSET);
+    c.handle_response(T0, BROKER_A, offset_answer(&max, 0));
+    let out = drain(&mut c);
+    let (_, pull) = one(&out, request::PULL_MESSAGE);
+    assert_eq!(pull.ext("expressionType"), Some("SQL92"));
+    assert_eq!(pull.ext("subscription"), Some(expr));
+    assert_eq!(pull.ext("subVersion"), Some(T0.to_string().as_str()));
+    let records = [
+        record("TopicA", 0, 0, "tagged", Some("tagA")),
+        record("TopicA", 0, 1, "bare", None),
+    ];
+    c.handle_response(T0 + 1, BROKER_A, found(&pull, &records, 2));
+    let delivered = consumes(&drain(&mut c));
+    let bodies: Vec<&[u8]> = delivered
+        .iter()
+        .flat_map(|(_, ms)| ms.iter().map(|m| &m.body()[..]))
+        .collect();
+    assert_eq!(bodies, vec![&b"tagged"[..], &b"bare"[..]]);
 }
