@@ -260,3 +260,118 @@ async fn sql_filter_push_consumer_with_the_real_client_gets_only_matching_messag
         panic!("the SQL92 push consumer test did not finish in time");
     }
 }
+
+/// Vostok's own push consumer subscribed with an SQL92 selector receives exactly the matching
+/// messages; one whose selector does not compile is refused before it starts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sql_filter_push_consumer_with_the_vostok_client_gets_only_matching_messages() {
+    use vostok::client::{
+        ClientError, ConsumeFromWhere, ConsumeStatus, Message as VostokMessage, MessageExt,
+        Producer, PushConsumer,
+    };
+    let body = async {
+        let broker = block_in_place(|| {
+            Standalone::start_with(BrokerOptions {
+                broker_conf: Some("enablePropertyFilter=true\n".to_owned()),
+                ..BrokerOptions::default()
+            })
+        });
+        let topic = "SqlVostokTopic";
+        let group = "SqlVostokGroup";
+        block_in_place(|| {
+            create_topic(&broker.broker_addr, &broker.namesrv_addr, topic, 2);
+            create_topic(
+                &broker.broker_addr,
+                &broker.namesrv_addr,
+                &format!("%RETRY%{group}"),
+                1,
+            );
+        });
+
+        let producer = Producer::builder()
+            .namesrv_addr(&broker.namesrv_addr)
+            .group("SqlVostokProducer")
+            .send_timeout(Duration::from_secs(10))
+            .build()
+            .expect("producer builds")
+            .start()
+            .await
+            .expect("producer starts");
+        let mut expected = Vec::new();
+        for a in 0..8 {
+            for color in ["red", "blue"] {
+                let body = format!("{a}-{color}");
+                if (3..=5).contains(&a) && color == "red" {
+                    expected.push(body.clone());
+                }
+                let message = VostokMessage::new(topic, body.into_bytes())
+                    .with_tags("TagS")
+                    .with_property("a", &a.to_string())
+                    .with_property("color", color);
+                producer.send(message).await.expect("send succeeds");
+            }
+        }
+        producer
+            .send(VostokMessage::new(topic, &b"bare"[..]).with_tags("TagS"))
+            .await
+            .expect("send succeeds");
+        expected.sort();
+
+        let invalid = PushConsumer::builder()
+            .namesrv_addr(&broker.namesrv_addr)
+            .group(group)
+            .subscribe_sql(topic, "a BETWEEN 3")
+            .listener(|_messages: Vec<MessageExt>| async { ConsumeStatus::ConsumeSuccess })
+            .build()
+            .expect("push consumer builds")
+            .start()
+            .await;
+        assert!(
+            matches!(&invalid, Err(ClientError::InvalidSubscription(m)) if m.starts_with("Invalid MessageSelector. ")),
+            "an invalid selector is refused at subscribe time"
+        );
+
+        let received: Arc<Mutex<Vec<String>>> = Arc::default();
+        let sink = received.clone();
+        let consumer = PushConsumer::builder()
+            .namesrv_addr(&broker.namesrv_addr)
+            .group(group)
+            .subscribe_sql(topic, "a BETWEEN 3 AND 5 AND color = 'red'")
+            .consume_from(ConsumeFromWhere::FirstOffset)
+            .listener(move |messages: Vec<MessageExt>| {
+                let sink = sink.clone();
+                async move {
+                    let mut sink = sink.lock().expect("sink lock");
+                    for m in &messages {
+                        sink.push(String::from_utf8_lossy(m.body()).into_owned());
+                    }
+                    ConsumeStatus::ConsumeSuccess
+                }
+            })
+            .build()
+            .expect("push consumer builds")
+            .start()
+            .await
+            .expect("push consumer starts");
+        let snapshot = || {
+            let mut got = received.lock().expect("sink lock").clone();
+            got.sort();
+            got
+        };
+        wait_until(
+            "the matching messages arrive",
+            Duration::from_secs(30),
+            || snapshot().len() >= expected.len(),
+        )
+        .await;
+        // Nothing else may follow.
+        sleep(Duration::from_secs(1)).await;
+        assert_eq!(snapshot(), expected);
+
+        consumer.shutdown().await;
+        producer.shutdown().await;
+    };
+    if timeout(Duration::from_secs(60), body).await.is_err() {
+        panic!("the SQL92 push consumer test with the Vostok client did not finish in time");
+    }
+}

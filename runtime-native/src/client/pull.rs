@@ -31,7 +31,8 @@ pub struct PullConsumerBuilder {
     common: CommonOptions,
     config: PullConsumerConfig,
     group_set: bool,
-    subscriptions: Vec<(String, String)>,
+    /// Topic, expression, and whether the expression is SQL92 (else TAG).
+    subscriptions: Vec<(String, String, bool)>,
 }
 
 impl PullConsumerBuilder {
@@ -48,7 +49,16 @@ impl PullConsumerBuilder {
     /// Not combinable with [`PullConsumer::assign`].
     pub fn subscribe(mut self, topic: &str, expression: &str) -> Self {
         self.subscriptions
-            .push((topic.to_owned(), expression.to_owned()));
+            .push((topic.to_owned(), expression.to_owned(), false));
+        self
+    }
+
+    /// Subscribes `topic` with an SQL92 property selector, e.g. `a BETWEEN 3 AND 5 AND
+    /// color = 'red'`, which brokers with `enablePropertyFilter=true` evaluate. An expression
+    /// that does not compile makes `start` fail with [`ClientError::InvalidSubscription`].
+    pub fn subscribe_sql(mut self, topic: &str, expression: &str) -> Self {
+        self.subscriptions
+            .push((topic.to_owned(), expression.to_owned(), true));
         self
     }
 
@@ -205,8 +215,12 @@ impl PullConsumer {
         let request_timeout = Duration::from_millis(builder.config.client.request_timeout_ms);
         let max_poll = builder.config.pull_batch_size.max(1) as usize;
         let mut core = CorePullConsumer::new(builder.config, now_ms);
-        for (topic, expression) in &builder.subscriptions {
-            core.subscribe(now_ms, topic, expression)?;
+        for (topic, expression, sql) in &builder.subscriptions {
+            if *sql {
+                core.subscribe_sql(now_ms, topic, expression)?;
+            } else {
+                core.subscribe(now_ms, topic, expression)?;
+            }
         }
         core.start(now_ms);
         let connect_timeout = builder.common.connect_timeout;
@@ -250,6 +264,21 @@ impl PullConsumer {
         self.ask(|reply| Call::Subscribe {
             topic,
             expression,
+            sql: false,
+            reply,
+        })
+        .await?
+    }
+
+    /// Subscribes `topic` with an SQL92 property selector while running (replacing an earlier
+    /// expression of the topic); fails with [`ClientError::InvalidSubscription`] when it does
+    /// not compile.
+    pub async fn subscribe_sql(&self, topic: &str, expression: &str) -> Result<(), ClientError> {
+        let (topic, expression) = (topic.to_owned(), expression.to_owned());
+        self.ask(|reply| Call::Subscribe {
+            topic,
+            expression,
+            sql: true,
             reply,
         })
         .await?
@@ -437,6 +466,8 @@ pub(crate) enum Call {
     Subscribe {
         topic: String,
         expression: String,
+        /// SQL92 (else TAG).
+        sql: bool,
         reply: oneshot::Sender<Result<(), ClientError>>,
     },
     Assign {
@@ -528,9 +559,15 @@ impl Driven for PullDriver {
             Call::Subscribe {
                 topic,
                 expression,
+                sql,
                 reply,
             } => {
-                let _ = reply.send(self.core.subscribe(now_ms, &topic, &expression));
+                let result = if sql {
+                    self.core.subscribe_sql(now_ms, &topic, &expression)
+                } else {
+                    self.core.subscribe(now_ms, &topic, &expression)
+                };
+                let _ = reply.send(result);
             }
             Call::Assign { queues, reply } => {
                 self.core.assign(now_ms, queues);

@@ -27,7 +27,8 @@ pub struct PushConsumerBuilder {
     common: CommonOptions,
     config: PushConsumerConfig,
     group_set: bool,
-    subscriptions: Vec<(String, String)>,
+    /// Topic, expression, and whether the expression is SQL92 (else TAG).
+    subscriptions: Vec<(String, String, bool)>,
     listener: Option<Arc<dyn MessageListener>>,
     consume_concurrency: Option<usize>,
     local_offsets: BTreeMap<MessageQueue, i64>,
@@ -47,7 +48,16 @@ impl PushConsumerBuilder {
     /// May be called for several topics.
     pub fn subscribe(mut self, topic: &str, expression: &str) -> Self {
         self.subscriptions
-            .push((topic.to_owned(), expression.to_owned()));
+            .push((topic.to_owned(), expression.to_owned(), false));
+        self
+    }
+
+    /// Subscribes `topic` with an SQL92 property selector, e.g. `a BETWEEN 3 AND 5 AND
+    /// color = 'red'`, which brokers with `enablePropertyFilter=true` evaluate. An expression
+    /// that does not compile makes `start` fail with [`ClientError::InvalidSubscription`].
+    pub fn subscribe_sql(mut self, topic: &str, expression: &str) -> Self {
+        self.subscriptions
+            .push((topic.to_owned(), expression.to_owned(), true));
         self
     }
 
@@ -244,8 +254,12 @@ impl PushConsumer {
         let clock = builder.common.clock.clone();
         let now_ms = clock.now_ms();
         let mut core = CorePushConsumer::new(builder.config, now_ms);
-        for (topic, expression) in &builder.subscriptions {
-            core.subscribe(now_ms, topic, expression)?;
+        for (topic, expression, sql) in &builder.subscriptions {
+            if *sql {
+                core.subscribe_sql(now_ms, topic, expression)?;
+            } else {
+                core.subscribe(now_ms, topic, expression)?;
+            }
         }
         if !builder.local_offsets.is_empty() {
             core.load_local_offsets(builder.local_offsets);
@@ -297,6 +311,21 @@ impl PushConsumer {
         self.ask(|reply| Call::Subscribe {
             topic,
             expression,
+            sql: false,
+            reply,
+        })
+        .await?
+    }
+
+    /// Subscribes `topic` with an SQL92 property selector while running (replacing an earlier
+    /// expression of the topic); fails with [`ClientError::InvalidSubscription`] when it does
+    /// not compile.
+    pub async fn subscribe_sql(&self, topic: &str, expression: &str) -> Result<(), ClientError> {
+        let (topic, expression) = (topic.to_owned(), expression.to_owned());
+        self.ask(|reply| Call::Subscribe {
+            topic,
+            expression,
+            sql: true,
             reply,
         })
         .await?
@@ -351,6 +380,8 @@ pub(crate) enum Call {
     Subscribe {
         topic: String,
         expression: String,
+        /// SQL92 (else TAG).
+        sql: bool,
         reply: oneshot::Sender<Result<(), ClientError>>,
     },
     Unsubscribe {
@@ -385,9 +416,15 @@ impl Driven for PushDriver {
             Call::Subscribe {
                 topic,
                 expression,
+                sql,
                 reply,
             } => {
-                let _ = reply.send(self.core.subscribe(now_ms, &topic, &expression));
+                let result = if sql {
+                    self.core.subscribe_sql(now_ms, &topic, &expression)
+                } else {
+                    self.core.subscribe(now_ms, &topic, &expression)
+                };
+                let _ = reply.send(result);
             }
             Call::Unsubscribe { topic, reply } => {
                 self.core.unsubscribe(now_ms, &topic);
