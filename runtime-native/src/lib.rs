@@ -38,36 +38,20 @@ async fn wait_until_registered(
     broker_name: &str,
     timeout: std::time::Duration,
 ) -> Result<(), RunError> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    use vostok_core::remoting::codec::{encode, FrameDecoder, MAX_FRAME_LEN};
     use vostok_core::remoting::codes::request;
-    use vostok_core::remoting::RemotingCommand;
+    use vostok_core::remoting::{RemotingCommand, SerializeType};
 
     let probe = async {
-        let mut stream = tokio::net::TcpStream::connect(ns_addr).await?;
-        let mut decoder = FrameDecoder::new(MAX_FRAME_LEN);
-        let mut read_buf = bytes::BytesMut::new();
+        let conn = bench::direct::Conn::connect(&ns_addr.to_string(), SerializeType::Json).await?;
         // A broker name inside the body is always a quoted JSON string.
         let needle = format!("\"{broker_name}\"");
-        for opaque in 1.. {
-            let mut ask = RemotingCommand::request(request::GET_BROKER_CLUSTER_INFO);
-            ask.opaque = opaque;
-            let mut out = bytes::BytesMut::new();
-            encode(&ask, &mut out);
-            stream.write_all(&out).await?;
-            let answer = loop {
-                if let Some(cmd) = decoder
-                    .decode(&mut read_buf)
-                    .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?
-                {
-                    break cmd;
-                }
-                if stream.read_buf(&mut read_buf).await? == 0 {
-                    return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof));
-                }
-            };
-            if answer.opaque == opaque
-                && answer.code == 0
+        loop {
+            let ask = RemotingCommand::request(request::GET_BROKER_CLUSTER_INFO);
+            let answer = conn
+                .call(ask, timeout)
+                .await
+                .map_err(|e| RunError::Task(format!("cluster info from {ns_addr}: {e}")))?;
+            if answer.code == 0
                 && answer
                     .body
                     .windows(needle.len())
@@ -77,13 +61,9 @@ async fn wait_until_registered(
             }
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
-        Ok(())
     };
     match tokio::time::timeout(timeout, probe).await {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(RunError::Task(format!(
-            "the broker's registration with the NameServer at {ns_addr} could not be checked: {e}"
-        ))),
+        Ok(result) => result,
         Err(_) => Err(RunError::Task(format!(
             "the broker did not register with the NameServer at {ns_addr} within {} s",
             timeout.as_secs()

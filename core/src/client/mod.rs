@@ -203,3 +203,57 @@ pub enum ClientError {
     #[error("{0}")]
     InvalidSubscription(String),
 }
+
+/// The inputs and outputs every client state machine shares, so one driver loop (native,
+/// simulated or in the browser) can run a [`Producer`], a [`PushConsumer`] or a
+/// [`PullConsumer`] alike. Each method is the type's inherent method of the same name.
+pub trait ClientStateMachine {
+    /// A response to a request this client sent to `addr`.
+    fn handle_response(&mut self, now_ms: u64, addr: &str, command: RemotingCommand);
+    /// A request a broker sent this client.
+    fn handle_request(&mut self, now_ms: u64, addr: &str, command: RemotingCommand);
+    /// The connection to `addr` failed or closed.
+    fn handle_connection_closed(&mut self, now_ms: u64, addr: &str);
+    /// Runs the timers that are due.
+    fn handle_timeout(&mut self, now_ms: u64);
+    /// Starts a clean shutdown (unregister; offsets committed where the client keeps them).
+    fn shutdown(&mut self, now_ms: u64);
+    /// The next thing to do.
+    fn poll_output(&mut self) -> Option<ClientOutput>;
+    /// The next instant `handle_timeout` must be called.
+    fn poll_timeout(&self) -> Option<u64>;
+}
+
+/// Implements [`ClientStateMachine`] by calling the type's inherent methods (which take
+/// precedence over trait methods in `Type::method` paths).
+macro_rules! client_state_machine {
+    ($machine:ty) => {
+        impl ClientStateMachine for $machine {
+            fn handle_response(&mut self, now_ms: u64, addr: &str, command: RemotingCommand) {
+                <$machine>::handle_response(self, now_ms, addr, command)
+            }
+            fn handle_request(&mut self, now_ms: u64, addr: &str, command: RemotingCommand) {
+                <$machine>::handle_request(self, now_ms, addr, command)
+            }
+            fn handle_connection_closed(&mut self, now_ms: u64, addr: &str) {
+                <$machine>::handle_connection_closed(self, now_ms, addr)
+            }
+            fn handle_timeout(&mut self, now_ms: u64) {
+                <$machine>::handle_timeout(self, now_ms)
+            }
+            fn shutdown(&mut self, now_ms: u64) {
+                <$machine>::shutdown(self, now_ms)
+            }
+            fn poll_output(&mut self) -> Option<ClientOutput> {
+                <$machine>::poll_output(self)
+            }
+            fn poll_timeout(&self) -> Option<u64> {
+                <$machine>::poll_timeout(self)
+            }
+        }
+    };
+}
+
+client_state_machine!(Producer);
+client_state_machine!(PushConsumer);
+client_state_machine!(PullConsumer);

@@ -3,8 +3,10 @@
 //! lookup, topic creation, queue offsets).
 //!
 //! It exists so the bench measures the broker with nothing in between but framing: no route
-//! cache, retries or fault avoidance. The full client (`vostok::client`) does all of that; the
-//! bench may move onto it once it sends.
+//! cache, retries or fault avoidance. The full client (`vostok::client`) does all of that and
+//! sends for `bench produce` by default; this connection serves `--via direct` (the framing-only
+//! comparison), the bench's pulls and admin calls, and [`crate::Standalone::start`]'s wait for
+//! the broker's registration.
 //!
 //! ```text
 //!  callers ──encode──▶ bounded channel ──▶ writer task (coalesces frames into one write)

@@ -23,6 +23,7 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, trace, warn};
+use vostok_core::client::ClientStateMachine;
 use vostok_core::remoting::{encode, FrameDecoder, RemotingCommand};
 
 /// Read buffer growth step of a connection.
@@ -52,6 +53,24 @@ pub(crate) enum NetEvent {
         unanswered: Vec<i32>,
         reason: String,
     },
+}
+
+impl NetEvent {
+    /// Hands the event to a client state machine; `client` names it in the log.
+    pub(crate) fn feed<M: ClientStateMachine>(self, core: &mut M, now_ms: u64, client: &str) {
+        match self {
+            NetEvent::Response { addr, command } => core.handle_response(now_ms, &addr, command),
+            NetEvent::Request { addr, command } => core.handle_request(now_ms, &addr, command),
+            NetEvent::Closed {
+                addr,
+                reason,
+                unanswered,
+            } => {
+                debug!(%addr, %reason, unanswered = unanswered.len(), "{client} connection closed");
+                core.handle_connection_closed(now_ms, &addr)
+            }
+        }
+    }
 }
 
 /// What a connection's tasks hand the owner; turned into a [`NetEvent`] by [`Pool::observe`].

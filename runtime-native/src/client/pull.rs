@@ -609,20 +609,7 @@ impl Driven for PullDriver {
     }
 
     fn handle_net(&mut self, now_ms: u64, event: NetEvent) {
-        match event {
-            NetEvent::Response { addr, command } => {
-                self.core.handle_response(now_ms, &addr, command)
-            }
-            NetEvent::Request { addr, command } => self.core.handle_request(now_ms, &addr, command),
-            NetEvent::Closed {
-                addr,
-                reason,
-                unanswered,
-            } => {
-                debug!(%addr, %reason, unanswered = unanswered.len(), "pull consumer connection closed");
-                self.core.handle_connection_closed(now_ms, &addr)
-            }
-        }
+        event.feed(&mut self.core, now_ms, "pull consumer")
     }
 
     fn poll_timeout(&self) -> Option<u64> {
