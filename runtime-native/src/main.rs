@@ -10,7 +10,8 @@ use vostok_core::broker::FlushDiskType;
 
 /// Vostok: a RocketMQ-compatible message broker.
 ///
-/// Ready line: once every listener is up, exactly one line
+/// Ready line: once every listener is up (for `standalone`, once the NameServer also lists the
+/// broker), exactly one line
 /// `vostok ready namesrv=IP:PORT broker=IP:PORT data=PATH` is printed on stdout (only the parts
 /// the command runs). Logs go to stderr; set RUST_LOG (default: info).
 #[derive(Debug, Parser)]
