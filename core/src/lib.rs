@@ -18,7 +18,9 @@
 #![forbid(unsafe_code)]
 
 pub mod broker;
+pub mod check;
 pub mod client;
+pub mod cluster;
 pub mod filter;
 pub mod message;
 pub mod namesrv;

@@ -37,7 +37,9 @@ mod retention;
 pub mod schedule;
 mod send;
 mod send_back;
+mod timer;
 mod topics;
+mod transaction;
 
 #[cfg(test)]
 mod tests;

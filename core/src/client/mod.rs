@@ -41,6 +41,7 @@ mod engine;
 mod fault;
 pub mod lite_pull;
 pub mod message;
+pub mod orderly;
 pub mod producer;
 pub mod push;
 pub mod requests;

@@ -1,0 +1,1 @@
+//! Timer messages at any delivery time: the timer wheel and timer log.

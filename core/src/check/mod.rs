@@ -1,0 +1,1 @@
+//! Jepsen-style history checkers, pure and shared by the simulator and the playground.

@@ -1,0 +1,1 @@
+//! Orderly consumption: queue locks and the one-queue-at-a-time consume loop.

@@ -1,0 +1,1 @@
+//! A pure, single-threaded, seeded world of NameServers, brokers and clients over virtual time.
