@@ -37,6 +37,8 @@ struct Index<'a> {
     read_back_queues: BTreeMap<&'a QueueRef, (usize, u64, u64)>,
     /// Read-back records per queue, in event order.
     read_back: BTreeMap<&'a QueueRef, Vec<(usize, &'a ReadBackRecord)>>,
+    /// Every (queue, key) in the read-back.
+    read_back_keys: BTreeSet<(&'a QueueRef, &'a str)>,
     /// Brokers with at least one read-back queue.
     read_back_brokers: BTreeSet<&'a str>,
     deliveries: Vec<(usize, &'a Delivery)>,
@@ -53,6 +55,7 @@ impl<'a> Index<'a> {
             power_losses: BTreeMap::new(),
             read_back_queues: BTreeMap::new(),
             read_back: BTreeMap::new(),
+            read_back_keys: BTreeSet::new(),
             read_back_brokers: BTreeSet::new(),
             deliveries: Vec::new(),
             drained: false,
@@ -101,7 +104,10 @@ impl<'a> Index<'a> {
                         .insert(queue, (i, *min_offset, *max_offset));
                     ix.read_back_brokers.insert(queue.broker.as_str());
                 }
-                EventKind::ReadBack(r) => ix.read_back.entry(&r.queue).or_default().push((i, r)),
+                EventKind::ReadBack(r) => {
+                    ix.read_back.entry(&r.queue).or_default().push((i, r));
+                    ix.read_back_keys.insert((&r.queue, r.key.as_str()));
+                }
                 EventKind::Delivered(d) => ix.deliveries.push((i, d)),
                 EventKind::Drained => ix.drained = true,
                 _ => {}
@@ -163,9 +169,7 @@ impl<'a> Index<'a> {
 
     /// Whether `key` is in the read-back of `queue`.
     fn in_read_back(&self, queue: &QueueRef, key: &str) -> bool {
-        self.read_back
-            .get(queue)
-            .is_some_and(|v| v.iter().any(|(_, r)| r.key == key))
+        self.read_back_keys.contains(&(queue, key))
     }
 
     /// The fate of an acked send in the final read-back.

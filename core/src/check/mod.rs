@@ -151,6 +151,26 @@ pub struct Stats {
     pub power_losses: u64,
 }
 
+impl fmt::Display for Stats {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "sends={} acked={} failed={} unknown={} deliveries={} redeliveries={} \
+             retry_duplicates={} allowed_losses={} crashes={} power_losses={}",
+            self.sends,
+            self.acked,
+            self.failed,
+            self.unknown,
+            self.deliveries,
+            self.redeliveries,
+            self.retry_duplicates,
+            self.allowed_losses,
+            self.crashes,
+            self.power_losses
+        )
+    }
+}
+
 /// The verdict and the statistics of one history.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CheckReport {
