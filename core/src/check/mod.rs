@@ -24,6 +24,24 @@
 //! Determinism: [`TraceDigest`] hashes a history's renderings (FNV-1a, stable across builds and
 //! targets); [`first_divergence`] finds the first differing event of two traces.
 //!
+//! # Recording a history
+//!
+//! * Node names of crash, power-loss and restart events are broker names, as in [`QueueRef`].
+//! * [`EventKind::SendFailed`] only when the message was definitely not stored; any doubt (a
+//!   timeout, a connection lost mid-request, a failed attempt after an uncertain one) is
+//!   [`EventKind::SendTimedOut`].
+//! * [`EventKind::OffsetCommitted`] when the broker accepted the commit;
+//!   [`EventKind::MaxOffsetObserved`] from the `maxOffset` of pull responses (or admin queries).
+//! * [`EventKind::Subscribed`] before the group's first message is sent (or consume from the
+//!   first offset), so that at-least-once can demand every acked message.
+//! * [`EventKind::TransactionResolved`] when the producer decides, before END_TRANSACTION.
+//! * [`EventKind::Drained`] once consumers caught up after healing.
+//! * The read-back: for every broker, one [`EventKind::ReadBackQueue`] for every queue of every
+//!   topic it should hold (its topic config), even an empty or vanished one, then its records in
+//!   offset order ([`History::read_back_queue`]); an offset that cannot be read is left out and
+//!   shows as a hole. A broker without any read-back is not judged for lost writes.
+//! * `record_crc_ok` truthfully: decode the served record with the CRC check.
+//!
 //! Nothing here iterates a std `HashMap`: every map is a `BTreeMap`, so a verdict and its
 //! rendering depend only on the history.
 
