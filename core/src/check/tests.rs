@@ -742,5 +742,8 @@ fn a_large_history_is_checked_quickly() {
     let report = check_report(&h, &CheckConfig::default());
     assert!(report.ok(), "{:#?}", report.violations);
     assert_eq!(report.stats.acked, 5_000);
-    assert!(report.stats.to_string().starts_with("sends=5000 acked=5000"));
+    assert!(report
+        .stats
+        .to_string()
+        .starts_with("sends=5000 acked=5000"));
 }
