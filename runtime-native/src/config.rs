@@ -424,11 +424,21 @@ mod tests {
         let text = "transactionTimeOut=1500\ntransactionCheckInterval=700\ntransactionCheckMax=4\n";
         let c = parse_broker_conf("broker.conf", text).expect("parses");
         let t = &c.broker.transaction;
-        assert_eq!((t.timeout_ms, t.check_interval_ms, t.check_max), (1_500, 700, 4));
-        assert!(c.warnings.is_empty());
-        let defaults = parse_broker_conf("broker.conf", "").unwrap().broker.transaction;
         assert_eq!(
-            (defaults.timeout_ms, defaults.check_interval_ms, defaults.check_max),
+            (t.timeout_ms, t.check_interval_ms, t.check_max),
+            (1_500, 700, 4)
+        );
+        assert!(c.warnings.is_empty());
+        let defaults = parse_broker_conf("broker.conf", "")
+            .unwrap()
+            .broker
+            .transaction;
+        assert_eq!(
+            (
+                defaults.timeout_ms,
+                defaults.check_interval_ms,
+                defaults.check_max
+            ),
             (6_000, 30_000, 15)
         );
         for bad in ["transactionTimeOut=0", "transactionCheckMax=x"] {

@@ -135,7 +135,10 @@ async fn start_rmq_producer(
         .send_msg_timeout(10_000)
         .transaction_listener(listener)
         .build();
-    producer.start().await.expect("transactional producer starts");
+    producer
+        .start()
+        .await
+        .expect("transactional producer starts");
     producer
 }
 
@@ -171,7 +174,11 @@ async fn rocketmq_client_commit_is_delivered_and_rollback_never() {
         rmq_send(&producer, &topic, "rollback-1").await;
         wait_visible(&broker.broker_addr, &topic, &["commit-1"]).await;
         assert_settled(&broker.broker_addr, &topic, &["commit-1"]).await;
-        assert_eq!(checks.load(Ordering::SeqCst), 0, "nothing was left to check");
+        assert_eq!(
+            checks.load(Ordering::SeqCst),
+            0,
+            "nothing was left to check"
+        );
         producer.shutdown().await;
     })
     .await
@@ -372,13 +379,11 @@ async fn transactions_survive_a_broker_restart() {
     let topic = unique("TxRestart");
     let group = unique("pg_tx");
     timeout(TEST_TIMEOUT, async {
-        let before = start_vostok_producer(
-            &broker.namesrv_addr,
-            &group,
-            "before",
-            |_: &MessageExt| LocalTransactionState::Unknow,
-        )
-        .await;
+        let before =
+            start_vostok_producer(&broker.namesrv_addr, &group, "before", |_: &MessageExt| {
+                LocalTransactionState::Unknow
+            })
+            .await;
         use LocalTransactionState::*;
         vostok_send(&before, &topic, "commit-1", CommitMessage).await;
         vostok_send(&before, &topic, "rollback-1", RollbackMessage).await;
@@ -401,8 +406,7 @@ async fn transactions_survive_a_broker_restart() {
                 }
             }
         };
-        let after =
-            start_vostok_producer(&broker.namesrv_addr, &group, "after", checker).await;
+        let after = start_vostok_producer(&broker.namesrv_addr, &group, "after", checker).await;
         register(&after, &topic).await;
         assert_eq!(
             block_in_place(|| visible_bodies(&broker.broker_addr, &topic)),

@@ -399,7 +399,12 @@ impl Producer {
 
     /// Answers a [`ClientOutput::TransactionCheck`]: END_TRANSACTION with
     /// `fromTransactionCheck=true`, oneway, to the broker that asked.
-    pub fn answer_check(&mut self, now_ms: u64, check: &TransactionCheck, state: LocalTransactionState) {
+    pub fn answer_check(
+        &mut self,
+        now_ms: u64,
+        check: &TransactionCheck,
+        state: LocalTransactionState,
+    ) {
         let _ = now_ms;
         let header = crate::remoting::headers::EndTransactionRequestHeader {
             producer_group: self.config.producer_group.clone(),

@@ -16,9 +16,9 @@ use vostok_core::client::{
 };
 
 use super::driver::{Control, Driven, Owner};
-use super::transaction::TransactionChecker;
 use super::net::{NetEvent, Pool};
 use super::options::{common_builder_methods, CommonOptions};
+use super::transaction::TransactionChecker;
 
 /// How often [`Producer::queues`] looks again while a route is being fetched.
 const ROUTE_POLL_INTERVAL: Duration = Duration::from_millis(50);

@@ -98,7 +98,9 @@ fn bodies(h: &Harness, topic: &str, queue_id: i32) -> Vec<String> {
         .unwrap();
     got.records
         .iter()
-        .map(|b| String::from_utf8_lossy(&MessageRecord::decode(b, true).unwrap().body).into_owned())
+        .map(|b| {
+            String::from_utf8_lossy(&MessageRecord::decode(b, true).unwrap().body).into_owned()
+        })
         .collect()
 }
 
@@ -182,7 +184,11 @@ fn a_half_message_is_stored_in_the_half_topic_and_invisible() {
     assert_eq!(half.sys_flag & sys_flag::TRANSACTION_MASK, 0);
     assert_eq!(h.broker.pending_transactions(), vec![(0, 0)]);
     // Nobody may send to the system topics.
-    for topic in [TRANS_HALF_TOPIC, TRANS_OP_HALF_TOPIC, TRANS_CHECK_MAX_TIME_TOPIC] {
+    for topic in [
+        TRANS_HALF_TOPIC,
+        TRANS_OP_HALF_TOPIC,
+        TRANS_CHECK_MAX_TIME_TOPIC,
+    ] {
         assert_eq!(
             h.call(1, send_v2(topic, 0, b"x", "t")).code,
             response::NO_PERMISSION
@@ -260,8 +266,11 @@ fn end_transaction_checks_what_it_names() {
         ..sent.clone()
     };
     assert_eq!(
-        h.call(1, end_tx(&bad_queue_offset, sys_flag::TRANSACTION_COMMIT, false))
-            .code,
+        h.call(
+            1,
+            end_tx(&bad_queue_offset, sys_flag::TRANSACTION_COMMIT, false)
+        )
+        .code,
         response::SYSTEM_ERROR
     );
     assert_eq!(
@@ -292,8 +301,14 @@ fn an_unanswered_half_is_checked_after_the_timeout_and_commit_answers_it() {
     let mut h = Harness::new(tx_config(15));
     h.call(2, producer_heartbeat("p1"));
     let sent = send_half(&mut h, 1, "TopicA", b"pay", "U1");
-    assert_eq!(h.broker.poll_timeout().map(|t| t <= T0 + TIMEOUT_MS), Some(true));
-    assert!(checks(&step(&mut h, T0 + TIMEOUT_MS - 1)).is_empty(), "not early");
+    assert_eq!(
+        h.broker.poll_timeout().map(|t| t <= T0 + TIMEOUT_MS),
+        Some(true)
+    );
+    assert!(
+        checks(&step(&mut h, T0 + TIMEOUT_MS - 1)).is_empty(),
+        "not early"
+    );
     let outputs = step(&mut h, T0 + TIMEOUT_MS);
     let sent_checks = checks(&outputs);
     assert_eq!(sent_checks.len(), 1);
@@ -441,7 +456,11 @@ fn progress_is_persisted_only_once_durable_and_a_power_loss_checks_again() {
     storage.power_loss(PowerLoss::DropUnsynced, &mut crate::rng::SeededRng::new(3));
     let mut h = Harness::with_storage(tx_config(15), storage, T0 + 11_000);
     assert!(bodies(&h, "TopicA", 1).is_empty(), "the commit was lost");
-    assert_eq!(h.broker.pending_transactions(), vec![(0, 0)], "not forgotten");
+    assert_eq!(
+        h.broker.pending_transactions(),
+        vec![(0, 0)],
+        "not forgotten"
+    );
     h.call(2, producer_heartbeat("p1"));
     let found = checks(&step(&mut h, T0 + 11_000));
     assert_eq!(found.len(), 1, "checked again");
