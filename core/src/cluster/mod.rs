@@ -1338,7 +1338,10 @@ impl Cluster {
                 ClientOutput::Consume {
                     token, messages, ..
                 } => self.consume(id, token, messages),
-                ClientOutput::MessagesAvailable | ClientOutput::PersistLocalOffsets { .. } => {}
+                // The playground's producers send no transactional messages.
+                ClientOutput::MessagesAvailable
+                | ClientOutput::PersistLocalOffsets { .. }
+                | ClientOutput::TransactionCheck { .. } => {}
             }
         }
     }
