@@ -66,7 +66,7 @@ pub async fn run(command: AdminCommand) -> Result<(), RunError> {
             let table =
                 reset_offset_by_time(&namesrv, &args.group, &args.topic, timestamp_ms, args.force)
                     .await?;
-            println!("{:<32} {:<8} {}", "#brokerName", "#queueId", "#offset");
+            println!("{:<32} {:<8} #offset", "#brokerName", "#queueId");
             for (queue, offset) in table {
                 println!("{:<32} {:<8} {}", queue.broker_name, queue.queue_id, offset);
             }

@@ -160,7 +160,12 @@ async fn vostok_producer(broker: &Standalone) -> Producer {
         .expect("producer starts")
 }
 
-async fn vostok_send(producer: &Producer, topic: &str, prefix: &str, range: std::ops::Range<usize>) {
+async fn vostok_send(
+    producer: &Producer,
+    topic: &str,
+    prefix: &str,
+    range: std::ops::Range<usize>,
+) {
     for i in range {
         let body = format!("{prefix}-{i:03}");
         producer
@@ -263,23 +268,33 @@ async fn wait_committed_to_end(broker: &Standalone, group: &str, topic: &str) {
 /// starts at 0 and message 0 is in memory.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn offset_test_new_group_consume_from_last_offset_still_consumes_the_backlog() {
-    bounded("the CONSUME_FROM_LAST_OFFSET backlog test", Duration::from_secs(60), async {
-        let topic = "OffsetLastTopic";
-        let group = "OffsetLastGroup";
-        let broker = broker(None, topic, &[group]);
-        let producer = real_producer(&broker, topic).await;
-        for i in 0..100 {
-            real_send(&producer, topic, "T", &format!("m-{i:03}")).await;
-        }
-        let sink = Bodies::default();
-        let mut consumer =
-            real_consumer(&broker, group, topic, "*", RealFrom::ConsumeFromLastOffset, &sink)
-                .await;
-        sink.wait_for("the whole backlog", 100).await;
-        sleep(SETTLE).await;
-        assert_eq!(sink.sorted(), names("m", 0..100));
-        consumer.shutdown().await;
-    })
+    bounded(
+        "the CONSUME_FROM_LAST_OFFSET backlog test",
+        Duration::from_secs(60),
+        async {
+            let topic = "OffsetLastTopic";
+            let group = "OffsetLastGroup";
+            let broker = broker(None, topic, &[group]);
+            let producer = real_producer(&broker, topic).await;
+            for i in 0..100 {
+                real_send(&producer, topic, "T", &format!("m-{i:03}")).await;
+            }
+            let sink = Bodies::default();
+            let mut consumer = real_consumer(
+                &broker,
+                group,
+                topic,
+                "*",
+                RealFrom::ConsumeFromLastOffset,
+                &sink,
+            )
+            .await;
+            sink.wait_for("the whole backlog", 100).await;
+            sleep(SETTLE).await;
+            assert_eq!(sink.sorted(), names("m", 0..100));
+            consumer.shutdown().await;
+        },
+    )
     .await;
 }
 
@@ -288,25 +303,35 @@ async fn offset_test_new_group_consume_from_last_offset_still_consumes_the_backl
 /// gets only what is sent after it started (Vostok client).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn offset_test_new_group_consume_from_last_offset_skips_a_backlog_on_disk() {
-    bounded("the CONSUME_FROM_LAST_OFFSET on-disk test", Duration::from_secs(60), async {
-        let topic = "OffsetDiskTopic";
-        let group = "OffsetDiskGroup";
-        let broker = broker(Some(ON_DISK_CONF), topic, &[group]);
-        let producer = vostok_producer(&broker).await;
-        vostok_send(&producer, topic, "old", 0..10).await;
-        let sink = Bodies::default();
-        let consumer =
-            vostok_consumer(&broker, group, topic, ConsumeFromWhere::LastOffset, None, &sink)
-                .await;
-        // The start offsets are known once the consumer committed them (the max, 5 per queue).
-        wait_committed_to_end(&broker, group, topic).await;
-        vostok_send(&producer, topic, "new", 0..6).await;
-        sink.wait_for("the new messages", 6).await;
-        sleep(SETTLE).await;
-        assert_eq!(sink.sorted(), names("new", 0..6));
-        consumer.shutdown().await;
-        producer.shutdown().await;
-    })
+    bounded(
+        "the CONSUME_FROM_LAST_OFFSET on-disk test",
+        Duration::from_secs(60),
+        async {
+            let topic = "OffsetDiskTopic";
+            let group = "OffsetDiskGroup";
+            let broker = broker(Some(ON_DISK_CONF), topic, &[group]);
+            let producer = vostok_producer(&broker).await;
+            vostok_send(&producer, topic, "old", 0..10).await;
+            let sink = Bodies::default();
+            let consumer = vostok_consumer(
+                &broker,
+                group,
+                topic,
+                ConsumeFromWhere::LastOffset,
+                None,
+                &sink,
+            )
+            .await;
+            // The start offsets are known once the consumer committed them (the max, 5 per queue).
+            wait_committed_to_end(&broker, group, topic).await;
+            vostok_send(&producer, topic, "new", 0..6).await;
+            sink.wait_for("the new messages", 6).await;
+            sleep(SETTLE).await;
+            assert_eq!(sink.sorted(), names("new", 0..6));
+            consumer.shutdown().await;
+            producer.shutdown().await;
+        },
+    )
     .await;
 }
 
@@ -314,23 +339,33 @@ async fn offset_test_new_group_consume_from_last_offset_skips_a_backlog_on_disk(
 /// when the broker does not hand out offset 0 itself (real client).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn offset_test_new_group_consume_from_first_offset_reads_all() {
-    bounded("the CONSUME_FROM_FIRST_OFFSET test", Duration::from_secs(60), async {
-        let topic = "OffsetFirstTopic";
-        let group = "OffsetFirstGroup";
-        let broker = broker(Some(ON_DISK_CONF), topic, &[group]);
-        let producer = real_producer(&broker, topic).await;
-        for i in 0..10 {
-            real_send(&producer, topic, "T", &format!("m-{i:03}")).await;
-        }
-        let sink = Bodies::default();
-        let mut consumer =
-            real_consumer(&broker, group, topic, "*", RealFrom::ConsumeFromFirstOffset, &sink)
-                .await;
-        sink.wait_for("all 10", 10).await;
-        sleep(SETTLE).await;
-        assert_eq!(sink.sorted(), names("m", 0..10));
-        consumer.shutdown().await;
-    })
+    bounded(
+        "the CONSUME_FROM_FIRST_OFFSET test",
+        Duration::from_secs(60),
+        async {
+            let topic = "OffsetFirstTopic";
+            let group = "OffsetFirstGroup";
+            let broker = broker(Some(ON_DISK_CONF), topic, &[group]);
+            let producer = real_producer(&broker, topic).await;
+            for i in 0..10 {
+                real_send(&producer, topic, "T", &format!("m-{i:03}")).await;
+            }
+            let sink = Bodies::default();
+            let mut consumer = real_consumer(
+                &broker,
+                group,
+                topic,
+                "*",
+                RealFrom::ConsumeFromFirstOffset,
+                &sink,
+            )
+            .await;
+            sink.wait_for("all 10", 10).await;
+            sleep(SETTLE).await;
+            assert_eq!(sink.sorted(), names("m", 0..10));
+            consumer.shutdown().await;
+        },
+    )
     .await;
 }
 
@@ -338,32 +373,36 @@ async fn offset_test_new_group_consume_from_first_offset_reads_all() {
 /// timestamp (Vostok client; SEARCH_OFFSET_BY_TIMESTAMP).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn offset_test_new_group_consume_from_timestamp_starts_there() {
-    bounded("the CONSUME_FROM_TIMESTAMP test", Duration::from_secs(60), async {
-        let topic = "OffsetTimeTopic";
-        let group = "OffsetTimeGroup";
-        let broker = broker(Some(ON_DISK_CONF), topic, &[group]);
-        let producer = vostok_producer(&broker).await;
-        vostok_send(&producer, topic, "before", 0..6).await;
-        sleep(Duration::from_millis(50)).await;
-        let from = now_ms();
-        sleep(Duration::from_millis(50)).await;
-        vostok_send(&producer, topic, "after", 0..6).await;
-        let sink = Bodies::default();
-        let consumer = vostok_consumer(
-            &broker,
-            group,
-            topic,
-            ConsumeFromWhere::Timestamp,
-            Some(from),
-            &sink,
-        )
-        .await;
-        sink.wait_for("the messages after the timestamp", 6).await;
-        sleep(SETTLE).await;
-        assert_eq!(sink.sorted(), names("after", 0..6));
-        consumer.shutdown().await;
-        producer.shutdown().await;
-    })
+    bounded(
+        "the CONSUME_FROM_TIMESTAMP test",
+        Duration::from_secs(60),
+        async {
+            let topic = "OffsetTimeTopic";
+            let group = "OffsetTimeGroup";
+            let broker = broker(Some(ON_DISK_CONF), topic, &[group]);
+            let producer = vostok_producer(&broker).await;
+            vostok_send(&producer, topic, "before", 0..6).await;
+            sleep(Duration::from_millis(50)).await;
+            let from = now_ms();
+            sleep(Duration::from_millis(50)).await;
+            vostok_send(&producer, topic, "after", 0..6).await;
+            let sink = Bodies::default();
+            let consumer = vostok_consumer(
+                &broker,
+                group,
+                topic,
+                ConsumeFromWhere::Timestamp,
+                Some(from),
+                &sink,
+            )
+            .await;
+            sink.wait_for("the messages after the timestamp", 6).await;
+            sleep(SETTLE).await;
+            assert_eq!(sink.sorted(), names("after", 0..6));
+            consumer.shutdown().await;
+            producer.shutdown().await;
+        },
+    )
     .await;
 }
 
@@ -375,76 +414,96 @@ async fn offset_test_new_group_consume_from_timestamp_starts_there() {
 /// Vostok consumer group consume everything again, without a restart.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reset_offset_test_admin_command_rewinds_a_running_group() {
-    bounded("the reset-offset command test", Duration::from_secs(60), async {
-        let topic = "ResetCliTopic";
-        let group = "ResetCliGroup";
-        let broker = broker(None, topic, &[group]);
-        let producer = vostok_producer(&broker).await;
-        let before = now_ms();
-        vostok_send(&producer, topic, "m", 0..10).await;
-        let sink = Bodies::default();
-        let consumer =
-            vostok_consumer(&broker, group, topic, ConsumeFromWhere::FirstOffset, None, &sink)
+    bounded(
+        "the reset-offset command test",
+        Duration::from_secs(60),
+        async {
+            let topic = "ResetCliTopic";
+            let group = "ResetCliGroup";
+            let broker = broker(None, topic, &[group]);
+            let producer = vostok_producer(&broker).await;
+            let before = now_ms();
+            vostok_send(&producer, topic, "m", 0..10).await;
+            let sink = Bodies::default();
+            let consumer = vostok_consumer(
+                &broker,
+                group,
+                topic,
+                ConsumeFromWhere::FirstOffset,
+                None,
+                &sink,
+            )
+            .await;
+            sink.wait_for("the first pass", 10).await;
+            wait_committed_to_end(&broker, group, topic).await;
+
+            let output = block_in_place(|| {
+                std::process::Command::new(env!("CARGO_BIN_EXE_vostok"))
+                    .args(["admin", "reset-offset", "-n", &broker.namesrv_addr])
+                    .args(["-g", group, "-t", topic, "-s", &before.to_string()])
+                    .output()
+                    .expect("vostok admin runs")
+            });
+            let stdout = String::from_utf8_lossy(&output.stdout);
+            assert!(
+                output.status.success(),
+                "reset-offset failed: {stdout}{}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+            assert!(stdout.starts_with("#brokerName"), "{stdout}");
+            assert_eq!(stdout.lines().count(), 1 + QUEUES as usize, "{stdout}");
+            for line in stdout.lines().skip(1) {
+                assert!(
+                    line.trim_end().ends_with(" 0"),
+                    "every queue back to 0: {stdout}"
+                );
+            }
+
+            sink.wait_for("the second pass", 20).await;
+            sleep(SETTLE).await;
+            let counts = sink.counts();
+            assert_eq!(
+                counts.keys().cloned().collect::<Vec<_>>(),
+                names("m", 0..10)
+            );
+            assert!(
+                counts.values().all(|n| *n == 2),
+                "each message twice: {counts:?}"
+            );
+
+            // Forward to the end with -s -1: nothing more arrives; messages sent now do.
+            let output = block_in_place(|| {
+                std::process::Command::new(env!("CARGO_BIN_EXE_vostok"))
+                    .args(["admin", "reset-offset", "-n", &broker.namesrv_addr])
+                    .args(["-g", group, "-t", topic, "-s", "-1"])
+                    .output()
+                    .expect("vostok admin runs")
+            });
+            assert!(output.status.success());
+            vostok_send(&producer, topic, "z", 0..2).await;
+            sink.wait_for("the messages after the reset to the end", 22)
                 .await;
-        sink.wait_for("the first pass", 10).await;
-        wait_committed_to_end(&broker, group, topic).await;
+            sleep(SETTLE).await;
+            assert_eq!(sink.len(), 22);
 
-        let output = block_in_place(|| {
-            std::process::Command::new(env!("CARGO_BIN_EXE_vostok"))
-                .args(["admin", "reset-offset", "-n", &broker.namesrv_addr])
-                .args(["-g", group, "-t", topic, "-s", &before.to_string()])
-                .output()
-                .expect("vostok admin runs")
-        });
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        assert!(
-            output.status.success(),
-            "reset-offset failed: {stdout}{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        assert!(stdout.starts_with("#brokerName"), "{stdout}");
-        assert_eq!(stdout.lines().count(), 1 + QUEUES as usize, "{stdout}");
-        for line in stdout.lines().skip(1) {
-            assert!(line.trim_end().ends_with(" 0"), "every queue back to 0: {stdout}");
-        }
-
-        sink.wait_for("the second pass", 20).await;
-        sleep(SETTLE).await;
-        let counts = sink.counts();
-        assert_eq!(counts.keys().cloned().collect::<Vec<_>>(), names("m", 0..10));
-        assert!(counts.values().all(|n| *n == 2), "each message twice: {counts:?}");
-
-        // Forward to the end with -s -1: nothing more arrives; messages sent now do.
-        let output = block_in_place(|| {
-            std::process::Command::new(env!("CARGO_BIN_EXE_vostok"))
-                .args(["admin", "reset-offset", "-n", &broker.namesrv_addr])
-                .args(["-g", group, "-t", topic, "-s", "-1"])
-                .output()
-                .expect("vostok admin runs")
-        });
-        assert!(output.status.success());
-        vostok_send(&producer, topic, "z", 0..2).await;
-        sink.wait_for("the messages after the reset to the end", 22).await;
-        sleep(SETTLE).await;
-        assert_eq!(sink.len(), 22);
-
-        // An unknown group cannot be reset.
-        let output = block_in_place(|| {
-            std::process::Command::new(env!("CARGO_BIN_EXE_vostok"))
-                .args(["admin", "reset-offset", "-n", &broker.namesrv_addr])
-                .args(["-g", "NoSuchGroup", "-t", topic, "-s", "now"])
-                .output()
-                .expect("vostok admin runs")
-        });
-        assert!(!output.status.success());
-        assert!(
-            String::from_utf8_lossy(&output.stderr).contains("not exist"),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        consumer.shutdown().await;
-        producer.shutdown().await;
-    })
+            // An unknown group cannot be reset.
+            let output = block_in_place(|| {
+                std::process::Command::new(env!("CARGO_BIN_EXE_vostok"))
+                    .args(["admin", "reset-offset", "-n", &broker.namesrv_addr])
+                    .args(["-g", "NoSuchGroup", "-t", topic, "-s", "now"])
+                    .output()
+                    .expect("vostok admin runs")
+            });
+            assert!(!output.status.success());
+            assert!(
+                String::from_utf8_lossy(&output.stderr).contains("not exist"),
+                "{}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+            consumer.shutdown().await;
+            producer.shutdown().await;
+        },
+    )
     .await;
 }
 
@@ -454,38 +513,51 @@ async fn reset_offset_test_admin_command_rewinds_a_running_group() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reset_offset_test_real_admin_rewinds_a_running_real_consumer() {
     use rocketmq_client_rust::{DefaultMQAdminExt, OffsetAdmin};
-    bounded("the real-client reset test", Duration::from_secs(90), async {
-        let topic = "ResetRealTopic";
-        let group = "ResetRealGroup";
-        let broker = broker(None, topic, &[group]);
-        let producer = real_producer(&broker, topic).await;
-        let before = now_ms();
-        for i in 0..10 {
-            real_send(&producer, topic, "T", &format!("m-{i:03}")).await;
-        }
-        let sink = Bodies::default();
-        let mut consumer =
-            real_consumer(&broker, group, topic, "*", RealFrom::ConsumeFromFirstOffset, &sink)
-                .await;
-        sink.wait_for("the first pass", 10).await;
-        wait_committed_to_end(&broker, group, topic).await;
+    bounded(
+        "the real-client reset test",
+        Duration::from_secs(90),
+        async {
+            let topic = "ResetRealTopic";
+            let group = "ResetRealGroup";
+            let broker = broker(None, topic, &[group]);
+            let producer = real_producer(&broker, topic).await;
+            let before = now_ms();
+            for i in 0..10 {
+                real_send(&producer, topic, "T", &format!("m-{i:03}")).await;
+            }
+            let sink = Bodies::default();
+            let mut consumer = real_consumer(
+                &broker,
+                group,
+                topic,
+                "*",
+                RealFrom::ConsumeFromFirstOffset,
+                &sink,
+            )
+            .await;
+            sink.wait_for("the first pass", 10).await;
+            wait_committed_to_end(&broker, group, topic).await;
 
-        let mut admin = DefaultMQAdminExt::new(client_runtime("admin"));
-        admin.set_namesrv_addr(broker.namesrv_addr.as_str());
-        admin.start().await.expect("admin starts");
-        let table = admin
-            .reset_offset_by_timestamp(None, topic.into(), group.into(), before, true)
-            .await
-            .expect("the reset succeeds");
-        assert_eq!(table.len(), QUEUES as usize, "{table:?}");
-        assert!(table.values().all(|o| *o == 0), "{table:?}");
+            let mut admin = DefaultMQAdminExt::new(client_runtime("admin"));
+            admin.set_namesrv_addr(broker.namesrv_addr.as_str());
+            admin.start().await.expect("admin starts");
+            let table = admin
+                .reset_offset_by_timestamp(None, topic.into(), group.into(), before, true)
+                .await
+                .expect("the reset succeeds");
+            assert_eq!(table.len(), QUEUES as usize, "{table:?}");
+            assert!(table.values().all(|o| *o == 0), "{table:?}");
 
-        sink.wait_for("the second pass", 20).await;
-        sleep(SETTLE).await;
-        let counts = sink.counts();
-        assert!(counts.values().all(|n| *n == 2), "each message twice: {counts:?}");
-        consumer.shutdown().await;
-    })
+            sink.wait_for("the second pass", 20).await;
+            sleep(SETTLE).await;
+            let counts = sink.counts();
+            assert!(
+                counts.values().all(|n| *n == 2),
+                "each message twice: {counts:?}"
+            );
+            consumer.shutdown().await;
+        },
+    )
     .await;
 }
 
@@ -509,8 +581,15 @@ async fn cluster_test_three_groups_each_receive_everything() {
         for group in groups {
             let sink = Bodies::default();
             consumers.push(
-                real_consumer(&broker, group, topic, "*", RealFrom::ConsumeFromFirstOffset, &sink)
-                    .await,
+                real_consumer(
+                    &broker,
+                    group,
+                    topic,
+                    "*",
+                    RealFrom::ConsumeFromFirstOffset,
+                    &sink,
+                )
+                .await,
             );
             sinks.push(sink);
         }
@@ -537,8 +616,16 @@ async fn tag_filter_test_expressions_with_the_real_client() {
         let long_tag = "L".repeat(1000);
         let cases: Vec<(&str, String, Vec<&str>)> = vec![
             ("TagOr", "TagA||TagB".to_owned(), vec!["TagA", "TagB"]),
-            ("TagStar", "*".to_owned(), vec!["TagA", "TagB", "BB", "bb", "long"]),
-            ("TagSpaces", " TagA || TagB ".to_owned(), vec!["TagA", "TagB"]),
+            (
+                "TagStar",
+                "*".to_owned(),
+                vec!["TagA", "TagB", "BB", "bb", "long"],
+            ),
+            (
+                "TagSpaces",
+                " TagA || TagB ".to_owned(),
+                vec!["TagA", "TagB"],
+            ),
             ("TagNone", "TagC".to_owned(), vec![]),
             ("TagCase", "BB".to_owned(), vec!["BB"]),
             ("TagLong", long_tag.clone(), vec!["long"]),
@@ -576,8 +663,7 @@ async fn tag_filter_test_expressions_with_the_real_client() {
         }
         sleep(SETTLE).await;
         for ((group, _, labels), (_, sink)) in cases.iter().zip(&running) {
-            let mut expected: Vec<String> =
-                labels.iter().flat_map(|l| names(l, 0..3)).collect();
+            let mut expected: Vec<String> = labels.iter().flat_map(|l| names(l, 0..3)).collect();
             expected.sort();
             assert_eq!(sink.sorted(), expected, "group {group}");
         }
