@@ -270,6 +270,17 @@ pub fn parse_broker_conf(file: &str, text: &str) -> Result<BrokerFileConfig, Con
                 b.transaction.check_max =
                     positive(&value).ok_or_else(|| bad("expected a count ≥ 1"))?
             }
+            "accessMessageInMemoryMaxRatio" => {
+                b.access_message_in_memory_max_ratio_percent = value
+                    .parse()
+                    .ok()
+                    .filter(|p: &u32| *p <= 100)
+                    .ok_or_else(|| bad("expected a percentage from 0 to 100"))?
+            }
+            "useServerSideResetOffset" => {
+                b.use_server_side_reset_offset =
+                    parse_bool(&value).ok_or_else(|| bad("expected true or false"))?
+            }
             "registerNameServerPeriod" => {
                 b.register_broker_interval_ms =
                     positive(&value).ok_or_else(|| bad("expected milliseconds ≥ 1"))?

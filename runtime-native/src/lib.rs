@@ -11,6 +11,7 @@
 //!
 //! [`SegmentStorage`]: vostok_core::store::SegmentStorage
 
+pub mod admin;
 pub mod bench;
 pub mod client;
 pub mod config;
@@ -69,6 +70,15 @@ async fn wait_until_registered(
             timeout.as_secs()
         ))),
     }
+}
+
+/// The machine's RAM (`MemTotal` of /proc/meminfo), which bounds what counts as "in memory"
+/// for a new group's first offset; `None` where the OS does not say.
+fn total_physical_memory_bytes() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
 }
 
 /// Where RocketMQ users expect a NameServer.
@@ -194,6 +204,9 @@ pub fn resolve_broker(opts: &BrokerOptions) -> Result<ResolvedBroker, RunError> 
     }
     if let Some(addrs) = &opts.namesrv_addrs {
         config.namesrv_addrs = addrs.clone();
+    }
+    if let Some(bytes) = total_physical_memory_bytes() {
+        config.total_physical_memory_bytes = bytes;
     }
     // Random choices of a production broker need not repeat across runs.
     config.seed = std::time::SystemTime::now()

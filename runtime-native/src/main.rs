@@ -50,6 +50,12 @@ enum Command {
         #[command(flatten)]
         broker: BrokerArgs,
     },
+    /// Administer a running cluster, mqadmin-style (for example `vostok admin reset-offset
+    /// -n 127.0.0.1:9876 -g GROUP -t TOPIC -s TIMESTAMP_MS|now`).
+    Admin {
+        #[command(subcommand)]
+        command: vostok::admin::AdminCommand,
+    },
     /// Run a benchmark against a broker, or measure this machine's own ceilings.
     Bench {
         #[command(subcommand)]
@@ -131,6 +137,7 @@ async fn run(cli: Cli) -> Result<(), RunError> {
             vostok::run_broker(broker.into_options(addrs)).await
         }
         Command::Bench { command } => vostok::bench::run(command).await,
+        Command::Admin { command } => vostok::admin::run(command).await,
     }
 }
 

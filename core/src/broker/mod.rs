@@ -35,6 +35,7 @@ mod locks;
 mod offsets;
 mod pull;
 mod query;
+mod reset_offset;
 mod retention;
 pub mod schedule;
 mod send;
@@ -65,6 +66,9 @@ pub use locks::MessageQueue;
 
 /// How often changed consumer offsets are written (`flushConsumerOffsetInterval`).
 pub const OFFSET_PERSIST_INTERVAL_MS: u64 = 5_000;
+
+/// The RAM RocketMQ assumes when the OS does not tell (`StoreUtil.TOTAL_PHYSICAL_MEMORY_SIZE`).
+pub const DEFAULT_TOTAL_PHYSICAL_MEMORY_BYTES: u64 = 24 << 30;
 
 /// RocketMQ's `flushDiskType`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -115,6 +119,16 @@ pub struct BrokerConfig {
     /// The longest a pull is held whatever its `suspendTimeoutMillis` asks (clients ask 15–20 s
     /// and time out at 30 s), so a bad request cannot park a pull forever.
     pub long_polling_max_hold_ms: u64,
+    /// `accessMessageInMemoryMaxRatio`: the share (percent) of [`Self::total_physical_memory_bytes`]
+    /// nearest the CommitLog's end that counts as "in memory". A new group's offset query
+    /// answers 0 only while message 0 of the queue lies within it (see [`offsets`]).
+    pub access_message_in_memory_max_ratio_percent: u32,
+    /// The machine's RAM, which the driver reads from the OS; RocketMQ assumes 24 GiB when it
+    /// cannot tell.
+    pub total_physical_memory_bytes: u64,
+    /// `useServerSideResetOffset` (RocketMQ 5, default false): INVOKE_BROKER_TO_RESET_OFFSET
+    /// also works for a group with no consumer online or with queues it never committed.
+    pub use_server_side_reset_offset: bool,
     pub store: StoreConfig,
     /// Retention and disk-space thresholds (`fileReservedTime`, `deleteWhen`, `disk*Ratio`).
     pub retention: crate::store::retention::RetentionConfig,
@@ -159,6 +173,9 @@ impl Default for BrokerConfig {
             long_polling_enable: true,
             enable_property_filter: false,
             long_polling_max_hold_ms: 60_000,
+            access_message_in_memory_max_ratio_percent: 40,
+            total_physical_memory_bytes: DEFAULT_TOTAL_PHYSICAL_MEMORY_BYTES,
+            use_server_side_reset_offset: false,
             store: StoreConfig::default(),
             retention: crate::store::retention::RetentionConfig::default(),
             seed: 0,
@@ -357,6 +374,9 @@ impl<S: SegmentStorage> Broker<S> {
             request::CONSUMER_SEND_MSG_BACK => self
                 .handle_consumer_send_msg_back(now_ms, &command)
                 .map(Some),
+            request::INVOKE_BROKER_TO_RESET_OFFSET => {
+                self.handle_invoke_reset_offset(&command).map(Some)
+            }
             request::UPDATE_AND_CREATE_SUBSCRIPTIONGROUP => Ok(Some(
                 self.handle_update_subscription_group(now_ms, &command),
             )),

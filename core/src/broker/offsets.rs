@@ -93,9 +93,14 @@ impl<S: SegmentStorage> Broker<S> {
         }
     }
 
-    /// QUERY_CONSUMER_OFFSET (14). With nothing committed Java answers offset 0 when the queue
-    /// still starts at 0 and message 0 exists (a new group on a fresh topic starts from the
-    /// beginning), unless the client asked `setZeroIfNotFound=false`; otherwise 22.
+    /// QUERY_CONSUMER_OFFSET (14), as RocketMQ's `ConsumerManageProcessor` answers it:
+    ///
+    /// * a committed offset: SUCCESS with it;
+    /// * nothing committed and the client asked `setZeroIfNotFound=false`: QUERY_NOT_FOUND (22);
+    /// * nothing committed, the queue still starts at 0 and its message 0 is still "in memory"
+    ///   ([`Broker::first_message_in_memory`]): SUCCESS with offset 0. This is the quirk that
+    ///   makes a brand-new CONSUME_FROM_LAST_OFFSET group read a young queue from the beginning;
+    /// * otherwise QUERY_NOT_FOUND, and the client applies its `consumeFromWhere`.
     pub(super) fn handle_query_consumer_offset(
         &mut self,
         req: &RemotingCommand,
@@ -105,9 +110,15 @@ impl<S: SegmentStorage> Broker<S> {
             return Ok(RemotingCommand::response_to(req, response::SUCCESS, None)
                 .with_ext("offset", offset));
         }
+        if h.set_zero_if_not_found == Some(false) {
+            return Ok(RemotingCommand::response_to(
+                req,
+                response::QUERY_NOT_FOUND,
+                Some("Not found, do not set to zero, maybe this group boot first".to_owned()),
+            ));
+        }
         let min = self.store.min_offset(&h.topic, h.queue_id).0;
-        let max = self.store.max_offset(&h.topic, h.queue_id).0;
-        if h.set_zero_if_not_found != Some(false) && min == 0 && max > 0 {
+        if min == 0 && self.first_message_in_memory(&h.topic, h.queue_id) {
             return Ok(
                 RemotingCommand::response_to(req, response::SUCCESS, None).with_ext("offset", 0)
             );
@@ -115,8 +126,25 @@ impl<S: SegmentStorage> Broker<S> {
         Ok(RemotingCommand::response_to(
             req,
             response::QUERY_NOT_FOUND,
-            Some("Not found, maybe this group consumer boot first".to_owned()),
+            Some("Not found, V3_0_6_SNAPSHOT maybe this group consumer boot first".to_owned()),
         ))
+    }
+
+    /// Whether message 0 of a queue is still "in memory": it exists, and no more than
+    /// `accessMessageInMemoryMaxRatio` percent of the machine's RAM has been written to the
+    /// CommitLog since it (RocketMQ 4.x's `checkInDiskByConsumeOffset`, negated; 5.x asks the
+    /// page cache instead, which a deterministic core cannot). An empty queue has no message 0,
+    /// so a new group gets QUERY_NOT_FOUND there, as with 5.x — the client then starts at the
+    /// max offset, which is 0 anyway.
+    pub(super) fn first_message_in_memory(&self, topic: &str, queue_id: i32) -> bool {
+        let Some(position) = self.store.commitlog_offset_at(topic, queue_id, 0) else {
+            return false;
+        };
+        let memory_bytes = (u128::from(self.config.total_physical_memory_bytes)
+            * u128::from(self.config.access_message_in_memory_max_ratio_percent)
+            / 100) as u64;
+        let behind_bytes = self.store.written_offset().0.saturating_sub(position.0);
+        behind_bytes <= memory_bytes
     }
 
     /// UPDATE_CONSUMER_OFFSET (15).

@@ -1040,3 +1040,5 @@ fn an_older_subscription_version_never_replaces_a_newer_one() {
     );
 }
 mod filter;
+
+mod offsets;

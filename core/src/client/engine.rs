@@ -371,6 +371,46 @@ impl Engine {
         self.tick(now_ms);
     }
 
+    /// RESET_CONSUMER_CLIENT_OFFSET (220) from a broker: every owned queue of the topic named in
+    /// the table drops what it holds (answers and consume results of the old epoch are then
+    /// ignored), adopts the new offset, commits it and pulls from it. Java waits up to 10 s for
+    /// running listeners first; the epoch makes that wait unnecessary here.
+    fn on_reset_offset(&mut self, now_ms: u64, addr: &str, command: &RemotingCommand) {
+        use crate::remoting::reset_offset::{decode_offset_table, ResetOffsetRequestHeader};
+        let Ok(header) = ResetOffsetRequestHeader::parse(command) else {
+            return;
+        };
+        if header.group != self.config.group || !self.started || self.shut_down {
+            return;
+        }
+        // A body that does not decode resets nothing, as Java's empty table would.
+        let table = decode_offset_table(&command.body).unwrap_or_default();
+        let _ = addr;
+        for (key, offset) in table {
+            let queue = MessageQueue::new(key.topic, key.broker_name, key.queue_id);
+            if queue.topic != header.topic || !self.process_queues.contains_key(&queue) {
+                continue;
+            }
+            self.next_epoch += 1;
+            let epoch = self.next_epoch;
+            let Some(pq) = self.process_queues.get_mut(&queue) else {
+                continue;
+            };
+            let paused = pq.paused;
+            *pq = ProcessQueue::new(epoch);
+            pq.paused = paused;
+            pq.next_offset = Some(offset);
+            pq.pull_at_ms = Some(now_ms);
+            self.consuming.retain(|_, (q, _, _)| *q != queue);
+            self.offsets.insert(queue.clone(), offset);
+            if !self.clustering() {
+                self.local_offsets.insert(queue.clone(), offset);
+            }
+            self.persist_one(now_ms, &queue);
+        }
+        self.tick(now_ms);
+    }
+
     pub fn pause(&mut self, queues: &[MessageQueue], paused: bool) {
         for queue in queues {
             if let Some(pq) = self.process_queues.get_mut(queue) {
@@ -1326,6 +1366,10 @@ impl Engine {
             if self.started && !self.shut_down {
                 self.rebalance_all(now_ms);
             }
+            return;
+        }
+        if command.code == request::RESET_CONSUMER_CLIENT_OFFSET {
+            self.on_reset_offset(now_ms, addr, &command);
             return;
         }
         self.base.reject_request(addr, &command, &mut self.outputs);

@@ -22,6 +22,7 @@ pub mod codes;
 pub mod command;
 pub mod headers;
 mod json_header;
+pub mod reset_offset;
 
 pub use codec::{
     encode, try_encode, wire_serialize_type, EncodeError, FrameDecoder, FrameError, MAX_FRAME_LEN,

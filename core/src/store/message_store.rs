@@ -1223,6 +1223,21 @@ impl<S: SegmentStorage> MessageStore<S> {
         QueueOffset(search().unwrap_or(min))
     }
 
+    /// Where in the CommitLog the message at `offset` of a queue starts; `None` when the queue
+    /// holds no unit there (unknown queue, offset outside `[min, max)`, or unreadable).
+    pub fn commitlog_offset_at(
+        &self,
+        topic: &str,
+        queue_id: i32,
+        offset: u64,
+    ) -> Option<CommitLogOffset> {
+        let queue = self.queue(topic, queue_id)?;
+        let unit = queue.read_units(&self.storage, offset, 1).ok()?.pop()?;
+        u64::try_from(unit.commitlog_offset)
+            .ok()
+            .map(CommitLogOffset)
+    }
+
     /// The store time of the oldest message still in a queue.
     pub fn earliest_store_time_ms(&self, topic: &str, queue_id: i32) -> Option<i64> {
         let queue = self.queue(topic, queue_id)?;

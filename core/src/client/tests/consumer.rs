@@ -599,3 +599,109 @@ fn sql92_subscription_in_heartbeat_and_pull() {
         .collect();
     assert_eq!(bodies, vec![&b"tagged"[..], &b"bare"[..]]);
 }
+
+/// Goal: RESET_CONSUMER_CLIENT_OFFSET drops what the queue holds (its pending consume results
+/// no longer count), commits the new offset at once and pulls from it; tables for another
+/// group or topic, and malformed ones, change nothing.
+#[test]
+fn reset_offset_from_the_broker_restarts_the_queue_there() {
+    use crate::remoting::reset_offset::{encode_offset_table, QueueKey, ResetOffsetRequestHeader};
+    let (mut c, pull) = started(config(), 2);
+    let records: Vec<MessageRecord> = (10..13)
+        .map(|o| record("TopicA", 0, o, "x", Some("tagA")))
+        .collect();
+    c.handle_response(T0 + 1, BROKER_A, found(&pull, &records, 13));
+    let out = drain(&mut c);
+    let delivered = consumes(&out);
+    assert_eq!(delivered.len(), 3);
+    let queue = MessageQueue::new("TopicA", "broker-a", 0);
+    let reset = |group: &str, topic: &str, body: Vec<u8>| {
+        let mut cmd = RemotingCommand::request(request::RESET_CONSUMER_CLIENT_OFFSET);
+        ResetOffsetRequestHeader {
+            topic: topic.into(),
+            group: group.into(),
+            timestamp_ms: T0 as i64,
+            is_force: true,
+            queue_id: None,
+            offset: None,
+        }
+        .write_to(&mut cmd);
+        cmd.body = body.into();
+        cmd.mark_oneway();
+        cmd
+    };
+    let key = |q: i32| QueueKey {
+        broker_name: "broker-a".into(),
+        queue_id: q,
+        topic: "TopicA".into(),
+    };
+    let table = encode_offset_table(&[(key(0), 2)]);
+    for ignored in [
+        reset("OtherGroup", "TopicA", table.clone()),
+        reset("G", "OtherTopic", table.clone()),
+        reset("G", "TopicA", b"not json".to_vec()),
+    ] {
+        c.handle_request(T0 + 2, BROKER_A, through_wire(&ignored));
+        assert!(drain(&mut c).is_empty());
+    }
+    c.handle_request(T0 + 3, BROKER_A, through_wire(&reset("G", "TopicA", table)));
+    let out = drain(&mut c);
+    let (_, update) = one(&out, request::UPDATE_CONSUMER_OFFSET);
+    assert_eq!(
+        (update.ext("queueId"), update.ext("commitOffset")),
+        (Some("0"), Some("2"))
+    );
+    let (_, pull) = one(&out, request::PULL_MESSAGE);
+    assert_eq!(
+        (pull.ext("queueId"), pull.ext("queueOffset")),
+        (Some("0"), Some("2"))
+    );
+    assert_eq!(c.committed_offset(&queue), Some(2));
+    assert_eq!(c.cached_message_count(), 0);
+    // Results of the dropped batch do not move the offset.
+    for (token, _) in delivered {
+        c.handle_consume_result(T0 + 4, token, ConsumeStatus::ConsumeSuccess);
+    }
+    assert_eq!(c.committed_offset(&queue), Some(2));
+    // Queue 1 kept its own position.
+    assert_eq!(
+        c.committed_offset(&MessageQueue::new("TopicA", "broker-a", 1)),
+        None
+    );
+    // The messages from 2 on are delivered again.
+    let again: Vec<MessageRecord> = (2..4)
+        .map(|o| record("TopicA", 0, o, "y", Some("tagA")))
+        .collect();
+    c.handle_response(T0 + 5, BROKER_A, found(&pull, &again, 4));
+    assert_eq!(consumes(&drain(&mut c)).len(), 2);
+}
+
+/// Goal: the broker's "0" for a new group (its young-queue rule) wins over
+/// CONSUME_FROM_LAST_OFFSET: the consumer pulls from 0 without asking for the max offset.
+#[test]
+fn broker_zero_for_a_new_group_starts_at_the_beginning() {
+    let mut cfg = config();
+    cfg.consume_from_where = ConsumeFromWhere::LastOffset;
+    let mut c = PushConsumer::new(cfg, T0);
+    c.subscribe(T0, "TopicA", "*").unwrap();
+    c.start(T0);
+    let out = drain(&mut c);
+    for (_, r) in find(&out, request::GET_ROUTEINFO_BY_TOPIC) {
+        let answer = if r.ext("topic") == Some("TopicA") {
+            route_response(&r, &route(&[("broker-a", BROKER_A)], 1))
+        } else {
+            RemotingCommand::response_to(&r, response::TOPIC_NOT_EXIST, None)
+        };
+        c.handle_response(T0, NAMESRV, answer);
+    }
+    let (_, list) = one(&drain(&mut c), request::GET_CONSUMER_LIST_BY_GROUP);
+    let answer = RemotingCommand::response_to(&list, 0, None)
+        .with_body(format!(r#"{{"consumerIdList":["{}"]}}"#, c.client_id()).into_bytes());
+    c.handle_response(T0, BROKER_A, answer);
+    let (_, query) = one(&drain(&mut c), request::QUERY_CONSUMER_OFFSET);
+    c.handle_response(T0, BROKER_A, offset_answer(&query, 0));
+    let out = drain(&mut c);
+    assert!(find(&out, request::GET_MAX_OFFSET).is_empty());
+    let (_, pull) = one(&out, request::PULL_MESSAGE);
+    assert_eq!(pull.ext("queueOffset"), Some("0"));
+}
