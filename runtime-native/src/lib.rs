@@ -14,6 +14,7 @@
 pub mod bench;
 pub mod client;
 pub mod config;
+pub mod playground;
 pub mod server;
 pub mod storage;
 
