@@ -118,7 +118,7 @@ function writeHash() {
 
 function link() {
   takeEvents(state.pg.run_for(0));
-  return location.origin + location.pathname + encodeSession(state.session, state.pg.now_ms());
+  return location.href.split("#")[0] + encodeSession(state.session, state.pg.now_ms());
 }
 
 // --- time ------------------------------------------------------------------------------------
