@@ -72,7 +72,8 @@ fn url_path(root: &Path, file: &Path, prefix: &str) -> String {
 }
 
 fn main() {
-    let manifest_dir = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets it"));
+    let manifest_dir =
+        PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets it"));
     let playground = manifest_dir.join("../playground");
     let web = playground.join("web");
     let pkg = playground.join("pkg");
@@ -100,7 +101,11 @@ fn main() {
             let Some(ct) = content_type(&file) else {
                 continue;
             };
-            assets.push((url_path(&pkg, &file, "/pkg"), ct, file.display().to_string()));
+            assets.push((
+                url_path(&pkg, &file, "/pkg"),
+                ct,
+                file.display().to_string(),
+            ));
         }
     } else {
         let out_dir = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets it"));

@@ -81,7 +81,9 @@ pub async fn run_playground(port: u16) -> Result<(), RunError> {
 async fn handle(mut stream: TcpStream) -> std::io::Result<()> {
     let head = match tokio::time::timeout(REQUEST_TIMEOUT, read_head(&mut stream)).await {
         Ok(Ok(Some(head))) => head,
-        Ok(Ok(None)) => return respond(&mut stream, 400, "text/plain", b"bad request\n", true).await,
+        Ok(Ok(None)) => {
+            return respond(&mut stream, 400, "text/plain", b"bad request\n", true).await
+        }
         Ok(Err(e)) => return Err(e),
         Err(_) => return Ok(()),
     };
@@ -96,7 +98,16 @@ async fn handle(mut stream: TcpStream) -> std::io::Result<()> {
     let with_body = match method {
         "GET" => true,
         "HEAD" => false,
-        _ => return respond(&mut stream, 405, "text/plain", b"method not allowed\n", true).await,
+        _ => {
+            return respond(
+                &mut stream,
+                405,
+                "text/plain",
+                b"method not allowed\n",
+                true,
+            )
+            .await
+        }
     };
     let path = target.split(['?', '#']).next().unwrap_or("/");
     match asset(path) {

@@ -36,7 +36,10 @@ fn start() -> Server {
         .and_then(|rest| rest.strip_suffix('/'))
         .unwrap_or_else(|| panic!("address line is not http://IP:PORT/: {line:?}"))
         .to_string();
-    assert!(addr.starts_with("127.0.0.1:"), "listens on loopback only: {addr}");
+    assert!(
+        addr.starts_with("127.0.0.1:"),
+        "listens on loopback only: {addr}"
+    );
     Server { child, addr }
 }
 
@@ -99,7 +102,10 @@ fn serves_the_page_and_the_wasm_module() {
 
     let index = get(&server.addr, "/");
     assert_eq!(index.status, 200);
-    assert_eq!(index.header("content-type"), Some("text/html; charset=utf-8"));
+    assert_eq!(
+        index.header("content-type"),
+        Some("text/html; charset=utf-8")
+    );
     assert_eq!(
         index.header("content-length"),
         Some(index.body.len().to_string().as_str())
@@ -122,7 +128,10 @@ fn serves_the_page_and_the_wasm_module() {
         assert_eq!(app.status, 200);
     } else {
         // A fresh checkout without scripts/build-playground.sh: `/` says how to build it.
-        assert!(html.contains("scripts/build-playground.sh"), "the page: {html}");
+        assert!(
+            html.contains("scripts/build-playground.sh"),
+            "the page: {html}"
+        );
         assert_eq!(wasm.status, 404);
     }
 }
