@@ -277,6 +277,7 @@ step_playground() {
         (cd tests/browser && npm ci --no-audit --no-fund)
     fi
 
+    node tests/browser/session.test.mjs
     cargo build -p vostok --bin vostok --locked
     VOSTOK_BIN="$repo_root/target/debug/vostok" ARTIFACTS="$repo_root/target/browser-artifacts" \
         node tests/browser/playground.test.mjs
