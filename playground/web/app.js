@@ -145,6 +145,24 @@ function step() {
   renderAll();
 }
 
+/** Runs until the core reports a rebalance decision, or gives up after five virtual minutes. */
+function nextRebalance() {
+  pause();
+  const pg = state.pg;
+  const limit = pg.now_ms() + 300000;
+  while (pg.now_ms() < limit) {
+    const events = JSON.parse(pg.run_for(100));
+    takeEvents(events);
+    if (events.some((e) => e.kind === "rebalanced")) {
+      status(`rebalanced at t = ${pg.now_ms()} ms`);
+      break;
+    }
+  }
+  if (pg.now_ms() >= limit) status("no rebalance within five virtual minutes");
+  state.dirty = true;
+  renderAll();
+}
+
 function setSpeed(exp) {
   state.speed = 10 ** exp;
   const s = state.speed;
@@ -309,6 +327,8 @@ function wire() {
   groups = new GroupsView($("#groups"), (group, strategy) => act({ action: "set_strategy", group, strategy }));
   $("#play").addEventListener("click", () => (state.playing ? pause() : play()));
   $("#step").addEventListener("click", step);
+  $("#next-rebalance").addEventListener("click", nextRebalance);
+  $("#help-button").addEventListener("click", (e) => { e.stopPropagation(); $("#help").hidden = !$("#help").hidden; });
   $("#reset").addEventListener("click", reset);
   $("#scenario").addEventListener("change", reset);
   $("#seed").addEventListener("change", reset);
@@ -334,12 +354,17 @@ function wire() {
       } else act({ action: kind });
     });
   }
-  document.addEventListener("click", (e) => { if (!e.target.closest("#menu")) closeMenu(); });
+  document.addEventListener("click", (e) => {
+    if (!e.target.closest("#menu")) closeMenu();
+    if (!e.target.closest("#help")) $("#help").hidden = true;
+  });
   document.addEventListener("keydown", (e) => {
     if (e.target.closest("input, select, textarea")) return;
     if (e.key === " ") { e.preventDefault(); state.playing ? pause() : play(); }
     else if (e.key === ".") step();
-    else if (e.key === "Escape") closeMenu();
+    else if (e.key === "n") nextRebalance();
+    else if (e.key === "?") $("#help").hidden = !$("#help").hidden;
+    else if (e.key === "Escape") { closeMenu(); $("#help").hidden = true; }
   });
   $("#log-quiet").addEventListener("change", () => $("#log").replaceChildren());
   window.addEventListener("hashchange", () => {
