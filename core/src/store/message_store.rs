@@ -1111,6 +1111,33 @@ impl<S: SegmentStorage> MessageStore<S> {
             .unwrap_or_default()
     }
 
+    /// Up to `count` ConsumeQueue units of a queue from `offset`, for inspection (the playground
+    /// draws them); fewer at the end of the queue, none for an unknown queue or an offset outside
+    /// it.
+    pub fn consume_queue_units(
+        &self,
+        topic: &str,
+        queue_id: i32,
+        offset: QueueOffset,
+        count: u64,
+    ) -> Result<Vec<consume_queue::CqUnit>, StoreError> {
+        let Some(queue) = self.queue(topic, queue_id) else {
+            return Ok(Vec::new());
+        };
+        let mut units = Vec::new();
+        let mut next = offset.0;
+        // `read_units` stops at the end of a ConsumeQueue segment file.
+        while (units.len() as u64) < count {
+            let got = queue.read_units(&self.storage, next, count - units.len() as u64)?;
+            if got.is_empty() {
+                break;
+            }
+            next += got.len() as u64;
+            units.extend(got);
+        }
+        Ok(units)
+    }
+
     /// The first offset still readable in a queue (0 for an unknown queue).
     pub fn min_offset(&self, topic: &str, queue_id: i32) -> QueueOffset {
         self.queue(topic, queue_id)
