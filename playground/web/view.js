@@ -83,7 +83,7 @@ export class ClusterView {
       const cross = n.up ? "" : `<path class="cross" d="M-14,-14L14,14M14,-14L-14,14"/>`;
       nodes += `<g class="${cls}" data-node="${esc(n.id)}" transform="translate(${p.x},${p.y})" tabindex="0" role="button" aria-label="${esc(n.id)}">
         ${shape}<text class="label" y="4">${esc(shortId(n.id))}</text>${badge}${group}${cross}
-        <title>${esc(n.id)} (${n.kind}${n.up ? "" : ", down"}${n.partitioned ? ", partitioned" : ""}) — click for actions</title></g>`;
+        <title>${esc(n.id)} (${n.kind}${n.up ? "" : ", down"}${n.partitioned ? ", partitioned" : ""})${n.state ? `: ${esc(n.state)}` : ""}${n.addr ? ` at ${esc(n.addr)}` : ""} — click for actions</title></g>`;
     }
     this.nodes.innerHTML = nodes;
   }
@@ -97,7 +97,8 @@ export class ClusterView {
       const span = Math.max(1, m.deliver_ms - m.sent_ms);
       const f = Math.min(1, Math.max(0, (now - m.sent_ms) / span));
       const x = a.x + (b.x - a.x) * f, y = a.y + (b.y - a.y) * f;
-      out += `<circle class="dot" cx="${x.toFixed(1)}" cy="${y.toFixed(1)}" r="4" fill="${codeColour(m.code)}"><title>code ${m.code}: ${esc(m.from)} → ${esc(m.to)}</title></circle>`;
+      const colour = codeColour(m.code);
+      out += `<circle class="dot${m.is_response ? " response" : ""}" cx="${x.toFixed(1)}" cy="${y.toFixed(1)}" r="4" fill="${m.is_response ? "#fff" : colour}" stroke="${colour}"><title>${m.is_response ? "response" : "request"} code ${m.code}: ${esc(m.from)} → ${esc(m.to)}</title></circle>`;
     }
     this.dots.innerHTML = out;
   }
@@ -234,8 +235,10 @@ export class GroupsView {
       chip.style.left = `calc(${colIndex * width}% + 6px)`;
       chip.style.top = `${30 + row * CHIP_H}px`;
       chip.style.width = `calc(${width}% - 12px)`;
-      chip.innerHTML = `<span>${esc(multiTopic ? `${q.topic}@` : "")}${esc(q.broker)}:${q.queue_id}</span><span class="lag" title="lag">${q.lag}</span>`;
-      chip.title = `${q.topic} queue ${q.queue_id} on ${q.broker}: owner ${q.owner ?? "none"}, committed ${q.committed_offset} of ${q.max_offset}, lag ${q.lag}`;
+      const owners = q.owners ?? (q.owner ? [q.owner] : []);
+      chip.classList.toggle("contested", owners.length > 1);
+      chip.innerHTML = `<span>${esc(multiTopic ? `${q.topic}@` : "")}${esc(q.broker)}:${q.queue_id}${owners.length > 1 ? ` <b title="owned by ${esc(owners.join(", "))}">×${owners.length}</b>` : ""}</span><span class="lag" title="lag">${q.lag}</span>`;
+      chip.title = `${q.topic} queue ${q.queue_id} on ${q.broker}: owner ${q.owner ?? "none"}${owners.length > 1 ? ` (also believed owned by ${owners.filter((o) => o !== q.owner).join(", ")}: views disagree mid-rebalance)` : ""}, committed ${q.committed_offset} of ${q.max_offset}, lag ${q.lag}`;
     }
     for (const [key, chip] of view.chips) if (!seen.has(key)) { chip.remove(); view.chips.delete(key); }
     view.lanes.style.height = `${36 + maxRows * CHIP_H}px`;
@@ -288,6 +291,10 @@ export function renderStorage(root, snap) {
     let svg = `<text class="axis" x="4" y="${STRIP_Y + 19}">CommitLog</text>
       <rect class="strip" x="${STRIP_X}" y="${STRIP_Y}" width="${w}" height="${STRIP_H}"/>
       <rect class="flushed-area" x="${STRIP_X}" y="${STRIP_Y}" width="${Math.max(0, x(b.flushed_offset) - STRIP_X)}" height="${STRIP_H}"/>`;
+    for (const seg of b.segments ?? []) {
+      if (seg.start <= lo || seg.start >= hi) continue;
+      svg += `<line class="segment" x1="${x(seg.start)}" x2="${x(seg.start)}" y1="${STRIP_Y - 2}" y2="${STRIP_Y + STRIP_H + 2}"><title>segment file ${String(seg.start).padStart(20, "0")}</title></line>`;
+    }
     for (const e of shown) {
       svg += `<rect class="rec" data-broker="${esc(b.id)}" data-off="${e.commitlog_offset}" x="${x(e.commitlog_offset).toFixed(1)}" y="${STRIP_Y + 3}"
         width="${Math.max(1, x(e.commitlog_offset + e.size) - x(e.commitlog_offset) - 0.6).toFixed(1)}" height="${STRIP_H - 6}" fill="${queueColour(b.id, e.topic, e.queue_id)}"/>`;
@@ -295,7 +302,7 @@ export function renderStorage(root, snap) {
     svg += `<line class="cursor written" x1="${x(b.written_offset)}" x2="${x(b.written_offset)}" y1="${STRIP_Y - 6}" y2="${STRIP_Y + STRIP_H + 4}"/>
       <line class="cursor flushed" x1="${x(b.flushed_offset)}" x2="${x(b.flushed_offset)}" y1="${STRIP_Y - 6}" y2="${STRIP_Y + STRIP_H + 4}"/>
       <text class="axis small" x="${STRIP_X}" y="12">${lo}</text>
-      <text class="axis small end" x="${STRIP_X + w}" y="12">written ${b.written_offset} · flushed ${b.flushed_offset}</text>`;
+      <text class="axis small end" x="${STRIP_X + w}" y="12">written ${b.written_offset} · flushed ${b.flushed_offset}${b.segments ? ` · ${b.segments.length} segment file${b.segments.length === 1 ? "" : "s"}` : ""}</text>`;
     const laneTop = STRIP_Y + STRIP_H + 40;
     b.consume_queues.forEach((cq, i) => {
       const y = laneTop + i * LANE_H;
@@ -311,10 +318,11 @@ export function renderStorage(root, snap) {
         svg += `<g class="cq-entry" data-broker="${esc(b.id)}" data-off="${e.commitlog_offset}"><rect x="${cx}" y="${y}" width="${CELL_W - 4}" height="${LANE_H - 5}" fill="${colour}"/>
           <text x="${cx + (CELL_W - 4) / 2}" y="${y + 12}">${e.queue_offset}</text></g>`;
       });
-      if (cq.entries.length > CQ_CELLS) svg += `<text class="axis small" x="${STRIP_X + CQ_CELLS * CELL_W + 4}" y="${y + 13}">+${cq.entries.length - CQ_CELLS} earlier</text>`;
+      const earlier = (tail[0]?.queue_offset ?? 0) - (cq.min_offset ?? 0);
+      if (earlier > 0) svg += `<text class="axis small" x="${STRIP_X + CQ_CELLS * CELL_W + 4}" y="${y + 13}">+${earlier} earlier</text>`;
     });
     const height = laneTop + b.consume_queues.length * LANE_H + 6;
-    return `<div class="broker-store" data-broker="${esc(b.id)}"><h3>${esc(b.id)}</h3>
+    return `<div class="broker-store${b.up === false ? " down" : ""}" data-broker="${esc(b.id)}"><h3>${esc(b.id)}${b.up === false ? " <small>(down)</small>" : ""}</h3>
       <svg viewBox="0 0 ${STRIP_W} ${height}" style="height:${height}px" class="store-svg" data-written="${b.written_offset}" data-flushed="${b.flushed_offset}">${svg}</svg></div>`;
   }).join("") || `<p class="empty">no brokers</p>`;
 }
@@ -325,11 +333,12 @@ export function renderStorage(root, snap) {
 export function describe(e) {
   const q = (t, id) => `${t}:${id}`;
   switch (e.kind) {
+    case "send_failed": return `${e.producer} send failed: ${e.error}`;
     case "sent": return `${e.producer} sent ${e.msg_id} → ${e.broker} ${q(e.topic, e.queue_id)} @${e.queue_offset}`;
     case "stored": return `${e.broker} stored ${q(e.topic, e.queue_id)} @${e.queue_offset} at CommitLog ${e.commitlog_offset} (${e.size} B)`;
     case "flushed": return `${e.broker} flushed to ${e.flushed_offset}`;
     case "pulled": return `${e.consumer} pulled ${e.count} from ${e.broker} ${q(e.topic, e.queue_id)}`;
-    case "consumed": return `${e.consumer} consumed ${q(e.topic, e.queue_id)} @${e.queue_offset}: ${e.status}`;
+    case "consumed": return `${e.consumer} consumed ${e.msg_id} ${q(e.topic, e.queue_id)} @${e.queue_offset}: ${e.status}${e.reconsume_times ? ` (reconsume ${e.reconsume_times})` : ""}`;
     case "committed": return `${e.group} committed ${e.broker} ${q(e.topic, e.queue_id)} → ${e.offset}`;
     case "rebalanced": return `${e.group}: ${e.consumer} now owns ${e.queues.length ? e.queues.map((x) => `${x.broker}:${x.queue_id}`).join(", ") : "nothing"}`;
     case "retry": return `${e.group} retries ${e.msg_id} (reconsume ${e.reconsume_times})`;
