@@ -7,6 +7,9 @@
 #   wasm    vostok-core built for wasm32-unknown-unknown
 #   fuzz    every cargo-fuzz target built, then run for VOSTOK_FUZZ_SECONDS each (default 25) from
 #           its committed seeds; any crash fails the step and names the reproducer
+#   playground  the playground's WebAssembly build (scripts/build-playground.sh), `vostok` with it
+#           embedded, then tests/browser in headless Chromium against `vostok playground`;
+#           screenshots go to target/browser-artifacts/
 #
 # Usage: scripts/test.sh [STEP...]   (no argument: every step, in the order above)
 #
@@ -27,7 +30,7 @@ if [[ -d "$rustup_bin" ]]; then
     PATH="$rustup_bin:$PATH"
 fi
 
-all_steps=(fmt clippy test wasm fuzz)
+all_steps=(fmt clippy test wasm fuzz playground)
 if [[ $# -eq 0 ]]; then
     steps=("${all_steps[@]}")
 else
@@ -241,6 +244,46 @@ step_fuzz() {
     end_step
 }
 
+# Installs the Debian packages among "$@" that are not installed yet (one apt-get run).
+ensure_apt_packages() {
+    local pkg missing=()
+    for pkg in "$@"; do
+        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q '^install ok installed$' || missing+=("$pkg")
+    done
+    [[ ${#missing[@]} -eq 0 ]] && return 0
+    echo "installing ${missing[*]} with apt-get"
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+}
+
+# The playground end to end: the core compiled to WebAssembly, embedded in `vostok` (its build.rs
+# picks up playground/pkg/), served by `vostok playground`, driven by Debian's Chromium through
+# playwright-core (tests/browser, pinned in its package-lock.json; never a downloaded browser).
+step_playground() {
+    begin_step playground "playground: wasm build, vostok playground, headless Chromium tests"
+    [[ -x scripts/build-playground.sh ]] || die "scripts/build-playground.sh is missing"
+    scripts/build-playground.sh
+    [[ -s playground/pkg/vostok_playground_bg.wasm ]] || die "scripts/build-playground.sh made no playground/pkg/vostok_playground_bg.wasm"
+
+    ensure_apt_packages chromium
+    if ! command -v node >/dev/null 2>&1; then ensure_apt_packages nodejs; fi
+    if ! command -v npm >/dev/null 2>&1; then ensure_apt_packages npm; fi
+    local node_major
+    node_major=$(node -p 'process.versions.node.split(".")[0]')
+    [[ "$node_major" -ge 20 ]] || die "playwright-core needs Node.js 20 or newer, found $(node --version)"
+    echo "node $(node --version), npm $(npm --version 2>/dev/null), $(/usr/bin/chromium --version 2>/dev/null)"
+    if [[ ! -d tests/browser/node_modules/playwright-core ]] ||
+        [[ tests/browser/package-lock.json -nt tests/browser/node_modules/.package-lock.json ]]; then
+        (cd tests/browser && npm ci --no-audit --no-fund)
+    fi
+
+    node tests/browser/session.test.mjs
+    cargo build -p vostok --bin vostok --locked
+    VOSTOK_BIN="$repo_root/target/debug/vostok" ARTIFACTS="$repo_root/target/browser-artifacts" \
+        node tests/browser/playground.test.mjs
+    end_step
+}
+
 echo "toolchain: $(rustc --version), $(cargo --version)"
 for step in "${steps[@]}"; do
     case "$step" in
@@ -249,6 +292,7 @@ for step in "${steps[@]}"; do
         test) step_test ;;
         wasm) step_wasm ;;
         fuzz) step_fuzz ;;
+        playground) step_playground ;;
         *) die "unknown step '$step' (steps: ${all_steps[*]})" ;;
     esac
 done

@@ -15,6 +15,7 @@ pub mod admin;
 pub mod bench;
 pub mod client;
 pub mod config;
+pub mod playground;
 pub mod server;
 pub mod storage;
 

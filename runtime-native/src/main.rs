@@ -61,6 +61,13 @@ enum Command {
         #[command(subcommand)]
         command: vostok::bench::BenchCommand,
     },
+    /// Serve the in-browser playground (the core compiled to WebAssembly) on 127.0.0.1 and print
+    /// its `http://127.0.0.1:PORT/` address.
+    Playground {
+        /// Port; 0 picks a free port.
+        #[arg(short = 'p', long, value_name = "PORT", default_value_t = vostok::playground::DEFAULT_PLAYGROUND_PORT)]
+        port: u16,
+    },
 }
 
 /// Flags shared by `standalone` and `broker`. Each overrides the same key of broker.conf.
@@ -138,6 +145,7 @@ async fn run(cli: Cli) -> Result<(), RunError> {
         }
         Command::Bench { command } => vostok::bench::run(command).await,
         Command::Admin { command } => vostok::admin::run(command).await,
+        Command::Playground { port } => vostok::playground::run_playground(port).await,
     }
 }
 
