@@ -252,9 +252,14 @@ impl<S: SegmentStorage> Broker<S> {
                 properties,
                 ..base
             };
-            match self.put_with_delay_routing(record) {
+            match self.put_with_timer_routing(now_ms, record) {
                 Ok(put) => (vec![put], Some(uniq_key)),
-                Err(e) => return Ok(Some(self.store_error_response(req, &e))),
+                Err(super::timer::TimerPutError::Rejected { code, remark }) => {
+                    return Ok(Some(RemotingCommand::response_to(req, code, Some(remark))))
+                }
+                Err(super::timer::TimerPutError::Store(e)) => {
+                    return Ok(Some(self.store_error_response(req, &e)))
+                }
             }
         };
 
