@@ -1008,6 +1008,7 @@ fn a_failed_sync_is_reported_and_never_counted_as_durable() {
 
 mod retention;
 mod schedule;
+mod timer;
 
 /// A heartbeat like [`heartbeat`] whose subscription to `topic` has version `sub_version`.
 fn heartbeat_with_version(

@@ -270,6 +270,8 @@ pub struct TimerStats {
     pub enqueued_queue_offset: u64,
     /// What `config/timercheck` holds.
     pub checkpoint: TimerCheckpoint,
+    /// When delivery needs the broker next (`None`: nothing waits).
+    pub next_delivery_ms: Option<u64>,
 }
 
 /// The smallest multiple of `precision` at or after `t`.
@@ -658,7 +660,11 @@ impl<S: SegmentStorage> Broker<S> {
                 continue;
             }
             if self.timer.store.pending() == 0 {
-                self.timer.cursor_ms = self.timer.cursor_ms.max(align_down(now, precision));
+                // Nothing waits: every slot up to now is done.
+                self.timer.cursor_ms = self
+                    .timer
+                    .cursor_ms
+                    .max(align_down(now, precision) + precision as i64);
                 return Ok(None);
             }
             if self.timer.cursor_ms > now {
@@ -819,6 +825,7 @@ impl<S: SegmentStorage> Broker<S> {
             memory_entries: self.timer.store.memory_entries(),
             enqueued_queue_offset: self.timer.enqueued_queue_offset,
             checkpoint: self.timer.persisted,
+            next_delivery_ms: self.timer.next_deliver_ms,
         }
     }
 }
