@@ -360,6 +360,8 @@ impl<S: SegmentStorage> Broker<S> {
         let log_written = self.store.written_offset().0;
         let mut min_linked: Option<i64> = None;
         let mut cut: Option<u64> = None;
+        // Units rewritten in place must be synced again before a checkpoint relies on them.
+        let mut first_rewrite: Option<u64> = None;
         let mut pos = self.timer.store.log_min();
         'scan: loop {
             let chunk =
@@ -413,9 +415,13 @@ impl<S: SegmentStorage> Broker<S> {
                 }
                 let slot = unit.slot_time_ms.max(cursor);
                 min_linked = Some(min_linked.map_or(slot, |m| m.min(slot)));
-                self.timer
-                    .store
-                    .relink(self.store.storage_mut(), at, unit, slot)?;
+                let rewritten =
+                    self.timer
+                        .store
+                        .relink(self.store.storage_mut(), at, unit, slot)?;
+                if rewritten && first_rewrite.is_none() {
+                    first_rewrite = Some(at);
+                }
             }
         }
         if let Some(at) = cut {
@@ -429,8 +435,11 @@ impl<S: SegmentStorage> Broker<S> {
         if let Some(next) = expected {
             self.timer.enqueued_queue_offset = next;
         }
-        // The log is durable only up to the checkpoint's position; the next one syncs the rest.
-        self.timer.synced_log_pos = trusted_end.min(self.timer.store.log_end());
+        // The log is durable only up to the checkpoint's position and where a unit was
+        // rewritten; the next checkpoint syncs the rest.
+        self.timer.synced_log_pos = trusted_end
+            .min(first_rewrite.unwrap_or(u64::MAX))
+            .min(self.timer.store.log_end());
         Ok(())
     }
 

@@ -380,17 +380,18 @@ impl TimerStore {
     }
 
     /// Re-links an existing unit at `pos` (recovery): rewrites its `prev_pos` and
-    /// `slot_time_ms` when they differ.
+    /// `slot_time_ms` when they differ. Returns whether the unit was rewritten.
     pub fn relink<S: SegmentStorage>(
         &mut self,
         storage: &mut S,
         pos: u64,
         mut unit: TimerUnit,
         slot_time_ms: i64,
-    ) -> Result<(), StorageError> {
+    ) -> Result<bool, StorageError> {
         let slot = self.read_slot(storage, slot_time_ms)?;
         let prev = if slot.is_empty() { -1 } else { slot.last_pos };
-        if unit.prev_pos != prev || unit.slot_time_ms != slot_time_ms {
+        let rewrite = unit.prev_pos != prev || unit.slot_time_ms != slot_time_ms;
+        if rewrite {
             unit.prev_pos = prev;
             unit.slot_time_ms = slot_time_ms;
             let Some((&start, _)) = self.segments.range(..=pos).next_back() else {
@@ -399,7 +400,8 @@ impl TimerStore {
             storage.write_at(&log_segment_path(start), pos - start, &unit.encode())?;
         }
         self.note_slot_time(pos, slot_time_ms);
-        self.link_at(storage, slot_time_ms, slot, pos)
+        self.link_at(storage, slot_time_ms, slot, pos)?;
+        Ok(rewrite)
     }
 
     /// Records that the segment holding `pos` has a unit in the slot of `slot_time_ms`.
