@@ -537,7 +537,12 @@ messageDelayLevel=1s 2m 1h 1d
         let t = &c.broker.timer;
         assert!(!t.enable);
         assert_eq!(
-            (t.precision_ms, t.max_delay_sec, t.log_segment_bytes, t.flush_interval_ms),
+            (
+                t.precision_ms,
+                t.max_delay_sec,
+                t.log_segment_bytes,
+                t.flush_interval_ms
+            ),
             (500, 3_600, 5_200, 200)
         );
         assert!(c.warnings.is_empty(), "{:?}", c.warnings);
@@ -545,7 +550,10 @@ messageDelayLevel=1s 2m 1h 1d
         let c = parse_broker_conf("broker.conf", "timerPrecisionMs=1\ntimerMaxDelaySec=60\n")
             .expect("parses");
         assert_eq!(c.broker.timer.slot_count(), 120_002);
-        let d = parse_broker_conf("broker.conf", "").expect("parses").broker.timer;
+        let d = parse_broker_conf("broker.conf", "")
+            .expect("parses")
+            .broker
+            .timer;
         assert_eq!(d, vostok_core::broker::timer::TimerConfig::default());
         for bad in [
             "timerMaxDelaySec=2147484",
@@ -555,7 +563,10 @@ messageDelayLevel=1s 2m 1h 1d
             "timerWheelEnable=maybe",
             "mappedFileSizeTimerLog=10",
         ] {
-            assert!(parse_broker_conf("broker.conf", bad).is_err(), "{bad} accepted");
+            assert!(
+                parse_broker_conf("broker.conf", bad).is_err(),
+                "{bad} accepted"
+            );
         }
     }
 

@@ -151,7 +151,10 @@ async fn send_timers(broker: &Standalone, topic: &str, run: &str) -> Vec<(String
     producer.shutdown().await;
 
     let now = block_in_place(|| stored(&broker.broker_addr, topic));
-    assert!(now.is_empty(), "nothing is in the topic before its time: {now:?}");
+    assert!(
+        now.is_empty(),
+        "nothing is in the topic before its time: {now:?}"
+    );
     due
 }
 

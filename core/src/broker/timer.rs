@@ -329,7 +329,8 @@ impl<S: SegmentStorage> Broker<S> {
         if !has_log && queue_max == 0 {
             return Ok(());
         }
-        self.rebuild_timer_wheel(now_ms).map_err(BrokerError::Store)?;
+        self.rebuild_timer_wheel(now_ms)
+            .map_err(BrokerError::Store)?;
         self.timer_catch_up(now_ms).map_err(BrokerError::Store)?;
         self.timer.next_deliver_ms = Some(now_ms);
         Ok(())
@@ -647,7 +648,11 @@ impl<S: SegmentStorage> Broker<S> {
     }
 
     /// Walks the due slots; returns when it needs the broker next.
-    fn timer_deliver(&mut self, now_ms: u64, delivered: &mut bool) -> Result<Option<u64>, StoreError> {
+    fn timer_deliver(
+        &mut self,
+        now_ms: u64,
+        delivered: &mut bool,
+    ) -> Result<Option<u64>, StoreError> {
         let precision = self.timer.store.config().precision_ms;
         let now = now_ms as i64;
         let mut budget = DELIVER_BATCH;
@@ -784,7 +789,10 @@ impl<S: SegmentStorage> Broker<S> {
                 let mut cp = cp;
                 cp.counter = self.timer.persisted.counter + 1;
                 cp.timestamp_ms = cp.last_read_time_ms;
-                if storage.replace(TIMER_CHECKPOINT_PATH, &cp.encode()).is_err() {
+                if storage
+                    .replace(TIMER_CHECKPOINT_PATH, &cp.encode())
+                    .is_err()
+                {
                     return;
                 }
                 self.timer.synced_log_pos = cp.last_timer_log_flush_pos.max(0) as u64;

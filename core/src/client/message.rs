@@ -62,7 +62,8 @@ impl Message {
 
     /// Sets a delivery delay from the send in ms (`TIMER_DELAY_MS`, a timer message).
     pub fn with_delay_ms(mut self, delay_ms: u64) -> Self {
-        self.properties.insert("TIMER_DELAY_MS", delay_ms.to_string());
+        self.properties
+            .insert("TIMER_DELAY_MS", delay_ms.to_string());
         self
     }
 

@@ -115,8 +115,7 @@ fn run_blocking(args: TimersArgs) -> Result<(), RunError> {
     let dir = args.dir.clone().unwrap_or_else(|| {
         std::env::temp_dir().join(format!("vostok-bench-timers-{}", std::process::id()))
     });
-    std::fs::create_dir_all(&dir)
-        .map_err(|e| RunError::Task(format!("{}: {e}", dir.display())))?;
+    std::fs::create_dir_all(&dir).map_err(|e| RunError::Task(format!("{}: {e}", dir.display())))?;
     let result = measure(&args, &dir);
     if !args.keep {
         let _ = std::fs::remove_dir_all(&dir);
@@ -182,7 +181,10 @@ fn measure(args: &TimersArgs, dir: &std::path::Path) -> Result<(), RunError> {
     let after = broker.timer_stats();
     let wheel_bytes = std::fs::metadata(dir.join("timerwheel")).map_or(0, |m| m.len());
 
-    println!("timers sent:        {} ({queued} in {TIMER_TOPIC})", args.count);
+    println!(
+        "timers sent:        {} ({queued} in {TIMER_TOPIC})",
+        args.count
+    );
     println!(
         "send:               {send_secs:.1} s ({:.0} timers/s)",
         args.count as f64 / send_secs.max(1e-9)

@@ -85,7 +85,9 @@ fn bodies(h: &Harness, topic: &str) -> Vec<String> {
     let mut out: Vec<String> = got
         .records
         .iter()
-        .map(|b| String::from_utf8_lossy(&MessageRecord::decode(b, true).unwrap().body).into_owned())
+        .map(|b| {
+            String::from_utf8_lossy(&MessageRecord::decode(b, true).unwrap().body).into_owned()
+        })
         .collect();
     out.sort();
     out
@@ -119,23 +121,45 @@ fn a_timer_waits_in_the_timer_topic_with_its_real_queue() {
         .get(TIMER_TOPIC, 0, QueueOffset(0), 10, &|_| true)
         .unwrap();
     let record = MessageRecord::decode(&got.records[0], true).unwrap();
-    assert_eq!(record.properties.get(TIMER_OUT_MS), Some(&*(T0 + 2_000).to_string()));
+    assert_eq!(
+        record.properties.get(TIMER_OUT_MS),
+        Some(&*(T0 + 2_000).to_string())
+    );
     assert_eq!(record.properties.get(keys::REAL_TOPIC), Some("TopicA"));
     assert_eq!(record.properties.get(keys::REAL_QID), Some("0"));
     let stats = h.broker.timer_stats();
     assert_eq!((stats.pending, stats.enqueued_queue_offset), (1, 1));
     let next = h.broker.timer_stats().next_delivery_ms;
-    assert_eq!(next, Some(T0 + 2_000), "the broker wakes when the slot is due");
+    assert_eq!(
+        next,
+        Some(T0 + 2_000),
+        "the broker wakes when the slot is due"
+    );
 }
 
 #[test]
 fn timers_arrive_within_the_precision_and_never_early() {
     let mut h = Harness::new(timer_config());
     let cases = [
-        ("deliver-2500", TIMER_DELIVER_MS, (T0 + 2_500).to_string(), T0 + 2_500),
-        ("delay-ms-1200", TIMER_DELAY_MS, "1200".to_owned(), T0 + 1_200),
+        (
+            "deliver-2500",
+            TIMER_DELIVER_MS,
+            (T0 + 2_500).to_string(),
+            T0 + 2_500,
+        ),
+        (
+            "delay-ms-1200",
+            TIMER_DELAY_MS,
+            "1200".to_owned(),
+            T0 + 1_200,
+        ),
         ("delay-sec-4", TIMER_DELAY_SEC, "4".to_owned(), T0 + 4_000),
-        ("deliver-3000", TIMER_DELIVER_MS, (T0 + 3_000).to_string(), T0 + 3_000),
+        (
+            "deliver-3000",
+            TIMER_DELIVER_MS,
+            (T0 + 3_000).to_string(),
+            T0 + 3_000,
+        ),
     ];
     for (body, property, value, _) in &cases {
         let resp = send(&mut h, timed("TopicA", body.as_bytes(), property, value));
@@ -171,15 +195,28 @@ fn precedence_follows_rocketmq() {
         (TIMER_DELAY_SEC, "1"),
         (TIMER_DELIVER_MS, &(T0 + 3_000).to_string()),
     ]);
-    let resp = send(&mut h, send_request(request::SEND_MESSAGE_V2, "TopicA", 0, b"sec", &both));
+    let resp = send(
+        &mut h,
+        send_request(request::SEND_MESSAGE_V2, "TopicA", 0, b"sec", &both),
+    );
     assert_eq!(resp.code, response::SUCCESS);
     // A delay level wins over every timer property, which is dropped.
     let level = props(&[(keys::DELAY, "1"), (TIMER_DELAY_SEC, "30")]);
-    let resp = send(&mut h, send_request(request::SEND_MESSAGE_V2, "TopicA", 0, b"lvl", &level));
+    let resp = send(
+        &mut h,
+        send_request(request::SEND_MESSAGE_V2, "TopicA", 0, b"lvl", &level),
+    );
     assert_eq!(resp.code, response::SUCCESS);
-    assert_eq!(h.broker.timer_stats().pending, 1, "only the timer is in the wheel");
+    assert_eq!(
+        h.broker.timer_stats().pending,
+        1,
+        "only the timer is in the wheel"
+    );
     let seen = watch(&mut h, T0 + 2_500);
-    assert!(seen["sec"] >= T0 + 1_000 && seen["sec"] <= T0 + 2_000, "{seen:?}");
+    assert!(
+        seen["sec"] >= T0 + 1_000 && seen["sec"] <= T0 + 2_000,
+        "{seen:?}"
+    );
     assert!(seen["lvl"] >= T0 + 1_000, "{seen:?}");
 }
 
@@ -204,7 +241,15 @@ fn a_time_beyond_the_maximum_delay_is_rejected() {
     // RocketMQ's default: 3 days.
     let mut h = Harness::new(test_config());
     let three_days_sec = 3 * 24 * 3_600;
-    let resp = send(&mut h, timed("TopicA", b"far", TIMER_DELAY_SEC, &(three_days_sec + 1).to_string()));
+    let resp = send(
+        &mut h,
+        timed(
+            "TopicA",
+            b"far",
+            TIMER_DELAY_SEC,
+            &(three_days_sec + 1).to_string(),
+        ),
+    );
     assert_eq!(resp.code, response::MESSAGE_ILLEGAL);
     assert_eq!(
         resp.remark.as_deref(),
@@ -213,14 +258,30 @@ fn a_time_beyond_the_maximum_delay_is_rejected() {
              259200000ms; or if set del msg, the delay time should be bigger than the current time"
         )
     );
-    let resp = send(&mut h, timed("TopicA", b"ms", TIMER_DELIVER_MS, &(T0 + 259_200_001).to_string()));
+    let resp = send(
+        &mut h,
+        timed(
+            "TopicA",
+            b"ms",
+            TIMER_DELIVER_MS,
+            &(T0 + 259_200_001).to_string(),
+        ),
+    );
     assert_eq!(resp.code, response::MESSAGE_ILLEGAL);
     let resp = send(&mut h, timed("TopicA", b"nan", TIMER_DELAY_MS, "soon"));
     assert_eq!(resp.code, response::MESSAGE_ILLEGAL);
     assert_eq!(h.broker.store().max_offset(TIMER_TOPIC, 0).0, 0);
     assert!(h.broker.store().storage().contents("timerwheel").is_none());
     // Exactly the maximum is accepted.
-    let resp = send(&mut h, timed("TopicA", b"max", TIMER_DELAY_SEC, &three_days_sec.to_string()));
+    let resp = send(
+        &mut h,
+        timed(
+            "TopicA",
+            b"max",
+            TIMER_DELAY_SEC,
+            &three_days_sec.to_string(),
+        ),
+    );
     assert_eq!(resp.code, response::SUCCESS);
 
     // A configured maximum.
@@ -243,11 +304,26 @@ fn config_validation() {
     assert!(TimerConfig::default().validate().is_ok());
     assert_eq!(TimerConfig::default().slot_count(), 518_402);
     let bad = [
-        TimerConfig { precision_ms: 0, ..TimerConfig::default() },
-        TimerConfig { max_delay_sec: 0, ..TimerConfig::default() },
-        TimerConfig { max_delay_sec: 2_147_484, ..TimerConfig::default() },
-        TimerConfig { precision_ms: 1, ..TimerConfig::default() },
-        TimerConfig { log_segment_bytes: 51, ..TimerConfig::default() },
+        TimerConfig {
+            precision_ms: 0,
+            ..TimerConfig::default()
+        },
+        TimerConfig {
+            max_delay_sec: 0,
+            ..TimerConfig::default()
+        },
+        TimerConfig {
+            max_delay_sec: 2_147_484,
+            ..TimerConfig::default()
+        },
+        TimerConfig {
+            precision_ms: 1,
+            ..TimerConfig::default()
+        },
+        TimerConfig {
+            log_segment_bytes: 51,
+            ..TimerConfig::default()
+        },
     ];
     for config in bad {
         assert!(config.validate().is_err(), "{config:?}");
@@ -273,7 +349,10 @@ fn a_clean_restart_keeps_pending_timers() {
     assert_eq!(h.broker.timer_stats().pending, 1);
     let seen = watch(&mut h, T0 + 4_500);
     assert_eq!(bodies(&h, "TopicA"), ["a", "b"], "each exactly once");
-    assert!(seen["b"] >= T0 + 3_000 && seen["b"] <= T0 + 4_000, "{seen:?}");
+    assert!(
+        seen["b"] >= T0 + 3_000 && seen["b"] <= T0 + 4_000,
+        "{seen:?}"
+    );
 }
 
 /// Sends three timers (due at +1 s, +2 s, +4 s), makes them durable, delivers the first one,
@@ -281,7 +360,10 @@ fn a_clean_restart_keeps_pending_timers() {
 fn crash_after_first_delivery(mode: PowerLoss, seed: u64) -> MemStorage {
     let mut h = Harness::new(timer_config());
     for (body, sec) in [("a", "1"), ("b", "2"), ("d", "4")] {
-        send(&mut h, timed("TopicA", body.as_bytes(), TIMER_DELAY_SEC, sec));
+        send(
+            &mut h,
+            timed("TopicA", body.as_bytes(), TIMER_DELAY_SEC, sec),
+        );
     }
     sync_all(&mut h);
     h.advance_to(T0 + 1_000);
@@ -304,13 +386,22 @@ fn a_power_loss_redelivers_but_never_loses_or_delivers_early() {
         let mut h = Harness::with_storage(timer_config(), storage, T0 + 1_100);
         let seen = watch(&mut h, T0 + 6_000);
         for (body, due) in [("a", T0 + 1_000), ("b", T0 + 2_000), ("d", T0 + 4_000)] {
-            let at = *seen.get(body).unwrap_or_else(|| panic!("{body} lost ({mode:?}, {seed})"));
+            let at = *seen
+                .get(body)
+                .unwrap_or_else(|| panic!("{body} lost ({mode:?}, {seed})"));
             assert!(at >= due, "{body} early ({mode:?})");
-            assert!(at <= due.max(T0 + 1_100) + 1_000, "{body} late: {at} ({mode:?})");
+            assert!(
+                at <= due.max(T0 + 1_100) + 1_000,
+                "{body} late: {at} ({mode:?})"
+            );
         }
         let all = bodies(&h, "TopicA");
         for body in ["b", "d"] {
-            assert_eq!(all.iter().filter(|b| *b == body).count(), 1, "{all:?} ({mode:?})");
+            assert_eq!(
+                all.iter().filter(|b| *b == body).count(),
+                1,
+                "{all:?} ({mode:?})"
+            );
         }
         // The process crashes again (written bytes survive) before the next checkpoint: all
         // were delivered at least once and none is delivered again early.
@@ -349,7 +440,15 @@ fn a_long_stop_delivers_every_overdue_timer_at_once() {
     let mut h = Harness::new(timer_config());
     for i in 0..20u64 {
         let body = format!("m{i:02}");
-        send(&mut h, timed("TopicA", body.as_bytes(), TIMER_DELAY_SEC, &(60 + i * 60).to_string()));
+        send(
+            &mut h,
+            timed(
+                "TopicA",
+                body.as_bytes(),
+                TIMER_DELAY_SEC,
+                &(60 + i * 60).to_string(),
+            ),
+        );
     }
     h.broker.shutdown(h.now_ms);
     let out = h.drain();
@@ -369,7 +468,10 @@ fn a_full_slot_is_delivered_in_batches_and_old_log_segments_are_deleted() {
     let mut h = Harness::new(timer_config());
     let n = 2_500u64;
     for i in 0..n {
-        let resp = send(&mut h, timed("TopicA", format!("{i:05}").as_bytes(), TIMER_DELAY_SEC, "1"));
+        let resp = send(
+            &mut h,
+            timed("TopicA", format!("{i:05}").as_bytes(), TIMER_DELAY_SEC, "1"),
+        );
         assert_eq!(resp.code, response::SUCCESS);
     }
     let stats = h.broker.timer_stats();
@@ -379,7 +481,11 @@ fn a_full_slot_is_delivered_in_batches_and_old_log_segments_are_deleted() {
     let outputs = h.advance_to(T0 + 1_000);
     let first = h.broker.store().max_offset("TopicA", 0).0;
     assert_eq!(first, u64::from(crate::broker::timer::DELIVER_BATCH));
-    assert_eq!(h.broker.poll_timeout(), Some(T0 + 1_000), "continues at once");
+    assert_eq!(
+        h.broker.poll_timeout(),
+        Some(T0 + 1_000),
+        "continues at once"
+    );
     answer_syncs(&mut h, outputs);
     step(&mut h, T0 + 1_000);
     step(&mut h, T0 + 1_000);
@@ -387,7 +493,10 @@ fn a_full_slot_is_delivered_in_batches_and_old_log_segments_are_deleted() {
     step(&mut h, T0 + 3_000);
     step(&mut h, T0 + 5_000);
     let stats = h.broker.timer_stats();
-    assert!(stats.log_segments <= 1, "delivered segments deleted: {stats:?}");
+    assert!(
+        stats.log_segments <= 1,
+        "delivered segments deleted: {stats:?}"
+    );
     assert_eq!(stats.checkpoint.last_timer_queue_offset, n as i64);
 }
 
@@ -423,7 +532,11 @@ fn pending_timers_keep_memory_bounded() {
         store.append(&mut storage, unit).unwrap();
     }
     assert_eq!(store.pending(), n);
-    assert_eq!(store.memory_entries(), 5, "one entry per 40 000-unit segment");
+    assert_eq!(
+        store.memory_entries(),
+        5,
+        "one entry per 40 000-unit segment"
+    );
     assert_eq!(store.log_end(), n * 52);
     // Every unit is reachable from its slot, in the slot's list.
     let mut reached = 0u64;

@@ -65,7 +65,9 @@ impl TimerCheckpoint {
             timestamp_ms: at(5),
             counter: at(6),
         };
-        if cp.last_read_time_ms < 0 || cp.last_timer_log_flush_pos < 0 || cp.last_timer_queue_offset < 0
+        if cp.last_read_time_ms < 0
+            || cp.last_timer_log_flush_pos < 0
+            || cp.last_timer_queue_offset < 0
         {
             return Err("negative positions".to_owned());
         }

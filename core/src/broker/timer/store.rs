@@ -313,7 +313,8 @@ impl TimerStore {
         let Some((&start, _)) = self.segments.range(..=pos).next_back() else {
             return Ok(None);
         };
-        if pos + UNIT_BYTES > self.log_end || pos + UNIT_BYTES > start + self.config.log_segment_bytes
+        if pos + UNIT_BYTES > self.log_end
+            || pos + UNIT_BYTES > start + self.config.log_segment_bytes
         {
             return Ok(None);
         }
@@ -335,9 +336,9 @@ impl TimerStore {
         unit.prev_pos = if joins { slot.last_pos } else { -1 };
         let seg_bytes = self.config.log_segment_bytes;
         let start = self.log_end - self.log_end % seg_bytes;
-        if !self.segments.contains_key(&start) {
+        if let std::collections::btree_map::Entry::Vacant(entry) = self.segments.entry(start) {
             storage.create(&log_segment_path(start), seg_bytes)?;
-            self.segments.insert(start, i64::MIN);
+            entry.insert(i64::MIN);
         }
         let pos = self.log_end;
         storage.write_at(&log_segment_path(start), pos - start, &unit.encode())?;
