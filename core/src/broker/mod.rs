@@ -19,12 +19,13 @@
 //! * [`send_back`] — CONSUMER_SEND_MSG_BACK into `%RETRY%<group>` / `%DLQ%<group>`;
 //! * [`groups`] — subscription groups (`config/subscriptionGroup.json`) and their admin requests;
 //! * [`schedule`] — delay levels (`SCHEDULE_TOPIC_XXXX`) and their delivery;
-//! * [`timer`] — timer messages at any time (`rmq_sys_wheel_timer`, the timer log and wheel).
+//! * [`timer`] — timer messages at any time (`rmq_sys_wheel_timer`, the timer log and wheel);
+//! * [`transaction`] — half messages, END_TRANSACTION and check-back.
 //!
 //! Persisted state (through the store's [`SegmentStorage`]): `config/topics.json` on every
 //! change, `config/consumerOffsets.json` every [`OFFSET_PERSIST_INTERVAL_MS`] when changed and
-//! at shutdown, `config/delayOffset.json` (see [`schedule`]) and `config/timercheck`,
-//! `timerlog/`, `timerwheel` (see [`timer`]).
+//! at shutdown, `config/delayOffset.json` (see [`schedule`]), `config/timercheck`, `timerlog/`,
+//! `timerwheel` (see [`timer`]) and `config/transactionOffset.json` (see [`transaction`]).
 
 mod clients;
 mod filter;
@@ -41,7 +42,7 @@ mod send;
 mod send_back;
 pub mod timer;
 mod topics;
-mod transaction;
+pub mod transaction;
 
 #[cfg(test)]
 mod tests;
@@ -122,6 +123,9 @@ pub struct BrokerConfig {
     pub seed: u64,
     /// Timer messages (`timerWheelEnable`, `timerPrecisionMs`, `timerMaxDelaySec`, ...).
     pub timer: timer::TimerConfig,
+    /// Transaction check-back (`transactionTimeOut`, `transactionCheckInterval`,
+    /// `transactionCheckMax`).
+    pub transaction: transaction::TransactionConfig,
 }
 
 impl BrokerConfig {
@@ -162,6 +166,7 @@ impl Default for BrokerConfig {
             retention: crate::store::retention::RetentionConfig::default(),
             seed: 0,
             timer: timer::TimerConfig::default(),
+            transaction: transaction::TransactionConfig::default(),
         }
     }
 }
@@ -240,6 +245,8 @@ pub struct Broker<S: SegmentStorage> {
     schedule: schedule::Schedule,
     /// Timer wheel delivery state ([`timer`]).
     timer: timer::Timer,
+    /// Unresolved transactions and their persisted progress ([`transaction`]).
+    transactions: transaction::Transactions,
     shut_down: bool,
 }
 
@@ -271,6 +278,7 @@ impl<S: SegmentStorage> Broker<S> {
         let offsets = offsets::ConsumerOffsets::load(&storage)?;
         let schedule = schedule::Schedule::load(&storage, now_ms)?;
         let timer = timer::Timer::load(&storage, &config.timer, now_ms)?;
+        let transactions = transaction::Transactions::load(&storage, now_ms)?;
         let mut store = MessageStore::open(storage, config.store.clone())?;
         // Queue min offsets never point below what retention left of the CommitLog.
         store.correct_min_offsets()?;
@@ -303,12 +311,14 @@ impl<S: SegmentStorage> Broker<S> {
             last_clean: None,
             schedule,
             timer,
+            transactions,
             shut_down: false,
             config,
         };
         broker.ensure_system_topics(now_ms);
         broker.init_schedule(now_ms);
         broker.init_timer(now_ms)?;
+        broker.init_transactions(now_ms)?;
         Ok(broker)
     }
 
@@ -359,6 +369,7 @@ impl<S: SegmentStorage> Broker<S> {
             request::UPDATE_AND_CREATE_SUBSCRIPTIONGROUP => Ok(Some(
                 self.handle_update_subscription_group(now_ms, &command),
             )),
+            request::END_TRANSACTION => self.handle_end_transaction(now_ms, &command),
             request::GET_ALL_SUBSCRIPTIONGROUP_CONFIG => {
                 Ok(Some(self.handle_get_all_subscription_groups(&command)))
             }
@@ -415,6 +426,7 @@ impl<S: SegmentStorage> Broker<S> {
         self.store.handle_synced(up_to);
         self.schedule_synced();
         self.timer_synced();
+        self.transactions_synced();
         if let Some(request) = self.checkpoint_in_flight.take() {
             // Only one Sync is in flight at a time, so this answer is the checkpoint's. A failed
             // checkpoint write is retried at the next period: the old checkpoint stays valid.
@@ -468,6 +480,7 @@ impl<S: SegmentStorage> Broker<S> {
         }
         self.schedule_tick(now_ms);
         self.timer_tick(now_ms);
+        self.transaction_tick(now_ms);
         self.flush_tick(now_ms);
         if now_ms >= self.next_client_scan_ms {
             self.expire_clients(now_ms);
@@ -488,6 +501,7 @@ impl<S: SegmentStorage> Broker<S> {
         self.persist_offsets();
         self.persist_delay_offsets_at_shutdown();
         self.persist_timer_at_shutdown();
+        self.persist_transaction_progress_at_shutdown();
         let identity = self.identity();
         for addr in self.config.namesrv_addrs.clone() {
             self.outputs.push_back(BrokerOutput::SendToNamesrv {
@@ -534,6 +548,9 @@ impl<S: SegmentStorage> Broker<S> {
             next = next.min(deadline);
         }
         if let Some(deadline) = self.timer.deadline_ms() {
+            next = next.min(deadline);
+        }
+        if let Some(deadline) = self.transaction_deadline_ms() {
             next = next.min(deadline);
         }
         (next != u64::MAX).then_some(next)

@@ -30,8 +30,11 @@
 //! Java producer's byte for byte; the JSON header's ext fields are in key order (the codec's),
 //! where Java uses its HashMap's order — receivers read them by key.
 //!
-//! Not implemented: orderly consumption (LOCK_BATCH_MQ / UNLOCK_BATCH_MQ), transactional sends
-//! (CHECK_TRANSACTION_STATE is answered REQUEST_CODE_NOT_SUPPORTED), body compression, pulling
+//! Transactions: [`Producer::send_in_transaction`] sends a half message,
+//! [`Producer::end_transaction`] ends it; a broker's CHECK_TRANSACTION_STATE comes out as
+//! [`ClientOutput::TransactionCheck`], answered with [`Producer::answer_check`].
+//!
+//! Not implemented: orderly consumption (LOCK_BATCH_MQ / UNLOCK_BATCH_MQ), body compression, pulling
 //! from slaves (`suggestWhichBrokerId` is ignored: pulls go to the master), SQL92
 //! subscriptions, and message tracing.
 
@@ -58,7 +61,8 @@ pub use allocate::AllocateStrategy;
 pub use lite_pull::{PullConsumer, PullConsumerConfig};
 pub use message::{Message, MessageExt};
 pub use producer::{
-    Producer, ProducerConfig, QueueSelector, SendId, SendMode, SendResult, SendStatus,
+    LocalTransactionState, Producer, ProducerConfig, QueueSelector, SendId, SendMode, SendResult,
+    SendStatus, TransactionCheck,
 };
 pub use push::{ConsumeStatus, ConsumeToken, PushConsumer, PushConsumerConfig};
 
@@ -159,6 +163,9 @@ pub enum ClientOutput {
         id: SendId,
         result: Result<SendResult, ClientError>,
     },
+    /// [`Producer`]: a broker asks what became of a half message (CHECK_TRANSACTION_STATE).
+    /// Ask the application's checker, then call [`Producer::answer_check`].
+    TransactionCheck { check: TransactionCheck },
     /// [`PushConsumer`]: hand these messages (at most `consume_message_batch_max_size`, all of
     /// one queue) to the listener, then report with `handle_consume_result(now_ms, token,
     /// status)`.
