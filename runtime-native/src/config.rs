@@ -115,6 +115,8 @@ pub fn load_broker_conf(path: &Path) -> Result<BrokerFileConfig, ConfigError> {
 pub fn parse_broker_conf(file: &str, text: &str) -> Result<BrokerFileConfig, ConfigError> {
     let mut out = BrokerFileConfig::default();
     let mut warned = BTreeSet::new();
+    // The timer keys set, checked together at the end: the wheel's size depends on two.
+    let mut timer_keys: Vec<(String, String)> = Vec::new();
     for (key, value) in parse_properties(text) {
         let bad = |reason: &str| ConfigError::BadValue {
             file: file.to_owned(),
@@ -258,6 +260,14 @@ pub fn parse_broker_conf(file: &str, text: &str) -> Result<BrokerFileConfig, Con
                     vostok_core::broker::schedule::parse_message_delay_level(&value)
                         .map_err(|r| bad(&r))?
             }
+            "timerWheelEnable"
+            | "timerPrecisionMs"
+            | "timerMaxDelaySec"
+            | "mappedFileSizeTimerLog"
+            | "timerFlushIntervalMs" => {
+                apply_timer_key(&mut b.timer, &key, &value).map_err(|r| bad(&r))?;
+                timer_keys.push((key.clone(), value.clone()));
+            }
             "transactionTimeOut" => {
                 b.transaction.timeout_ms =
                     positive(&value).ok_or_else(|| bad("expected milliseconds ≥ 1"))?
@@ -298,7 +308,50 @@ pub fn parse_broker_conf(file: &str, text: &str) -> Result<BrokerFileConfig, Con
             }
         }
     }
+    if let Err(reason) = out.broker.timer.validate() {
+        let (key, value) = timer_keys.pop().unwrap_or_default();
+        return Err(ConfigError::BadValue {
+            file: file.to_owned(),
+            key,
+            value,
+            reason,
+        });
+    }
     Ok(out)
+}
+
+/// The timer-message keys (see `vostok_core::broker::timer`), RocketMQ's names:
+///
+/// * `timerWheelEnable` (true): timer messages are accepted; when false they are refused with
+///   SYSTEM_ERROR as RocketMQ does;
+/// * `timerPrecisionMs` (1000): slot width; a timer is delivered at most this late, never early;
+/// * `timerMaxDelaySec` (259200, 3 days): the furthest delivery time accepted; further is
+///   refused with MESSAGE_ILLEGAL. At most 2147483 (the timer log keeps ms in an int32); the
+///   wheel file holds 2 × timerMaxDelaySec / timerPrecisionMs slots of 32 bytes (16.6 MB by
+///   default);
+/// * `mappedFileSizeTimerLog` (100 MiB): bytes of a `timerlog/` segment, rounded down to whole
+///   52-byte units;
+/// * `timerFlushIntervalMs` (1000): how often `config/timercheck` is written when it changed.
+fn apply_timer_key(
+    t: &mut vostok_core::broker::timer::TimerConfig,
+    key: &str,
+    value: &str,
+) -> Result<(), String> {
+    match key {
+        "timerWheelEnable" => t.enable = parse_bool(value).ok_or("expected true or false")?,
+        "timerPrecisionMs" => {
+            t.precision_ms = positive(value).ok_or("expected milliseconds ≥ 1")?
+        }
+        "timerMaxDelaySec" => t.max_delay_sec = positive(value).ok_or("expected seconds ≥ 1")?,
+        "mappedFileSizeTimerLog" => {
+            t.log_segment_bytes = positive(value).ok_or("expected a size in bytes ≥ 52")?
+        }
+        "timerFlushIntervalMs" => {
+            t.flush_interval_ms = positive(value).ok_or("expected milliseconds ≥ 1")?
+        }
+        _ => return Err(format!("{key} is not a timer key")),
+    }
+    Ok(())
 }
 
 /// The retention and disk-space keys (see `vostok_core::store::retention`).
@@ -524,6 +577,47 @@ messageDelayLevel=1s 2m 1h 1d
             [1_000, 120_000, 3_600_000, 86_400_000]
         );
         assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    }
+
+    #[test]
+    fn timer_keys() {
+        let text = "timerWheelEnable=false\ntimerPrecisionMs=500\ntimerMaxDelaySec=3600\n\
+                    mappedFileSizeTimerLog=5200\ntimerFlushIntervalMs=200\n";
+        let c = parse_broker_conf("broker.conf", text).expect("parses");
+        let t = &c.broker.timer;
+        assert!(!t.enable);
+        assert_eq!(
+            (
+                t.precision_ms,
+                t.max_delay_sec,
+                t.log_segment_bytes,
+                t.flush_interval_ms
+            ),
+            (500, 3_600, 5_200, 200)
+        );
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+        // Checked once all are read: a finer precision with a shorter maximum is fine.
+        let c = parse_broker_conf("broker.conf", "timerPrecisionMs=1\ntimerMaxDelaySec=60\n")
+            .expect("parses");
+        assert_eq!(c.broker.timer.slot_count(), 120_002);
+        let d = parse_broker_conf("broker.conf", "")
+            .expect("parses")
+            .broker
+            .timer;
+        assert_eq!(d, vostok_core::broker::timer::TimerConfig::default());
+        for bad in [
+            "timerMaxDelaySec=2147484",
+            "timerPrecisionMs=0",
+            "timerMaxDelaySec=259200\ntimerPrecisionMs=1",
+            "timerPrecisionMs=1",
+            "timerWheelEnable=maybe",
+            "mappedFileSizeTimerLog=10",
+        ] {
+            assert!(
+                parse_broker_conf("broker.conf", bad).is_err(),
+                "{bad} accepted"
+            );
+        }
     }
 
     #[test]

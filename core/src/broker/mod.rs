@@ -19,12 +19,13 @@
 //! * [`send_back`] — CONSUMER_SEND_MSG_BACK into `%RETRY%<group>` / `%DLQ%<group>`;
 //! * [`groups`] — subscription groups (`config/subscriptionGroup.json`) and their admin requests;
 //! * [`schedule`] — delay levels (`SCHEDULE_TOPIC_XXXX`) and their delivery;
+//! * [`timer`] — timer messages at any time (`rmq_sys_wheel_timer`, the timer log and wheel);
 //! * [`transaction`] — half messages, END_TRANSACTION and check-back.
 //!
 //! Persisted state (through the store's [`SegmentStorage`]): `config/topics.json` on every
 //! change, `config/consumerOffsets.json` every [`OFFSET_PERSIST_INTERVAL_MS`] when changed and
-//! at shutdown, `config/delayOffset.json` (see [`schedule`]) and `config/transactionOffset.json`
-//! (see [`transaction`]).
+//! at shutdown, `config/delayOffset.json` (see [`schedule`]), `config/timercheck`, `timerlog/`,
+//! `timerwheel` (see [`timer`]) and `config/transactionOffset.json` (see [`transaction`]).
 
 mod clients;
 mod filter;
@@ -40,7 +41,7 @@ mod retention;
 pub mod schedule;
 mod send;
 mod send_back;
-mod timer;
+pub mod timer;
 mod topics;
 pub mod transaction;
 
@@ -134,6 +135,8 @@ pub struct BrokerConfig {
     pub retention: crate::store::retention::RetentionConfig,
     /// Seed of every random choice the broker makes.
     pub seed: u64,
+    /// Timer messages (`timerWheelEnable`, `timerPrecisionMs`, `timerMaxDelaySec`, ...).
+    pub timer: timer::TimerConfig,
     /// Transaction check-back (`transactionTimeOut`, `transactionCheckInterval`,
     /// `transactionCheckMax`).
     pub transaction: transaction::TransactionConfig,
@@ -179,6 +182,7 @@ impl Default for BrokerConfig {
             store: StoreConfig::default(),
             retention: crate::store::retention::RetentionConfig::default(),
             seed: 0,
+            timer: timer::TimerConfig::default(),
             transaction: transaction::TransactionConfig::default(),
         }
     }
@@ -256,6 +260,8 @@ pub struct Broker<S: SegmentStorage> {
     last_clean: Option<Result<crate::store::retention::CleanReport, StoreError>>,
     /// Delay-level delivery offsets ([`schedule`]).
     schedule: schedule::Schedule,
+    /// Timer wheel delivery state ([`timer`]).
+    timer: timer::Timer,
     /// Unresolved transactions and their persisted progress ([`transaction`]).
     transactions: transaction::Transactions,
     shut_down: bool,
@@ -288,6 +294,7 @@ impl<S: SegmentStorage> Broker<S> {
         let groups = groups::GroupTable::load(&storage)?;
         let offsets = offsets::ConsumerOffsets::load(&storage)?;
         let schedule = schedule::Schedule::load(&storage, now_ms)?;
+        let timer = timer::Timer::load(&storage, &config.timer, now_ms)?;
         let transactions = transaction::Transactions::load(&storage, now_ms)?;
         let mut store = MessageStore::open(storage, config.store.clone())?;
         // Queue min offsets never point below what retention left of the CommitLog.
@@ -320,12 +327,14 @@ impl<S: SegmentStorage> Broker<S> {
             retention: crate::store::retention::Retention::new(config.retention.clone(), now_ms),
             last_clean: None,
             schedule,
+            timer,
             transactions,
             shut_down: false,
             config,
         };
         broker.ensure_system_topics(now_ms);
         broker.init_schedule(now_ms);
+        broker.init_timer(now_ms)?;
         broker.init_transactions(now_ms)?;
         Ok(broker)
     }
@@ -436,6 +445,7 @@ impl<S: SegmentStorage> Broker<S> {
         }
         self.store.handle_synced(up_to);
         self.schedule_synced();
+        self.timer_synced();
         self.transactions_synced();
         if let Some(request) = self.checkpoint_in_flight.take() {
             // Only one Sync is in flight at a time, so this answer is the checkpoint's. A failed
@@ -489,6 +499,7 @@ impl<S: SegmentStorage> Broker<S> {
             self.next_offset_persist_ms = now_ms + OFFSET_PERSIST_INTERVAL_MS;
         }
         self.schedule_tick(now_ms);
+        self.timer_tick(now_ms);
         self.transaction_tick(now_ms);
         self.flush_tick(now_ms);
         if now_ms >= self.next_client_scan_ms {
@@ -509,6 +520,7 @@ impl<S: SegmentStorage> Broker<S> {
         self.expire_held_pulls(now_ms, true);
         self.persist_offsets();
         self.persist_delay_offsets_at_shutdown();
+        self.persist_timer_at_shutdown();
         self.persist_transaction_progress_at_shutdown();
         let identity = self.identity();
         for addr in self.config.namesrv_addrs.clone() {
@@ -553,6 +565,9 @@ impl<S: SegmentStorage> Broker<S> {
             next = next.min(deadline);
         }
         if let Some(deadline) = self.schedule.deadline_ms() {
+            next = next.min(deadline);
+        }
+        if let Some(deadline) = self.timer.deadline_ms() {
             next = next.min(deadline);
         }
         if let Some(deadline) = self.transaction_deadline_ms() {

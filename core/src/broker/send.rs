@@ -249,12 +249,18 @@ impl<S: SegmentStorage> Broker<S> {
             };
             let put = if transactional {
                 self.put_half_message(now_ms, record)
+                    .map_err(super::timer::TimerPutError::Store)
             } else {
-                self.put_with_delay_routing(record)
+                self.put_with_timer_routing(now_ms, record)
             };
             match put {
                 Ok(put) => (vec![put], Some(uniq_key)),
-                Err(e) => return Ok(Some(self.store_error_response(req, &e))),
+                Err(super::timer::TimerPutError::Rejected { code, remark }) => {
+                    return Ok(Some(RemotingCommand::response_to(req, code, Some(remark))))
+                }
+                Err(super::timer::TimerPutError::Store(e)) => {
+                    return Ok(Some(self.store_error_response(req, &e)))
+                }
             }
         };
 

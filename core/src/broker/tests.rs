@@ -980,6 +980,7 @@ fn a_failed_sync_is_reported_and_never_counted_as_durable() {
 
 mod retention;
 mod schedule;
+mod timer;
 mod transaction;
 
 /// A heartbeat like [`heartbeat`] whose subscription to `topic` has version `sub_version`.

@@ -51,6 +51,22 @@ impl Message {
         self
     }
 
+    /// Sets an absolute delivery time, epoch ms (`TIMER_DELIVER_MS`, a RocketMQ 5.x timer
+    /// message). A time in the past is delivered at once; the broker refuses one further ahead
+    /// than its `timerMaxDelaySec`.
+    pub fn with_deliver_time_ms(mut self, deliver_time_ms: u64) -> Self {
+        self.properties
+            .insert("TIMER_DELIVER_MS", deliver_time_ms.to_string());
+        self
+    }
+
+    /// Sets a delivery delay from the send in ms (`TIMER_DELAY_MS`, a timer message).
+    pub fn with_delay_ms(mut self, delay_ms: u64) -> Self {
+        self.properties
+            .insert("TIMER_DELAY_MS", delay_ms.to_string());
+        self
+    }
+
     pub fn tags(&self) -> Option<&str> {
         self.properties.get(keys::TAGS)
     }

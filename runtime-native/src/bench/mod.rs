@@ -9,6 +9,8 @@
 //! * `loopback` — raw TCP round trips and streaming on 127.0.0.1 with the same framing and
 //!   message size ([`loopback`]); `--with-loopback` runs it first in `produce`/`e2e` and states
 //!   the results as multiples of it.
+//! * `timers` — a million pending timer messages in an in-process broker on disk: memory and
+//!   restart time ([`timers`]).
 //!
 //! Against `--namesrv` (an already running broker), or `--standalone` (a NameServer and Broker
 //! in this process on a temporary data directory) or `--standalone-child` (the same as a child
@@ -27,6 +29,7 @@ pub mod produce;
 pub mod report;
 pub mod stats;
 pub mod store;
+pub mod timers;
 
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
@@ -57,6 +60,8 @@ pub enum BenchCommand {
     E2e(E2eArgs),
     /// This machine's ceiling: TCP round trips and streaming on 127.0.0.1 with the same framing.
     Loopback(loopback::LoopbackArgs),
+    /// Pending timer messages (a million by default) in a broker on disk: memory and restart.
+    Timers(timers::TimersArgs),
 }
 
 /// Runs one benchmark to completion.
@@ -67,6 +72,7 @@ pub async fn run(command: BenchCommand) -> Result<(), RunError> {
         BenchCommand::Consume(args) => run_consume(args).await,
         BenchCommand::E2e(args) => run_e2e(args).await,
         BenchCommand::Loopback(args) => loopback::run(args).await,
+        BenchCommand::Timers(args) => timers::run(args).await,
     }
 }
 
