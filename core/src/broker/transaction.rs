@@ -454,8 +454,16 @@ impl<S: SegmentStorage> Broker<S> {
                 );
             };
             let (topic, queue_id) = (record.topic.clone(), record.queue_id);
-            if let Err(e) = self.put_with_delay_routing(record) {
-                return Ok(Some(self.store_error_response(req, &e)));
+            // A committed message takes the route of any send: a delay level or a timer applies
+            // from the commit on, as RocketMQ's put hooks do for the final message.
+            match self.put_with_timer_routing(now_ms, record) {
+                Ok(_) => {}
+                Err(super::timer::TimerPutError::Rejected { code, remark }) => {
+                    return fail(code, remark)
+                }
+                Err(super::timer::TimerPutError::Store(e)) => {
+                    return Ok(Some(self.store_error_response(req, &e)))
+                }
             }
             self.wake_held_pulls(now_ms, &topic, queue_id);
         }

@@ -103,11 +103,16 @@ impl Standalone {
         if self.options.sync_flush {
             cmd.args(["--flush-disk-type", "SYNC_FLUSH"]);
         }
-        if let Some(conf) = &self.options.broker_conf {
-            let conf_path = self.work_dir.path().join("broker.conf");
-            std::fs::write(&conf_path, conf).expect("write broker.conf");
-            cmd.arg("-c").arg(conf_path);
-        }
+        // The suite must not depend on how full the host's disk happens to be: these keys come
+        // first, so a test's own broker.conf (tests/disk.rs, on a tmpfs of known size) overrides
+        // them.
+        let conf = format!(
+            "{HOST_DISK_NEUTRAL_CONF}{}",
+            self.options.broker_conf.as_deref().unwrap_or("")
+        );
+        let conf_path = self.work_dir.path().join("broker.conf");
+        std::fs::write(&conf_path, conf).expect("write broker.conf");
+        cmd.arg("-c").arg(conf_path);
         cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(stderr_file));
@@ -1069,3 +1074,10 @@ pub fn props_for(seq: usize) -> Vec<(String, String)> {
         ),
     ]
 }
+
+/// broker.conf lines every spawned broker starts with: disk-space reactions (refusing sends at
+/// the warning level, deleting files early) only when the disk is really full, whatever else
+/// the host keeps on it.
+const HOST_DISK_NEUTRAL_CONF: &str = "diskMaxUsedSpaceRatio=95\n\
+                                      diskSpaceCleanForciblyRatio=100\n\
+                                      diskSpaceWarningLevelRatio=100\n";

@@ -488,3 +488,43 @@ fn a_batch_cannot_be_transactional() {
         .insert("f".into(), sys_flag::TRANSACTION_PREPARED.to_string());
     assert_eq!(h.call(1, cmd).code, response::MESSAGE_ILLEGAL);
 }
+
+#[test]
+fn a_committed_timer_message_waits_for_its_time() {
+    let mut h = Harness::new(tx_config(15));
+    let due_ms = T0 + 10_000;
+    let due = due_ms.to_string();
+    let mut cmd = send_request(
+        request::SEND_MESSAGE_V2,
+        "TopicA",
+        1,
+        b"later",
+        &props(&[
+            ("WAIT", "true"),
+            (keys::TRAN_MSG, "true"),
+            (keys::PGROUP, "PG"),
+            (keys::UNIQ_KEY, "U1"),
+            (crate::broker::timer::TIMER_DELIVER_MS, &due),
+        ]),
+    );
+    cmd.ext_fields
+        .insert("f".into(), sys_flag::TRANSACTION_PREPARED.to_string());
+    let resp = h.call(1, cmd);
+    assert_eq!(resp.code, response::SUCCESS, "{resp:?}");
+    let (_, offset) = decode_offset_msg_id(resp.ext("msgId").unwrap()).unwrap();
+    let sent = Sent {
+        queue_offset: resp.ext("queueOffset").unwrap().parse().unwrap(),
+        commitlog_offset: offset as i64,
+        msg_id: "U1".into(),
+    };
+    let resp = h.call(1, end_tx(&sent, sys_flag::TRANSACTION_COMMIT, false));
+    assert_eq!(resp.code, response::SUCCESS);
+    assert!(
+        records(&h, "TopicA", 1).is_empty(),
+        "the commit enters the timer, not the topic"
+    );
+    step(&mut h, due_ms - 1_000);
+    assert!(records(&h, "TopicA", 1).is_empty(), "never early");
+    step(&mut h, due_ms + 1_000);
+    assert_eq!(bodies(&h, "TopicA", 1), ["later"]);
+}
