@@ -30,7 +30,10 @@
 //! Java producer's byte for byte; the JSON header's ext fields are in key order (the codec's),
 //! where Java uses its HashMap's order — receivers read them by key.
 //!
-//! Not implemented: orderly consumption (LOCK_BATCH_MQ / UNLOCK_BATCH_MQ), transactional sends
+//! * [`orderly`] — orderly consumption: queue locks (LOCK_BATCH_MQ / UNLOCK_BATCH_MQ) and the
+//!   one-batch-per-queue consume loop of a push consumer with [`OrderlyConfig`].
+//!
+//! Not implemented: transactional sends
 //! (CHECK_TRANSACTION_STATE is answered REQUEST_CODE_NOT_SUPPORTED), body compression, pulling
 //! from slaves (`suggestWhichBrokerId` is ignored: pulls go to the master), SQL92
 //! subscriptions, and message tracing.
@@ -57,6 +60,7 @@ use crate::remoting::RemotingCommand;
 pub use allocate::AllocateStrategy;
 pub use lite_pull::{PullConsumer, PullConsumerConfig};
 pub use message::{Message, MessageExt};
+pub use orderly::{ConsumeOrderlyStatus, OrderlyConfig};
 pub use producer::{
     Producer, ProducerConfig, QueueSelector, SendId, SendMode, SendResult, SendStatus,
 };
@@ -161,7 +165,8 @@ pub enum ClientOutput {
     },
     /// [`PushConsumer`]: hand these messages (at most `consume_message_batch_max_size`, all of
     /// one queue) to the listener, then report with `handle_consume_result(now_ms, token,
-    /// status)`.
+    /// status)` (orderly consumers: `handle_consume_orderly_result`; they never have two
+    /// batches of one queue out at once).
     Consume {
         token: ConsumeToken,
         queue: MessageQueue,
