@@ -521,3 +521,91 @@ async fn order_suspend_redelivers_then_the_orderly_max_moves_it_to_the_dlq() {
     })
     .await;
 }
+
+/// Conformance: retry, orderly, with the published RocketMQ Rust client: its orderly consumer
+/// suspends locally (reconsumeTimes 0, 1, 2 with maxReconsumeTimes 2), then sends the message
+/// to `%RETRY%<group>`, which Vostok's broker routes to `%DLQ%<group>` because the group holds
+/// queue locks; the messages behind it follow.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn order_suspend_then_dlq_with_the_rocketmq_orderly_consumer() {
+    use rocketmq_client_rust::MQPushConsumer;
+    bounded("order_suspend_dlq_rocketmq", TEST_TIMEOUT, async {
+        let topic = unique("OrdSR");
+        let group = unique("GOrdSR");
+        let broker = broker_with_topic(&topic);
+        let producer = producer(&broker.namesrv_addr).await;
+        for body in ["bad", "good-1", "good-2"] {
+            producer
+                .send_orderly(Message::new(&topic, body), "one-order")
+                .await
+                .expect("send");
+        }
+        let log = Log::default();
+        let sink = log.clone();
+        let mut consumer = push_consumer_builder(&broker.namesrv_addr, &group)
+            .max_reconsume_times(2)
+            .suspend_current_queue_time_millis(300)
+            .build();
+        consumer
+            .subscribe(topic.as_str(), "*")
+            .await
+            .expect("rocketmq consumer subscribes");
+        consumer.register_message_listener_orderly(
+            move |msgs: &[&rocketmq_model::common::message::message_ext::MessageExt],
+                  _ctx: &mut rocketmq_client_rust::ConsumeOrderlyContext| {
+                let mut status = rocketmq_client_rust::ConsumeOrderlyStatus::Success;
+                for m in msgs {
+                    let body = String::from_utf8_lossy(m.message.body_slice()).into_owned();
+                    if body == "bad" {
+                        status =
+                            rocketmq_client_rust::ConsumeOrderlyStatus::SuspendCurrentQueueAMoment;
+                    }
+                    sink.push(Seen {
+                        consumer: 0,
+                        queue_id: m.queue_id(),
+                        queue_offset: m.queue_offset(),
+                        body,
+                        reconsume_times: m.reconsume_times(),
+                        at: Instant::now(),
+                    });
+                }
+                Ok(status)
+            },
+        );
+        consumer.start().await.expect("rocketmq consumer starts");
+        wait_until(
+            "the good messages after the bad one",
+            Duration::from_secs(40),
+            || log.bodies().contains("good-2"),
+        )
+        .await;
+        let got: Vec<(String, i32)> = log
+            .snapshot()
+            .into_iter()
+            .map(|s| (s.body, s.reconsume_times))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("bad".to_owned(), 0),
+                ("bad".to_owned(), 1),
+                ("bad".to_owned(), 2),
+                ("good-1".to_owned(), 0),
+                ("good-2".to_owned(), 0),
+            ]
+        );
+        let dead = block_in_place(|| {
+            let mut conn = RawConn::connect(&broker.broker_addr);
+            pull_all(&mut conn, "dlq-reader", &format!("%DLQ%{group}"), 0, 1)
+        });
+        assert_eq!(dead[0].body, b"bad");
+        let retried = block_in_place(|| {
+            let mut conn = RawConn::connect(&broker.broker_addr);
+            max_offset(&mut conn, &format!("%RETRY%{group}"), 0)
+        });
+        assert_eq!(retried, 0, "nothing stays in the retry topic");
+        consumer.shutdown().await;
+        producer.shutdown().await;
+    })
+    .await;
+}
