@@ -258,6 +258,18 @@ pub fn parse_broker_conf(file: &str, text: &str) -> Result<BrokerFileConfig, Con
                     vostok_core::broker::schedule::parse_message_delay_level(&value)
                         .map_err(|r| bad(&r))?
             }
+            "transactionTimeOut" => {
+                b.transaction.timeout_ms =
+                    positive(&value).ok_or_else(|| bad("expected milliseconds ≥ 1"))?
+            }
+            "transactionCheckInterval" => {
+                b.transaction.check_interval_ms =
+                    positive(&value).ok_or_else(|| bad("expected milliseconds ≥ 1"))?
+            }
+            "transactionCheckMax" => {
+                b.transaction.check_max =
+                    positive(&value).ok_or_else(|| bad("expected a count ≥ 1"))?
+            }
             "registerNameServerPeriod" => {
                 b.register_broker_interval_ms =
                     positive(&value).ok_or_else(|| bad("expected milliseconds ≥ 1"))?
@@ -404,6 +416,33 @@ mod tests {
         assert_eq!(pairs.len(), expect.len());
         for ((k, v), (ek, ev)) in pairs.iter().zip(expect) {
             assert_eq!((k.as_str(), v.as_str()), (ek, ev));
+        }
+    }
+
+    #[test]
+    fn transaction_keys() {
+        let text = "transactionTimeOut=1500\ntransactionCheckInterval=700\ntransactionCheckMax=4\n";
+        let c = parse_broker_conf("broker.conf", text).expect("parses");
+        let t = &c.broker.transaction;
+        assert_eq!(
+            (t.timeout_ms, t.check_interval_ms, t.check_max),
+            (1_500, 700, 4)
+        );
+        assert!(c.warnings.is_empty());
+        let defaults = parse_broker_conf("broker.conf", "")
+            .unwrap()
+            .broker
+            .transaction;
+        assert_eq!(
+            (
+                defaults.timeout_ms,
+                defaults.check_interval_ms,
+                defaults.check_max
+            ),
+            (6_000, 30_000, 15)
+        );
+        for bad in ["transactionTimeOut=0", "transactionCheckMax=x"] {
+            assert!(parse_broker_conf("broker.conf", bad).is_err(), "{bad}");
         }
     }
 

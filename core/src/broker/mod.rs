@@ -18,11 +18,13 @@
 //! * [`query`] — QUERY_MESSAGE by key and VIEW_MESSAGE_BY_ID;
 //! * [`send_back`] — CONSUMER_SEND_MSG_BACK into `%RETRY%<group>` / `%DLQ%<group>`;
 //! * [`groups`] — subscription groups (`config/subscriptionGroup.json`) and their admin requests;
-//! * [`schedule`] — delay levels (`SCHEDULE_TOPIC_XXXX`) and their delivery.
+//! * [`schedule`] — delay levels (`SCHEDULE_TOPIC_XXXX`) and their delivery;
+//! * [`transaction`] — half messages, END_TRANSACTION and check-back.
 //!
 //! Persisted state (through the store's [`SegmentStorage`]): `config/topics.json` on every
 //! change, `config/consumerOffsets.json` every [`OFFSET_PERSIST_INTERVAL_MS`] when changed and
-//! at shutdown, and `config/delayOffset.json` (see [`schedule`]).
+//! at shutdown, `config/delayOffset.json` (see [`schedule`]) and `config/transactionOffset.json`
+//! (see [`transaction`]).
 
 mod clients;
 mod filter;
@@ -39,7 +41,7 @@ mod send;
 mod send_back;
 mod timer;
 mod topics;
-mod transaction;
+pub mod transaction;
 
 #[cfg(test)]
 mod tests;
@@ -118,6 +120,9 @@ pub struct BrokerConfig {
     pub retention: crate::store::retention::RetentionConfig,
     /// Seed of every random choice the broker makes.
     pub seed: u64,
+    /// Transaction check-back (`transactionTimeOut`, `transactionCheckInterval`,
+    /// `transactionCheckMax`).
+    pub transaction: transaction::TransactionConfig,
 }
 
 impl BrokerConfig {
@@ -157,6 +162,7 @@ impl Default for BrokerConfig {
             store: StoreConfig::default(),
             retention: crate::store::retention::RetentionConfig::default(),
             seed: 0,
+            transaction: transaction::TransactionConfig::default(),
         }
     }
 }
@@ -233,6 +239,8 @@ pub struct Broker<S: SegmentStorage> {
     last_clean: Option<Result<crate::store::retention::CleanReport, StoreError>>,
     /// Delay-level delivery offsets ([`schedule`]).
     schedule: schedule::Schedule,
+    /// Unresolved transactions and their persisted progress ([`transaction`]).
+    transactions: transaction::Transactions,
     shut_down: bool,
 }
 
@@ -263,6 +271,7 @@ impl<S: SegmentStorage> Broker<S> {
         let groups = groups::GroupTable::load(&storage)?;
         let offsets = offsets::ConsumerOffsets::load(&storage)?;
         let schedule = schedule::Schedule::load(&storage, now_ms)?;
+        let transactions = transaction::Transactions::load(&storage, now_ms)?;
         let mut store = MessageStore::open(storage, config.store.clone())?;
         // Queue min offsets never point below what retention left of the CommitLog.
         store.correct_min_offsets()?;
@@ -294,11 +303,13 @@ impl<S: SegmentStorage> Broker<S> {
             retention: crate::store::retention::Retention::new(config.retention.clone(), now_ms),
             last_clean: None,
             schedule,
+            transactions,
             shut_down: false,
             config,
         };
         broker.ensure_system_topics(now_ms);
         broker.init_schedule(now_ms);
+        broker.init_transactions(now_ms)?;
         Ok(broker)
     }
 
@@ -349,6 +360,7 @@ impl<S: SegmentStorage> Broker<S> {
             request::UPDATE_AND_CREATE_SUBSCRIPTIONGROUP => Ok(Some(
                 self.handle_update_subscription_group(now_ms, &command),
             )),
+            request::END_TRANSACTION => self.handle_end_transaction(now_ms, &command),
             request::GET_ALL_SUBSCRIPTIONGROUP_CONFIG => {
                 Ok(Some(self.handle_get_all_subscription_groups(&command)))
             }
@@ -404,6 +416,7 @@ impl<S: SegmentStorage> Broker<S> {
         }
         self.store.handle_synced(up_to);
         self.schedule_synced();
+        self.transactions_synced();
         if let Some(request) = self.checkpoint_in_flight.take() {
             // Only one Sync is in flight at a time, so this answer is the checkpoint's. A failed
             // checkpoint write is retried at the next period: the old checkpoint stays valid.
@@ -456,6 +469,7 @@ impl<S: SegmentStorage> Broker<S> {
             self.next_offset_persist_ms = now_ms + OFFSET_PERSIST_INTERVAL_MS;
         }
         self.schedule_tick(now_ms);
+        self.transaction_tick(now_ms);
         self.flush_tick(now_ms);
         if now_ms >= self.next_client_scan_ms {
             self.expire_clients(now_ms);
@@ -475,6 +489,7 @@ impl<S: SegmentStorage> Broker<S> {
         self.expire_held_pulls(now_ms, true);
         self.persist_offsets();
         self.persist_delay_offsets_at_shutdown();
+        self.persist_transaction_progress_at_shutdown();
         let identity = self.identity();
         for addr in self.config.namesrv_addrs.clone() {
             self.outputs.push_back(BrokerOutput::SendToNamesrv {
@@ -518,6 +533,9 @@ impl<S: SegmentStorage> Broker<S> {
             next = next.min(deadline);
         }
         if let Some(deadline) = self.schedule.deadline_ms() {
+            next = next.min(deadline);
+        }
+        if let Some(deadline) = self.transaction_deadline_ms() {
             next = next.min(deadline);
         }
         (next != u64::MAX).then_some(next)

@@ -144,19 +144,14 @@ impl<S: SegmentStorage> Broker<S> {
         }
         let header_properties = Properties::parse(h.properties.as_deref().unwrap_or(""));
         let wait_store = header_properties.get(keys::WAIT) != Some("false");
-        // Half messages need END_TRANSACTION and check-back to be safe; until the broker has them,
-        // refuse them the way a Java broker with `rejectTransactionMessage` does, rather than
-        // delivering a message its producer may still roll back.
-        if header_properties.get(keys::TRAN_MSG) == Some("true")
-            || h.sys_flag & sys_flag::TRANSACTION_MASK == sys_flag::TRANSACTION_PREPARED
-        {
-            return Ok(Some(RemotingCommand::response_to(
+        // A half message waits in the transaction half topic until END_TRANSACTION or the
+        // check-back decides ([`super::transaction`]).
+        let transactional = header_properties.get(keys::TRAN_MSG) == Some("true")
+            || h.sys_flag & sys_flag::TRANSACTION_MASK == sys_flag::TRANSACTION_PREPARED;
+        if transactional && h.batch {
+            return Ok(Some(illegal(
                 req,
-                response::NO_PERMISSION,
-                Some(format!(
-                    "the broker[{}] sending transaction message is forbidden",
-                    self.config.broker_name
-                )),
+                "batch messages do not support transactions".to_owned(),
             )));
         }
 
@@ -257,7 +252,12 @@ impl<S: SegmentStorage> Broker<S> {
                 properties,
                 ..base
             };
-            match self.put_with_delay_routing(record) {
+            let put = if transactional {
+                self.put_half_message(now_ms, record)
+            } else {
+                self.put_with_delay_routing(record)
+            };
+            match put {
                 Ok(put) => (vec![put], Some(uniq_key)),
                 Err(e) => return Ok(Some(self.store_error_response(req, &e))),
             }
@@ -316,9 +316,11 @@ impl<S: SegmentStorage> Broker<S> {
     /// Answers every waiting send the store now holds durable.
     pub(super) fn release_durable_sends(&mut self) {
         let durable = self.store.durable_offset();
+        // The deliberate `ack_before_sync` defect (tests only) answers without waiting.
+        let ack_early = self.config.store.defects.ack_before_sync();
         let (ready, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.waiting_sends)
             .into_iter()
-            .partition(|w| w.end <= durable);
+            .partition(|w| ack_early || w.end <= durable);
         self.waiting_sends = waiting;
         for w in ready {
             self.outputs.push_back(BrokerOutput::Send {

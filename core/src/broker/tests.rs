@@ -957,34 +957,6 @@ fn poll_timeout_covers_pending_work_only() {
 }
 
 #[test]
-fn transactional_half_messages_are_refused_not_delivered() {
-    let mut h = Harness::new(test_config());
-    let by_property = h.call(
-        1,
-        send_request(
-            request::SEND_MESSAGE_V2,
-            "TopicA",
-            0,
-            b"half",
-            &props(&[("TRAN_MSG", "true"), ("PGROUP", "PG")]),
-        ),
-    );
-    assert_eq!(by_property.code, response::NO_PERMISSION);
-    assert!(by_property
-        .remark
-        .as_deref()
-        .unwrap_or("")
-        .contains("transaction message is forbidden"));
-    let mut by_flag = send_request(request::SEND_MESSAGE_V2, "TopicA", 0, b"half", "");
-    by_flag.ext_fields.insert(
-        "f".into(),
-        crate::message::sys_flag::TRANSACTION_PREPARED.to_string(),
-    );
-    assert_eq!(h.call(1, by_flag).code, response::NO_PERMISSION);
-    assert_eq!(h.broker.store().max_offset("TopicA", 0).0, 0);
-}
-
-#[test]
 fn a_pull_is_held_no_longer_than_the_configured_maximum() {
     let mut config = test_config();
     config.long_polling_max_hold_ms = 20_000;
@@ -1042,6 +1014,7 @@ fn a_failed_sync_is_reported_and_never_counted_as_durable() {
 
 mod retention;
 mod schedule;
+mod transaction;
 
 /// A heartbeat like [`heartbeat`] whose subscription to `topic` has version `sub_version`.
 fn heartbeat_with_version(

@@ -5,6 +5,8 @@
 //!   another broker, queue selectors, batches, oneway and async completion.
 //! * [`PushConsumer`] — heartbeat, rebalance ([`allocate`]), offsets, the long-poll pull loop,
 //!   process queues with flow control, send-back for retry.
+//! * [`orderly`] — orderly consumption for the [`PushConsumer`] with an [`OrderlyConfig`]:
+//!   queue locks (LOCK_BATCH_MQ / UNLOCK_BATCH_MQ) and the one-batch-per-queue consume loop.
 //! * [`PullConsumer`] — the "lite pull" consumer: assign or subscribe, `poll`, commit.
 //! * [`requests`] — the request builders (every byte a client sends is built there).
 //!
@@ -30,11 +32,11 @@
 //! Java producer's byte for byte; the JSON header's ext fields are in key order (the codec's),
 //! where Java uses its HashMap's order — receivers read them by key.
 //!
-//! * [`orderly`] — orderly consumption: queue locks (LOCK_BATCH_MQ / UNLOCK_BATCH_MQ) and the
-//!   one-batch-per-queue consume loop of a push consumer with [`OrderlyConfig`].
+//! Transactions: [`Producer::send_in_transaction`] sends a half message,
+//! [`Producer::end_transaction`] ends it; a broker's CHECK_TRANSACTION_STATE comes out as
+//! [`ClientOutput::TransactionCheck`], answered with [`Producer::answer_check`].
 //!
-//! Not implemented: transactional sends
-//! (CHECK_TRANSACTION_STATE is answered REQUEST_CODE_NOT_SUPPORTED), body compression, pulling
+//! Not implemented: body compression, pulling
 //! from slaves (`suggestWhichBrokerId` is ignored: pulls go to the master), SQL92
 //! subscriptions, and message tracing.
 
@@ -62,7 +64,8 @@ pub use lite_pull::{PullConsumer, PullConsumerConfig};
 pub use message::{Message, MessageExt};
 pub use orderly::{ConsumeOrderlyStatus, OrderlyConfig};
 pub use producer::{
-    Producer, ProducerConfig, QueueSelector, SendId, SendMode, SendResult, SendStatus,
+    LocalTransactionState, Producer, ProducerConfig, QueueSelector, SendId, SendMode, SendResult,
+    SendStatus, TransactionCheck,
 };
 pub use push::{ConsumeStatus, ConsumeToken, PushConsumer, PushConsumerConfig};
 
@@ -163,6 +166,9 @@ pub enum ClientOutput {
         id: SendId,
         result: Result<SendResult, ClientError>,
     },
+    /// [`Producer`]: a broker asks what became of a half message (CHECK_TRANSACTION_STATE).
+    /// Ask the application's checker, then call [`Producer::answer_check`].
+    TransactionCheck { check: TransactionCheck },
     /// [`PushConsumer`]: hand these messages (at most `consume_message_batch_max_size`, all of
     /// one queue) to the listener, then report with `handle_consume_result(now_ms, token,
     /// status)` (orderly consumers: `handle_consume_orderly_result`; they never have two

@@ -39,6 +39,42 @@ use crate::remoting::RemotingCommand;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct SendId(pub u64);
 
+/// What the application's local transaction (or its checker) decided (RocketMQ's
+/// `LocalTransactionState`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LocalTransactionState {
+    /// Deliver the message.
+    CommitMessage,
+    /// Never deliver it.
+    RollbackMessage,
+    /// Not decided yet: the broker asks again later (RocketMQ's spelling).
+    Unknow,
+}
+
+impl LocalTransactionState {
+    /// The END_TRANSACTION `commitOrRollback` value.
+    pub fn sys_flag(self) -> i32 {
+        use crate::message::sys_flag;
+        match self {
+            LocalTransactionState::CommitMessage => sys_flag::TRANSACTION_COMMIT,
+            LocalTransactionState::RollbackMessage => sys_flag::TRANSACTION_ROLLBACK,
+            LocalTransactionState::Unknow => sys_flag::TRANSACTION_NOT_TYPE,
+        }
+    }
+}
+
+/// A broker's CHECK_TRANSACTION_STATE, as [`ClientOutput::TransactionCheck`] hands it over.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TransactionCheck {
+    /// The broker that asked; the answer goes there.
+    pub broker_addr: String,
+    pub tran_state_table_offset: i64,
+    pub commit_log_offset: i64,
+    pub transaction_id: Option<String>,
+    /// The half message, with its real topic and queue.
+    pub message: super::MessageExt,
+}
+
 /// How the application waits for a send. The state machine treats sync and async alike (the
 /// driver decides whether the caller blocks); they differ in their retry budgets.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -291,11 +327,124 @@ impl Producer {
         self.on_response(now_ms, addr, command)
     }
 
-    /// A request from a broker (e.g. CHECK_TRANSACTION_STATE). Answered REQUEST_CODE_NOT_SUPPORTED
-    /// unless oneway.
+    /// A request from a broker. CHECK_TRANSACTION_STATE about a message of this producer's
+    /// group becomes a [`ClientOutput::TransactionCheck`]; other requests are answered
+    /// REQUEST_CODE_NOT_SUPPORTED unless oneway.
     pub fn handle_request(&mut self, now_ms: u64, addr: &str, command: RemotingCommand) {
         let _ = now_ms;
+        if command.code == crate::remoting::codes::request::CHECK_TRANSACTION_STATE
+            && !command.is_response()
+        {
+            if let Some(check) = self.parse_check(addr, &command) {
+                self.outputs
+                    .push_back(ClientOutput::TransactionCheck { check });
+            }
+            return;
+        }
         self.base.reject_request(addr, &command, &mut self.outputs);
+    }
+
+    /// Sends `message` as a transactional half message (RocketMQ's
+    /// `sendMessageInTransaction`, first half): `TRAN_MSG=true` and `PGROUP` are set, a delay
+    /// level is dropped (a half message is never delayed). Completes with one
+    /// [`ClientOutput::SendDone`]; then run the local transaction and call
+    /// [`Producer::end_transaction`] with the result.
+    pub fn send_in_transaction(&mut self, now_ms: u64, mut message: Message) -> SendId {
+        message.properties.remove(keys::DELAY);
+        message.properties.insert(keys::TRAN_MSG, "true");
+        message
+            .properties
+            .insert(keys::PGROUP, self.config.producer_group.clone());
+        self.submit(now_ms, vec![message], false, Target::Any, SendMode::Sync)
+    }
+
+    /// Ends the transaction of a half message sent with [`Producer::send_in_transaction`]:
+    /// END_TRANSACTION, oneway, to the broker that stored it. `remark` may carry why the local
+    /// transaction failed. [`LocalTransactionState::Unknow`] leaves the decision to the
+    /// broker's check.
+    pub fn end_transaction(
+        &mut self,
+        now_ms: u64,
+        sent: &SendResult,
+        state: LocalTransactionState,
+        remark: Option<String>,
+    ) -> Result<(), ClientError> {
+        let _ = now_ms;
+        let (_, commit_log_offset) = crate::message::decode_offset_msg_id(&sent.offset_msg_id)
+            .map_err(|e| ClientError::InvalidMessage(format!("bad offset message id: {e}")))?;
+        let addr = self
+            .base
+            .master_addr(&sent.queue.broker_name)
+            .map(str::to_owned)
+            .ok_or_else(|| ClientError::NoRoute {
+                topic: sent.queue.topic.clone(),
+            })?;
+        let header = crate::remoting::headers::EndTransactionRequestHeader {
+            producer_group: self.config.producer_group.clone(),
+            tran_state_table_offset: sent.queue_offset,
+            commit_log_offset: commit_log_offset as i64,
+            commit_or_rollback: state.sys_flag(),
+            from_transaction_check: false,
+            msg_id: sent.msg_id.clone(),
+            transaction_id: sent.transaction_id.clone(),
+            topic: Some(sent.queue.topic.clone()),
+        };
+        self.rpcs.oneway(
+            &mut self.outputs,
+            &addr,
+            requests::end_transaction(&header, remark),
+        );
+        Ok(())
+    }
+
+    /// Answers a [`ClientOutput::TransactionCheck`]: END_TRANSACTION with
+    /// `fromTransactionCheck=true`, oneway, to the broker that asked.
+    pub fn answer_check(
+        &mut self,
+        now_ms: u64,
+        check: &TransactionCheck,
+        state: LocalTransactionState,
+    ) {
+        let _ = now_ms;
+        let header = crate::remoting::headers::EndTransactionRequestHeader {
+            producer_group: self.config.producer_group.clone(),
+            tran_state_table_offset: check.tran_state_table_offset,
+            commit_log_offset: check.commit_log_offset,
+            commit_or_rollback: state.sys_flag(),
+            from_transaction_check: true,
+            msg_id: check.message.msg_id(),
+            transaction_id: check.transaction_id.clone(),
+            topic: Some(check.message.topic().to_owned()),
+        };
+        self.rpcs.oneway(
+            &mut self.outputs,
+            &check.broker_addr,
+            requests::end_transaction(&header, None),
+        );
+    }
+
+    /// A CHECK_TRANSACTION_STATE about a half message of this producer's group; `None` when
+    /// malformed or another group's (as Java, ignored).
+    fn parse_check(&self, addr: &str, command: &RemotingCommand) -> Option<TransactionCheck> {
+        let header =
+            crate::remoting::headers::CheckTransactionStateRequestHeader::parse(command).ok()?;
+        let record = crate::message::MessageRecord::decode(&command.body, false).ok()?;
+        if record.properties.get(keys::PGROUP) != Some(self.config.producer_group.as_str()) {
+            return None;
+        }
+        let transaction_id = header
+            .transaction_id
+            .clone()
+            .or_else(|| record.properties.get(keys::UNIQ_KEY).map(str::to_owned));
+        let broker_name = header.broker_name.clone().unwrap_or_default();
+        let queue = MessageQueue::new(record.topic.clone(), broker_name, record.queue_id);
+        Some(TransactionCheck {
+            broker_addr: addr.to_owned(),
+            tran_state_table_offset: header.tran_state_table_offset,
+            commit_log_offset: header.commit_log_offset,
+            transaction_id,
+            message: super::MessageExt { queue, record },
+        })
     }
 
     /// The connection to `addr` failed or closed: its requests in flight fail (sends are

@@ -289,4 +289,10 @@ impl PushConsumer {
     pub fn client_id(&self) -> &str {
         &self.engine.base.client_id
     }
+
+    /// Switches the allocation strategy; the next periodic rebalance (or a
+    /// NOTIFY_CONSUMER_IDS_CHANGED) applies it.
+    pub fn set_allocate_strategy(&mut self, strategy: AllocateStrategy) {
+        self.engine.config.allocate_strategy = strategy;
+    }
 }

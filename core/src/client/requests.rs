@@ -149,6 +149,17 @@ pub fn unregister_client(
     cmd
 }
 
+/// END_TRANSACTION (37): commit, roll back or leave open a half message. Sent oneway.
+pub fn end_transaction(
+    header: &crate::remoting::headers::EndTransactionRequestHeader,
+    remark: Option<String>,
+) -> RemotingCommand {
+    let mut cmd = RemotingCommand::request(request::END_TRANSACTION);
+    header.write_to(&mut cmd);
+    cmd.remark = remark;
+    cmd
+}
+
 /// CONSUMER_SEND_MSG_BACK (36) fields.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SendBackRequest {

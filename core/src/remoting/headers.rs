@@ -556,6 +556,120 @@ impl ConsumerSendMsgBackRequestHeader {
     }
 }
 
+/// END_TRANSACTION (37): a producer commits or rolls back a half message (REMOTING.md §3.14).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EndTransactionRequestHeader {
+    pub producer_group: String,
+    /// The half message's offset in `RMQ_SYS_TRANS_HALF_TOPIC` (the send response's
+    /// `queueOffset`).
+    pub tran_state_table_offset: i64,
+    /// The half message's CommitLog offset (decoded from the send response's offset id).
+    pub commit_log_offset: i64,
+    /// 0 unknown, 8 commit, 12 rollback (the sysFlag transaction values).
+    pub commit_or_rollback: i32,
+    pub from_transaction_check: bool,
+    pub msg_id: String,
+    pub transaction_id: Option<String>,
+    /// The real topic (5.x clients).
+    pub topic: Option<String>,
+}
+
+impl EndTransactionRequestHeader {
+    pub fn parse(cmd: &RemotingCommand) -> Result<Self, HeaderError> {
+        Ok(Self {
+            producer_group: cmd.ext_str("producerGroup")?.to_owned(),
+            tran_state_table_offset: cmd.ext_num("tranStateTableOffset")?,
+            commit_log_offset: cmd.ext_num("commitLogOffset")?,
+            commit_or_rollback: cmd.ext_num("commitOrRollback")?,
+            from_transaction_check: cmd.ext_bool("fromTransactionCheck").unwrap_or(false),
+            // Required by Java; an absent id only loses a log detail here.
+            msg_id: cmd.ext("msgId").unwrap_or_default().to_owned(),
+            transaction_id: cmd.ext("transactionId").map(str::to_owned),
+            topic: cmd.ext("topic").map(str::to_owned),
+        })
+    }
+
+    pub fn write_to(&self, cmd: &mut RemotingCommand) {
+        let ext = &mut cmd.ext_fields;
+        ext.insert("producerGroup".to_owned(), self.producer_group.clone());
+        ext.insert(
+            "tranStateTableOffset".to_owned(),
+            self.tran_state_table_offset.to_string(),
+        );
+        ext.insert(
+            "commitLogOffset".to_owned(),
+            self.commit_log_offset.to_string(),
+        );
+        ext.insert(
+            "commitOrRollback".to_owned(),
+            self.commit_or_rollback.to_string(),
+        );
+        ext.insert(
+            "fromTransactionCheck".to_owned(),
+            self.from_transaction_check.to_string(),
+        );
+        ext.insert("msgId".to_owned(), self.msg_id.clone());
+        if let Some(t) = &self.transaction_id {
+            ext.insert("transactionId".to_owned(), t.clone());
+        }
+        if let Some(t) = &self.topic {
+            ext.insert("topic".to_owned(), t.clone());
+        }
+    }
+}
+
+/// CHECK_TRANSACTION_STATE (39), broker → producer, oneway: "what became of this half
+/// message?" The body is the half message as a stored record (REMOTING.md §3.14).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CheckTransactionStateRequestHeader {
+    pub topic: Option<String>,
+    pub tran_state_table_offset: i64,
+    pub commit_log_offset: i64,
+    pub msg_id: Option<String>,
+    pub transaction_id: Option<String>,
+    pub offset_msg_id: Option<String>,
+    /// The broker's name (`bname`, 5.x).
+    pub broker_name: Option<String>,
+}
+
+impl CheckTransactionStateRequestHeader {
+    pub fn parse(cmd: &RemotingCommand) -> Result<Self, HeaderError> {
+        Ok(Self {
+            topic: cmd.ext("topic").map(str::to_owned),
+            tran_state_table_offset: cmd.ext_num("tranStateTableOffset")?,
+            commit_log_offset: cmd.ext_num("commitLogOffset")?,
+            msg_id: cmd.ext("msgId").map(str::to_owned),
+            transaction_id: cmd.ext("transactionId").map(str::to_owned),
+            offset_msg_id: cmd.ext("offsetMsgId").map(str::to_owned),
+            broker_name: cmd.ext("bname").map(str::to_owned),
+        })
+    }
+
+    pub fn write_to(&self, cmd: &mut RemotingCommand) {
+        let ext = &mut cmd.ext_fields;
+        let optional = [
+            ("topic", &self.topic),
+            ("msgId", &self.msg_id),
+            ("transactionId", &self.transaction_id),
+            ("offsetMsgId", &self.offset_msg_id),
+            ("bname", &self.broker_name),
+        ];
+        for (key, value) in optional {
+            if let Some(v) = value {
+                ext.insert(key.to_owned(), v.clone());
+            }
+        }
+        ext.insert(
+            "tranStateTableOffset".to_owned(),
+            self.tran_state_table_offset.to_string(),
+        );
+        ext.insert(
+            "commitLogOffset".to_owned(),
+            self.commit_log_offset.to_string(),
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

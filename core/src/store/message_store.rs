@@ -101,6 +101,9 @@ pub struct StoreConfig {
     /// `SCHEDULE_TOPIC_XXXX` gets its delivery time (store time + its level's delay) as the
     /// ConsumeQueue tags code, as RocketMQ stores it.
     pub message_delay_level_ms: Vec<u64>,
+    /// Deliberate defects for the simulator's checker tests; always off in production builds
+    /// (see [`crate::defects`]).
+    pub defects: crate::defects::Defects,
 }
 
 impl Default for StoreConfig {
@@ -112,6 +115,7 @@ impl Default for StoreConfig {
             index: IndexConfig::default(),
             corrupted_commitlog: CorruptionPolicy::Refuse,
             message_delay_level_ms: DEFAULT_MESSAGE_DELAY_LEVEL_MS.to_vec(),
+            defects: crate::defects::Defects::NONE,
         }
     }
 }
@@ -529,6 +533,7 @@ impl<S: SegmentStorage> MessageStore<S> {
             start: 0,
             trusted_end,
             policy: config.corrupted_commitlog,
+            skip_body_crc: config.defects.skip_recovery_crc(),
         };
         let mut plan = full;
         report.mode = RecoveryMode::Full;
@@ -962,6 +967,18 @@ impl<S: SegmentStorage> MessageStore<S> {
                 .or_insert_with(|| {
                     ConsumeQueue::new(&record.topic, record.queue_id, units_per_segment)
                 });
+            // The deliberate `drop_consume_queue_entry` defect (tests only) leaves the entry
+            // unwritten: the queue's offsets still advance past it.
+            let dropped = CqUnit::default();
+            let unit = if self
+                .config
+                .defects
+                .drop_consume_queue_entry(queue.max_offset().0 + 1)
+            {
+                &dropped
+            } else {
+                unit
+            };
             if let Err(err) = queue.append(&mut self.storage, unit) {
                 // Undo the whole put: a stored record without its unit would get its queue
                 // offset assigned twice.
@@ -1109,6 +1126,33 @@ impl<S: SegmentStorage> MessageStore<S> {
         self.queue(topic, queue_id)
             .map(|q| q.max_offset())
             .unwrap_or_default()
+    }
+
+    /// Up to `count` ConsumeQueue units of a queue from `offset`, for inspection (the playground
+    /// draws them); fewer at the end of the queue, none for an unknown queue or an offset outside
+    /// it.
+    pub fn consume_queue_units(
+        &self,
+        topic: &str,
+        queue_id: i32,
+        offset: QueueOffset,
+        count: u64,
+    ) -> Result<Vec<consume_queue::CqUnit>, StoreError> {
+        let Some(queue) = self.queue(topic, queue_id) else {
+            return Ok(Vec::new());
+        };
+        let mut units = Vec::new();
+        let mut next = offset.0;
+        // `read_units` stops at the end of a ConsumeQueue segment file.
+        while (units.len() as u64) < count {
+            let got = queue.read_units(&self.storage, next, count - units.len() as u64)?;
+            if got.is_empty() {
+                break;
+            }
+            next += got.len() as u64;
+            units.extend(got);
+        }
+        Ok(units)
     }
 
     /// The first offset still readable in a queue (0 for an unknown queue).

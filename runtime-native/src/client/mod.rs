@@ -6,6 +6,8 @@
 //! * [`PushConsumer`] — a group member that rebalances, long-polls and hands messages to a
 //!   [`MessageListener`], or in queue order to a [`MessageListenerOrderly`] (queue locks).
 //! * [`PullConsumer`] — the "lite pull" consumer: subscribe or assign, `poll`, commit, seek.
+//! * [`TransactionProducer`] — transactional sends with a local-transaction executor and a
+//!   checker answering the brokers' check-backs.
 //!
 //! Every client is one owner task driving its core state machine, plus one reader and one
 //! writer task per connection:
@@ -24,7 +26,7 @@
 //!
 //! The message types, results and errors are the core's, re-exported here.
 //!
-//! Not provided (yet): transactional sends, body compression, SQL92
+//! Not provided (yet): body compression, SQL92
 //! subscriptions and tracing (see [`vostok_core::client`]); broadcasting offsets are kept in
 //! memory and handed out by [`PushConsumer::local_offsets`], not written to disk.
 
@@ -36,12 +38,17 @@ mod options;
 mod producer;
 mod pull;
 mod push;
+mod transaction;
 
 pub use clock::{Clock, SystemClock};
 pub use listener::{ConsumeFuture, ConsumeOrderlyContext, MessageListener, MessageListenerOrderly};
 pub use producer::{Producer, ProducerBuilder, SendFuture};
 pub use pull::{PullConsumer, PullConsumerBuilder};
 pub use push::{PushConsumer, PushConsumerBuilder};
+pub use transaction::{
+    LocalTransactionExecutor, LocalTransactionState, TransactionChecker, TransactionProducer,
+    TransactionSendResult,
+};
 pub use vostok_core::client::requests::{ConsumeFromWhere, MessageModel};
 pub use vostok_core::client::{
     AllocateStrategy, ClientError, ConsumeOrderlyStatus, ConsumeStatus, Message, MessageExt,

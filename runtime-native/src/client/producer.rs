@@ -10,13 +10,15 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 use tracing::debug;
 use vostok_core::client::{
-    ClientError, ClientOutput, Message, MessageQueue, Producer as CoreProducer, ProducerConfig,
-    QueueSelector, SendId, SendMode, SendResult,
+    ClientError, ClientOutput, LocalTransactionState, Message, MessageQueue,
+    Producer as CoreProducer, ProducerConfig, QueueSelector, SendId, SendMode, SendResult,
+    TransactionCheck,
 };
 
-use super::driver::{Driven, Owner};
+use super::driver::{Control, Driven, Owner};
 use super::net::{NetEvent, Pool};
 use super::options::{common_builder_methods, CommonOptions};
+use super::transaction::TransactionChecker;
 
 /// How often [`Producer::queues`] looks again while a route is being fetched.
 const ROUTE_POLL_INTERVAL: Duration = Duration::from_millis(50);
@@ -107,6 +109,7 @@ impl ProducerBuilder {
             state: State::Built {
                 config: Box::new(config),
                 common: self.common,
+                checker: None,
             },
         })
     }
@@ -117,6 +120,8 @@ enum State {
     Built {
         config: Box<ProducerConfig>,
         common: CommonOptions,
+        /// Answers the brokers' transaction checks (a transactional producer's).
+        checker: Option<TransactionChecker>,
     },
     Running {
         owner: Owner<Call>,
@@ -191,16 +196,22 @@ impl Producer {
     /// Starts the producer's owner task (inside the current tokio runtime). Connections open on
     /// first use. Starting a started producer does nothing.
     pub async fn start(self) -> Result<Producer, ClientError> {
-        let (config, common) = match self.state {
-            State::Built { config, common } => (config, common),
+        let (config, common, checker) = match self.state {
+            State::Built {
+                config,
+                common,
+                checker,
+            } => (config, common, checker),
             running @ State::Running { .. } => return Ok(Producer { state: running }),
         };
         let request_timeout = Duration::from_millis(config.client.request_timeout_ms);
         let clock = common.clock.clone();
         let now_ms = clock.now_ms();
-        let owner = Owner::spawn(clock, common.connect_timeout, move |_| ProducerDriver {
+        let owner = Owner::spawn(clock, common.connect_timeout, move |calls| ProducerDriver {
             core: CoreProducer::new(*config, now_ms),
             waiting: BTreeMap::new(),
+            checker,
+            calls,
         });
         Ok(Producer {
             state: State::Running {
@@ -341,6 +352,38 @@ impl Producer {
         }
     }
 
+    /// Gives a built producer the checker of its group's transactions.
+    pub(crate) fn with_checker(mut self, new_checker: TransactionChecker) -> Self {
+        if let State::Built { checker, .. } = &mut self.state {
+            *checker = Some(new_checker);
+        }
+        self
+    }
+
+    /// Sends a transactional half message (see [`super::TransactionProducer`]).
+    pub(crate) async fn send_half(&self, message: Message) -> Result<SendResult, ClientError> {
+        let (reply, rx) = oneshot::channel();
+        self.owner()?.call(Call::SendHalf { message, reply });
+        SendFuture { rx }.await
+    }
+
+    /// END_TRANSACTION (oneway) for a half message sent with [`Producer::send_half`].
+    pub(crate) async fn end_transaction(
+        &self,
+        sent: SendResult,
+        state: LocalTransactionState,
+        remark: Option<String>,
+    ) -> Result<(), ClientError> {
+        let (reply, rx) = oneshot::channel();
+        self.owner()?.call(Call::EndTransaction {
+            sent,
+            state,
+            remark,
+            reply,
+        });
+        rx.await.unwrap_or(Err(ClientError::ShutDown))
+    }
+
     /// Unregisters from the brokers (waiting at most 3 s for their answers) and stops. Sends in
     /// progress fail with `ShutDown`. Every handle of this producer is then shut down.
     pub async fn shutdown(&self) {
@@ -384,11 +427,49 @@ pub(crate) enum Call {
         topic: String,
         reply: oneshot::Sender<Vec<MessageQueue>>,
     },
+    SendHalf {
+        message: Message,
+        reply: oneshot::Sender<Result<SendResult, ClientError>>,
+    },
+    EndTransaction {
+        sent: SendResult,
+        state: LocalTransactionState,
+        remark: Option<String>,
+        reply: oneshot::Sender<Result<(), ClientError>>,
+    },
+    /// The checker's verdict on a broker's check.
+    AnswerCheck {
+        check: Box<TransactionCheck>,
+        state: LocalTransactionState,
+    },
 }
 
 struct ProducerDriver {
     core: CoreProducer,
     waiting: BTreeMap<SendId, oneshot::Sender<Result<SendResult, ClientError>>>,
+    checker: Option<TransactionChecker>,
+    /// The owner's own calls, for checks answered on a blocking thread.
+    calls: tokio::sync::mpsc::WeakUnboundedSender<Control<Call>>,
+}
+
+impl ProducerDriver {
+    /// Runs the checker off the owner task (it may block) and feeds its verdict back.
+    fn run_check(&self, check: TransactionCheck) {
+        let Some(checker) = self.checker.clone() else {
+            debug!(msg_id = %check.message.msg_id(), "transaction check without a checker ignored");
+            return;
+        };
+        let calls = self.calls.clone();
+        tokio::task::spawn_blocking(move || {
+            let state = super::transaction::call_guarded(|| checker(&check.message));
+            if let Some(calls) = calls.upgrade() {
+                let _ = calls.send(Control::Call(Call::AnswerCheck {
+                    check: Box::new(check),
+                    state,
+                }));
+            }
+        });
+    }
 }
 
 impl Driven for ProducerDriver {
@@ -416,6 +497,19 @@ impl Driven for ProducerDriver {
                 }
                 let _ = reply.send(queues);
             }
+            Call::SendHalf { message, reply } => {
+                let id = self.core.send_in_transaction(now_ms, message);
+                self.waiting.insert(id, reply);
+            }
+            Call::EndTransaction {
+                sent,
+                state,
+                remark,
+                reply,
+            } => {
+                let _ = reply.send(self.core.end_transaction(now_ms, &sent, state, remark));
+            }
+            Call::AnswerCheck { check, state } => self.core.answer_check(now_ms, &check, state),
         }
     }
 
@@ -442,6 +536,7 @@ impl Driven for ProducerDriver {
                     }
                     None => debug!(?id, "send result nobody waits for"),
                 },
+                ClientOutput::TransactionCheck { check } => self.run_check(check),
                 other => debug!(?other, "producer output ignored"),
             }
         }

@@ -444,3 +444,117 @@ fn heartbeat_refresh_and_shutdown() {
         vec![(late, Err(ClientError::ShutDown))]
     );
 }
+
+/// Goal: a transactional send marks the half message (TRAN_MSG, PGROUP, sysFlag prepared, no
+/// delay); END_TRANSACTION goes oneway to the broker that stored it with the offsets of the send
+/// result; a broker's check surfaces as an event and its answer goes back to that broker.
+#[test]
+fn transactional_send_end_and_check() {
+    use crate::client::{LocalTransactionState, TransactionCheck};
+    use crate::message::{keys, sys_flag, MessageRecord, Properties};
+    use crate::remoting::headers::{
+        CheckTransactionStateRequestHeader, EndTransactionRequestHeader, SendMessageRequestHeader,
+    };
+
+    let mut p = ready(false);
+    let id = p.send_in_transaction(T0, Message::new("TopicA", "pay").with_delay_level(3));
+    let out = sends(&drain(&mut p));
+    let (addr, req) = out.into_iter().next().expect("a send");
+    let header = SendMessageRequestHeader::parse(&req).unwrap();
+    assert_eq!(
+        header.sys_flag & sys_flag::TRANSACTION_MASK,
+        sys_flag::TRANSACTION_PREPARED
+    );
+    let props = Properties::parse(header.properties.as_deref().unwrap());
+    assert_eq!(props.get(keys::TRAN_MSG), Some("true"));
+    assert_eq!(props.get(keys::PGROUP), Some("PG"));
+    assert_eq!(props.get(keys::DELAY), None);
+    let offset_id = crate::message::offset_msg_id("127.0.0.1:10911".parse().unwrap(), 4_096);
+    let answer = send_ok(&req, 5)
+        .with_ext("msgId", &offset_id)
+        .with_ext("transactionId", "TX1");
+    p.handle_response(T0 + 1, &addr, through_wire(&answer));
+    let results = done(&drain(&mut p));
+    assert_eq!(results[0].0, id);
+    let sent = results[0].1.clone().expect("sent");
+
+    p.end_transaction(T0 + 2, &sent, LocalTransactionState::CommitMessage, None)
+        .unwrap();
+    let out = sends(&drain(&mut p));
+    assert_eq!(out.len(), 1);
+    let (end_addr, end) = &out[0];
+    assert_eq!(end_addr, &addr, "to the broker that stored it");
+    assert!(end.is_oneway());
+    assert_eq!(end.code, request::END_TRANSACTION);
+    let h = EndTransactionRequestHeader::parse(&through_wire(end)).unwrap();
+    assert_eq!(h.producer_group, "PG");
+    assert_eq!(h.tran_state_table_offset, 5);
+    assert_eq!(h.commit_log_offset, 4_096);
+    assert_eq!(h.commit_or_rollback, sys_flag::TRANSACTION_COMMIT);
+    assert!(!h.from_transaction_check);
+    assert_eq!(h.msg_id, sent.msg_id);
+    assert_eq!(h.transaction_id.as_deref(), Some("TX1"));
+
+    // A check from broker b about a half message of this group.
+    let check_request = |group: &str| {
+        let mut properties = Properties::new();
+        properties.insert(keys::PGROUP, group);
+        properties.insert(keys::UNIQ_KEY, "U1");
+        let record = MessageRecord {
+            queue_id: 2,
+            flag: 0,
+            queue_offset: 7,
+            physical_offset: 8_192,
+            sys_flag: 0,
+            born_timestamp_ms: T0 as i64,
+            born_host: "127.0.0.1:5000".parse().unwrap(),
+            store_timestamp_ms: T0 as i64,
+            store_host: "127.0.0.1:10921".parse().unwrap(),
+            reconsume_times: 0,
+            prepared_transaction_offset: 0,
+            body: bytes::Bytes::from_static(b"pay"),
+            topic: "TopicA".to_owned(),
+            properties,
+        };
+        let mut body = BytesMut::new();
+        record.encode(&mut body).unwrap();
+        let mut cmd =
+            RemotingCommand::request(request::CHECK_TRANSACTION_STATE).with_body(body.freeze());
+        CheckTransactionStateRequestHeader {
+            topic: Some("TopicA".into()),
+            tran_state_table_offset: 7,
+            commit_log_offset: 8_192,
+            msg_id: Some("U1".into()),
+            transaction_id: Some("U1".into()),
+            offset_msg_id: None,
+            broker_name: Some("broker-b".into()),
+        }
+        .write_to(&mut cmd);
+        cmd.mark_oneway();
+        through_wire(&cmd)
+    };
+    p.handle_request(T0 + 3, BROKER_B, check_request("OTHER"));
+    assert!(drain(&mut p).is_empty(), "another group's check is ignored");
+    p.handle_request(T0 + 3, BROKER_B, check_request("PG"));
+    let checks: Vec<TransactionCheck> = drain(&mut p)
+        .into_iter()
+        .filter_map(|o| match o {
+            ClientOutput::TransactionCheck { check } => Some(check),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(checks.len(), 1);
+    let check = &checks[0];
+    assert_eq!(check.broker_addr, BROKER_B);
+    assert_eq!(&check.message.body()[..], b"pay");
+    assert_eq!(check.message.queue.broker_name, "broker-b");
+    p.answer_check(T0 + 4, check, LocalTransactionState::RollbackMessage);
+    let out = sends(&drain(&mut p));
+    let (answer_addr, answer) = &out[0];
+    assert_eq!(answer_addr, BROKER_B);
+    let h = EndTransactionRequestHeader::parse(&through_wire(answer)).unwrap();
+    assert!(h.from_transaction_check);
+    assert_eq!(h.commit_or_rollback, sys_flag::TRANSACTION_ROLLBACK);
+    assert_eq!((h.tran_state_table_offset, h.commit_log_offset), (7, 8_192));
+    assert_eq!(h.msg_id, "U1");
+}
