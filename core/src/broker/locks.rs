@@ -1,7 +1,9 @@
 //! Queue locks of orderly consumers: LOCK_BATCH_MQ (41) and UNLOCK_BATCH_MQ (42).
 //!
 //! A lock belongs to a client id within a group and lapses after [`LOCK_EXPIRY_MS`] without
-//! being refreshed; a lock of a client that left the group is released at once.
+//! being refreshed; a lock of a client that left the group is released at once. A queue has at
+//! most one live lock per group. While a group holds a live lock, sends to its retry topic go
+//! straight to its DLQ (send.rs): that is how orderly consumers dead-letter a message.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -115,6 +117,16 @@ impl LockTable {
             table.retain(|_, e| now_ms.saturating_sub(e.last_update_ms) <= LOCK_EXPIRY_MS);
             !table.is_empty()
         });
+    }
+
+    /// Whether some queue lock of `group` is still live (Java's `!isLockAllExpired`): the
+    /// group consumes orderly, so its retry sends go straight to the DLQ.
+    pub fn group_has_live_lock(&self, now_ms: u64, group: &str) -> bool {
+        self.groups.get(group).is_some_and(|table| {
+            table
+                .values()
+                .any(|e| now_ms.saturating_sub(e.last_update_ms) <= LOCK_EXPIRY_MS)
+        })
     }
 
     pub fn is_empty(&self) -> bool {

@@ -221,13 +221,18 @@ impl<S: SegmentStorage> Broker<S> {
             }
         } else {
             let mut properties = header_properties;
-            // A retry beyond its reconsume limit goes to the group's dead-letter queue.
+            // A retry beyond its reconsume limit goes to the group's dead-letter queue, and so
+            // does any retry of a group holding queue locks (an orderly group: its consumers
+            // send to the retry topic only once their own limit is reached), as Java's
+            // handleRetryAndDLQ does.
             if let Some(group) = topic_name.strip_prefix(RETRY_GROUP_TOPIC_PREFIX) {
                 let max = match h.max_reconsume_times {
                     Some(m) if req.version >= MAX_RECONSUME_TIMES_MIN_VERSION => m,
                     _ => DEFAULT_MAX_RECONSUME_TIMES,
                 };
-                if h.reconsume_times.unwrap_or(0) > max {
+                if h.reconsume_times.unwrap_or(0) > max
+                    || self.locks.group_has_live_lock(now_ms, group)
+                {
                     topic_name = format!("{DLQ_GROUP_TOPIC_PREFIX}{group}");
                     self.ensure_group_topic(now_ms, &topic_name);
                     queue_id = 0;

@@ -769,6 +769,40 @@ fn queue_locks_conflict_and_expire() {
     assert_eq!(locked(&h.call(1, lock("A", &[1]))), [1]);
 }
 
+/// Goal: while a group holds a live queue lock (an orderly group), a send to its retry topic
+/// goes straight to `%DLQ%<group>`, as Java's handleRetryAndDLQ does; once the locks lapse,
+/// retry sends stay in the retry topic again.
+#[test]
+fn retry_sends_of_a_group_holding_locks_go_to_the_dlq() {
+    let mut h = Harness::new(test_config());
+    h.request(1, heartbeat("A", "G", "TopicA", "*"));
+    let retry = || {
+        send_request(
+            request::SEND_MESSAGE_V2,
+            "%RETRY%G",
+            0,
+            b"r",
+            &props(&[("RETRY_TOPIC", "TopicA"), ("RECONSUME_TIME", "1")]),
+        )
+    };
+    assert_eq!(h.call(1, retry()).code, response::SUCCESS);
+    assert_eq!(h.broker.store().max_offset("%RETRY%G", 0).0, 1);
+    let body = serde_json::json!({"clientId": "A", "consumerGroup": "G", "mqSet": [
+        {"topic": "TopicA", "brokerName": "broker-a", "queueId": 0}], "onlyThisBroker": false});
+    let lock = RemotingCommand::request(request::LOCK_BATCH_MQ)
+        .with_body(serde_json::to_vec(&body).unwrap());
+    assert_eq!(h.call(1, lock).code, response::SUCCESS);
+    assert_eq!(h.call(1, retry()).code, response::SUCCESS);
+    assert_eq!(h.broker.store().max_offset("%RETRY%G", 0).0, 1);
+    assert_eq!(h.broker.store().max_offset("%DLQ%G", 0).0, 1);
+    // The lock lapses after 60 s: retries stay retries.
+    h.advance_to(T0 + 60_001);
+    h.request(1, heartbeat("A", "G", "TopicA", "*"));
+    assert_eq!(h.call(1, retry()).code, response::SUCCESS);
+    assert_eq!(h.broker.store().max_offset("%RETRY%G", 0).0, 2);
+    assert_eq!(h.broker.store().max_offset("%DLQ%G", 0).0, 1);
+}
+
 #[test]
 fn unknown_code_is_3() {
     let mut h = Harness::new(test_config());

@@ -113,7 +113,7 @@ impl EngineConfig {
 
 /// What a request in flight was for.
 #[derive(Debug)]
-enum Call {
+pub(super) enum Call {
     Route {
         topic: String,
     },
@@ -145,20 +145,22 @@ enum Call {
     },
     /// HEART_BEAT or UNREGISTER_CLIENT: the answer changes nothing.
     Fire,
+    /// Queue locks and dead-letter sends of orderly consumption ([`super::orderly`]).
+    Orderly(super::orderly::OrderlyCall),
 }
 
 /// The local state of one owned queue (Java's `ProcessQueue` and `PullRequest`).
 #[derive(Debug)]
-struct ProcessQueue {
+pub(super) struct ProcessQueue {
     /// Unique per assignment, so answers for an earlier assignment are recognised.
-    epoch: u64,
+    pub epoch: u64,
     /// Next offset to pull; `None` until the start offset is known.
     next_offset: Option<i64>,
     /// Unconsumed messages by queue offset.
-    msgs: BTreeMap<i64, MessageExt>,
+    pub msgs: BTreeMap<i64, MessageExt>,
     msg_bytes: usize,
     /// Offsets not yet handed to the application (push) or polled (lite), ascending.
-    to_deliver: VecDeque<i64>,
+    pub to_deliver: VecDeque<i64>,
     /// One past the highest offset ever put in `msgs`: the commit point once `msgs` drains.
     queue_offset_max: i64,
     pull_in_flight: bool,
@@ -172,14 +174,14 @@ struct ProcessQueue {
 pub(super) struct Engine {
     pub config: EngineConfig,
     pub base: ClientBase,
-    rpcs: RpcTable<Call>,
+    pub(super) rpcs: RpcTable<Call>,
     /// topic → subscription.
     subscriptions: BTreeMap<String, SubscriptionData>,
     /// Lite pull `assign`: fixed queues instead of rebalancing.
     assigned: Option<Vec<MessageQueue>>,
     /// topic → readable queues from the latest route.
     topic_queues: BTreeMap<String, Vec<MessageQueue>>,
-    process_queues: BTreeMap<MessageQueue, ProcessQueue>,
+    pub(super) process_queues: BTreeMap<MessageQueue, ProcessQueue>,
     /// Committed (consumed) offsets: the next offset to consume per queue.
     pub offsets: BTreeMap<MessageQueue, i64>,
     /// Offsets changed since the last commit.
@@ -188,16 +190,18 @@ pub(super) struct Engine {
     local_offsets: BTreeMap<MessageQueue, i64>,
     /// Push batches with the application: token → (queue, epoch, offsets).
     consuming: BTreeMap<ConsumeToken, (MessageQueue, u64, Vec<i64>)>,
-    next_token: u64,
+    pub(super) next_token: u64,
     next_epoch: u64,
     pub outputs: VecDeque<ClientOutput>,
-    started: bool,
-    shut_down: bool,
+    pub(super) started: bool,
+    pub(super) shut_down: bool,
     created_ms: u64,
     next_route_ms: u64,
     next_heartbeat_ms: u64,
-    next_rebalance_ms: u64,
+    pub(super) next_rebalance_ms: u64,
     next_persist_ms: u64,
+    /// Orderly consumption (push consumers with an orderly listener).
+    pub(super) orderly: Option<super::orderly::OrderlyState>,
 }
 
 /// Java waits this long before consuming locally again a batch whose send-back failed.
@@ -263,15 +267,16 @@ impl Engine {
             next_heartbeat_ms: now_ms,
             next_rebalance_ms: now_ms,
             next_persist_ms: now_ms,
+            orderly: None,
             config,
         }
     }
 
-    fn clustering(&self) -> bool {
+    pub(super) fn clustering(&self) -> bool {
         self.config.message_model == MessageModel::Clustering
     }
 
-    fn retry_topic(&self) -> String {
+    pub(super) fn retry_topic(&self) -> String {
         format!("{RETRY_GROUP_TOPIC_PREFIX}{}", self.config.group)
     }
 
@@ -643,22 +648,35 @@ impl Engine {
                 self.remove_queue(now_ms, &queue);
             }
         }
-        for queue in allocated {
-            if self.process_queues.contains_key(&queue) {
-                continue;
-            }
-            self.next_epoch += 1;
-            let epoch = self.next_epoch;
-            self.process_queues
-                .insert(queue.clone(), ProcessQueue::new(epoch));
-            self.offsets.remove(&queue);
-            self.dirty_offsets.remove(&queue);
-            self.compute_start_offset(now_ms, queue, epoch);
+        if self.orderly.is_some() {
+            // New queues are locked first (orderly.rs), then added.
+            self.orderly_rebalanced(now_ms, topic, allocated);
+            return;
         }
+        for queue in allocated {
+            self.add_process_queue(now_ms, queue);
+        }
+    }
+
+    /// Starts owning `queue`: a fresh process queue whose start offset is looked up.
+    pub(super) fn add_process_queue(&mut self, now_ms: u64, queue: MessageQueue) {
+        if self.process_queues.contains_key(&queue) {
+            return;
+        }
+        self.next_epoch += 1;
+        let epoch = self.next_epoch;
+        self.process_queues
+            .insert(queue.clone(), ProcessQueue::new(epoch));
+        self.offsets.remove(&queue);
+        self.dirty_offsets.remove(&queue);
+        self.compute_start_offset(now_ms, queue, epoch);
     }
 
     /// Gives a queue up: its offset is committed and forgotten.
     fn remove_queue(&mut self, now_ms: u64, queue: &MessageQueue) {
+        if self.orderly.is_some() {
+            self.orderly_queue_removed(now_ms, queue);
+        }
         self.persist_one(now_ms, queue);
         self.process_queues.remove(queue);
         if self.clustering() {
@@ -794,7 +812,7 @@ impl Engine {
     // ---- The pull loop ----
 
     /// Runs what is due now: pulls and local redeliveries.
-    fn tick(&mut self, now_ms: u64) {
+    pub(super) fn tick(&mut self, now_ms: u64) {
         if !self.started || self.shut_down {
             return;
         }
@@ -830,9 +848,19 @@ impl Engine {
             }
             self.deliver(&queue);
         }
+        if self.orderly.is_some() {
+            self.orderly_tick(now_ms);
+        }
     }
 
     fn pull(&mut self, now_ms: u64, queue: &MessageQueue) {
+        if let Some(delay_ms) = self.orderly_pull_delay_ms(queue) {
+            // An orderly consumer pulls only queues it holds the lock of.
+            if let Some(pq) = self.process_queues.get_mut(queue) {
+                pq.pull_at_ms = Some(now_ms + delay_ms);
+            }
+            return;
+        }
         let clustering = self.clustering();
         let lite = self.config.lite;
         let Some(pq) = self.process_queues.get_mut(queue) else {
@@ -1037,6 +1065,11 @@ impl Engine {
         let Some(pq) = self.process_queues.get_mut(queue) else {
             return;
         };
+        if self.orderly.is_some() {
+            // Orderly batches are taken from the head of `msgs`, one at a time (orderly.rs).
+            pq.to_deliver.clear();
+            return;
+        }
         while !pq.to_deliver.is_empty() {
             let take = batch_max.min(pq.to_deliver.len());
             let offsets: Vec<i64> = pq.to_deliver.drain(..take).collect();
@@ -1082,7 +1115,7 @@ impl Engine {
     }
 
     /// `offsets` of `queue` are done: they leave the process queue and the offset advances.
-    fn consumed(&mut self, queue: &MessageQueue, epoch: u64, offsets: &[i64]) {
+    pub(super) fn consumed(&mut self, queue: &MessageQueue, epoch: u64, offsets: &[i64]) {
         let Some(pq) = self
             .process_queues
             .get_mut(queue)
@@ -1336,6 +1369,7 @@ impl Engine {
                 self.on_send_back(now_ms, queue, epoch, offset, fallback, ok)
             }
             Call::Fire => {}
+            Call::Orderly(call) => self.on_orderly_response(now_ms, call, &command),
         }
         self.tick(now_ms);
     }
@@ -1345,6 +1379,7 @@ impl Engine {
         match call {
             Call::Route { .. } => self.base.namesrv_failed(addr),
             Call::ConsumerList { .. } | Call::Fire => {}
+            Call::Orderly(call) => self.on_orderly_failed(now_ms, call),
             Call::QueryOffset { queue, epoch }
             | Call::MaxOffset { queue, epoch }
             | Call::SearchOffset { queue, epoch } => self.start_failed(&queue, epoch),
@@ -1453,6 +1488,9 @@ impl Engine {
         consider(self.next_rebalance_ms);
         if self.config.persist_offset_interval_ms.is_some() {
             consider(self.next_persist_ms);
+        }
+        if let Some(t) = self.orderly.as_ref().and_then(|o| o.next_timeout_ms()) {
+            consider(t);
         }
         for pq in self.process_queues.values() {
             if let Some(t) = pq.pull_at_ms.filter(|_| !pq.pull_in_flight && !pq.paused) {

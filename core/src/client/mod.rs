@@ -5,6 +5,8 @@
 //!   another broker, queue selectors, batches, oneway and async completion.
 //! * [`PushConsumer`] — heartbeat, rebalance ([`allocate`]), offsets, the long-poll pull loop,
 //!   process queues with flow control, send-back for retry.
+//! * [`orderly`] — orderly consumption for the [`PushConsumer`] with an [`OrderlyConfig`]:
+//!   queue locks (LOCK_BATCH_MQ / UNLOCK_BATCH_MQ) and the one-batch-per-queue consume loop.
 //! * [`PullConsumer`] — the "lite pull" consumer: assign or subscribe, `poll`, commit.
 //! * [`requests`] — the request builders (every byte a client sends is built there).
 //!
@@ -34,7 +36,7 @@
 //! [`Producer::end_transaction`] ends it; a broker's CHECK_TRANSACTION_STATE comes out as
 //! [`ClientOutput::TransactionCheck`], answered with [`Producer::answer_check`].
 //!
-//! Not implemented: orderly consumption (LOCK_BATCH_MQ / UNLOCK_BATCH_MQ), body compression, pulling
+//! Not implemented: body compression, pulling
 //! from slaves (`suggestWhichBrokerId` is ignored: pulls go to the master), SQL92
 //! subscriptions, and message tracing.
 
@@ -60,6 +62,7 @@ use crate::remoting::RemotingCommand;
 pub use allocate::AllocateStrategy;
 pub use lite_pull::{PullConsumer, PullConsumerConfig};
 pub use message::{Message, MessageExt};
+pub use orderly::{ConsumeOrderlyStatus, OrderlyConfig};
 pub use producer::{
     LocalTransactionState, Producer, ProducerConfig, QueueSelector, SendId, SendMode, SendResult,
     SendStatus, TransactionCheck,
@@ -168,7 +171,8 @@ pub enum ClientOutput {
     TransactionCheck { check: TransactionCheck },
     /// [`PushConsumer`]: hand these messages (at most `consume_message_batch_max_size`, all of
     /// one queue) to the listener, then report with `handle_consume_result(now_ms, token,
-    /// status)`.
+    /// status)` (orderly consumers: `handle_consume_orderly_result`; they never have two
+    /// batches of one queue out at once).
     Consume {
         token: ConsumeToken,
         queue: MessageQueue,

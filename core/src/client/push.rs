@@ -20,13 +20,18 @@
 //!
 //! Offsets go to the broker with UPDATE_CONSUMER_OFFSET every `persist_offset_interval_ms`, on
 //! rebalance loss and at shutdown (clustering), or stay local (broadcasting; reported through
-//! [`ClientOutput::PersistLocalOffsets`]). Orderly consumption (LOCK_BATCH_MQ) is not
-//! implemented.
+//! [`ClientOutput::PersistLocalOffsets`]).
+//!
+//! With [`PushConsumerConfig::orderly`] set the consumer is orderly (RocketMQ's
+//! `MessageListenerOrderly`): queues are locked on the broker before they are pulled, each
+//! queue's messages go to the application one batch at a time in queue order, and batches are
+//! answered with [`PushConsumer::handle_consume_orderly_result`] ([`super::orderly`]).
 
 use std::collections::BTreeMap;
 
 use super::allocate::AllocateStrategy;
 use super::engine::{Engine, EngineConfig};
+use super::orderly::{ConsumeOrderlyStatus, OrderlyConfig, OrderlyState};
 use super::requests::{ConsumeFromWhere, MessageModel};
 use super::{ClientConfig, ClientError, ClientOutput, MessageQueue};
 use crate::remoting::RemotingCommand;
@@ -83,6 +88,9 @@ pub struct PushConsumerConfig {
     pub delay_level_when_next_consume: i32,
     /// Send the subscription with every pull (`postSubscriptionWhenPull`).
     pub post_subscription_when_pull: bool,
+    /// `Some`: an orderly consumer (queue locks, one batch per queue at a time); `None`: a
+    /// concurrent one.
+    pub orderly: Option<OrderlyConfig>,
 }
 
 impl Default for PushConsumerConfig {
@@ -107,6 +115,7 @@ impl Default for PushConsumerConfig {
             max_reconsume_times: 16,
             delay_level_when_next_consume: 0,
             post_subscription_when_pull: false,
+            orderly: None,
         }
     }
 }
@@ -119,7 +128,11 @@ pub struct PushConsumer {
 impl PushConsumer {
     /// A consumer that does nothing until [`PushConsumer::start`]; subscribe first.
     pub fn new(config: PushConsumerConfig, now_ms: u64) -> Self {
-        let engine = Engine::new(EngineConfig::from_push(&config), now_ms);
+        let mut engine = Engine::new(EngineConfig::from_push(&config), now_ms);
+        let clustering = config.message_model == MessageModel::Clustering;
+        engine.orderly = config
+            .orderly
+            .map(|orderly| OrderlyState::new(orderly, clustering, now_ms));
         Self { engine }
     }
 
@@ -165,14 +178,59 @@ impl PushConsumer {
     }
 
     /// The application's verdict on a [`ClientOutput::Consume`] batch. Unknown or repeated
-    /// tokens are ignored.
+    /// tokens are ignored. On an orderly consumer `ConsumeSuccess` means
+    /// [`ConsumeOrderlyStatus::Success`] and `ReconsumeLater` means
+    /// [`ConsumeOrderlyStatus::SuspendCurrentQueueAMoment`].
     pub fn handle_consume_result(
         &mut self,
         now_ms: u64,
         token: ConsumeToken,
         status: ConsumeStatus,
     ) {
-        self.engine.consume_result(now_ms, token, status)
+        if self.engine.orderly.is_some() {
+            let status = match status {
+                ConsumeStatus::ConsumeSuccess => ConsumeOrderlyStatus::Success,
+                ConsumeStatus::ReconsumeLater => ConsumeOrderlyStatus::SuspendCurrentQueueAMoment,
+            };
+            self.handle_consume_orderly_result(now_ms, token, status, None);
+        } else {
+            self.engine.consume_result(now_ms, token, status)
+        }
+    }
+
+    /// An orderly consumer's verdict on a [`ClientOutput::Consume`] batch.
+    /// `suspend_time_ms` overrides [`OrderlyConfig::suspend_current_queue_time_ms`] for this
+    /// batch (the listener context's `suspendCurrentQueueTimeMillis`). Unknown or repeated
+    /// tokens are ignored; on a concurrent consumer `Success` means `ConsumeSuccess` and a
+    /// suspend means `ReconsumeLater`.
+    pub fn handle_consume_orderly_result(
+        &mut self,
+        now_ms: u64,
+        token: ConsumeToken,
+        status: ConsumeOrderlyStatus,
+        suspend_time_ms: Option<u64>,
+    ) {
+        if self.engine.orderly.is_none() {
+            let status = match status {
+                ConsumeOrderlyStatus::Success => ConsumeStatus::ConsumeSuccess,
+                ConsumeOrderlyStatus::SuspendCurrentQueueAMoment => ConsumeStatus::ReconsumeLater,
+            };
+            self.engine.consume_result(now_ms, token, status);
+            return;
+        }
+        self.engine
+            .orderly_consume_result(now_ms, token, status, suspend_time_ms)
+    }
+
+    /// Whether this consumer is orderly ([`PushConsumerConfig::orderly`]).
+    pub fn is_orderly(&self) -> bool {
+        self.engine.orderly.is_some()
+    }
+
+    /// Orderly consumers: the owned queues whose broker lock this consumer holds, sorted
+    /// (every owned queue when broadcasting). Empty for a concurrent consumer.
+    pub fn locked_queues(&self) -> Vec<MessageQueue> {
+        self.engine.orderly_locked_queues()
     }
 
     /// A response to a request this consumer sent to `addr`.
@@ -198,8 +256,10 @@ impl PushConsumer {
     }
 
     /// Commits offsets (UPDATE_CONSUMER_OFFSET, oneway) and unregisters from every broker
-    /// (UNREGISTER_CLIENT). Batches still with the application are not committed.
+    /// (UNREGISTER_CLIENT). Batches still with the application are not committed. An orderly
+    /// consumer first unlocks its queues (UNLOCK_BATCH_MQ).
     pub fn shutdown(&mut self, now_ms: u64) {
+        self.engine.orderly_shutdown(now_ms);
         self.engine.shutdown(now_ms)
     }
 

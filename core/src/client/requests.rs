@@ -17,6 +17,7 @@
 //! | 34 | HEART_BEAT | | HeartbeatData JSON |
 //! | 35 | UNREGISTER_CLIENT | clientID [producerGroup] [consumerGroup] | |
 //! | 36 | CONSUMER_SEND_MSG_BACK | offset group delayLevel originMsgId originTopic unitMode maxReconsumeTimes | |
+//! | 41 / 42 | LOCK_BATCH_MQ / UNLOCK_BATCH_MQ | | `{"clientId","consumerGroup","mqSet":[…],"onlyThisBroker":false}` |
 //!
 //! HeartbeatData is written with keys in alphabetical order, as fastjson does. Java keeps
 //! `tagsSet` and `codeSet` in `HashSet`s; their order is reproduced ([`java_hash_set_order`]).
@@ -182,6 +183,63 @@ pub fn consumer_send_msg_back(req: &SendBackRequest) -> RemotingCommand {
         .with_ext("originTopic", &req.origin_topic)
         .with_ext("unitMode", false)
         .with_ext("maxReconsumeTimes", req.max_reconsume_times)
+}
+
+/// One queue in a lock body (`MessageQueue` JSON, keys in alphabetical order as fastjson
+/// writes them).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct LockQueue<'a> {
+    broker_name: &'a str,
+    queue_id: i32,
+    topic: &'a str,
+}
+
+/// LockBatchRequestBody / UnlockBatchRequestBody (REMOTING.md §5.6).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct LockBody<'a> {
+    client_id: &'a str,
+    consumer_group: &'a str,
+    mq_set: Vec<LockQueue<'a>>,
+    only_this_broker: bool,
+}
+
+fn lock_body(group: &str, client_id: &str, queues: &[super::MessageQueue]) -> Vec<u8> {
+    let body = LockBody {
+        client_id,
+        consumer_group: group,
+        mq_set: queues
+            .iter()
+            .map(|q| LockQueue {
+                broker_name: &q.broker_name,
+                queue_id: q.queue_id,
+                topic: &q.topic,
+            })
+            .collect(),
+        only_this_broker: false,
+    };
+    // Plain strings and numbers always serialize.
+    serde_json::to_vec(&body).unwrap_or_default()
+}
+
+/// LOCK_BATCH_MQ (41): no header, a LockBatchRequestBody naming `queues` (all of one broker).
+pub fn lock_batch_mq(
+    group: &str,
+    client_id: &str,
+    queues: &[super::MessageQueue],
+) -> RemotingCommand {
+    RemotingCommand::request(request::LOCK_BATCH_MQ).with_body(lock_body(group, client_id, queues))
+}
+
+/// UNLOCK_BATCH_MQ (42): no header, an UnlockBatchRequestBody naming `queues`.
+pub fn unlock_batch_mq(
+    group: &str,
+    client_id: &str,
+    queues: &[super::MessageQueue],
+) -> RemotingCommand {
+    RemotingCommand::request(request::UNLOCK_BATCH_MQ)
+        .with_body(lock_body(group, client_id, queues))
 }
 
 /// RocketMQ's `ConsumeType` for heartbeats.

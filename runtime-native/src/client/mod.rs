@@ -4,7 +4,7 @@
 //! * [`Producer`] — sync, async (eagerly submitted futures or callbacks), oneway, batch and
 //!   ordered sends.
 //! * [`PushConsumer`] — a group member that rebalances, long-polls and hands messages to a
-//!   [`MessageListener`].
+//!   [`MessageListener`], or in queue order to a [`MessageListenerOrderly`] (queue locks).
 //! * [`PullConsumer`] — the "lite pull" consumer: subscribe or assign, `poll`, commit, seek.
 //! * [`TransactionProducer`] — transactional sends with a local-transaction executor and a
 //!   checker answering the brokers' check-backs.
@@ -26,7 +26,7 @@
 //!
 //! The message types, results and errors are the core's, re-exported here.
 //!
-//! Not provided (yet): orderly consumption, body compression, SQL92
+//! Not provided (yet): body compression, SQL92
 //! subscriptions and tracing (see [`vostok_core::client`]); broadcasting offsets are kept in
 //! memory and handed out by [`PushConsumer::local_offsets`], not written to disk.
 
@@ -41,7 +41,7 @@ mod push;
 mod transaction;
 
 pub use clock::{Clock, SystemClock};
-pub use listener::{ConsumeFuture, MessageListener};
+pub use listener::{ConsumeFuture, ConsumeOrderlyContext, MessageListener, MessageListenerOrderly};
 pub use producer::{Producer, ProducerBuilder, SendFuture};
 pub use pull::{PullConsumer, PullConsumerBuilder};
 pub use push::{PushConsumer, PushConsumerBuilder};
@@ -51,6 +51,6 @@ pub use transaction::{
 };
 pub use vostok_core::client::requests::{ConsumeFromWhere, MessageModel};
 pub use vostok_core::client::{
-    AllocateStrategy, ClientError, ConsumeStatus, Message, MessageExt, MessageQueue, SendResult,
-    SendStatus,
+    AllocateStrategy, ClientError, ConsumeOrderlyStatus, ConsumeStatus, Message, MessageExt,
+    MessageQueue, SendResult, SendStatus,
 };

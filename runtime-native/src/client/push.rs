@@ -1,5 +1,6 @@
 //! The async push consumer: the core's [`PushConsumer`](vostok_core::client::PushConsumer)
-//! state machine on an owner task, with the application's listener on tasks of its own.
+//! state machine on an owner task, with the application's listener (concurrent or orderly) on
+//! tasks of its own.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -9,12 +10,12 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::debug;
 use vostok_core::client::requests::{ConsumeFromWhere, MessageModel};
 use vostok_core::client::{
-    AllocateStrategy, ClientError, ClientOutput, ConsumeStatus, ConsumeToken, MessageQueue,
-    PushConsumer as CorePushConsumer, PushConsumerConfig,
+    AllocateStrategy, ClientError, ClientOutput, ConsumeOrderlyStatus, ConsumeStatus, ConsumeToken,
+    MessageQueue, OrderlyConfig, PushConsumer as CorePushConsumer, PushConsumerConfig,
 };
 
 use super::driver::{Control, Driven, Owner};
-use super::listener::{Dispatcher, MessageListener};
+use super::listener::{Dispatcher, MessageListener, MessageListenerOrderly, OrderlyDispatcher};
 use super::net::{NetEvent, Pool};
 use super::options::{common_builder_methods, CommonOptions};
 
@@ -30,6 +31,11 @@ pub struct PushConsumerBuilder {
     /// Topic, expression, and whether the expression is SQL92 (else TAG).
     subscriptions: Vec<(String, String, bool)>,
     listener: Option<Arc<dyn MessageListener>>,
+    orderly_listener: Option<Arc<dyn MessageListenerOrderly>>,
+    /// Orderly settings, used with an orderly listener.
+    orderly: OrderlyConfig,
+    /// `max_reconsume_times` was called (else orderly consumers retry locally forever).
+    max_reconsume_times_set: bool,
     consume_concurrency: Option<usize>,
     local_offsets: BTreeMap<MessageQueue, i64>,
 }
@@ -129,9 +135,41 @@ impl PushConsumerBuilder {
         self
     }
 
-    /// Redeliveries before a message goes to the group's DLQ (`maxReconsumeTimes`, 16).
+    /// Redeliveries before a message goes to the group's DLQ (`maxReconsumeTimes`: 16 for a
+    /// concurrent listener; for an orderly one, local redeliveries, unbounded by default).
     pub fn max_reconsume_times(mut self, times: i32) -> Self {
         self.config.max_reconsume_times = times;
+        self.orderly.max_reconsume_times = times;
+        self.max_reconsume_times_set = true;
+        self
+    }
+
+    /// Orderly: how long a queue whose batch answered
+    /// [`ConsumeOrderlyStatus::SuspendCurrentQueueAMoment`] waits before the same messages are
+    /// offered again (`suspendCurrentQueueTimeMillis`, default 1 s).
+    pub fn suspend_current_queue_time(mut self, time: Duration) -> Self {
+        self.orderly.suspend_current_queue_time_ms = time.as_millis() as u64;
+        self
+    }
+
+    /// Orderly: how often the locks of owned queues are refreshed
+    /// (`rocketmq.client.rebalance.lockInterval`, default 20 s).
+    pub fn lock_interval(mut self, interval: Duration) -> Self {
+        self.orderly.lock_interval_ms = interval.as_millis() as u64;
+        self
+    }
+
+    /// Orderly: a lock not refreshed for this long is not trusted for consumption
+    /// (`rocketmq.client.rebalance.lockMaxLiveTime`, default 30 s).
+    pub fn lock_max_live_time(mut self, time: Duration) -> Self {
+        self.orderly.lock_max_live_time_ms = time.as_millis() as u64;
+        self
+    }
+
+    /// Orderly: a queue given up by rebalance while messages of it were still cached is
+    /// unlocked this much later (`rocketmq.client.unlockDelayTimeMills`, default 20 s).
+    pub fn unlock_delay(mut self, delay: Duration) -> Self {
+        self.orderly.unlock_delay_ms = delay.as_millis() as u64;
         self
     }
 
@@ -141,9 +179,86 @@ impl PushConsumerBuilder {
         self
     }
 
-    /// The listener the messages go to (required).
+    /// The listener the messages go to (this or [`PushConsumerBuilder::listener_orderly`] is
+    /// required; the last one given counts).
     pub fn listener(mut self, listener: impl MessageListener) -> Self {
         self.listener = Some(Arc::new(listener));
+        self.orderly_listener = None;
+        self
+    }
+
+    /// Makes the consumer orderly (RocketMQ's `MessageListenerOrderly`): each queue's messages
+    /// go to `listener` in queue order, one batch at a time, and only while this consumer holds
+    /// the queue's lock on the broker (LOCK_BATCH_MQ; refreshed every `lock_interval`), so two
+    /// consumers of the group never consume one queue at once. A batch answered
+    /// [`ConsumeOrderlyStatus::SuspendCurrentQueueAMoment`] is offered again after
+    /// `suspend_current_queue_time` with `reconsume_times` + 1, the queue's later messages
+    /// waiting; past `max_reconsume_times` (if set) it goes to `%DLQ%<group>` and the queue
+    /// moves on.
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// use std::time::Duration;
+    /// use vostok::client::{
+    ///     ConsumeFromWhere, ConsumeOrderlyContext, ConsumeOrderlyStatus, Message, MessageExt,
+    ///     MessageQueue, Producer, PushConsumer,
+    /// };
+    ///
+    /// # #[tokio::main]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// # let broker = vostok::Standalone::start(&vostok::StandaloneOptions {
+    /// #     namesrv_port: Some(0),
+    /// #     broker: vostok::BrokerOptions {
+    /// #         data_dir: Some(dir.path().to_owned()),
+    /// #         broker_port: Some(0),
+    /// #         ..Default::default()
+    /// #     },
+    /// # })
+    /// # .await?;
+    /// let namesrv = broker.namesrv_addr().to_string();
+    /// let producer = Producer::builder().namesrv_addr(&namesrv).build()?.start().await?;
+    /// // The steps of order 7 go to one queue (a selector by order id), in order.
+    /// let order_id = 7;
+    /// for step in ["created", "paid", "shipped"] {
+    ///     let message = Message::new("Orders", step).with_keys("order-7");
+    ///     producer
+    ///         .send_with_selector(message, move |queues: &[MessageQueue]| order_id % queues.len())
+    ///         .await?;
+    /// }
+    ///
+    /// let seen = Arc::new(Mutex::new(Vec::new()));
+    /// let sink = seen.clone();
+    /// let consumer = PushConsumer::builder()
+    ///     .namesrv_addr(&namesrv)
+    ///     .group("OrderFulfilment")
+    ///     .subscribe("Orders", "*")
+    ///     .consume_from(ConsumeFromWhere::FirstOffset)
+    ///     .listener_orderly(move |messages: Vec<MessageExt>, _ctx: &mut ConsumeOrderlyContext| {
+    ///         for m in messages {
+    ///             sink.lock().unwrap().push(String::from_utf8_lossy(m.body()).into_owned());
+    ///         }
+    ///         ConsumeOrderlyStatus::Success
+    ///     })
+    ///     .build()?
+    ///     .start()
+    ///     .await?;
+    /// for _ in 0..100 {
+    ///     if seen.lock().unwrap().len() == 3 {
+    ///         break;
+    ///     }
+    ///     tokio::time::sleep(Duration::from_millis(100)).await;
+    /// }
+    /// assert_eq!(*seen.lock().unwrap(), ["created", "paid", "shipped"]);
+    /// consumer.shutdown().await;
+    /// producer.shutdown().await;
+    /// # broker.shutdown().await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn listener_orderly(mut self, listener: impl MessageListenerOrderly) -> Self {
+        self.orderly_listener = Some(Arc::new(listener));
+        self.listener = None;
         self
     }
 
@@ -155,10 +270,19 @@ impl PushConsumerBuilder {
                 "a push consumer needs a group".to_owned(),
             ));
         }
-        if self.listener.is_none() {
+        if self.listener.is_none() && self.orderly_listener.is_none() {
             return Err(ClientError::InvalidMessage(
                 "a push consumer needs a listener".to_owned(),
             ));
+        }
+        if self.orderly_listener.is_some() {
+            if !self.max_reconsume_times_set {
+                // Java's -1: unbounded for orderly consumers.
+                self.orderly.max_reconsume_times = i32::MAX;
+            }
+            self.config.orderly = Some(self.orderly.clone());
+        } else {
+            self.config.orderly = None;
         }
         Ok(PushConsumer {
             state: State::Built(Box::new(self)),
@@ -178,7 +302,8 @@ enum State {
 /// read after shutdown too.
 type LocalOffsets = Arc<Mutex<BTreeMap<MessageQueue, i64>>>;
 
-/// A RocketMQ push consumer (concurrent listener).
+/// A RocketMQ push consumer, with a concurrent listener or (see
+/// [`PushConsumerBuilder::listener_orderly`]) an orderly one.
 ///
 /// It heartbeats to the brokers of its topics, rebalances the group's queues among the group's
 /// consumers, long-polls its queues, hands the messages to the listener and commits the offsets
@@ -265,16 +390,20 @@ impl PushConsumer {
             core.load_local_offsets(builder.local_offsets);
         }
         core.start(now_ms);
-        let listener = builder.listener.ok_or(ClientError::ShutDown)?;
         let concurrency = builder
             .consume_concurrency
             .unwrap_or(DEFAULT_CONSUME_CONCURRENCY);
+        let dispatcher = match (builder.listener, builder.orderly_listener) {
+            (_, Some(orderly)) => Listeners::Orderly(OrderlyDispatcher::new(orderly, concurrency)),
+            (Some(listener), None) => Listeners::Concurrent(Dispatcher::new(listener, concurrency)),
+            (None, None) => return Err(ClientError::ShutDown),
+        };
         let local_offsets = LocalOffsets::default();
         let shared = local_offsets.clone();
         let owner = Owner::spawn(clock, builder.common.connect_timeout, move |calls| {
             PushDriver {
                 core,
-                dispatcher: Dispatcher::new(listener, concurrency),
+                dispatcher,
                 calls,
                 local_offsets: shared,
             }
@@ -342,6 +471,12 @@ impl PushConsumer {
         self.ask(|reply| Call::Assigned { reply }).await
     }
 
+    /// Orderly consumers: the owned queues whose broker lock this consumer holds now, sorted
+    /// (empty for a concurrent consumer).
+    pub async fn locked_queues(&self) -> Result<Vec<MessageQueue>, ClientError> {
+        self.ask(|reply| Call::Locked { reply }).await
+    }
+
     /// The consumer's own view of `queue`'s committed offset (the next offset to consume).
     pub async fn committed_offset(&self, queue: &MessageQueue) -> Result<Option<i64>, ClientError> {
         let queue = queue.clone();
@@ -377,6 +512,14 @@ pub(crate) enum Call {
         token: ConsumeToken,
         status: ConsumeStatus,
     },
+    ConsumedOrderly {
+        token: ConsumeToken,
+        status: ConsumeOrderlyStatus,
+        suspend: Option<Duration>,
+    },
+    Locked {
+        reply: oneshot::Sender<Vec<MessageQueue>>,
+    },
     Subscribe {
         topic: String,
         expression: String,
@@ -397,9 +540,15 @@ pub(crate) enum Call {
     },
 }
 
+/// The application's listener, on its tasks.
+enum Listeners {
+    Concurrent(Dispatcher),
+    Orderly(OrderlyDispatcher),
+}
+
 struct PushDriver {
     core: CorePushConsumer,
-    dispatcher: Dispatcher,
+    dispatcher: Listeners,
     /// For listener tasks to report their status.
     calls: mpsc::WeakUnboundedSender<Control<Call>>,
     local_offsets: LocalOffsets,
@@ -412,6 +561,19 @@ impl Driven for PushDriver {
         match call {
             Call::Consumed { token, status } => {
                 self.core.handle_consume_result(now_ms, token, status)
+            }
+            Call::ConsumedOrderly {
+                token,
+                status,
+                suspend,
+            } => self.core.handle_consume_orderly_result(
+                now_ms,
+                token,
+                status,
+                suspend.map(|d| d.as_millis() as u64),
+            ),
+            Call::Locked { reply } => {
+                let _ = reply.send(self.core.locked_queues());
             }
             Call::Subscribe {
                 topic,
@@ -461,12 +623,29 @@ impl Driven for PushDriver {
                     messages,
                 } => {
                     let calls = self.calls.clone();
-                    self.dispatcher.dispatch(queue, messages, move |status| {
-                        // After shutdown nobody takes the result: the batch is redelivered.
-                        if let Some(calls) = calls.upgrade() {
-                            let _ = calls.send(Control::Call(Call::Consumed { token, status }));
+                    match &self.dispatcher {
+                        Listeners::Concurrent(dispatcher) => {
+                            dispatcher.dispatch(queue, messages, move |status| {
+                                // After shutdown nobody takes the result: the batch is
+                                // redelivered.
+                                if let Some(calls) = calls.upgrade() {
+                                    let _ =
+                                        calls.send(Control::Call(Call::Consumed { token, status }));
+                                }
+                            })
                         }
-                    });
+                        Listeners::Orderly(dispatcher) => {
+                            dispatcher.dispatch(queue, messages, move |status, suspend| {
+                                if let Some(calls) = calls.upgrade() {
+                                    let _ = calls.send(Control::Call(Call::ConsumedOrderly {
+                                        token,
+                                        status,
+                                        suspend,
+                                    }));
+                                }
+                            })
+                        }
+                    }
                 }
                 ClientOutput::PersistLocalOffsets { offsets } => {
                     if let Ok(mut persisted) = self.local_offsets.lock() {

@@ -65,6 +65,9 @@ pub(super) enum Listener {
     Succeed,
     /// RECONSUME_LATER for messages seen fewer than this many times.
     FailFirst(i32),
+    /// Orderly: SUSPEND_CURRENT_QUEUE_A_MOMENT for batches holding a message with this body,
+    /// SUCCESS for the others.
+    SuspendBody(&'static str),
 }
 
 pub(super) struct Cluster {
@@ -76,6 +79,8 @@ pub(super) struct Cluster {
     pub listeners: Vec<Listener>,
     /// Messages consumed per client, in delivery order.
     pub consumed: Vec<Vec<MessageExt>>,
+    /// Every batch delivered per client (also those answered with a retry), in order.
+    pub delivered: Vec<Vec<Vec<MessageExt>>>,
     /// Send results per client.
     pub done: Vec<Vec<ClientOutput>>,
     /// Every request a client wrote, per client (address, code).
@@ -99,6 +104,7 @@ impl Cluster {
             clients: Vec::new(),
             listeners: Vec::new(),
             consumed: Vec::new(),
+            delivered: Vec::new(),
             done: Vec::new(),
             wire: Vec::new(),
         };
@@ -136,6 +142,7 @@ impl Cluster {
         self.clients.push(client);
         self.listeners.push(listener);
         self.consumed.push(Vec::new());
+        self.delivered.push(Vec::new());
         self.done.push(Vec::new());
         self.wire.push(Vec::new());
         let index = self.clients.len() - 1;
@@ -322,8 +329,19 @@ impl Cluster {
             ClientOutput::Consume {
                 token, messages, ..
             } => {
+                self.delivered[i].push(messages.clone());
                 let status = match self.listeners[i] {
                     Listener::Succeed => ConsumeStatus::ConsumeSuccess,
+                    Listener::SuspendBody(body) => {
+                        if messages
+                            .iter()
+                            .any(|m| m.body().as_ref() == body.as_bytes())
+                        {
+                            ConsumeStatus::ReconsumeLater
+                        } else {
+                            ConsumeStatus::ConsumeSuccess
+                        }
+                    }
                     Listener::FailFirst(n) => {
                         if messages.iter().all(|m| m.reconsume_times() >= n) {
                             ConsumeStatus::ConsumeSuccess

@@ -6,6 +6,7 @@ mod allocate;
 mod consumer;
 mod golden;
 mod inproc;
+mod orderly;
 mod producer;
 
 use bytes::BytesMut;
