@@ -1,4 +1,6 @@
 //! `vostok`: the RocketMQ-compatible broker's command line. The work is in the library.
+// Under `--cfg madsim` (the simulator's build) only the library is meant to be used.
+#![cfg_attr(madsim, allow(dead_code, unused_imports))]
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -105,6 +107,7 @@ impl BrokerArgs {
     }
 }
 
+#[cfg(not(madsim))]
 async fn run(cli: Cli) -> Result<(), RunError> {
     match cli.command {
         Command::Standalone {
@@ -134,6 +137,7 @@ async fn run(cli: Cli) -> Result<(), RunError> {
     }
 }
 
+#[cfg(not(madsim))]
 fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
@@ -162,4 +166,10 @@ fn main() -> ExitCode {
             ExitCode::from(e.exit_code())
         }
     }
+}
+
+#[cfg(madsim)]
+fn main() -> ExitCode {
+    eprintln!("vostok: built with --cfg madsim (simulation only); build without it to run a broker");
+    ExitCode::from(2)
 }

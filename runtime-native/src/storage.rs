@@ -27,6 +27,43 @@
 //!
 //! [`disk_usage`] measures the file system (statvfs) for the broker's disk-usage feed.
 
+#[cfg(not(madsim))]
+pub use mmap::*;
+
+use vostok_core::store::retention::DiskUsage;
+use vostok_core::store::{SegmentStorage, StorageError, SyncRequest};
+
+/// What the broker's driver needs of a storage beyond the core's seam: a handle its flusher makes
+/// ranges durable with while the owner keeps writing, and the disk's usage. [`MmapStorage`] in
+/// production; the simulator's SimDisk under `--cfg madsim`.
+pub trait DriverStorage: SegmentStorage + Send + 'static {
+    type Sync: DriverSync;
+
+    /// A handle for the flusher.
+    fn sync_handle(&self) -> Self::Sync;
+    /// Size and free space of the disk holding the store.
+    fn disk_usage(&self) -> Result<DiskUsage, StorageError>;
+}
+
+/// Makes ranges of a [`DriverStorage`] durable from the flusher.
+pub trait DriverSync: Clone + Send + 'static {
+    /// Makes `[start, end)` of `path` durable.
+    fn sync(&self, path: &str, start: u64, end: u64) -> Result<(), StorageError>;
+
+    /// Makes every range of `request` durable.
+    fn sync_request(&self, request: &SyncRequest) -> Result<(), StorageError> {
+        for range in &request.ranges {
+            self.sync(&range.path, range.start, range.end)?;
+        }
+        Ok(())
+    }
+
+    /// Makes every file durable in full (the last step of a shutdown).
+    fn sync_all(&self) -> Result<(), StorageError>;
+}
+
+#[cfg(not(madsim))]
+mod mmap {
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
@@ -35,6 +72,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use memmap2::{MmapOptions, MmapRaw};
 use vostok_core::store::{SegmentStorage, StorageError, SyncRequest};
+
+use super::{DriverStorage, DriverSync};
 
 /// The store's lock file, directly under the root (RocketMQ's name).
 const LOCK_FILE: &str = "lock";
@@ -474,6 +513,32 @@ impl SyncHandle {
     }
 }
 
+impl DriverStorage for MmapStorage {
+    type Sync = SyncHandle;
+
+    fn sync_handle(&self) -> SyncHandle {
+        MmapStorage::sync_handle(self)
+    }
+
+    fn disk_usage(&self) -> Result<vostok_core::store::retention::DiskUsage, StorageError> {
+        disk_usage(&self.root)
+    }
+}
+
+impl DriverSync for SyncHandle {
+    fn sync(&self, path: &str, start: u64, end: u64) -> Result<(), StorageError> {
+        SyncHandle::sync(self, path, start, end)
+    }
+
+    fn sync_request(&self, request: &SyncRequest) -> Result<(), StorageError> {
+        SyncHandle::sync_request(self, request)
+    }
+
+    fn sync_all(&self) -> Result<(), StorageError> {
+        SyncHandle::sync_all(self)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -732,4 +797,5 @@ mod tests {
         let e = io::Error::new(io::ErrorKind::PermissionDenied, "nope");
         assert!(matches!(map_err("x", e), StorageError::Io(t) if t.contains("x")));
     }
+}
 }
