@@ -1,1 +1,163 @@
 //! Jepsen-style history checkers, pure and shared by the simulator and the playground.
+//!
+//! A harness records a [`History`] (sends and their outcomes, deliveries, offset commits, node
+//! crashes and power losses, and a read-back of every queue after the healed phase) and hands it
+//! to [`check_all`], which runs one checker per invariant and returns every [`Violation`] in
+//! event order. A violation names its invariant and the event that first broke it, and renders
+//! to one line.
+//!
+//! | invariant              | checker                      | evidence                                 |
+//! |------------------------|------------------------------|------------------------------------------|
+//! | `lost-write`           | [`check_lost_writes`]        | an acked send missing from the read-back |
+//! | `phantom`              | [`check_phantoms`]           | a delivered key nobody sent (or failed)  |
+//! | `corrupt`              | [`check_corruption`]         | a delivered body unlike the sent one     |
+//! | `dense-offsets`        | [`check_dense_offsets`]      | a hole or duplicate in a read-back queue |
+//! | `inconsistent-offsets` | [`check_consistent_offsets`] | two keys at one offset, no power loss    |
+//! | `order`                | [`check_order`]              | one producer's ordered sends reordered   |
+//! | `offset-regression`    | [`check_committed_offsets`]  | a commit below the last one              |
+//! | `offset-past-max`      | [`check_committed_offsets`]  | a commit above a later max offset        |
+//! | `at-least-once`        | [`check_at_least_once`]      | an acked message a group never got       |
+//! | `bad-crc`              | [`check_bad_crc`]            | a record served with a bad body CRC      |
+//! | `early-delivery`       | [`check_delay`]              | delivered before its due time            |
+//! | `rolled-back-delivered`| [`check_transactions`]       | a rolled-back message delivered          |
+//!
+//! Determinism: [`TraceDigest`] hashes a history's renderings (FNV-1a, stable across builds and
+//! targets); [`first_divergence`] finds the first differing event of two traces.
+//!
+//! Nothing here iterates a std `HashMap`: every map is a `BTreeMap`, so a verdict and its
+//! rendering depend only on the history.
+
+mod checkers;
+mod digest;
+mod history;
+#[cfg(test)]
+mod tests;
+
+pub use checkers::{
+    check_all, check_at_least_once, check_bad_crc, check_committed_offsets,
+    check_consistent_offsets, check_corruption, check_delay, check_dense_offsets,
+    check_lost_writes, check_order, check_phantoms, check_report, check_transactions, statistics,
+};
+pub use digest::{first_divergence, Divergence, TraceDigest};
+pub use history::{
+    body_crc, Delivery, Event, EventKind, FlushMode, History, OpId, PowerLossPolicy, QueueRef,
+    ReadBackRecord, SendSpec,
+};
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// Knobs of the checkers.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckConfig {
+    /// How early a delay or timer message may be delivered before its due time (clock skew
+    /// between the nodes and the checker's clock).
+    pub clock_skew_tolerance_ms: u64,
+    /// At most this many violations per invariant are reported (the first ones in event order).
+    pub max_violations_per_invariant: usize,
+}
+
+impl Default for CheckConfig {
+    fn default() -> Self {
+        CheckConfig {
+            clock_skew_tolerance_ms: 0,
+            max_violations_per_invariant: 8,
+        }
+    }
+}
+
+/// The invariants the checkers enforce.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Invariant {
+    LostWrite,
+    Phantom,
+    Corrupt,
+    DenseOffsets,
+    InconsistentOffsets,
+    Order,
+    OffsetRegression,
+    OffsetPastMax,
+    AtLeastOnce,
+    BadCrc,
+    EarlyDelivery,
+    RolledBackDelivered,
+}
+
+impl Invariant {
+    /// The invariant's short name, as printed.
+    pub fn name(self) -> &'static str {
+        match self {
+            Invariant::LostWrite => "lost-write",
+            Invariant::Phantom => "phantom",
+            Invariant::Corrupt => "corrupt",
+            Invariant::DenseOffsets => "dense-offsets",
+            Invariant::InconsistentOffsets => "inconsistent-offsets",
+            Invariant::Order => "order",
+            Invariant::OffsetRegression => "offset-regression",
+            Invariant::OffsetPastMax => "offset-past-max",
+            Invariant::AtLeastOnce => "at-least-once",
+            Invariant::BadCrc => "bad-crc",
+            Invariant::EarlyDelivery => "early-delivery",
+            Invariant::RolledBackDelivered => "rolled-back-delivered",
+        }
+    }
+}
+
+impl fmt::Display for Invariant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// One broken invariant, pinned to the event that first shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Violation {
+    pub invariant: Invariant,
+    /// Index of the violating event in the history.
+    pub event_index: usize,
+    /// That event's rendering.
+    pub event: String,
+    /// What is wrong, in a few words.
+    pub detail: String,
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}: {} (first violating event {}: {})",
+            self.invariant, self.detail, self.event_index, self.event
+        )
+    }
+}
+
+/// Counts a run reports next to its verdict.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stats {
+    pub sends: u64,
+    pub acked: u64,
+    pub failed: u64,
+    pub unknown: u64,
+    pub deliveries: u64,
+    /// Deliveries of a key already delivered to the same group (redelivery is allowed).
+    pub redeliveries: u64,
+    /// Keys stored at more than one offset: duplicates from producer retries (allowed).
+    pub retry_duplicates: u64,
+    /// Acked ASYNC_FLUSH messages lost with the un-flushed tail in a power loss (allowed).
+    pub allowed_losses: u64,
+    pub crashes: u64,
+    pub power_losses: u64,
+}
+
+/// The verdict and the statistics of one history.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckReport {
+    pub violations: Vec<Violation>,
+    pub stats: Stats,
+}
+
+impl CheckReport {
+    pub fn ok(&self) -> bool {
+        self.violations.is_empty()
+    }
+}

@@ -1,0 +1,565 @@
+//! The history a harness records: what clients invoked and observed, what the nemesis did, and
+//! what every broker holds after the healed phase.
+//!
+//! Every event carries the simulated time it happened at (`time_ms`) and its position in the
+//! history (`seq`, assigned by [`History::push`], equal to its index). Events render to one line
+//! ([`std::fmt::Display`]); the renderings are what a [`super::TraceDigest`] hashes, so they
+//! must be stable: change a rendering only together with every recorded digest.
+//!
+//! Messages are identified by their unique key (the `UNIQ_KEY` property a producer sets once per
+//! message, kept across the client's internal retries). Send operations are identified by an
+//! [`OpId`] that ties a [`EventKind::SendInvoked`] to its outcome.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// Ties a send's outcome to its invocation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct OpId(pub u64);
+
+impl fmt::Display for OpId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "op{}", self.0)
+    }
+}
+
+/// One queue of one broker: `broker` is the broker name (also the node name of its crash and
+/// power-loss events).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct QueueRef {
+    pub broker: String,
+    pub topic: String,
+    pub queue_id: u32,
+}
+
+impl QueueRef {
+    pub fn new(broker: &str, topic: &str, queue_id: u32) -> Self {
+        QueueRef {
+            broker: broker.to_string(),
+            topic: topic.to_string(),
+            queue_id,
+        }
+    }
+}
+
+impl fmt::Display for QueueRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}/{}", self.broker, self.topic, self.queue_id)
+    }
+}
+
+/// The broker's `flushDiskType` when it acknowledged a send.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FlushMode {
+    Sync,
+    Async,
+}
+
+impl From<crate::broker::FlushDiskType> for FlushMode {
+    fn from(t: crate::broker::FlushDiskType) -> Self {
+        match t {
+            crate::broker::FlushDiskType::SyncFlush => FlushMode::Sync,
+            crate::broker::FlushDiskType::AsyncFlush => FlushMode::Async,
+        }
+    }
+}
+
+/// What a power loss did to un-synced writes (mirrors [`crate::store::PowerLoss`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PowerLossPolicy {
+    DropUnsynced,
+    KeepUnsynced,
+    TearUnsynced,
+}
+
+impl From<crate::store::PowerLoss> for PowerLossPolicy {
+    fn from(p: crate::store::PowerLoss) -> Self {
+        match p {
+            crate::store::PowerLoss::DropUnsynced => PowerLossPolicy::DropUnsynced,
+            crate::store::PowerLoss::KeepUnsynced => PowerLossPolicy::KeepUnsynced,
+            crate::store::PowerLoss::TearUnsynced => PowerLossPolicy::TearUnsynced,
+        }
+    }
+}
+
+/// Everything a send invocation says about the message it sends.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SendSpec {
+    pub op: OpId,
+    /// The producer instance (one sequential sender).
+    pub producer: String,
+    pub topic: String,
+    /// The message's unique key (`UNIQ_KEY`).
+    pub key: String,
+    /// `crc32` of the body as sent ([`body_crc`]).
+    pub body_crc: u32,
+    /// The message's tag, if any (subscriptions filter on it).
+    pub tag: Option<String>,
+    /// Set for ordered sends: the selector's argument. One producer's acknowledged sends with
+    /// one order key to one queue must appear in that queue in send order.
+    pub order_key: Option<String>,
+    /// Delay and timer messages: the earliest simulated time a consumer may receive it.
+    pub deliver_not_before_ms: Option<u64>,
+    /// Transactional (half) messages: the transaction id.
+    pub transaction_id: Option<String>,
+}
+
+/// One message a consumer received.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Delivery {
+    pub group: String,
+    pub consumer: String,
+    pub queue: QueueRef,
+    pub queue_offset: u64,
+    /// The delivered message's unique key.
+    pub key: String,
+    /// `crc32` of the body as received ([`body_crc`]).
+    pub body_crc: u32,
+    /// Whether the record's stored body CRC (the `bodyCRC` field) matches the body served.
+    pub record_crc_ok: bool,
+    pub reconsume_times: u32,
+}
+
+/// One record read back from a broker's ConsumeQueue and CommitLog after the healed phase.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReadBackRecord {
+    pub queue: QueueRef,
+    pub queue_offset: u64,
+    pub key: String,
+    pub body_crc: u32,
+    pub record_crc_ok: bool,
+}
+
+/// What happened. Each variant renders to one line.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EventKind {
+    /// A producer invoked a send.
+    SendInvoked(SendSpec),
+    /// The broker answered SEND_OK (or the client reported success) for `op`.
+    SendOk {
+        op: OpId,
+        queue: QueueRef,
+        queue_offset: u64,
+        flush: FlushMode,
+    },
+    /// The send definitely did not store the message (every attempt was refused before a
+    /// write). A send whose outcome is not certain is [`EventKind::SendTimedOut`].
+    SendFailed { op: OpId, reason: String },
+    /// The outcome is unknown (a timeout, a connection lost mid-request): the message may or may
+    /// not be stored.
+    SendTimedOut { op: OpId },
+    /// A consumer group subscribed to a topic; `tags` empty means every tag (`*`).
+    Subscribed {
+        group: String,
+        topic: String,
+        tags: Vec<String>,
+    },
+    /// A consumer received a message.
+    Delivered(Delivery),
+    /// A broker accepted a consumer offset commit.
+    OffsetCommitted {
+        group: String,
+        queue: QueueRef,
+        offset: u64,
+    },
+    /// An explicit reset of a group's offset (admin reset, or a consumer correcting an illegal
+    /// offset): the next commit may be anywhere.
+    OffsetReset {
+        group: String,
+        queue: QueueRef,
+        offset: u64,
+    },
+    /// The broker's max offset of a queue as seen by someone (a pull response, an admin query).
+    MaxOffsetObserved { queue: QueueRef, max_offset: u64 },
+    /// A node's process died; the page cache survives.
+    NodeCrashed { node: String },
+    /// A node lost power; un-synced writes met `policy`.
+    PowerLost {
+        node: String,
+        policy: PowerLossPolicy,
+    },
+    /// A node restarted (after a crash or a power loss) and finished recovery.
+    NodeRestarted { node: String },
+    /// A transaction was resolved by the producer or by check-back.
+    TransactionResolved {
+        transaction_id: String,
+        key: String,
+        committed: bool,
+    },
+    /// Any nemesis action the checkers do not interpret (partitions, clogs, clock offsets);
+    /// recorded for the trace and its digest.
+    Nemesis { description: String },
+    /// Faults stopped: the network and the disks are healthy from here on.
+    Healed,
+    /// Consumers drained every queue: at-least-once delivery is checked only when present.
+    Drained,
+    /// The read-back of one queue after the healed phase: its min and max offset; one
+    /// [`EventKind::ReadBack`] per offset in `[min_offset, max_offset)` follows.
+    ReadBackQueue {
+        queue: QueueRef,
+        min_offset: u64,
+        max_offset: u64,
+    },
+    /// One record read back.
+    ReadBack(ReadBackRecord),
+}
+
+/// One recorded event.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    /// Position in the history (equal to the index).
+    pub seq: u64,
+    /// Simulated time.
+    pub time_ms: u64,
+    pub kind: EventKind,
+}
+
+fn opt<T: fmt::Display>(f: &mut fmt::Formatter<'_>, name: &str, v: &Option<T>) -> fmt::Result {
+    match v {
+        Some(v) => write!(f, " {name}={v}"),
+        None => Ok(()),
+    }
+}
+
+impl fmt::Display for EventKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EventKind::SendInvoked(s) => {
+                write!(
+                    f,
+                    "send {} producer={} topic={} key={} crc={:08x}",
+                    s.op, s.producer, s.topic, s.key, s.body_crc
+                )?;
+                opt(f, "tag", &s.tag)?;
+                opt(f, "order", &s.order_key)?;
+                opt(f, "not_before", &s.deliver_not_before_ms)?;
+                opt(f, "tx", &s.transaction_id)
+            }
+            EventKind::SendOk {
+                op,
+                queue,
+                queue_offset,
+                flush,
+            } => write!(f, "send-ok {op} {queue}@{queue_offset} {flush:?}"),
+            EventKind::SendFailed { op, reason } => write!(f, "send-failed {op} {reason}"),
+            EventKind::SendTimedOut { op } => write!(f, "send-unknown {op}"),
+            EventKind::Subscribed { group, topic, tags } => {
+                if tags.is_empty() {
+                    write!(f, "subscribe {group} {topic} *")
+                } else {
+                    write!(f, "subscribe {group} {topic} {}", tags.join("||"))
+                }
+            }
+            EventKind::Delivered(d) => write!(
+                f,
+                "deliver {}/{} {}@{} key={} crc={:08x}{} reconsume={}",
+                d.group,
+                d.consumer,
+                d.queue,
+                d.queue_offset,
+                d.key,
+                d.body_crc,
+                if d.record_crc_ok { "" } else { " BAD-CRC" },
+                d.reconsume_times
+            ),
+            EventKind::OffsetCommitted {
+                group,
+                queue,
+                offset,
+            } => write!(f, "commit {group} {queue}={offset}"),
+            EventKind::OffsetReset {
+                group,
+                queue,
+                offset,
+            } => write!(f, "reset {group} {queue}={offset}"),
+            EventKind::MaxOffsetObserved { queue, max_offset } => {
+                write!(f, "max-offset {queue}={max_offset}")
+            }
+            EventKind::NodeCrashed { node } => write!(f, "crash {node}"),
+            EventKind::PowerLost { node, policy } => write!(f, "power-loss {node} {policy:?}"),
+            EventKind::NodeRestarted { node } => write!(f, "restart {node}"),
+            EventKind::TransactionResolved {
+                transaction_id,
+                key,
+                committed,
+            } => write!(
+                f,
+                "tx-{} {transaction_id} key={key}",
+                if *committed { "commit" } else { "rollback" }
+            ),
+            EventKind::Nemesis { description } => write!(f, "nemesis {description}"),
+            EventKind::Healed => write!(f, "healed"),
+            EventKind::Drained => write!(f, "drained"),
+            EventKind::ReadBackQueue {
+                queue,
+                min_offset,
+                max_offset,
+            } => write!(f, "read-back-queue {queue} [{min_offset},{max_offset})"),
+            EventKind::ReadBack(r) => write!(
+                f,
+                "read-back {}@{} key={} crc={:08x}{}",
+                r.queue,
+                r.queue_offset,
+                r.key,
+                r.body_crc,
+                if r.record_crc_ok { "" } else { " BAD-CRC" }
+            ),
+        }
+    }
+}
+
+impl fmt::Display for Event {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "#{} t={} {}", self.seq, self.time_ms, self.kind)
+    }
+}
+
+/// `crc32` (IEEE) of a message body, the checksum histories carry.
+pub fn body_crc(body: &[u8]) -> u32 {
+    crc32fast::hash(body)
+}
+
+/// An append-only history.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct History {
+    events: Vec<Event>,
+    next_op: u64,
+}
+
+impl History {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Appends an event and returns its index (also its `seq`).
+    pub fn push(&mut self, time_ms: u64, kind: EventKind) -> usize {
+        let index = self.events.len();
+        self.events.push(Event {
+            seq: index as u64,
+            time_ms,
+            kind,
+        });
+        index
+    }
+
+    pub fn events(&self) -> &[Event] {
+        &self.events
+    }
+
+    pub fn len(&self) -> usize {
+        self.events.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.events.is_empty()
+    }
+
+    /// A fresh operation id, unique within this history.
+    pub fn next_op(&mut self) -> OpId {
+        let op = OpId(self.next_op);
+        self.next_op += 1;
+        op
+    }
+
+    /// Records a plain send (no tag, order key, delay or transaction) and returns its op id.
+    pub fn send_invoked(
+        &mut self,
+        time_ms: u64,
+        producer: &str,
+        topic: &str,
+        key: &str,
+        body: &[u8],
+    ) -> OpId {
+        let op = self.next_op();
+        self.push(
+            time_ms,
+            EventKind::SendInvoked(SendSpec {
+                op,
+                producer: producer.to_string(),
+                topic: topic.to_string(),
+                key: key.to_string(),
+                body_crc: body_crc(body),
+                tag: None,
+                order_key: None,
+                deliver_not_before_ms: None,
+                transaction_id: None,
+            }),
+        );
+        op
+    }
+
+    /// Records a send described by `spec` (its `op` should come from [`History::next_op`]).
+    pub fn send_invoked_spec(&mut self, time_ms: u64, spec: SendSpec) -> OpId {
+        let op = spec.op;
+        self.push(time_ms, EventKind::SendInvoked(spec));
+        op
+    }
+
+    pub fn send_ok(
+        &mut self,
+        time_ms: u64,
+        op: OpId,
+        queue: QueueRef,
+        offset: u64,
+        flush: FlushMode,
+    ) {
+        self.push(
+            time_ms,
+            EventKind::SendOk {
+                op,
+                queue,
+                queue_offset: offset,
+                flush,
+            },
+        );
+    }
+
+    pub fn send_failed(&mut self, time_ms: u64, op: OpId, reason: &str) {
+        self.push(
+            time_ms,
+            EventKind::SendFailed {
+                op,
+                reason: reason.to_string(),
+            },
+        );
+    }
+
+    pub fn send_timed_out(&mut self, time_ms: u64, op: OpId) {
+        self.push(time_ms, EventKind::SendTimedOut { op });
+    }
+
+    pub fn subscribed(&mut self, time_ms: u64, group: &str, topic: &str, tags: &[&str]) {
+        self.push(
+            time_ms,
+            EventKind::Subscribed {
+                group: group.to_string(),
+                topic: topic.to_string(),
+                tags: tags.iter().map(|t| t.to_string()).collect(),
+            },
+        );
+    }
+
+    pub fn delivered(&mut self, time_ms: u64, delivery: Delivery) {
+        self.push(time_ms, EventKind::Delivered(delivery));
+    }
+
+    pub fn offset_committed(&mut self, time_ms: u64, group: &str, queue: QueueRef, offset: u64) {
+        self.push(
+            time_ms,
+            EventKind::OffsetCommitted {
+                group: group.to_string(),
+                queue,
+                offset,
+            },
+        );
+    }
+
+    pub fn offset_reset(&mut self, time_ms: u64, group: &str, queue: QueueRef, offset: u64) {
+        self.push(
+            time_ms,
+            EventKind::OffsetReset {
+                group: group.to_string(),
+                queue,
+                offset,
+            },
+        );
+    }
+
+    pub fn max_offset_observed(&mut self, time_ms: u64, queue: QueueRef, max_offset: u64) {
+        self.push(time_ms, EventKind::MaxOffsetObserved { queue, max_offset });
+    }
+
+    pub fn node_crashed(&mut self, time_ms: u64, node: &str) {
+        self.push(
+            time_ms,
+            EventKind::NodeCrashed {
+                node: node.to_string(),
+            },
+        );
+    }
+
+    pub fn power_lost(&mut self, time_ms: u64, node: &str, policy: PowerLossPolicy) {
+        self.push(
+            time_ms,
+            EventKind::PowerLost {
+                node: node.to_string(),
+                policy,
+            },
+        );
+    }
+
+    pub fn node_restarted(&mut self, time_ms: u64, node: &str) {
+        self.push(
+            time_ms,
+            EventKind::NodeRestarted {
+                node: node.to_string(),
+            },
+        );
+    }
+
+    pub fn transaction_resolved(
+        &mut self,
+        time_ms: u64,
+        transaction_id: &str,
+        key: &str,
+        committed: bool,
+    ) {
+        self.push(
+            time_ms,
+            EventKind::TransactionResolved {
+                transaction_id: transaction_id.to_string(),
+                key: key.to_string(),
+                committed,
+            },
+        );
+    }
+
+    pub fn nemesis(&mut self, time_ms: u64, description: &str) {
+        self.push(
+            time_ms,
+            EventKind::Nemesis {
+                description: description.to_string(),
+            },
+        );
+    }
+
+    pub fn healed(&mut self, time_ms: u64) {
+        self.push(time_ms, EventKind::Healed);
+    }
+
+    pub fn drained(&mut self, time_ms: u64) {
+        self.push(time_ms, EventKind::Drained);
+    }
+
+    /// Records one queue's read-back: the queue header, then one record per offset in order.
+    pub fn read_back_queue(
+        &mut self,
+        time_ms: u64,
+        queue: QueueRef,
+        min_offset: u64,
+        max_offset: u64,
+        records: Vec<ReadBackRecord>,
+    ) {
+        self.push(
+            time_ms,
+            EventKind::ReadBackQueue {
+                queue,
+                min_offset,
+                max_offset,
+            },
+        );
+        for r in records {
+            self.push(time_ms, EventKind::ReadBack(r));
+        }
+    }
+
+    /// The one-line renderings of every event, in order.
+    pub fn renderings(&self) -> Vec<String> {
+        self.events.iter().map(|e| e.to_string()).collect()
+    }
+
+    /// The digest of this history's trace.
+    pub fn digest(&self) -> super::TraceDigest {
+        super::TraceDigest::of_history(self)
+    }
+}
