@@ -21,6 +21,7 @@ pub mod broker;
 pub mod check;
 pub mod client;
 pub mod cluster;
+pub mod defects;
 pub mod filter;
 pub mod message;
 pub mod namesrv;

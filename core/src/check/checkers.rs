@@ -1,11 +1,290 @@
 //! One checker per invariant; see the table in the module docs.
+//!
+//! Every checker walks the history once over an [`Index`] built from it, and reports violations
+//! in event order, at most [`CheckConfig::max_violations_per_invariant`] of each invariant.
 
-use super::{CheckConfig, CheckReport, History, Stats, Violation};
+use super::{
+    CheckConfig, CheckReport, Delivery, Event, EventKind, FlushMode, History, Invariant, OpId,
+    PowerLossPolicy, QueueRef, ReadBackRecord, SendSpec, Stats, Violation,
+};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// What became of a send.
+#[derive(Clone, Copy, Debug)]
+enum Outcome<'a> {
+    Pending,
+    Ok {
+        index: usize,
+        queue: &'a QueueRef,
+        queue_offset: u64,
+        flush: FlushMode,
+    },
+    Failed,
+    Unknown,
+}
+
+/// Lookups every checker needs, built in one pass.
+struct Index<'a> {
+    events: &'a [Event],
+    /// Send invocations by op: (event index, spec).
+    sends: BTreeMap<OpId, (usize, &'a SendSpec)>,
+    outcomes: BTreeMap<OpId, Outcome<'a>>,
+    /// Ops by message key, in invocation order.
+    ops_by_key: BTreeMap<&'a str, Vec<OpId>>,
+    /// Power losses per node: (event index, policy), in order.
+    power_losses: BTreeMap<&'a str, Vec<(usize, PowerLossPolicy)>>,
+    /// Read-back queue headers: (event index, min offset, max offset).
+    read_back_queues: BTreeMap<&'a QueueRef, (usize, u64, u64)>,
+    /// Read-back records per queue, in event order.
+    read_back: BTreeMap<&'a QueueRef, Vec<(usize, &'a ReadBackRecord)>>,
+    /// Brokers with at least one read-back queue.
+    read_back_brokers: BTreeSet<&'a str>,
+    deliveries: Vec<(usize, &'a Delivery)>,
+    drained: bool,
+}
+
+impl<'a> Index<'a> {
+    fn new(history: &'a History) -> Self {
+        let mut ix = Index {
+            events: history.events(),
+            sends: BTreeMap::new(),
+            outcomes: BTreeMap::new(),
+            ops_by_key: BTreeMap::new(),
+            power_losses: BTreeMap::new(),
+            read_back_queues: BTreeMap::new(),
+            read_back: BTreeMap::new(),
+            read_back_brokers: BTreeSet::new(),
+            deliveries: Vec::new(),
+            drained: false,
+        };
+        for (i, e) in history.events().iter().enumerate() {
+            match &e.kind {
+                EventKind::SendInvoked(s) => {
+                    ix.sends.insert(s.op, (i, s));
+                    ix.outcomes.insert(s.op, Outcome::Pending);
+                    ix.ops_by_key.entry(s.key.as_str()).or_default().push(s.op);
+                }
+                EventKind::SendOk {
+                    op,
+                    queue,
+                    queue_offset,
+                    flush,
+                } => {
+                    ix.outcomes.insert(
+                        *op,
+                        Outcome::Ok {
+                            index: i,
+                            queue,
+                            queue_offset: *queue_offset,
+                            flush: *flush,
+                        },
+                    );
+                }
+                EventKind::SendFailed { op, .. } => {
+                    ix.outcomes.insert(*op, Outcome::Failed);
+                }
+                EventKind::SendTimedOut { op } => {
+                    ix.outcomes.insert(*op, Outcome::Unknown);
+                }
+                EventKind::PowerLost { node, policy } => {
+                    ix.power_losses
+                        .entry(node.as_str())
+                        .or_default()
+                        .push((i, *policy));
+                }
+                EventKind::ReadBackQueue {
+                    queue,
+                    min_offset,
+                    max_offset,
+                } => {
+                    ix.read_back_queues
+                        .insert(queue, (i, *min_offset, *max_offset));
+                    ix.read_back_brokers.insert(queue.broker.as_str());
+                }
+                EventKind::ReadBack(r) => ix.read_back.entry(&r.queue).or_default().push((i, r)),
+                EventKind::Delivered(d) => ix.deliveries.push((i, d)),
+                EventKind::Drained => ix.drained = true,
+                _ => {}
+            }
+        }
+        ix
+    }
+
+    fn violation(&self, invariant: Invariant, index: usize, detail: String) -> Violation {
+        Violation {
+            invariant,
+            event_index: index,
+            event: self.events[index].to_string(),
+            detail,
+        }
+    }
+
+    /// The acked sends in invocation order: (op, spec, ack index, queue, offset, flush).
+    fn acked(&self) -> Vec<Acked<'a>> {
+        let mut acked: Vec<Acked<'a>> = self
+            .sends
+            .iter()
+            .filter_map(|(op, (invoked, spec))| match self.outcomes.get(op) {
+                Some(Outcome::Ok {
+                    index,
+                    queue,
+                    queue_offset,
+                    flush,
+                }) => Some(Acked {
+                    invoked: *invoked,
+                    spec,
+                    ack_index: *index,
+                    queue,
+                    queue_offset: *queue_offset,
+                    flush: *flush,
+                }),
+                _ => None,
+            })
+            .collect();
+        acked.sort_by_key(|a| a.invoked);
+        acked
+    }
+
+    /// How many power losses `node` had before event `index`.
+    fn power_epoch(&self, node: &str, index: usize) -> usize {
+        self.power_losses
+            .get(node)
+            .map_or(0, |v| v.iter().take_while(|(i, _)| *i < index).count())
+    }
+
+    /// The first power loss of `node` after event `index` that may lose un-synced writes.
+    fn lossy_power_loss_after(&self, node: &str, index: usize) -> Option<usize> {
+        self.power_losses.get(node).and_then(|v| {
+            v.iter()
+                .find(|(i, p)| *i > index && *p != PowerLossPolicy::KeepUnsynced)
+                .map(|(i, _)| *i)
+        })
+    }
+
+    /// Whether `key` is in the read-back of `queue`.
+    fn in_read_back(&self, queue: &QueueRef, key: &str) -> bool {
+        self.read_back
+            .get(queue)
+            .is_some_and(|v| v.iter().any(|(_, r)| r.key == key))
+    }
+
+    /// The fate of an acked send in the final read-back.
+    fn fate(&self, a: &Acked<'a>) -> Fate {
+        if !self.read_back_brokers.contains(a.queue.broker.as_str()) {
+            return Fate::Unknown;
+        }
+        if let Some((_, min, _)) = self.read_back_queues.get(a.queue) {
+            if a.queue_offset < *min {
+                return Fate::Unknown;
+            }
+        }
+        if self.in_read_back(a.queue, &a.spec.key) {
+            return Fate::Present;
+        }
+        if a.flush == FlushMode::Async {
+            if let Some(p) = self.lossy_power_loss_after(&a.queue.broker, a.ack_index) {
+                return Fate::LostAllowed { power_loss: p };
+            }
+        }
+        Fate::Lost
+    }
+
+    /// Every position a key was observed at: deliveries, read-back and acks, in event order.
+    fn observations(&self) -> Vec<(usize, &'a QueueRef, u64, &'a str)> {
+        let mut out = Vec::new();
+        for (i, e) in self.events.iter().enumerate() {
+            match &e.kind {
+                EventKind::Delivered(d) => out.push((i, &d.queue, d.queue_offset, d.key.as_str())),
+                EventKind::ReadBack(r) => out.push((i, &r.queue, r.queue_offset, r.key.as_str())),
+                EventKind::SendOk {
+                    op,
+                    queue,
+                    queue_offset,
+                    ..
+                } => {
+                    if let Some((_, s)) = self.sends.get(op) {
+                        out.push((i, queue, *queue_offset, s.key.as_str()));
+                    }
+                }
+                _ => {}
+            }
+        }
+        out
+    }
+}
+
+/// An acked send.
+#[derive(Clone, Copy, Debug)]
+struct Acked<'a> {
+    invoked: usize,
+    spec: &'a SendSpec,
+    ack_index: usize,
+    queue: &'a QueueRef,
+    queue_offset: u64,
+    flush: FlushMode,
+}
+
+/// What the read-back says about an acked send.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Fate {
+    Present,
+    /// Missing, but an ASYNC_FLUSH send and its broker lost power (at this event) afterwards.
+    LostAllowed {
+        power_loss: usize,
+    },
+    Lost,
+    /// No read-back of its broker, or retention removed its offset.
+    Unknown,
+}
+
+/// Collects violations, capped per invariant.
+struct Sink {
+    cap: usize,
+    out: Vec<Violation>,
+}
+
+impl Sink {
+    fn new(config: &CheckConfig) -> Self {
+        Sink {
+            cap: config.max_violations_per_invariant.max(1),
+            out: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, v: Violation) {
+        self.out.push(v);
+    }
+
+    /// In event order, at most `cap` per invariant.
+    fn finish(mut self) -> Vec<Violation> {
+        self.out
+            .sort_by(|a, b| (a.event_index, a.invariant).cmp(&(b.event_index, b.invariant)));
+        let mut counts: BTreeMap<Invariant, usize> = BTreeMap::new();
+        self.out.retain(|v| {
+            let c = counts.entry(v.invariant).or_insert(0);
+            *c += 1;
+            *c <= self.cap
+        });
+        self.out
+    }
+}
 
 /// Runs every checker; the violations come in event order.
 pub fn check_all(history: &History, config: &CheckConfig) -> Vec<Violation> {
-    let _ = (history, config);
-    todo!()
+    let ix = Index::new(history);
+    let mut sink = Sink::new(config);
+    lost_writes(&ix, &mut sink);
+    phantoms(&ix, &mut sink);
+    corruption(&ix, &mut sink);
+    dense_offsets(&ix, &mut sink);
+    consistent_offsets(&ix, &mut sink);
+    order(&ix, &mut sink);
+    committed_offsets(&ix, &mut sink);
+    at_least_once(&ix, &mut sink);
+    bad_crc(&ix, &mut sink);
+    delay(&ix, config, &mut sink);
+    transactions(&ix, &mut sink);
+    sink.finish()
 }
 
 /// [`check_all`] plus the run's [`Stats`].
@@ -18,76 +297,559 @@ pub fn check_report(history: &History, config: &CheckConfig) -> CheckReport {
 
 /// Counts sends, outcomes, deliveries, retry duplicates and faults.
 pub fn statistics(history: &History) -> Stats {
-    let _ = history;
-    todo!()
+    let ix = Index::new(history);
+    let mut stats = Stats {
+        sends: ix.sends.len() as u64,
+        deliveries: ix.deliveries.len() as u64,
+        ..Stats::default()
+    };
+    for outcome in ix.outcomes.values() {
+        match outcome {
+            Outcome::Ok { .. } => stats.acked += 1,
+            Outcome::Failed => stats.failed += 1,
+            Outcome::Unknown => stats.unknown += 1,
+            Outcome::Pending => {}
+        }
+    }
+    let mut seen: BTreeSet<(&str, &str)> = BTreeSet::new();
+    for (_, d) in &ix.deliveries {
+        if !seen.insert((d.group.as_str(), d.key.as_str())) {
+            stats.redeliveries += 1;
+        }
+    }
+    // A key stored at several positions of user topics (retry and DLQ topics, `%`-prefixed,
+    // legitimately hold copies): producer-retry duplicates.
+    let mut positions: BTreeMap<&str, BTreeSet<(&QueueRef, u64)>> = BTreeMap::new();
+    for (_, queue, offset, key) in ix.observations() {
+        if !queue.topic.starts_with('%') {
+            positions.entry(key).or_default().insert((queue, offset));
+        }
+    }
+    stats.retry_duplicates = positions
+        .values()
+        .map(|p| p.len().saturating_sub(1) as u64)
+        .sum();
+    for a in ix.acked() {
+        if let Fate::LostAllowed { .. } = ix.fate(&a) {
+            stats.allowed_losses += 1;
+        }
+    }
+    for e in history.events() {
+        match e.kind {
+            EventKind::NodeCrashed { .. } => stats.crashes += 1,
+            EventKind::PowerLost { .. } => stats.power_losses += 1,
+            _ => {}
+        }
+    }
+    stats
 }
 
-/// `lost-write`: every acked send is in the final read-back of its queue.
-pub fn check_lost_writes(history: &History, config: &CheckConfig) -> Vec<Violation> {
-    let _ = (history, config);
-    todo!()
+macro_rules! single {
+    ($(#[$doc:meta])* $name:ident, $inner:ident) => {
+        $(#[$doc])*
+        pub fn $name(history: &History, config: &CheckConfig) -> Vec<Violation> {
+            let ix = Index::new(history);
+            let mut sink = Sink::new(config);
+            $inner(&ix, &mut sink);
+            sink.finish()
+        }
+    };
 }
 
-/// `phantom`: every delivered or read-back key was sent, and not by a send that definitely
-/// failed.
-pub fn check_phantoms(history: &History, config: &CheckConfig) -> Vec<Violation> {
-    let _ = (history, config);
-    todo!()
+single!(
+    /// `lost-write`: every acked send is in the final read-back of its queue. Under ASYNC_FLUSH
+    /// a send may be missing only if its broker later lost power (dropping or tearing
+    /// un-synced writes), and only with the queue's tail: no message acked after it on the
+    /// same queue before that power loss may survive. Queues of brokers without a read-back,
+    /// and offsets below a read-back's min offset (retention), are not judged.
+    check_lost_writes,
+    lost_writes
+);
+
+fn lost_writes(ix: &Index<'_>, sink: &mut Sink) {
+    let acked = ix.acked();
+    for a in &acked {
+        match ix.fate(a) {
+            Fate::Present | Fate::Unknown => {}
+            Fate::Lost => sink.push(ix.violation(
+                Invariant::LostWrite,
+                a.ack_index,
+                format!(
+                    "acked {:?} send {} at {}@{} is missing from the read-back",
+                    a.flush, a.spec.key, a.queue, a.queue_offset
+                ),
+            )),
+            Fate::LostAllowed { power_loss } => {
+                // Only the un-flushed tail: a later message of the same queue, acked before the
+                // same power loss, must not have survived.
+                let survivor = acked.iter().find(|b| {
+                    b.queue == a.queue
+                        && b.queue_offset > a.queue_offset
+                        && b.ack_index < power_loss
+                        && ix.in_read_back(b.queue, &b.spec.key)
+                });
+                if let Some(b) = survivor {
+                    sink.push(ix.violation(
+                        Invariant::LostWrite,
+                        a.ack_index,
+                        format!(
+                            "acked ASYNC_FLUSH send {} at {}@{} lost in power loss #{power_loss} \
+                             though the later {}@{} survived: not the un-flushed tail",
+                            a.spec.key, a.queue, a.queue_offset, b.queue, b.queue_offset
+                        ),
+                    ));
+                }
+            }
+        }
+    }
 }
 
-/// `corrupt`: every delivered or read-back body checksum equals the sent one.
-pub fn check_corruption(history: &History, config: &CheckConfig) -> Vec<Violation> {
-    let _ = (history, config);
-    todo!()
+single!(
+    /// `phantom`: every delivered or read-back key was sent, and not only by sends that
+    /// definitely failed.
+    check_phantoms,
+    phantoms
+);
+
+fn phantoms(ix: &Index<'_>, sink: &mut Sink) {
+    for (i, e) in ix.events.iter().enumerate() {
+        let key = match &e.kind {
+            EventKind::Delivered(d) => &d.key,
+            EventKind::ReadBack(r) => &r.key,
+            _ => continue,
+        };
+        match ix.ops_by_key.get(key.as_str()) {
+            None => sink.push(ix.violation(Invariant::Phantom, i, format!("{key} was never sent"))),
+            Some(ops) => {
+                let all_failed = ops
+                    .iter()
+                    .all(|op| matches!(ix.outcomes.get(op), Some(Outcome::Failed)));
+                if all_failed {
+                    sink.push(ix.violation(
+                        Invariant::Phantom,
+                        i,
+                        format!("{key} was only sent by sends that definitely failed"),
+                    ));
+                }
+            }
+        }
+    }
 }
 
-/// `dense-offsets`: each read-back queue holds exactly one record per offset in
-/// `[min_offset, max_offset)`.
-pub fn check_dense_offsets(history: &History, config: &CheckConfig) -> Vec<Violation> {
-    let _ = (history, config);
-    todo!()
+single!(
+    /// `corrupt`: every delivered or read-back body checksum equals one sent with its key.
+    check_corruption,
+    corruption
+);
+
+fn corruption(ix: &Index<'_>, sink: &mut Sink) {
+    for (i, e) in ix.events.iter().enumerate() {
+        let (key, crc) = match &e.kind {
+            EventKind::Delivered(d) => (&d.key, d.body_crc),
+            EventKind::ReadBack(r) => (&r.key, r.body_crc),
+            _ => continue,
+        };
+        let Some(ops) = ix.ops_by_key.get(key.as_str()) else {
+            continue; // a phantom, reported there
+        };
+        let matches = ops
+            .iter()
+            .any(|op| ix.sends.get(op).is_some_and(|(_, s)| s.body_crc == crc));
+        if !matches {
+            sink.push(ix.violation(
+                Invariant::Corrupt,
+                i,
+                format!("{key} body checksum {crc:08x} differs from the one sent"),
+            ));
+        }
+    }
 }
 
-/// `inconsistent-offsets`: one (queue, offset) never holds two keys, unless its broker lost
-/// power in between.
-pub fn check_consistent_offsets(history: &History, config: &CheckConfig) -> Vec<Violation> {
-    let _ = (history, config);
-    todo!()
+single!(
+    /// `dense-offsets`: each read-back queue holds exactly one record per offset in
+    /// `[min_offset, max_offset)` (records recorded in offset order after their header).
+    check_dense_offsets,
+    dense_offsets
+);
+
+fn dense_offsets(ix: &Index<'_>, sink: &mut Sink) {
+    for (queue, (header, min, max)) in &ix.read_back_queues {
+        let mut expected = *min;
+        let records = ix.read_back.get(queue).map(Vec::as_slice).unwrap_or(&[]);
+        for (i, r) in records {
+            let o = r.queue_offset;
+            if o >= *max {
+                sink.push(ix.violation(
+                    Invariant::DenseOffsets,
+                    *i,
+                    format!("offset {o} of {queue} is at or past its max offset {max}"),
+                ));
+            } else if o == expected {
+                expected += 1;
+            } else if o > expected {
+                sink.push(ix.violation(
+                    Invariant::DenseOffsets,
+                    *i,
+                    format!("hole in {queue}: offsets [{expected},{o}) are missing"),
+                ));
+                expected = o + 1;
+            } else {
+                sink.push(ix.violation(
+                    Invariant::DenseOffsets,
+                    *i,
+                    format!("offset {o} of {queue} appears twice or out of order"),
+                ));
+            }
+        }
+        if expected < *max {
+            sink.push(ix.violation(
+                Invariant::DenseOffsets,
+                *header,
+                format!("hole in {queue}: offsets [{expected},{max}) are missing"),
+            ));
+        }
+    }
 }
 
-/// `order`: one producer's acked sends with one order key to one queue sit in send order.
-pub fn check_order(history: &History, config: &CheckConfig) -> Vec<Violation> {
-    let _ = (history, config);
-    todo!()
+single!(
+    /// `inconsistent-offsets`: a (queue, offset) never holds two different keys (as acked,
+    /// delivered or read back), unless its broker lost power between the two observations.
+    check_consistent_offsets,
+    consistent_offsets
+);
+
+fn consistent_offsets(ix: &Index<'_>, sink: &mut Sink) {
+    let mut seen: BTreeMap<(&QueueRef, u64), (&str, usize, usize)> = BTreeMap::new();
+    for (i, queue, offset, key) in ix.observations() {
+        let epoch = ix.power_epoch(&queue.broker, i);
+        match seen.get(&(queue, offset)) {
+            Some((k, first, e)) if *e == epoch && *k != key => {
+                sink.push(ix.violation(
+                    Invariant::InconsistentOffsets,
+                    i,
+                    format!(
+                        "{queue}@{offset} holds {key} but held {k} at event {first} with no \
+                         power loss in between"
+                    ),
+                ));
+            }
+            Some((_, _, e)) if *e == epoch => {}
+            _ => {
+                seen.insert((queue, offset), (key, i, epoch));
+            }
+        }
+    }
 }
 
-/// `offset-regression` and `offset-past-max`.
-pub fn check_committed_offsets(history: &History, config: &CheckConfig) -> Vec<Violation> {
-    let _ = (history, config);
-    todo!()
+single!(
+    /// `order`: one producer's acked sends with one order key to one queue sit in send order:
+    /// their ack offsets increase (within one power epoch of the broker), and so do the
+    /// offsets of their first copies in the read-back. Further copies (producer-retry
+    /// duplicates) are allowed and counted in [`Stats::retry_duplicates`].
+    check_order,
+    order
+);
+
+fn order(ix: &Index<'_>, sink: &mut Sink) {
+    type Stream<'a> = (&'a str, &'a str, &'a QueueRef);
+    let mut streams: BTreeMap<Stream<'_>, Vec<Acked<'_>>> = BTreeMap::new();
+    for a in ix.acked() {
+        if let Some(order_key) = &a.spec.order_key {
+            streams
+                .entry((a.spec.producer.as_str(), order_key.as_str(), a.queue))
+                .or_default()
+                .push(a);
+        }
+    }
+    for ((producer, order_key, queue), sends) in &streams {
+        // Acks, in invocation order.
+        for w in sends.windows(2) {
+            let (a, b) = (&w[0], &w[1]);
+            let same_epoch = ix.power_epoch(&queue.broker, a.ack_index)
+                == ix.power_epoch(&queue.broker, b.ack_index);
+            if same_epoch && b.queue_offset <= a.queue_offset {
+                sink.push(ix.violation(
+                    Invariant::Order,
+                    b.ack_index,
+                    format!(
+                        "producer {producer} order key {order_key}: {} acked at {queue}@{} \
+                         after {} at offset {}",
+                        b.spec.key, b.queue_offset, a.spec.key, a.queue_offset
+                    ),
+                ));
+            }
+        }
+        // First copies in the read-back.
+        let Some(records) = ix.read_back.get(queue) else {
+            continue;
+        };
+        let mut first: BTreeMap<&str, (usize, u64)> = BTreeMap::new();
+        for (i, r) in records {
+            first.entry(r.key.as_str()).or_insert((*i, r.queue_offset));
+        }
+        let mut last: Option<(&str, u64)> = None;
+        for a in sends {
+            let Some((i, o)) = first.get(a.spec.key.as_str()) else {
+                continue;
+            };
+            if let Some((prev_key, prev)) = last {
+                if *o <= prev {
+                    sink.push(ix.violation(
+                        Invariant::Order,
+                        *i,
+                        format!(
+                            "producer {producer} order key {order_key}: {} stored at \
+                             {queue}@{o} before the earlier-sent {prev_key} at offset {prev}",
+                            a.spec.key
+                        ),
+                    ));
+                }
+            }
+            last = Some((a.spec.key.as_str(), *o));
+        }
+    }
 }
 
-/// `at-least-once`: after `Drained`, every acked message reached every subscribed group.
-pub fn check_at_least_once(history: &History, config: &CheckConfig) -> Vec<Violation> {
-    let _ = (history, config);
-    todo!()
+single!(
+    /// `offset-regression` and `offset-past-max`: per (group, queue) a committed offset never
+    /// decreases, except after an explicit reset or a restart of its broker (which may fall
+    /// back to an earlier persisted offset); and it never exceeds a max offset of the queue
+    /// observed after it (a later `MaxOffsetObserved` or the read-back), unless the broker
+    /// lost power in between.
+    check_committed_offsets,
+    committed_offsets
+);
+
+fn committed_offsets(ix: &Index<'_>, sink: &mut Sink) {
+    let mut last: BTreeMap<(&str, &QueueRef), u64> = BTreeMap::new();
+    // Per queue: commits since the broker's last power loss, by committed value -> first
+    // committing event.
+    let mut pending: BTreeMap<&QueueRef, BTreeMap<u64, usize>> = BTreeMap::new();
+    for (i, e) in ix.events.iter().enumerate() {
+        match &e.kind {
+            EventKind::OffsetCommitted {
+                group,
+                queue,
+                offset,
+            } => {
+                if let Some(prev) = last.get(&(group.as_str(), queue)) {
+                    if offset < prev {
+                        sink.push(ix.violation(
+                            Invariant::OffsetRegression,
+                            i,
+                            format!("{group} {queue} committed {offset} after {prev}"),
+                        ));
+                    }
+                }
+                last.insert((group.as_str(), queue), *offset);
+                pending
+                    .entry(queue)
+                    .or_default()
+                    .entry(*offset)
+                    .or_insert(i);
+            }
+            EventKind::OffsetReset { group, queue, .. } => {
+                last.remove(&(group.as_str(), queue));
+            }
+            EventKind::NodeCrashed { node }
+            | EventKind::PowerLost { node, .. }
+            | EventKind::NodeRestarted { node } => {
+                last.retain(|(_, q), _| q.broker != *node);
+                if matches!(e.kind, EventKind::PowerLost { .. }) {
+                    pending.retain(|q, _| q.broker != *node);
+                }
+            }
+            EventKind::MaxOffsetObserved { queue, max_offset }
+            | EventKind::ReadBackQueue {
+                queue, max_offset, ..
+            } => {
+                if let Some(commits) = pending.get_mut(queue) {
+                    let above = commits.split_off(&(max_offset + 1));
+                    if let Some((value, first)) = above.iter().min_by_key(|(_, idx)| **idx) {
+                        sink.push(ix.violation(
+                            Invariant::OffsetPastMax,
+                            *first,
+                            format!(
+                                "committed {value} on {queue} but its max offset was later \
+                                 observed as {max_offset} (event {i})"
+                            ),
+                        ));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
 }
 
-/// `bad-crc`: no record whose stored CRC mismatches its body is ever served.
-pub fn check_bad_crc(history: &History, config: &CheckConfig) -> Vec<Violation> {
-    let _ = (history, config);
-    todo!()
+single!(
+    /// `at-least-once`: once the history says `Drained`, every acked message of a topic has
+    /// been delivered to every group subscribed to that topic (whose tags match), or sits in
+    /// that group's `%DLQ%` topic. Allowed ASYNC_FLUSH losses and rolled-back transactional
+    /// messages are exempt.
+    check_at_least_once,
+    at_least_once
+);
+
+fn at_least_once(ix: &Index<'_>, sink: &mut Sink) {
+    if !ix.drained {
+        return;
+    }
+    let mut subscriptions: BTreeMap<(&str, &str), &[String]> = BTreeMap::new();
+    let mut rolled_back: BTreeSet<&str> = BTreeSet::new();
+    for e in ix.events {
+        match &e.kind {
+            EventKind::Subscribed { group, topic, tags } => {
+                subscriptions.insert((group.as_str(), topic.as_str()), tags.as_slice());
+            }
+            EventKind::TransactionResolved {
+                key,
+                committed: false,
+                ..
+            } => {
+                rolled_back.insert(key.as_str());
+            }
+            _ => {}
+        }
+    }
+    let mut received: BTreeSet<(&str, &str)> = BTreeSet::new();
+    for (_, d) in &ix.deliveries {
+        received.insert((d.group.as_str(), d.key.as_str()));
+    }
+    let mut dead: BTreeSet<(&str, &str)> = BTreeSet::new();
+    for records in ix.read_back.values() {
+        for (_, r) in records {
+            if let Some(group) = r.queue.topic.strip_prefix("%DLQ%") {
+                dead.insert((group, r.key.as_str()));
+            }
+        }
+    }
+    for a in ix.acked() {
+        if rolled_back.contains(a.spec.key.as_str())
+            || matches!(ix.fate(&a), Fate::LostAllowed { .. })
+        {
+            continue;
+        }
+        for ((group, topic), tags) in &subscriptions {
+            if *topic != a.spec.topic {
+                continue;
+            }
+            let tag_matches = tags.is_empty()
+                || a.spec
+                    .tag
+                    .as_ref()
+                    .is_some_and(|t| tags.iter().any(|s| s == t));
+            let key = a.spec.key.as_str();
+            if tag_matches && !received.contains(&(group, key)) && !dead.contains(&(group, key)) {
+                sink.push(ix.violation(
+                    Invariant::AtLeastOnce,
+                    a.ack_index,
+                    format!("acked {key} was never delivered to group {group}"),
+                ));
+            }
+        }
+    }
 }
 
-/// `early-delivery`: no delay or timer message is delivered before its due time.
+single!(
+    /// `bad-crc`: no record whose stored body CRC mismatches its body is ever served (to a
+    /// consumer or to the read-back): recovery must have cut it off.
+    check_bad_crc,
+    bad_crc
+);
+
+fn bad_crc(ix: &Index<'_>, sink: &mut Sink) {
+    for (i, e) in ix.events.iter().enumerate() {
+        let (key, queue, offset, ok) = match &e.kind {
+            EventKind::Delivered(d) => (&d.key, &d.queue, d.queue_offset, d.record_crc_ok),
+            EventKind::ReadBack(r) => (&r.key, &r.queue, r.queue_offset, r.record_crc_ok),
+            _ => continue,
+        };
+        if !ok {
+            sink.push(ix.violation(
+                Invariant::BadCrc,
+                i,
+                format!("{queue}@{offset} ({key}) was served with a bad body CRC"),
+            ));
+        }
+    }
+}
+
+/// `early-delivery`: no delay or timer message is delivered before its due time, less the
+/// configured clock-skew tolerance.
 pub fn check_delay(history: &History, config: &CheckConfig) -> Vec<Violation> {
-    let _ = (history, config);
-    todo!()
+    let ix = Index::new(history);
+    let mut sink = Sink::new(config);
+    delay(&ix, config, &mut sink);
+    sink.finish()
 }
 
-/// `rolled-back-delivered`: a rolled-back transactional message is never delivered, and no half
-/// message is delivered before its commit.
-pub fn check_transactions(history: &History, config: &CheckConfig) -> Vec<Violation> {
-    let _ = (history, config);
-    todo!()
+fn delay(ix: &Index<'_>, config: &CheckConfig, sink: &mut Sink) {
+    for (i, d) in &ix.deliveries {
+        let due = ix.ops_by_key.get(d.key.as_str()).and_then(|ops| {
+            ops.iter()
+                .filter_map(|op| ix.sends.get(op))
+                .filter_map(|(_, s)| s.deliver_not_before_ms)
+                .min()
+        });
+        let time_ms = ix.events[*i].time_ms;
+        if let Some(due) = due {
+            if time_ms.saturating_add(config.clock_skew_tolerance_ms) < due {
+                sink.push(ix.violation(
+                    Invariant::EarlyDelivery,
+                    *i,
+                    format!(
+                        "{} delivered at {time_ms} ms, due at {due} ms ({} ms early)",
+                        d.key,
+                        due - time_ms
+                    ),
+                ));
+            }
+        }
+    }
+}
+
+single!(
+    /// `rolled-back-delivered`: a rolled-back transactional message is never delivered, and a
+    /// half message is not delivered before its commit. Record the resolution when the producer
+    /// decides, before it sends END_TRANSACTION.
+    check_transactions,
+    transactions
+);
+
+fn transactions(ix: &Index<'_>, sink: &mut Sink) {
+    let mut resolution: BTreeMap<&str, (usize, bool)> = BTreeMap::new();
+    for (i, e) in ix.events.iter().enumerate() {
+        if let EventKind::TransactionResolved { key, committed, .. } = &e.kind {
+            resolution.entry(key.as_str()).or_insert((i, *committed));
+        }
+    }
+    for (i, d) in &ix.deliveries {
+        let transactional = ix.ops_by_key.get(d.key.as_str()).is_some_and(|ops| {
+            ops.iter()
+                .filter_map(|op| ix.sends.get(op))
+                .any(|(_, s)| s.transaction_id.is_some())
+        });
+        match resolution.get(d.key.as_str()) {
+            Some((_, false)) => sink.push(ix.violation(
+                Invariant::RolledBackDelivered,
+                *i,
+                format!("rolled-back {} was delivered", d.key),
+            )),
+            Some((r, true)) if *r > *i => sink.push(ix.violation(
+                Invariant::RolledBackDelivered,
+                *i,
+                format!(
+                    "half message {} delivered before its commit (event {r})",
+                    d.key
+                ),
+            )),
+            None if transactional => sink.push(ix.violation(
+                Invariant::RolledBackDelivered,
+                *i,
+                format!("half message {} delivered before any commit", d.key),
+            )),
+            _ => {}
+        }
+    }
 }

@@ -1,1 +1,732 @@
+use super::*;
+use proptest::prelude::*;
 
+const B: &str = "broker-a";
+const T: &str = "TopicA";
+
+fn q(id: u32) -> QueueRef {
+    QueueRef::new(B, T, id)
+}
+
+fn body(key: &str) -> Vec<u8> {
+    format!("body of {key}").into_bytes()
+}
+
+fn delivery(group: &str, queue: QueueRef, offset: u64, key: &str) -> Delivery {
+    Delivery {
+        group: group.to_string(),
+        consumer: format!("{group}-c0"),
+        queue,
+        queue_offset: offset,
+        key: key.to_string(),
+        body_crc: body_crc(&body(key)),
+        record_crc_ok: true,
+        reconsume_times: 0,
+    }
+}
+
+fn record(queue: QueueRef, offset: u64, key: &str) -> ReadBackRecord {
+    ReadBackRecord {
+        queue,
+        queue_offset: offset,
+        key: key.to_string(),
+        body_crc: body_crc(&body(key)),
+        record_crc_ok: true,
+    }
+}
+
+/// Records a send of `key` and its ack at `q(0)@offset`; returns the ack's event index.
+fn send_acked(h: &mut History, t: u64, key: &str, offset: u64, flush: FlushMode) -> usize {
+    let op = h.send_invoked(t, "p0", T, key, &body(key));
+    h.send_ok(t + 1, op, q(0), offset, flush);
+    h.len() - 1
+}
+
+/// Three acked SYNC_FLUSH sends k0..k2 on q(0), delivered to g1, committed, drained and read
+/// back: a history every checker accepts.
+fn valid() -> History {
+    let mut h = History::new();
+    h.subscribed(0, "g1", T, &[]);
+    for i in 0..3u64 {
+        send_acked(&mut h, 10 * i + 1, &format!("k{i}"), i, FlushMode::Sync);
+    }
+    for i in 0..3u64 {
+        h.delivered(100 + i, delivery("g1", q(0), i, &format!("k{i}")));
+    }
+    h.max_offset_observed(110, q(0), 3);
+    h.offset_committed(111, "g1", q(0), 3);
+    h.healed(200);
+    h.drained(300);
+    let records = (0..3).map(|i| record(q(0), i, &format!("k{i}"))).collect();
+    h.read_back_queue(400, q(0), 0, 3, records);
+    h
+}
+
+fn cfg() -> CheckConfig {
+    CheckConfig::default()
+}
+
+/// Asserts exactly the given invariant fired first, at `index`.
+fn assert_first(violations: &[Violation], invariant: Invariant, index: usize) {
+    let first = violations
+        .first()
+        .unwrap_or_else(|| panic!("expected {invariant} at {index}, got no violation"));
+    assert_eq!(
+        (first.invariant, first.event_index),
+        (invariant, index),
+        "{violations:#?}"
+    );
+}
+
+#[test]
+fn valid_history_passes_every_checker() {
+    let h = valid();
+    let report = check_report(&h, &cfg());
+    assert!(report.ok(), "{:#?}", report.violations);
+    assert_eq!(report.stats.sends, 3);
+    assert_eq!(report.stats.acked, 3);
+    assert_eq!(report.stats.deliveries, 3);
+    assert_eq!(report.stats.retry_duplicates, 0);
+}
+
+#[test]
+fn violation_renders_on_one_line() {
+    let mut h = valid();
+    let i = h.push(500, EventKind::Delivered(delivery("g1", q(0), 9, "ghost")));
+    let v = check_phantoms(&h, &cfg());
+    assert_first(&v, Invariant::Phantom, i);
+    let line = v[0].to_string();
+    assert!(!line.contains('\n'));
+    assert!(line.starts_with("phantom: ghost was never sent"), "{line}");
+    assert!(line.contains(&format!(
+        "first violating event {i}: #{i} t=500 deliver g1/g1-c0"
+    )));
+}
+
+// ---- lost-write ----------------------------------------------------------------------------
+
+#[test]
+fn lost_sync_write_is_reported_at_its_ack() {
+    let mut h = History::new();
+    send_acked(&mut h, 1, "k0", 0, FlushMode::Sync);
+    let ack1 = send_acked(&mut h, 5, "k1", 1, FlushMode::Sync);
+    h.power_lost(9, B, PowerLossPolicy::DropUnsynced);
+    h.read_back_queue(20, q(0), 0, 1, vec![record(q(0), 0, "k0")]);
+    let v = check_lost_writes(&h, &cfg());
+    assert_eq!(v.len(), 1);
+    assert_first(&v, Invariant::LostWrite, ack1);
+    assert_first(&check_all(&h, &cfg()), Invariant::LostWrite, ack1);
+}
+
+#[test]
+fn async_tail_lost_in_power_loss_is_allowed_and_counted() {
+    let mut h = History::new();
+    send_acked(&mut h, 1, "k0", 0, FlushMode::Async);
+    send_acked(&mut h, 5, "k1", 1, FlushMode::Async);
+    h.power_lost(9, B, PowerLossPolicy::TearUnsynced);
+    h.read_back_queue(20, q(0), 0, 1, vec![record(q(0), 0, "k0")]);
+    assert!(check_all(&h, &cfg()).is_empty());
+    assert_eq!(statistics(&h).allowed_losses, 1);
+}
+
+#[test]
+fn async_loss_without_power_loss_is_reported() {
+    for fault in [None, Some(PowerLossPolicy::KeepUnsynced)] {
+        let mut h = History::new();
+        send_acked(&mut h, 1, "k0", 0, FlushMode::Async);
+        let ack1 = send_acked(&mut h, 5, "k1", 1, FlushMode::Async);
+        h.node_crashed(8, B);
+        if let Some(policy) = fault {
+            h.power_lost(9, B, policy);
+        }
+        h.node_restarted(10, B);
+        h.read_back_queue(20, q(0), 0, 1, vec![record(q(0), 0, "k0")]);
+        assert_first(&check_lost_writes(&h, &cfg()), Invariant::LostWrite, ack1);
+    }
+}
+
+#[test]
+fn async_loss_in_the_middle_is_reported() {
+    let mut h = History::new();
+    send_acked(&mut h, 1, "k0", 0, FlushMode::Async);
+    let ack1 = send_acked(&mut h, 5, "k1", 1, FlushMode::Async);
+    send_acked(&mut h, 7, "k2", 2, FlushMode::Async);
+    h.power_lost(9, B, PowerLossPolicy::DropUnsynced);
+    h.read_back_queue(
+        20,
+        q(0),
+        0,
+        2,
+        vec![record(q(0), 0, "k0"), record(q(0), 1, "k2")],
+    );
+    let v = check_lost_writes(&h, &cfg());
+    assert_first(&v, Invariant::LostWrite, ack1);
+    assert!(v[0].detail.contains("not the un-flushed tail"), "{}", v[0]);
+}
+
+#[test]
+fn loss_is_not_judged_without_read_back_or_below_min_offset() {
+    let mut h = History::new();
+    send_acked(&mut h, 1, "k0", 0, FlushMode::Sync);
+    assert!(check_lost_writes(&h, &cfg()).is_empty());
+    // Retention removed offset 0.
+    h.read_back_queue(20, q(0), 1, 1, vec![]);
+    assert!(check_lost_writes(&h, &cfg()).is_empty());
+}
+
+#[test]
+fn a_queue_missing_from_its_brokers_read_back_loses_its_acked_writes() {
+    let mut h = History::new();
+    let ack = send_acked(&mut h, 1, "k0", 0, FlushMode::Sync);
+    h.read_back_queue(20, q(1), 0, 0, vec![]);
+    assert_first(&check_lost_writes(&h, &cfg()), Invariant::LostWrite, ack);
+}
+
+// ---- phantom and corrupt ------------------------------------------------------------------
+
+#[test]
+fn delivery_of_a_definitely_failed_send_is_a_phantom() {
+    let mut h = History::new();
+    let op = h.send_invoked(1, "p0", T, "k0", &body("k0"));
+    h.send_failed(2, op, "SYSTEM_BUSY");
+    let i = h.push(3, EventKind::Delivered(delivery("g1", q(0), 0, "k0")));
+    assert_first(&check_phantoms(&h, &cfg()), Invariant::Phantom, i);
+}
+
+#[test]
+fn delivery_of_an_unknown_outcome_send_is_fine() {
+    let mut h = History::new();
+    let op = h.send_invoked(1, "p0", T, "k0", &body("k0"));
+    h.send_timed_out(2, op);
+    h.delivered(3, delivery("g1", q(0), 0, "k0"));
+    h.read_back_queue(20, q(0), 0, 1, vec![record(q(0), 0, "k0")]);
+    assert!(check_all(&h, &cfg()).is_empty());
+}
+
+#[test]
+fn read_back_phantom_is_reported() {
+    let mut h = valid();
+    h.read_back_queue(500, q(1), 0, 1, vec![record(q(1), 0, "ghost")]);
+    assert_first(&check_phantoms(&h, &cfg()), Invariant::Phantom, h.len() - 1);
+}
+
+#[test]
+fn corrupt_body_is_reported() {
+    let mut h = valid();
+    let mut d = delivery("g1", q(0), 1, "k1");
+    d.body_crc ^= 1;
+    let i = h.push(120, EventKind::Delivered(d));
+    let v = check_all(&h, &cfg());
+    assert_first(&v, Invariant::Corrupt, i);
+    assert_eq!(v.len(), 1);
+}
+
+#[test]
+fn bad_record_crc_is_reported() {
+    let mut h = valid();
+    let mut d = delivery("g1", q(0), 1, "k1");
+    d.record_crc_ok = false;
+    let i = h.push(120, EventKind::Delivered(d));
+    let v = check_all(&h, &cfg());
+    assert_first(&v, Invariant::BadCrc, i);
+    assert_eq!(v.len(), 1);
+    let mut h = History::new();
+    send_acked(&mut h, 1, "k0", 0, FlushMode::Sync);
+    let mut r = record(q(0), 0, "k0");
+    r.record_crc_ok = false;
+    h.read_back_queue(20, q(0), 0, 1, vec![r]);
+    assert_first(&check_bad_crc(&h, &cfg()), Invariant::BadCrc, h.len() - 1);
+}
+
+// ---- dense and consistent offsets ------------------------------------------------------------
+
+#[test]
+fn read_back_hole_is_reported_at_the_record_after_it() {
+    let mut h = History::new();
+    for i in 0..3 {
+        send_acked(&mut h, 1 + i, &format!("k{i}"), i, FlushMode::Sync);
+    }
+    h.read_back_queue(
+        20,
+        q(0),
+        0,
+        3,
+        vec![record(q(0), 0, "k0"), record(q(0), 2, "k2")],
+    );
+    let v = check_dense_offsets(&h, &cfg());
+    assert_first(&v, Invariant::DenseOffsets, h.len() - 1);
+    assert!(v[0].detail.contains("[1,2)"), "{}", v[0]);
+}
+
+#[test]
+fn read_back_missing_tail_and_duplicates_are_reported() {
+    let mut h = History::new();
+    h.read_back_queue(20, q(0), 0, 3, vec![record(q(0), 0, "k0")]);
+    assert_first(&check_dense_offsets(&h, &cfg()), Invariant::DenseOffsets, 0);
+    let mut h = History::new();
+    h.read_back_queue(
+        20,
+        q(0),
+        0,
+        2,
+        vec![
+            record(q(0), 0, "k0"),
+            record(q(0), 1, "k1"),
+            record(q(0), 1, "k1"),
+        ],
+    );
+    assert_first(&check_dense_offsets(&h, &cfg()), Invariant::DenseOffsets, 3);
+}
+
+#[test]
+fn dense_offsets_start_at_the_min_offset() {
+    let mut h = History::new();
+    h.read_back_queue(
+        20,
+        q(0),
+        5,
+        7,
+        vec![record(q(0), 5, "a"), record(q(0), 6, "b")],
+    );
+    assert!(check_dense_offsets(&h, &cfg()).is_empty());
+}
+
+#[test]
+fn two_keys_at_one_offset_are_inconsistent_unless_power_was_lost() {
+    let mut h = History::new();
+    send_acked(&mut h, 1, "k0", 0, FlushMode::Async);
+    let second = send_acked(&mut h, 5, "k1", 0, FlushMode::Async);
+    assert_first(
+        &check_consistent_offsets(&h, &cfg()),
+        Invariant::InconsistentOffsets,
+        second,
+    );
+
+    let mut h = History::new();
+    send_acked(&mut h, 1, "k0", 0, FlushMode::Async);
+    h.power_lost(3, B, PowerLossPolicy::DropUnsynced);
+    send_acked(&mut h, 5, "k1", 0, FlushMode::Async);
+    h.read_back_queue(20, q(0), 0, 1, vec![record(q(0), 0, "k1")]);
+    assert!(check_all(&h, &cfg()).is_empty());
+}
+
+// ---- order --------------------------------------------------------------------------------
+
+fn ordered_send(h: &mut History, t: u64, key: &str, offset: u64) -> usize {
+    let op = h.next_op();
+    h.send_invoked_spec(
+        t,
+        SendSpec {
+            op,
+            producer: "p0".into(),
+            topic: T.into(),
+            key: key.into(),
+            body_crc: body_crc(&body(key)),
+            tag: None,
+            order_key: Some("order-1".into()),
+            deliver_not_before_ms: None,
+            transaction_id: None,
+        },
+    );
+    h.send_ok(t + 1, op, q(0), offset, FlushMode::Sync);
+    h.len() - 1
+}
+
+#[test]
+fn ordered_sends_acked_out_of_order_are_reported() {
+    let mut h = History::new();
+    ordered_send(&mut h, 1, "k0", 1);
+    let second = ordered_send(&mut h, 5, "k1", 0);
+    assert_first(&check_order(&h, &cfg()), Invariant::Order, second);
+}
+
+#[test]
+fn ordered_sends_stored_out_of_order_are_reported_at_the_read_back() {
+    let mut h = History::new();
+    ordered_send(&mut h, 1, "k0", 0);
+    ordered_send(&mut h, 5, "k1", 1);
+    h.read_back_queue(
+        20,
+        q(0),
+        0,
+        2,
+        vec![record(q(0), 0, "k1"), record(q(0), 1, "k0")],
+    );
+    let v = check_order(&h, &cfg());
+    // k1's first copy (offset 0) precedes the earlier-sent k0 (offset 1): reported at k1's
+    // record, the later send stored too early.
+    assert_first(&v, Invariant::Order, h.len() - 2);
+}
+
+#[test]
+fn producer_retry_duplicates_are_counted_not_failed() {
+    let mut h = History::new();
+    // k0's first attempt was stored at 0 but its answer lost; the retry is stored and acked
+    // at 1; k1 follows at 2.
+    ordered_send(&mut h, 1, "k0", 1);
+    ordered_send(&mut h, 5, "k1", 2);
+    h.subscribed(0, "g1", T, &[]);
+    for (o, k) in [(0, "k0"), (1, "k0"), (2, "k1")] {
+        h.delivered(10 + o, delivery("g1", q(0), o, k));
+    }
+    h.drained(15);
+    h.read_back_queue(
+        20,
+        q(0),
+        0,
+        3,
+        vec![
+            record(q(0), 0, "k0"),
+            record(q(0), 1, "k0"),
+            record(q(0), 2, "k1"),
+        ],
+    );
+    let report = check_report(&h, &cfg());
+    assert!(report.ok(), "{:#?}", report.violations);
+    assert_eq!(report.stats.retry_duplicates, 1);
+    assert_eq!(report.stats.redeliveries, 1);
+}
+
+// ---- committed offsets ----------------------------------------------------------------------
+
+#[test]
+fn committed_offset_going_backwards_is_reported() {
+    let mut h = History::new();
+    h.offset_committed(1, "g1", q(0), 5);
+    let i = h.push(
+        2,
+        EventKind::OffsetCommitted {
+            group: "g1".into(),
+            queue: q(0),
+            offset: 4,
+        },
+    );
+    assert_first(
+        &check_committed_offsets(&h, &cfg()),
+        Invariant::OffsetRegression,
+        i,
+    );
+}
+
+#[test]
+fn committed_offset_may_go_back_after_a_reset_or_a_restart() {
+    let mut h = History::new();
+    h.offset_committed(1, "g1", q(0), 5);
+    h.offset_reset(2, "g1", q(0), 0);
+    h.offset_committed(3, "g1", q(0), 1);
+    h.node_crashed(4, B);
+    h.node_restarted(5, B);
+    h.offset_committed(6, "g1", q(0), 0);
+    // Other groups and queues are independent.
+    h.offset_committed(7, "g2", q(0), 9);
+    h.offset_committed(8, "g1", q(1), 0);
+    assert!(check_committed_offsets(&h, &cfg()).is_empty());
+}
+
+#[test]
+fn committed_offset_past_a_later_max_is_reported_at_the_commit() {
+    let mut h = History::new();
+    h.max_offset_observed(1, q(0), 3);
+    let commit = h.push(
+        2,
+        EventKind::OffsetCommitted {
+            group: "g1".into(),
+            queue: q(0),
+            offset: 4,
+        },
+    );
+    h.max_offset_observed(3, q(0), 3);
+    assert_first(
+        &check_committed_offsets(&h, &cfg()),
+        Invariant::OffsetPastMax,
+        commit,
+    );
+    // The read-back's max offset is an observation too.
+    let mut h = History::new();
+    h.offset_committed(2, "g1", q(0), 4);
+    h.read_back_queue(9, q(0), 0, 0, vec![]);
+    assert_first(
+        &check_committed_offsets(&h, &cfg()),
+        Invariant::OffsetPastMax,
+        0,
+    );
+}
+
+#[test]
+fn committed_offset_past_max_after_a_power_loss_is_allowed() {
+    let mut h = History::new();
+    h.offset_committed(2, "g1", q(0), 4);
+    h.power_lost(3, B, PowerLossPolicy::DropUnsynced);
+    h.max_offset_observed(4, q(0), 2);
+    assert!(check_committed_offsets(&h, &cfg()).is_empty());
+}
+
+// ---- at-least-once ----------------------------------------------------------------------------
+
+#[test]
+fn acked_message_never_delivered_to_a_group_is_reported() {
+    let mut h = valid();
+    h.subscribed(1, "g2", T, &[]);
+    // g2 got k0 and k2 only; the drained marker is already in the history.
+    h.delivered(500, delivery("g2", q(0), 0, "k0"));
+    h.delivered(501, delivery("g2", q(0), 2, "k2"));
+    let v = check_at_least_once(&h, &cfg());
+    assert_eq!(v.len(), 1);
+    // k1's ack is event 4 (subscribe, send k0, ok k0, send k1, ok k1).
+    assert_first(&v, Invariant::AtLeastOnce, 4);
+    assert!(v[0].detail.contains("group g2"));
+}
+
+#[test]
+fn at_least_once_waits_for_drained_and_respects_tags_and_dlq() {
+    let mut h = History::new();
+    h.subscribed(0, "g1", T, &["TagA"]);
+    let op = h.next_op();
+    let spec = |key: &str, tag: &str, op| SendSpec {
+        op,
+        producer: "p0".into(),
+        topic: T.into(),
+        key: key.into(),
+        body_crc: body_crc(&body(key)),
+        tag: Some(tag.into()),
+        order_key: None,
+        deliver_not_before_ms: None,
+        transaction_id: None,
+    };
+    h.send_invoked_spec(1, spec("k0", "TagB", op));
+    h.send_ok(2, op, q(0), 0, FlushMode::Sync);
+    let op = h.next_op();
+    h.send_invoked_spec(3, spec("k1", "TagA", op));
+    let ack = h.len();
+    h.send_ok(4, op, q(0), 1, FlushMode::Sync);
+    assert!(
+        check_at_least_once(&h, &cfg()).is_empty(),
+        "not drained yet"
+    );
+    h.drained(10);
+    assert_first(
+        &check_at_least_once(&h, &cfg()),
+        Invariant::AtLeastOnce,
+        ack,
+    );
+    h.read_back_queue(
+        20,
+        QueueRef::new(B, "%DLQ%g1", 0),
+        0,
+        1,
+        vec![record(QueueRef::new(B, "%DLQ%g1", 0), 0, "k1")],
+    );
+    assert!(check_at_least_once(&h, &cfg()).is_empty(), "in the DLQ");
+}
+
+// ---- delay and transactions ----------------------------------------------------------------
+
+fn special_send(h: &mut History, key: &str, not_before: Option<u64>, tx: Option<&str>) {
+    let op = h.next_op();
+    h.send_invoked_spec(
+        1,
+        SendSpec {
+            op,
+            producer: "p0".into(),
+            topic: T.into(),
+            key: key.into(),
+            body_crc: body_crc(&body(key)),
+            tag: None,
+            order_key: None,
+            deliver_not_before_ms: not_before,
+            transaction_id: tx.map(str::to_string),
+        },
+    );
+    h.send_ok(2, op, q(0), 0, FlushMode::Sync);
+}
+
+#[test]
+fn early_delay_delivery_is_reported_within_tolerance_not() {
+    let mut h = History::new();
+    special_send(&mut h, "k0", Some(1_000), None);
+    h.delivered(1_000, delivery("g1", q(0), 0, "k0"));
+    assert!(check_delay(&h, &cfg()).is_empty());
+    let i = h.push(990, EventKind::Delivered(delivery("g1", q(0), 0, "k0")));
+    assert_first(&check_delay(&h, &cfg()), Invariant::EarlyDelivery, i);
+    let tolerant = CheckConfig {
+        clock_skew_tolerance_ms: 10,
+        ..cfg()
+    };
+    assert!(check_delay(&h, &tolerant).is_empty());
+}
+
+#[test]
+fn rolled_back_message_delivered_is_reported() {
+    let mut h = History::new();
+    special_send(&mut h, "k0", None, Some("tx0"));
+    h.transaction_resolved(3, "tx0", "k0", false);
+    let i = h.push(4, EventKind::Delivered(delivery("g1", q(0), 0, "k0")));
+    assert_first(
+        &check_transactions(&h, &cfg()),
+        Invariant::RolledBackDelivered,
+        i,
+    );
+}
+
+#[test]
+fn half_message_is_invisible_until_commit() {
+    let mut h = History::new();
+    special_send(&mut h, "k0", None, Some("tx0"));
+    let early = h.push(3, EventKind::Delivered(delivery("g1", q(0), 0, "k0")));
+    assert_first(
+        &check_transactions(&h, &cfg()),
+        Invariant::RolledBackDelivered,
+        early,
+    );
+    let mut h = History::new();
+    special_send(&mut h, "k0", None, Some("tx0"));
+    h.transaction_resolved(3, "tx0", "k0", true);
+    h.delivered(4, delivery("g1", q(0), 0, "k0"));
+    assert!(check_transactions(&h, &cfg()).is_empty());
+}
+
+// ---- caps, digests and divergence ------------------------------------------------------------
+
+#[test]
+fn violations_are_capped_per_invariant_and_in_event_order() {
+    let mut h = History::new();
+    for i in 0..20 {
+        h.delivered(i, delivery("g1", q(0), i, &format!("ghost{i}")));
+    }
+    let v = check_all(
+        &h,
+        &CheckConfig {
+            max_violations_per_invariant: 3,
+            ..cfg()
+        },
+    );
+    assert_eq!(
+        v.iter().map(|v| v.event_index).collect::<Vec<_>>(),
+        vec![0, 1, 2]
+    );
+}
+
+#[test]
+fn digest_is_stable_and_sensitive() {
+    assert_eq!(TraceDigest::EMPTY, TraceDigest::of_lines::<&str>(&[]));
+    // FNV-1a 64 of "a\n": a fixed value, independent of build and target.
+    assert_eq!(TraceDigest::of_lines(&["a"]).0, 0x089bdc07b544e7b2);
+    let a = valid();
+    let b = valid();
+    assert_eq!(a.digest(), b.digest());
+    assert_eq!(a.digest(), TraceDigest::of_lines(&a.renderings()));
+    let mut c = valid();
+    c.nemesis(999, "partition {broker-a} | {namesrv}");
+    assert_ne!(a.digest(), c.digest());
+    assert_eq!(a.digest().to_string().len(), 16);
+}
+
+#[test]
+fn first_divergence_names_the_first_differing_event() {
+    let a = valid().renderings();
+    assert_eq!(first_divergence(&a, &a), None);
+    let mut b = a.clone();
+    b[4] = "#4 t=12 send-ok op1 broker-a/TopicA/0@7 Sync".into();
+    let d = first_divergence(&a, &b).unwrap();
+    assert_eq!(d.index, 4);
+    assert_eq!(d.left.as_deref(), Some(a[4].as_str()));
+    let short = &a[..3];
+    let d = first_divergence(&a[..], short).unwrap();
+    assert_eq!((d.index, d.right.as_deref()), (3, None));
+    assert!(!d.to_string().contains('\n'));
+}
+
+#[test]
+fn history_round_trips_through_json() {
+    let h = valid();
+    let json = serde_json::to_string(&h).unwrap();
+    let back: History = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, h);
+}
+
+// ---- generated valid histories ----------------------------------------------------------------
+
+/// A valid history: producers send (some ordered) messages to queues one at a time, each acked
+/// at the next offset of its queue; consumers of each group receive every queue in order and
+/// commit; then a drain and the read-back.
+fn generated(sends: &[(u8, u8, bool)], groups: u8, flush_sync: bool) -> History {
+    let mut h = History::new();
+    for g in 0..groups {
+        h.subscribed(0, &format!("g{g}"), T, &[]);
+    }
+    let flush = if flush_sync {
+        FlushMode::Sync
+    } else {
+        FlushMode::Async
+    };
+    let mut next: BTreeMap<u32, u64> = BTreeMap::new();
+    let mut stored: BTreeMap<u32, Vec<String>> = BTreeMap::new();
+    let mut t = 1;
+    for (n, (producer, queue, ordered)) in sends.iter().enumerate() {
+        let queue = u32::from(*queue % 4);
+        let key = format!("m{n}");
+        let op = h.next_op();
+        h.send_invoked_spec(
+            t,
+            SendSpec {
+                op,
+                producer: format!("p{}", producer % 3),
+                topic: T.into(),
+                key: key.clone(),
+                body_crc: body_crc(&body(&key)),
+                tag: None,
+                order_key: ordered.then(|| format!("o{queue}")),
+                deliver_not_before_ms: None,
+                transaction_id: None,
+            },
+        );
+        let offset = next.entry(queue).or_insert(0);
+        h.send_ok(t + 1, op, q(queue), *offset, flush);
+        *offset += 1;
+        stored.entry(queue).or_default().push(key);
+        t += 2;
+    }
+    for g in 0..groups {
+        let group = format!("g{g}");
+        for (queue, keys) in &stored {
+            for (o, key) in keys.iter().enumerate() {
+                h.delivered(t, delivery(&group, q(*queue), o as u64, key));
+                t += 1;
+                if o % 2 == 1 || o + 1 == keys.len() {
+                    h.max_offset_observed(t, q(*queue), keys.len() as u64);
+                    h.offset_committed(t, &group, q(*queue), o as u64 + 1);
+                }
+            }
+        }
+    }
+    h.healed(t);
+    h.drained(t + 1);
+    for queue in 0..4 {
+        let keys = stored.get(&queue).cloned().unwrap_or_default();
+        let records = keys
+            .iter()
+            .enumerate()
+            .map(|(o, k)| record(q(queue), o as u64, k))
+            .collect();
+        h.read_back_queue(t + 2, q(queue), 0, keys.len() as u64, records);
+    }
+    h
+}
+
+use std::collections::BTreeMap;
+
+proptest! {
+    #[test]
+    fn generated_valid_histories_pass(
+        sends in proptest::collection::vec((0u8..3, 0u8..4, any::<bool>()), 0..40),
+        groups in 1u8..3,
+        flush_sync in any::<bool>(),
+    ) {
+        let h = generated(&sends, groups, flush_sync);
+        let report = check_report(&h, &CheckConfig::default());
+        prop_assert!(report.ok(), "{:#?}", report.violations);
+        prop_assert_eq!(report.stats.acked, sends.len() as u64);
+        prop_assert_eq!(report.stats.retry_duplicates, 0);
+        prop_assert_eq!(h.digest(), generated(&sends, groups, flush_sync).digest());
+    }
+}

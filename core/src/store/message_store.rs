@@ -101,6 +101,9 @@ pub struct StoreConfig {
     /// `SCHEDULE_TOPIC_XXXX` gets its delivery time (store time + its level's delay) as the
     /// ConsumeQueue tags code, as RocketMQ stores it.
     pub message_delay_level_ms: Vec<u64>,
+    /// Deliberate defects for the simulator's checker tests; always off in production builds
+    /// (see [`crate::defects`]).
+    pub defects: crate::defects::Defects,
 }
 
 impl Default for StoreConfig {
@@ -112,6 +115,7 @@ impl Default for StoreConfig {
             index: IndexConfig::default(),
             corrupted_commitlog: CorruptionPolicy::Refuse,
             message_delay_level_ms: DEFAULT_MESSAGE_DELAY_LEVEL_MS.to_vec(),
+            defects: crate::defects::Defects::NONE,
         }
     }
 }

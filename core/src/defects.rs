@@ -1,0 +1,81 @@
+//! Deliberate defects for proving the simulator's checkers bite.
+//!
+//! [`Defects`] rides in [`crate::store::StoreConfig`] (and so in the broker's config). Without
+//! the cargo feature `defects` it has no way to be switched on: its fields are private, the
+//! only constructor is the all-off default, and every query is a constant `false`, so a
+//! production build cannot enable a defect by accident and pays nothing for the seam. With the
+//! feature, the `with_*` builders turn single defects on, each a small real bug in the real
+//! code:
+//!
+//! * `ack_before_sync`: a SYNC_FLUSH send is answered as soon as it is written, before the sync
+//!   that makes it durable completes (a power loss then loses an acknowledged write);
+//! * `skip_recovery_crc`: recovery accepts CommitLog records whose body CRC does not match (a
+//!   flipped bit is then served to consumers);
+//! * `drop_consume_queue_entry_every`: dispatch skips writing every n-th ConsumeQueue entry
+//!   (the queue gets a hole, its message is never delivered).
+
+/// Which deliberate defects are on; all off by default and always off without the feature.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Defects {
+    ack_before_sync: bool,
+    skip_recovery_crc: bool,
+    drop_consume_queue_entry_every: u64,
+}
+
+impl Defects {
+    /// No defect: the only value a build without the `defects` feature can hold.
+    pub const NONE: Defects = Defects {
+        ack_before_sync: false,
+        skip_recovery_crc: false,
+        drop_consume_queue_entry_every: 0,
+    };
+
+    /// Answer SYNC_FLUSH sends before their sync completes.
+    #[cfg(feature = "defects")]
+    pub fn with_ack_before_sync(mut self, on: bool) -> Self {
+        self.ack_before_sync = on;
+        self
+    }
+
+    /// Let recovery accept records with a bad body CRC.
+    #[cfg(feature = "defects")]
+    pub fn with_skip_recovery_crc(mut self, on: bool) -> Self {
+        self.skip_recovery_crc = on;
+        self
+    }
+
+    /// Skip writing every `n`-th ConsumeQueue entry during dispatch (`0`: never).
+    #[cfg(feature = "defects")]
+    pub fn with_drop_consume_queue_entry_every(mut self, n: u64) -> Self {
+        self.drop_consume_queue_entry_every = n;
+        self
+    }
+
+    /// Whether SYNC_FLUSH sends are answered before their sync.
+    #[inline]
+    pub fn ack_before_sync(&self) -> bool {
+        cfg!(feature = "defects") && self.ack_before_sync
+    }
+
+    /// Whether recovery skips the body CRC check.
+    #[inline]
+    pub fn skip_recovery_crc(&self) -> bool {
+        cfg!(feature = "defects") && self.skip_recovery_crc
+    }
+
+    /// Whether dispatch drops the ConsumeQueue entry of the `n`-th dispatched message (counted
+    /// from 1 per store instance).
+    #[inline]
+    pub fn drop_consume_queue_entry(&self, n: u64) -> bool {
+        cfg!(feature = "defects")
+            && self.drop_consume_queue_entry_every != 0
+            && n % self.drop_consume_queue_entry_every == 0
+    }
+
+    /// Whether any defect is on.
+    pub fn any(&self) -> bool {
+        self.ack_before_sync()
+            || self.skip_recovery_crc()
+            || (cfg!(feature = "defects") && self.drop_consume_queue_entry_every != 0)
+    }
+}
