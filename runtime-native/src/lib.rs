@@ -20,13 +20,18 @@ pub mod config;
 pub mod server;
 pub mod storage;
 
-use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
+#[cfg(not(madsim))]
+use std::{io::Write, path::Path};
 
+#[cfg(not(madsim))]
 use tokio::net::TcpListener;
-use tracing::{info, warn};
+use tracing::warn;
+#[cfg(not(madsim))]
+use tracing::info;
 use vostok_core::broker::{BrokerConfig, BrokerError, FlushDiskType};
+#[cfg(not(madsim))]
 use vostok_core::namesrv::NamesrvConfig;
 use vostok_core::store::StorageError;
 
