@@ -26,6 +26,7 @@ use vostok::client::{Clock, ConsumeFromWhere, ConsumeStatus, Message, MessageExt
 use vostok::server::sim_clock;
 use vostok::{BrokerServer, NamesrvServer};
 use vostok_core::broker::{BrokerConfig, FlushDiskType};
+use vostok_core::defects::Defects;
 use vostok_core::check::{
     body_crc, check_report, CheckConfig, Delivery, FlushMode, History, QueueRef, ReadBackRecord,
     SendSpec, TraceDigest, Violation,
@@ -77,6 +78,8 @@ impl SeedReport {
 pub struct RunOptions {
     /// Keep the nemesis idle (a fault-free baseline).
     pub no_faults: bool,
+    /// Deliberate defects of the brokers' store (only switchable with the `defects` feature).
+    pub defects: vostok_core::defects::Defects,
 }
 
 /// Runs `seed` on a fresh OS thread (madsim seeds std's HashMap keys per thread) and returns its
@@ -89,7 +92,7 @@ pub fn run_seed(seed: u64, options: RunOptions) -> SeedReport {
             rt.add_simulator::<SimDisk>();
             rt.set_time_limit(Duration::from_secs(600));
             let swarm = Swarm::draw(seed, options.no_faults);
-            rt.block_on(scenario(swarm))
+            rt.block_on(scenario(swarm, options.defects))
         })
         .expect("spawn a simulation thread")
         .join();
@@ -190,11 +193,17 @@ struct Cluster {
     namesrvs: Vec<NodeHandle>,
     /// (broker name, node)
     brokers: Vec<(String, NodeHandle)>,
-    clients: Vec<NodeHandle>,
+    clients: Vec<(String, NodeHandle)>,
     namesrv_addrs: Vec<String>,
 }
 
-fn broker_config(swarm: &Swarm, index: usize, ip: IpAddr, namesrvs: &[String]) -> BrokerConfig {
+fn broker_config(
+    swarm: &Swarm,
+    index: usize,
+    ip: IpAddr,
+    namesrvs: &[String],
+    defects: Defects,
+) -> BrokerConfig {
     let mut config = BrokerConfig {
         broker_name: broker_name(index),
         broker_ip1: ip,
@@ -207,15 +216,21 @@ fn broker_config(swarm: &Swarm, index: usize, ip: IpAddr, namesrvs: &[String]) -
         seed: swarm.seed ^ index as u64,
         ..BrokerConfig::default()
     };
-    config.store = store_config();
+    config.store = store_config(defects);
     config
 }
 
 /// Small segments: the simulated disk holds them in memory.
-fn store_config() -> StoreConfig {
+fn store_config(defects: Defects) -> StoreConfig {
     StoreConfig {
+        defects,
         commitlog_segment_bytes: 64 * 1024,
         consume_queue_units_per_segment: 512,
+        index: vostok_core::store::index::IndexConfig {
+            enabled: true,
+            hash_slot_count: 64,
+            max_index_count: 1024,
+        },
         ..StoreConfig::default()
     }
 }
@@ -224,7 +239,7 @@ fn broker_name(index: usize) -> String {
     format!("broker-{}", (b'a' + index as u8) as char)
 }
 
-fn build_cluster(handle: &Handle, swarm: &Swarm) -> Cluster {
+fn build_cluster(handle: &Handle, swarm: &Swarm, defects: Defects) -> Cluster {
     let namesrv_addrs: Vec<String> = (0..swarm.namesrvs)
         .map(|i| format!("10.0.0.{}:{NAMESRV_PORT}", i + 1))
         .collect();
@@ -251,7 +266,7 @@ fn build_cluster(handle: &Handle, swarm: &Swarm) -> Cluster {
     let mut brokers = Vec::new();
     for i in 0..swarm.brokers {
         let ip = IpAddr::V4(Ipv4Addr::new(10, 0, 1, i as u8 + 1));
-        let config = broker_config(swarm, i, ip, &namesrv_addrs);
+        let config = broker_config(swarm, i, ip, &namesrv_addrs, defects);
         let node = handle
             .create_node()
             .name(broker_name(i))
@@ -306,6 +321,7 @@ async fn produce(
     count: usize,
     first: usize,
     flush: FlushMode,
+    pace_ms: u64,
 ) {
     let name = format!("prod-{index}");
     let producer = vostok::client::Producer::builder()
@@ -376,7 +392,7 @@ async fn produce(
             Err(_) => w.history.send_timed_out(t, op),
         }
         }
-        tokio::time::sleep(Duration::from_millis(1 + rng.below(60))).await;
+        tokio::time::sleep(Duration::from_millis(1 + rng.below(2 * pace_ms + 1))).await;
     }
     producer.shutdown().await;
 }
@@ -447,7 +463,7 @@ async fn consume(
 // ---------------------------------------------------------------------------------------------
 // The scenario
 
-async fn scenario(swarm: Swarm) -> SeedReport {
+async fn scenario(swarm: Swarm, defects: Defects) -> SeedReport {
     let handle = Handle::current();
     let base_ms = wall_ms();
     let skews: Skews = Arc::default();
@@ -464,7 +480,7 @@ async fn scenario(swarm: Swarm) -> SeedReport {
         delivered: BTreeMap::new(),
     }));
     let mut rng = SeededRng::new(swarm.seed ^ 0x6e65_6d65_7369_7300);
-    let mut cluster = build_cluster(&handle, &swarm);
+    let mut cluster = build_cluster(&handle, &swarm, defects);
     let flush_mode = FlushMode::from(swarm.flush);
     // Let the servers start and the brokers register before clients come.
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -507,7 +523,7 @@ async fn scenario(swarm: Swarm) -> SeedReport {
                 stop.clone(),
             ));
             consumer_tasks.push(task);
-            cluster.clients.push(node);
+            cluster.clients.push((format!("cons-{g}-{m}"), node));
         }
     }
     let mut producer_nodes = Vec::new();
@@ -528,8 +544,9 @@ async fn scenario(swarm: Swarm) -> SeedReport {
             swarm.messages_per_producer,
             0,
             flush_mode,
+            swarm.fault_phase_ms / swarm.messages_per_producer as u64,
         )));
-        cluster.clients.push(node.clone());
+        cluster.clients.push((format!("prod-{p}"), node.clone()));
         producer_nodes.push(node);
     }
 
@@ -568,6 +585,7 @@ async fn scenario(swarm: Swarm) -> SeedReport {
             HEALED_SENDS,
             swarm.messages_per_producer,
             flush_mode,
+            20,
         )));
     }
     for task in healed_tasks {
@@ -603,7 +621,7 @@ async fn scenario(swarm: Swarm) -> SeedReport {
         handle.kill(node.id());
         let mem = disks.with(node.id(), |d| d.mem.clone());
         let t = now_ms(&lock(&world));
-        read_back(&mut lock(&world).history, t, name, mem);
+        read_back(&mut lock(&world).history, t, name, mem, defects);
     }
     sim_clock::set_hook(None);
 
@@ -643,8 +661,8 @@ fn drained(w: &World, groups: usize) -> bool {
 
 /// Opens the store on a copy of the broker's disk (crash recovery included) and records every
 /// queue of the workload topic.
-fn read_back(history: &mut History, t: u64, broker: &str, mem: MemStorage) {
-    let store = match MessageStore::open(mem, store_config()) {
+fn read_back(history: &mut History, t: u64, broker: &str, mem: MemStorage, defects: Defects) {
+    let store = match MessageStore::open(mem, store_config(defects)) {
         Ok(store) => store,
         Err(e) => {
             history.nemesis(t, &format!("read-back {broker}: store does not open: {e}"));
@@ -723,7 +741,7 @@ impl Nemesis {
         let clients: Vec<(String, NodeId)> = cluster
             .clients
             .iter()
-            .map(|n| (format!("node-{}", n.id()), n.id()))
+            .map(|(name, n)| (name.clone(), n.id()))
             .collect();
         let mut nodes: Vec<(String, NodeId)> =
             servers.iter().map(|(n, id, _)| (n.clone(), *id)).collect();

@@ -25,7 +25,7 @@ mod cli {
 
     use vostok_sim::harness::{run_seed, RunOptions};
 
-    const USAGE: &str = "usage: vostok-sim --seeds N [--start S] [--no-faults] | --seed S [--trace] [--no-faults]";
+    const USAGE: &str = "usage: vostok-sim --seeds N [--start S] [--no-faults] [--defect NAME] | --seed S [--trace] [--no-faults] [--defect NAME]";
 
     fn number(args: &[String], i: usize) -> Option<u64> {
         args.get(i + 1).and_then(|v| v.parse().ok())
@@ -37,6 +37,7 @@ mod cli {
         let mut one = None;
         let mut trace = false;
         let mut options = RunOptions::default();
+        let mut flags = String::new();
         let mut i = 0;
         while i < args.len() {
             match args[i].as_str() {
@@ -63,11 +64,21 @@ mod cli {
                 },
                 "--trace" => trace = true,
                 "--no-faults" => options.no_faults = true,
+                "--defect" => match args.get(i + 1).map(|d| defect(d)) {
+                    Some(Some(defects)) => {
+                        options.defects = defects;
+                        flags.push_str(&format!(" --defect {}", args[i + 1]));
+                        i += 1;
+                    }
+                    _ => return usage(),
+                },
                 _ => return usage(),
             }
             i += 1;
         }
-        let flags = if options.no_faults { " --no-faults" } else { "" };
+        if options.no_faults {
+            flags.push_str(" --no-faults");
+        }
         match (seeds, one) {
             (None, Some(seed)) => {
                 let report = run_seed(seed, options);
@@ -117,6 +128,25 @@ mod cli {
             }
             _ => usage(),
         }
+    }
+
+    /// A defect by name (`ack-before-sync`, `skip-recovery-crc`, `drop-cq-entry`); needs the
+    /// `defects` feature.
+    #[cfg(feature = "defects")]
+    fn defect(name: &str) -> Option<vostok_core::defects::Defects> {
+        let none = vostok_core::defects::Defects::NONE;
+        match name {
+            "ack-before-sync" => Some(none.with_ack_before_sync(true)),
+            "skip-recovery-crc" => Some(none.with_skip_recovery_crc(true)),
+            "drop-cq-entry" => Some(none.with_drop_consume_queue_entry_every(7)),
+            _ => None,
+        }
+    }
+
+    #[cfg(not(feature = "defects"))]
+    fn defect(_name: &str) -> Option<vostok_core::defects::Defects> {
+        eprintln!("vostok-sim: --defect needs a build with --features defects");
+        None
     }
 
     fn usage() -> i32 {
