@@ -980,6 +980,10 @@ fn spawn_flusher<Y: DriverSync>(
 
 /// The flusher under simulation: the same group commit as a task on the broker's node, so a
 /// kill stops it with everything else and its syncs interleave with the owner's writes.
+/// How long a simulated sync takes (an SSD's fsync is milliseconds).
+#[cfg(madsim)]
+const SIM_SYNC_LATENCY: Duration = Duration::from_millis(5);
+
 #[cfg(madsim)]
 fn spawn_flusher<Y: DriverSync>(
     sync: Y,
@@ -989,7 +993,7 @@ fn spawn_flusher<Y: DriverSync>(
     let handle = tokio::spawn(async move {
         while let Some(first) = rx.recv().await {
             // A disk sync takes time: let the owner run (and write more) meanwhile.
-            tokio::time::sleep(Duration::from_millis(1)).await;
+            tokio::time::sleep(SIM_SYNC_LATENCY).await;
             let mut batch = vec![first];
             while let Ok(more) = rx.try_recv() {
                 batch.push(more);

@@ -78,6 +78,8 @@ impl SeedReport {
 pub struct RunOptions {
     /// Keep the nemesis idle (a fault-free baseline).
     pub no_faults: bool,
+    /// Also inject the faults that expose open findings ([`Fault::FINDINGS`]).
+    pub all_faults: bool,
     /// Deliberate defects of the brokers' store (only switchable with the `defects` feature).
     pub defects: vostok_core::defects::Defects,
 }
@@ -91,7 +93,7 @@ pub fn run_seed(seed: u64, options: RunOptions) -> SeedReport {
             let mut rt = Runtime::with_seed_and_config(seed, madsim::Config::default());
             rt.add_simulator::<SimDisk>();
             rt.set_time_limit(Duration::from_secs(600));
-            let swarm = Swarm::draw(seed, options.no_faults);
+            let swarm = Swarm::draw(seed, options.no_faults, options.all_faults);
             rt.block_on(scenario(swarm, options.defects))
         })
         .expect("spawn a simulation thread")
@@ -106,7 +108,7 @@ pub fn run_seed(seed: u64, options: RunOptions) -> SeedReport {
                 .unwrap_or_else(|| "unknown panic".to_owned());
             SeedReport {
                 seed,
-                swarm: Swarm::draw(seed, options.no_faults).to_string(),
+                swarm: Swarm::draw(seed, options.no_faults, options.all_faults).to_string(),
                 digest: TraceDigest::EMPTY,
                 violations: vec![Violation {
                     invariant: vostok_core::check::Invariant::AtLeastOnce,
@@ -727,6 +729,9 @@ struct Nemesis {
     /// Broker and NameServer nodes (kill, pause), by name.
     servers: Vec<(String, NodeId, bool)>,
     clients: Vec<(String, NodeId)>,
+    /// Brokers that saw an I/O error: a broker treats a failed sync as fatal (fsyncgate), so
+    /// healing them means an operator's restart.
+    disk_failed: BTreeSet<NodeId>,
 }
 
 impl Nemesis {
@@ -754,6 +759,7 @@ impl Nemesis {
             nodes,
             servers,
             clients,
+            disk_failed: BTreeSet::new(),
         }
     }
 
@@ -925,6 +931,9 @@ impl Nemesis {
                     }
                 });
                 self.record(world, format!("{} {name} for {}ms", fault.name(), hold.as_millis()));
+                if fault != Fault::NoSpace {
+                    self.disk_failed.insert(id);
+                }
                 tokio::time::sleep(hold).await;
                 self.disks.heal(id);
             }
@@ -970,6 +979,25 @@ impl Nemesis {
             }
         }
         self.record(world, "heal".to_owned());
+        for id in std::mem::take(&mut self.disk_failed) {
+            let name = self
+                .servers
+                .iter()
+                .find(|(_, s, _)| *s == id)
+                .map(|(n, _, _)| n.clone())
+                .unwrap_or_default();
+            self.disks.arm(id, CrashMode::Process);
+            {
+                let mut w = lock(world);
+                let t = now_ms(&w);
+                w.history.node_crashed(t, &name);
+            }
+            self.handle.kill(id);
+            self.handle.restart(id);
+            let mut w = lock(world);
+            let t = now_ms(&w);
+            w.history.node_restarted(t, &name);
+        }
         // Let registrations and routes settle.
         tokio::time::sleep(Duration::from_secs(3)).await;
     }

@@ -59,6 +59,10 @@ impl Fault {
         Fault::Clock,
     ];
 
+    /// Faults that currently expose open findings (see the README): left out of the default
+    /// swarm so the default run is a regression gate; `--all-faults` puts them back.
+    pub const FINDINGS: [Fault; 2] = [Fault::ConnReset, Fault::BitFlipRead];
+
     pub fn name(self) -> &'static str {
         match self {
             Fault::Partition => "partition",
@@ -102,8 +106,9 @@ pub struct Swarm {
 }
 
 impl Swarm {
-    /// Draws the parameters of `seed`; `no_faults` leaves the nemesis idle.
-    pub fn draw(seed: u64, no_faults: bool) -> Swarm {
+    /// Draws the parameters of `seed`; `no_faults` leaves the nemesis idle, `all_faults` also
+    /// enables the [`Fault::FINDINGS`].
+    pub fn draw(seed: u64, no_faults: bool, all_faults: bool) -> Swarm {
         let mut rng = SeededRng::new(seed ^ 0x5157_4152_4d00_0000);
         let mut pick = |lo: u64, hi: u64| lo + rng.below(hi - lo + 1);
         let namesrvs = pick(1, 2) as usize;
@@ -123,7 +128,7 @@ impl Swarm {
         if !no_faults {
             // Each fault kind is on with probability one half (swarm testing).
             for f in Fault::ALL {
-                if pick(0, 1) == 1 {
+                if pick(0, 1) == 1 && (all_faults || !Fault::FINDINGS.contains(&f)) {
                     faults.push(f);
                 }
             }
