@@ -226,6 +226,11 @@ fn broker_config(
 fn store_config(defects: Defects) -> StoreConfig {
     StoreConfig {
         defects,
+        // A power cut can tear the un-synced tail so that a damaged record is followed by one
+        // that survived; the default policy (refuse to start) then needs an operator. The
+        // simulated operator chose `truncate` (recoverCorruptedCommitLog): acknowledged synced
+        // data lies before any tear, so the checkers still see every loss it could cause.
+        corrupted_commitlog: vostok_core::store::CorruptionPolicy::Truncate,
         commitlog_segment_bytes: 64 * 1024,
         consume_queue_units_per_segment: 512,
         index: vostok_core::store::index::IndexConfig {
