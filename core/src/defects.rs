@@ -69,7 +69,7 @@ impl Defects {
     pub fn drop_consume_queue_entry(&self, n: u64) -> bool {
         cfg!(feature = "defects")
             && self.drop_consume_queue_entry_every != 0
-            && n % self.drop_consume_queue_entry_every == 0
+            && n.is_multiple_of(self.drop_consume_queue_entry_every)
     }
 
     /// Whether any defect is on.

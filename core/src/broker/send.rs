@@ -311,9 +311,11 @@ impl<S: SegmentStorage> Broker<S> {
     /// Answers every waiting send the store now holds durable.
     pub(super) fn release_durable_sends(&mut self) {
         let durable = self.store.durable_offset();
+        // The deliberate `ack_before_sync` defect (tests only) answers without waiting.
+        let ack_early = self.config.store.defects.ack_before_sync();
         let (ready, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.waiting_sends)
             .into_iter()
-            .partition(|w| w.end <= durable);
+            .partition(|w| ack_early || w.end <= durable);
         self.waiting_sends = waiting;
         for w in ready {
             self.outputs.push_back(BrokerOutput::Send {

@@ -257,8 +257,7 @@ impl Sink {
 
     /// In event order, at most `cap` per invariant.
     fn finish(mut self) -> Vec<Violation> {
-        self.out
-            .sort_by(|a, b| (a.event_index, a.invariant).cmp(&(b.event_index, b.invariant)));
+        self.out.sort_by_key(|v| (v.event_index, v.invariant));
         let mut counts: BTreeMap<Invariant, usize> = BTreeMap::new();
         self.out.retain(|v| {
             let c = counts.entry(v.invariant).or_insert(0);

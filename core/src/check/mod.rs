@@ -28,6 +28,8 @@
 //! rendering depend only on the history.
 
 mod checkers;
+#[cfg(test)]
+mod defect_tests;
 mod digest;
 mod history;
 #[cfg(test)]

@@ -115,11 +115,17 @@ pub fn store_timestamp_pos(sys_flag: i32) -> usize {
 /// string ending with its 0x02 separator. A record whose last sector never reached the disk
 /// fails one of these.
 pub fn check_record(buf: Bytes) -> Result<MessageRecord, RecordError> {
+    check_record_with(buf, true)
+}
+
+/// [`check_record`], with the body CRC check optional (only the deliberate `skip_recovery_crc`
+/// defect turns it off).
+fn check_record_with(buf: Bytes, check_crc: bool) -> Result<MessageRecord, RecordError> {
     let (total, magic) = peek_header(&buf)?;
     if total as usize != buf.len() {
         return Err(RecordError::Malformed("TOTALSIZE"));
     }
-    let record = MessageRecord::decode(&buf, true)?;
+    let record = MessageRecord::decode(&buf, check_crc)?;
     if record.topic.contains('\0') {
         return Err(RecordError::Malformed("TOPIC"));
     }
@@ -162,6 +168,9 @@ pub struct ScanPlan {
     /// before it.
     pub trusted_end: u64,
     pub policy: CorruptionPolicy,
+    /// The deliberate `skip_recovery_crc` defect (tests only): accept records whose body CRC
+    /// does not match.
+    pub skip_body_crc: bool,
 }
 
 /// What the store's dispatch thinks of a record the scan verified.
@@ -517,7 +526,7 @@ impl CommitLog {
             }
             let mut buf = vec![0u8; total as usize];
             storage.read_at(&path, pos, &mut buf)?;
-            let record = match check_record(Bytes::from(buf)) {
+            let record = match check_record_with(Bytes::from(buf), !plan.skip_body_crc) {
                 Ok(record) => record,
                 Err(e) => break Some(e.to_string()),
             };

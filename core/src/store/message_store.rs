@@ -533,6 +533,7 @@ impl<S: SegmentStorage> MessageStore<S> {
             start: 0,
             trusted_end,
             policy: config.corrupted_commitlog,
+            skip_body_crc: config.defects.skip_recovery_crc(),
         };
         let mut plan = full;
         report.mode = RecoveryMode::Full;
@@ -966,6 +967,18 @@ impl<S: SegmentStorage> MessageStore<S> {
                 .or_insert_with(|| {
                     ConsumeQueue::new(&record.topic, record.queue_id, units_per_segment)
                 });
+            // The deliberate `drop_consume_queue_entry` defect (tests only) leaves the entry
+            // unwritten: the queue's offsets still advance past it.
+            let dropped = CqUnit::default();
+            let unit = if self
+                .config
+                .defects
+                .drop_consume_queue_entry(queue.max_offset().0 + 1)
+            {
+                &dropped
+            } else {
+                unit
+            };
             if let Err(err) = queue.append(&mut self.storage, unit) {
                 // Undo the whole put: a stored record without its unit would get its queue
                 // offset assigned twice.
