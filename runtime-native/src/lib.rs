@@ -27,9 +27,9 @@ use std::{io::Write, path::Path};
 
 #[cfg(not(madsim))]
 use tokio::net::TcpListener;
-use tracing::warn;
 #[cfg(not(madsim))]
 use tracing::info;
+use tracing::warn;
 use vostok_core::broker::{BrokerConfig, BrokerError, FlushDiskType};
 #[cfg(not(madsim))]
 use vostok_core::namesrv::NamesrvConfig;

@@ -170,6 +170,8 @@ fn main() -> ExitCode {
 
 #[cfg(madsim)]
 fn main() -> ExitCode {
-    eprintln!("vostok: built with --cfg madsim (simulation only); build without it to run a broker");
+    eprintln!(
+        "vostok: built with --cfg madsim (simulation only); build without it to run a broker"
+    );
     ExitCode::from(2)
 }

@@ -103,7 +103,11 @@ impl NodeDisk {
                     let written = self
                         .mem
                         .contents(path)
-                        .map(|c| c[*from as usize..*to as usize].iter().rposition(|b| *b != 0))
+                        .map(|c| {
+                            c[*from as usize..*to as usize]
+                                .iter()
+                                .rposition(|b| *b != 0)
+                        })
                         .unwrap_or(None);
                     if let Some(last) = written {
                         let pos = from + self.rng.below(last as u64 + 1);
