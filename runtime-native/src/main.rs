@@ -53,6 +53,7 @@ enum Command {
         broker: BrokerArgs,
     },
     /// Run a benchmark against a broker, or measure this machine's own ceilings.
+    #[cfg(not(madsim))]
     Bench {
         #[command(subcommand)]
         command: vostok::bench::BenchCommand,

@@ -25,7 +25,7 @@ use madsim::time::Instant;
 use vostok::client::{Clock, ConsumeFromWhere, ConsumeStatus, Message, MessageExt, SendStatus};
 use vostok::server::sim_clock;
 use vostok::{BrokerServer, NamesrvServer};
-use vostok_core::broker::{BrokerConfig, FlushDiskType};
+use vostok_core::broker::BrokerConfig;
 use vostok_core::check::{
     body_crc, check_report, CheckConfig, Delivery, FlushMode, History, QueueRef, ReadBackRecord,
     SendSpec, TraceDigest, Violation,
@@ -334,7 +334,7 @@ async fn produce(
     let producer = vostok::client::Producer::builder()
         .group("SimProducers")
         .instance_name(&name)
-        .seed(swarm.seed ^ (index as u64 + 1) * 7919)
+        .seed(swarm.seed ^ ((index as u64 + 1) * 7919))
         .clock(clock)
         .send_timeout(Duration::from_secs(3))
         .route_refresh_interval(Duration::from_secs(1))
@@ -451,7 +451,7 @@ async fn consume(
     let consumer = vostok::client::PushConsumer::builder()
         .group(&group_name)
         .instance_name(&consumer_name)
-        .seed(swarm.seed ^ ((group as u64) << 8 | member as u64) * 104_729)
+        .seed(swarm.seed ^ (((group as u64) << 8 | member as u64) * 104_729))
         .clock(clock)
         .namesrv_addr(&namesrvs.join(";"))
         .subscribe(TOPIC, expression)
@@ -1020,13 +1020,5 @@ impl Nemesis {
         }
         // Let registrations and routes settle.
         tokio::time::sleep(Duration::from_secs(3)).await;
-    }
-}
-
-#[allow(dead_code)]
-fn _flush_name(flush: FlushDiskType) -> &'static str {
-    match flush {
-        FlushDiskType::SyncFlush => "SYNC_FLUSH",
-        FlushDiskType::AsyncFlush => "ASYNC_FLUSH",
     }
 }
