@@ -5,6 +5,9 @@
 #   clippy  cargo clippy over every target of the workspace, warnings are errors
 #   test    the test suite (cargo-nextest when installed, else cargo test) and the doc tests
 #   wasm    vostok-core built for wasm32-unknown-unknown
+#   sim     vostok-sim built with --cfg madsim in target/sim, VOSTOK_SIM_SEEDS seeds run (default
+#           500; a failing seed prints its replay command), then its determinism and
+#           defect-detection tests (feature `defects`)
 #   fuzz    every cargo-fuzz target built, then run for VOSTOK_FUZZ_SECONDS each (default 25) from
 #           its committed seeds; any crash fails the step and names the reproducer
 #   playground  the playground's WebAssembly build (scripts/build-playground.sh), `vostok` with it
@@ -30,7 +33,7 @@ if [[ -d "$rustup_bin" ]]; then
     PATH="$rustup_bin:$PATH"
 fi
 
-all_steps=(fmt clippy test wasm fuzz playground)
+all_steps=(fmt clippy test wasm sim fuzz playground)
 if [[ $# -eq 0 ]]; then
     steps=("${all_steps[@]}")
 else
@@ -118,6 +121,18 @@ step_test() {
         begin_step test "cargo test --workspace (cargo-nextest not installed)"
         cargo test --workspace --locked
     fi
+    end_step
+}
+
+# The simulator: its own target dir, since RUSTFLAGS changes force full rebuilds.
+step_sim() {
+    local seeds="${VOSTOK_SIM_SEEDS:-500}"
+    begin_step sim "vostok-sim --seeds $seeds, determinism and defect tests (--cfg madsim)"
+    export RUSTFLAGS="--cfg madsim" CARGO_TARGET_DIR="$repo_root/target/sim"
+    cargo build --release --locked -p vostok-sim
+    "$CARGO_TARGET_DIR/release/vostok-sim" --seeds "$seeds" | grep -v '^seed='
+    cargo test --release --locked -p vostok-sim --features defects
+    unset RUSTFLAGS CARGO_TARGET_DIR
     end_step
 }
 
@@ -291,6 +306,7 @@ for step in "${steps[@]}"; do
         clippy) step_clippy ;;
         test) step_test ;;
         wasm) step_wasm ;;
+        sim) step_sim ;;
         fuzz) step_fuzz ;;
         playground) step_playground ;;
         *) die "unknown step '$step' (steps: ${all_steps[*]})" ;;

@@ -11,30 +11,43 @@
 //!
 //! [`SegmentStorage`]: vostok_core::store::SegmentStorage
 
+// The admin commands, the benchmarks, the playground server, the standalone launcher and the
+// CLI entry points need OS threads, signals and real files: not part of the simulated build
+// (`--cfg madsim`, see runtime-sim).
+#[cfg(not(madsim))]
 pub mod admin;
+#[cfg(not(madsim))]
 pub mod bench;
 pub mod client;
 pub mod config;
+#[cfg(not(madsim))]
 pub mod playground;
 pub mod server;
 pub mod storage;
 
-use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
+#[cfg(not(madsim))]
+use std::{io::Write, path::Path};
 
+#[cfg(not(madsim))]
 use tokio::net::TcpListener;
-use tracing::{info, warn};
+#[cfg(not(madsim))]
+use tracing::info;
+use tracing::warn;
 use vostok_core::broker::{BrokerConfig, BrokerError, FlushDiskType};
+#[cfg(not(madsim))]
 use vostok_core::namesrv::NamesrvConfig;
 use vostok_core::store::StorageError;
 
 pub use server::{BrokerServer, NamesrvServer};
 
 /// How long [`Standalone::start`] waits for the broker's first registration.
+#[cfg(not(madsim))]
 const REGISTRATION_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Asks the NameServer at `ns_addr` for its cluster info until it lists `broker_name`.
+#[cfg(not(madsim))]
 async fn wait_until_registered(
     ns_addr: SocketAddr,
     broker_name: &str,
@@ -222,16 +235,19 @@ pub fn resolve_broker(opts: &BrokerOptions) -> Result<ResolvedBroker, RunError> 
     })
 }
 
+#[cfg(not(madsim))]
 async fn bind(addr: SocketAddr) -> Result<TcpListener, RunError> {
     TcpListener::bind(addr)
         .await
         .map_err(|source| RunError::Bind { addr, source })
 }
 
+#[cfg(not(madsim))]
 fn absolute(path: &Path) -> PathBuf {
     std::path::absolute(path).unwrap_or_else(|_| path.to_owned())
 }
 
+#[cfg(not(madsim))]
 /// A NameServer and a Broker running in this process.
 pub struct Standalone {
     namesrv: NamesrvServer,
@@ -239,6 +255,7 @@ pub struct Standalone {
     data_dir: PathBuf,
 }
 
+#[cfg(not(madsim))]
 impl Standalone {
     /// Binds both listeners, then starts the NameServer, then the Broker, which registers with
     /// the NameServer over loopback TCP like any broker.
@@ -325,6 +342,7 @@ impl Standalone {
     }
 }
 
+#[cfg(not(madsim))]
 /// Prints the ready line on stdout and flushes it (tests and scripts wait for it).
 fn announce(line: &str) -> Result<(), RunError> {
     let mut out = std::io::stdout().lock();
@@ -334,12 +352,14 @@ fn announce(line: &str) -> Result<(), RunError> {
     Ok(())
 }
 
+#[cfg(not(madsim))]
 /// Resolves on SIGINT or SIGTERM. Installed before the ready line so no signal is missed.
 struct Signals {
     interrupt: tokio::signal::unix::Signal,
     terminate: tokio::signal::unix::Signal,
 }
 
+#[cfg(not(madsim))]
 impl Signals {
     fn install() -> Result<Self, RunError> {
         use tokio::signal::unix::{signal, SignalKind};
@@ -357,6 +377,7 @@ impl Signals {
     }
 }
 
+#[cfg(not(madsim))]
 /// `vostok standalone`: start, announce, run until SIGINT/SIGTERM, shut down gracefully.
 pub async fn run_standalone(opts: StandaloneOptions) -> Result<(), RunError> {
     let mut signals = Signals::install()?;
@@ -377,6 +398,7 @@ pub async fn run_standalone(opts: StandaloneOptions) -> Result<(), RunError> {
     }
 }
 
+#[cfg(not(madsim))]
 /// `vostok namesrv`.
 pub async fn run_namesrv(opts: NamesrvOptions) -> Result<(), RunError> {
     let mut signals = Signals::install()?;
@@ -394,6 +416,7 @@ pub async fn run_namesrv(opts: NamesrvOptions) -> Result<(), RunError> {
     died.map_or(Ok(()), Err)
 }
 
+#[cfg(not(madsim))]
 /// `vostok broker`.
 pub async fn run_broker(opts: BrokerOptions) -> Result<(), RunError> {
     let mut signals = Signals::install()?;

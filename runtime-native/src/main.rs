@@ -1,4 +1,6 @@
 //! `vostok`: the RocketMQ-compatible broker's command line. The work is in the library.
+// Under `--cfg madsim` (the simulator's build) only the library is meant to be used.
+#![cfg_attr(madsim, allow(dead_code, unused_imports))]
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -52,17 +54,20 @@ enum Command {
     },
     /// Administer a running cluster, mqadmin-style (for example `vostok admin reset-offset
     /// -n 127.0.0.1:9876 -g GROUP -t TOPIC -s TIMESTAMP_MS|now`).
+    #[cfg(not(madsim))]
     Admin {
         #[command(subcommand)]
         command: vostok::admin::AdminCommand,
     },
     /// Run a benchmark against a broker, or measure this machine's own ceilings.
+    #[cfg(not(madsim))]
     Bench {
         #[command(subcommand)]
         command: vostok::bench::BenchCommand,
     },
     /// Serve the in-browser playground (the core compiled to WebAssembly) on 127.0.0.1 and print
     /// its `http://127.0.0.1:PORT/` address.
+    #[cfg(not(madsim))]
     Playground {
         /// Port; 0 picks a free port.
         #[arg(short = 'p', long, value_name = "PORT", default_value_t = vostok::playground::DEFAULT_PLAYGROUND_PORT)]
@@ -118,6 +123,7 @@ impl BrokerArgs {
     }
 }
 
+#[cfg(not(madsim))]
 async fn run(cli: Cli) -> Result<(), RunError> {
     match cli.command {
         Command::Standalone {
@@ -149,6 +155,7 @@ async fn run(cli: Cli) -> Result<(), RunError> {
     }
 }
 
+#[cfg(not(madsim))]
 fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
@@ -177,4 +184,12 @@ fn main() -> ExitCode {
             ExitCode::from(e.exit_code())
         }
     }
+}
+
+#[cfg(madsim)]
+fn main() -> ExitCode {
+    eprintln!(
+        "vostok: built with --cfg madsim (simulation only); build without it to run a broker"
+    );
+    ExitCode::from(2)
 }

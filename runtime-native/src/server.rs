@@ -28,7 +28,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
@@ -39,7 +38,9 @@ use vostok_core::remoting::{encode, FrameDecoder, RemotingCommand};
 use vostok_core::store::{CommitLogOffset, SyncRequest};
 use vostok_core::ConnId;
 
-use crate::storage::{MmapStorage, SyncHandle};
+#[cfg(not(madsim))]
+use crate::storage::MmapStorage;
+use crate::storage::{DriverStorage, DriverSync};
 use crate::RunError;
 
 /// Batches of decoded inputs queued per owner before connection tasks wait (backpressure).
@@ -71,9 +72,65 @@ impl Clock {
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_millis() as u64)
             .unwrap_or(0);
+        #[cfg(madsim)]
+        let wall = sim_clock::adjust(wall);
         self.last_ms = self.last_ms.max(wall);
         self.last_ms
     }
+}
+
+/// Per-node clocks under simulation: madsim has one global clock, so the simulator installs a
+/// hook that turns it into the calling node's (offset, drift). One simulation runs per OS
+/// thread, hence a thread-local.
+#[cfg(madsim)]
+pub mod sim_clock {
+    use std::cell::RefCell;
+    use std::rc::Rc;
+
+    /// Maps the simulated wall clock (epoch ms) to the current node's clock.
+    pub type Hook = Rc<dyn Fn(u64) -> u64>;
+
+    thread_local! {
+        static HOOK: RefCell<Option<Hook>> = const { RefCell::new(None) };
+    }
+
+    /// Installs (or with `None` removes) this thread's clock hook.
+    pub fn set_hook(hook: Option<Hook>) {
+        HOOK.with(|h| *h.borrow_mut() = hook);
+    }
+
+    pub(crate) fn adjust(wall_ms: u64) -> u64 {
+        let hook = HOOK.with(|h| h.borrow().clone());
+        match hook {
+            Some(hook) => hook(wall_ms),
+            None => wall_ms,
+        }
+    }
+}
+
+/// A connection's read and write halves. madsim's simulated stream has no `into_split`, so
+/// under simulation tokio's generic `io::split` does the same.
+#[cfg(not(madsim))]
+pub(crate) type ReadHalf = tokio::net::tcp::OwnedReadHalf;
+#[cfg(not(madsim))]
+pub(crate) type WriteHalf = tokio::net::tcp::OwnedWriteHalf;
+#[cfg(madsim)]
+pub(crate) type ReadHalf = tokio::io::ReadHalf<TcpStream>;
+#[cfg(madsim)]
+pub(crate) type WriteHalf = tokio::io::WriteHalf<TcpStream>;
+
+pub(crate) fn split(stream: TcpStream) -> (ReadHalf, WriteHalf) {
+    #[cfg(not(madsim))]
+    return stream.into_split();
+    #[cfg(madsim)]
+    return tokio::io::split(stream);
+}
+
+/// Writes `buf` and flushes: a no-op for a kernel socket, but madsim's stream only sends on
+/// flush.
+pub(crate) async fn write_flushed(write_half: &mut WriteHalf, buf: &[u8]) -> io::Result<()> {
+    write_half.write_all(buf).await?;
+    write_half.flush().await
 }
 
 /// Connection ids are unique in the process, so no driver ever reuses one.
@@ -174,7 +231,7 @@ async fn serve_connection(
     if let Err(e) = stream.set_nodelay(true) {
         debug!(role, %peer, "set_nodelay: {e}");
     }
-    let (mut read_half, write_half) = stream.into_split();
+    let (mut read_half, write_half) = split(stream);
     let (out_tx, out_rx) = mpsc::unbounded_channel();
     let queued_bytes = Arc::new(AtomicUsize::new(0));
     let (closed_tx, mut closed_rx) = oneshot::channel::<()>();
@@ -246,7 +303,7 @@ async fn serve_connection(
 }
 
 async fn write_connection(
-    mut write_half: OwnedWriteHalf,
+    mut write_half: WriteHalf,
     mut outbound: mpsc::UnboundedReceiver<Outbound>,
     queued_bytes: Arc<AtomicUsize>,
     closed: oneshot::Sender<()>,
@@ -270,7 +327,7 @@ async fn write_connection(
             next = outbound.try_recv().ok();
         }
         if !buf.is_empty() {
-            if let Err(e) = write_half.write_all(&buf).await {
+            if let Err(e) = write_flushed(&mut write_half, &buf).await {
                 debug!("write: {e}");
                 break;
             }
@@ -466,19 +523,29 @@ impl BrokerServer {
     /// Opens the store under `data_dir` (recovering it) and serves a Broker on an already bound
     /// listener. `config.listen_port` is set to the listener's real port before the broker is
     /// built, so port 0 advertises the port actually bound.
+    #[cfg(not(madsim))]
     pub fn start(
         listener: TcpListener,
-        mut config: BrokerConfig,
+        config: BrokerConfig,
         data_dir: &std::path::Path,
+    ) -> Result<Self, RunError> {
+        let storage = MmapStorage::open(data_dir)?;
+        info!(data_dir = %data_dir.display(), "store directory");
+        Self::start_with_storage(listener, config, storage)
+    }
+
+    /// [`BrokerServer::start`] on any [`DriverStorage`] (the simulator's SimDisk).
+    pub fn start_with_storage<S: DriverStorage>(
+        listener: TcpListener,
+        mut config: BrokerConfig,
+        storage: S,
     ) -> Result<Self, RunError> {
         let local_addr = listener.local_addr()?;
         config.listen_port = local_addr.port();
-        let storage = MmapStorage::open(data_dir)?;
         let sync = storage.sync_handle();
         let mut clock = Clock::default();
         let now = clock.now_ms();
         info!(
-            data_dir = %data_dir.display(),
             cluster = %config.broker_cluster_name,
             broker = %config.broker_name,
             advertised = %SocketAddr::new(config.broker_ip1, config.listen_port),
@@ -536,22 +603,22 @@ impl BrokerServer {
     }
 }
 
-struct BrokerOwner {
-    broker: Broker<MmapStorage>,
-    sync: SyncHandle,
+struct BrokerOwner<S: DriverStorage> {
+    broker: Broker<S>,
+    sync: S::Sync,
     clock: Clock,
     conns: Connections,
     namesrv_clients: BTreeMap<String, mpsc::UnboundedSender<RemotingCommand>>,
     internal_tx: mpsc::UnboundedSender<Internal>,
     internal_rx: mpsc::UnboundedReceiver<Internal>,
-    flusher_tx: Option<std::sync::mpsc::Sender<SyncRequest>>,
-    flusher: Option<std::thread::JoinHandle<()>>,
+    flusher_tx: Option<FlusherTx>,
+    flusher: Option<FlusherJoin>,
     /// When the disk is measured next (0: at once).
     next_disk_check_ms: u64,
 }
 
-impl BrokerOwner {
-    fn new(broker: Broker<MmapStorage>, sync: SyncHandle, clock: Clock) -> Self {
+impl<S: DriverStorage> BrokerOwner<S> {
+    fn new(broker: Broker<S>, sync: S::Sync, clock: Clock) -> Self {
         let (internal_tx, internal_rx) = mpsc::unbounded_channel();
         let (flusher_tx, flusher) = spawn_flusher(sync.clone(), internal_tx.clone());
         Self {
@@ -575,10 +642,13 @@ impl BrokerOwner {
             return;
         }
         self.next_disk_check_ms = now + DISK_CHECK_INTERVAL_MS;
+        // The simulated world runs in UTC (the host's zone file is not part of it).
+        #[cfg(not(madsim))]
         let offset_ms = i64::from(chrono::Local::now().offset().local_minus_utc()) * 1000;
+        #[cfg(madsim)]
+        let offset_ms = 0;
         self.broker.set_local_utc_offset_ms(offset_ms);
-        let root = self.broker.store().storage().root().to_owned();
-        match crate::storage::disk_usage(&root) {
+        match self.broker.store().storage().disk_usage() {
             Ok(usage) => {
                 let was_full = self.broker.is_disk_full();
                 self.broker.handle_disk_usage(now, usage);
@@ -744,6 +814,7 @@ impl BrokerOwner {
         let deadline = tokio::time::Instant::now() + UNREGISTER_WAIT;
         while awaiting > 0 {
             let event = tokio::select! {
+                biased;
                 event = self.internal_rx.recv() => event,
                 _ = tokio::time::sleep_until(deadline) => None,
             };
@@ -763,8 +834,7 @@ impl BrokerOwner {
         // Stop the flusher (it finishes what is queued), then sync everything written.
         self.flusher_tx = None;
         if let Some(flusher) = self.flusher.take() {
-            let joined = tokio::task::spawn_blocking(move || flusher.join()).await;
-            if !matches!(joined, Ok(Ok(()))) {
+            if !join_flusher(flusher).await {
                 error!("flusher thread ended abnormally");
             }
         }
@@ -777,13 +847,18 @@ impl BrokerOwner {
         let final_request = self.broker.store().checkpoint_request();
         let sync = self.sync.clone();
         let to_sync = final_request.sync.clone();
-        let synced = tokio::task::spawn_blocking(move || -> Result<(), RunError> {
+        let final_sync = move || -> Result<(), RunError> {
             sync.sync_request(&to_sync)?;
             sync.sync_all()?;
             Ok(())
-        })
-        .await
-        .map_err(|e| RunError::Task(format!("final sync: {e}")))?;
+        };
+        // Off the runtime's threads in production; simulated disks do not block.
+        #[cfg(not(madsim))]
+        let synced = tokio::task::spawn_blocking(final_sync)
+            .await
+            .map_err(|e| RunError::Task(format!("final sync: {e}")))?;
+        #[cfg(madsim)]
+        let synced = final_sync();
         if let Err(e) = synced {
             error!("FINAL SYNC FAILED, data may not be durable: {e}");
             return Err(e);
@@ -822,46 +897,71 @@ fn log_recovery(report: &vostok_core::store::RecoveryReport) {
     }
 }
 
+/// The flusher's queue: a std channel to its OS thread in production, a tokio channel to its task
+/// under simulation (madsim allows no OS threads).
+#[cfg(not(madsim))]
+type FlusherTx = std::sync::mpsc::Sender<SyncRequest>;
+#[cfg(not(madsim))]
+type FlusherJoin = std::thread::JoinHandle<()>;
+#[cfg(madsim)]
+type FlusherTx = mpsc::UnboundedSender<SyncRequest>;
+#[cfg(madsim)]
+type FlusherJoin = JoinHandle<()>;
+
+/// Waits for the flusher to finish what is queued; `false` if it ended abnormally.
+async fn join_flusher(flusher: FlusherJoin) -> bool {
+    #[cfg(not(madsim))]
+    return matches!(
+        tokio::task::spawn_blocking(move || flusher.join()).await,
+        Ok(Ok(()))
+    );
+    #[cfg(madsim)]
+    return flusher.await.is_ok();
+}
+
+/// One group commit: merges `requests` (per file, the union of their ranges), syncs, and says
+/// what to report: the highest `up_to`, or the first failure.
+fn flush_batch<Y: DriverSync>(sync: &Y, requests: Vec<SyncRequest>) -> Internal {
+    let mut up_to = CommitLogOffset(0);
+    let mut ranges: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+    for request in requests {
+        up_to = up_to.max(request.up_to);
+        for r in request.ranges {
+            let e = ranges.entry(r.path).or_insert((r.start, r.end));
+            e.0 = e.0.min(r.start);
+            e.1 = e.1.max(r.end);
+        }
+    }
+    let mut failure = None;
+    for (path, (start, end)) in &ranges {
+        if let Err(e) = sync.sync(path, *start, *end) {
+            error!(%path, start, end, "SYNC FAILED, data not durable: {e}");
+            failure.get_or_insert_with(|| format!("{path}: {e}"));
+        }
+    }
+    match failure {
+        None => Internal::Synced(up_to),
+        Some(reason) => Internal::SyncFailed(reason),
+    }
+}
+
 /// The flusher: makes requested ranges durable off the owner task. It merges every request
 /// queued since its last pass into one (group commit), syncs, and reports the highest `up_to`.
-fn spawn_flusher(
-    sync: SyncHandle,
+#[cfg(not(madsim))]
+fn spawn_flusher<Y: DriverSync>(
+    sync: Y,
     events: mpsc::UnboundedSender<Internal>,
-) -> (
-    std::sync::mpsc::Sender<SyncRequest>,
-    Option<std::thread::JoinHandle<()>>,
-) {
+) -> (FlusherTx, Option<FlusherJoin>) {
     let (tx, rx) = std::sync::mpsc::channel::<SyncRequest>();
     let spawned = std::thread::Builder::new()
         .name("vostok-flusher".to_owned())
         .spawn(move || {
             while let Ok(first) = rx.recv() {
-                let mut up_to = first.up_to;
-                let mut ranges: BTreeMap<String, (u64, u64)> = BTreeMap::new();
-                let mut add = |request: SyncRequest| {
-                    up_to = up_to.max(request.up_to);
-                    for r in request.ranges {
-                        let e = ranges.entry(r.path).or_insert((r.start, r.end));
-                        e.0 = e.0.min(r.start);
-                        e.1 = e.1.max(r.end);
-                    }
-                };
-                add(first);
+                let mut batch = vec![first];
                 while let Ok(more) = rx.try_recv() {
-                    add(more);
+                    batch.push(more);
                 }
-                let mut failure = None;
-                for (path, (start, end)) in &ranges {
-                    if let Err(e) = sync.sync(path, *start, *end) {
-                        error!(%path, start, end, "SYNC FAILED, data not durable: {e}");
-                        failure.get_or_insert_with(|| format!("{path}: {e}"));
-                    }
-                }
-                let event = match failure {
-                    None => Internal::Synced(up_to),
-                    Some(reason) => Internal::SyncFailed(reason),
-                };
-                if events.send(event).is_err() {
+                if events.send(flush_batch(&sync, batch)).is_err() {
                     break;
                 }
             }
@@ -876,6 +976,34 @@ fn spawn_flusher(
             (dead_tx, None)
         }
     }
+}
+
+/// The flusher under simulation: the same group commit as a task on the broker's node, so a
+/// kill stops it with everything else and its syncs interleave with the owner's writes.
+/// How long a simulated sync takes (an SSD's fsync is milliseconds).
+#[cfg(madsim)]
+const SIM_SYNC_LATENCY: Duration = Duration::from_millis(5);
+
+#[cfg(madsim)]
+fn spawn_flusher<Y: DriverSync>(
+    sync: Y,
+    events: mpsc::UnboundedSender<Internal>,
+) -> (FlusherTx, Option<FlusherJoin>) {
+    let (tx, mut rx) = mpsc::unbounded_channel::<SyncRequest>();
+    let handle = tokio::spawn(async move {
+        while let Some(first) = rx.recv().await {
+            // A disk sync takes time: let the owner run (and write more) meanwhile.
+            tokio::time::sleep(SIM_SYNC_LATENCY).await;
+            let mut batch = vec![first];
+            while let Ok(more) = rx.try_recv() {
+                batch.push(more);
+            }
+            if events.send(flush_batch(&sync, batch)).is_err() {
+                break;
+            }
+        }
+    });
+    (tx, Some(handle))
 }
 
 /// One NameServer as seen by the broker: a lazily opened connection, kept open, re-opened with
@@ -917,7 +1045,7 @@ async fn namesrv_client(
         let _ = stream.set_nodelay(true);
         debug!(%addr, "connected to namesrv");
         backoff = NAMESRV_BACKOFF_MIN;
-        let (mut read_half, mut write_half) = stream.into_split();
+        let (mut read_half, mut write_half) = split(stream);
         let mut decoder = FrameDecoder::default();
         let mut buf = BytesMut::with_capacity(READ_CHUNK_BYTES);
         let mut pending = std::collections::BTreeSet::new();
@@ -930,7 +1058,7 @@ async fn namesrv_client(
                     }
                     encode(&command, &mut out);
                 }
-                if let Err(e) = write_half.write_all(&out).await {
+                if let Err(e) = write_flushed(&mut write_half, &out).await {
                     warn!(%addr, "namesrv connection lost while writing: {e}");
                     out.clear();
                     continue 'connect;
@@ -941,6 +1069,7 @@ async fn namesrv_client(
                 buf.reserve(READ_CHUNK_BYTES);
             }
             tokio::select! {
+                biased;
                 request = requests.recv() => match request {
                     Some(command) => queue.push_back(command),
                     None => return,
@@ -995,6 +1124,7 @@ async fn wait_backoff(
     let until = tokio::time::Instant::now() + backoff;
     loop {
         tokio::select! {
+            biased;
             _ = tokio::time::sleep_until(until) => break,
             request = requests.recv() => match request {
                 Some(command) => {

@@ -1,17 +1,160 @@
-//! `vostok-sim`: the deterministic simulator of Vostok.
+//! `vostok-sim`: run seeds of the deterministic simulator.
 //!
-//! The plan: run whole clusters (NameServers, brokers, producers, consumers) built from the same
-//! core and driver code as the production binary, over a simulated network and a simulated disk,
-//! with faults drawn from a seed (partitions, message loss, crashes, power cuts with torn writes,
-//! disk errors, clock skew), then check invariants such as "no acknowledged message is lost under
-//! SYNC_FLUSH" and "per-queue offsets are dense and ordered". A failing seed replays to the same
-//! trace. None of this is built yet: the binary says so and exits with status 2, so that nothing
-//! mistakes it for a passing run.
+//! ```text
+//! vostok-sim --seeds N [--start S] [--no-faults]   run seeds S..S+N, one line per failure
+//! vostok-sim --seed S [--trace]                     replay one seed (with its whole trace)
+//! ```
+//!
+//! Exit status: 0 when every seed passed, 1 when one failed, 2 for usage errors (and for a build
+//! without `--cfg madsim`, which cannot simulate anything).
 
-/// Exit status of a binary that does not do its job yet.
-const EXIT_NOT_IMPLEMENTED: i32 = 2;
-
+#[cfg(not(madsim))]
 fn main() {
-    eprintln!("vostok-sim: the deterministic simulator is not implemented yet");
-    std::process::exit(EXIT_NOT_IMPLEMENTED);
+    eprintln!("{}", vostok_sim::BUILD_HINT);
+    std::process::exit(2);
+}
+
+#[cfg(madsim)]
+fn main() {
+    std::process::exit(cli::run(std::env::args().skip(1).collect()));
+}
+
+#[cfg(madsim)]
+mod cli {
+    use std::time::Instant;
+
+    use vostok_sim::harness::{run_seed, RunOptions};
+
+    const USAGE: &str = "usage: vostok-sim --seeds N [--start S] [--no-faults] [--all-faults] [--defect NAME] | --seed S [--trace] [--no-faults] [--all-faults] [--defect NAME]";
+
+    fn number(args: &[String], i: usize) -> Option<u64> {
+        args.get(i + 1).and_then(|v| v.parse().ok())
+    }
+
+    pub fn run(args: Vec<String>) -> i32 {
+        let mut seeds = None;
+        let mut start = 0;
+        let mut one = None;
+        let mut trace = false;
+        let mut options = RunOptions::default();
+        let mut flags = String::new();
+        let mut i = 0;
+        while i < args.len() {
+            match args[i].as_str() {
+                "--seeds" => match number(&args, i) {
+                    Some(n) => {
+                        seeds = Some(n);
+                        i += 1;
+                    }
+                    None => return usage(),
+                },
+                "--start" => match number(&args, i) {
+                    Some(n) => {
+                        start = n;
+                        i += 1;
+                    }
+                    None => return usage(),
+                },
+                "--seed" => match number(&args, i) {
+                    Some(n) => {
+                        one = Some(n);
+                        i += 1;
+                    }
+                    None => return usage(),
+                },
+                "--trace" => trace = true,
+                "--no-faults" => options.no_faults = true,
+                "--all-faults" => {
+                    options.all_faults = true;
+                    flags.push_str(" --all-faults");
+                }
+                "--defect" => match args.get(i + 1).map(|d| defect(d)) {
+                    Some(Some(defects)) => {
+                        options.defects = defects;
+                        flags.push_str(&format!(" --defect {}", args[i + 1]));
+                        i += 1;
+                    }
+                    _ => return usage(),
+                },
+                _ => return usage(),
+            }
+            i += 1;
+        }
+        if options.no_faults {
+            flags.push_str(" --no-faults");
+        }
+        match (seeds, one) {
+            (None, Some(seed)) => {
+                let report = run_seed(seed, options);
+                println!("{}", report.swarm);
+                if trace {
+                    for line in &report.trace {
+                        println!("{line}");
+                    }
+                }
+                for v in &report.violations {
+                    println!("FAIL seed={seed} {v}");
+                }
+                println!(
+                    "seed={seed} digest={:016x} events={} acked={} deliveries={} sim_ms={} {}",
+                    report.digest.0,
+                    report.trace.len(),
+                    report.acked,
+                    report.deliveries,
+                    report.sim_ms,
+                    if report.ok() { "ok" } else { "FAILED" }
+                );
+                i32::from(!report.ok())
+            }
+            (Some(n), None) => {
+                let began = Instant::now();
+                let mut failed = 0u64;
+                let mut sim_ms = 0u64;
+                for seed in start..start + n {
+                    let report = run_seed(seed, options);
+                    sim_ms += report.sim_ms;
+                    println!("{}", report.swarm);
+                    if let Some(v) = report.violations.first() {
+                        failed += 1;
+                        println!(
+                            "FAIL seed={seed} {}: {} | first violating event #{}: {} | replay: vostok-sim --seed {seed} --trace{flags}",
+                            v.invariant, v.detail, v.event_index, v.event
+                        );
+                    }
+                }
+                let secs = began.elapsed().as_secs_f64().max(1e-9);
+                println!(
+                    "{n} seeds, {failed} failed, {:.1} seeds/s, simulated/real time {:.0}x",
+                    n as f64 / secs,
+                    sim_ms as f64 / 1000.0 / secs
+                );
+                i32::from(failed > 0)
+            }
+            _ => usage(),
+        }
+    }
+
+    /// A defect by name (`ack-before-sync`, `skip-recovery-crc`, `drop-cq-entry`); needs the
+    /// `defects` feature.
+    #[cfg(feature = "defects")]
+    fn defect(name: &str) -> Option<vostok_core::defects::Defects> {
+        let none = vostok_core::defects::Defects::NONE;
+        match name {
+            "ack-before-sync" => Some(none.with_ack_before_sync(true)),
+            "skip-recovery-crc" => Some(none.with_skip_recovery_crc(true)),
+            "drop-cq-entry" => Some(none.with_drop_consume_queue_entry_every(7)),
+            _ => None,
+        }
+    }
+
+    #[cfg(not(feature = "defects"))]
+    fn defect(_name: &str) -> Option<vostok_core::defects::Defects> {
+        eprintln!("vostok-sim: --defect needs a build with --features defects");
+        None
+    }
+
+    fn usage() -> i32 {
+        eprintln!("{USAGE}");
+        2
+    }
 }

@@ -191,7 +191,7 @@ impl OrderlyDispatcher {
         let permits = self.permits.clone();
         tokio::spawn(async move {
             let _permit = permits.acquire_owned().await;
-            let call = tokio::task::spawn_blocking(move || {
+            let call = super::spawn_application_code(move || {
                 let mut context = ConsumeOrderlyContext::new(queue);
                 let status = listener.consume(messages, &mut context);
                 (status, context)

@@ -54,3 +54,19 @@ pub use vostok_core::client::{
     AllocateStrategy, ClientError, ConsumeOrderlyStatus, ConsumeStatus, Message, MessageExt,
     MessageQueue, SendResult, SendStatus,
 };
+
+/// Runs application code that may block (an orderly listener, a transaction checker) off the
+/// client's owner task: on a blocking thread in production; on a plain task in the simulator
+/// (`--cfg madsim`), which has no threads and whose listeners never block.
+pub(crate) fn spawn_application_code<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> tokio::task::JoinHandle<T> {
+    #[cfg(not(madsim))]
+    {
+        tokio::task::spawn_blocking(f)
+    }
+    #[cfg(madsim)]
+    {
+        tokio::spawn(async move { f() })
+    }
+}

@@ -18,13 +18,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::BytesMut;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, trace, warn};
 use vostok_core::client::ClientStateMachine;
 use vostok_core::remoting::{encode, FrameDecoder, RemotingCommand};
+
+use crate::server::{split, write_flushed, ReadHalf as OwnedReadHalf, WriteHalf as OwnedWriteHalf};
 
 /// Read buffer growth step of a connection.
 const READ_CHUNK_BYTES: usize = 64 * 1024;
@@ -254,7 +255,7 @@ async fn run_connection(
         debug!(%addr, "set_nodelay: {e}");
     }
     debug!(%addr, conn_id, "connected");
-    let (read_half, write_half) = stream.into_split();
+    let (read_half, write_half) = split(stream);
     let (writer_done_tx, writer_done_rx) = oneshot::channel::<String>();
     tokio::spawn(async move {
         let reason = write_loop(write_half, &mut outbound).await;
@@ -276,13 +277,13 @@ async fn write_loop(
         while let Ok(more) = outbound.try_recv() {
             encode(&more, &mut buf);
         }
-        if let Err(e) = write_half.write_all(&buf).await {
+        if let Err(e) = write_flushed(&mut write_half, &buf).await {
             return format!("write failed: {e}");
         }
         buf.clear();
     }
     // The pool dropped the connection (client shutdown): everything queued was written.
-    let _ = write_half.shutdown().await;
+    let _ = tokio::io::AsyncWriteExt::shutdown(&mut write_half).await;
     "closed by the client".to_owned()
 }
 
@@ -334,6 +335,7 @@ async fn read_loop(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::io::AsyncWriteExt;
     use tokio::net::TcpListener;
     use vostok_core::remoting::codes::request;
 

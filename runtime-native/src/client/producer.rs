@@ -460,7 +460,7 @@ impl ProducerDriver {
             return;
         };
         let calls = self.calls.clone();
-        tokio::task::spawn_blocking(move || {
+        super::spawn_application_code(move || {
             let state = super::transaction::call_guarded(|| checker(&check.message));
             if let Some(calls) = calls.upgrade() {
                 let _ = calls.send(Control::Call(Call::AnswerCheck {

@@ -424,6 +424,8 @@ async fn fetch_route(
     encode(&request, &mut out);
     let exchange = async {
         stream.write_all(&out).await.map_err(closed)?;
+        // madsim's simulated stream sends only on flush (a no-op on a kernel socket).
+        stream.flush().await.map_err(closed)?;
         let mut decoder = FrameDecoder::default();
         let mut buf = BytesMut::new();
         loop {

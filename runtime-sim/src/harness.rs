@@ -1,0 +1,1024 @@
+//! One seed: a cluster on madsim nodes, a workload, a nemesis, a healed phase, a read-back and
+//! the checkers.
+//!
+//! ```text
+//!  fresh OS thread ─▶ Runtime(seed) + SimDisk ─▶ nodes:
+//!     ns-0..1    10.0.0.x:9876   NamesrvServer            (runtime-native driver)
+//!     broker-X   10.0.1.x:10911  BrokerServer on SimDisk  (runtime-native driver)
+//!     prod-N     10.0.2.x        vostok::client::Producer  (native adapters over core::client)
+//!     cons-G-M   10.0.3.x        vostok::client::PushConsumer
+//!  supervisor (node 0): nemesis steps for the fault phase ─▶ heal ─▶ drain ─▶ kill brokers ─▶
+//!     read every queue back from each disk (recovery included) ─▶ History ─▶ check_all
+//! ```
+//!
+//! Every client and server takes its time from its node's clock (offset and drift per node).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use madsim::net::NetSim;
+use madsim::runtime::{Handle, NodeHandle, Runtime};
+use madsim::task::NodeId;
+use madsim::time::Instant;
+use vostok::client::{Clock, ConsumeFromWhere, ConsumeStatus, Message, MessageExt, SendStatus};
+use vostok::server::sim_clock;
+use vostok::{BrokerServer, NamesrvServer};
+use vostok_core::broker::BrokerConfig;
+use vostok_core::check::{
+    body_crc, check_report, CheckConfig, Delivery, FlushMode, History, QueueRef, ReadBackRecord,
+    SendSpec, TraceDigest, Violation,
+};
+use vostok_core::defects::Defects;
+use vostok_core::message::MessageRecord;
+use vostok_core::namesrv::NamesrvConfig;
+use vostok_core::rng::SeededRng;
+use vostok_core::store::{
+    segment::FaultOp, MemStorage, MessageStore, PowerLoss, QueueOffset, StorageError, StoreConfig,
+};
+
+use crate::disk::{CrashMode, SimDisk};
+use crate::swarm::{Fault, Swarm};
+
+/// The one topic of the workload.
+const TOPIC: &str = "SimTopic";
+/// The message property carrying the workload's unique key.
+const KEY_PROPERTY: &str = "SIMKEY";
+const NAMESRV_PORT: u16 = 9876;
+const BROKER_PORT: u16 = 10911;
+const QUEUES_PER_TOPIC: u32 = 4;
+/// How long the healed phase waits for consumers to drain.
+const DRAIN_LIMIT_MS: u64 = 40_000;
+/// Sends every producer makes in the healed phase (liveness: they must succeed).
+const HEALED_SENDS: usize = 3;
+
+/// What one seed produced.
+#[derive(Debug)]
+pub struct SeedReport {
+    pub seed: u64,
+    pub swarm: String,
+    pub digest: TraceDigest,
+    pub violations: Vec<Violation>,
+    pub trace: Vec<String>,
+    /// Simulated time the run took.
+    pub sim_ms: u64,
+    pub acked: u64,
+    pub deliveries: u64,
+}
+
+impl SeedReport {
+    pub fn ok(&self) -> bool {
+        self.violations.is_empty()
+    }
+}
+
+/// How a seed is run.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RunOptions {
+    /// Keep the nemesis idle (a fault-free baseline).
+    pub no_faults: bool,
+    /// Also inject the faults that expose open findings ([`Fault::FINDINGS`]).
+    pub all_faults: bool,
+    /// Deliberate defects of the brokers' store (only switchable with the `defects` feature).
+    pub defects: vostok_core::defects::Defects,
+}
+
+/// Runs `seed` on a fresh OS thread (madsim seeds std's HashMap keys per thread) and returns its
+/// report. A panic inside the simulation becomes a `panic` violation.
+pub fn run_seed(seed: u64, options: RunOptions) -> SeedReport {
+    let joined = std::thread::Builder::new()
+        .name(format!("sim-{seed}"))
+        .spawn(move || {
+            let mut rt = Runtime::with_seed_and_config(seed, madsim::Config::default());
+            rt.add_simulator::<SimDisk>();
+            rt.set_time_limit(Duration::from_secs(600));
+            let swarm = Swarm::draw(seed, options.no_faults, options.all_faults);
+            rt.block_on(scenario(swarm, options.defects))
+        })
+        .expect("spawn a simulation thread")
+        .join();
+    match joined {
+        Ok(report) => report,
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "unknown panic".to_owned());
+            SeedReport {
+                seed,
+                swarm: Swarm::draw(seed, options.no_faults, options.all_faults).to_string(),
+                digest: TraceDigest::EMPTY,
+                violations: vec![Violation {
+                    invariant: vostok_core::check::Invariant::AtLeastOnce,
+                    event_index: 0,
+                    event: "panic".to_owned(),
+                    detail: format!("the simulation panicked: {what}"),
+                }],
+                trace: Vec::new(),
+                sim_ms: 0,
+                acked: 0,
+                deliveries: 0,
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Shared state
+
+/// Per-node clock: offset and drift (parts per million) from the simulated wall clock.
+#[derive(Clone, Copy, Debug, Default)]
+struct Skew {
+    offset_ms: i64,
+    drift_ppm: i64,
+}
+
+type Skews = Arc<Mutex<BTreeMap<NodeId, Skew>>>;
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn wall_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn skewed(skews: &Skews, node: NodeId, wall: u64, base: u64) -> u64 {
+    let skew = lock(skews).get(&node).copied().unwrap_or_default();
+    let elapsed = wall.saturating_sub(base) as i64;
+    let ms = wall as i64 + skew.offset_ms + elapsed * skew.drift_ppm / 1_000_000;
+    ms.max(0) as u64
+}
+
+/// A client's clock: its node's skewed clock, never going backwards.
+struct NodeClock {
+    skews: Skews,
+    node: NodeId,
+    base_ms: u64,
+    last_ms: Mutex<u64>,
+}
+
+impl Clock for NodeClock {
+    fn now_ms(&self) -> u64 {
+        let now = skewed(&self.skews, self.node, wall_ms(), self.base_ms);
+        let mut last = lock(&self.last_ms);
+        *last = (*last).max(now);
+        *last
+    }
+}
+
+/// What the workload tasks and the supervisor share.
+struct World {
+    history: History,
+    start: Instant,
+    /// Acked keys (key → tag) and, per group, the keys delivered.
+    acked: BTreeMap<String, Option<String>>,
+    delivered: BTreeMap<String, BTreeSet<String>>,
+}
+
+type Shared = Arc<Mutex<World>>;
+
+fn now_ms(world: &World) -> u64 {
+    world.start.elapsed().as_millis() as u64
+}
+
+// ---------------------------------------------------------------------------------------------
+// Nodes
+
+struct Cluster {
+    handle: Handle,
+    namesrvs: Vec<NodeHandle>,
+    /// (broker name, node)
+    brokers: Vec<(String, NodeHandle)>,
+    clients: Vec<(String, NodeHandle)>,
+    namesrv_addrs: Vec<String>,
+}
+
+fn broker_config(
+    swarm: &Swarm,
+    index: usize,
+    ip: IpAddr,
+    namesrvs: &[String],
+    defects: Defects,
+) -> BrokerConfig {
+    let mut config = BrokerConfig {
+        broker_name: broker_name(index),
+        broker_ip1: ip,
+        listen_port: BROKER_PORT,
+        namesrv_addrs: namesrvs.to_vec(),
+        flush_disk_type: swarm.flush,
+        default_topic_queue_nums: QUEUES_PER_TOPIC,
+        register_broker_interval_ms: 2_000,
+        long_polling_max_hold_ms: 5_000,
+        seed: swarm.seed ^ index as u64,
+        ..BrokerConfig::default()
+    };
+    config.store = store_config(defects);
+    config
+}
+
+/// Small segments: the simulated disk holds them in memory.
+fn store_config(defects: Defects) -> StoreConfig {
+    StoreConfig {
+        defects,
+        // A power cut can tear the un-synced tail so that a damaged record is followed by one
+        // that survived; the default policy (refuse to start) then needs an operator. The
+        // simulated operator chose `truncate` (recoverCorruptedCommitLog): acknowledged synced
+        // data lies before any tear, so the checkers still see every loss it could cause.
+        corrupted_commitlog: vostok_core::store::CorruptionPolicy::Truncate,
+        commitlog_segment_bytes: 64 * 1024,
+        consume_queue_units_per_segment: 512,
+        index: vostok_core::store::index::IndexConfig {
+            enabled: true,
+            hash_slot_count: 64,
+            max_index_count: 1024,
+        },
+        ..StoreConfig::default()
+    }
+}
+
+fn broker_name(index: usize) -> String {
+    format!("broker-{}", (b'a' + index as u8) as char)
+}
+
+fn build_cluster(handle: &Handle, swarm: &Swarm, defects: Defects) -> Cluster {
+    let namesrv_addrs: Vec<String> = (0..swarm.namesrvs)
+        .map(|i| format!("10.0.0.{}:{NAMESRV_PORT}", i + 1))
+        .collect();
+    let mut namesrvs = Vec::new();
+    for i in 0..swarm.namesrvs {
+        let ip = IpAddr::V4(Ipv4Addr::new(10, 0, 0, i as u8 + 1));
+        let node = handle
+            .create_node()
+            .name(format!("ns-{i}"))
+            .ip(ip)
+            .init(move || async move {
+                let listener =
+                    tokio::net::TcpListener::bind(SocketAddr::new(ip, NAMESRV_PORT)).await;
+                let Ok(listener) = listener else { return };
+                let Ok(mut server) = NamesrvServer::start(listener, NamesrvConfig::default())
+                else {
+                    return;
+                };
+                let _ = server.stopped().await;
+            })
+            .build();
+        namesrvs.push(node);
+    }
+    let mut brokers = Vec::new();
+    for i in 0..swarm.brokers {
+        let ip = IpAddr::V4(Ipv4Addr::new(10, 0, 1, i as u8 + 1));
+        let config = broker_config(swarm, i, ip, &namesrv_addrs, defects);
+        let node = handle
+            .create_node()
+            .name(broker_name(i))
+            .ip(ip)
+            .init(move || {
+                let config = config.clone();
+                async move {
+                    let storage =
+                        madsim::plugin::simulator::<SimDisk>().storage(madsim::plugin::node());
+                    let listener =
+                        tokio::net::TcpListener::bind(SocketAddr::new(ip, BROKER_PORT)).await;
+                    let Ok(listener) = listener else { return };
+                    // A broker whose recovery refuses the store stays down (as a real one would).
+                    let Ok(mut server) =
+                        BrokerServer::start_with_storage(listener, config, storage)
+                    else {
+                        return;
+                    };
+                    let _ = server.stopped().await;
+                }
+            })
+            .build();
+        brokers.push((broker_name(i), node));
+    }
+    Cluster {
+        handle: handle.clone(),
+        namesrvs,
+        brokers,
+        clients: Vec::new(),
+        namesrv_addrs,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Workload
+
+fn tag_of(rng: &mut SeededRng, swarm: &Swarm) -> Option<String> {
+    if rng.below(100) < swarm.tagged_percent {
+        Some(if rng.below(2) == 0 { "TagA" } else { "TagB" }.to_owned())
+    } else {
+        None
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn produce(
+    world: Shared,
+    swarm: Swarm,
+    index: usize,
+    namesrvs: Vec<String>,
+    clock: Arc<dyn Clock>,
+    count: usize,
+    first: usize,
+    flush: FlushMode,
+    pace_ms: u64,
+) {
+    let name = format!("prod-{index}");
+    let producer = vostok::client::Producer::builder()
+        .group("SimProducers")
+        .instance_name(&name)
+        .seed(swarm.seed ^ ((index as u64 + 1) * 7919))
+        .clock(clock)
+        .send_timeout(Duration::from_secs(3))
+        .route_refresh_interval(Duration::from_secs(1))
+        .heartbeat_interval(Duration::from_secs(2))
+        .default_topic_queue_nums(QUEUES_PER_TOPIC as i32);
+    let producer = producer
+        .namesrv_addr(&namesrvs.join(";"))
+        .build()
+        .expect("a valid producer");
+    let Ok(producer) = producer.start().await else {
+        return;
+    };
+    let mut rng = SeededRng::new(swarm.seed ^ 0xabcd ^ ((index as u64) << 20) ^ first as u64);
+    for i in first..first + count {
+        let key = format!("p{index}-{i}");
+        let tag = tag_of(&mut rng, &swarm);
+        let ordered = rng.below(100) < swarm.ordered_percent;
+        let order_key = ordered.then(|| format!("o{}", rng.below(3)));
+        let body = format!("body {key} {:016x}", rng.next_u64()).into_bytes();
+        let mut message = Message::new(TOPIC, body.clone()).with_property(KEY_PROPERTY, &key);
+        if let Some(tag) = &tag {
+            message = message.with_tags(tag);
+        }
+        let op = {
+            let mut w = lock(&world);
+            let op = w.history.next_op();
+            let t = now_ms(&w);
+            w.history.send_invoked_spec(
+                t,
+                SendSpec {
+                    op,
+                    producer: name.clone(),
+                    topic: TOPIC.to_owned(),
+                    key: key.clone(),
+                    body_crc: body_crc(&body),
+                    tag: tag.clone(),
+                    order_key: order_key.clone(),
+                    deliver_not_before_ms: None,
+                    transaction_id: None,
+                },
+            );
+            op
+        };
+        let result = match &order_key {
+            Some(k) => producer.send_orderly(message, k).await,
+            None => producer.send(message).await,
+        };
+        {
+            let mut w = lock(&world);
+            let t = now_ms(&w);
+            match result {
+                Ok(r) if r.status == SendStatus::SendOk => {
+                    let queue = QueueRef::new(&r.queue.broker_name, TOPIC, r.queue.queue_id as u32);
+                    w.history
+                        .send_ok(t, op, queue, r.queue_offset.max(0) as u64, flush);
+                    w.acked.insert(key, tag);
+                }
+                Ok(_) => w.history.send_timed_out(t, op),
+                Err(vostok::client::ClientError::NoRoute { .. }) => {
+                    w.history.send_failed(t, op, "no route")
+                }
+                Err(_) => w.history.send_timed_out(t, op),
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(1 + rng.below(2 * pace_ms + 1))).await;
+    }
+    producer.shutdown().await;
+}
+
+async fn consume(
+    world: Shared,
+    swarm: Swarm,
+    group: usize,
+    member: usize,
+    namesrvs: Vec<String>,
+    clock: Arc<dyn Clock>,
+    stop: Arc<tokio::sync::Notify>,
+) {
+    let group_name = format!("g{group}");
+    let consumer_name = format!("cons-{group}-{member}");
+    let expression = if group == 0 { "*" } else { "TagA" };
+    let listener_world = world.clone();
+    let listener_group = group_name.clone();
+    let listener_name = consumer_name.clone();
+    let listener = move |messages: Vec<MessageExt>| {
+        let mut w = lock(&listener_world);
+        let t = now_ms(&w);
+        for m in messages {
+            let key = m.property(KEY_PROPERTY).unwrap_or("").to_owned();
+            w.delivered
+                .entry(listener_group.clone())
+                .or_default()
+                .insert(key.clone());
+            w.history.delivered(
+                t,
+                Delivery {
+                    group: listener_group.clone(),
+                    consumer: listener_name.clone(),
+                    queue: QueueRef::new(
+                        &m.queue.broker_name,
+                        &m.queue.topic,
+                        m.queue.queue_id as u32,
+                    ),
+                    queue_offset: m.queue_offset().max(0) as u64,
+                    key,
+                    body_crc: body_crc(m.body()),
+                    record_crc_ok: true,
+                    reconsume_times: m.reconsume_times().max(0) as u32,
+                },
+            );
+        }
+        async { ConsumeStatus::ConsumeSuccess }
+    };
+    let consumer = vostok::client::PushConsumer::builder()
+        .group(&group_name)
+        .instance_name(&consumer_name)
+        .seed(swarm.seed ^ (((group as u64) << 8 | member as u64) * 104_729))
+        .clock(clock)
+        .namesrv_addr(&namesrvs.join(";"))
+        .subscribe(TOPIC, expression)
+        .consume_from(ConsumeFromWhere::FirstOffset)
+        .route_refresh_interval(Duration::from_secs(1))
+        .heartbeat_interval(Duration::from_secs(2))
+        .rebalance_interval(Duration::from_secs(2))
+        .persist_offset_interval(Duration::from_secs(1))
+        .broker_suspend_max_time(Duration::from_secs(2))
+        .listener(listener)
+        .build()
+        .expect("a valid consumer");
+    let Ok(consumer) = consumer.start().await else {
+        return;
+    };
+    stop.notified().await;
+    consumer.shutdown().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The scenario
+
+async fn scenario(swarm: Swarm, defects: Defects) -> SeedReport {
+    let handle = Handle::current();
+    let base_ms = wall_ms();
+    let skews: Skews = Arc::default();
+    {
+        let skews = skews.clone();
+        sim_clock::set_hook(Some(std::rc::Rc::new(move |wall| {
+            skewed(&skews, madsim::plugin::node(), wall, base_ms)
+        })));
+    }
+    let world: Shared = Arc::new(Mutex::new(World {
+        history: History::new(),
+        start: Instant::now(),
+        acked: BTreeMap::new(),
+        delivered: BTreeMap::new(),
+    }));
+    let mut rng = SeededRng::new(swarm.seed ^ 0x6e65_6d65_7369_7300);
+    let mut cluster = build_cluster(&handle, &swarm, defects);
+    let flush_mode = FlushMode::from(swarm.flush);
+    // Let the servers start and the brokers register before clients come.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let clock_for = |node: NodeId| -> Arc<dyn Clock> {
+        Arc::new(NodeClock {
+            skews: skews.clone(),
+            node,
+            base_ms,
+            last_ms: Mutex::new(0),
+        })
+    };
+
+    // Consumers first, so they see every message from the first offset.
+    let stop = Arc::new(tokio::sync::Notify::new());
+    let mut consumer_tasks = Vec::new();
+    {
+        let mut w = lock(&world);
+        let t = now_ms(&w);
+        for g in 0..swarm.groups {
+            let tags: &[&str] = if g == 0 { &[] } else { &["TagA"] };
+            w.history.subscribed(t, &format!("g{g}"), TOPIC, tags);
+        }
+    }
+    for g in 0..swarm.groups {
+        for m in 0..swarm.consumers_per_group {
+            let ip = IpAddr::V4(Ipv4Addr::new(10, 0, 3, (g * 4 + m) as u8 + 1));
+            let node = handle
+                .create_node()
+                .name(format!("cons-{g}-{m}"))
+                .ip(ip)
+                .build();
+            let task = node.spawn(consume(
+                world.clone(),
+                swarm.clone(),
+                g,
+                m,
+                cluster.namesrv_addrs.clone(),
+                clock_for(node.id()),
+                stop.clone(),
+            ));
+            consumer_tasks.push(task);
+            cluster.clients.push((format!("cons-{g}-{m}"), node));
+        }
+    }
+    let mut producer_nodes = Vec::new();
+    let mut producer_tasks = Vec::new();
+    for p in 0..swarm.producers {
+        let ip = IpAddr::V4(Ipv4Addr::new(10, 0, 2, p as u8 + 1));
+        let node = handle
+            .create_node()
+            .name(format!("prod-{p}"))
+            .ip(ip)
+            .build();
+        producer_tasks.push(node.spawn(produce(
+            world.clone(),
+            swarm.clone(),
+            p,
+            cluster.namesrv_addrs.clone(),
+            clock_for(node.id()),
+            swarm.messages_per_producer,
+            0,
+            flush_mode,
+            swarm.fault_phase_ms / swarm.messages_per_producer as u64,
+        )));
+        cluster.clients.push((format!("prod-{p}"), node.clone()));
+        producer_nodes.push(node);
+    }
+
+    // The fault phase.
+    let mut nemesis = Nemesis::new(&cluster, &skews);
+    let fault_end = Instant::now() + Duration::from_millis(swarm.fault_phase_ms);
+    while Instant::now() < fault_end {
+        let gap = 1 + rng.below(2 * swarm.nemesis_gap_ms);
+        tokio::time::sleep(Duration::from_millis(gap)).await;
+        if swarm.faults.is_empty() {
+            continue;
+        }
+        let fault = swarm.faults[rng.below(swarm.faults.len() as u64) as usize];
+        nemesis.step(fault, &mut rng, &world).await;
+    }
+    for task in producer_tasks {
+        let _ = task.await;
+    }
+
+    // The healed phase: faults stop; sends must succeed and consumers drain.
+    nemesis.heal(&world).await;
+    {
+        let mut w = lock(&world);
+        let t = now_ms(&w);
+        w.history.healed(t);
+    }
+    let acked_before = lock(&world).acked.len();
+    let mut healed_tasks = Vec::new();
+    for (p, node) in producer_nodes.iter().enumerate() {
+        healed_tasks.push(node.spawn(produce(
+            world.clone(),
+            swarm.clone(),
+            p,
+            cluster.namesrv_addrs.clone(),
+            clock_for(node.id()),
+            HEALED_SENDS,
+            swarm.messages_per_producer,
+            flush_mode,
+            20,
+        )));
+    }
+    for task in healed_tasks {
+        let _ = task.await;
+    }
+    let mut liveness = Vec::new();
+    let acked_healed = lock(&world).acked.len() - acked_before;
+    if acked_healed < HEALED_SENDS * swarm.producers {
+        liveness.push(format!(
+            "liveness: only {acked_healed} of {} sends succeeded after healing",
+            HEALED_SENDS * swarm.producers
+        ));
+    }
+    let drain_end = Instant::now() + Duration::from_millis(DRAIN_LIMIT_MS);
+    while Instant::now() < drain_end && !drained(&lock(&world), swarm.groups) {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    {
+        let mut w = lock(&world);
+        let t = now_ms(&w);
+        w.history.drained(t);
+    }
+    stop.notify_waiters();
+    for task in consumer_tasks {
+        let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
+    }
+
+    // Read-back: every broker stops (process crash, page cache kept) and its disk is recovered
+    // and read, exactly as a restart would see it.
+    let disks = madsim::plugin::simulator::<SimDisk>();
+    for (name, node) in &cluster.brokers {
+        disks.arm(node.id(), CrashMode::Process);
+        handle.kill(node.id());
+        let mem = disks.with(node.id(), |d| d.mem.clone());
+        let t = now_ms(&lock(&world));
+        read_back(&mut lock(&world).history, t, name, mem, defects);
+    }
+    sim_clock::set_hook(None);
+
+    let w = lock(&world);
+    let report = check_report(&w.history, &CheckConfig::default());
+    let mut violations = report.violations;
+    for line in liveness {
+        violations.push(Violation {
+            invariant: vostok_core::check::Invariant::AtLeastOnce,
+            event_index: w.history.len(),
+            event: "healed".to_owned(),
+            detail: line,
+        });
+    }
+    SeedReport {
+        seed: swarm.seed,
+        swarm: swarm.to_string(),
+        digest: w.history.digest(),
+        violations,
+        trace: w.history.renderings(),
+        sim_ms: now_ms(&w),
+        acked: w.acked.len() as u64,
+        deliveries: report.stats.deliveries,
+    }
+}
+
+/// Whether every group got every acked key it subscribes to.
+fn drained(w: &World, groups: usize) -> bool {
+    (0..groups).all(|g| {
+        let got = w.delivered.get(&format!("g{g}"));
+        w.acked.iter().all(|(key, tag)| {
+            let wanted = g == 0 || tag.as_deref() == Some("TagA");
+            !wanted || got.is_some_and(|s| s.contains(key))
+        })
+    })
+}
+
+/// Opens the store on a copy of the broker's disk (crash recovery included) and records every
+/// queue of the workload topic.
+fn read_back(history: &mut History, t: u64, broker: &str, mem: MemStorage, defects: Defects) {
+    let store = match MessageStore::open(mem, store_config(defects)) {
+        Ok(store) => store,
+        Err(e) => {
+            history.nemesis(t, &format!("read-back {broker}: store does not open: {e}"));
+            return;
+        }
+    };
+    for queue_id in store.queue_ids(TOPIC) {
+        let min = store.min_offset(TOPIC, queue_id).0;
+        let max = store.max_offset(TOPIC, queue_id).0;
+        let queue = QueueRef::new(broker, TOPIC, queue_id as u32);
+        let mut records = Vec::new();
+        let mut offset = min;
+        while offset < max {
+            let got = store.get(TOPIC, queue_id, QueueOffset(offset), 32, &|_| true);
+            let Ok(got) = got else { break };
+            if got.records.is_empty() {
+                break;
+            }
+            for raw in &got.records {
+                let (key, crc, ok) = match MessageRecord::decode(raw, true) {
+                    Ok(r) => (
+                        r.properties.get(KEY_PROPERTY).unwrap_or("").to_owned(),
+                        body_crc(&r.body),
+                        true,
+                    ),
+                    Err(_) => match MessageRecord::decode(raw, false) {
+                        Ok(r) => (
+                            r.properties.get(KEY_PROPERTY).unwrap_or("").to_owned(),
+                            body_crc(&r.body),
+                            false,
+                        ),
+                        Err(_) => (String::new(), 0, false),
+                    },
+                };
+                records.push(ReadBackRecord {
+                    queue: queue.clone(),
+                    queue_offset: offset,
+                    key,
+                    body_crc: crc,
+                    record_crc_ok: ok,
+                });
+                offset += 1;
+            }
+            if got.next_begin_offset.0 > offset {
+                offset = got.next_begin_offset.0;
+            }
+        }
+        history.read_back_queue(t, queue, min, max, records);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The nemesis
+
+struct Nemesis {
+    handle: Handle,
+    net: Arc<NetSim>,
+    disks: Arc<SimDisk>,
+    skews: Skews,
+    /// Every server and client node, by name.
+    nodes: Vec<(String, NodeId)>,
+    /// Broker and NameServer nodes (kill, pause), by name.
+    servers: Vec<(String, NodeId, bool)>,
+    clients: Vec<(String, NodeId)>,
+    /// Brokers that saw an I/O error: a broker treats a failed sync as fatal (fsyncgate), so
+    /// healing them means an operator's restart.
+    disk_failed: BTreeSet<NodeId>,
+}
+
+impl Nemesis {
+    fn new(cluster: &Cluster, skews: &Skews) -> Self {
+        let mut servers = Vec::new();
+        for (i, ns) in cluster.namesrvs.iter().enumerate() {
+            servers.push((format!("ns-{i}"), ns.id(), false));
+        }
+        for (name, node) in &cluster.brokers {
+            servers.push((name.clone(), node.id(), true));
+        }
+        let clients: Vec<(String, NodeId)> = cluster
+            .clients
+            .iter()
+            .map(|(name, n)| (name.clone(), n.id()))
+            .collect();
+        let mut nodes: Vec<(String, NodeId)> =
+            servers.iter().map(|(n, id, _)| (n.clone(), *id)).collect();
+        nodes.extend(clients.iter().cloned());
+        Nemesis {
+            handle: cluster.handle.clone(),
+            net: NetSim::current(),
+            disks: madsim::plugin::simulator::<SimDisk>(),
+            skews: skews.clone(),
+            nodes,
+            servers,
+            clients,
+            disk_failed: BTreeSet::new(),
+        }
+    }
+
+    fn record(&self, world: &Shared, what: String) {
+        let mut w = lock(world);
+        let t = now_ms(&w);
+        w.history.nemesis(t, &what);
+    }
+
+    fn pick<T: Clone>(rng: &mut SeededRng, items: &[T]) -> T {
+        items[rng.below(items.len() as u64) as usize].clone()
+    }
+
+    fn brokers(&self) -> Vec<(String, NodeId)> {
+        self.servers
+            .iter()
+            .filter(|(_, _, b)| *b)
+            .map(|(n, id, _)| (n.clone(), *id))
+            .collect()
+    }
+
+    async fn step(&mut self, fault: Fault, rng: &mut SeededRng, world: &Shared) {
+        let hold = Duration::from_millis(100 + rng.below(3_000));
+        match fault {
+            Fault::Partition | Fault::OneWay => {
+                let (a, ai) = Self::pick(rng, &self.nodes);
+                let (b, bi) = Self::pick(rng, &self.nodes);
+                if ai == bi {
+                    return;
+                }
+                self.net.clog_link(ai, bi);
+                if fault == Fault::Partition {
+                    self.net.clog_link(bi, ai);
+                }
+                self.record(
+                    world,
+                    format!("{} {a} {b} for {}ms", fault.name(), hold.as_millis()),
+                );
+                tokio::time::sleep(hold).await;
+                self.net.unclog_link(ai, bi);
+                self.net.unclog_link(bi, ai);
+            }
+            Fault::Isolate => {
+                let (a, ai) = Self::pick(rng, &self.nodes);
+                self.net.clog_node(ai);
+                self.record(world, format!("isolate {a} for {}ms", hold.as_millis()));
+                tokio::time::sleep(hold).await;
+                self.net.unclog_node(ai);
+            }
+            Fault::Swizzle => {
+                let mut subset: Vec<(String, NodeId)> = self
+                    .nodes
+                    .iter()
+                    .filter(|_| rng.below(2) == 0)
+                    .cloned()
+                    .collect();
+                let names: Vec<&str> = subset.iter().map(|(n, _)| n.as_str()).collect();
+                self.record(world, format!("swizzle [{}]", names.join(",")));
+                for (_, id) in &subset {
+                    self.net.clog_node(*id);
+                    tokio::time::sleep(Duration::from_millis(1 + rng.below(500))).await;
+                }
+                // Unclog in a random order.
+                while !subset.is_empty() {
+                    let (_, id) = subset.remove(rng.below(subset.len() as u64) as usize);
+                    tokio::time::sleep(Duration::from_millis(1 + rng.below(500))).await;
+                    self.net.unclog_node(id);
+                }
+            }
+            Fault::LatencyLoss => {
+                let loss = rng.below(20) as f64 / 100.0;
+                let max_ms = 10 + rng.below(300);
+                self.net.update_config(|c| {
+                    c.packet_loss_rate = loss;
+                    c.send_latency = Duration::from_millis(1)..Duration::from_millis(max_ms);
+                });
+                self.record(
+                    world,
+                    format!(
+                        "latency 1..{max_ms}ms loss {loss} for {}ms",
+                        hold.as_millis()
+                    ),
+                );
+                tokio::time::sleep(hold).await;
+                self.restore_net();
+            }
+            Fault::ConnReset => {
+                if self.clients.is_empty() {
+                    return;
+                }
+                let (a, ai) = Self::pick(rng, &self.clients);
+                self.net.reset_node(ai);
+                self.record(world, format!("reset connections of {a}"));
+            }
+            Fault::KillRestart | Fault::PowerLoss => {
+                let (name, id, is_broker) = Self::pick(rng, &self.servers);
+                if fault == Fault::PowerLoss && !is_broker {
+                    return;
+                }
+                let down = Duration::from_millis(rng.below(2_000));
+                {
+                    let mut w = lock(world);
+                    let t = now_ms(&w);
+                    if fault == Fault::PowerLoss {
+                        let policy = match rng.below(3) {
+                            0 => PowerLoss::DropUnsynced,
+                            1 => PowerLoss::KeepUnsynced,
+                            _ => PowerLoss::TearUnsynced,
+                        };
+                        // A torn write usually leaves one damaged sector (TigerBeetle: 80-100%).
+                        let flip = rng.below(5) != 0;
+                        self.disks.arm(id, CrashMode::Power { policy, flip });
+                        w.history.power_lost(t, &name, policy.into());
+                        if flip {
+                            w.history
+                                .nemesis(t, &format!("flip a byte of {name}'s un-synced tail"));
+                        }
+                    } else {
+                        self.disks.arm(id, CrashMode::Process);
+                        w.history.node_crashed(t, &name);
+                    }
+                }
+                self.handle.kill(id);
+                tokio::time::sleep(down).await;
+                self.handle.restart(id);
+                let mut w = lock(world);
+                let t = now_ms(&w);
+                w.history.node_restarted(t, &name);
+            }
+            Fault::Pause => {
+                let (name, id, _) = Self::pick(rng, &self.servers);
+                self.handle.pause(id);
+                self.record(world, format!("pause {name} for {}ms", hold.as_millis()));
+                tokio::time::sleep(hold).await;
+                self.handle.resume(id);
+            }
+            Fault::BitFlipRead => {
+                let brokers = self.brokers();
+                let (name, id) = Self::pick(rng, &brokers);
+                let flipped = self.disks.with(id, |d| {
+                    let paths: Vec<String> = d
+                        .mem
+                        .paths()
+                        .into_iter()
+                        .filter(|p| p.starts_with("commitlog/"))
+                        .collect();
+                    if paths.is_empty() {
+                        return None;
+                    }
+                    let path = paths[rng.below(paths.len() as u64) as usize].clone();
+                    let synced = d.mem.synced_len(&path).unwrap_or(0);
+                    if synced == 0 {
+                        return None;
+                    }
+                    let pos = rng.below(synced);
+                    let mask = 1u8 << rng.below(8);
+                    d.flip_on_read(&path, pos, mask);
+                    Some(format!("{path}@{pos}"))
+                });
+                if let Some(at) = flipped {
+                    self.record(world, format!("bitflip-read {name} {at}"));
+                }
+            }
+            Fault::WriteEio | Fault::SyncEio | Fault::NoSpace => {
+                let brokers = self.brokers();
+                let (name, id) = Self::pick(rng, &brokers);
+                self.disks.with(id, |d| match fault {
+                    Fault::WriteEio => d
+                        .mem
+                        .set_fault(FaultOp::Write, Some(StorageError::Io("EIO".to_owned()))),
+                    Fault::SyncEio => d
+                        .mem
+                        .set_fault(FaultOp::Sync, Some(StorageError::Io("EIO".to_owned()))),
+                    _ => {
+                        let used = d.mem.used_bytes();
+                        d.mem.set_capacity_bytes(Some(used));
+                    }
+                });
+                self.record(
+                    world,
+                    format!("{} {name} for {}ms", fault.name(), hold.as_millis()),
+                );
+                if fault != Fault::NoSpace {
+                    self.disk_failed.insert(id);
+                }
+                tokio::time::sleep(hold).await;
+                self.disks.heal(id);
+            }
+            Fault::Clock => {
+                let (name, id) = Self::pick(rng, &self.nodes);
+                let skew = Skew {
+                    offset_ms: rng.below(10_000) as i64 - 5_000,
+                    drift_ppm: rng.below(2_000) as i64 - 1_000,
+                };
+                lock(&self.skews).insert(id, skew);
+                self.record(
+                    world,
+                    format!(
+                        "clock {name} offset {}ms drift {}ppm",
+                        skew.offset_ms, skew.drift_ppm
+                    ),
+                );
+            }
+        }
+    }
+
+    fn restore_net(&self) {
+        self.net.update_config(|c| {
+            c.packet_loss_rate = 0.0;
+            c.send_latency = Duration::from_millis(1)..Duration::from_millis(10);
+        });
+    }
+
+    /// Ends every fault: links unclogged, network defaults, disks healthy, read flips gone.
+    async fn heal(&mut self, world: &Shared) {
+        self.restore_net();
+        for (_, a) in &self.nodes {
+            self.net.unclog_node(*a);
+            for (_, b) in &self.nodes {
+                self.net.unclog_link(*a, *b);
+            }
+        }
+        for (_, id, is_broker) in &self.servers {
+            self.handle.resume(*id);
+            if *is_broker {
+                self.disks.heal(*id);
+                self.disks.with(*id, |d| d.clear_read_flips());
+            }
+        }
+        self.record(world, "heal".to_owned());
+        for id in std::mem::take(&mut self.disk_failed) {
+            let name = self
+                .servers
+                .iter()
+                .find(|(_, s, _)| *s == id)
+                .map(|(n, _, _)| n.clone())
+                .unwrap_or_default();
+            self.disks.arm(id, CrashMode::Process);
+            {
+                let mut w = lock(world);
+                let t = now_ms(&w);
+                w.history.node_crashed(t, &name);
+            }
+            self.handle.kill(id);
+            self.handle.restart(id);
+            let mut w = lock(world);
+            let t = now_ms(&w);
+            w.history.node_restarted(t, &name);
+        }
+        // Let registrations and routes settle.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+    }
+}

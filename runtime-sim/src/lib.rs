@@ -1,0 +1,26 @@
+//! `vostok-sim`: the deterministic simulator of Vostok.
+//!
+//! Whole clusters (NameServers, brokers, producers, push consumers) run the production driver
+//! code of `runtime-native` over madsim's simulated network and a simulated disk ([`disk`]),
+//! with faults drawn from a seed ([`swarm`]), then the core's Jepsen-style checkers
+//! (`vostok_core::check`) judge the recorded history ([`harness`]). A seed replays to the same
+//! trace and digest.
+//!
+//! Everything here exists only under `RUSTFLAGS="--cfg madsim"` (built in its own target dir):
+//!
+//! ```text
+//! RUSTFLAGS="--cfg madsim" CARGO_TARGET_DIR=target/sim cargo build --release -p vostok-sim
+//! target/sim/release/vostok-sim --seeds 100
+//! ```
+
+#[cfg(madsim)]
+pub mod disk;
+#[cfg(madsim)]
+pub mod harness;
+#[cfg(madsim)]
+pub mod swarm;
+
+/// How to build the simulator, for builds without `--cfg madsim`.
+pub const BUILD_HINT: &str = "vostok-sim must be built with the simulator enabled:\n  \
+RUSTFLAGS=\"--cfg madsim\" CARGO_TARGET_DIR=target/sim cargo build --release -p vostok-sim\n  \
+target/sim/release/vostok-sim --seeds 100";

@@ -1,0 +1,98 @@
+//! The simulator's own tests; they exist only in the simulated build:
+//! `RUSTFLAGS="--cfg madsim" CARGO_TARGET_DIR=target/sim cargo test --release -p vostok-sim
+//! --features defects` (scripts/test.sh step `sim`).
+#![cfg(madsim)]
+
+use vostok_sim::harness::{run_seed, RunOptions};
+
+/// Goal: a seed is a complete description of a run. Method: run two seeds twice each, each run
+/// on its own thread and runtime; the traces and digests must be identical, and the two seeds
+/// must differ from each other.
+#[test]
+fn same_seed_same_digest() {
+    let options = RunOptions::default();
+    let a1 = run_seed(11, options);
+    let a2 = run_seed(11, options);
+    assert!(!a1.trace.is_empty(), "{}", a1.swarm);
+    assert_eq!(a1.trace, a2.trace, "seed 11 diverged");
+    assert_eq!(a1.digest, a2.digest);
+    let b = run_seed(12, options);
+    assert_ne!(a1.digest, b.digest, "different seeds, different runs");
+}
+
+/// Goal: a fault-free run is clean and delivers everything it acknowledged.
+#[test]
+fn fault_free_seeds_pass() {
+    let options = RunOptions {
+        no_faults: true,
+        ..RunOptions::default()
+    };
+    for seed in 0..5 {
+        let report = run_seed(seed, options);
+        assert!(report.ok(), "{}: {:?}", report.swarm, report.violations);
+        assert!(report.acked > 0, "{}", report.swarm);
+    }
+}
+
+#[cfg(feature = "defects")]
+mod defects {
+    use super::*;
+    use vostok_core::defects::Defects;
+
+    /// The first seed below 200 where, with `defects` on, the checkers report one of `expected`
+    /// while the same seed without the defect does not (the full fault swarm also exposes open
+    /// findings; those are not the defect).
+    fn first_caught(defects: Defects, expected: &[&str]) -> Option<(u64, String)> {
+        let with = RunOptions {
+            defects,
+            all_faults: true,
+            ..RunOptions::default()
+        };
+        let without = RunOptions {
+            defects: Defects::NONE,
+            ..with
+        };
+        let hit = |options: RunOptions, seed: u64| {
+            run_seed(seed, options)
+                .violations
+                .iter()
+                .find(|v| expected.contains(&v.invariant.name()))
+                .map(|v| v.to_string())
+        };
+        (0..200).find_map(|seed| {
+            let caught = hit(with, seed)?;
+            hit(without, seed).is_none().then_some((seed, caught))
+        })
+    }
+
+    /// Goal: acknowledging a SYNC_FLUSH send before its sync is caught (a power cut loses it).
+    #[test]
+    fn ack_before_sync_is_caught() {
+        let caught = first_caught(Defects::NONE.with_ack_before_sync(true), &["lost-write"]);
+        assert!(caught.is_some(), "ack-before-sync survived 200 seeds");
+        eprintln!("ack-before-sync caught: {caught:?}");
+    }
+
+    /// Goal: recovery that skips the CRC check is caught (a torn record is served).
+    #[test]
+    #[ignore = "not yet caught within 200 seeds: the power-cut flip rarely lands in a record recovery re-verifies"]
+    fn skip_recovery_crc_is_caught() {
+        let caught = first_caught(
+            Defects::NONE.with_skip_recovery_crc(true),
+            &["bad-crc", "corrupt"],
+        );
+        assert!(caught.is_some(), "skip-recovery-crc survived 200 seeds");
+        eprintln!("skip-recovery-crc caught: {caught:?}");
+    }
+
+    /// Goal: a ConsumeQueue entry dropped at dispatch is caught (a hole, an undelivered message).
+    #[test]
+    fn dropped_consume_queue_entry_is_caught() {
+        let caught = first_caught(
+            Defects::NONE.with_drop_consume_queue_entry_every(7),
+            &["dense-offsets", "at-least-once"],
+        );
+        assert!(caught.is_some(), "drop-cq-entry survived 200 seeds");
+        eprintln!("drop-cq-entry caught: {caught:?}");
+    }
+}
