@@ -721,16 +721,25 @@ async fn group_member(broker: &Standalone, group: &str, topic: &str, sink: &Bodi
         .expect("push consumer starts")
 }
 
-/// Waits until `members` own disjoint sets of queues that together are all `queues` queues,
-/// split as evenly as the averaging strategy splits them.
-async fn wait_split(members: &[&PushConsumer], queues: usize) {
+/// Waits until `members` own disjoint sets of `topic`'s queues that together are all `queues`
+/// queues, split as evenly as the averaging strategy splits them. (The group's retry topic is
+/// split among them too; it is not counted.)
+async fn wait_split(members: &[&PushConsumer], topic: &str, queues: usize) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     loop {
         let mut sizes = Vec::new();
         let mut all = Vec::new();
+        let mut owners = Vec::new();
         for m in members {
-            let owned = m.assigned_queues().await.expect("assigned queues");
+            let owned: Vec<_> = m
+                .assigned_queues()
+                .await
+                .expect("assigned queues")
+                .into_iter()
+                .filter(|q| q.topic == topic)
+                .collect();
             sizes.push(owned.len());
+            owners.push(owned.iter().map(|q| q.queue_id).collect::<Vec<_>>());
             all.extend(owned);
         }
         let total = all.len();
@@ -745,7 +754,7 @@ async fn wait_split(members: &[&PushConsumer], queues: usize) {
         }
         assert!(
             tokio::time::Instant::now() < deadline,
-            "the queues were not split among {} consumers: {sizes:?}",
+            "the queues were not split among {} consumers: {owners:?}",
             members.len()
         );
         sleep(Duration::from_millis(100)).await;
@@ -827,7 +836,7 @@ async fn load_balancing_test_scale_in_and_out_keeps_the_shares_even() {
         }
 
         // Four consumers.
-        wait_split(&members.iter().collect::<Vec<_>>(), BALANCED_QUEUES as usize).await;
+        wait_split(&members.iter().collect::<Vec<_>>(), topic, BALANCED_QUEUES as usize).await;
         vostok_send(&producer, topic, "a", 0..n).await;
         let four: Vec<&Bodies> = sinks[..4].iter().collect();
         wait_union(&four, "a", n).await;
@@ -839,7 +848,7 @@ async fn load_balancing_test_scale_in_and_out_keeps_the_shares_even() {
         for m in members.drain(2..) {
             m.shutdown().await;
         }
-        wait_split(&members.iter().collect::<Vec<_>>(), BALANCED_QUEUES as usize).await;
+        wait_split(&members.iter().collect::<Vec<_>>(), topic, BALANCED_QUEUES as usize).await;
         vostok_send(&producer, topic, "b", 0..n).await;
         let two: Vec<&Bodies> = sinks[..2].iter().collect();
         wait_union(&two, "b", n).await;
@@ -856,7 +865,7 @@ async fn load_balancing_test_scale_in_and_out_keeps_the_shares_even() {
         for sink in &sinks[4..] {
             members.push(group_member(&broker, group, topic, sink).await);
         }
-        wait_split(&members.iter().collect::<Vec<_>>(), BALANCED_QUEUES as usize).await;
+        wait_split(&members.iter().collect::<Vec<_>>(), topic, BALANCED_QUEUES as usize).await;
         vostok_send(&producer, topic, "c", 0..n).await;
         let now: Vec<&Bodies> = [&sinks[0], &sinks[1], &sinks[4], &sinks[5]].to_vec();
         wait_union(&now, "c", n).await;
@@ -894,7 +903,7 @@ async fn cluster_test_one_clustering_group_shares_the_messages() {
         for sink in &sinks {
             members.push(group_member(&broker, group, topic, sink).await);
         }
-        wait_split(&members.iter().collect::<Vec<_>>(), BALANCED_QUEUES as usize).await;
+        wait_split(&members.iter().collect::<Vec<_>>(), topic, BALANCED_QUEUES as usize).await;
         vostok_send(&producer, topic, "m", 0..n).await;
         let all: Vec<&Bodies> = sinks.iter().collect();
         wait_union(&all, "m", n).await;
