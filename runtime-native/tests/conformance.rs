@@ -2,17 +2,32 @@
 //! `vostok standalone` with the unmodified RocketMQ Rust client (`rocketmq-client-rust` 1.0.0)
 //! and with Vostok's own client. Each test is named `<suite case>_<what it asserts>`.
 //!
-//! Cases already reproduced elsewhere (not repeated here):
+//! Where each case is reproduced (here unless a module is named):
 //!
 //! | Case | Test |
 //! |---|---|
-//! | ClusterTest: one clustering group shares | `real_client::two_consumers_of_one_group_split_the_queues`, `client::two_push_consumers_of_a_group_split_the_queues` |
+//! | ClusterTest: 3 groups each get everything | `cluster_test_three_groups_each_receive_everything` |
+//! | ClusterTest: 3 consumers of one clustering group share 100 | `cluster_test_one_clustering_group_shares_the_messages`, `real_client::two_consumers_of_one_group_split_the_queues`, `client::two_push_consumers_of_a_group_split_the_queues` |
 //! | ClusterTest (v4): broadcast consumers of one group each get all | `real_client::broadcast_consumers_each_receive_everything`, `client::broadcast_consumers_each_receive_everything` |
-//! | LoadBalancingTest: consumers share the queues | `real_client::two_consumers_of_one_group_split_the_queues` |
-//! | SqlFilterTest | `filter::sql_filter_push_consumer_with_the_real_client_gets_only_matching_messages`, `filter::sql_filter_push_consumer_with_the_vostok_client_gets_only_matching_messages`, `filter::sql_filter_by_property_between_in_and_is_null` |
+//! | LoadBalancingTest (v4): 4 consumers → 1/4 each, stop 2 → 1/2, add 2 → 1/4 | `load_balancing_test_scale_in_and_out_keeps_the_shares_even` |
+//! | SqlFilterTest: `price>20` → 10; unknown property → 0; no filter (`TRUE`) → all | `sql_filter_test_price_above_20_and_unknown_property` |
+//! | SqlFilterTest: BETWEEN, IN, IS NULL, AND | `filter::sql_filter_by_property_between_in_and_is_null`, `filter::sql_filter_push_consumer_with_the_real_client_gets_only_matching_messages`, `filter::sql_filter_push_consumer_with_the_vostok_client_gets_only_matching_messages` |
+//! | TagFilterTest: `A\|\|B`, `*`, spaces, absent tag, long tag, case | `tag_filter_test_expressions_with_the_real_client` |
 //! | TagFilterTest: same hash code | `filter::tag_filter_with_colliding_hash_codes_is_settled_by_the_client` |
-//! | PushConsumerRetryTest (v4, RECONSUME_LATER ladder, DLQ) | `retry::retry_then_dead_letter_queue_with_the_real_client`, `client::reconsume_later_redelivers_the_message` |
+//! | PushConsumerRetryTest (v4): RECONSUME_LATER ladder, DLQ | `retry::retry_then_dead_letter_queue_with_the_real_client`, `client::reconsume_later_redelivers_the_message` |
+//! | PushConsumerRetryTest (v4): maxReconsumeTimes=0 (concurrent) → no retry, DLQ | `push_consumer_retry_test_max_reconsume_times_zero_goes_straight_to_the_dlq` |
+//! | PushConsumerRetryTest (v4): a listener exception means retry | `push_consumer_retry_test_listener_exception_means_retry` |
+//! | PushConsumerRetryTest: half fail first, the retried half matches | `push_consumer_retry_test_half_fail_first_and_the_retried_half_matches` |
+//! | OffsetTest (v4): CONSUME_FROM_FIRST_OFFSET reads all | `offset_test_new_group_consume_from_first_offset_reads_all` |
+//! | OffsetTest (v4): CONSUME_FROM_LAST_OFFSET with a backlog in memory reads it | `offset_test_new_group_consume_from_last_offset_still_consumes_the_backlog`, `offset_test_new_group_consume_from_last_offset_skips_a_backlog_on_disk` |
+//! | OffsetTest (v4): a pull consumer that does not commit reads again | `offset_test_pull_consumer_without_commit_reads_the_messages_again` |
 //! | OffsetTest: a committed group resumes | `real_client::committed_offsets_survive_a_broker_restart`, `client::pull_consumer_commits_and_a_successor_resumes` |
+//! | CONSUME_FROM_TIMESTAMP | `offset_test_new_group_consume_from_timestamp_starts_there` |
+//! | ResetOffsetTest: reset to the beginning / to the latest | `reset_offset_test_admin_command_rewinds_a_running_group`, `reset_offset_test_real_admin_rewinds_a_running_real_consumer` |
+//!
+//! Intervals are shortened where RocketMQ has a knob: the Vostok client rebalances every second
+//! and commits every 200 ms; the retry tests' broker has a 1 s `messageDelayLevel` ladder, so a
+//! first retry (level 3) comes after 1 s instead of 10 s.
 #![recursion_limit = "256"]
 
 mod common;
@@ -1223,18 +1238,19 @@ async fn push_consumer_retry_test_half_fail_first_and_the_retried_half_matches()
 // ---------------------------------------------------------------------------------------------
 
 /// SqlFilterTest (both suites), on a broker with enablePropertyFilter=true: over 10 messages
-/// with price=10 and 10 with price=30, `price>20` gets exactly the 10 dearer ones and a filter
-/// on a property no message has gets nothing (real client, one group per selector).
+/// with price=10 and 10 with price=30, `price>20` gets exactly the 10 dearer ones, a filter on
+/// a property no message has gets nothing, and `TRUE` (no filter) gets all 20 (real client, one
+/// group per selector).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sql_filter_test_price_above_20_and_unknown_property() {
     use rocketmq_client_rust::MessageSelector;
     bounded("the SQL filter test", Duration::from_secs(60), async {
         let topic = "SqlPriceTopic";
-        let (dear, unknown) = ("SqlPriceGroup", "SqlUnknownGroup");
+        let (dear, unknown, all) = ("SqlPriceGroup", "SqlUnknownGroup", "SqlTrueGroup");
         let broker = broker(
             Some("enablePropertyFilter=true\n"),
             topic,
-            &[dear, unknown],
+            &[dear, unknown, all],
         );
         let producer = real_producer(&broker, topic).await;
         for (price, prefix) in [(10, "cheap"), (30, "dear")] {
@@ -1256,7 +1272,7 @@ async fn sql_filter_test_price_above_20_and_unknown_property() {
             }
         }
         let mut running = Vec::new();
-        for (group, sql) in [(dear, "price > 20"), (unknown, "weight > 0")] {
+        for (group, sql) in [(dear, "price > 20"), (unknown, "weight > 0"), (all, "TRUE")] {
             let sink = Bodies::default();
             let mut consumer = push_consumer_builder(&broker.namesrv_addr, group)
                 .consume_from_where(RealFrom::ConsumeFromFirstOffset)
@@ -1270,11 +1286,15 @@ async fn sql_filter_test_price_above_20_and_unknown_property() {
             running.push((consumer, sink));
         }
         running[0].1.wait_for("the dear messages", 10).await;
+        running[2].1.wait_for("every message", 20).await;
         // The other group has had as long; both must stay as they are.
         wait_committed_to_end(&broker, unknown, topic).await;
         sleep(SETTLE).await;
         assert_eq!(running[0].1.sorted(), names("dear", 0..10), "price > 20");
         assert_eq!(running[1].1.sorted(), Vec::<String>::new(), "unknown property");
+        let mut everything = names("cheap", 0..10);
+        everything.extend(names("dear", 0..10));
+        assert_eq!(running[2].1.sorted(), everything, "TRUE");
         for (mut c, _) in running {
             c.shutdown().await;
         }
