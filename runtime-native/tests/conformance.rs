@@ -20,7 +20,7 @@
 //! | PushConsumerRetryTest: half fail first, the retried half matches | `push_consumer_retry_test_half_fail_first_and_the_retried_half_matches` |
 //! | OffsetTest (v4): CONSUME_FROM_FIRST_OFFSET reads all | `offset_test_new_group_consume_from_first_offset_reads_all` |
 //! | OffsetTest (v4): CONSUME_FROM_LAST_OFFSET with a backlog in memory reads it | `offset_test_new_group_consume_from_last_offset_still_consumes_the_backlog`, `offset_test_new_group_consume_from_last_offset_skips_a_backlog_on_disk` |
-//! | OffsetTest (v4): a pull consumer that does not commit reads again | `offset_test_pull_consumer_without_commit_reads_the_messages_again` |
+//! | OffsetTest (v4): a pull consumer that does not commit reads again | `offset_test_pull_consumer_without_commit_reads_the_messages_again`, `offset_test_real_lite_pull_consumer_without_commit_reads_the_messages_again` |
 //! | OffsetTest: a committed group resumes | `real_client::committed_offsets_survive_a_broker_restart`, `client::pull_consumer_commits_and_a_successor_resumes` |
 //! | CONSUME_FROM_TIMESTAMP | `offset_test_new_group_consume_from_timestamp_starts_there` |
 //! | ResetOffsetTest: reset to the beginning / to the latest | `reset_offset_test_admin_command_rewinds_a_running_group`, `reset_offset_test_real_admin_rewinds_a_running_real_consumer` |
@@ -1005,6 +1005,69 @@ async fn offset_test_pull_consumer_without_commit_reads_the_messages_again() {
         }
         producer.shutdown().await;
     })
+    .await;
+}
+
+/// OffsetTest (v4) with the real client: a `DefaultLitePullConsumer` with auto-commit off that
+/// never commits reads the same messages again after a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offset_test_real_lite_pull_consumer_without_commit_reads_the_messages_again() {
+    use rocketmq_client_rust::DefaultLitePullConsumer;
+    bounded(
+        "the uncommitted real lite pull consumer test",
+        Duration::from_secs(60),
+        async {
+            let topic = "OffsetRealPullTopic";
+            let group = "OffsetRealPullGroup";
+            let broker = broker(None, topic, &[group]);
+            let producer = real_producer(&broker, topic).await;
+            for i in 0..10 {
+                real_send(&producer, topic, "T", &format!("m-{i:03}")).await;
+            }
+            for round in 0..2 {
+                let consumer = DefaultLitePullConsumer::builder(client_runtime("offset-pull"))
+                    .consumer_group(group)
+                    .name_server_addr(broker.namesrv_addr.clone())
+                    .consume_from_where(RealFrom::ConsumeFromFirstOffset)
+                    .poll_timeout_millis(500)
+                    // Shutdown waits for the pull held by the broker: hold it 1 s, not 20 s.
+                    .broker_suspend_max_time_millis(1_000)
+                    .consumer_timeout_millis_when_suspend(3_000)
+                    .auto_commit(false)
+                    .build()
+                    .expect("lite pull consumer builds");
+                consumer
+                    .subscribe_with_expression(topic, "*")
+                    .await
+                    .expect("lite pull consumer subscribes");
+                consumer.start().await.expect("lite pull consumer starts");
+                let mut got = Vec::new();
+                let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+                while got.len() < 10 {
+                    assert!(
+                        tokio::time::Instant::now() < deadline,
+                        "round {round}: polled only {got:?}"
+                    );
+                    for m in consumer.poll_with_timeout(500).await {
+                        got.push(String::from_utf8_lossy(m.message.body_slice()).into_owned());
+                    }
+                }
+                got.sort();
+                assert_eq!(got, names("m", 0..10), "round {round}");
+                consumer.shutdown().await;
+                let committed = block_in_place(|| {
+                    let mut conn = RawConn::connect(&broker.broker_addr);
+                    (0..QUEUES as i32)
+                        .map(|q| committed_offset(&mut conn, group, topic, q))
+                        .collect::<Vec<_>>()
+                });
+                assert!(
+                    committed.iter().all(|c| c.unwrap_or(0) == 0),
+                    "round {round}: nothing committed, yet the broker has {committed:?}"
+                );
+            }
+        },
+    )
     .await;
 }
 
