@@ -710,7 +710,12 @@ const BALANCED_QUEUES: u32 = 8;
 
 /// A Vostok push consumer of `topic` in clustering mode that rebalances every second (instead
 /// of every 20 s) and commits every 200 ms, so group changes settle within the test.
-async fn group_member(broker: &Standalone, group: &str, topic: &str, sink: &Bodies) -> PushConsumer {
+async fn group_member(
+    broker: &Standalone,
+    group: &str,
+    topic: &str,
+    sink: &Bodies,
+) -> PushConsumer {
     let sink = sink.clone();
     PushConsumer::builder()
         .namesrv_addr(&broker.namesrv_addr)
@@ -761,9 +766,7 @@ async fn wait_split(members: &[&PushConsumer], topic: &str, queues: usize) {
         all.sort();
         all.dedup();
         let (low, high) = (queues / members.len(), queues.div_ceil(members.len()));
-        if total == queues
-            && all.len() == queues
-            && sizes.iter().all(|s| (low..=high).contains(s))
+        if total == queues && all.len() == queues && sizes.iter().all(|s| (low..=high).contains(s))
         {
             return;
         }
@@ -851,7 +854,12 @@ async fn load_balancing_test_scale_in_and_out_keeps_the_shares_even() {
         }
 
         // Four consumers.
-        wait_split(&members.iter().collect::<Vec<_>>(), topic, BALANCED_QUEUES as usize).await;
+        wait_split(
+            &members.iter().collect::<Vec<_>>(),
+            topic,
+            BALANCED_QUEUES as usize,
+        )
+        .await;
         vostok_send(&producer, topic, "a", 0..n).await;
         let four: Vec<&Bodies> = sinks[..4].iter().collect();
         wait_union(&four, "a", n).await;
@@ -863,7 +871,12 @@ async fn load_balancing_test_scale_in_and_out_keeps_the_shares_even() {
         for m in members.drain(2..) {
             m.shutdown().await;
         }
-        wait_split(&members.iter().collect::<Vec<_>>(), topic, BALANCED_QUEUES as usize).await;
+        wait_split(
+            &members.iter().collect::<Vec<_>>(),
+            topic,
+            BALANCED_QUEUES as usize,
+        )
+        .await;
         vostok_send(&producer, topic, "b", 0..n).await;
         let two: Vec<&Bodies> = sinks[..2].iter().collect();
         wait_union(&two, "b", n).await;
@@ -880,7 +893,12 @@ async fn load_balancing_test_scale_in_and_out_keeps_the_shares_even() {
         for sink in &sinks[4..] {
             members.push(group_member(&broker, group, topic, sink).await);
         }
-        wait_split(&members.iter().collect::<Vec<_>>(), topic, BALANCED_QUEUES as usize).await;
+        wait_split(
+            &members.iter().collect::<Vec<_>>(),
+            topic,
+            BALANCED_QUEUES as usize,
+        )
+        .await;
         vostok_send(&producer, topic, "c", 0..n).await;
         let now: Vec<&Bodies> = [&sinks[0], &sinks[1], &sinks[4], &sinks[5]].to_vec();
         wait_union(&now, "c", n).await;
@@ -907,31 +925,44 @@ async fn load_balancing_test_scale_in_and_out_keeps_the_shares_even() {
 /// all 100 (Vostok client).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_test_one_clustering_group_shares_the_messages() {
-    bounded("the one-group cluster test", Duration::from_secs(60), async {
-        let topic = "ClusterShareTopic";
-        let group = "ClusterShareGroup";
-        let n = 100;
-        let broker = broker_with_queues(None, topic, BALANCED_QUEUES, &[group]);
-        let producer = vostok_producer(&broker).await;
-        let sinks: Vec<Bodies> = (0..3).map(|_| Bodies::default()).collect();
-        let mut members = Vec::new();
-        for sink in &sinks {
-            members.push(group_member(&broker, group, topic, sink).await);
-        }
-        wait_split(&members.iter().collect::<Vec<_>>(), topic, BALANCED_QUEUES as usize).await;
-        vostok_send(&producer, topic, "m", 0..n).await;
-        let all: Vec<&Bodies> = sinks.iter().collect();
-        wait_union(&all, "m", n).await;
-        sleep(SETTLE).await;
-        assert_eq!(union_of(&all, "m"), names("m", 0..n), "each message exactly once");
-        for sink in &sinks {
-            assert!(sink.len() > 0, "every consumer gets a share");
-        }
-        for m in members {
-            m.shutdown().await;
-        }
-        producer.shutdown().await;
-    })
+    bounded(
+        "the one-group cluster test",
+        Duration::from_secs(60),
+        async {
+            let topic = "ClusterShareTopic";
+            let group = "ClusterShareGroup";
+            let n = 100;
+            let broker = broker_with_queues(None, topic, BALANCED_QUEUES, &[group]);
+            let producer = vostok_producer(&broker).await;
+            let sinks: Vec<Bodies> = (0..3).map(|_| Bodies::default()).collect();
+            let mut members = Vec::new();
+            for sink in &sinks {
+                members.push(group_member(&broker, group, topic, sink).await);
+            }
+            wait_split(
+                &members.iter().collect::<Vec<_>>(),
+                topic,
+                BALANCED_QUEUES as usize,
+            )
+            .await;
+            vostok_send(&producer, topic, "m", 0..n).await;
+            let all: Vec<&Bodies> = sinks.iter().collect();
+            wait_union(&all, "m", n).await;
+            sleep(SETTLE).await;
+            assert_eq!(
+                union_of(&all, "m"),
+                names("m", 0..n),
+                "each message exactly once"
+            );
+            for sink in &sinks {
+                assert!(sink.len() > 0, "every consumer gets a share");
+            }
+            for m in members {
+                m.shutdown().await;
+            }
+            producer.shutdown().await;
+        },
+    )
     .await;
 }
 
@@ -948,7 +979,11 @@ async fn poll_n(consumer: &PullConsumer, n: usize) -> Vec<String> {
             tokio::time::Instant::now() < deadline,
             "polled only {got:?} of {n}"
         );
-        for m in consumer.poll(Duration::from_millis(500)).await.expect("poll") {
+        for m in consumer
+            .poll(Duration::from_millis(500))
+            .await
+            .expect("poll")
+        {
             got.push(String::from_utf8_lossy(m.body()).into_owned());
         }
     }
@@ -961,50 +996,58 @@ async fn poll_n(consumer: &PullConsumer, n: usize) -> Vec<String> {
 /// consumer); the group has no committed offset on the broker.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn offset_test_pull_consumer_without_commit_reads_the_messages_again() {
-    bounded("the uncommitted pull consumer test", Duration::from_secs(60), async {
-        let topic = "OffsetPullTopic";
-        let group = "OffsetPullGroup";
-        let broker = broker(None, topic, &[group]);
-        let producer = vostok_producer(&broker).await;
-        vostok_send(&producer, topic, "m", 0..10).await;
-        let start = || async {
-            PullConsumer::builder()
-                .namesrv_addr(&broker.namesrv_addr)
-                .group(group)
-                .subscribe(topic, "*")
-                .consume_from(ConsumeFromWhere::FirstOffset)
-                .auto_commit(false)
-                .rebalance_interval(Duration::from_secs(1))
-                .broker_suspend_max_time(Duration::from_secs(1))
-                .build()
-                .expect("pull consumer builds")
-                .start()
-                .await
-                .expect("pull consumer starts")
-        };
-        for round in 0..2 {
-            let consumer = start().await;
-            assert_eq!(poll_n(&consumer, 10).await, names("m", 0..10), "round {round}");
-            // Nothing more: each message once per run.
-            assert!(consumer
-                .poll(Duration::from_millis(500))
-                .await
-                .expect("poll")
-                .is_empty());
-            consumer.shutdown().await;
-            let committed = block_in_place(|| {
-                let mut conn = RawConn::connect(&broker.broker_addr);
-                (0..QUEUES as i32)
-                    .map(|q| committed_offset(&mut conn, group, topic, q))
-                    .collect::<Vec<_>>()
-            });
-            assert!(
-                committed.iter().all(|c| c.unwrap_or(0) == 0),
-                "round {round}: nothing committed, yet the broker has {committed:?}"
-            );
-        }
-        producer.shutdown().await;
-    })
+    bounded(
+        "the uncommitted pull consumer test",
+        Duration::from_secs(60),
+        async {
+            let topic = "OffsetPullTopic";
+            let group = "OffsetPullGroup";
+            let broker = broker(None, topic, &[group]);
+            let producer = vostok_producer(&broker).await;
+            vostok_send(&producer, topic, "m", 0..10).await;
+            let start = || async {
+                PullConsumer::builder()
+                    .namesrv_addr(&broker.namesrv_addr)
+                    .group(group)
+                    .subscribe(topic, "*")
+                    .consume_from(ConsumeFromWhere::FirstOffset)
+                    .auto_commit(false)
+                    .rebalance_interval(Duration::from_secs(1))
+                    .broker_suspend_max_time(Duration::from_secs(1))
+                    .build()
+                    .expect("pull consumer builds")
+                    .start()
+                    .await
+                    .expect("pull consumer starts")
+            };
+            for round in 0..2 {
+                let consumer = start().await;
+                assert_eq!(
+                    poll_n(&consumer, 10).await,
+                    names("m", 0..10),
+                    "round {round}"
+                );
+                // Nothing more: each message once per run.
+                assert!(consumer
+                    .poll(Duration::from_millis(500))
+                    .await
+                    .expect("poll")
+                    .is_empty());
+                consumer.shutdown().await;
+                let committed = block_in_place(|| {
+                    let mut conn = RawConn::connect(&broker.broker_addr);
+                    (0..QUEUES as i32)
+                        .map(|q| committed_offset(&mut conn, group, topic, q))
+                        .collect::<Vec<_>>()
+                });
+                assert!(
+                    committed.iter().all(|c| c.unwrap_or(0) == 0),
+                    "round {round}: nothing committed, yet the broker has {committed:?}"
+                );
+            }
+            producer.shutdown().await;
+        },
+    )
     .await;
 }
 
@@ -1186,9 +1229,11 @@ async fn push_consumer_retry_test_max_reconsume_times_zero_goes_straight_to_the_
         let dlq = format!("%DLQ%{group}");
         let addr = broker.broker_addr.clone();
         let dlq_topic = dlq.clone();
-        wait_until("every message reaches the DLQ", Duration::from_secs(20), || {
-            block_in_place(|| max_offset_or_zero(&addr, &dlq_topic)) >= 6
-        })
+        wait_until(
+            "every message reaches the DLQ",
+            Duration::from_secs(20),
+            || block_in_place(|| max_offset_or_zero(&addr, &dlq_topic)) >= 6,
+        )
         .await;
         // With a 1 s ladder a retry would come within 1 s; give it three.
         sleep(Duration::from_secs(3)).await;
@@ -1212,7 +1257,11 @@ async fn push_consumer_retry_test_max_reconsume_times_zero_goes_straight_to_the_
             .map(|r| String::from_utf8_lossy(&r.body).into_owned())
             .collect();
         dead_bodies.sort();
-        assert_eq!(dead_bodies, names("m", 0..6), "the DLQ holds each message once");
+        assert_eq!(
+            dead_bodies,
+            names("m", 0..6),
+            "the DLQ holds each message once"
+        );
         assert_eq!(retried, 0, "nothing went through the retry topic");
         consumer.shutdown().await;
         producer.shutdown().await;
@@ -1224,32 +1273,37 @@ async fn push_consumer_retry_test_max_reconsume_times_zero_goes_straight_to_the_
 /// every message comes back once through the retry topic and then succeeds.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn push_consumer_retry_test_listener_exception_means_retry() {
-    bounded("the listener-panic retry test", Duration::from_secs(60), async {
-        let topic = "RetryPanicTopic";
-        let group = "RetryPanicGroup";
-        let broker = broker(Some(FAST_RETRY_CONF), topic, &[group]);
-        let deliveries = Deliveries::default();
-        let consumer = retrying_consumer(&broker, group, topic, None, &deliveries, |_, times| {
-            if times == 0 {
-                panic!("the listener fails on the first delivery");
-            }
-            ConsumeStatus::ConsumeSuccess
-        })
-        .await;
-        let producer = vostok_producer(&broker).await;
-        vostok_send(&producer, topic, "m", 0..6).await;
-        let seen = deliveries.clone();
-        wait_until("every message retried", Duration::from_secs(20), || {
-            seen.with_times(1).len() >= 6
-        })
-        .await;
-        sleep(SETTLE).await;
-        assert_eq!(deliveries.with_times(0), names("m", 0..6));
-        assert_eq!(deliveries.with_times(1), names("m", 0..6));
-        assert_eq!(deliveries.snapshot().len(), 12, "no third delivery");
-        consumer.shutdown().await;
-        producer.shutdown().await;
-    })
+    bounded(
+        "the listener-panic retry test",
+        Duration::from_secs(60),
+        async {
+            let topic = "RetryPanicTopic";
+            let group = "RetryPanicGroup";
+            let broker = broker(Some(FAST_RETRY_CONF), topic, &[group]);
+            let deliveries = Deliveries::default();
+            let consumer =
+                retrying_consumer(&broker, group, topic, None, &deliveries, |_, times| {
+                    if times == 0 {
+                        panic!("the listener fails on the first delivery");
+                    }
+                    ConsumeStatus::ConsumeSuccess
+                })
+                .await;
+            let producer = vostok_producer(&broker).await;
+            vostok_send(&producer, topic, "m", 0..6).await;
+            let seen = deliveries.clone();
+            wait_until("every message retried", Duration::from_secs(20), || {
+                seen.with_times(1).len() >= 6
+            })
+            .await;
+            sleep(SETTLE).await;
+            assert_eq!(deliveries.with_times(0), names("m", 0..6));
+            assert_eq!(deliveries.with_times(1), names("m", 0..6));
+            assert_eq!(deliveries.snapshot().len(), 12, "no third delivery");
+            consumer.shutdown().await;
+            producer.shutdown().await;
+        },
+    )
     .await;
 }
 
@@ -1265,14 +1319,15 @@ async fn push_consumer_retry_test_half_fail_first_and_the_retried_half_matches()
         fn fails_first(body: &str) -> bool {
             body.ends_with(['0', '2', '4', '6', '8'])
         }
-        let consumer = retrying_consumer(&broker, group, topic, None, &deliveries, |body, times| {
-            if times == 0 && fails_first(body) {
-                ConsumeStatus::ReconsumeLater
-            } else {
-                ConsumeStatus::ConsumeSuccess
-            }
-        })
-        .await;
+        let consumer =
+            retrying_consumer(&broker, group, topic, None, &deliveries, |body, times| {
+                if times == 0 && fails_first(body) {
+                    ConsumeStatus::ReconsumeLater
+                } else {
+                    ConsumeStatus::ConsumeSuccess
+                }
+            })
+            .await;
         let producer = vostok_producer(&broker).await;
         let n = 10;
         vostok_send(&producer, topic, "m", 0..n).await;
@@ -1287,8 +1342,16 @@ async fn push_consumer_retry_test_half_fail_first_and_the_retried_half_matches()
         })
         .await;
         sleep(SETTLE).await;
-        assert_eq!(deliveries.with_times(0), names("m", 0..n), "every first delivery");
-        assert_eq!(deliveries.with_times(1), failed, "exactly the failed half again");
+        assert_eq!(
+            deliveries.with_times(0),
+            names("m", 0..n),
+            "every first delivery"
+        );
+        assert_eq!(
+            deliveries.with_times(1),
+            failed,
+            "exactly the failed half again"
+        );
         assert_eq!(deliveries.snapshot().len(), n + n / 2, "nothing else");
         consumer.shutdown().await;
         producer.shutdown().await;
@@ -1354,7 +1417,11 @@ async fn sql_filter_test_price_above_20_and_unknown_property() {
         wait_committed_to_end(&broker, unknown, topic).await;
         sleep(SETTLE).await;
         assert_eq!(running[0].1.sorted(), names("dear", 0..10), "price > 20");
-        assert_eq!(running[1].1.sorted(), Vec::<String>::new(), "unknown property");
+        assert_eq!(
+            running[1].1.sorted(),
+            Vec::<String>::new(),
+            "unknown property"
+        );
         let mut everything = names("cheap", 0..10);
         everything.extend(names("dear", 0..10));
         assert_eq!(running[2].1.sorted(), everything, "TRUE");
