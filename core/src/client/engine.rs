@@ -672,12 +672,23 @@ impl Engine {
         self.compute_start_offset(now_ms, queue, epoch);
     }
 
-    /// Gives a queue up: its offset is committed and forgotten.
+    /// Whether giving a queue up (rebalance, shutdown) commits its consumed position. A lite
+    /// pull consumer with auto-commit off commits only on `commit` (Java's offset store then
+    /// holds only committed offsets), so an uncommitted position is read again by whoever
+    /// takes the queue next.
+    fn commits_on_release(&self) -> bool {
+        !self.config.lite || self.config.persist_offset_interval_ms.is_some()
+    }
+
+    /// Gives a queue up: its offset is committed (see [`Self::commits_on_release`]) and
+    /// forgotten.
     fn remove_queue(&mut self, now_ms: u64, queue: &MessageQueue) {
         if self.orderly.is_some() {
             self.orderly_queue_removed(now_ms, queue);
         }
-        self.persist_one(now_ms, queue);
+        if self.commits_on_release() {
+            self.persist_one(now_ms, queue);
+        }
         self.process_queues.remove(queue);
         if self.clustering() {
             self.offsets.remove(queue);
@@ -1456,7 +1467,9 @@ impl Engine {
             return;
         }
         if self.started {
-            self.persist_offsets(now_ms, true);
+            if self.commits_on_release() {
+                self.persist_offsets(now_ms, true);
+            }
             let command =
                 requests::unregister_client(&self.base.client_id, None, Some(&self.config.group));
             for addr in self.base.all_broker_addrs() {
