@@ -4,6 +4,10 @@
 //!   NameServer, then INVOKE_BROKER_TO_RESET_OFFSET (222) to each master broker of the topic.
 //!   Each broker computes the offsets, commits them and tells the group's live consumers with
 //!   RESET_CONSUMER_CLIENT_OFFSET (220); they resume from there without a restart.
+//! * `resend-dlq`: reads `%DLQ%<group>` on every broker holding it (PULL_MESSAGE as the tools
+//!   group, no offset committed) and sends the chosen messages back to `%RETRY%<group>` with
+//!   their reconsume count reset, so that group — and only that group — consumes them again,
+//!   under their original topic (`RETRY_TOPIC`). The DLQ keeps its copy, as RocketMQ's does.
 
 use std::time::Duration;
 
@@ -28,6 +32,25 @@ pub enum AdminCommand {
     /// must have committed offsets on every queue and (unless the broker sets
     /// useServerSideResetOffset=true) at least one consumer online.
     ResetOffset(ResetOffsetArgs),
+    /// Send dead-lettered messages of a consumer group back to it: each chosen message of
+    /// `%DLQ%<group>` goes to `%RETRY%<group>` with its reconsume count reset, and the group's
+    /// consumers receive it again under its original topic. Without --msg-id, every message in
+    /// the DLQ is resent.
+    ResendDlq(ResendDlqArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ResendDlqArgs {
+    /// NameServer addresses, `host:port;host:port` (falls back to NAMESRV_ADDR).
+    #[arg(short = 'n', long = "namesrv-addr", value_name = "ADDRS")]
+    pub namesrv_addr: Option<String>,
+    /// Consumer group whose dead letters are resent.
+    #[arg(short = 'g', long, value_name = "GROUP")]
+    pub group: String,
+    /// Resend only these messages (message id `UNIQ_KEY`, the original id, or the DLQ offset
+    /// message id); repeatable.
+    #[arg(short = 'i', long = "msg-id", value_name = "MSG_ID")]
+    pub msg_ids: Vec<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -69,6 +92,34 @@ pub async fn run(command: AdminCommand) -> Result<(), RunError> {
             println!("{:<32} {:<8} #offset", "#brokerName", "#queueId");
             for (queue, offset) in table {
                 println!("{:<32} {:<8} {}", queue.broker_name, queue.queue_id, offset);
+            }
+            Ok(())
+        }
+        AdminCommand::ResendDlq(args) => {
+            let namesrv = args
+                .namesrv_addr
+                .or_else(|| std::env::var("NAMESRV_ADDR").ok())
+                .ok_or_else(|| RunError::Usage("-n (or NAMESRV_ADDR) is required".to_owned()))?;
+            let resent = resend_dlq(&namesrv, &args.group, &args.msg_ids).await?;
+            println!("{:<32} {:<34} #retryOffset", "#brokerName", "#msgId");
+            for m in &resent {
+                println!("{:<32} {:<34} {}", m.broker_name, m.msg_id, m.retry_offset);
+            }
+            let missing: Vec<&String> = args
+                .msg_ids
+                .iter()
+                .filter(|id| !resent.iter().any(|m| m.matched_by(id)))
+                .collect();
+            if !missing.is_empty() {
+                return Err(RunError::Task(format!(
+                    "not in %DLQ%{}: {}",
+                    args.group,
+                    missing
+                        .iter()
+                        .map(|s| s.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )));
             }
             Ok(())
         }
@@ -170,4 +221,176 @@ async fn call(addr: &str, command: RemotingCommand) -> Result<RemotingCommand, R
     conn.call(command, ADMIN_TIMEOUT)
         .await
         .map_err(|e| RunError::Task(format!("{addr}: {e}")))
+}
+
+/// RocketMQ's group for admin tools' pulls (`MixAll.TOOLS_CONSUMER_GROUP`).
+const TOOLS_CONSUMER_GROUP: &str = "TOOLS_CONSUMER";
+/// Messages asked for per pull of the DLQ.
+const DLQ_PULL_BATCH: i32 = 32;
+
+/// One dead letter sent back to its group.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ResentMessage {
+    pub broker_name: String,
+    /// The message's id (`UNIQ_KEY`, else its DLQ offset id).
+    pub msg_id: String,
+    /// Its id before it was dead-lettered (`ORIGIN_MESSAGE_ID`), when known.
+    pub origin_msg_id: Option<String>,
+    /// Its offset id in the DLQ.
+    pub dlq_offset_msg_id: String,
+    /// Where it now sits in `%RETRY%<group>`.
+    pub retry_offset: i64,
+}
+
+impl ResentMessage {
+    fn matched_by(&self, id: &str) -> bool {
+        self.msg_id == id
+            || self.dlq_offset_msg_id == id
+            || self.origin_msg_id.as_deref() == Some(id)
+    }
+}
+
+/// Sends the messages of `%DLQ%<group>` (all, or those named in `msg_ids`) back to
+/// `%RETRY%<group>` on the broker holding them; returns what was resent.
+pub async fn resend_dlq(
+    namesrv_addrs: &str,
+    group: &str,
+    msg_ids: &[String],
+) -> Result<Vec<ResentMessage>, RunError> {
+    use vostok_core::message::record::MessageRecord;
+    use vostok_core::message::{keys, offset_msg_id};
+    use vostok_core::remoting::headers::{
+        pull_sys_flag, PullMessageRequestHeader, SendMessageRequestHeader,
+    };
+
+    let dlq_topic = format!("{}{group}", vostok_core::topic::DLQ_GROUP_TOPIC_PREFIX);
+    let retry_topic = format!("{}{group}", vostok_core::topic::RETRY_GROUP_TOPIC_PREFIX);
+    let route = topic_route(namesrv_addrs, &dlq_topic).await?;
+    let mut resent = Vec::new();
+    for broker in &route.broker_datas {
+        let Some(addr) = broker.broker_addrs.get(&0) else {
+            continue;
+        };
+        let conn = Conn::connect(addr, SerializeType::Json).await?;
+        let queues = route
+            .queue_datas
+            .iter()
+            .filter(|q| q.broker_name == broker.broker_name)
+            .map(|q| q.read_queue_nums)
+            .max()
+            .unwrap_or(0);
+        for queue_id in 0..queues as i32 {
+            let mut offset =
+                crate::bench::direct::queue_offset(&conn, &dlq_topic, queue_id, false).await?;
+            let max = crate::bench::direct::queue_offset(&conn, &dlq_topic, queue_id, true).await?;
+            while offset < max {
+                let mut pull = RemotingCommand::request(request::PULL_MESSAGE);
+                PullMessageRequestHeader {
+                    consumer_group: TOOLS_CONSUMER_GROUP.to_owned(),
+                    topic: dlq_topic.clone(),
+                    queue_id,
+                    queue_offset: offset,
+                    max_msg_nums: DLQ_PULL_BATCH,
+                    sys_flag: pull_sys_flag::SUBSCRIPTION,
+                    commit_offset: 0,
+                    suspend_timeout_ms: 0,
+                    subscription: Some("*".into()),
+                    sub_version: 0,
+                    expression_type: Some("TAG".into()),
+                    max_msg_bytes: None,
+                }
+                .write_to(&mut pull);
+                let answer = conn
+                    .call(pull, ADMIN_TIMEOUT)
+                    .await
+                    .map_err(|e| RunError::Task(format!("{addr}: {e}")))?;
+                if answer.code != response::SUCCESS {
+                    return Err(RunError::Task(format!(
+                        "reading {dlq_topic} on {} at offset {offset}: code {} {}",
+                        broker.broker_name,
+                        answer.code,
+                        answer.remark.unwrap_or_default()
+                    )));
+                }
+                let next = answer
+                    .ext_num("nextBeginOffset")
+                    .map_err(|e| RunError::Task(format!("{addr}: {e}")))?;
+                let mut body = answer.body.clone();
+                while body.len() >= 4 {
+                    let size = u32::from_be_bytes([body[0], body[1], body[2], body[3]]) as usize;
+                    if size < 4 || size > body.len() {
+                        break;
+                    }
+                    let record_bytes = body.split_to(size);
+                    let record = MessageRecord::decode(&record_bytes, true).map_err(|e| {
+                        RunError::Task(format!("a record of {dlq_topic} does not decode: {e}"))
+                    })?;
+                    let dlq_offset_msg_id =
+                        offset_msg_id(record.store_host, record.physical_offset as u64);
+                    let message = ResentMessage {
+                        broker_name: broker.broker_name.clone(),
+                        msg_id: record
+                            .properties
+                            .get(keys::UNIQ_KEY)
+                            .map_or_else(|| dlq_offset_msg_id.clone(), str::to_owned),
+                        origin_msg_id: record
+                            .properties
+                            .get(keys::ORIGIN_MESSAGE_ID)
+                            .map(str::to_owned),
+                        dlq_offset_msg_id,
+                        retry_offset: -1,
+                    };
+                    if !msg_ids.is_empty() && !msg_ids.iter().any(|id| message.matched_by(id)) {
+                        continue;
+                    }
+                    let mut properties = record.properties.clone();
+                    for stale in [keys::DELAY, keys::RECONSUME_TIME, keys::MAX_RECONSUME_TIMES] {
+                        properties.remove(stale);
+                    }
+                    let mut send = RemotingCommand::request(request::SEND_MESSAGE_V2)
+                        .with_body(record.body.clone());
+                    SendMessageRequestHeader {
+                        producer_group: TOOLS_CONSUMER_GROUP.to_owned(),
+                        topic: retry_topic.clone(),
+                        default_topic: "TBW102".into(),
+                        default_topic_queue_nums: 1,
+                        queue_id: 0,
+                        sys_flag: 0,
+                        born_timestamp_ms: record.born_timestamp_ms,
+                        flag: record.flag,
+                        properties: Some(properties.encode()),
+                        reconsume_times: Some(0),
+                        unit_mode: false,
+                        max_reconsume_times: None,
+                        batch: false,
+                        broker_name: None,
+                    }
+                    .write_to(&mut send, true);
+                    let sent = conn
+                        .call(send, ADMIN_TIMEOUT)
+                        .await
+                        .map_err(|e| RunError::Task(format!("{addr}: {e}")))?;
+                    if sent.code != response::SUCCESS {
+                        return Err(RunError::Task(format!(
+                            "resending {} to {retry_topic} on {}: code {} {}",
+                            message.msg_id,
+                            broker.broker_name,
+                            sent.code,
+                            sent.remark.unwrap_or_default()
+                        )));
+                    }
+                    let retry_offset = sent.ext_num("queueOffset").unwrap_or(-1);
+                    resent.push(ResentMessage {
+                        retry_offset,
+                        ..message
+                    });
+                }
+                if next <= offset {
+                    break;
+                }
+                offset = next;
+            }
+        }
+    }
+    Ok(resent)
 }

@@ -1269,6 +1269,148 @@ async fn push_consumer_retry_test_max_reconsume_times_zero_goes_straight_to_the_
     .await;
 }
 
+/// Dead letters resent by an operator (`vostok admin resend-dlq`, the dashboard's "resend" of a
+/// DLQ message): the chosen messages reach the group again under their original topic, and
+/// only that group; an id not in the DLQ is an error naming it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dlq_resend_through_admin_reaches_the_group_again() {
+    bounded("the DLQ resend test", Duration::from_secs(60), async {
+        let topic = "ResendTopic";
+        let group = "ResendGroup";
+        let broker = broker(Some(FAST_RETRY_CONF), topic, &[group, "ResendOtherGroup"]);
+        // The downstream is broken at first: every delivery fails and, with a max of 0
+        // reconsume times, goes straight to the DLQ.
+        let broken = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let seen: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
+        let (flag, sink) = (broken.clone(), seen.clone());
+        let consumer = PushConsumer::builder()
+            .namesrv_addr(&broker.namesrv_addr)
+            .group(group)
+            .subscribe(topic, "*")
+            .consume_from(ConsumeFromWhere::FirstOffset)
+            .max_reconsume_times(0)
+            .persist_offset_interval(Duration::from_millis(200))
+            .broker_suspend_max_time(Duration::from_secs(1))
+            .listener(move |messages: Vec<MessageExt>| {
+                let (flag, sink) = (flag.clone(), sink.clone());
+                async move {
+                    for m in &messages {
+                        sink.lock().expect("seen lock").push((
+                            String::from_utf8_lossy(m.body()).into_owned(),
+                            m.topic().to_owned(),
+                        ));
+                    }
+                    if flag.load(std::sync::atomic::Ordering::SeqCst) {
+                        ConsumeStatus::ReconsumeLater
+                    } else {
+                        ConsumeStatus::ConsumeSuccess
+                    }
+                }
+            })
+            .build()
+            .expect("push consumer builds")
+            .start()
+            .await
+            .expect("push consumer starts");
+        let other = Bodies::default();
+        let other_consumer = vostok_consumer(
+            &broker,
+            "ResendOtherGroup",
+            topic,
+            ConsumeFromWhere::FirstOffset,
+            None,
+            &other,
+        )
+        .await;
+        let producer = vostok_producer(&broker).await;
+        let mut sent = Vec::new();
+        for i in 0..4 {
+            let result = producer
+                .send(Message::new(topic, format!("m{i}").into_bytes()).with_tags("T"))
+                .await
+                .expect("send succeeds");
+            sent.push(result.msg_id);
+        }
+        let dlq = format!("%DLQ%{group}");
+        let addr = broker.broker_addr.clone();
+        wait_until(
+            "every message reaches the DLQ",
+            Duration::from_secs(20),
+            || block_in_place(|| max_offset_or_zero(&addr, &dlq)) >= 4,
+        )
+        .await;
+        other.wait_for("the other group's copies", 4).await;
+        broken.store(false, std::sync::atomic::Ordering::SeqCst);
+        let deliveries_of = |body: &str| {
+            seen.lock()
+                .expect("seen lock")
+                .iter()
+                .filter(|(b, _)| b == body)
+                .count()
+        };
+
+        let admin = |args: &[&str]| {
+            block_in_place(|| {
+                std::process::Command::new(env!("CARGO_BIN_EXE_vostok"))
+                    .args([
+                        "admin",
+                        "resend-dlq",
+                        "-n",
+                        &broker.namesrv_addr,
+                        "-g",
+                        group,
+                    ])
+                    .args(args)
+                    .output()
+                    .expect("run vostok admin")
+            })
+        };
+        // One message, by the id its producer got.
+        let output = admin(&["-i", &sent[1]]);
+        assert!(output.status.success(), "{output:?}");
+        assert!(String::from_utf8_lossy(&output.stdout).contains(&sent[1]));
+        wait_until("m1 is delivered again", Duration::from_secs(10), || {
+            deliveries_of("m1") == 2
+        })
+        .await;
+        sleep(SETTLE).await;
+        for other_body in ["m0", "m2", "m3"] {
+            assert_eq!(deliveries_of(other_body), 1, "{other_body} was not resent");
+        }
+
+        // Everything: each message once more (the DLQ keeps its copies).
+        let output = admin(&[]);
+        assert!(output.status.success(), "{output:?}");
+        wait_until("all are delivered again", Duration::from_secs(10), || {
+            ["m0", "m1", "m2", "m3"]
+                .iter()
+                .map(|b| deliveries_of(b))
+                .collect::<Vec<_>>()
+                == [2, 3, 2, 2]
+        })
+        .await;
+        sleep(SETTLE).await;
+        let seen_now = seen.lock().expect("seen lock").clone();
+        assert_eq!(seen_now.len(), 9, "no further deliveries: {seen_now:?}");
+        assert!(
+            seen_now.iter().all(|(_, t)| t == topic),
+            "resent messages arrive under their original topic: {seen_now:?}"
+        );
+        assert_eq!(other.len(), 4, "the other group got nothing again");
+
+        let output = admin(&["-i", "NOT-A-DEAD-LETTER"]);
+        assert!(!output.status.success(), "{output:?}");
+        assert!(
+            String::from_utf8_lossy(&output.stderr).contains("NOT-A-DEAD-LETTER"),
+            "{output:?}"
+        );
+        consumer.shutdown().await;
+        other_consumer.shutdown().await;
+        producer.shutdown().await;
+    })
+    .await;
+}
+
 /// PushConsumerRetryTest (v4): a listener that throws (here: panics) means RECONSUME_LATER;
 /// every message comes back once through the retry topic and then succeeds.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
