@@ -362,22 +362,9 @@ impl<S: SegmentStorage> Broker<S> {
     /// (`ScheduleMessageService.messageTimeup`): `DELAY` removed, `REAL_TOPIC` / `REAL_QID`
     /// kept, stored now.
     fn real_message(now_ms: u64, stored: MessageRecord) -> Option<MessageRecord> {
-        let topic = stored.properties.get(keys::REAL_TOPIC)?.to_owned();
-        let queue_id: i32 = stored.properties.get(keys::REAL_QID)?.parse().ok()?;
-        if topic == SCHEDULE_TOPIC || queue_id < 0 {
-            return None;
-        }
-        let mut properties = stored.properties;
-        properties.remove(keys::DELAY);
-        Some(MessageRecord {
-            topic,
-            queue_id,
-            properties,
-            queue_offset: 0,
-            physical_offset: 0,
-            store_timestamp_ms: now_ms as i64,
-            ..stored
-        })
+        let mut real = unpark(now_ms, stored, SCHEDULE_TOPIC)?;
+        real.properties.remove(keys::DELAY);
+        Some(real)
     }
 
     /// Writes `delayOffset.json` with the offsets of the last snapshot once the CommitLog is
@@ -435,4 +422,27 @@ impl<S: SegmentStorage> Broker<S> {
     pub fn delay_offset(&self, level: u32) -> u64 {
         self.schedule.offset(level)
     }
+}
+
+/// The message a record parked in `parking_topic` (the schedule or timer topic) stands for, as it
+/// goes into its real queue: `REAL_TOPIC` / `REAL_QID` read (and kept, as RocketMQ keeps them),
+/// stored now. `None` when they are missing, malformed or point back at the parking topic.
+pub(super) fn unpark(
+    now_ms: u64,
+    stored: MessageRecord,
+    parking_topic: &str,
+) -> Option<MessageRecord> {
+    let topic = stored.properties.get(keys::REAL_TOPIC)?.to_owned();
+    let queue_id: i32 = stored.properties.get(keys::REAL_QID)?.parse().ok()?;
+    if topic == parking_topic || queue_id < 0 {
+        return None;
+    }
+    Some(MessageRecord {
+        topic,
+        queue_id,
+        queue_offset: 0,
+        physical_offset: 0,
+        store_timestamp_ms: now_ms as i64,
+        ..stored
+    })
 }

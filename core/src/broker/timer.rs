@@ -751,23 +751,11 @@ impl<S: SegmentStorage> Broker<S> {
         unit: TimerUnit,
         stored: MessageRecord,
     ) -> Option<MessageRecord> {
-        let topic = stored.properties.get(keys::REAL_TOPIC)?.to_owned();
-        let queue_id: i32 = stored.properties.get(keys::REAL_QID)?.parse().ok()?;
-        if topic == TIMER_TOPIC || queue_id < 0 {
-            return None;
-        }
-        let mut properties = stored.properties;
-        properties.insert(TIMER_ENQUEUE_MS, unit.write_time_ms.to_string());
-        properties.insert(TIMER_DEQUEUE_MS, now_ms.to_string());
-        Some(MessageRecord {
-            topic,
-            queue_id,
-            properties,
-            queue_offset: 0,
-            physical_offset: 0,
-            store_timestamp_ms: now_ms as i64,
-            ..stored
-        })
+        let mut real = super::schedule::unpark(now_ms, stored, TIMER_TOPIC)?;
+        real.properties
+            .insert(TIMER_ENQUEUE_MS, unit.write_time_ms.to_string());
+        real.properties.insert(TIMER_DEQUEUE_MS, now_ms.to_string());
+        Some(real)
     }
 
     /// Writes `timercheck` with the state of the last snapshot once the CommitLog is durable
