@@ -23,36 +23,9 @@ if [[ -d "$rustup_bin" ]]; then
     PATH="$rustup_bin:$PATH"
 fi
 
-die() {
-    printf 'error: %s\n' "$*" >&2
-    exit 1
-}
-
-as_root() {
-    if [[ $(id -u) -eq 0 ]]; then
-        "$@"
-    elif command -v sudo >/dev/null 2>&1; then
-        sudo "$@"
-    else
-        die "need root or sudo to run: $*"
-    fi
-}
-
-wasm_toolchain_present() {
-    local pkg
-    for pkg in rustc-web cargo-web rust-web-src lld-19; do
-        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q '^install ok installed$' || return 1
-    done
-    [[ -x /usr/bin/rustc && -x /usr/bin/cargo ]] && command -v wasm-ld-19 >/dev/null 2>&1
-}
-
-if ! wasm_toolchain_present; then
-    echo "installing rustc-web cargo-web rust-web-src lld-19 with apt-get"
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
-        rustc-web cargo-web rust-web-src lld-19
-    wasm_toolchain_present || die "the wasm toolchain is still missing after apt-get install"
-fi
+# shellcheck source=scripts/lib.sh
+source "$repo_root/scripts/lib.sh"
+ensure_wasm_toolchain
 
 # The wasm-bindgen crate version the lock file pins; the CLI must match it exactly.
 bindgen_version=$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/[^0-9.]/, "", $0); print; exit }' Cargo.lock)
