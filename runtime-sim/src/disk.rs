@@ -18,17 +18,17 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use bytes::Bytes;
 use madsim::plugin::Simulator;
 use madsim::rand::GlobalRng;
 use madsim::task::NodeId;
 use madsim::time::TimeHandle;
 use madsim::Config;
 use vostok::storage::{DriverStorage, DriverSync};
-use vostok_core::rng::SeededRng;
-use vostok_core::store::retention::DiskUsage;
-use bytes::Bytes;
 use vostok_core::message::peek_header;
+use vostok_core::rng::SeededRng;
 use vostok_core::store::commitlog::{check_record, store_timestamp_pos};
+use vostok_core::store::retention::DiskUsage;
 use vostok_core::store::segment::FaultOp;
 use vostok_core::store::{MemStorage, PowerLoss, SegmentStorage, StorageError};
 
