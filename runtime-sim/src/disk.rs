@@ -7,6 +7,7 @@
 //!  Handle::kill ──reset_node──────┘  process crash: page cache kept
 //!                                    power cut (armed first): un-synced sectors dropped, kept
 //!                                    or torn (core's MemStorage::power_loss), optional bit flip
+//!                                    in the body of the last surviving un-synced record
 //! ```
 //!
 //! A broker's store is a [`SimStorage`] handle onto its node's [`NodeDisk`]; the same disk is
@@ -17,13 +18,16 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use bytes::Bytes;
 use madsim::plugin::Simulator;
 use madsim::rand::GlobalRng;
 use madsim::task::NodeId;
 use madsim::time::TimeHandle;
 use madsim::Config;
 use vostok::storage::{DriverStorage, DriverSync};
+use vostok_core::message::peek_header;
 use vostok_core::rng::SeededRng;
+use vostok_core::store::commitlog::{check_record, store_timestamp_pos};
 use vostok_core::store::retention::DiskUsage;
 use vostok_core::store::segment::FaultOp;
 use vostok_core::store::{MemStorage, PowerLoss, SegmentStorage, StorageError};
@@ -33,8 +37,9 @@ use vostok_core::store::{MemStorage, PowerLoss, SegmentStorage, StorageError};
 pub enum CrashMode {
     /// kill -9: every written byte survives in the page cache.
     Process,
-    /// Power cut: un-synced writes meet the policy; `flip` also damages one un-synced byte that
-    /// survived (a torn sector's garbage), which recovery must notice by its CRC.
+    /// Power cut: un-synced writes meet the policy; `flip` also damages one byte in the body of
+    /// the last un-synced record that survived (a torn sector's garbage), which recovery must
+    /// notice by its body CRC.
     Power { policy: PowerLoss, flip: bool },
 }
 
@@ -92,30 +97,64 @@ impl NodeDisk {
                 .collect();
             self.mem.power_loss(policy, &mut self.rng);
             if flip && policy != PowerLoss::DropUnsynced {
-                // Only the CommitLog's tail: the region recovery verifies record by record.
-                let tails: Vec<_> = unsynced
-                    .iter()
-                    .filter(|(p, _, _)| p.starts_with("commitlog/"))
-                    .collect();
-                if !tails.is_empty() {
-                    let (path, from, to) = tails[self.rng.below(tails.len() as u64) as usize];
-                    // Flip inside the written part only (zeros after it are "never written").
-                    let written = self
-                        .mem
-                        .contents(path)
-                        .map(|c| {
-                            c[*from as usize..*to as usize]
-                                .iter()
-                                .rposition(|b| *b != 0)
-                        })
-                        .unwrap_or(None);
-                    if let Some(last) = written {
-                        let pos = from + self.rng.below(last as u64 + 1);
-                        let bit = self.rng.below(8) as u8;
-                        let _ = self.mem.flip_bit(path, pos, bit);
-                    }
-                }
+                self.damage_unsynced_record(&unsynced);
             }
+        }
+    }
+
+    /// A torn write's garbage: one byte flipped in the body of the last un-synced CommitLog
+    /// record that survived the power cut whole (the write in flight when the power went). The
+    /// damage is steered into a body because that is the one part of a record only its body CRC
+    /// protects: a flip in a header, topic or property string already fails the record's other
+    /// checks. The un-synced tail is exactly what recovery verifies record by record (everything
+    /// after the checkpoint), so a recovery that skips the CRC serves the damaged body. Without
+    /// a whole un-synced record with a body, one byte of the un-synced written tail is flipped.
+    fn damage_unsynced_record(&mut self, unsynced: &[(String, u64, u64)]) {
+        let tails: Vec<&(String, u64, u64)> = unsynced
+            .iter()
+            .filter(|(p, _, _)| p.starts_with("commitlog/"))
+            .collect();
+        if tails.is_empty() {
+            return;
+        }
+        let (path, from, to) = tails[self.rng.below(tails.len() as u64) as usize];
+        let Some(contents) = self.mem.contents(path) else {
+            return;
+        };
+        let to = (*to as usize).min(contents.len());
+        // Walk the records from the sync point (syncs end at record boundaries).
+        let mut pos = *from as usize;
+        let mut last_body: Option<(usize, usize)> = None;
+        while pos + 8 <= to {
+            let Ok((total, _)) = peek_header(&contents[pos..pos + 8]) else {
+                break;
+            };
+            let end = pos + total as usize;
+            if total < 8 || end > to {
+                break;
+            }
+            let Ok(record) = check_record(Bytes::copy_from_slice(&contents[pos..end])) else {
+                break;
+            };
+            let store_host_bytes = if record.store_host.is_ipv6() { 20 } else { 8 };
+            // STORETIMESTAMP, STOREHOST, RECONSUMETIMES, PREPAREDTRANSACTIONOFFSET, BODY length.
+            let body_start = pos + store_timestamp_pos(record.sys_flag) + 8 + store_host_bytes + 16;
+            if !record.body.is_empty() {
+                last_body = Some((body_start, record.body.len()));
+            }
+            pos = end;
+        }
+        let target = match last_body {
+            Some((start, len)) => Some(start as u64 + self.rng.below(len as u64)),
+            None => contents[*from as usize..to]
+                .iter()
+                .rposition(|b| *b != 0)
+                // Flip inside the written part only (zeros after it are "never written").
+                .map(|last| from + self.rng.below(last as u64 + 1)),
+        };
+        if let Some(at) = target {
+            let bit = self.rng.below(8) as u8;
+            let _ = self.mem.flip_bit(path, at, bit);
         }
     }
 }

@@ -1077,3 +1077,69 @@ fn an_older_subscription_version_never_replaces_a_newer_one() {
 mod filter;
 
 mod offsets;
+
+#[test]
+fn a_pull_serves_no_record_whose_body_reads_back_damaged() {
+    // Goal: a record whose body comes back from the medium flipped is never served; the records
+    // before it are, and the consumer is told to pull the bad one's offset again (not past it).
+    // Method: three sends; reads of one byte of the second body come back flipped; pull from 0,
+    // then from 1; heal the read path and pull from 1 again.
+    let mut h = Harness::new(test_config());
+    for body in [&b"first-body"[..], b"second-body", b"third-body"] {
+        let resp = h.call(1, send_v2("TopicA", 0, body, "tagA"));
+        assert_eq!(resp.code, response::SUCCESS, "{resp:?}");
+    }
+    let storage = h.broker.store_mut().storage_mut();
+    let (path, pos) = storage
+        .paths()
+        .into_iter()
+        .filter(|p| p.starts_with("commitlog/"))
+        .find_map(|p| {
+            let data = storage.contents(&p)?;
+            let at = data.windows(11).position(|w| w == b"second-body")?;
+            Some((p, at as u64 + 3))
+        })
+        .expect("the second body is in the CommitLog");
+    storage.flip_on_read(&path, pos, 0x10);
+
+    let pull = |h: &mut Harness, offset| {
+        h.call(
+            2,
+            pull_request(
+                "G1",
+                "TopicA",
+                0,
+                offset,
+                pull_sys_flag::SUBSCRIPTION,
+                Some("*"),
+            ),
+        )
+    };
+    let resp = pull(&mut h, 0);
+    assert_eq!(resp.code, response::SUCCESS, "{resp:?}");
+    assert_eq!(resp.ext("nextBeginOffset"), Some("1"));
+    let records = decode_records(&resp.body);
+    assert_eq!(records.len(), 1);
+    assert_eq!(&records[0].body[..], b"first-body");
+
+    let resp = pull(&mut h, 1);
+    assert_eq!(resp.code, response::PULL_NOT_FOUND, "{resp:?}");
+    assert_eq!(resp.ext("nextBeginOffset"), Some("1"));
+    assert!(resp.body.is_empty());
+    let remark = resp.remark.clone().unwrap_or_default();
+    assert!(remark.contains("RECORD_CHECK_FAILED"), "{remark}");
+
+    // The stored bytes were intact all along: once reads are right again, both are served.
+    h.broker
+        .store_mut()
+        .storage_mut()
+        .flip_on_read(&path, pos, 0);
+    let resp = pull(&mut h, 1);
+    assert_eq!(resp.code, response::SUCCESS, "{resp:?}");
+    assert_eq!(resp.ext("nextBeginOffset"), Some("3"));
+    let bodies: Vec<_> = decode_records(&resp.body)
+        .into_iter()
+        .map(|r| r.body)
+        .collect();
+    assert_eq!(bodies, [&b"second-body"[..], b"third-body"]);
+}
