@@ -61,7 +61,7 @@ impl Fault {
 
     /// Faults that currently expose open findings (see the README): left out of the default
     /// swarm so the default run is a regression gate; `--all-faults` puts them back.
-    pub const FINDINGS: [Fault; 2] = [Fault::ConnReset, Fault::BitFlipRead];
+    pub const FINDINGS: [Fault; 1] = [Fault::BitFlipRead];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -137,6 +137,12 @@ impl Swarm {
             // Open finding: after an ASYNC_FLUSH power cut the ConsumeQueue loses its tail while
             // committed consumer offsets survive, so new messages reuse offsets a group already
             // passed and are skipped. Back with `--all-faults`.
+            faults.retain(|f| *f != Fault::PowerLoss);
+        }
+        if faults.contains(&Fault::SyncEio) && !all_faults {
+            // The same finding under SYNC_FLUSH: while syncs fail, a broker still serves the
+            // messages it could not sync, a consumer passes them, and a later power cut drops
+            // them, so new messages reuse the passed offsets (seed 434). Back with `--all-faults`.
             faults.retain(|f| *f != Fault::PowerLoss);
         }
         let nemesis_gap_ms = pick(300, 2_000);
