@@ -35,7 +35,8 @@ use vostok_core::message::MessageRecord;
 use vostok_core::namesrv::NamesrvConfig;
 use vostok_core::rng::SeededRng;
 use vostok_core::store::{
-    segment::FaultOp, MemStorage, MessageStore, PowerLoss, QueueOffset, StorageError, StoreConfig,
+    segment::FaultOp, MemStorage, MessageStore, PowerLoss, QueueOffset, SegmentStorage,
+    StorageError, StoreConfig,
 };
 
 use crate::disk::{CrashMode, SimDisk};
@@ -584,6 +585,7 @@ async fn scenario(swarm: Swarm, defects: Defects) -> SeedReport {
         let t = now_ms(&w);
         w.history.healed(t);
     }
+    record_committed_offsets(&world, &cluster);
     let acked_before = lock(&world).acked.len();
     let mut healed_tasks = Vec::new();
     for (p, node) in producer_nodes.iter().enumerate() {
@@ -632,6 +634,7 @@ async fn scenario(swarm: Swarm, defects: Defects) -> SeedReport {
         handle.kill(node.id());
         let mem = disks.with(node.id(), |d| d.mem.clone());
         let t = now_ms(&lock(&world));
+        committed_offsets_of(&mut lock(&world).history, t, name, &mem);
         read_back(&mut lock(&world).history, t, name, mem, defects);
     }
     sim_clock::set_hook(None);
@@ -668,6 +671,56 @@ fn drained(w: &World, groups: usize) -> bool {
             !wanted || got.is_some_and(|s| s.contains(key))
         })
     })
+}
+
+/// Where a broker persists its consumer offsets (RocketMQ's `consumerOffset.json` shape:
+/// `{"offsetTable":{"topic@group":{"0":12}}}`).
+const CONSUMER_OFFSETS_PATH: &str = "config/consumerOffsets.json";
+
+/// Records, once faults have stopped, the offsets every broker has persisted for the workload's
+/// groups. Read from the broker's disk (what it wrote, synced or not), so it costs no request
+/// and no simulated time; compared with the read-back's offsets after draining, it lets the
+/// checkers see an offset go backwards or past its queue's end.
+fn record_committed_offsets(world: &Shared, cluster: &Cluster) {
+    let disks = madsim::plugin::simulator::<SimDisk>();
+    for (name, node) in &cluster.brokers {
+        let mem = disks.with(node.id(), |d| d.mem.clone());
+        let mut w = lock(world);
+        let t = now_ms(&w);
+        committed_offsets_of(&mut w.history, t, name, &mem);
+    }
+}
+
+/// Records an `OffsetCommitted` per queue of the workload topic in `broker`'s persisted
+/// consumer offsets. A file that is missing or does not parse records nothing: the broker
+/// itself would refuse to start on the latter, which the liveness checks catch.
+fn committed_offsets_of(history: &mut History, t: u64, broker: &str, mem: &MemStorage) {
+    let Ok(Some(bytes)) = mem.read_all(CONSUMER_OFFSETS_PATH) else {
+        return;
+    };
+    let Ok(file) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
+        return;
+    };
+    let Some(table) = file.get("offsetTable").and_then(|v| v.as_object()) else {
+        return;
+    };
+    for (key, queues) in table {
+        let Some((topic, group)) = key.split_once('@') else {
+            continue;
+        };
+        if topic != TOPIC {
+            continue;
+        }
+        let Some(queues) = queues.as_object() else {
+            continue;
+        };
+        for (queue_id, offset) in queues {
+            let (Ok(queue_id), Some(offset)) = (queue_id.parse::<u32>(), offset.as_u64()) else {
+                continue;
+            };
+            history.offset_committed(t, group, QueueRef::new(broker, TOPIC, queue_id), offset);
+        }
+    }
 }
 
 /// Opens the store on a copy of the broker's disk (crash recovery included) and records every

@@ -68,10 +68,12 @@ impl<C> Clone for Owner<C> {
 impl<C: Send + 'static> Owner<C> {
     /// Spawns the owner task of `machine`. `make` receives a weak sender of the owner's own
     /// calls, for helpers (consume tasks) that report back; weak, so that the owner still ends
-    /// when every public handle is gone.
+    /// when every public handle is gone. `request_timeout` is the longest a request waits for
+    /// its answer: a connection silent for longer than that while a request waits is closed.
     pub(crate) fn spawn<D>(
         clock: Arc<dyn Clock>,
         connect_timeout: Duration,
+        request_timeout: Duration,
         make: impl FnOnce(mpsc::WeakUnboundedSender<Control<C>>) -> D,
     ) -> Self
     where
@@ -79,7 +81,7 @@ impl<C: Send + 'static> Owner<C> {
     {
         let (tx, rx) = mpsc::unbounded_channel();
         let machine = make(tx.downgrade());
-        let task = tokio::spawn(run(machine, clock, connect_timeout, rx));
+        let task = tokio::spawn(run(machine, clock, connect_timeout, request_timeout, rx));
         Self {
             tx,
             task: Arc::new(Mutex::new(Some(task))),
@@ -120,13 +122,22 @@ async fn sleep_until_ms(deadline_ms: Option<u64>, now_ms: u64) {
     }
 }
 
+/// Sleeps until the pool's next request deadline, forever if nothing waits for an answer.
+async fn sleep_until_instant(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
 async fn run<D: Driven>(
     mut machine: D,
     clock: Arc<dyn Clock>,
     connect_timeout: Duration,
+    request_timeout: Duration,
     mut controls: mpsc::UnboundedReceiver<Control<D::Call>>,
 ) {
-    let (mut pool, mut net_rx) = Pool::new(connect_timeout);
+    let (mut pool, mut net_rx) = Pool::new(connect_timeout, request_timeout);
     // Start-up outputs (the first route query, the first heartbeat) leave before any input.
     let now = clock.now_ms();
     if machine.poll_timeout().is_some_and(|t| t <= now) {
@@ -149,6 +160,7 @@ async fn run<D: Driven>(
             },
             Some(event) = net_rx.recv() => events.push(event),
             _ = sleep_until_ms(deadline, now) => {}
+            _ = sleep_until_instant(pool.next_deadline()) => {}
         }
         while let Ok(event) = net_rx.try_recv() {
             events.push(event);
@@ -164,6 +176,9 @@ async fn run<D: Driven>(
             if let Some(event) = pool.observe(event) {
                 machine.handle_net(now, event);
             }
+        }
+        for event in pool.expire(tokio::time::Instant::now()) {
+            machine.handle_net(now, event);
         }
         for call in calls.drain(..) {
             machine.handle_call(now, call);

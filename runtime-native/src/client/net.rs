@@ -12,6 +12,13 @@
 //! remembers which requests wait for an answer on each connection, so when the connection ends
 //! the owner learns exactly which ones never will (`NetEvent::Closed`) without waiting for their
 //! timeouts. The next request for that address opens a new connection.
+//!
+//! A connection can also die without either end noticing (a reset that reached only the peer, a
+//! path that silently drops everything): the socket stays open and nothing ever arrives. Like
+//! RocketMQ's client (`clientCloseSocketIfTimeout`), the pool closes a connection when one of its
+//! requests outlives its timeout with nothing at all received on the connection since that
+//! request was sent ([`Pool::expire`]); the owner then sees `Closed` and the next request
+//! reconnects. A connection that answers other requests meanwhile is alive and stays open.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,6 +28,7 @@ use bytes::BytesMut;
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
 use tracing::{debug, trace, warn};
 use vostok_core::client::ClientStateMachine;
 use vostok_core::remoting::{encode, FrameDecoder, RemotingCommand};
@@ -91,29 +99,48 @@ enum RawKind {
 struct Conn {
     id: u64,
     tx: mpsc::UnboundedSender<RemotingCommand>,
-    /// Requests sent on this connection and not answered yet: opaque → the pool's sequence
-    /// number of the send (so `Closed` can list them in sending order).
-    pending: BTreeMap<i32, u64>,
+    /// Requests sent on this connection and not answered yet, by opaque.
+    pending: BTreeMap<i32, Pending>,
+    /// When the last frame arrived on this connection (its opening, before any).
+    last_frame_at: Instant,
 }
+
+struct Pending {
+    /// The pool's sequence number of the send (so `Closed` can list them in sending order).
+    seq: u64,
+    sent_at: Instant,
+    /// Past this instant without an answer, the request has timed out.
+    deadline: Instant,
+}
+
+/// Header field of a long-polling pull: how long the broker may hold it before answering.
+const SUSPEND_TIMEOUT_KEY: &str = "suspendTimeoutMillis";
 
 /// The owner's connections, by address.
 pub(crate) struct Pool {
     conns: BTreeMap<String, Conn>,
     events_tx: mpsc::UnboundedSender<RawEvent>,
     connect_timeout: Duration,
+    /// How long a request may wait for its answer (a long-polling pull: plus its suspend time).
+    request_timeout: Duration,
     /// Sequence number of the next request sent.
     next_seq: u64,
 }
 
 impl Pool {
     /// A pool whose connections report on the returned receiver; the owner feeds what it
-    /// receives through [`Pool::observe`].
-    pub(crate) fn new(connect_timeout: Duration) -> (Self, mpsc::UnboundedReceiver<RawEvent>) {
+    /// receives through [`Pool::observe`]. `request_timeout` is how long a request may go
+    /// unanswered before [`Pool::expire`] suspects its connection.
+    pub(crate) fn new(
+        connect_timeout: Duration,
+        request_timeout: Duration,
+    ) -> (Self, mpsc::UnboundedReceiver<RawEvent>) {
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         let pool = Self {
             conns: BTreeMap::new(),
             events_tx,
             connect_timeout,
+            request_timeout,
             next_seq: 0,
         };
         (pool, events_rx)
@@ -133,7 +160,19 @@ impl Pool {
             return;
         };
         if expects_answer {
-            conn.pending.insert(opaque, self.next_seq);
+            let suspend_ms = command
+                .ext_num_opt::<u64>(SUSPEND_TIMEOUT_KEY)
+                .ok()
+                .flatten()
+                .unwrap_or(0);
+            let sent_at = Instant::now();
+            let deadline = sent_at + self.request_timeout + Duration::from_millis(suspend_ms);
+            let pending = Pending {
+                seq: self.next_seq,
+                sent_at,
+                deadline,
+            };
+            conn.pending.insert(opaque, pending);
             self.next_seq += 1;
         }
         if conn.tx.send(command).is_err() {
@@ -157,6 +196,60 @@ impl Pool {
             id,
             tx,
             pending: BTreeMap::new(),
+            last_frame_at: Instant::now(),
+        }
+    }
+
+    /// The earliest instant a pending request times out: when [`Pool::expire`] is next due.
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
+        self.conns
+            .values()
+            .flat_map(|c| c.pending.values().map(|p| p.deadline))
+            .min()
+    }
+
+    /// Closes every connection on which a request has timed out with nothing received since
+    /// it was sent, and reports each as `Closed` (its writer then shuts the socket, and its
+    /// own late report is ignored). On a connection that is otherwise answering, a timed-out
+    /// request is only forgotten: the state machine has failed it on its own timeout, and a
+    /// late answer is dropped as unsolicited.
+    pub(crate) fn expire(&mut self, now: Instant) -> Vec<NetEvent> {
+        let mut dead = Vec::new();
+        for (addr, conn) in &mut self.conns {
+            let last_frame_at = conn.last_frame_at;
+            let silent = conn
+                .pending
+                .values()
+                .any(|p| p.deadline <= now && p.sent_at >= last_frame_at);
+            if silent {
+                dead.push(addr.clone());
+            } else {
+                conn.pending.retain(|_, p| p.deadline > now);
+            }
+        }
+        let mut closed = Vec::new();
+        for addr in dead {
+            let Some(conn) = self.conns.remove(&addr) else {
+                continue;
+            };
+            warn!(%addr, conn_id = conn.id, "no answer within the request timeout: closing the connection");
+            closed.push(Self::closed_event(
+                addr,
+                conn,
+                "no answer within the request timeout".to_owned(),
+            ));
+        }
+        closed
+    }
+
+    fn closed_event(addr: String, conn: Conn, reason: String) -> NetEvent {
+        let mut unanswered: Vec<(u64, i32)> =
+            conn.pending.into_iter().map(|(o, p)| (p.seq, o)).collect();
+        unanswered.sort_unstable();
+        NetEvent::Closed {
+            addr,
+            unanswered: unanswered.into_iter().map(|(_, o)| o).collect(),
+            reason,
         }
     }
 
@@ -173,7 +266,10 @@ impl Pool {
         if let RawKind::Frame(command) = &kind {
             trace!(%addr, code = command.code, opaque = command.opaque, remark = ?command.remark, "received");
         }
-        let current = self.conns.get_mut(&addr).filter(|c| c.id == conn_id);
+        let mut current = self.conns.get_mut(&addr).filter(|c| c.id == conn_id);
+        if let (RawKind::Frame(_), Some(conn)) = (&kind, current.as_mut()) {
+            conn.last_frame_at = Instant::now();
+        }
         match kind {
             RawKind::Frame(command) if command.is_response() => {
                 if let Some(conn) = current {
@@ -188,14 +284,7 @@ impl Pool {
             RawKind::Closed(reason) => {
                 current?;
                 let conn = self.conns.remove(&addr)?;
-                let mut unanswered: Vec<(u64, i32)> =
-                    conn.pending.into_iter().map(|(o, seq)| (seq, o)).collect();
-                unanswered.sort_unstable();
-                Some(NetEvent::Closed {
-                    addr,
-                    unanswered: unanswered.into_iter().map(|(_, o)| o).collect(),
-                    reason,
-                })
+                Some(Self::closed_event(addr, conn, reason))
             }
         }
     }
@@ -209,7 +298,7 @@ impl Pool {
     pub(crate) fn answered_since(&self, mark: u64) -> bool {
         self.conns
             .values()
-            .all(|c| c.pending.values().all(|seq| *seq < mark))
+            .all(|c| c.pending.values().all(|p| p.seq < mark))
     }
 
     /// Addresses with an open (or opening) connection.
@@ -374,7 +463,7 @@ mod tests {
                 drop(stream);
             }
         });
-        let (mut pool, mut rx) = Pool::new(Duration::from_secs(3));
+        let (mut pool, mut rx) = Pool::new(Duration::from_secs(3), Duration::from_secs(3));
         for round in 0..2 {
             for opaque in [1, 2] {
                 let mut req = RemotingCommand::request(request::HEART_BEAT);
@@ -403,7 +492,7 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap().to_string();
         drop(listener);
-        let (mut pool, mut rx) = Pool::new(Duration::from_secs(3));
+        let (mut pool, mut rx) = Pool::new(Duration::from_secs(3), Duration::from_secs(3));
         let mut req = RemotingCommand::request(request::HEART_BEAT);
         req.opaque = 7;
         pool.send(&addr, req);
@@ -411,5 +500,65 @@ mod tests {
             Some(NetEvent::Closed { unanswered, .. }) => assert_eq!(unanswered, vec![7]),
             other => panic!("{other:?}"),
         }
+    }
+
+    /// Goal: a connection that takes requests but never answers (half-open: the peer has
+    /// forgotten it) is closed once a request outlives its timeout, its requests are reported
+    /// unanswered, and the next send opens a fresh connection. Method: a server that accepts and
+    /// reads but never writes; the pool's deadline is driven by hand.
+    #[tokio::test]
+    async fn silent_connection_is_closed_after_the_request_timeout() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let (accepted_tx, mut accepted_rx) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            loop {
+                let (mut stream, _) = listener.accept().await.unwrap();
+                let _ = accepted_tx.send(());
+                tokio::spawn(async move {
+                    let mut buf = BytesMut::new();
+                    while stream.read_buf(&mut buf).await.is_ok_and(|n| n > 0) {}
+                });
+            }
+        });
+        let (mut pool, _rx) = Pool::new(Duration::from_secs(3), Duration::from_millis(200));
+        let mut req = RemotingCommand::request(request::HEART_BEAT);
+        req.opaque = 5;
+        pool.send(&addr, req);
+        accepted_rx.recv().await.expect("first connection");
+        let deadline = pool.next_deadline().expect("a request waits");
+        assert!(pool.expire(deadline - Duration::from_millis(1)).is_empty());
+        assert_eq!(pool.addrs().count(), 1);
+        match pool.expire(deadline).as_slice() {
+            [NetEvent::Closed { unanswered, .. }] => assert_eq!(unanswered, &vec![5]),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(pool.addrs().count(), 0);
+        assert!(pool.next_deadline().is_none());
+        let mut req = RemotingCommand::request(request::HEART_BEAT);
+        req.opaque = 6;
+        pool.send(&addr, req);
+        tokio::time::timeout(Duration::from_secs(5), accepted_rx.recv())
+            .await
+            .expect("a second connection in time")
+            .expect("second connection");
+    }
+
+    /// Goal: a long-polling pull waits its suspend time on top of the request timeout before
+    /// the connection is suspected.
+    #[tokio::test]
+    async fn pull_deadline_includes_the_suspend_time() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let (mut pool, _rx) = Pool::new(Duration::from_secs(3), Duration::from_millis(200));
+        let before = Instant::now();
+        let mut req = RemotingCommand::request(request::PULL_MESSAGE);
+        req.opaque = 1;
+        req.ext_fields
+            .insert(SUSPEND_TIMEOUT_KEY.to_owned(), "15000".to_owned());
+        pool.send(&addr, req);
+        let deadline = pool.next_deadline().expect("a request waits");
+        assert!(deadline >= before + Duration::from_millis(15_200));
+        drop(listener);
     }
 }

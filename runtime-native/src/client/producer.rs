@@ -207,12 +207,19 @@ impl Producer {
         let request_timeout = Duration::from_millis(config.client.request_timeout_ms);
         let clock = common.clock.clone();
         let now_ms = clock.now_ms();
-        let owner = Owner::spawn(clock, common.connect_timeout, move |calls| ProducerDriver {
-            core: CoreProducer::new(*config, now_ms),
-            waiting: BTreeMap::new(),
-            checker,
-            calls,
-        });
+        // A send may wait for its answer up to the send timeout, longer than other requests.
+        let answer_timeout = request_timeout.max(Duration::from_millis(config.send_msg_timeout_ms));
+        let owner = Owner::spawn(
+            clock,
+            common.connect_timeout,
+            answer_timeout,
+            move |calls| ProducerDriver {
+                core: CoreProducer::new(*config, now_ms),
+                waiting: BTreeMap::new(),
+                checker,
+                calls,
+            },
+        );
         Ok(Producer {
             state: State::Running {
                 owner,

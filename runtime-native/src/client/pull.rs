@@ -224,11 +224,13 @@ impl PullConsumer {
         }
         core.start(now_ms);
         let connect_timeout = builder.common.connect_timeout;
-        let owner = Owner::spawn(clock, connect_timeout, move |_| PullDriver {
-            core,
-            max_poll,
-            carry: VecDeque::new(),
-            waiters: Vec::new(),
+        let owner = Owner::spawn(clock, connect_timeout, request_timeout, move |_| {
+            PullDriver {
+                core,
+                max_poll,
+                carry: VecDeque::new(),
+                waiters: Vec::new(),
+            }
         });
         Ok(PullConsumer {
             state: State::Running {

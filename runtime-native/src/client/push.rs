@@ -378,6 +378,7 @@ impl PushConsumer {
         };
         let clock = builder.common.clock.clone();
         let now_ms = clock.now_ms();
+        let request_timeout = Duration::from_millis(builder.config.client.request_timeout_ms);
         let mut core = CorePushConsumer::new(builder.config, now_ms);
         for (topic, expression, sql) in &builder.subscriptions {
             if *sql {
@@ -400,14 +401,17 @@ impl PushConsumer {
         };
         let local_offsets = LocalOffsets::default();
         let shared = local_offsets.clone();
-        let owner = Owner::spawn(clock, builder.common.connect_timeout, move |calls| {
-            PushDriver {
+        let owner = Owner::spawn(
+            clock,
+            builder.common.connect_timeout,
+            request_timeout,
+            move |calls| PushDriver {
                 core,
                 dispatcher,
                 calls,
                 local_offsets: shared,
-            }
-        });
+            },
+        );
         Ok(PushConsumer {
             state: State::Running {
                 owner,
