@@ -493,15 +493,21 @@ fn transaction_checker(
     }
 }
 
-/// Waits (bounded) until every acked transaction is resolved, so that the brokers' checks of
-/// undecided ones find a producer of the group alive (the healed phase's producers answer
-/// those a broker could only check after it was healed).
+/// Waits (bounded) until every acked transaction is resolved and every committed one was
+/// delivered (group `g0` takes every tag), so that the brokers' checks find a producer of the
+/// group alive: an undecided one, or one whose END_TRANSACTION was lost (the broker checks it
+/// again). The healed phase's producers answer what a broker could only check once healed.
 async fn settle_transactions(world: &Shared) {
     let end = Instant::now() + Duration::from_millis(scheduled::TRANSACTION_SETTLE_LIMIT_MS);
     while Instant::now() < end {
         let open = {
             let w = lock(world);
-            !w.tx_acked.is_subset(&w.tx_resolved)
+            let delivered = w.delivered.get("g0");
+            w.tx_acked.iter().any(|k| {
+                !w.tx_resolved.contains(k)
+                    || (w.tx_plans.get(k).is_some_and(|p| p.commits())
+                        && !delivered.is_some_and(|d| d.contains(k)))
+            })
         };
         if !open {
             return;
