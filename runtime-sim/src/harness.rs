@@ -29,8 +29,8 @@ use vostok::server::sim_clock;
 use vostok::{BrokerServer, NamesrvServer};
 use vostok_core::broker::BrokerConfig;
 use vostok_core::check::{
-    body_crc, check_report, Delivery, FlushMode, History, QueueRef, ReadBackRecord,
-    SendSpec, TraceDigest, Violation,
+    body_crc, check_report, Delivery, FlushMode, History, QueueRef, ReadBackRecord, SendSpec,
+    TraceDigest, Violation,
 };
 use vostok_core::defects::Defects;
 use vostok_core::message::MessageRecord;
@@ -85,6 +85,9 @@ pub struct RunOptions {
     pub all_faults: bool,
     /// Deliberate defects of the brokers' store (only switchable with the `defects` feature).
     pub defects: vostok_core::defects::Defects,
+    /// Test-only: the history misrecords scheduled and transactional messages (the checkers'
+    /// own test that they bite).
+    pub misrecord: scheduled::Misrecord,
 }
 
 /// Runs `seed` on a fresh OS thread (madsim seeds std's HashMap keys per thread) and returns its
@@ -97,7 +100,7 @@ pub fn run_seed(seed: u64, options: RunOptions) -> SeedReport {
             rt.add_simulator::<SimDisk>();
             rt.set_time_limit(Duration::from_secs(600));
             let swarm = Swarm::draw(seed, options.no_faults, options.all_faults);
-            rt.block_on(scenario(swarm, options.defects))
+            rt.block_on(scenario(swarm, options.defects, options.misrecord))
         })
         .expect("spawn a simulation thread")
         .join();
@@ -187,6 +190,7 @@ struct World {
     tx_resolved: BTreeSet<String>,
     /// Keys of acked transactional sends.
     tx_acked: BTreeSet<String>,
+    misrecord: scheduled::Misrecord,
 }
 
 type Shared = Arc<Mutex<World>>;
@@ -362,7 +366,8 @@ async fn produce(
         return;
     };
     let mut rng = SeededRng::new(swarm.seed ^ 0xabcd ^ ((index as u64) << 20) ^ first as u64);
-    let mut kinds = SeededRng::new(swarm.seed ^ 0x6b69_6e64 ^ ((index as u64) << 20) ^ first as u64);
+    let mut kinds =
+        SeededRng::new(swarm.seed ^ 0x6b69_6e64 ^ ((index as u64) << 20) ^ first as u64);
     for i in first..first + count {
         let key = format!("p{index}-{i}");
         let kind = SendKind::draw(&mut kinds, &swarm.scheduled);
@@ -382,6 +387,7 @@ async fn produce(
             let mut w = lock(&world);
             let op = w.history.next_op();
             let t = now_ms(&w);
+            let late_ms = w.misrecord.due_late_by_ms;
             w.history.send_invoked_spec(
                 t,
                 SendSpec {
@@ -392,7 +398,7 @@ async fn produce(
                     body_crc: body_crc(&body),
                     tag: tag.clone(),
                     order_key: order_key.clone(),
-                    deliver_not_before_ms: kind.delay_ms().map(|d| t + d),
+                    deliver_not_before_ms: kind.delay_ms().map(|d| t + d + late_ms),
                     transaction_id: matches!(kind, SendKind::Transaction(_)).then(|| key.clone()),
                 },
             );
@@ -453,6 +459,7 @@ fn resolve_transaction(world: &Shared, key: &str, committed: bool) {
     let mut w = lock(world);
     if w.tx_resolved.insert(key.to_owned()) {
         let t = now_ms(&w);
+        let committed = committed && !w.misrecord.commit_as_rollback;
         w.history.transaction_resolved(t, key, key, committed);
     }
 }
@@ -460,12 +467,20 @@ fn resolve_transaction(world: &Shared, key: &str, committed: bool) {
 /// The local transaction: the plan of the message's key, recorded before END_TRANSACTION.
 fn transaction_executor(
     world: Shared,
-) -> impl Fn(&Message, &vostok::client::SendResult, Option<&(dyn std::any::Any + Send + Sync)>) -> LocalTransactionState
+) -> impl Fn(
+    &Message,
+    &vostok::client::SendResult,
+    Option<&(dyn std::any::Any + Send + Sync)>,
+) -> LocalTransactionState
        + Send
        + Sync
        + 'static {
     move |message, _stored, _arg| {
-        let key = message.properties.get(KEY_PROPERTY).unwrap_or("").to_owned();
+        let key = message
+            .properties
+            .get(KEY_PROPERTY)
+            .unwrap_or("")
+            .to_owned();
         let plan = lock(&world).tx_plans.get(&key).copied();
         let Some(plan) = plan else {
             return LocalTransactionState::Unknow;
@@ -586,7 +601,7 @@ async fn consume(
 // ---------------------------------------------------------------------------------------------
 // The scenario
 
-async fn scenario(swarm: Swarm, defects: Defects) -> SeedReport {
+async fn scenario(swarm: Swarm, defects: Defects, misrecord: scheduled::Misrecord) -> SeedReport {
     let handle = Handle::current();
     let base_ms = wall_ms();
     let skews: Skews = Arc::default();
@@ -604,6 +619,7 @@ async fn scenario(swarm: Swarm, defects: Defects) -> SeedReport {
         tx_plans: BTreeMap::new(),
         tx_resolved: BTreeSet::new(),
         tx_acked: BTreeSet::new(),
+        misrecord,
     }));
     let mut rng = SeededRng::new(swarm.seed ^ 0x6e65_6d65_7369_7300);
     let mut cluster = build_cluster(&handle, &swarm, defects);

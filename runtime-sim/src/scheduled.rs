@@ -167,3 +167,14 @@ pub fn check_config(swarm: &Swarm, sim_ms: u64) -> CheckConfig {
         ..CheckConfig::default()
     }
 }
+
+/// Test-only: what the history records differs from what the brokers are asked for, so the
+/// checkers see exactly what a broker delivering timers early or delivering rolled-back
+/// messages would produce (the brokers themselves stay correct).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Misrecord {
+    /// Scheduled messages are recorded as due this much later than asked.
+    pub due_late_by_ms: u64,
+    /// Transactions the brokers are told to commit are recorded as rolled back.
+    pub commit_as_rollback: bool,
+}
