@@ -88,6 +88,9 @@ pub struct RunOptions {
     /// Test-only: the history misrecords scheduled and transactional messages (the checkers'
     /// own test that they bite).
     pub misrecord: scheduled::Misrecord,
+    /// Plain messages only (no delay, timer or transactional ones): the workload the store
+    /// defect tests were calibrated on.
+    pub plain_workload: bool,
 }
 
 /// Runs `seed` on a fresh OS thread (madsim seeds std's HashMap keys per thread) and returns its
@@ -99,7 +102,10 @@ pub fn run_seed(seed: u64, options: RunOptions) -> SeedReport {
             let mut rt = Runtime::with_seed_and_config(seed, madsim::Config::default());
             rt.add_simulator::<SimDisk>();
             rt.set_time_limit(Duration::from_secs(600));
-            let swarm = Swarm::draw(seed, options.no_faults, options.all_faults);
+            let mut swarm = Swarm::draw(seed, options.no_faults, options.all_faults);
+            if options.plain_workload {
+                swarm = plain_workload(&swarm);
+            }
             rt.block_on(scenario(swarm, options.defects, options.misrecord))
         })
         .expect("spawn a simulation thread")

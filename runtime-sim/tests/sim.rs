@@ -43,9 +43,12 @@ mod defects {
     /// while the same seed without the defect does not (the full fault swarm also exposes open
     /// findings; those are not the defect).
     fn first_caught(defects: Defects, expected: &[&str]) -> Option<(u64, String)> {
+        // Plain messages only: with scheduled and transactional ones the timing moves and
+        // ack-before-sync is not caught below seed 200 (it is at seed 128 with plain ones).
         let with = RunOptions {
             defects,
             all_faults: true,
+            plain_workload: true,
             ..RunOptions::default()
         };
         let without = RunOptions {
