@@ -22,13 +22,15 @@ use madsim::net::NetSim;
 use madsim::runtime::{Handle, NodeHandle, Runtime};
 use madsim::task::NodeId;
 use madsim::time::Instant;
-use vostok::client::{Clock, ConsumeFromWhere, ConsumeStatus, Message, MessageExt, SendStatus};
+use vostok::client::{
+    Clock, ConsumeFromWhere, ConsumeStatus, LocalTransactionState, Message, MessageExt, SendStatus,
+};
 use vostok::server::sim_clock;
 use vostok::{BrokerServer, NamesrvServer};
 use vostok_core::broker::BrokerConfig;
 use vostok_core::check::{
-    body_crc, check_report, CheckConfig, Delivery, FlushMode, History, QueueRef, ReadBackRecord,
-    SendSpec, TraceDigest, Violation,
+    body_crc, check_report, Delivery, FlushMode, History, QueueRef, ReadBackRecord, SendSpec,
+    TraceDigest, Violation,
 };
 use vostok_core::defects::Defects;
 use vostok_core::message::MessageRecord;
@@ -40,7 +42,8 @@ use vostok_core::store::{
 };
 
 use crate::disk::{CrashMode, SimDisk};
-use crate::swarm::{Fault, Swarm};
+use crate::scheduled::{self, SendKind, TxPlan};
+use crate::swarm::{Fault, ScheduledMix, Swarm};
 
 /// The one topic of the workload.
 const TOPIC: &str = "SimTopic";
@@ -83,6 +86,12 @@ pub struct RunOptions {
     pub all_faults: bool,
     /// Deliberate defects of the brokers' store (only switchable with the `defects` feature).
     pub defects: vostok_core::defects::Defects,
+    /// Test-only: the history misrecords scheduled and transactional messages (the checkers'
+    /// own test that they bite).
+    pub misrecord: scheduled::Misrecord,
+    /// Plain messages only (no delay, timer or transactional ones): the workload the store
+    /// defect tests were calibrated on.
+    pub plain_workload: bool,
 }
 
 /// Runs `seed` on a fresh OS thread (madsim seeds std's HashMap keys per thread) and returns its
@@ -94,8 +103,11 @@ pub fn run_seed(seed: u64, options: RunOptions) -> SeedReport {
             let mut rt = Runtime::with_seed_and_config(seed, madsim::Config::default());
             rt.add_simulator::<SimDisk>();
             rt.set_time_limit(Duration::from_secs(600));
-            let swarm = Swarm::draw(seed, options.no_faults, options.all_faults);
-            rt.block_on(scenario(swarm, options.defects))
+            let mut swarm = Swarm::draw(seed, options.no_faults, options.all_faults);
+            if options.plain_workload {
+                swarm = plain_workload(&swarm);
+            }
+            rt.block_on(scenario(swarm, options.defects, options.misrecord))
         })
         .expect("spawn a simulation thread")
         .join();
@@ -180,6 +192,12 @@ struct World {
     /// Acked keys (key → tag) and, per group, the keys delivered.
     acked: BTreeMap<String, Option<String>>,
     delivered: BTreeMap<String, BTreeSet<String>>,
+    /// Transactional messages: the plan per key, and the keys whose resolution is recorded.
+    tx_plans: BTreeMap<String, TxPlan>,
+    tx_resolved: BTreeSet<String>,
+    /// Keys of acked transactional sends.
+    tx_acked: BTreeSet<String>,
+    misrecord: scheduled::Misrecord,
 }
 
 type Shared = Arc<Mutex<World>>;
@@ -220,6 +238,7 @@ fn broker_config(
         ..BrokerConfig::default()
     };
     config.store = store_config(defects);
+    scheduled::configure_broker(&mut config);
     config
 }
 
@@ -341,28 +360,41 @@ async fn produce(
         .route_refresh_interval(Duration::from_secs(1))
         .heartbeat_interval(Duration::from_secs(2))
         .default_topic_queue_nums(QUEUES_PER_TOPIC as i32);
+    // Every producer is transactional (any member of the group may be asked to check back);
+    // plain, delayed and timer messages go through its ordinary sends.
     let producer = producer
         .namesrv_addr(&namesrvs.join(";"))
-        .build()
+        .build_transactional(
+            transaction_executor(world.clone()),
+            transaction_checker(world.clone()),
+        )
         .expect("a valid producer");
     let Ok(producer) = producer.start().await else {
         return;
     };
     let mut rng = SeededRng::new(swarm.seed ^ 0xabcd ^ ((index as u64) << 20) ^ first as u64);
+    let mut kinds =
+        SeededRng::new(swarm.seed ^ 0x6b69_6e64 ^ ((index as u64) << 20) ^ first as u64);
     for i in first..first + count {
         let key = format!("p{index}-{i}");
+        let kind = SendKind::draw(&mut kinds, &swarm.scheduled);
         let tag = tag_of(&mut rng, &swarm);
-        let ordered = rng.below(100) < swarm.ordered_percent;
+        let ordered = rng.below(100) < swarm.ordered_percent && kind.is_plain();
         let order_key = ordered.then(|| format!("o{}", rng.below(3)));
         let body = format!("body {key} {:016x}", rng.next_u64()).into_bytes();
         let mut message = Message::new(TOPIC, body.clone()).with_property(KEY_PROPERTY, &key);
         if let Some(tag) = &tag {
             message = message.with_tags(tag);
         }
+        let message = kind.apply(message);
+        if let SendKind::Transaction(plan) = kind {
+            lock(&world).tx_plans.insert(key.clone(), plan);
+        }
         let op = {
             let mut w = lock(&world);
             let op = w.history.next_op();
             let t = now_ms(&w);
+            let late_ms = w.misrecord.due_late_by_ms;
             w.history.send_invoked_spec(
                 t,
                 SendSpec {
@@ -373,25 +405,47 @@ async fn produce(
                     body_crc: body_crc(&body),
                     tag: tag.clone(),
                     order_key: order_key.clone(),
-                    deliver_not_before_ms: None,
-                    transaction_id: None,
+                    deliver_not_before_ms: kind.delay_ms().map(|d| t + d + late_ms),
+                    transaction_id: matches!(kind, SendKind::Transaction(_)).then(|| key.clone()),
                 },
             );
             op
         };
-        let result = match &order_key {
-            Some(k) => producer.send_orderly(message, k).await,
-            None => producer.send(message).await,
+        let result = match (&order_key, kind) {
+            (_, SendKind::Transaction(_)) => producer
+                .send_message_in_transaction(message, None)
+                .await
+                .map(|r| r.send_result),
+            (Some(k), _) => producer.producer().send_orderly(message, k).await,
+            (None, _) => producer.producer().send(message).await,
         };
+        if let (SendKind::Transaction(_), Ok(r)) = (kind, &result) {
+            if r.status != SendStatus::SendOk {
+                // The client rolled it back without asking the executor.
+                lock(&world).tx_plans.insert(key.clone(), TxPlan::Rollback);
+                resolve_transaction(&world, &key, false);
+            }
+        }
         {
             let mut w = lock(&world);
             let t = now_ms(&w);
             match result {
                 Ok(r) if r.status == SendStatus::SendOk => {
-                    let queue = QueueRef::new(&r.queue.broker_name, TOPIC, r.queue.queue_id as u32);
+                    let real = QueueRef::new(&r.queue.broker_name, TOPIC, r.queue.queue_id as u32);
+                    let queue = kind.ack_queue(&r.queue.broker_name, real);
                     w.history
                         .send_ok(t, op, queue, r.queue_offset.max(0) as u64, flush);
-                    w.acked.insert(key, tag);
+                    match kind {
+                        SendKind::Transaction(plan) => {
+                            if plan.commits() {
+                                w.acked.insert(key.clone(), tag);
+                            }
+                            w.tx_acked.insert(key);
+                        }
+                        _ => {
+                            w.acked.insert(key, tag);
+                        }
+                    }
                 }
                 Ok(_) => w.history.send_timed_out(t, op),
                 Err(vostok::client::ClientError::NoRoute { .. }) => {
@@ -402,7 +456,86 @@ async fn produce(
         }
         tokio::time::sleep(Duration::from_millis(1 + rng.below(2 * pace_ms + 1))).await;
     }
+    settle_transactions(&world).await;
     producer.shutdown().await;
+}
+
+/// Records the resolution of `key`'s transaction (its id is the key) the first time it is
+/// decided.
+fn resolve_transaction(world: &Shared, key: &str, committed: bool) {
+    let mut w = lock(world);
+    if w.tx_resolved.insert(key.to_owned()) {
+        let t = now_ms(&w);
+        let committed = committed && !w.misrecord.commit_as_rollback;
+        w.history.transaction_resolved(t, key, key, committed);
+    }
+}
+
+/// The local transaction: the plan of the message's key, recorded before END_TRANSACTION.
+fn transaction_executor(
+    world: Shared,
+) -> impl Fn(
+    &Message,
+    &vostok::client::SendResult,
+    Option<&(dyn std::any::Any + Send + Sync)>,
+) -> LocalTransactionState
+       + Send
+       + Sync
+       + 'static {
+    move |message, _stored, _arg| {
+        let key = message
+            .properties
+            .get(KEY_PROPERTY)
+            .unwrap_or("")
+            .to_owned();
+        let plan = lock(&world).tx_plans.get(&key).copied();
+        let Some(plan) = plan else {
+            return LocalTransactionState::Unknow;
+        };
+        let state = plan.first_state();
+        if state != LocalTransactionState::Unknow {
+            resolve_transaction(&world, &key, plan.commits());
+        }
+        state
+    }
+}
+
+/// The check-back: the plan's final decision, recorded before it is sent.
+fn transaction_checker(
+    world: Shared,
+) -> impl Fn(&MessageExt) -> LocalTransactionState + Send + Sync + 'static {
+    move |half| {
+        let key = half.property(KEY_PROPERTY).unwrap_or("").to_owned();
+        let plan = lock(&world).tx_plans.get(&key).copied();
+        let Some(plan) = plan else {
+            return LocalTransactionState::Unknow;
+        };
+        resolve_transaction(&world, &key, plan.commits());
+        plan.final_state()
+    }
+}
+
+/// Waits (bounded) until every acked transaction is resolved and every committed one was
+/// delivered (group `g0` takes every tag), so that the brokers' checks find a producer of the
+/// group alive: an undecided one, or one whose END_TRANSACTION was lost (the broker checks it
+/// again). The healed phase's producers answer what a broker could only check once healed.
+async fn settle_transactions(world: &Shared) {
+    let end = Instant::now() + Duration::from_millis(scheduled::TRANSACTION_SETTLE_LIMIT_MS);
+    while Instant::now() < end {
+        let open = {
+            let w = lock(world);
+            let delivered = w.delivered.get("g0");
+            w.tx_acked.iter().any(|k| {
+                !w.tx_resolved.contains(k)
+                    || (w.tx_plans.get(k).is_some_and(|p| p.commits())
+                        && !delivered.is_some_and(|d| d.contains(k)))
+            })
+        };
+        if !open {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 async fn consume(
@@ -475,7 +608,7 @@ async fn consume(
 // ---------------------------------------------------------------------------------------------
 // The scenario
 
-async fn scenario(swarm: Swarm, defects: Defects) -> SeedReport {
+async fn scenario(swarm: Swarm, defects: Defects, misrecord: scheduled::Misrecord) -> SeedReport {
     let handle = Handle::current();
     let base_ms = wall_ms();
     let skews: Skews = Arc::default();
@@ -490,6 +623,10 @@ async fn scenario(swarm: Swarm, defects: Defects) -> SeedReport {
         start: Instant::now(),
         acked: BTreeMap::new(),
         delivered: BTreeMap::new(),
+        tx_plans: BTreeMap::new(),
+        tx_resolved: BTreeSet::new(),
+        tx_acked: BTreeSet::new(),
+        misrecord,
     }));
     let mut rng = SeededRng::new(swarm.seed ^ 0x6e65_6d65_7369_7300);
     let mut cluster = build_cluster(&handle, &swarm, defects);
@@ -563,7 +700,7 @@ async fn scenario(swarm: Swarm, defects: Defects) -> SeedReport {
     }
 
     // The fault phase.
-    let mut nemesis = Nemesis::new(&cluster, &skews);
+    let mut nemesis = Nemesis::new(&cluster, &skews, swarm.max_clock_offset_ms);
     let fault_end = Instant::now() + Duration::from_millis(swarm.fault_phase_ms);
     while Instant::now() < fault_end {
         let gap = 1 + rng.below(2 * swarm.nemesis_gap_ms);
@@ -591,7 +728,7 @@ async fn scenario(swarm: Swarm, defects: Defects) -> SeedReport {
     for (p, node) in producer_nodes.iter().enumerate() {
         healed_tasks.push(node.spawn(produce(
             world.clone(),
-            swarm.clone(),
+            plain_workload(&swarm),
             p,
             cluster.namesrv_addrs.clone(),
             clock_for(node.id()),
@@ -640,7 +777,7 @@ async fn scenario(swarm: Swarm, defects: Defects) -> SeedReport {
     sim_clock::set_hook(None);
 
     let w = lock(&world);
-    let report = check_report(&w.history, &CheckConfig::default());
+    let report = check_report(&w.history, &scheduled::check_config(&swarm, now_ms(&w)));
     let mut violations = report.violations;
     for line in liveness {
         violations.push(Violation {
@@ -659,6 +796,14 @@ async fn scenario(swarm: Swarm, defects: Defects) -> SeedReport {
         sim_ms: now_ms(&w),
         acked: w.acked.len() as u64,
         deliveries: report.stats.deliveries,
+    }
+}
+
+/// The swarm with plain messages only (the healed phase's liveness sends).
+fn plain_workload(swarm: &Swarm) -> Swarm {
+    Swarm {
+        scheduled: ScheduledMix::NONE,
+        ..swarm.clone()
     }
 }
 
@@ -733,14 +878,27 @@ fn read_back(history: &mut History, t: u64, broker: &str, mem: MemStorage, defec
             return;
         }
     };
-    for queue_id in store.queue_ids(TOPIC) {
-        let min = store.min_offset(TOPIC, queue_id).0;
-        let max = store.max_offset(TOPIC, queue_id).0;
-        let queue = QueueRef::new(broker, TOPIC, queue_id as u32);
+    for topic in std::iter::once(TOPIC).chain(scheduled::WAITING_TOPICS) {
+        read_back_topic(history, t, broker, &store, topic);
+    }
+}
+
+/// Records every queue of `topic` in the read-back.
+fn read_back_topic<S: vostok_core::store::SegmentStorage>(
+    history: &mut History,
+    t: u64,
+    broker: &str,
+    store: &MessageStore<S>,
+    topic: &str,
+) {
+    for queue_id in store.queue_ids(topic) {
+        let min = store.min_offset(topic, queue_id).0;
+        let max = store.max_offset(topic, queue_id).0;
+        let queue = QueueRef::new(broker, topic, queue_id as u32);
         let mut records = Vec::new();
         let mut offset = min;
         while offset < max {
-            let got = store.get(TOPIC, queue_id, QueueOffset(offset), 32, &|_| true);
+            let got = store.get(topic, queue_id, QueueOffset(offset), 32, &|_| true);
             let Ok(got) = got else { break };
             if got.records.is_empty() {
                 break;
@@ -794,10 +952,12 @@ struct Nemesis {
     /// Brokers that saw an I/O error: a broker treats a failed sync as fatal (fsyncgate), so
     /// healing them means an operator's restart.
     disk_failed: BTreeSet<NodeId>,
+    /// Clock offsets stay within ± this (the swarm's).
+    max_clock_offset_ms: u64,
 }
 
 impl Nemesis {
-    fn new(cluster: &Cluster, skews: &Skews) -> Self {
+    fn new(cluster: &Cluster, skews: &Skews, max_clock_offset_ms: u64) -> Self {
         let mut servers = Vec::new();
         for (i, ns) in cluster.namesrvs.iter().enumerate() {
             servers.push((format!("ns-{i}"), ns.id(), false));
@@ -822,6 +982,7 @@ impl Nemesis {
             servers,
             clients,
             disk_failed: BTreeSet::new(),
+            max_clock_offset_ms,
         }
     }
 
@@ -1013,8 +1174,10 @@ impl Nemesis {
             Fault::Clock => {
                 let (name, id) = Self::pick(rng, &self.nodes);
                 let skew = Skew {
-                    offset_ms: rng.below(10_000) as i64 - 5_000,
-                    drift_ppm: rng.below(2_000) as i64 - 1_000,
+                    offset_ms: rng.below(2 * self.max_clock_offset_ms + 1) as i64
+                        - self.max_clock_offset_ms as i64,
+                    drift_ppm: rng.below(2 * scheduled::MAX_DRIFT_PPM) as i64
+                        - scheduled::MAX_DRIFT_PPM as i64,
                 };
                 lock(&self.skews).insert(id, skew);
                 self.record(

@@ -103,6 +103,41 @@ pub struct Swarm {
     pub nemesis_gap_ms: u64,
     /// How long the fault phase lasts (simulated).
     pub fault_phase_ms: u64,
+    /// Delay-level, timer and transactional messages of the workload.
+    pub scheduled: ScheduledMix,
+    /// The largest clock offset (either way) the nemesis gives a node.
+    pub max_clock_offset_ms: u64,
+}
+
+/// The share of the workload's sends that are delayed (level 1–3), timers (1–5 s ahead) or
+/// transactional, drawn from a stream of its own so the other parameters of a seed do not move.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ScheduledMix {
+    pub delay_percent: u64,
+    pub timer_percent: u64,
+    pub transaction_percent: u64,
+}
+
+impl ScheduledMix {
+    /// Plain messages only.
+    pub const NONE: ScheduledMix = ScheduledMix {
+        delay_percent: 0,
+        timer_percent: 0,
+        transaction_percent: 0,
+    };
+
+    /// Draws the mix of `seed` and the nemesis' largest clock offset.
+    fn draw(seed: u64) -> (ScheduledMix, u64) {
+        let mut rng = SeededRng::new(seed ^ 0x5343_4845_4455_4c45);
+        let mut pick = |lo: u64, hi: u64| lo + rng.below(hi - lo + 1);
+        let mix = ScheduledMix {
+            delay_percent: pick(0, 20),
+            timer_percent: pick(0, 20),
+            transaction_percent: pick(0, 30),
+        };
+        let max_clock_offset_ms = pick(0, 5_000);
+        (mix, max_clock_offset_ms)
+    }
 }
 
 impl Swarm {
@@ -148,6 +183,7 @@ impl Swarm {
         }
         let nemesis_gap_ms = pick(300, 2_000);
         let fault_phase_ms = pick(5_000, 15_000);
+        let (scheduled, max_clock_offset_ms) = ScheduledMix::draw(seed);
         Swarm {
             seed,
             namesrvs,
@@ -162,6 +198,8 @@ impl Swarm {
             faults,
             nemesis_gap_ms,
             fault_phase_ms,
+            scheduled,
+            max_clock_offset_ms,
         }
     }
 }
@@ -171,7 +209,7 @@ impl fmt::Display for Swarm {
         let faults: Vec<&str> = self.faults.iter().map(|x| x.name()).collect();
         write!(
             f,
-            "seed={} namesrvs={} brokers={} flush={:?} producers={}x{} ordered={}% tagged={}% groups={}x{} faults=[{}] gap={}ms fault_phase={}ms",
+            "seed={} namesrvs={} brokers={} flush={:?} producers={}x{} ordered={}% tagged={}% groups={}x{} faults=[{}] gap={}ms fault_phase={}ms delay={}% timer={}% tx={}% max_clock_offset={}ms",
             self.seed,
             self.namesrvs,
             self.brokers,
@@ -184,7 +222,11 @@ impl fmt::Display for Swarm {
             self.consumers_per_group,
             faults.join(","),
             self.nemesis_gap_ms,
-            self.fault_phase_ms
+            self.fault_phase_ms,
+            self.scheduled.delay_percent,
+            self.scheduled.timer_percent,
+            self.scheduled.transaction_percent,
+            self.max_clock_offset_ms
         )
     }
 }
