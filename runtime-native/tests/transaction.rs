@@ -6,18 +6,22 @@
 //!
 //! The broker runs with a short `transactionTimeOut` / `transactionCheckInterval` so each test
 //! takes a few seconds. What consumers can see is read broker-side with raw PULL_MESSAGE
-//! requests.
+//! requests, and with the RocketMQ client a push consumer of the topic must receive exactly the
+//! committed messages.
 
 mod common;
 
 use std::any::Any;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rocketmq_client_rust::LocalTransactionState as RmqState;
-use rocketmq_client_rust::TransactionListener;
 use rocketmq_client_rust::TransactionMQProducer;
+use rocketmq_client_rust::{
+    ConsumeConcurrentlyContext, ConsumeConcurrentlyStatus, MQPushConsumer,
+    MessageListenerConcurrently, TransactionListener,
+};
 use rocketmq_model::common::message::message_ext::MessageExt as RmqMessageExt;
 use rocketmq_model::common::message::message_single::Message as RmqMessage;
 use rocketmq_model::common::message::MessageTrait;
@@ -155,6 +159,70 @@ async fn rmq_send(producer: &TransactionMQProducer, topic: &str, body: &str) {
     assert!(result.send_result.is_some(), "{result:?}");
 }
 
+/// Bodies a RocketMQ push consumer received, in arrival order.
+#[derive(Clone, Default)]
+struct Consumed(Arc<Mutex<Vec<String>>>);
+
+impl Consumed {
+    fn sorted(&self) -> Vec<String> {
+        let mut v = self.0.lock().expect("consumed lock").clone();
+        v.sort();
+        v
+    }
+}
+
+impl MessageListenerConcurrently for Consumed {
+    fn consume_message(
+        &self,
+        msgs: &[&RmqMessageExt],
+        _context: &ConsumeConcurrentlyContext,
+    ) -> rocketmq_client_rust::ClientResult<ConsumeConcurrentlyStatus> {
+        for m in msgs {
+            self.0
+                .lock()
+                .expect("consumed lock")
+                .push(String::from_utf8_lossy(m.message.body_slice()).into_owned());
+        }
+        Ok(ConsumeConcurrentlyStatus::ConsumeSuccess)
+    }
+}
+
+/// A RocketMQ push consumer of `topic` from its first offset, recording what it receives.
+async fn start_rmq_consumer(
+    namesrv: &str,
+    topic: &str,
+) -> (rocketmq_client_rust::DefaultMQPushConsumer, Consumed) {
+    let consumed = Consumed::default();
+    let mut consumer = push_consumer_builder(namesrv, &unique("cg_tx")).build();
+    consumer
+        .subscribe(topic, "*")
+        .await
+        .expect("push consumer subscribes");
+    consumer.register_message_listener_concurrently(consumed.clone());
+    consumer.start().await.expect("push consumer starts");
+    (consumer, consumed)
+}
+
+/// Waits until `consumed` holds exactly `expected` (sorted), then a little longer to see that
+/// nothing else arrives.
+async fn assert_consumed(consumed: &Consumed, expected: &[&str]) {
+    let want: Vec<String> = expected.iter().map(|s| s.to_string()).collect();
+    let seen = consumed.clone();
+    let wanted = want.clone();
+    wait_until(
+        "the committed messages are consumed",
+        APPEAR_LIMIT,
+        move || seen.sorted() == wanted,
+    )
+    .await;
+    sleep(Duration::from_millis(TIMEOUT_MS + 2 * INTERVAL_MS)).await;
+    assert_eq!(
+        consumed.sorted(),
+        want,
+        "exactly the committed messages are consumed"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rocketmq_client_commit_is_delivered_and_rollback_never() {
     let broker = start_broker();
@@ -173,7 +241,10 @@ async fn rocketmq_client_commit_is_delivered_and_rollback_never() {
         rmq_send(&producer, &topic, "commit-1").await;
         rmq_send(&producer, &topic, "rollback-1").await;
         wait_visible(&broker.broker_addr, &topic, &["commit-1"]).await;
+        let (mut consumer, consumed) = start_rmq_consumer(&broker.namesrv_addr, &topic).await;
+        assert_consumed(&consumed, &["commit-1"]).await;
         assert_settled(&broker.broker_addr, &topic, &["commit-1"]).await;
+        consumer.shutdown().await;
         assert_eq!(
             checks.load(Ordering::SeqCst),
             0,
@@ -206,7 +277,10 @@ async fn rocketmq_client_unknown_is_settled_by_the_check() {
         sleep(Duration::from_millis(TIMEOUT_MS / 2)).await;
         assert!(block_in_place(|| visible_bodies(&broker.broker_addr, &topic)).is_empty());
         wait_visible(&broker.broker_addr, &topic, &["later-commit-1"]).await;
+        let (mut consumer, consumed) = start_rmq_consumer(&broker.namesrv_addr, &topic).await;
+        assert_consumed(&consumed, &["later-commit-1"]).await;
         assert_settled(&broker.broker_addr, &topic, &["later-commit-1"]).await;
+        consumer.shutdown().await;
         assert!(checks.load(Ordering::SeqCst) >= 2, "both were checked");
         producer.shutdown().await;
     })
