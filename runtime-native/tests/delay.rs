@@ -7,7 +7,6 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use rocketmq_client_rust::{DefaultMQProducer, SendStatus};
@@ -58,48 +57,6 @@ fn max_offsets(broker_addr: &str, topic: &str) -> Vec<i64> {
     (0..4).map(|q| max_offset(&mut conn, topic, q)).collect()
 }
 
-/// The messages now in the topic: (body, properties).
-fn stored(broker_addr: &str, topic: &str) -> Vec<(String, HashMap<String, String>)> {
-    let mut conn = RawConn::connect(broker_addr);
-    let mut out = Vec::new();
-    for queue in 0..4 {
-        let max = max_offset(&mut conn, topic, queue);
-        for record in pull_all(&mut conn, "delay_checker", topic, queue, max) {
-            out.push((
-                String::from_utf8_lossy(&record.body).into_owned(),
-                record.properties.into_iter().collect(),
-            ));
-        }
-    }
-    out.sort_by(|a, b| a.0.cmp(&b.0));
-    out
-}
-
-/// Waits until `body` is in `topic`, asserting it is not there before `not_before` and arrives
-/// by `not_before + TOLERANCE`.
-async fn expect_arrival(broker: &Standalone, topic: &str, body: &str, not_before: Instant) {
-    loop {
-        let now = Instant::now();
-        let present = block_in_place(|| stored(&broker.broker_addr, topic))
-            .iter()
-            .any(|(b, _)| b == body);
-        if present {
-            assert!(
-                now >= not_before,
-                "{body} arrived {:?} early",
-                not_before - now
-            );
-            return;
-        }
-        assert!(
-            now <= not_before + TOLERANCE,
-            "{body} not delivered {:?} after its delay",
-            now - not_before
-        );
-        sleep(Duration::from_millis(50)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delay_levels_arrive_in_time_and_survive_a_restart() {
     let mut broker = block_in_place(Standalone::start);
@@ -116,7 +73,15 @@ async fn delay_levels_arrive_in_time_and_survive_a_restart() {
             [0, 0, 0, 0],
             "nothing is in the topic before its delay"
         );
-        expect_arrival(&broker, topic, "level-1", sent_1s + Duration::from_secs(1)).await;
+        expect_arrival(
+            &broker,
+            topic,
+            4,
+            "level-1",
+            sent_1s + Duration::from_secs(1),
+            TOLERANCE,
+        )
+        .await;
 
         // Restart in the middle of the 5 s delay.
         producer.shutdown().await;
@@ -126,11 +91,19 @@ async fn delay_levels_arrive_in_time_and_survive_a_restart() {
             restarted < sent_5s + Duration::from_secs(5),
             "the restart took too long for the test to mean anything"
         );
-        expect_arrival(&broker, topic, "level-2", sent_5s + Duration::from_secs(5)).await;
+        expect_arrival(
+            &broker,
+            topic,
+            4,
+            "level-2",
+            sent_5s + Duration::from_secs(5),
+            TOLERANCE,
+        )
+        .await;
 
         // Exactly once each after a graceful restart, DELAY gone, the real queue kept.
         sleep(Duration::from_millis(1_200)).await;
-        let messages = block_in_place(|| stored(&broker.broker_addr, topic));
+        let messages = block_in_place(|| stored_messages(&broker.broker_addr, topic, 4));
         let bodies: Vec<&str> = messages.iter().map(|(b, _)| b.as_str()).collect();
         assert_eq!(bodies, ["level-1", "level-2"]);
         for (_, properties) in &messages {

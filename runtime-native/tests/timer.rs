@@ -9,7 +9,6 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rocketmq_client_rust::{DefaultMQProducer, SendStatus};
@@ -37,48 +36,6 @@ fn epoch_ms() -> u64 {
 fn instant_of(deliver_ms: u64) -> Instant {
     let (now, now_ms) = (Instant::now(), epoch_ms());
     now + Duration::from_millis(deliver_ms.saturating_sub(now_ms))
-}
-
-/// The messages now in the topic: (body, properties).
-fn stored(broker_addr: &str, topic: &str) -> Vec<(String, HashMap<String, String>)> {
-    let mut conn = RawConn::connect(broker_addr);
-    let mut out = Vec::new();
-    for queue in 0..QUEUES {
-        let max = max_offset(&mut conn, topic, queue);
-        for record in pull_all(&mut conn, "timer_checker", topic, queue, max) {
-            out.push((
-                String::from_utf8_lossy(&record.body).into_owned(),
-                record.properties.into_iter().collect(),
-            ));
-        }
-    }
-    out.sort_by(|a, b| a.0.cmp(&b.0));
-    out
-}
-
-/// Waits until `body` is in `topic`, asserting it is not there before `not_before` and arrives
-/// by `not_before + TOLERANCE`.
-async fn expect_arrival(broker: &Standalone, topic: &str, body: &str, not_before: Instant) {
-    loop {
-        let now = Instant::now();
-        let present = block_in_place(|| stored(&broker.broker_addr, topic))
-            .iter()
-            .any(|(b, _)| b == body);
-        if present {
-            assert!(
-                now >= not_before,
-                "{body} arrived {:?} early",
-                not_before - now
-            );
-            return;
-        }
-        assert!(
-            now <= not_before + TOLERANCE,
-            "{body} not delivered {:?} after its time",
-            now - not_before
-        );
-        sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// Sends with the RocketMQ client; returns the instant before the send.
@@ -150,7 +107,7 @@ async fn send_timers(broker: &Standalone, topic: &str, run: &str) -> Vec<(String
     due.push((body, before + Duration::from_secs(4)));
     producer.shutdown().await;
 
-    let now = block_in_place(|| stored(&broker.broker_addr, topic));
+    let now = block_in_place(|| stored_messages(&broker.broker_addr, topic, QUEUES));
     assert!(
         now.is_empty(),
         "nothing is in the topic before its time: {now:?}"
@@ -163,10 +120,10 @@ async fn expect_all(broker: &Standalone, topic: &str, due: &[(String, Instant)])
     let mut sorted = due.to_vec();
     sorted.sort_by_key(|(_, at)| *at);
     for (body, at) in &sorted {
-        expect_arrival(broker, topic, body, *at).await;
+        expect_arrival(broker, topic, QUEUES, body, *at, TOLERANCE).await;
     }
     sleep(Duration::from_millis(1_200)).await;
-    let messages = block_in_place(|| stored(&broker.broker_addr, topic));
+    let messages = block_in_place(|| stored_messages(&broker.broker_addr, topic, QUEUES));
     let mut bodies: Vec<&str> = messages.iter().map(|(b, _)| b.as_str()).collect();
     let mut expected: Vec<&str> = due.iter().map(|(b, _)| b.as_str()).collect();
     expected.sort();
@@ -197,7 +154,7 @@ async fn timers_arrive_in_time_across_a_restart() {
         );
         expect_all(&broker, topic, &due).await;
         // Exactly once after a graceful restart.
-        let messages = block_in_place(|| stored(&broker.broker_addr, topic));
+        let messages = block_in_place(|| stored_messages(&broker.broker_addr, topic, QUEUES));
         assert_eq!(messages.len(), due.len(), "{messages:?}");
     };
     if timeout(TEST_TIMEOUT, body).await.is_err() {
@@ -242,7 +199,7 @@ async fn a_past_time_is_immediate_and_a_far_one_refused() {
             .deliver_time_ms(epoch_ms() - 20_000)
             .build_unchecked();
         let before = send_rocketmq(&mut producer, message).await;
-        expect_arrival(&broker, topic, "past", before).await;
+        expect_arrival(&broker, topic, QUEUES, "past", before, TOLERANCE).await;
 
         // RocketMQ's default maximum: 3 days.
         let message = Message::builder()

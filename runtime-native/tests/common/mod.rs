@@ -1081,3 +1081,59 @@ pub fn props_for(seq: usize) -> Vec<(String, String)> {
 const HOST_DISK_NEUTRAL_CONF: &str = "diskMaxUsedSpaceRatio=95\n\
                                       diskSpaceCleanForciblyRatio=100\n\
                                       diskSpaceWarningLevelRatio=100\n";
+
+/// The messages now in `topic`'s first `queues` queues, read with raw pulls: (body, properties),
+/// sorted by body.
+pub fn stored_messages(
+    broker_addr: &str,
+    topic: &str,
+    queues: i32,
+) -> Vec<(String, std::collections::HashMap<String, String>)> {
+    let mut conn = RawConn::connect(broker_addr);
+    let mut out = Vec::new();
+    for queue in 0..queues {
+        let max = max_offset(&mut conn, topic, queue);
+        for record in pull_all(&mut conn, "arrival_checker", topic, queue, max) {
+            out.push((
+                String::from_utf8_lossy(&record.body).into_owned(),
+                record.properties.into_iter().collect(),
+            ));
+        }
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+/// Waits until `body` is in `topic` (its first `queues` queues), asserting it is not there before
+/// `not_before` and arrives by `not_before + tolerance`: a delayed or timer message is never early
+/// and at most `tolerance` late.
+pub async fn expect_arrival(
+    broker: &Standalone,
+    topic: &str,
+    queues: i32,
+    body: &str,
+    not_before: tokio::time::Instant,
+    tolerance: Duration,
+) {
+    loop {
+        let now = tokio::time::Instant::now();
+        let present =
+            tokio::task::block_in_place(|| stored_messages(&broker.broker_addr, topic, queues))
+                .iter()
+                .any(|(b, _)| b == body);
+        if present {
+            assert!(
+                now >= not_before,
+                "{body} arrived {:?} early",
+                not_before - now
+            );
+            return;
+        }
+        assert!(
+            now <= not_before + tolerance,
+            "{body} not delivered {:?} after it was due",
+            now - not_before
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
