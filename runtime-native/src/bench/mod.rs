@@ -634,16 +634,13 @@ async fn produce_on(
         "vs_loopback": Value::Null,
         "rss": probe.as_ref().map_or(Value::Null, RssProbe::to_json),
     });
-    if let Some(c) = &ceiling {
-        let (v, line) = report::versus_loopback(&totals, elapsed, c, args.send.producers);
-        json["loopback"] = c.to_json();
-        json["vs_loopback"] = v;
-        text.extend(c.lines());
-        text.push(line);
-    }
-    if let Some(line) = probe.as_ref().and_then(RssProbe::line) {
-        text.push(line);
-    }
+    append_ceiling_and_rss(
+        &mut json,
+        &mut text,
+        ceiling.as_ref(),
+        (&totals, elapsed, args.send.producers),
+        probe.as_ref(),
+    );
     Ok((json, text))
 }
 
@@ -955,15 +952,34 @@ async fn e2e_on(
         "vs_loopback": Value::Null,
         "rss": probe.as_ref().map_or(Value::Null, RssProbe::to_json),
     });
-    if let Some(c) = &ceiling {
-        let (v, line) = report::versus_loopback(&send_totals, send_elapsed, c, args.send.producers);
+    append_ceiling_and_rss(
+        &mut json,
+        &mut text,
+        ceiling.as_ref(),
+        (&send_totals, send_elapsed, args.send.producers),
+        probe.as_ref(),
+    );
+    Ok((json, text))
+}
+
+/// Adds the loopback ceiling (with the sends as multiples of it) and the broker's memory line to
+/// a produce or e2e report; `sends` is the send totals, their duration and the producers.
+fn append_ceiling_and_rss(
+    json: &mut Value,
+    text: &mut Vec<String>,
+    ceiling: Option<&loopback::Ceiling>,
+    sends: (&stats::Totals, Duration, usize),
+    probe: Option<&RssProbe>,
+) {
+    let (totals, elapsed, producers) = sends;
+    if let Some(c) = ceiling {
+        let (v, line) = report::versus_loopback(totals, elapsed, c, producers);
         json["loopback"] = c.to_json();
         json["vs_loopback"] = v;
         text.extend(c.lines());
         text.push(line);
     }
-    if let Some(line) = probe.as_ref().and_then(RssProbe::line) {
+    if let Some(line) = probe.and_then(RssProbe::line) {
         text.push(line);
     }
-    Ok((json, text))
 }
