@@ -5,6 +5,7 @@ pub mod batch;
 pub mod msg_id;
 pub mod properties;
 pub mod record;
+pub mod record_crc;
 
 pub use batch::{decode_batch, encode_batch, BatchEntry};
 pub use msg_id::{decode_offset_msg_id, offset_msg_id, MsgIdError, UniqKeyGenerator};
@@ -42,6 +43,8 @@ pub mod keys {
     pub const CLUSTER: &str = "CLUSTER";
     pub const MAX_RECONSUME_TIMES: &str = "MAX_RECONSUME_TIMES";
     pub const RECONSUME_TIME: &str = "RECONSUME_TIME";
+    /// The whole-record CRC the store appends last (see [`super::record_crc`]).
+    pub const CRC32: &str = super::record_crc::PROPERTY_CRC32;
 }
 
 /// Java's `String.hashCode` over UTF-16 code units, sign-extended: the ConsumeQueue `tagsCode`.

@@ -115,6 +115,10 @@ pub enum RecordError {
     BadMagic(i32),
     #[error("body CRC mismatch: stored {stored:#x}, computed {computed:#x}")]
     BadCrc { stored: u32, computed: u32 },
+    /// The whole-record CRC of the `__CRC32#` property disagrees with the record's bytes: a
+    /// header field, the topic or a property was damaged (see [`super::record_crc`]).
+    #[error("record CRC (__CRC32#) mismatch: stored {stored:#x}, computed {computed:#x}")]
+    RecordCrcMismatch { stored: u32, computed: u32 },
     #[error("record field {0} is malformed")]
     Malformed(&'static str),
     #[error("topic of {0} bytes is too long")]

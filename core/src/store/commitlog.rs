@@ -52,7 +52,7 @@ use super::{CommitLogOffset, FileRange, SyncRequest};
 use crate::message::record::{
     field_pos, peek_header, MAGIC_BLANK, MAGIC_V1, MAGIC_V2, RECORD_LEN_MIN,
 };
-use crate::message::{sys_flag, MessageRecord, RecordError};
+use crate::message::{record_crc, sys_flag, MessageRecord, RecordError};
 
 /// Size of the end-of-segment BLANK filler, and the space every append leaves free.
 pub const BLANK_FILLER_BYTES: u64 = 8;
@@ -110,16 +110,21 @@ pub fn store_timestamp_pos(sys_flag: i32) -> usize {
 /// ([`MessageRecord::decode`]): `buf` holds exactly the record, TOTALSIZE matches the sum of its
 /// fields, its magic is V1 or V2 and its body CRC is right.
 ///
-/// The body CRC covers neither the topic nor the properties, so their ends are checked too, as
-/// every record this store writes has them: a topic without NUL bytes, and a non-empty property
-/// string ending with its 0x02 separator. A record whose last sector never reached the disk
-/// fails one of these.
+/// The body CRC covers neither the header, the topic nor the properties. A record whose last
+/// property is `__CRC32#` (written with `enabledAppendPropCRC`, see
+/// [`record_crc`](crate::message::record_crc)) has its whole-record CRC verified as well, so a
+/// damaged byte anywhere in it is an error ([`RecordError::RecordCrcMismatch`], or
+/// [`RecordError::Malformed`] for a damaged trailer). Records without one (older data, or the key
+/// off) get the body CRC only. For every record the ends of the topic and properties are checked
+/// too, as every record this store writes has them: a topic without NUL bytes, and a non-empty
+/// property string ending with its 0x02 separator. A record whose last sector never reached the
+/// disk fails one of these.
 pub fn check_record(buf: Bytes) -> Result<MessageRecord, RecordError> {
     check_record_with(buf, true)
 }
 
-/// [`check_record`], with the body CRC check optional (only the deliberate `skip_recovery_crc`
-/// defect turns it off).
+/// [`check_record`], with the body and record CRC checks optional (only the deliberate
+/// `skip_recovery_crc` defect turns them off).
 fn check_record_with(buf: Bytes, check_crc: bool) -> Result<MessageRecord, RecordError> {
     let (total, magic) = peek_header(&buf)?;
     if total as usize != buf.len() {
@@ -140,6 +145,9 @@ fn check_record_with(buf: Bytes, check_crc: bool) -> Result<MessageRecord, Recor
     let properties_len = buf.len().saturating_sub(without_properties);
     if properties_len > 0 && buf.last() != Some(&PROPERTY_SEPARATOR) {
         return Err(RecordError::Malformed("PROPERTIES"));
+    }
+    if check_crc {
+        record_crc::verify(&buf, properties_len)?;
     }
     Ok(record)
 }

@@ -66,7 +66,7 @@ use super::consume_queue::{self, ConsumeQueue, CqUnit};
 use super::index::{IndexConfig, IndexTrust, KeyIndex, QueryResult};
 use super::segment::{SegmentStorage, StorageError};
 use super::{CommitLogOffset, FileRange, QueueOffset, SyncRequest};
-use crate::message::{keys, tag_hash_code, MessageRecord, Properties};
+use crate::message::{keys, record_crc, tag_hash_code, MessageRecord, Properties};
 
 /// A pull returns at most this many record bytes (RocketMQ's
 /// `maxTransferBytesOnMessageInMemory`), yet always at least one record.
@@ -101,6 +101,13 @@ pub struct StoreConfig {
     /// `SCHEDULE_TOPIC_XXXX` gets its delivery time (store time + its level's delay) as the
     /// ConsumeQueue tags code, as RocketMQ stores it.
     pub message_delay_level_ms: Vec<u64>,
+    /// Appends the whole-record CRC property `__CRC32#` to every stored record
+    /// (`enabledAppendPropCRC`, see [`record_crc`](crate::message::record_crc)), so that a
+    /// damaged header field, topic or property is detected like a damaged body. On by default,
+    /// unlike RocketMQ (off): whole-record integrity costs 20 bytes and one CRC per record, and
+    /// without it a flipped offset or key is served silently. Off, records carry no such
+    /// property (one a message brings along is dropped either way).
+    pub append_prop_crc: bool,
     /// Deliberate defects for the simulator's checker tests; always off in production builds
     /// (see [`crate::defects`]).
     pub defects: crate::defects::Defects,
@@ -115,6 +122,7 @@ impl Default for StoreConfig {
             index: IndexConfig::default(),
             corrupted_commitlog: CorruptionPolicy::Refuse,
             message_delay_level_ms: DEFAULT_MESSAGE_DELAY_LEVEL_MS.to_vec(),
+            append_prop_crc: true,
             defects: crate::defects::Defects::NONE,
         }
     }
@@ -908,6 +916,15 @@ impl<S: SegmentStorage> MessageStore<S> {
                 });
             }
         }
+        // A `__CRC32#` the message brings along (a re-put or retry copies its stored properties)
+        // describes other bytes: drop it, and reserve a fresh last one when the key is on.
+        for record in &mut records {
+            if self.config.append_prop_crc {
+                record_crc::reserve(&mut record.properties);
+            } else {
+                record_crc::strip(&mut record.properties);
+            }
+        }
         let lens: Vec<u64> = records.iter().map(|r| r.encoded_len() as u64).collect();
         let total: u64 = lens.iter().sum();
         let placement = self.commitlog.place(total)?;
@@ -931,6 +948,10 @@ impl<S: SegmentStorage> MessageStore<S> {
                     "record encoded to {} bytes, expected {len}",
                     buf.len() - before
                 )));
+            }
+            if self.config.append_prop_crc {
+                // Every field is final now: offsets and the store timestamp were set above.
+                record_crc::seal(&mut buf[before..])?;
             }
             results.push(PutResult {
                 physical_offset: CommitLogOffset(pos),

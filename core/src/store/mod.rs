@@ -13,6 +13,8 @@ pub mod retention;
 pub mod segment;
 
 #[cfg(test)]
+mod record_crc_tests;
+#[cfg(test)]
 mod recovery_tests;
 #[cfg(test)]
 mod tests;

@@ -355,9 +355,16 @@ fn store_put_batch_is_contiguous_in_one_segment() {
     // Goal: a batch lands in one segment, records back to back, queue offsets consecutive.
     // Method: fill most of a segment, then put a batch that only fits in the next one.
     let mut store = open(MemStorage::new(), &small_config());
-    for i in 0..10 {
-        store.put(record("T", 1, &[1; 300], None, i)).unwrap();
+    // Fill the 4096-byte segment past 3700 bytes: how many records that takes depends on the
+    // record size (the `__CRC32#` property adds 20 bytes to each).
+    let mut filled = 0u64;
+    while store.written_offset().0 < 3_700 {
+        store
+            .put(record("T", 1, &[1; 300], None, filled as i64))
+            .unwrap();
+        filled += 1;
     }
+    assert_eq!(store.written_offset().0 / 4096, 0, "still in the first segment");
     let batch: Vec<_> = (0..4)
         .map(|i| record("T", 1, &[2; 200], None, 100 + i))
         .collect();
@@ -372,10 +379,10 @@ fn store_put_batch_is_contiguous_in_one_segment() {
             pair[1].physical_offset.0,
             pair[0].physical_offset.0 + pair[0].size_bytes as u64
         );
-        assert_eq!(pair[1].queue_offset.0, 10 + i as u64 + 1);
+        assert_eq!(pair[1].queue_offset.0, filled + i as u64 + 1);
     }
-    assert_eq!(puts[0].queue_offset, QueueOffset(10));
-    assert_eq!(store.max_offset("T", 1), QueueOffset(14));
+    assert_eq!(puts[0].queue_offset, QueueOffset(filled));
+    assert_eq!(store.max_offset("T", 1), QueueOffset(filled + 4));
     assert!(store.put_batch(Vec::new()).unwrap().is_empty());
 }
 
