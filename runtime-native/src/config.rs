@@ -255,6 +255,12 @@ pub fn parse_broker_conf(file: &str, text: &str) -> Result<BrokerFileConfig, Con
                 b.store.corrupted_commitlog = parse_corruption_policy(&value)
                     .ok_or_else(|| bad("expected refuse or truncate"))?
             }
+            // Whole-record CRC property `__CRC32#` on every stored record. RocketMQ's default
+            // is false; Vostok's is true (see `StoreConfig::append_prop_crc`).
+            "enabledAppendPropCRC" => {
+                b.store.append_prop_crc =
+                    parse_bool(&value).ok_or_else(|| bad("expected true or false"))?
+            }
             "messageDelayLevel" => {
                 b.store.message_delay_level_ms =
                     vostok_core::broker::schedule::parse_message_delay_level(&value)
@@ -539,6 +545,7 @@ flushCommitLogThoroughInterval=2000
 flushCommitLogTimed=false
 flushIntervalConsumeQueue=300
 recoverCorruptedCommitLog=Truncate
+enabledAppendPropCRC=false
 messageDelayLevel=1s 2m 1h 1d
 ";
         let c = parse_broker_conf("broker.conf", text).expect("parses");
@@ -572,6 +579,7 @@ messageDelayLevel=1s 2m 1h 1d
         assert!(!b.flush_commitlog_timed);
         assert_eq!(b.checkpoint_interval_ms, 300);
         assert_eq!(b.store.corrupted_commitlog, CorruptionPolicy::Truncate);
+        assert!(!b.store.append_prop_crc);
         assert_eq!(
             b.store.message_delay_level_ms,
             [1_000, 120_000, 3_600_000, 86_400_000]
@@ -627,6 +635,8 @@ messageDelayLevel=1s 2m 1h 1d
         assert_eq!(c.broker.broker_name, d.broker_name);
         assert_eq!(c.broker.broker_ip1, d.broker_ip1);
         assert_eq!(c.store_path_root_dir, None);
+        // Unlike RocketMQ, records carry the whole-record CRC unless told otherwise.
+        assert!(c.broker.store.append_prop_crc);
     }
 
     #[test]
