@@ -32,7 +32,9 @@ const QUERY_MESSAGE: i32 = 12;
 /// How long the load may take to reach a kill point before the test gives up.
 const LOAD_TIMEOUT: Duration = Duration::from_secs(20);
 /// Properties the broker stamps on every stored message; everything else is the producer's.
-const STAMPED: [&str; 3] = ["CLUSTER", "MSG_REGION", "TRACE_ON"];
+/// `__CRC32#` is the whole-record CRC (`enabledAppendPropCRC`, on by default), which consumers
+/// receive among the properties as RocketMQ's do.
+const STAMPED: [&str; 4] = ["CLUSTER", "MSG_REGION", "TRACE_ON", "__CRC32#"];
 
 /// One message a producer sent (acknowledged or not): what must be stored if it was.
 #[derive(Clone, Debug)]

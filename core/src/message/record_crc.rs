@@ -262,7 +262,11 @@ mod tests {
     /// Goal: a record that already carries `__CRC32#` (anywhere) ends up with exactly one, last.
     #[test]
     fn reserve_replaces_an_existing_trailer() {
-        let mut plain = record(&[("KEYS", "k1"), (PROPERTY_CRC32, "1234567890"), ("TAGS", "t")]);
+        let mut plain = record(&[
+            ("KEYS", "k1"),
+            (PROPERTY_CRC32, "1234567890"),
+            ("TAGS", "t"),
+        ]);
         let bytes = sealed(plain.clone());
         let decoded = MessageRecord::decode(&Bytes::from(bytes.clone()), true).unwrap();
         let names: Vec<&str> = decoded.properties.iter().map(|(k, _)| k).collect();

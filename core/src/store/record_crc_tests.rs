@@ -10,9 +10,7 @@ use super::segment::MemStorage;
 use super::*;
 use crate::message::properties::PROPERTIES_LEN_MAX;
 use crate::message::record::field_pos;
-use crate::message::record_crc::{
-    crc_digits, record_crc, CRC32_RESERVED_LEN, PROPERTY_CRC32,
-};
+use crate::message::record_crc::{crc_digits, record_crc, CRC32_RESERVED_LEN, PROPERTY_CRC32};
 use crate::message::{keys, MessageRecord, Properties, RecordError};
 
 fn host(text: &str) -> SocketAddr {
@@ -76,7 +74,11 @@ fn stored(store: &MessageStore<MemStorage>, put: &PutResult) -> Bytes {
 /// The names of a stored record's properties, in order.
 fn names(bytes: &Bytes) -> Vec<String> {
     let decoded = MessageRecord::decode(bytes, true).expect("decodes");
-    decoded.properties.iter().map(|(k, _)| k.to_owned()).collect()
+    decoded
+        .properties
+        .iter()
+        .map(|(k, _)| k.to_owned())
+        .collect()
 }
 
 /// The `__CRC32#` value a record of these bytes must carry.
@@ -159,7 +161,10 @@ fn a_reput_record_still_carries_exactly_one_correct_crc() {
         .expect("batch");
     for put in &puts {
         let bytes = stored(&store, put);
-        assert_eq!(names(&bytes).last().map(String::as_str), Some(PROPERTY_CRC32));
+        assert_eq!(
+            names(&bytes).last().map(String::as_str),
+            Some(PROPERTY_CRC32)
+        );
         assert_eq!(
             names(&bytes)
                 .iter()
@@ -256,12 +261,15 @@ fn with_the_key_off_records_carry_no_crc_and_old_records_still_pass() {
     assert_eq!(put.size_bytes as usize, plain.encoded_len());
     let bytes = stored(&store, &put);
     assert_eq!(names(&bytes), ["KEYS", "UNIQ_KEY", "TAGS"]);
-    assert_eq!(&bytes[..], &{
-        let mut expected = plain.clone();
-        expected.physical_offset = put.physical_offset.0 as i64;
-        expected.queue_offset = put.queue_offset.0 as i64;
-        expected.encode_to_vec().expect("encodes")
-    }[..]);
+    assert_eq!(
+        &bytes[..],
+        &{
+            let mut expected = plain.clone();
+            expected.physical_offset = put.physical_offset.0 as i64;
+            expected.queue_offset = put.queue_offset.0 as i64;
+            expected.encode_to_vec().expect("encodes")
+        }[..]
+    );
     let brought = store
         .put(record("k1", &[(PROPERTY_CRC32, "1234567890")]))
         .expect("put");
@@ -364,11 +372,18 @@ fn the_skip_recovery_crc_defect_skips_the_record_crc_too() {
             .expect("get");
         let uniq = got.records.first().map(|raw| {
             let decoded = MessageRecord::decode(raw, false).expect("decodes");
-            decoded.properties.get(keys::UNIQ_KEY).unwrap_or("").to_owned()
+            decoded
+                .properties
+                .get(keys::UNIQ_KEY)
+                .unwrap_or("")
+                .to_owned()
         });
         (store.max_offset("TopicCrc", 1), uniq)
     }
-    assert_eq!(scenario(crate::defects::Defects::NONE), (QueueOffset(1), None));
+    assert_eq!(
+        scenario(crate::defects::Defects::NONE),
+        (QueueOffset(1), None)
+    );
     assert_eq!(
         scenario(crate::defects::Defects::NONE.with_skip_recovery_crc(true)),
         (QueueOffset(2), Some("TNIQ-k1".to_owned()))

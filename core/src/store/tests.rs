@@ -364,7 +364,11 @@ fn store_put_batch_is_contiguous_in_one_segment() {
             .unwrap();
         filled += 1;
     }
-    assert_eq!(store.written_offset().0 / 4096, 0, "still in the first segment");
+    assert_eq!(
+        store.written_offset().0 / 4096,
+        0,
+        "still in the first segment"
+    );
     let batch: Vec<_> = (0..4)
         .map(|i| record("T", 1, &[2; 200], None, 100 + i))
         .collect();
