@@ -325,6 +325,11 @@ impl<S: SegmentStorage> Broker<S> {
                 DELIVER_BATCH,
                 &|_| true,
             )?;
+            if let (Some(reason), true) = (&got.damaged, got.records.is_empty()) {
+                // The head record failed its check on every read: tried again shortly, never
+                // passed over.
+                return Err(StoreError::Corrupt(reason.clone()));
+            }
             if got.records.is_empty() {
                 // Removed by retention meanwhile: move on to what is left.
                 self.set_schedule_offset(level, got.next_begin_offset.0.max(offset + 1));

@@ -331,7 +331,12 @@ impl<S: SegmentStorage> Broker<S> {
         }
         self.rebuild_timer_wheel(now_ms)
             .map_err(BrokerError::Store)?;
-        self.timer_catch_up(now_ms).map_err(BrokerError::Store)?;
+        match self.timer_catch_up(now_ms) {
+            // A record of the timer queue that failed its check is entered by a later wake-up
+            // (timer_deliver_due catches up while the queue is ahead of the log).
+            Ok(()) | Err(StoreError::Corrupt(_)) => {}
+            Err(e) => return Err(BrokerError::Store(e)),
+        }
         self.timer.next_deliver_ms = Some(now_ms);
         Ok(())
     }
@@ -456,6 +461,11 @@ impl<S: SegmentStorage> Broker<S> {
             let got = self
                 .store
                 .get(TIMER_TOPIC, 0, QueueOffset(offset), 32, &|_| true)?;
+            if let (Some(reason), true) = (&got.damaged, got.records.is_empty()) {
+                // The record failed its check on every read: entered later, never passed over.
+                self.timer.enqueued_queue_offset = offset;
+                return Err(StoreError::Corrupt(reason.clone()));
+            }
             if got.records.is_empty() {
                 offset = got.next_begin_offset.0.max(offset + 1);
                 continue;
@@ -551,8 +561,11 @@ impl<S: SegmentStorage> Broker<S> {
             let to_timer_topic = record.topic == TIMER_TOPIC;
             let put = self.put_with_delay_routing(record)?;
             if to_timer_topic {
-                // Sent straight to the timer topic: entered like any timer.
-                self.timer_catch_up(now_ms)?;
+                // Sent straight to the timer topic: entered like any timer (or shortly, if
+                // the queue cannot be read now; the message is stored either way).
+                if self.timer_catch_up(now_ms).is_err() {
+                    self.timer.next_deliver_ms = Some(now_ms + RETRY_AFTER_FAILURE_MS);
+                }
             }
             return Ok(put);
         };
@@ -704,10 +717,16 @@ impl<S: SegmentStorage> Broker<S> {
         unit: TimerUnit,
         delivered: &mut bool,
     ) -> Result<(), StoreError> {
-        let Some(bytes) = self
-            .store
-            .read_record(CommitLogOffset(unit.offset_py.max(0) as u64))?
-        else {
+        let offset_py = CommitLogOffset(unit.offset_py.max(0) as u64);
+        let Some(bytes) = self.store.read_record(offset_py)? else {
+            if offset_py >= self.store.min_commitlog_offset() {
+                // Still in the log but it failed its check on every read: delivered by a later
+                // wake-up from this unit, never passed over.
+                return Err(StoreError::Corrupt(format!(
+                    "the timer message at CommitLog offset {} failed its check",
+                    offset_py.0
+                )));
+            }
             // The message is gone (retention): nothing left to deliver.
             return Ok(());
         };

@@ -295,6 +295,10 @@ impl<S: SegmentStorage> Broker<S> {
                     out.push(record);
                 }
             }
+            if let Some(reason) = got.damaged {
+                // Rebuilding without it would forget a transaction: refuse with the reason.
+                return Err(StoreError::Corrupt(reason));
+            }
             if got.next_begin_offset.0 <= offset {
                 break;
             }
