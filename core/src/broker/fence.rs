@@ -37,6 +37,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::Broker;
+use crate::remoting::codes::response;
+use crate::remoting::headers::PullMessageResponseHeader;
+use crate::remoting::RemotingCommand;
 use crate::store::SegmentStorage;
 use crate::ConnId;
 
@@ -205,6 +208,33 @@ impl<S: SegmentStorage> Broker<S> {
             .recovery_fence
             .clamp_commit(topic, queue_id, group, offset);
         self.offsets.commit(topic, group, queue_id, offset);
+    }
+
+    /// PULL_OFFSET_MOVED to the recovered max, as a pull beyond the max offset is answered
+    /// (RocketMQ clients commit `nextBeginOffset` and pull the queue again from there).
+    pub(super) fn fenced_pull_response(
+        &self,
+        req: &RemotingCommand,
+        topic: &str,
+        queue_id: i32,
+        recovered_max: u64,
+    ) -> RemotingCommand {
+        let mut response = RemotingCommand::response_to(
+            req,
+            response::PULL_OFFSET_MOVED,
+            // Core has no log channel: the reason travels in the remark.
+            Some(format!(
+                "OFFSET_BEYOND_RECOVERY_FENCE: the queue recovered up to {recovered_max}"
+            )),
+        );
+        PullMessageResponseHeader {
+            suggest_which_broker_id: 0,
+            next_begin_offset: recovered_max.min(i64::MAX as u64) as i64,
+            min_offset: self.store.min_offset(topic, queue_id).0 as i64,
+            max_offset: self.store.max_offset(topic, queue_id).0 as i64,
+        }
+        .write_to(&mut response);
+        response
     }
 
     /// The recovered max of a queue, for inspection (`None`: the queue did not exist at start).

@@ -21,6 +21,8 @@
 //! * [`schedule`] — delay levels (`SCHEDULE_TOPIC_XXXX`) and their delivery;
 //! * [`timer`] — timer messages at any time (`rmq_sys_wheel_timer`, the timer log and wheel);
 //! * [`transaction`] — half messages, END_TRANSACTION and check-back.
+//! * [`fence`] — after a crash, positions beyond what recovery kept of a queue are sent back to
+//!   its recovered end.
 //!
 //! Persisted state (through the store's [`SegmentStorage`]): `config/topics.json` on every
 //! change, `config/consumerOffsets.json` every [`OFFSET_PERSIST_INTERVAL_MS`] when changed and

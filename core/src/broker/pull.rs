@@ -203,42 +203,45 @@ impl<S: SegmentStorage> Broker<S> {
 
         let max_count = h.max_msg_nums.clamp(1, MAX_PULL_MESSAGES) as u32;
         let requested = QueueOffset(h.queue_offset.max(0) as u64);
-        // The piggy-backed commit is clamped by the fence as it stood before this pull.
+        // A position beyond what recovery kept predates the restart ([`super::fence`]); the
+        // piggy-backed commit is clamped by the fence as it stood before this pull.
         let commit_offset = self.recovery_fence.clamp_commit(
             &h.topic,
             h.queue_id,
             &h.consumer_group,
             h.commit_offset,
         );
-        // A position beyond what recovery kept predates the restart (see [`super::fence`]).
-        let fenced_at = self.recovery_fence.check_pull(
+        let fence_conn = broadcasting.then_some(conn);
+        let fenced = self.recovery_fence.check_pull(
             &h.topic,
             h.queue_id,
             &h.consumer_group,
-            broadcasting.then_some(conn),
+            fence_conn,
             requested.0,
         );
-        let result = match fenced_at {
-            Some(_) => GetResult {
-                status: GetStatus::OffsetOverflowBadly,
-                next_begin_offset: requested,
-                min_offset: self.store.min_offset(&h.topic, h.queue_id),
-                max_offset: self.store.max_offset(&h.topic, h.queue_id),
-                records: Vec::new(),
-            },
-            None => {
-                match self.get_filtered(&h.topic, h.queue_id, requested, max_count, &subscription) {
-                    Ok(r) => r,
-                    Err(e) => {
-                        return Ok(Some(respond(
-                            req,
-                            response::SYSTEM_ERROR,
-                            format!("reading the queue failed: {e}"),
-                        )))
-                    }
-                }
+        if let Some(recovered_max) = fenced {
+            if first && h.sys_flag & pull_sys_flag::COMMIT_OFFSET != 0 && !broadcasting {
+                self.offsets
+                    .commit(&h.topic, &h.consumer_group, h.queue_id, commit_offset);
             }
-        };
+            return Ok(Some(self.fenced_pull_response(
+                req,
+                &h.topic,
+                h.queue_id,
+                recovered_max,
+            )));
+        }
+        let result =
+            match self.get_filtered(&h.topic, h.queue_id, requested, max_count, &subscription) {
+                Ok(r) => r,
+                Err(e) => {
+                    return Ok(Some(respond(
+                        req,
+                        response::SYSTEM_ERROR,
+                        format!("reading the queue failed: {e}"),
+                    )))
+                }
+            };
         let mut result = result;
         let corrupt = if result.status == GetStatus::Found {
             served_prefix(&mut result, requested)
@@ -272,10 +275,6 @@ impl<S: SegmentStorage> Broker<S> {
             GetStatus::OffsetOverflowBadly => {
                 (response::PULL_OFFSET_MOVED, result.max_offset.0 as i64)
             }
-        };
-        let (code, next_begin) = match fenced_at {
-            Some(recovered_max) => (response::PULL_OFFSET_MOVED, recovered_max as i64),
-            None => (code, next_begin),
         };
 
         if first && h.sys_flag & pull_sys_flag::COMMIT_OFFSET != 0 && !broadcasting {
@@ -320,14 +319,11 @@ impl<S: SegmentStorage> Broker<S> {
             }
             response.body = body.freeze();
         } else {
-            response.remark = Some(match (&corrupt, fenced_at) {
+            response.remark = Some(match &corrupt {
                 // Core has no log channel: the reason travels in the remark, which the client
                 // and the simulator's trace record.
-                (Some(reason), _) => reason.clone(),
-                (None, Some(recovered_max)) => format!(
-                    "OFFSET_BEYOND_RECOVERY_FENCE: the queue recovered up to {recovered_max}"
-                ),
-                (None, None) => match result.status {
+                Some(reason) => reason.clone(),
+                None => match result.status {
                     GetStatus::OffsetOverflowOne => "OFFSET_OVERFLOW_ONE",
                     GetStatus::OffsetFoundNull => "OFFSET_FOUND_NULL",
                     GetStatus::NoMessageInQueue => "NO_MESSAGE_IN_QUEUE",
