@@ -175,6 +175,34 @@ impl<S: SegmentStorage> Broker<S> {
 
         let max_count = h.max_msg_nums.clamp(1, MAX_PULL_MESSAGES) as u32;
         let requested = QueueOffset(h.queue_offset.max(0) as u64);
+        // A position beyond what recovery kept predates the restart ([`super::fence`]); the
+        // piggy-backed commit is clamped by the fence as it stood before this pull.
+        let commit_offset = self.recovery_fence.clamp_commit(
+            &h.topic,
+            h.queue_id,
+            &h.consumer_group,
+            h.commit_offset,
+        );
+        let fence_conn = broadcasting.then_some(conn);
+        let fenced = self.recovery_fence.check_pull(
+            &h.topic,
+            h.queue_id,
+            &h.consumer_group,
+            fence_conn,
+            requested.0,
+        );
+        if let Some(recovered_max) = fenced {
+            if first && h.sys_flag & pull_sys_flag::COMMIT_OFFSET != 0 && !broadcasting {
+                self.offsets
+                    .commit(&h.topic, &h.consumer_group, h.queue_id, commit_offset);
+            }
+            return Ok(Some(self.fenced_pull_response(
+                req,
+                &h.topic,
+                h.queue_id,
+                recovered_max,
+            )));
+        }
         let result =
             match self.get_filtered(&h.topic, h.queue_id, requested, max_count, &subscription) {
                 Ok(r) => r,
@@ -223,7 +251,7 @@ impl<S: SegmentStorage> Broker<S> {
 
         if first && h.sys_flag & pull_sys_flag::COMMIT_OFFSET != 0 && !broadcasting {
             self.offsets
-                .commit(&h.topic, &h.consumer_group, h.queue_id, h.commit_offset);
+                .commit(&h.topic, &h.consumer_group, h.queue_id, commit_offset);
         }
 
         if code == response::PULL_NOT_FOUND

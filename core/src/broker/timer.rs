@@ -325,6 +325,7 @@ impl<S: SegmentStorage> Broker<S> {
             self.persist_topics();
         }
         let queue_max = self.store.max_offset(TIMER_TOPIC, 0).0;
+        self.clamp_timer_progress_to_recovered_queue(queue_max)?;
         let has_log = self.timer.store.memory_entries() > 0;
         if !has_log && queue_max == 0 {
             return Ok(());
@@ -338,6 +339,37 @@ impl<S: SegmentStorage> Broker<S> {
             Err(e) => return Err(BrokerError::Store(e)),
         }
         self.timer.next_deliver_ms = Some(now_ms);
+        Ok(())
+    }
+
+    /// After a power loss `timercheck` may count messages of [`TIMER_TOPIC`] that recovery did
+    /// not keep (`lastTimerQueueOffset` beyond the queue's recovered max). New timer messages
+    /// get those queue offsets again and would never be entered, so the checkpoint is lowered
+    /// to the recovered max, and written at once: left ahead, a crash before the next
+    /// checkpoint would make the next start skip what was stored at those offsets meanwhile.
+    /// (The checkpoint holds no CommitLog offset; units pointing past the recovered CommitLog
+    /// end are dropped by [`Self::rebuild_timer_wheel`].)
+    fn clamp_timer_progress_to_recovered_queue(
+        &mut self,
+        queue_max: u64,
+    ) -> Result<(), BrokerError> {
+        let max = queue_max.min(i64::MAX as u64) as i64;
+        let cp = self.timer.persisted;
+        self.timer.enqueued_queue_offset = self.timer.enqueued_queue_offset.min(queue_max);
+        if cp.last_timer_queue_offset <= max && cp.master_timer_queue_offset <= max {
+            return Ok(());
+        }
+        let clamped = TimerCheckpoint {
+            last_timer_queue_offset: cp.last_timer_queue_offset.min(max),
+            master_timer_queue_offset: cp.master_timer_queue_offset.min(max),
+            counter: cp.counter.saturating_add(1),
+            ..cp
+        };
+        self.store
+            .storage_mut()
+            .replace(TIMER_CHECKPOINT_PATH, &clamped.encode())
+            .map_err(StoreError::from)?;
+        self.timer.persisted = clamped;
         Ok(())
     }
 
