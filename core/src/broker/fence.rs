@@ -25,81 +25,129 @@
 //! fence is passed per connection; a clustering group reads each queue through one consumer at
 //! a time and passes it as a group.
 //!
-//! The fence lives in memory only and is rebuilt at every start that follows a crash (the
-//! store's abort marker was found). After a clean close everything written was durable and no
-//! position can be beyond `M`, so there is none: it could only send positions a group took
-//! from the max offset after the start back to re-read.
+//! Who is fenced: every group the broker knew at the crash (its subscription groups, recorded
+//! durably on a group's first heartbeat, and every group with a committed offset), on every
+//! queue (a `%RETRY%G` or `%DLQ%G` queue: group `G` only). A group that appears after the
+//! restart cannot hold an old position and may start anywhere, e.g. at the max offset.
 //!
-//! After a crash that holds too, at worst: a group that starts after the restart at the max
-//! offset (CONSUME_FROM_LAST_OFFSET) or at a timestamp is sent back to `M` and also receives
-//! the messages stored since the restart before its start position. Duplicates, never a loss.
+//! Fences are built at every start that follows a crash (the store's abort marker was found)
+//! and kept in `config/recoveryFence.json` until passed (the file is written at once when
+//! built, then with the consumer offsets when groups pass). A fence outlives restarts: a
+//! consumer that does not pull between two crashes, or across a clean restart, still holds its
+//! position from before the first one, and the second recovery may end above it once new
+//! messages filled the queue; so a fence not passed is carried over, lowered to the new
+//! recovered max if that is lower. After a clean close nothing new is fenced: everything
+//! written was durable.
+//!
+//! ```text
+//! config/recoveryFence.json
+//! {"fences":[{"topic":"TopicA","queueId":0,"group":"G1","offset":3}, …]}
+//! ```
+//!
+//! At worst a fence re-delivers: a known group that starts a queue after the restart from the
+//! max offset (CONSUME_FROM_LAST_OFFSET) or a timestamp is sent back to its fence and also
+//! receives the messages stored since. Never a loss.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::Broker;
+use serde::{Deserialize, Serialize};
+
+use super::{Broker, BrokerError};
 use crate::remoting::codes::response;
 use crate::remoting::headers::PullMessageResponseHeader;
 use crate::remoting::RemotingCommand;
 use crate::store::SegmentStorage;
 use crate::ConnId;
 
-/// The fence of one queue.
-#[derive(Debug)]
-struct QueueFence {
-    /// The queue's max offset right after recovery.
-    recovered_max: u64,
-    /// Groups whose positions on this queue are post-restart positions.
-    passed_groups: BTreeSet<String>,
-    /// (group, connection) pairs of broadcasting consumers that passed.
-    passed_conns: BTreeSet<(String, ConnId)>,
+/// Where the fences that groups have not passed yet are kept across restarts.
+pub const RECOVERY_FENCE_PATH: &str = "config/recoveryFence.json";
+
+/// One persisted fence: `group`'s positions on the queue are trusted only up to `offset`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct FenceEntry {
+    topic: String,
+    queue_id: i32,
+    group: String,
+    offset: u64,
 }
 
-impl QueueFence {
-    fn passed(&self, group: &str, conn: Option<ConnId>) -> bool {
-        self.passed_groups.contains(group)
-            || conn.is_some_and(|c| self.passed_conns.contains(&(group.to_owned(), c)))
-    }
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct FenceFile {
+    fences: Vec<FenceEntry>,
 }
 
-/// Every queue's fence, by (topic, queue id). Queues created after the start have none.
+/// Every fence not passed yet: (topic, queue id) → group → the offset its positions on that
+/// queue are trusted up to.
 #[derive(Debug, Default)]
 pub(super) struct RecoveryFence {
-    queues: BTreeMap<(String, i32), QueueFence>,
+    queues: BTreeMap<(String, i32), BTreeMap<String, u64>>,
+    /// Broadcasting consumers that passed (topic, queue id, group, connection): in memory only.
+    passed_conns: BTreeSet<(String, i32, String, ConnId)>,
+    /// What this start recovered of each queue, for inspection.
+    recovered: BTreeMap<(String, i32), u64>,
+    /// A pass since the file was last written.
+    dirty: bool,
 }
 
 impl RecoveryFence {
-    /// A fence at `recovered_max` for each queue given.
-    pub fn new(queues: impl IntoIterator<Item = ((String, i32), u64)>) -> Self {
-        Self {
-            queues: queues
-                .into_iter()
-                .map(|(key, recovered_max)| {
-                    (
-                        key,
-                        QueueFence {
-                            recovered_max,
-                            passed_groups: BTreeSet::new(),
-                            passed_conns: BTreeSet::new(),
-                        },
-                    )
-                })
-                .collect(),
+    /// The fences persisted by an earlier start (none when there is no file).
+    pub fn load<S: SegmentStorage>(storage: &S) -> Result<Self, BrokerError> {
+        let file: Option<FenceFile> = super::load_json_config(storage, RECOVERY_FENCE_PATH)?;
+        let mut fence = RecoveryFence::default();
+        for e in file.map(|f| f.fences).unwrap_or_default() {
+            let value = fence
+                .queues
+                .entry((e.topic, e.queue_id))
+                .or_default()
+                .entry(e.group)
+                .or_insert(e.offset);
+            *value = (*value).min(e.offset);
         }
+        Ok(fence)
     }
 
-    fn active(
-        &self,
-        topic: &str,
-        queue_id: i32,
-        group: &str,
-        conn: Option<ConnId>,
-    ) -> Option<&QueueFence> {
+    /// After a crash: every group in `groups` gets, on each queue given with its recovered
+    /// max, a fence at that max, or at the lower fence it had not passed since an earlier
+    /// crash. `%RETRY%G` and `%DLQ%G` queues are read by group `G` only.
+    pub fn rebuild(
+        &mut self,
+        queues: impl IntoIterator<Item = ((String, i32), u64)>,
+        groups: &BTreeSet<String>,
+    ) {
+        let older = std::mem::take(&mut self.queues);
+        for (key, recovered_max) in queues {
+            let own_group = key
+                .0
+                .strip_prefix(crate::topic::RETRY_GROUP_TOPIC_PREFIX)
+                .or_else(|| key.0.strip_prefix(crate::topic::DLQ_GROUP_TOPIC_PREFIX));
+            let mut fences: BTreeMap<String, u64> = BTreeMap::new();
+            for group in groups {
+                if own_group.is_some_and(|g| g != group) {
+                    continue;
+                }
+                fences.insert(group.clone(), recovered_max);
+            }
+            for (group, offset) in older.get(&key).into_iter().flatten() {
+                let value = fences.entry(group.clone()).or_insert(recovered_max);
+                *value = (*value).min(*offset);
+            }
+            self.recovered.insert(key.clone(), recovered_max);
+            if !fences.is_empty() {
+                self.queues.insert(key, fences);
+            }
+        }
+        self.dirty = true;
+    }
+
+    fn fence_of(&self, topic: &str, queue_id: i32, group: &str) -> Option<u64> {
         self.queues
-            .get(&(topic.to_owned(), queue_id))
-            .filter(|f| !f.passed(group, conn))
+            .get(&(topic.to_owned(), queue_id))?
+            .get(group)
+            .copied()
     }
 
-    /// A pull of `group` at `offset`: `Some(M)` when it must restart at the recovered max `M`
+    /// A pull of `group` at `offset`: `Some(M)` when it must restart at the fence `M`
     /// (PULL_OFFSET_MOVED), `None` when it may be served. A pull at or below `M` passes the
     /// fence for the group (`conn`: for a broadcasting consumer, only for its connection).
     pub fn check_pull(
@@ -110,51 +158,82 @@ impl RecoveryFence {
         conn: Option<ConnId>,
         offset: u64,
     ) -> Option<u64> {
-        let fence = self.queues.get_mut(&(topic.to_owned(), queue_id))?;
-        if fence.passed(group, conn) {
+        let fence = self.fence_of(topic, queue_id, group)?;
+        if let Some(conn) = conn {
+            let key = (topic.to_owned(), queue_id, group.to_owned(), conn);
+            if self.passed_conns.contains(&key) {
+                return None;
+            }
+            if offset > fence {
+                return Some(fence);
+            }
+            self.passed_conns.insert(key);
             return None;
         }
-        if offset > fence.recovered_max {
-            return Some(fence.recovered_max);
+        if offset > fence {
+            return Some(fence);
         }
-        match conn {
-            Some(conn) => fence.passed_conns.insert((group.to_owned(), conn)),
-            None => fence.passed_groups.insert(group.to_owned()),
-        };
+        self.pass(topic, queue_id, group);
         None
     }
 
-    /// The offset to commit for `group` instead of `offset`: at most the recovered max while
-    /// the group has not passed the fence.
+    /// The offset to commit for `group` instead of `offset`: at most its fence while it has not
+    /// passed it.
     pub fn clamp_commit(&self, topic: &str, queue_id: i32, group: &str, offset: i64) -> i64 {
-        match self.active(topic, queue_id, group, None) {
-            Some(fence) => offset.min(fence.recovered_max.min(i64::MAX as u64) as i64),
+        match self.fence_of(topic, queue_id, group) {
+            Some(fence) => offset.min(fence.min(i64::MAX as u64) as i64),
             None => offset,
         }
     }
 
-    /// The group's positions on the queue are new (the broker reset them).
+    /// The group's positions on the queue are new (it read at or below its fence, or the
+    /// broker reset them).
     pub fn pass(&mut self, topic: &str, queue_id: i32, group: &str) {
-        if let Some(fence) = self.queues.get_mut(&(topic.to_owned(), queue_id)) {
-            fence.passed_groups.insert(group.to_owned());
+        let key = (topic.to_owned(), queue_id);
+        if let Some(groups) = self.queues.get_mut(&key) {
+            if groups.remove(group).is_some() {
+                self.dirty = true;
+            }
+            if groups.is_empty() {
+                self.queues.remove(&key);
+            }
         }
     }
 
     /// A connection closed: its broadcasting passes go with it (a consumer that reconnects is
     /// fenced again, which at worst re-delivers).
     pub fn drop_connection(&mut self, conn: ConnId) {
-        for fence in self.queues.values_mut() {
-            if !fence.passed_conns.is_empty() {
-                fence.passed_conns.retain(|(_, c)| *c != conn);
-            }
+        if !self.passed_conns.is_empty() {
+            self.passed_conns.retain(|(_, _, _, c)| *c != conn);
         }
     }
 
-    /// The recovered max of a queue, `None` when it has no fence.
+    /// What this start recovered of a queue, `None` when it built no fence (a clean start).
     pub fn recovered_max(&self, topic: &str, queue_id: i32) -> Option<u64> {
-        self.queues
-            .get(&(topic.to_owned(), queue_id))
-            .map(|f| f.recovered_max)
+        self.recovered.get(&(topic.to_owned(), queue_id)).copied()
+    }
+
+    /// Passes since the file was last written.
+    pub fn is_dirty(&self) -> bool {
+        self.dirty
+    }
+
+    /// The file's contents; marks the fence clean.
+    pub fn take_json(&mut self) -> Vec<u8> {
+        self.dirty = false;
+        let fences = self
+            .queues
+            .iter()
+            .flat_map(|((topic, queue_id), groups)| {
+                groups.iter().map(move |(group, offset)| FenceEntry {
+                    topic: topic.clone(),
+                    queue_id: *queue_id,
+                    group: group.clone(),
+                    offset: *offset,
+                })
+            })
+            .collect();
+        serde_json::to_vec(&FenceFile { fences }).unwrap_or_default()
     }
 }
 
@@ -162,13 +241,13 @@ impl<S: SegmentStorage> Broker<S> {
     /// The fence of every queue the broker knows right after recovery: every queue of the
     /// store and every read queue of every topic (a queue recovered without any ConsumeQueue is
     /// recovered empty).
-    pub(super) fn build_recovery_fence(&self) -> RecoveryFence {
+    pub(super) fn build_recovery_fence(&mut self) -> Result<RecoveryFence, BrokerError> {
+        let mut fence = RecoveryFence::load(self.store.storage())?;
         if !self.store.recovery_report().abort_marker_found {
-            // The store was closed cleanly (or never opened): everything written was durable,
-            // nothing was lost, and no position can be beyond a queue's end. A fence would
-            // only send positions taken from the max offset after the start
-            // (CONSUME_FROM_LAST_OFFSET) back to re-read.
-            return RecoveryFence::default();
+            // The store was closed cleanly: nothing was lost, so no new fence, but the fences
+            // of an earlier crash that groups have not passed yet still hold (a consumer that
+            // has not pulled since may still hold a position from before it).
+            return Ok(fence);
         }
         let mut keys: BTreeSet<(String, i32)> = BTreeSet::new();
         for topic in self.store.topics() {
@@ -182,10 +261,51 @@ impl<S: SegmentStorage> Broker<S> {
                 keys.insert((name.clone(), queue_id));
             }
         }
-        RecoveryFence::new(keys.into_iter().map(|(topic, queue_id)| {
-            let max = self.store.max_offset(&topic, queue_id).0;
-            ((topic, queue_id), max)
-        }))
+        // The groups that can hold a position from before the crash: every group the broker
+        // knew then (subscription groups are recorded durably on a group's first heartbeat),
+        // and every group with a committed offset. A group that appears after the restart is
+        // not fenced: its positions are all new.
+        let groups: BTreeSet<String> = self
+            .subscription_groups()
+            .keys()
+            .cloned()
+            .chain(self.offsets.groups().map(str::to_owned))
+            .collect();
+        let store = &self.store;
+        fence.rebuild(
+            keys.into_iter().map(|(topic, queue_id)| {
+                let max = store.max_offset(&topic, queue_id).0;
+                ((topic, queue_id), max)
+            }),
+            &groups,
+        );
+        // At once: a second crash before the next period must find these fences.
+        self.persist_fence_to(&mut fence);
+        Ok(fence)
+    }
+
+    /// Writes the fences if a group passed one since the last write.
+    pub(super) fn persist_recovery_fence(&mut self) {
+        let mut fence = std::mem::take(&mut self.recovery_fence);
+        self.persist_fence_to(&mut fence);
+        self.recovery_fence = fence;
+    }
+
+    fn persist_fence_to(&mut self, fence: &mut RecoveryFence) {
+        if !fence.is_dirty() {
+            return;
+        }
+        let json = fence.take_json();
+        if self
+            .store
+            .storage_mut()
+            .replace(RECOVERY_FENCE_PATH, &json)
+            .is_err()
+        {
+            // Kept dirty: the next period retries. Until then a crash falls back to the older
+            // file, whose fences are lower or equal: re-reads, never a skip.
+            fence.dirty = true;
+        }
     }
 
     /// Lowers every committed consumer offset above its queue's recovered max to that max (the

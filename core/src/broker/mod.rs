@@ -340,7 +340,7 @@ impl<S: SegmentStorage> Broker<S> {
             config,
         };
         // Before anything reads or writes a queue: what recovery kept bounds every position.
-        broker.recovery_fence = broker.build_recovery_fence();
+        broker.recovery_fence = broker.build_recovery_fence()?;
         if broker.clamp_offsets_to_recovered_queues() > 0 {
             // At once: left ahead, a crash before the next period would let the next start
             // trust them again once new messages have filled the queue past them.
@@ -513,6 +513,7 @@ impl<S: SegmentStorage> Broker<S> {
         }
         if now_ms >= self.next_offset_persist_ms {
             self.persist_offsets();
+            self.persist_recovery_fence();
             self.next_offset_persist_ms = now_ms + OFFSET_PERSIST_INTERVAL_MS;
         }
         self.schedule_tick(now_ms);
@@ -536,6 +537,7 @@ impl<S: SegmentStorage> Broker<S> {
         }
         self.expire_held_pulls(now_ms, true);
         self.persist_offsets();
+        self.persist_recovery_fence();
         self.persist_delay_offsets_at_shutdown();
         self.persist_timer_at_shutdown();
         self.persist_transaction_progress_at_shutdown();
@@ -563,7 +565,7 @@ impl<S: SegmentStorage> Broker<S> {
         let mut next = u64::MAX;
         // Timers with nothing to do do not wake the driver; once there is work again the
         // (possibly past) instant makes the next `handle_timeout` do it promptly.
-        if self.offsets.is_dirty() {
+        if self.offsets.is_dirty() || self.recovery_fence.is_dirty() {
             next = next.min(self.next_offset_persist_ms);
         }
         if let Some(deadline) = self.flush_deadline_ms() {

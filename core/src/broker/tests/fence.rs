@@ -3,6 +3,7 @@
 //! never make anyone skip the messages stored at those offsets again.
 
 use super::*;
+use crate::broker::fence::RECOVERY_FENCE_PATH;
 use crate::broker::schedule::{DELAY_OFFSET_PATH, SCHEDULE_TOPIC};
 use crate::broker::timer::checkpoint::{TimerCheckpoint, TIMER_CHECKPOINT_PATH};
 use crate::broker::timer::{TimerConfig, TIMER_DELAY_SEC, TIMER_TOPIC};
@@ -115,7 +116,13 @@ fn bodies(h: &Harness, topic: &str, queue_id: i32) -> Vec<String> {
 /// Three durable messages, three more lost with the power; group G1 had pulled all six and
 /// committed 5 (the offsets table is written whole and durably, so it survives).
 fn queue_cut_behind_a_consumer() -> MemStorage {
+    queue_cut_behind_consumers(|_| {})
+}
+
+/// [`queue_cut_behind_a_consumer`], with `before` run on the broker before the cut.
+fn queue_cut_behind_consumers(before: impl FnOnce(&mut Harness)) -> MemStorage {
     let mut h = Harness::new(test_config());
+    before(&mut h);
     for body in ["d0", "d1", "d2"] {
         send(&mut h, "TopicA", body);
     }
@@ -202,6 +209,11 @@ fn a_long_poll_at_the_recovered_end_passes_the_fence() {
 #[test]
 fn a_queue_recovered_empty_sends_stale_positions_to_zero() {
     let mut h = Harness::new(test_config());
+    // The group exists before the cut: it may hold positions from then.
+    assert_eq!(
+        h.call(2, heartbeat("c1", "G1", "TopicA", "*")).code,
+        response::SUCCESS
+    );
     send(&mut h, "TopicA", "lost0");
     send(&mut h, "TopicA", "lost1");
     // The topic table is written at once; the messages never reach the disk.
@@ -221,16 +233,28 @@ fn a_queue_recovered_empty_sends_stale_positions_to_zero() {
 fn a_broadcasting_group_passes_per_consumer() {
     // Each consumer of a broadcasting group keeps its own position: one consumer reading from
     // the recovered end proves nothing about another's.
-    let storage = queue_cut_behind_a_consumer();
-    let mut h = Harness::with_storage(test_config(), storage, T0 + 10_000);
-    for (conn, client) in [(2, "c2"), (3, "c3")] {
+    let broadcasting_heartbeat = |client: &str| {
         let mut hb = heartbeat(client, "GB", "TopicA", "*");
         let body: serde_json::Value = serde_json::from_slice(&hb.body).unwrap();
         let text = serde_json::to_string(&body)
             .unwrap()
             .replace("CLUSTERING", "BROADCASTING");
         hb.body = Bytes::from(text);
-        assert_eq!(h.call(conn, hb).code, response::SUCCESS);
+        hb
+    };
+    // GB's consumers were there before the cut, and come back after it.
+    let storage = queue_cut_behind_consumers(|h| {
+        assert_eq!(
+            h.call(4, broadcasting_heartbeat("c4")).code,
+            response::SUCCESS
+        );
+    });
+    let mut h = Harness::with_storage(test_config(), storage, T0 + 10_000);
+    for (conn, client) in [(2, "c2"), (3, "c3")] {
+        assert_eq!(
+            h.call(conn, broadcasting_heartbeat(client)).code,
+            response::SUCCESS
+        );
     }
     for body in ["n3", "n4", "n5", "n6"] {
         send(&mut h, "TopicA", body);
@@ -518,4 +542,65 @@ fn half_messages_sent_after_a_cut_half_queue_are_checked_and_committed_across_cr
     .write_to(&mut end);
     h.call(2, end);
     assert_eq!(bodies(&h, "TopicA", 1), ["pay"]);
+}
+
+#[test]
+fn a_group_that_appears_after_the_crash_is_not_fenced() {
+    // A group the broker never knew before the crash cannot hold an old position: it may
+    // start at the max offset (CONSUME_FROM_LAST_OFFSET) without being sent back.
+    let storage = queue_cut_behind_a_consumer();
+    let mut h = Harness::with_storage(test_config(), storage, T0 + 10_000);
+    for body in ["n3", "n4", "n5"] {
+        send(&mut h, "TopicA", body);
+    }
+    assert_eq!(pulled_bodies(&pull(&mut h, 3, "GNew", 5)), ["n5"]);
+    // The group that was there is still fenced.
+    assert_eq!(pull(&mut h, 2, "G1", 5).code, response::PULL_OFFSET_MOVED);
+}
+
+#[test]
+fn a_fence_not_passed_holds_across_a_second_crash_and_a_clean_restart() {
+    // Goal: a consumer that does not pull between two crashes keeps its old position; the
+    // second recovery may end above that position (new messages filled the queue), and only
+    // the fence kept from the first crash still sends it back. Method: cut behind G1 (fence
+    // 3), store n3 durably and cut again (recovered max 4 > nothing read by G1 since), then
+    // close cleanly and reopen.
+    let storage = queue_cut_behind_a_consumer();
+    let mut h = Harness::with_storage(test_config(), storage, T0 + 10_000);
+    send(&mut h, "TopicA", "n3");
+    sync_all(&mut h);
+    let storage = power_cut(&h);
+    let mut h = Harness::with_storage(test_config(), storage, T0 + 20_000);
+    assert_eq!(h.broker.recovered_max_offset("TopicA", 0), Some(4));
+    send(&mut h, "TopicA", "n4");
+    sync_all(&mut h);
+    h.broker.shutdown(h.now_ms);
+    let out = h.drain();
+    answer_syncs(&mut h, out);
+    h.broker.store_mut().close_inline().unwrap();
+    let storage = process_crash(&h);
+
+    let mut h = Harness::with_storage(test_config(), storage, T0 + 30_000);
+    // G1 last read up to 5 before the first crash: sent back to 3, not served from 5.
+    let moved = pull(&mut h, 2, "G1", 5);
+    assert_eq!(moved.code, response::PULL_OFFSET_MOVED, "{moved:?}");
+    assert_eq!(next_begin(&moved), Some(3));
+    assert_eq!(pulled_bodies(&pull(&mut h, 2, "G1", 3)), ["n3", "n4"]);
+    // Passed, and the pass is written with the offsets.
+    h.advance_to(h.now_ms + OFFSET_PERSIST_INTERVAL_MS);
+    let saved = h
+        .broker
+        .store()
+        .storage()
+        .read_all(RECOVERY_FENCE_PATH)
+        .unwrap()
+        .unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&saved).unwrap();
+    let fences = json["fences"].as_array().unwrap();
+    assert!(
+        !fences
+            .iter()
+            .any(|f| f["topic"] == "TopicA" && f["queueId"] == 0 && f["group"] == "G1"),
+        "{json}"
+    );
 }
