@@ -67,16 +67,17 @@ impl NodeDisk {
         }
     }
 
-    /// Reads of the byte at `pos` of `path` come back XORed with `mask` until cleared.
-    pub fn flip_on_read(&mut self, path: &str, pos: u64, mask: u8) {
-        self.mem.flip_on_read(path, pos, mask);
+    /// The next `reads` reads of the byte at `pos` of `path` come back XORed with `mask` (until
+    /// then, or until cleared).
+    pub fn flip_on_reads(&mut self, path: &str, pos: u64, mask: u8, reads: u32) {
+        self.mem.flip_on_reads(path, pos, mask, reads);
         self.read_flips.push((path.to_owned(), pos));
     }
 
     /// Reads return the stored bytes again.
     pub fn clear_read_flips(&mut self) {
         for (path, pos) in std::mem::take(&mut self.read_flips) {
-            self.mem.flip_on_read(&path, pos, 0);
+            self.mem.flip_on_reads(&path, pos, 0, 0);
         }
     }
 

@@ -898,7 +898,7 @@ fn read_back_topic<S: vostok_core::store::SegmentStorage>(
         let mut records = Vec::new();
         let mut offset = min;
         while offset < max {
-            let got = store.get(topic, queue_id, QueueOffset(offset), 32, &|_| true);
+            let got = store.get_unverified(topic, queue_id, QueueOffset(offset), 32, &|_| true);
             let Ok(got) = got else { break };
             if got.records.is_empty() {
                 break;
@@ -1140,14 +1140,22 @@ impl Nemesis {
                         return None;
                     }
                     let path = paths[rng.below(paths.len() as u64) as usize].clone();
-                    let synced = d.mem.synced_len(&path).unwrap_or(0);
-                    if synced == 0 {
+                    // Anywhere in what was written, synced or not: pulls read both.
+                    let written = d
+                        .mem
+                        .contents(&path)
+                        .and_then(|c| c.iter().rposition(|b| *b != 0))
+                        .map_or(0, |last| last as u64 + 1);
+                    if written == 0 {
                         return None;
                     }
-                    let pos = rng.below(synced);
+                    let pos = rng.below(written);
                     let mask = 1u8 << rng.below(8);
-                    d.flip_on_read(&path, pos, mask);
-                    Some(format!("{path}@{pos}"))
+                    // A transient fault: the next one to three reads of the byte come back
+                    // wrong, then it reads right again.
+                    let reads = 1 + rng.below(3) as u32;
+                    d.flip_on_reads(&path, pos, mask, reads);
+                    Some(format!("{path}@{pos} x{reads}"))
                 });
                 if let Some(at) = flipped {
                     self.record(world, format!("bitflip-read {name} {at}"));

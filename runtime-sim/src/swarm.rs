@@ -29,7 +29,7 @@ pub enum Fault {
     Pause,
     /// Power cut of a broker: un-synced writes dropped, kept or torn; optionally a flipped byte.
     PowerLoss,
-    /// Reads of some bytes of a broker's CommitLog come back flipped for a while.
+    /// Reads of some bytes of a broker's CommitLog come back flipped, one to three times each.
     BitFlipRead,
     /// Writes fail with EIO for a while.
     WriteEio,

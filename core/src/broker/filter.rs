@@ -92,7 +92,11 @@ impl<S: SegmentStorage> Broker<S> {
             out.records
                 .extend(batch.drain(..).filter(|r| record_matches(selector, r)));
             let examined = next.0.saturating_sub(offset.0);
-            if out.records.len() >= max_count as usize || examined >= PULL_FILTER_UNITS_MIN {
+            // A damaged record ends the pull before it (see MessageStore::get).
+            if out.records.len() >= max_count as usize
+                || examined >= PULL_FILTER_UNITS_MIN
+                || out.damaged.is_some()
+            {
                 break;
             }
             let more = self.store.get(
@@ -102,6 +106,10 @@ impl<S: SegmentStorage> Broker<S> {
                 max_count - out.records.len() as u32,
                 &every,
             )?;
+            if more.damaged.is_some() {
+                out.damaged = more.damaged;
+                next = more.next_begin_offset;
+            }
             if more.status != GetStatus::Found {
                 break;
             }

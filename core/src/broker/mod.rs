@@ -21,6 +21,8 @@
 //! * [`schedule`] — delay levels (`SCHEDULE_TOPIC_XXXX`) and their delivery;
 //! * [`timer`] — timer messages at any time (`rmq_sys_wheel_timer`, the timer log and wheel);
 //! * [`transaction`] — half messages, END_TRANSACTION and check-back.
+//! * [`fence`] — after a crash, positions beyond what recovery kept of a queue are sent back to
+//!   its recovered end.
 //!
 //! Persisted state (through the store's [`SegmentStorage`]): `config/topics.json` on every
 //! change, `config/consumerOffsets.json` every [`OFFSET_PERSIST_INTERVAL_MS`] when changed and
@@ -28,6 +30,7 @@
 //! `timerwheel` (see [`timer`]) and `config/transactionOffset.json` (see [`transaction`]).
 
 mod clients;
+mod fence;
 mod filter;
 pub mod flush;
 mod groups;
@@ -264,6 +267,9 @@ pub struct Broker<S: SegmentStorage> {
     timer: timer::Timer,
     /// Unresolved transactions and their persisted progress ([`transaction`]).
     transactions: transaction::Transactions,
+    /// Queue positions from before this start are not trusted beyond the recovered ends
+    /// ([`fence`]).
+    recovery_fence: fence::RecoveryFence,
     shut_down: bool,
 }
 
@@ -329,12 +335,22 @@ impl<S: SegmentStorage> Broker<S> {
             schedule,
             timer,
             transactions,
+            recovery_fence: fence::RecoveryFence::default(),
             shut_down: false,
             config,
         };
+        // Before anything reads or writes a queue: what recovery kept bounds every position.
+        broker.recovery_fence = broker.build_recovery_fence()?;
+        if broker.clamp_offsets_to_recovered_queues() > 0 {
+            // At once: left ahead, a crash before the next period would let the next start
+            // trust them again once new messages have filled the queue past them.
+            broker.persist_offsets();
+        }
         broker.ensure_system_topics(now_ms);
         broker.init_schedule(now_ms);
+        broker.persist_clamped_delay_offsets()?;
         broker.init_timer(now_ms)?;
+        broker.clamp_transaction_progress_to_recovered_queues()?;
         broker.init_transactions(now_ms)?;
         Ok(broker)
     }
@@ -426,6 +442,7 @@ impl<S: SegmentStorage> Broker<S> {
         let _ = now_ms;
         self.peers.remove(&conn);
         self.held_pulls.drop_connection(conn);
+        self.recovery_fence.drop_connection(conn);
         // Their answers can no longer be delivered; the data stays and is synced anyway.
         self.waiting_sends.retain(|w| w.conn != conn);
         self.remove_connection_registrations(conn);
@@ -496,6 +513,7 @@ impl<S: SegmentStorage> Broker<S> {
         }
         if now_ms >= self.next_offset_persist_ms {
             self.persist_offsets();
+            self.persist_recovery_fence();
             self.next_offset_persist_ms = now_ms + OFFSET_PERSIST_INTERVAL_MS;
         }
         self.schedule_tick(now_ms);
@@ -519,6 +537,7 @@ impl<S: SegmentStorage> Broker<S> {
         }
         self.expire_held_pulls(now_ms, true);
         self.persist_offsets();
+        self.persist_recovery_fence();
         self.persist_delay_offsets_at_shutdown();
         self.persist_timer_at_shutdown();
         self.persist_transaction_progress_at_shutdown();
@@ -546,7 +565,7 @@ impl<S: SegmentStorage> Broker<S> {
         let mut next = u64::MAX;
         // Timers with nothing to do do not wake the driver; once there is work again the
         // (possibly past) instant makes the next `handle_timeout` do it promptly.
-        if self.offsets.is_dirty() {
+        if self.offsets.is_dirty() || self.recovery_fence.is_dirty() {
             next = next.min(self.next_offset_persist_ms);
         }
         if let Some(deadline) = self.flush_deadline_ms() {

@@ -61,8 +61,36 @@ impl ConsumerOffsets {
         }
     }
 
+    /// Lowers every offset above `max(topic, queue id)` to it, marking the table dirty when
+    /// any changed. Returns how many changed.
+    pub fn clamp(&mut self, max: impl Fn(&str, i32) -> u64) -> usize {
+        let mut lowered = 0;
+        for (key, queues) in &mut self.table {
+            // Neither topic nor group names may contain '@' (RocketMQ's name rules).
+            let topic = key.split_once('@').map_or(key.as_str(), |(t, _)| t);
+            for (queue_id, offset) in queues.iter_mut() {
+                let max = max(topic, *queue_id).min(i64::MAX as u64) as i64;
+                if *offset > max {
+                    *offset = max;
+                    lowered += 1;
+                }
+            }
+        }
+        if lowered > 0 {
+            self.dirty = true;
+        }
+        lowered
+    }
+
     pub fn is_dirty(&self) -> bool {
         self.dirty
+    }
+
+    /// Every group with a committed offset.
+    pub fn groups(&self) -> impl Iterator<Item = &str> + '_ {
+        self.table
+            .keys()
+            .filter_map(|key| key.split_once('@').map(|(_, group)| group))
     }
 
     /// The file contents, clearing the dirty mark.
@@ -153,8 +181,7 @@ impl<S: SegmentStorage> Broker<S> {
         req: &RemotingCommand,
     ) -> Result<RemotingCommand, HeaderError> {
         let h = UpdateConsumerOffsetRequestHeader::parse(req)?;
-        self.offsets
-            .commit(&h.topic, &h.consumer_group, h.queue_id, h.commit_offset);
+        self.commit_consumer_offset(&h.topic, &h.consumer_group, h.queue_id, h.commit_offset);
         Ok(RemotingCommand::response_to(req, response::SUCCESS, None))
     }
 

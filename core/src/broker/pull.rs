@@ -15,8 +15,7 @@ use crate::remoting::headers::{
     pull_sys_flag, PullMessageRequestHeader, PullMessageResponseHeader,
 };
 use crate::remoting::{HeaderError, RemotingCommand};
-use crate::store::commitlog::check_record;
-use crate::store::{GetResult, GetStatus, QueueOffset, SegmentStorage};
+use crate::store::{GetStatus, QueueOffset, SegmentStorage};
 use crate::topic::perm;
 use crate::ConnId;
 
@@ -70,33 +69,6 @@ impl HeldPulls {
         });
         taken
     }
-}
-
-/// Verifies each record of a found pull with [`check_record`] (body CRC included) and keeps only
-/// those before the first bad one, so a record whose bytes changed on the medium or on the way
-/// from it is never served. On a bad record `result.next_begin_offset` becomes its queue offset
-/// (the consumer pulls it again later) and the reason is returned.
-fn served_prefix(result: &mut GetResult, requested: QueueOffset) -> Option<String> {
-    let bad = result
-        .records
-        .iter()
-        .enumerate()
-        .find_map(|(i, r)| check_record(r.clone()).err().map(|e| (i, e)))?;
-    let (index, error) = bad;
-    // The queue offset of the bad record: one past the last good record (tag filtering may skip
-    // offsets between records), or the requested offset when the first one is bad.
-    let offset = match index.checked_sub(1) {
-        Some(prev) => check_record(result.records[prev].clone())
-            .map(|r| QueueOffset(r.queue_offset.max(0) as u64 + 1))
-            .unwrap_or(requested),
-        None => requested,
-    };
-    result.records.truncate(index);
-    result.next_begin_offset = offset;
-    Some(format!(
-        "RECORD_CHECK_FAILED: a record from queue offset {} on failed its check: {error}",
-        offset.0
-    ))
 }
 
 fn respond(req: &RemotingCommand, code: i32, remark: impl Into<String>) -> RemotingCommand {
@@ -203,6 +175,34 @@ impl<S: SegmentStorage> Broker<S> {
 
         let max_count = h.max_msg_nums.clamp(1, MAX_PULL_MESSAGES) as u32;
         let requested = QueueOffset(h.queue_offset.max(0) as u64);
+        // A position beyond what recovery kept predates the restart ([`super::fence`]); the
+        // piggy-backed commit is clamped by the fence as it stood before this pull.
+        let commit_offset = self.recovery_fence.clamp_commit(
+            &h.topic,
+            h.queue_id,
+            &h.consumer_group,
+            h.commit_offset,
+        );
+        let fence_conn = broadcasting.then_some(conn);
+        let fenced = self.recovery_fence.check_pull(
+            &h.topic,
+            h.queue_id,
+            &h.consumer_group,
+            fence_conn,
+            requested.0,
+        );
+        if let Some(recovered_max) = fenced {
+            if first && h.sys_flag & pull_sys_flag::COMMIT_OFFSET != 0 && !broadcasting {
+                self.offsets
+                    .commit(&h.topic, &h.consumer_group, h.queue_id, commit_offset);
+            }
+            return Ok(Some(self.fenced_pull_response(
+                req,
+                &h.topic,
+                h.queue_id,
+                recovered_max,
+            )));
+        }
         let result =
             match self.get_filtered(&h.topic, h.queue_id, requested, max_count, &subscription) {
                 Ok(r) => r,
@@ -214,17 +214,17 @@ impl<S: SegmentStorage> Broker<S> {
                     )))
                 }
             };
-        let mut result = result;
-        let corrupt = if result.status == GetStatus::Found {
-            served_prefix(&mut result, requested)
-        } else {
-            None
-        };
+        // The store ends a pull before a record that failed its check on every read, so a
+        // record whose bytes changed on the medium or on the way from it is never served.
+        let corrupt = result
+            .damaged
+            .as_ref()
+            .map(|reason| format!("RECORD_CHECK_FAILED: {reason}"));
         let (code, next_begin) = match result.status {
             // The first record failed its check: nothing to serve. NOT_FOUND with the same
             // offset makes RocketMQ clients pull that offset again (NO_NEW_MSG), and suspending
             // the pull backs them off instead of spinning; the offset never moves past it.
-            GetStatus::Found if result.records.is_empty() => {
+            _ if corrupt.is_some() && result.records.is_empty() => {
                 (response::PULL_NOT_FOUND, h.queue_offset)
             }
             GetStatus::Found => (response::SUCCESS, result.next_begin_offset.0 as i64),
@@ -251,7 +251,7 @@ impl<S: SegmentStorage> Broker<S> {
 
         if first && h.sys_flag & pull_sys_flag::COMMIT_OFFSET != 0 && !broadcasting {
             self.offsets
-                .commit(&h.topic, &h.consumer_group, h.queue_id, h.commit_offset);
+                .commit(&h.topic, &h.consumer_group, h.queue_id, commit_offset);
         }
 
         if code == response::PULL_NOT_FOUND

@@ -99,6 +99,8 @@ impl<S: SegmentStorage> Broker<S> {
         for (queue, offset) in &table {
             self.offsets
                 .commit(&h.topic, &h.group, queue.queue_id, *offset);
+            // Offsets the broker computed now, told to every live consumer: new positions.
+            self.recovery_fence.pass(&h.topic, queue.queue_id, &h.group);
         }
         let body = encode_offset_table(&table);
         for conn in conns {

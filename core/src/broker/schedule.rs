@@ -234,6 +234,29 @@ impl<S: SegmentStorage> Broker<S> {
         self.schedule.next_due_ms = waiting.then_some(now_ms);
     }
 
+    /// Writes `delayOffset.json` at once when [`Self::init_schedule`] lowered a level's offset
+    /// to its queue's recovered max. Left ahead until the next period, a crash meanwhile would
+    /// make the next start skip the delayed messages stored at those offsets since this one
+    /// (the queue would have grown past the stale offset by then).
+    pub(super) fn persist_clamped_delay_offsets(&mut self) -> Result<(), BrokerError> {
+        let lowered = self.schedule.offsets.iter().any(|(level, offset)| {
+            self.schedule
+                .persisted
+                .get(level)
+                .is_some_and(|p| p > offset)
+        });
+        if !lowered {
+            return Ok(());
+        }
+        let json = Schedule::to_json(&self.schedule.offsets);
+        self.store
+            .storage_mut()
+            .replace(DELAY_OFFSET_PATH, &json)
+            .map_err(StoreError::from)?;
+        self.schedule.persisted = self.schedule.offsets.clone();
+        Ok(())
+    }
+
     /// Stores a message, sending it to [`SCHEDULE_TOPIC`] first when its `DELAY` property asks
     /// for a delay level (RocketMQ's `HookUtils.handleScheduleMessage`). Every put of a new
     /// message (sends, CONSUMER_SEND_MSG_BACK retries) goes through here. Returns where it was
@@ -325,6 +348,11 @@ impl<S: SegmentStorage> Broker<S> {
                 DELIVER_BATCH,
                 &|_| true,
             )?;
+            if let (Some(reason), true) = (&got.damaged, got.records.is_empty()) {
+                // The head record failed its check on every read: tried again shortly, never
+                // passed over.
+                return Err(StoreError::Corrupt(reason.clone()));
+            }
             if got.records.is_empty() {
                 // Removed by retention meanwhile: move on to what is left.
                 self.set_schedule_offset(level, got.next_begin_offset.0.max(offset + 1));

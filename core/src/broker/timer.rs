@@ -325,14 +325,51 @@ impl<S: SegmentStorage> Broker<S> {
             self.persist_topics();
         }
         let queue_max = self.store.max_offset(TIMER_TOPIC, 0).0;
+        self.clamp_timer_progress_to_recovered_queue(queue_max)?;
         let has_log = self.timer.store.memory_entries() > 0;
         if !has_log && queue_max == 0 {
             return Ok(());
         }
         self.rebuild_timer_wheel(now_ms)
             .map_err(BrokerError::Store)?;
-        self.timer_catch_up(now_ms).map_err(BrokerError::Store)?;
+        match self.timer_catch_up(now_ms) {
+            // A record of the timer queue that failed its check is entered by a later wake-up
+            // (timer_deliver_due catches up while the queue is ahead of the log).
+            Ok(()) | Err(StoreError::Corrupt(_)) => {}
+            Err(e) => return Err(BrokerError::Store(e)),
+        }
         self.timer.next_deliver_ms = Some(now_ms);
+        Ok(())
+    }
+
+    /// After a power loss `timercheck` may count messages of [`TIMER_TOPIC`] that recovery did
+    /// not keep (`lastTimerQueueOffset` beyond the queue's recovered max). New timer messages
+    /// get those queue offsets again and would never be entered, so the checkpoint is lowered
+    /// to the recovered max, and written at once: left ahead, a crash before the next
+    /// checkpoint would make the next start skip what was stored at those offsets meanwhile.
+    /// (The checkpoint holds no CommitLog offset; units pointing past the recovered CommitLog
+    /// end are dropped by [`Self::rebuild_timer_wheel`].)
+    fn clamp_timer_progress_to_recovered_queue(
+        &mut self,
+        queue_max: u64,
+    ) -> Result<(), BrokerError> {
+        let max = queue_max.min(i64::MAX as u64) as i64;
+        let cp = self.timer.persisted;
+        self.timer.enqueued_queue_offset = self.timer.enqueued_queue_offset.min(queue_max);
+        if cp.last_timer_queue_offset <= max && cp.master_timer_queue_offset <= max {
+            return Ok(());
+        }
+        let clamped = TimerCheckpoint {
+            last_timer_queue_offset: cp.last_timer_queue_offset.min(max),
+            master_timer_queue_offset: cp.master_timer_queue_offset.min(max),
+            counter: cp.counter.saturating_add(1),
+            ..cp
+        };
+        self.store
+            .storage_mut()
+            .replace(TIMER_CHECKPOINT_PATH, &clamped.encode())
+            .map_err(StoreError::from)?;
+        self.timer.persisted = clamped;
         Ok(())
     }
 
@@ -456,6 +493,11 @@ impl<S: SegmentStorage> Broker<S> {
             let got = self
                 .store
                 .get(TIMER_TOPIC, 0, QueueOffset(offset), 32, &|_| true)?;
+            if let (Some(reason), true) = (&got.damaged, got.records.is_empty()) {
+                // The record failed its check on every read: entered later, never passed over.
+                self.timer.enqueued_queue_offset = offset;
+                return Err(StoreError::Corrupt(reason.clone()));
+            }
             if got.records.is_empty() {
                 offset = got.next_begin_offset.0.max(offset + 1);
                 continue;
@@ -551,8 +593,11 @@ impl<S: SegmentStorage> Broker<S> {
             let to_timer_topic = record.topic == TIMER_TOPIC;
             let put = self.put_with_delay_routing(record)?;
             if to_timer_topic {
-                // Sent straight to the timer topic: entered like any timer.
-                self.timer_catch_up(now_ms)?;
+                // Sent straight to the timer topic: entered like any timer (or shortly, if
+                // the queue cannot be read now; the message is stored either way).
+                if self.timer_catch_up(now_ms).is_err() {
+                    self.timer.next_deliver_ms = Some(now_ms + RETRY_AFTER_FAILURE_MS);
+                }
             }
             return Ok(put);
         };
@@ -704,10 +749,16 @@ impl<S: SegmentStorage> Broker<S> {
         unit: TimerUnit,
         delivered: &mut bool,
     ) -> Result<(), StoreError> {
-        let Some(bytes) = self
-            .store
-            .read_record(CommitLogOffset(unit.offset_py.max(0) as u64))?
-        else {
+        let offset_py = CommitLogOffset(unit.offset_py.max(0) as u64);
+        let Some(bytes) = self.store.read_record(offset_py)? else {
+            if offset_py >= self.store.min_commitlog_offset() {
+                // Still in the log but it failed its check on every read: delivered by a later
+                // wake-up from this unit, never passed over.
+                return Err(StoreError::Corrupt(format!(
+                    "the timer message at CommitLog offset {} failed its check",
+                    offset_py.0
+                )));
+            }
             // The message is gone (retention): nothing left to deliver.
             return Ok(());
         };

@@ -277,6 +277,38 @@ impl<S: SegmentStorage> Broker<S> {
         Ok(())
     }
 
+    /// Lowers the persisted progress to the recovered max of the half and op queues and writes
+    /// it at once when it was ahead (a power loss took records it counted). Left ahead, a crash
+    /// before the next period would make the next start skip the half messages stored at those
+    /// offsets since this one. Lowering keeps the file's promise: op records resolving the lost
+    /// halves came after them in the CommitLog and are lost too.
+    pub(super) fn clamp_transaction_progress_to_recovered_queues(
+        &mut self,
+    ) -> Result<(), BrokerError> {
+        let persisted = self.transactions.persisted;
+        let clamped = Progress {
+            half_offset: persisted
+                .half_offset
+                .min(self.store.max_offset(TRANS_HALF_TOPIC, 0).0),
+            op_offset: persisted
+                .op_offset
+                .min(self.store.max_offset(TRANS_OP_HALF_TOPIC, 0).0),
+        };
+        if clamped == persisted {
+            return Ok(());
+        }
+        let json = serde_json::to_vec(&clamped).map_err(|e| BrokerError::CorruptConfig {
+            path: TRANSACTION_OFFSET_PATH.to_owned(),
+            reason: e.to_string(),
+        })?;
+        self.store
+            .storage_mut()
+            .replace(TRANSACTION_OFFSET_PATH, &json)
+            .map_err(StoreError::from)?;
+        self.transactions.persisted = clamped;
+        Ok(())
+    }
+
     /// Every decodable record of queue 0 of `topic` in `[from, to)`.
     fn read_queue(
         &self,
@@ -294,6 +326,10 @@ impl<S: SegmentStorage> Broker<S> {
                 if let Ok(record) = MessageRecord::decode(bytes, false) {
                     out.push(record);
                 }
+            }
+            if let Some(reason) = got.damaged {
+                // Rebuilding without it would forget a transaction: refuse with the reason.
+                return Err(StoreError::Corrupt(reason));
             }
             if got.next_begin_offset.0 <= offset {
                 break;

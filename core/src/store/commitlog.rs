@@ -46,7 +46,7 @@ use std::collections::BTreeMap;
 
 use bytes::Bytes;
 
-use super::message_store::StoreError;
+use super::message_store::{StoreError, READ_ATTEMPTS};
 use super::segment::{SegmentStorage, StorageError, SECTOR_BYTES};
 use super::{CommitLogOffset, FileRange, SyncRequest};
 use crate::message::record::{
@@ -513,37 +513,24 @@ impl CommitLog {
             if pos + BLANK_FILLER_BYTES > len {
                 break Some("segment ends without a BLANK filler".to_string());
             }
-            let path = segment_path(seg);
-            let mut header = [0u8; 8];
-            storage.read_at(&path, pos, &mut header)?;
-            let (total, magic) = peek_header(&header)?;
-            if magic == MAGIC_BLANK && total as u64 == len - pos {
-                cur = seg + len;
-                continue;
+            // A position that fails its check is read again before the log is ended there:
+            // a read that came back wrong once must not cut off durable records.
+            let mut step = ScanStep::Bad(String::new());
+            for _ in 0..READ_ATTEMPTS {
+                step = scan_step(storage, seg, len, cur, plan.skip_body_crc)?;
+                if !matches!(step, ScanStep::Bad(_)) {
+                    break;
+                }
             }
-            if header == [0u8; 8] {
-                break Some(UNWRITTEN.to_string());
-            }
-            if (magic != MAGIC_V1 && magic != MAGIC_V2)
-                || total < MIN_RECORD_BYTES
-                || total as u64 + BLANK_FILLER_BYTES > len - pos
-            {
-                break Some(format!(
-                    "bad header: TOTALSIZE {total}, MAGICCODE {magic:#x}"
-                ));
-            }
-            let mut buf = vec![0u8; total as usize];
-            storage.read_at(&path, pos, &mut buf)?;
-            let record = match check_record_with(Bytes::from(buf), !plan.skip_body_crc) {
-                Ok(record) => record,
-                Err(e) => break Some(e.to_string()),
+            let (total, record) = match step {
+                ScanStep::Blank => {
+                    cur = seg + len;
+                    continue;
+                }
+                ScanStep::Unwritten => break Some(UNWRITTEN.to_string()),
+                ScanStep::Bad(reason) => break Some(reason),
+                ScanStep::Record(total, record) => (total, record),
             };
-            if record.physical_offset != cur as i64 {
-                break Some(format!(
-                    "PHYSICALOFFSET {} at offset {cur}",
-                    record.physical_offset
-                ));
-            }
             match dispatch(storage, cur, total, &record)? {
                 Verdict::Valid => {}
                 Verdict::Invalid(reason) => break Some(reason),
@@ -643,6 +630,60 @@ impl CommitLog {
 
 /// Why a scan stops at zeros: the normal end of the log.
 const UNWRITTEN: &str = "unwritten space";
+
+/// What the recovery scan finds at one position of the log.
+enum ScanStep {
+    /// The BLANK filler that ends a segment.
+    Blank,
+    /// Zeros: never written.
+    Unwritten,
+    /// A verified record of `TOTALSIZE` bytes.
+    Record(u32, MessageRecord),
+    /// Neither: why.
+    Bad(String),
+}
+
+/// Reads and checks the position `cur` of the segment starting at `seg` (`len` bytes).
+fn scan_step<S: SegmentStorage>(
+    storage: &S,
+    seg: u64,
+    len: u64,
+    cur: u64,
+    skip_body_crc: bool,
+) -> Result<ScanStep, StoreError> {
+    let pos = cur - seg;
+    let path = segment_path(seg);
+    let mut header = [0u8; 8];
+    storage.read_at(&path, pos, &mut header)?;
+    let (total, magic) = peek_header(&header)?;
+    if magic == MAGIC_BLANK && total as u64 == len - pos {
+        return Ok(ScanStep::Blank);
+    }
+    if header == [0u8; 8] {
+        return Ok(ScanStep::Unwritten);
+    }
+    if (magic != MAGIC_V1 && magic != MAGIC_V2)
+        || total < MIN_RECORD_BYTES
+        || total as u64 + BLANK_FILLER_BYTES > len - pos
+    {
+        return Ok(ScanStep::Bad(format!(
+            "bad header: TOTALSIZE {total}, MAGICCODE {magic:#x}"
+        )));
+    }
+    let mut buf = vec![0u8; total as usize];
+    storage.read_at(&path, pos, &mut buf)?;
+    let record = match check_record_with(Bytes::from(buf), !skip_body_crc) {
+        Ok(record) => record,
+        Err(e) => return Ok(ScanStep::Bad(e.to_string())),
+    };
+    if record.physical_offset != cur as i64 {
+        return Ok(ScanStep::Bad(format!(
+            "PHYSICALOFFSET {} at offset {cur}",
+            record.physical_offset
+        )));
+    }
+    Ok(ScanStep::Record(total, record))
+}
 
 /// The first valid record after the bad position `bad`: in the rest of its segment (up to the
 /// last non-zero byte before a zero chunk), else at the start of a later segment.

@@ -277,7 +277,16 @@ pub struct GetResult {
     pub max_offset: QueueOffset,
     /// Stored records, verbatim.
     pub records: Vec<Bytes>,
+    /// Why the record at `next_begin_offset` was not served: it failed its check on every one of
+    /// [`READ_ATTEMPTS`] reads ([`MessageStore::get`] stops before it; the reader tries again
+    /// later and never moves past it).
+    pub damaged: Option<String>,
 }
+
+/// How many times a record that fails its check is read before it is reported damaged. A read
+/// that comes back wrong once (a flaky cable or controller) is read right again; bytes damaged
+/// on the medium stay damaged.
+pub const READ_ATTEMPTS: u32 = 4;
 
 /// The storage engine: one CommitLog and a ConsumeQueue per (topic, queue id), over a
 /// [`SegmentStorage`].
@@ -1070,6 +1079,12 @@ impl<S: SegmentStorage> MessageStore<S> {
     /// Up to `max_count` records from `offset` whose tags code passes `filter` (REMOTING.md
     /// §6.10). At most [`PULL_MAX_BYTES`] of records but always at least one;
     /// `next_begin_offset` points past every unit examined, matched or not.
+    ///
+    /// Every record served is verified first ([`commitlog::check_record`]: body CRC, the whole-record CRC
+    /// property when present, layout) and must be the record its ConsumeQueue unit names: same
+    /// topic, queue id, queue offset, CommitLog offset and size. A record that fails is read
+    /// again, up to [`READ_ATTEMPTS`] reads; if it still fails, the result ends before it with
+    /// `damaged` set and `next_begin_offset` at its queue offset, so no reader ever skips it.
     pub fn get(
         &self,
         topic: &str,
@@ -1077,6 +1092,74 @@ impl<S: SegmentStorage> MessageStore<S> {
         offset: QueueOffset,
         max_count: u32,
         filter: &dyn Fn(i64) -> bool,
+    ) -> Result<GetResult, StoreError> {
+        self.get_with(topic, queue_id, offset, max_count, filter, true)
+    }
+
+    /// [`MessageStore::get`] without the verification: the stored bytes as they are, for
+    /// forensic read-backs that judge the records themselves.
+    pub fn get_unverified(
+        &self,
+        topic: &str,
+        queue_id: i32,
+        offset: QueueOffset,
+        max_count: u32,
+        filter: &dyn Fn(i64) -> bool,
+    ) -> Result<GetResult, StoreError> {
+        self.get_with(topic, queue_id, offset, max_count, filter, false)
+    }
+
+    /// The record a ConsumeQueue unit points at, verified (see [`MessageStore::get`]).
+    /// `Ok(Err(reason))`: it failed its check on every read.
+    fn read_verified(
+        &self,
+        topic: &str,
+        queue_id: i32,
+        queue_offset: u64,
+        unit: &CqUnit,
+    ) -> Result<Result<Bytes, String>, StoreError> {
+        let mut reason = String::new();
+        for _ in 0..READ_ATTEMPTS {
+            let bytes = Bytes::from(self.commitlog.read(
+                &self.storage,
+                unit.commitlog_offset as u64,
+                unit.size_bytes as u64,
+            )?);
+            match commitlog::check_record(bytes.clone()) {
+                Ok(record)
+                    if record.topic == topic
+                        && record.queue_id == queue_id
+                        && record.queue_offset == queue_offset as i64
+                        && record.physical_offset == unit.commitlog_offset =>
+                {
+                    return Ok(Ok(bytes));
+                }
+                Ok(record) => {
+                    reason = format!(
+                        "the record at CommitLog offset {} is {}/{}@{} (physical offset {})",
+                        unit.commitlog_offset,
+                        record.topic,
+                        record.queue_id,
+                        record.queue_offset,
+                        record.physical_offset
+                    );
+                }
+                Err(e) => reason = e.to_string(),
+            }
+        }
+        Ok(Err(format!(
+            "{topic}/{queue_id}@{queue_offset} failed its check on {READ_ATTEMPTS} reads: {reason}"
+        )))
+    }
+
+    fn get_with(
+        &self,
+        topic: &str,
+        queue_id: i32,
+        offset: QueueOffset,
+        max_count: u32,
+        filter: &dyn Fn(i64) -> bool,
+        verify: bool,
     ) -> Result<GetResult, StoreError> {
         let (min, max) = match self.queue(topic, queue_id) {
             Some(queue) => (queue.min_offset().0, queue.max_offset().0),
@@ -1088,6 +1171,7 @@ impl<S: SegmentStorage> MessageStore<S> {
             min_offset: QueueOffset(min),
             max_offset: QueueOffset(max),
             records: Vec::new(),
+            damaged: None,
         };
         let offset = offset.0;
         if max == 0 {
@@ -1123,16 +1207,29 @@ impl<S: SegmentStorage> MessageStore<S> {
                     break 'scan;
                 }
                 if filter(unit.tags_code) {
-                    let bytes =
-                        self.commitlog
-                            .read(&self.storage, unit.commitlog_offset as u64, size)?;
-                    if bytes.get(..4) != Some(&(unit.size_bytes).to_be_bytes()[..]) {
-                        return Err(StoreError::Corrupt(format!(
-                            "{topic}/{queue_id} unit {next} points at no record"
-                        )));
-                    }
+                    let bytes = if verify {
+                        match self.read_verified(topic, queue_id, next, &unit)? {
+                            Ok(bytes) => bytes,
+                            Err(reason) => {
+                                out.damaged = Some(reason);
+                                break 'scan;
+                            }
+                        }
+                    } else {
+                        let bytes = self.commitlog.read(
+                            &self.storage,
+                            unit.commitlog_offset as u64,
+                            size,
+                        )?;
+                        if bytes.get(..4) != Some(&(unit.size_bytes).to_be_bytes()[..]) {
+                            return Err(StoreError::Corrupt(format!(
+                                "{topic}/{queue_id} unit {next} points at no record"
+                            )));
+                        }
+                        Bytes::from(bytes)
+                    };
                     total_bytes += size;
-                    out.records.push(Bytes::from(bytes));
+                    out.records.push(bytes);
                     out.status = GetStatus::Found;
                 }
                 next += 1;
@@ -1270,12 +1367,18 @@ impl<S: SegmentStorage> MessageStore<S> {
     }
 
     /// The record at a CommitLog offset (VIEW_MESSAGE_BY_ID, send-back); `None` when no valid
-    /// record starts there.
+    /// record starts there. A record that fails its check is read again, up to
+    /// [`READ_ATTEMPTS`] reads, before `None` is believed.
     pub fn read_record(&self, offset: CommitLogOffset) -> Result<Option<Bytes>, StoreError> {
-        Ok(self
-            .commitlog
-            .read_record(&self.storage, offset.0)?
-            .map(Bytes::from))
+        for _ in 0..READ_ATTEMPTS {
+            if let Some(bytes) = self.commitlog.read_record(&self.storage, offset.0)? {
+                return Ok(Some(Bytes::from(bytes)));
+            }
+            if offset < self.min_commitlog_offset() || offset >= self.written_offset() {
+                break;
+            }
+        }
+        Ok(None)
     }
 
     /// QUERY_MESSAGE: up to `max_num` records of `topic` indexed under `key` (a KEYS token or the

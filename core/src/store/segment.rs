@@ -28,7 +28,7 @@
 //!
 //! Media faults are separate: [`MemStorage::flip_bit`] damages stored bytes and
 //! [`MemStorage::flip_on_read`] makes reads of one byte come back damaged while the stored byte
-//! stays intact.
+//! stays intact, on every read or ([`MemStorage::flip_on_reads`]) on the next few only.
 
 use crate::rng::SeededRng;
 
@@ -94,8 +94,27 @@ pub struct MemStorage {
     files: std::collections::BTreeMap<String, MemFile>,
     /// Injected disk-full and I/O failures (see [`MemFaults`]).
     faults: MemFaults,
-    /// Read faults: (path, byte position) → XOR mask applied to that byte on every read.
-    read_flips: std::collections::BTreeMap<(String, u64), u8>,
+    /// Read faults: (path, byte position) → XOR mask applied to that byte on reads.
+    read_flips: std::collections::BTreeMap<(String, u64), ReadFlip>,
+}
+
+/// One read fault: the mask, and how many more reads it damages (`u32::MAX`: every read). The
+/// count is atomic because reads take `&self`.
+#[derive(Debug)]
+struct ReadFlip {
+    mask: u8,
+    reads_left: std::sync::atomic::AtomicU32,
+}
+
+impl Clone for ReadFlip {
+    fn clone(&self) -> Self {
+        ReadFlip {
+            mask: self.mask,
+            reads_left: std::sync::atomic::AtomicU32::new(
+                self.reads_left.load(std::sync::atomic::Ordering::Relaxed),
+            ),
+        }
+    }
 }
 
 /// The operations a [`MemStorage`] fault can be injected into.
@@ -227,7 +246,24 @@ impl MemStorage {
     /// From now on every read of the byte at `pos` of `path` returns it XORed with `mask`, while
     /// the stored byte stays intact (a flaky cable or controller). Cleared by a power loss.
     pub fn flip_on_read(&mut self, path: &str, pos: u64, mask: u8) {
-        self.read_flips.insert((path.to_string(), pos), mask);
+        self.flip_on_reads(path, pos, mask, u32::MAX);
+    }
+
+    /// Only the next `reads` reads covering the byte at `pos` of `path` return it XORed with
+    /// `mask` (a transient fault: reading again gives the stored byte).
+    pub fn flip_on_reads(&mut self, path: &str, pos: u64, mask: u8, reads: u32) {
+        let key = (path.to_string(), pos);
+        if mask == 0 || reads == 0 {
+            self.read_flips.remove(&key);
+            return;
+        }
+        self.read_flips.insert(
+            key,
+            ReadFlip {
+                mask,
+                reads_left: std::sync::atomic::AtomicU32::new(reads),
+            },
+        );
     }
 
     fn file(&self, path: &str) -> Result<&MemFile, StorageError> {
@@ -332,8 +368,16 @@ impl SegmentStorage for MemStorage {
         buf.copy_from_slice(&file.data[start as usize..end as usize]);
         if !self.read_flips.is_empty() {
             let range = (path.to_string(), start)..(path.to_string(), end);
-            for ((_, at), mask) in self.read_flips.range(range) {
-                buf[(at - start) as usize] ^= mask;
+            for ((_, at), flip) in self.read_flips.range(range) {
+                let left = flip.reads_left.load(std::sync::atomic::Ordering::Relaxed);
+                if left == 0 {
+                    continue;
+                }
+                if left != u32::MAX {
+                    flip.reads_left
+                        .store(left - 1, std::sync::atomic::Ordering::Relaxed);
+                }
+                buf[(at - start) as usize] ^= flip.mask;
             }
         }
         Ok(())

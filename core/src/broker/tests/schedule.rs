@@ -464,3 +464,40 @@ fn send_back_retries_wait_for_their_delay_level() {
     assert_eq!(retried[0].0.reconsume_times, 1);
     assert_eq!(retried[0].0.properties.get(keys::DELAY), None);
 }
+
+#[test]
+fn a_damaged_head_waits_for_a_good_read_and_is_never_passed_over() {
+    // Goal: a delayed message whose stored bytes read back wrong is neither delivered damaged
+    // nor skipped: its level waits, and delivers it, then the rest in order, once it reads
+    // right. Method: two level-2 (5 s) messages; every read of a body byte of the first comes
+    // back flipped until the fault is cleared.
+    let mut h = Harness::new(test_config());
+    for i in 0..2u64 {
+        h.now_ms = T0 + i * 100;
+        h.call(1, delayed("TopicA", 0, format!("late-{i}").as_bytes(), "2"));
+    }
+    let storage = h.broker.store_mut().storage_mut();
+    let (path, pos) = storage
+        .paths()
+        .into_iter()
+        .filter(|p| p.starts_with("commitlog/"))
+        .find_map(|p| {
+            let data = storage.contents(&p)?;
+            let at = data.windows(6).position(|w| w == b"late-0")?;
+            Some((p, at as u64 + 2))
+        })
+        .expect("the first body is in the CommitLog");
+    storage.flip_on_read(&path, pos, 0x01);
+    step(&mut h, T0 + 8_000);
+    assert!(
+        bodies(&h, "TopicA", 0).is_empty(),
+        "nothing passes the damaged head"
+    );
+
+    h.broker
+        .store_mut()
+        .storage_mut()
+        .flip_on_read(&path, pos, 0);
+    step(&mut h, T0 + 10_000);
+    assert_eq!(bodies(&h, "TopicA", 0), ["late-0", "late-1"]);
+}

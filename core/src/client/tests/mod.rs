@@ -4,6 +4,7 @@
 
 mod allocate;
 mod consumer;
+mod fence;
 mod golden;
 mod inproc;
 mod orderly;
