@@ -347,7 +347,7 @@ fn the_skip_recovery_crc_defect_skips_the_record_crc_too() {
     // Goal: the deliberate defect still lets a damaged record through recovery when the damage
     // is outside the body, so the simulator's checkers keep something to catch. Method: damage a
     // property byte of the un-synced last record, recover with and without the defect, and see
-    // whether the queue still holds the record (read raw, as a pull does).
+    // whether the queue still holds the record (read raw, as the simulator's read-back does).
     fn scenario(defects: crate::defects::Defects) -> (QueueOffset, Option<String>) {
         let config = StoreConfig {
             defects,
@@ -367,8 +367,14 @@ fn the_skip_recovery_crc_defect_skips_the_record_crc_too() {
             .flip_bit(&segment_path(0), put.physical_offset.0 + uniq_at as u64, 0)
             .expect("flip"); // 'U' (0x55) becomes 'T'
         let store = open(storage, &config);
-        let got = store
+        // Whatever recovery kept, a verified read never serves the damaged record.
+        let verified = store
             .get("TopicCrc", 1, QueueOffset(1), 1, &|_| true)
+            .expect("get");
+        assert!(verified.records.is_empty());
+        // The raw read-back shows what recovery kept.
+        let got = store
+            .get_unverified("TopicCrc", 1, QueueOffset(1), 1, &|_| true)
             .expect("get");
         let uniq = got.records.first().map(|raw| {
             let decoded = MessageRecord::decode(raw, false).expect("decodes");
