@@ -30,6 +30,10 @@
 //!  TOTALSIZE (IPv4, V1) = 91 + n + t + p
 //! ```
 //!
+//! A record stored with `enabledAppendPropCRC` ends with one more property, `__CRC32#`, whose
+//! 20 bytes (counted in p) hold the CRC of every byte before them; see
+//! [`record_crc`](super::record_crc).
+//!
 //! A CommitLog segment ends with a blank filler: just TOTALSIZE (the bytes left in the segment)
 //! and [`MAGIC_BLANK`]. [`peek_header`] reads those 8 bytes for a scanner; [`MessageRecord::decode`]
 //! refuses the blank magic like any other non-record magic.
