@@ -112,7 +112,7 @@ pub fn store_timestamp_pos(sys_flag: i32) -> usize {
 ///
 /// The body CRC covers neither the header, the topic nor the properties. A record whose last
 /// property is `__CRC32#` (written with `enabledAppendPropCRC`, see
-/// [`record_crc`](crate::message::record_crc)) has its whole-record CRC verified as well, so a
+/// [`record_crc`]) has its whole-record CRC verified as well, so a
 /// damaged byte anywhere in it is an error ([`RecordError::RecordCrcMismatch`], or
 /// [`RecordError::Malformed`] for a damaged trailer). Records without one (older data, or the key
 /// off) get the body CRC only. For every record the ends of the topic and properties are checked
