@@ -111,10 +111,9 @@ pub fn store_timestamp_pos(sys_flag: i32) -> usize {
 /// fields, its magic is V1 or V2 and its body CRC is right.
 ///
 /// The body CRC covers neither the header, the topic nor the properties. A record whose last
-/// property is `__CRC32#` (written with `enabledAppendPropCRC`, see
-/// [`record_crc`]) has its whole-record CRC verified as well, so a
-/// damaged byte anywhere in it is an error ([`RecordError::RecordCrcMismatch`], or
-/// [`RecordError::Malformed`] for a damaged trailer). Records without one (older data, or the key
+/// property is `__CRC32#` (written with `enabledAppendPropCRC`, see [`record_crc`]) has its
+/// whole-record CRC verified as well, so a damaged byte anywhere in it is an error
+/// ([`RecordError::RecordCrcMismatch`], or [`RecordError::Malformed`] for a damaged trailer). Records without one (older data, or the key
 /// off) get the body CRC only. For every record the ends of the topic and properties are checked
 /// too, as every record this store writes has them: a topic without NUL bytes, and a non-empty
 /// property string ending with its 0x02 separator. A record whose last sector never reached the
