@@ -102,11 +102,11 @@ pub struct StoreConfig {
     /// ConsumeQueue tags code, as RocketMQ stores it.
     pub message_delay_level_ms: Vec<u64>,
     /// Appends the whole-record CRC property `__CRC32#` to every stored record
-    /// (`enabledAppendPropCRC`, see [`record_crc`]), so that a
-    /// damaged header field, topic or property is detected like a damaged body. On by default,
-    /// unlike RocketMQ (off): whole-record integrity costs 20 bytes and one CRC per record, and
-    /// without it a flipped offset or key is served silently. Off, records carry no such
-    /// property (one a message brings along is dropped either way).
+    /// (`enabledAppendPropCRC`, see [`record_crc`]), so that a damaged header field, topic or
+    /// property is detected like a damaged body. On by default, unlike RocketMQ (off):
+    /// whole-record integrity costs 20 bytes and one CRC per record, and without it a flipped
+    /// offset or key is served silently. Off, records carry no such property (one a message
+    /// brings along is dropped either way).
     pub append_prop_crc: bool,
     /// Deliberate defects for the simulator's checker tests; always off in production builds
     /// (see [`crate::defects`]).
