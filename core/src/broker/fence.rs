@@ -21,9 +21,11 @@
 //! `M` at start, see [`Broker::clamp_offsets_to_recovered_queues`]). RocketMQ clients answer
 //! PULL_OFFSET_MOVED by committing `nextBeginOffset` and pulling the queue again from there.
 //!
-//! A broadcasting group keeps one position per consumer (each reads every queue), so there the
-//! fence is passed per connection; a clustering group reads each queue through one consumer at
-//! a time and passes it as a group.
+//! The fence is passed per consumer instance (its client id, or its connection before its
+//! first heartbeat), never for a whole group: while a group re-balances after the restart two
+//! instances can pull the same queue, one from the fence and one from its old position, and
+//! the first one's pass says nothing about the second's. A broadcasting group keeps one
+//! position per instance anyway.
 //!
 //! Who is fenced: every group the broker knew at the crash (its subscription groups, recorded
 //! durably on a group's first heartbeat, and every group with a committed offset), on every
@@ -31,13 +33,13 @@
 //! restart cannot hold an old position and may start anywhere, e.g. at the max offset.
 //!
 //! Fences are built at every start that follows a crash (the store's abort marker was found)
-//! and kept in `config/recoveryFence.json` until passed (the file is written at once when
-//! built, then with the consumer offsets when groups pass). A fence outlives restarts: a
-//! consumer that does not pull between two crashes, or across a clean restart, still holds its
-//! position from before the first one, and the second recovery may end above it once new
-//! messages filled the queue; so a fence not passed is carried over, lowered to the new
-//! recovered max if that is lower. After a clean close nothing new is fenced: everything
-//! written was durable.
+//! and kept in `config/recoveryFence.json` (written at once when built, then with the consumer
+//! offsets). A fence outlives restarts: a consumer that does not pull between two crashes, or
+//! across a clean restart, still holds its position from before the first one, and the second
+//! recovery may end above it once new messages filled the queue; so a fence is carried over,
+//! lowered to the new recovered max if that is lower. After a clean close nothing new is
+//! fenced: everything written was durable. A fence retires [`FENCE_RETIRE_MS`] after it was
+//! built and after it last sent a position back.
 //!
 //! ```text
 //! config/recoveryFence.json
@@ -62,6 +64,23 @@ use crate::ConnId;
 /// Where the fences that groups have not passed yet are kept across restarts.
 pub const RECOVERY_FENCE_PATH: &str = "config/recoveryFence.json";
 
+/// How long a fence is kept at least, and after its last bite (a stale position sent back):
+/// long enough for a consumer cut off from the broker to come back, pull with its old position
+/// and be sent back (clients re-balance every 20 s; a broker drops a silent channel after
+/// 120 s). After that, positions above the fence are taken for what they nearly always are:
+/// positions of consumers that read there since.
+pub const FENCE_RETIRE_MS: u64 = 10 * 60 * 1_000;
+
+/// Topics only the broker itself reads (its progress on them is clamped at start instead), and
+/// the auto-create template, which holds no messages.
+const BROKER_READ_TOPICS: &[&str] = &[
+    super::schedule::SCHEDULE_TOPIC,
+    super::timer::TIMER_TOPIC,
+    super::transaction::TRANS_HALF_TOPIC,
+    super::transaction::TRANS_OP_HALF_TOPIC,
+    "TBW102",
+];
+
 /// One persisted fence: `group`'s positions on the queue are trusted only up to `offset`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -70,6 +89,12 @@ struct FenceEntry {
     queue_id: i32,
     group: String,
     offset: u64,
+    /// When the broker built the fence, and when it last sent a stale position back (epoch
+    /// ms): it retires [`FENCE_RETIRE_MS`] after both.
+    #[serde(default)]
+    since_ms: u64,
+    #[serde(default)]
+    last_bite_ms: u64,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -77,16 +102,33 @@ struct FenceFile {
     fences: Vec<FenceEntry>,
 }
 
-/// Every fence not passed yet: (topic, queue id) → group → the offset its positions on that
-/// queue are trusted up to.
+/// The fence of one group on one queue.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct GroupFence {
+    offset: u64,
+    since_ms: u64,
+    last_bite_ms: u64,
+}
+
+/// Who holds a position: a consumer instance (its client id from the heartbeat, stable across
+/// reconnects), or a connection that has not sent a heartbeat yet.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) enum Holder {
+    Client(String),
+    Conn(ConnId),
+}
+
+/// Every fence not retired yet: (topic, queue id) → group → its fence; and which consumer
+/// instances passed it.
 #[derive(Debug, Default)]
 pub(super) struct RecoveryFence {
-    queues: BTreeMap<(String, i32), BTreeMap<String, u64>>,
-    /// Broadcasting consumers that passed (topic, queue id, group, connection): in memory only.
-    passed_conns: BTreeSet<(String, i32, String, ConnId)>,
+    queues: BTreeMap<(String, i32), BTreeMap<String, GroupFence>>,
+    /// Consumer instances that read at or below their group's fence since this start: their
+    /// positions are new. In memory: after a restart every instance is fenced again.
+    passed: BTreeSet<(String, i32, String, Holder)>,
     /// What this start recovered of each queue, for inspection.
     recovered: BTreeMap<(String, i32), u64>,
-    /// A pass since the file was last written.
+    /// Changed since the file was last written.
     dirty: bool,
 }
 
@@ -96,41 +138,58 @@ impl RecoveryFence {
         let file: Option<FenceFile> = super::load_json_config(storage, RECOVERY_FENCE_PATH)?;
         let mut fence = RecoveryFence::default();
         for e in file.map(|f| f.fences).unwrap_or_default() {
-            let value = fence
+            let entry = GroupFence {
+                offset: e.offset,
+                since_ms: e.since_ms,
+                last_bite_ms: e.last_bite_ms,
+            };
+            let slot = fence
                 .queues
                 .entry((e.topic, e.queue_id))
                 .or_default()
                 .entry(e.group)
-                .or_insert(e.offset);
-            *value = (*value).min(e.offset);
+                .or_insert(entry);
+            slot.offset = slot.offset.min(e.offset);
         }
         Ok(fence)
     }
 
-    /// After a crash: every group in `groups` gets, on each queue given with its recovered
-    /// max, a fence at that max, or at the lower fence it had not passed since an earlier
+    /// After a crash at `now_ms`: every group in `groups` gets, on each queue given with its
+    /// recovered max, a fence at that max, or at the lower fence it still had from an earlier
     /// crash. `%RETRY%G` and `%DLQ%G` queues are read by group `G` only.
     pub fn rebuild(
         &mut self,
+        now_ms: u64,
         queues: impl IntoIterator<Item = ((String, i32), u64)>,
         groups: &BTreeSet<String>,
     ) {
         let older = std::mem::take(&mut self.queues);
+        let fresh = |offset| GroupFence {
+            offset,
+            since_ms: now_ms,
+            last_bite_ms: now_ms,
+        };
         for (key, recovered_max) in queues {
+            if BROKER_READ_TOPICS.contains(&key.0.as_str()) {
+                // Read by the broker's own services, whose progress is clamped at start.
+                continue;
+            }
             let own_group = key
                 .0
                 .strip_prefix(crate::topic::RETRY_GROUP_TOPIC_PREFIX)
                 .or_else(|| key.0.strip_prefix(crate::topic::DLQ_GROUP_TOPIC_PREFIX));
-            let mut fences: BTreeMap<String, u64> = BTreeMap::new();
+            let mut fences: BTreeMap<String, GroupFence> = BTreeMap::new();
             for group in groups {
                 if own_group.is_some_and(|g| g != group) {
                     continue;
                 }
-                fences.insert(group.clone(), recovered_max);
+                fences.insert(group.clone(), fresh(recovered_max));
             }
-            for (group, offset) in older.get(&key).into_iter().flatten() {
-                let value = fences.entry(group.clone()).or_insert(recovered_max);
-                *value = (*value).min(*offset);
+            for (group, old) in older.get(&key).into_iter().flatten() {
+                let value = fences
+                    .entry(group.clone())
+                    .or_insert_with(|| fresh(recovered_max));
+                value.offset = value.offset.min(old.offset);
             }
             self.recovered.insert(key.clone(), recovered_max);
             if !fences.is_empty() {
@@ -144,50 +203,66 @@ impl RecoveryFence {
         self.queues
             .get(&(topic.to_owned(), queue_id))?
             .get(group)
-            .copied()
+            .map(|f| f.offset)
     }
 
-    /// A pull of `group` at `offset`: `Some(M)` when it must restart at the fence `M`
-    /// (PULL_OFFSET_MOVED), `None` when it may be served. A pull at or below `M` passes the
-    /// fence for the group (`conn`: for a broadcasting consumer, only for its connection).
+    fn has_passed(&self, topic: &str, queue_id: i32, group: &str, holder: &Holder) -> bool {
+        self.passed
+            .contains(&(topic.to_owned(), queue_id, group.to_owned(), holder.clone()))
+    }
+
+    /// A pull by `holder` of `group` at `offset`: `Some(M)` when it must restart at the fence
+    /// `M` (PULL_OFFSET_MOVED), `None` when it may be served. A pull at or below `M` passes
+    /// the fence for that consumer instance: other instances of the group may still hold old
+    /// positions (a queue can be pulled by two instances while they re-balance).
     pub fn check_pull(
         &mut self,
+        now_ms: u64,
         topic: &str,
         queue_id: i32,
         group: &str,
-        conn: Option<ConnId>,
+        holder: Holder,
         offset: u64,
     ) -> Option<u64> {
         let fence = self.fence_of(topic, queue_id, group)?;
-        if let Some(conn) = conn {
-            let key = (topic.to_owned(), queue_id, group.to_owned(), conn);
-            if self.passed_conns.contains(&key) {
-                return None;
-            }
-            if offset > fence {
-                return Some(fence);
-            }
-            self.passed_conns.insert(key);
+        if self.has_passed(topic, queue_id, group, &holder) {
             return None;
         }
         if offset > fence {
+            if let Some(f) = self
+                .queues
+                .get_mut(&(topic.to_owned(), queue_id))
+                .and_then(|g| g.get_mut(group))
+            {
+                f.last_bite_ms = f.last_bite_ms.max(now_ms);
+                self.dirty = true;
+            }
             return Some(fence);
         }
-        self.pass(topic, queue_id, group);
+        self.passed
+            .insert((topic.to_owned(), queue_id, group.to_owned(), holder));
         None
     }
 
-    /// The offset to commit for `group` instead of `offset`: at most its fence while it has not
-    /// passed it.
-    pub fn clamp_commit(&self, topic: &str, queue_id: i32, group: &str, offset: i64) -> i64 {
+    /// The offset to commit for `holder` of `group` instead of `offset`: at most the fence
+    /// while that instance has not passed it.
+    pub fn clamp_commit(
+        &self,
+        topic: &str,
+        queue_id: i32,
+        group: &str,
+        holder: &Holder,
+        offset: i64,
+    ) -> i64 {
         match self.fence_of(topic, queue_id, group) {
-            Some(fence) => offset.min(fence.min(i64::MAX as u64) as i64),
-            None => offset,
+            Some(fence) if !self.has_passed(topic, queue_id, group, holder) => {
+                offset.min(fence.min(i64::MAX as u64) as i64)
+            }
+            _ => offset,
         }
     }
 
-    /// The group's positions on the queue are new (it read at or below its fence, or the
-    /// broker reset them).
+    /// Every position of the group on the queue is new (the broker reset them all).
     pub fn pass(&mut self, topic: &str, queue_id: i32, group: &str) {
         let key = (topic.to_owned(), queue_id);
         if let Some(groups) = self.queues.get_mut(&key) {
@@ -200,11 +275,29 @@ impl RecoveryFence {
         }
     }
 
-    /// A connection closed: its broadcasting passes go with it (a consumer that reconnects is
-    /// fenced again, which at worst re-delivers).
+    /// Fences kept [`FENCE_RETIRE_MS`] since they were built and since their last bite are
+    /// dropped.
+    pub fn retire(&mut self, now_ms: u64) {
+        let before = self.queues.values().map(BTreeMap::len).sum::<usize>();
+        self.queues.retain(|_, groups| {
+            groups.retain(|_, f| {
+                now_ms < f.since_ms.saturating_add(FENCE_RETIRE_MS)
+                    || now_ms < f.last_bite_ms.saturating_add(FENCE_RETIRE_MS)
+            });
+            !groups.is_empty()
+        });
+        let after = self.queues.values().map(BTreeMap::len).sum::<usize>();
+        if after != before {
+            self.dirty = true;
+        }
+    }
+
+    /// A connection closed: passes of consumers known only by it go with it (a consumer
+    /// instance is known by its client id once it sent a heartbeat).
     pub fn drop_connection(&mut self, conn: ConnId) {
-        if !self.passed_conns.is_empty() {
-            self.passed_conns.retain(|(_, _, _, c)| *c != conn);
+        if !self.passed.is_empty() {
+            self.passed
+                .retain(|(_, _, _, holder)| *holder != Holder::Conn(conn));
         }
     }
 
@@ -213,7 +306,7 @@ impl RecoveryFence {
         self.recovered.get(&(topic.to_owned(), queue_id)).copied()
     }
 
-    /// Passes since the file was last written.
+    /// Changed since the file was last written.
     pub fn is_dirty(&self) -> bool {
         self.dirty
     }
@@ -225,11 +318,13 @@ impl RecoveryFence {
             .queues
             .iter()
             .flat_map(|((topic, queue_id), groups)| {
-                groups.iter().map(move |(group, offset)| FenceEntry {
+                groups.iter().map(move |(group, f)| FenceEntry {
                     topic: topic.clone(),
                     queue_id: *queue_id,
                     group: group.clone(),
-                    offset: *offset,
+                    offset: f.offset,
+                    since_ms: f.since_ms,
+                    last_bite_ms: f.last_bite_ms,
                 })
             })
             .collect();
@@ -241,7 +336,10 @@ impl<S: SegmentStorage> Broker<S> {
     /// The fence of every queue the broker knows right after recovery: every queue of the
     /// store and every read queue of every topic (a queue recovered without any ConsumeQueue is
     /// recovered empty).
-    pub(super) fn build_recovery_fence(&mut self) -> Result<RecoveryFence, BrokerError> {
+    pub(super) fn build_recovery_fence(
+        &mut self,
+        now_ms: u64,
+    ) -> Result<RecoveryFence, BrokerError> {
         let mut fence = RecoveryFence::load(self.store.storage())?;
         if !self.store.recovery_report().abort_marker_found {
             // The store was closed cleanly: nothing was lost, so no new fence, but the fences
@@ -273,6 +371,7 @@ impl<S: SegmentStorage> Broker<S> {
             .collect();
         let store = &self.store;
         fence.rebuild(
+            now_ms,
             keys.into_iter().map(|(topic, queue_id)| {
                 let max = store.max_offset(&topic, queue_id).0;
                 ((topic, queue_id), max)
@@ -284,8 +383,9 @@ impl<S: SegmentStorage> Broker<S> {
         Ok(fence)
     }
 
-    /// Writes the fences if a group passed one since the last write.
-    pub(super) fn persist_recovery_fence(&mut self) {
+    /// Retires old fences and writes the fences if they changed since the last write.
+    pub(super) fn persist_recovery_fence(&mut self, now_ms: u64) {
+        self.recovery_fence.retire(now_ms);
         let mut fence = std::mem::take(&mut self.recovery_fence);
         self.persist_fence_to(&mut fence);
         self.recovery_fence = fence;
@@ -316,17 +416,28 @@ impl<S: SegmentStorage> Broker<S> {
             .clamp(|topic, queue_id| store.max_offset(topic, queue_id).0)
     }
 
-    /// Commits a consumer offset, clamped by the recovery fence.
+    /// Who holds the positions a connection of `group` pulls and commits.
+    pub(super) fn fence_holder(&self, group: &str, conn: ConnId) -> Holder {
+        self.clients
+            .consumers
+            .get(group)
+            .and_then(|g| g.channels.get(&conn))
+            .map_or(Holder::Conn(conn), |c| Holder::Client(c.client_id.clone()))
+    }
+
+    /// Commits a consumer offset sent on `conn`, clamped by the recovery fence.
     pub(super) fn commit_consumer_offset(
         &mut self,
+        conn: ConnId,
         topic: &str,
         group: &str,
         queue_id: i32,
         offset: i64,
     ) {
+        let holder = self.fence_holder(group, conn);
         let offset = self
             .recovery_fence
-            .clamp_commit(topic, queue_id, group, offset);
+            .clamp_commit(topic, queue_id, group, &holder, offset);
         self.offsets.commit(topic, group, queue_id, offset);
     }
 

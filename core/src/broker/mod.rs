@@ -340,7 +340,7 @@ impl<S: SegmentStorage> Broker<S> {
             config,
         };
         // Before anything reads or writes a queue: what recovery kept bounds every position.
-        broker.recovery_fence = broker.build_recovery_fence()?;
+        broker.recovery_fence = broker.build_recovery_fence(now_ms)?;
         if broker.clamp_offsets_to_recovered_queues() > 0 {
             // At once: left ahead, a crash before the next period would let the next start
             // trust them again once new messages have filled the queue past them.
@@ -374,7 +374,7 @@ impl<S: SegmentStorage> Broker<S> {
             }
             request::QUERY_CONSUMER_OFFSET => self.handle_query_consumer_offset(&command).map(Some),
             request::UPDATE_CONSUMER_OFFSET => {
-                self.handle_update_consumer_offset(&command).map(Some)
+                self.handle_update_consumer_offset(conn, &command).map(Some)
             }
             request::GET_MAX_OFFSET => self.handle_get_max_offset(&command).map(Some),
             request::GET_MIN_OFFSET => self.handle_get_min_offset(&command).map(Some),
@@ -513,7 +513,7 @@ impl<S: SegmentStorage> Broker<S> {
         }
         if now_ms >= self.next_offset_persist_ms {
             self.persist_offsets();
-            self.persist_recovery_fence();
+            self.persist_recovery_fence(now_ms);
             self.next_offset_persist_ms = now_ms + OFFSET_PERSIST_INTERVAL_MS;
         }
         self.schedule_tick(now_ms);
@@ -537,7 +537,7 @@ impl<S: SegmentStorage> Broker<S> {
         }
         self.expire_held_pulls(now_ms, true);
         self.persist_offsets();
-        self.persist_recovery_fence();
+        self.persist_recovery_fence(now_ms);
         self.persist_delay_offsets_at_shutdown();
         self.persist_timer_at_shutdown();
         self.persist_transaction_progress_at_shutdown();

@@ -3,6 +3,7 @@
 //! (14), UPDATE_CONSUMER_OFFSET (15), SEARCH_OFFSET_BY_TIMESTAMP (29), GET_MAX_OFFSET (30),
 //! GET_MIN_OFFSET (31), GET_EARLIEST_MSG_STORETIME (32).
 
+use crate::ConnId;
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
@@ -178,10 +179,17 @@ impl<S: SegmentStorage> Broker<S> {
     /// UPDATE_CONSUMER_OFFSET (15).
     pub(super) fn handle_update_consumer_offset(
         &mut self,
+        conn: ConnId,
         req: &RemotingCommand,
     ) -> Result<RemotingCommand, HeaderError> {
         let h = UpdateConsumerOffsetRequestHeader::parse(req)?;
-        self.commit_consumer_offset(&h.topic, &h.consumer_group, h.queue_id, h.commit_offset);
+        self.commit_consumer_offset(
+            conn,
+            &h.topic,
+            &h.consumer_group,
+            h.queue_id,
+            h.commit_offset,
+        );
         Ok(RemotingCommand::response_to(req, response::SUCCESS, None))
     }
 

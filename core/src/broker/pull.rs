@@ -177,18 +177,20 @@ impl<S: SegmentStorage> Broker<S> {
         let requested = QueueOffset(h.queue_offset.max(0) as u64);
         // A position beyond what recovery kept predates the restart ([`super::fence`]); the
         // piggy-backed commit is clamped by the fence as it stood before this pull.
+        let holder = self.fence_holder(&h.consumer_group, conn);
         let commit_offset = self.recovery_fence.clamp_commit(
             &h.topic,
             h.queue_id,
             &h.consumer_group,
+            &holder,
             h.commit_offset,
         );
-        let fence_conn = broadcasting.then_some(conn);
         let fenced = self.recovery_fence.check_pull(
+            now_ms,
             &h.topic,
             h.queue_id,
             &h.consumer_group,
-            fence_conn,
+            holder,
             requested.0,
         );
         if let Some(recovered_max) = fenced {

@@ -3,7 +3,7 @@
 //! never make anyone skip the messages stored at those offsets again.
 
 use super::*;
-use crate::broker::fence::RECOVERY_FENCE_PATH;
+use crate::broker::fence::{FENCE_RETIRE_MS, RECOVERY_FENCE_PATH};
 use crate::broker::schedule::{DELAY_OFFSET_PATH, SCHEDULE_TOPIC};
 use crate::broker::timer::checkpoint::{TimerCheckpoint, TIMER_CHECKPOINT_PATH};
 use crate::broker::timer::{TimerConfig, TIMER_DELAY_SEC, TIMER_TOPIC};
@@ -586,21 +586,56 @@ fn a_fence_not_passed_holds_across_a_second_crash_and_a_clean_restart() {
     assert_eq!(moved.code, response::PULL_OFFSET_MOVED, "{moved:?}");
     assert_eq!(next_begin(&moved), Some(3));
     assert_eq!(pulled_bodies(&pull(&mut h, 2, "G1", 3)), ["n3", "n4"]);
-    // Passed, and the pass is written with the offsets.
-    h.advance_to(h.now_ms + OFFSET_PERSIST_INTERVAL_MS);
-    let saved = h
-        .broker
-        .store()
-        .storage()
-        .read_all(RECOVERY_FENCE_PATH)
-        .unwrap()
-        .unwrap();
-    let json: serde_json::Value = serde_json::from_slice(&saved).unwrap();
-    let fences = json["fences"].as_array().unwrap();
-    assert!(
-        !fences
+    // That instance passed; the fence stays for the group's other instances, and is written
+    // with the offsets until it retires.
+    assert_eq!(pull(&mut h, 2, "G1", 5).code, response::PULL_NOT_FOUND);
+    assert_eq!(pull(&mut h, 3, "G1", 5).code, response::PULL_OFFSET_MOVED);
+    let fence_of_g1 = |h: &Harness| {
+        let saved = h
+            .broker
+            .store()
+            .storage()
+            .read_all(RECOVERY_FENCE_PATH)
+            .unwrap()
+            .unwrap();
+        let json: serde_json::Value = serde_json::from_slice(&saved).unwrap();
+        json["fences"]
+            .as_array()
+            .unwrap()
             .iter()
-            .any(|f| f["topic"] == "TopicA" && f["queueId"] == 0 && f["group"] == "G1"),
-        "{json}"
+            .find(|f| f["topic"] == "TopicA" && f["queueId"] == 0 && f["group"] == "G1")
+            .map(|f| f["offset"].as_u64().unwrap())
+    };
+    h.advance_to(h.now_ms + OFFSET_PERSIST_INTERVAL_MS);
+    assert_eq!(fence_of_g1(&h), Some(3));
+    // No bite for FENCE_RETIRE_MS: retired, and every position is served again.
+    h.advance_to(h.now_ms + FENCE_RETIRE_MS + OFFSET_PERSIST_INTERVAL_MS);
+    assert_eq!(fence_of_g1(&h), None);
+    assert_eq!(pull(&mut h, 4, "G1", 5).code, response::PULL_NOT_FOUND);
+}
+
+#[test]
+fn another_instance_of_the_group_is_fenced_until_it_reads_below_the_fence() {
+    // Goal: while a group re-balances after the restart, one instance reading from the fence
+    // does not make another instance's old position trusted (that instance would skip the
+    // messages stored at the reused offsets). Method: instance c1 heartbeats and reads from 3;
+    // instance c2 pulls at its old position 5 and commits 5.
+    let storage = queue_cut_behind_a_consumer();
+    let mut h = Harness::with_storage(test_config(), storage, T0 + 10_000);
+    for (conn, client) in [(2, "c1"), (3, "c2")] {
+        let hb = heartbeat(client, "G1", "TopicA", "*");
+        assert_eq!(h.call(conn, hb).code, response::SUCCESS);
+    }
+    for body in ["n3", "n4", "n5", "n6"] {
+        send(&mut h, "TopicA", body);
+    }
+    assert_eq!(pulled_bodies(&pull(&mut h, 2, "G1", 3)).len(), 4);
+    let flags = PULL_FLAGS | pull_sys_flag::COMMIT_OFFSET;
+    let stale = h.call(
+        3,
+        pull_request("G1", "TopicA", 0, 5, flags, Some("*")).with_ext("commitOffset", 5),
     );
+    assert_eq!(stale.code, response::PULL_OFFSET_MOVED, "{stale:?}");
+    assert_eq!(next_begin(&stale), Some(3));
+    assert_eq!(h.broker.consumer_offset("TopicA", "G1", 0), Some(3));
 }
