@@ -158,6 +158,26 @@ impl<'a> Index<'a> {
             .map_or(0, |v| v.iter().take_while(|(i, _)| *i < index).count())
     }
 
+    /// The power epochs event `index` of `node` may belong to. A client-side receipt (an ack
+    /// or a delivery) can arrive after its broker lost power, carrying what the broker stored
+    /// or served before: within [`IN_FLIGHT_SLACK_MS`] of a power loss it may belong to the
+    /// epoch before. The read-back is taken from the disk at the end: exact.
+    fn epochs_of(&self, node: &str, index: usize, receipt: bool) -> (usize, usize) {
+        let hi = self.power_epoch(node, index);
+        if !receipt {
+            return (hi, hi);
+        }
+        let t = self.events[index].time_ms;
+        let lo = self.power_losses.get(node).map_or(0, |v| {
+            v.iter()
+                .take_while(|(i, _)| {
+                    *i < index && self.events[*i].time_ms + IN_FLIGHT_SLACK_MS <= t
+                })
+                .count()
+        });
+        (lo, hi)
+    }
+
     /// The first power loss of `node` after event `index` that may lose un-synced writes.
     fn lossy_power_loss_after(&self, node: &str, index: usize) -> Option<usize> {
         self.power_losses.get(node).and_then(|v| {
@@ -521,10 +541,19 @@ single!(
     consistent_offsets
 );
 
+/// How long after its broker lost power a client may still receive a response the broker sent
+/// before (network latency, retransmissions).
+pub const IN_FLIGHT_SLACK_MS: u64 = 5_000;
+
 fn consistent_offsets(ix: &Index<'_>, sink: &mut Sink) {
     let mut seen: BTreeMap<(&QueueRef, u64), (&str, usize, usize)> = BTreeMap::new();
     for (i, queue, offset, key) in ix.observations() {
-        let epoch = ix.power_epoch(&queue.broker, i);
+        let receipt = !matches!(ix.events[i].kind, EventKind::ReadBack(_));
+        let (lo, epoch) = ix.epochs_of(&queue.broker, i, receipt);
+        if lo != epoch {
+            // Possibly from before the latest power loss: no verdict either way.
+            continue;
+        }
         match seen.get(&(queue, offset)) {
             Some((k, first, e)) if *e == epoch && *k != key => {
                 sink.push(ix.violation(

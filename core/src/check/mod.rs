@@ -57,6 +57,7 @@ pub use checkers::{
     check_all, check_at_least_once, check_bad_crc, check_committed_offsets,
     check_consistent_offsets, check_corruption, check_delay, check_dense_offsets,
     check_lost_writes, check_order, check_phantoms, check_report, check_transactions, statistics,
+    IN_FLIGHT_SLACK_MS,
 };
 pub use digest::{first_divergence, Divergence, TraceDigest};
 pub use history::{
