@@ -209,8 +209,26 @@ impl<'a> Index<'a> {
             if let Some(p) = self.lossy_power_loss_after(&a.queue.broker, a.ack_index) {
                 return Fate::LostAllowed { power_loss: p };
             }
+            if let Some(p) = self.power_loss_before_late_ack(a) {
+                return Fate::LostAllowed { power_loss: p };
+            }
         }
         Fate::Lost
+    }
+
+    /// A lossy power loss of the send's broker between its invocation and its ack, with no
+    /// restart of the broker in between: the ack was in flight when the power went, so the
+    /// record was stored (un-synced) before it.
+    fn power_loss_before_late_ack(&self, a: &Acked<'a>) -> Option<usize> {
+        let node = a.queue.broker.as_str();
+        let losses = self.power_losses.get(node)?;
+        let (p, _) = losses.iter().rev().find(|(i, policy)| {
+            *i > a.invoked && *i < a.ack_index && *policy != PowerLossPolicy::KeepUnsynced
+        })?;
+        let restarted = self.events[*p..a.ack_index]
+            .iter()
+            .any(|e| matches!(&e.kind, EventKind::NodeRestarted { node: n } if n.as_str() == node));
+        (!restarted).then_some(*p)
     }
 
     /// Every position a key was observed at: deliveries, read-back and acks, in event order.

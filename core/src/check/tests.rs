@@ -311,6 +311,28 @@ fn two_keys_at_one_offset_are_inconsistent_unless_power_was_lost() {
 }
 
 #[test]
+fn an_async_ack_in_flight_when_the_power_went_may_be_lost() {
+    // The broker stored k0 (un-synced) and answered; the power went before the answer
+    // arrived. Without a restart in between, the ack is from before the loss: k0 may be lost.
+    let mut h = History::new();
+    let op = h.send_invoked(1, "p0", T, "k0", &body("k0"));
+    h.power_lost(2, B, PowerLossPolicy::DropUnsynced);
+    h.send_ok(3, op, q(0), 0, FlushMode::Async);
+    h.read_back_queue(20, q(0), 0, 0, vec![]);
+    assert!(check_lost_writes(&h, &cfg()).is_empty());
+
+    // An ack after the broker restarted comes from the new process: k0 must be there.
+    let mut h = History::new();
+    let op = h.send_invoked(1, "p0", T, "k0", &body("k0"));
+    h.power_lost(2, B, PowerLossPolicy::DropUnsynced);
+    h.node_restarted(3, B);
+    h.send_ok(4, op, q(0), 0, FlushMode::Async);
+    let ack = h.len() - 1;
+    h.read_back_queue(20, q(0), 0, 0, vec![]);
+    assert_first(&check_lost_writes(&h, &cfg()), Invariant::LostWrite, ack);
+}
+
+#[test]
 fn a_response_received_just_after_a_power_loss_may_be_from_before_it() {
     // A delivery served before the power went can reach the consumer after it: its offset may
     // be reused in the new epoch without an inconsistency. Far from any power loss it is one.
