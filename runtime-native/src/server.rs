@@ -55,6 +55,9 @@ const NAMESRV_BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// Requests kept for a NameServer that cannot be reached; older ones are dropped (the broker
 /// re-registers periodically, so only the newest matter).
 const NAMESRV_QUEUE_MAX: usize = 16;
+/// A NameServer that answers none of the requests sent on a connection for this long is taken
+/// for gone (a half-open connection): the connection is re-opened and the requests sent again.
+const NAMESRV_RESPONSE_TIMEOUT: Duration = Duration::from_secs(3);
 /// How often the broker's disk is measured (statvfs) for retention and the disk-full check.
 const DISK_CHECK_INTERVAL_MS: u64 = 1_000;
 /// How long a shutting-down broker waits for its NameServers to acknowledge the unregister.
@@ -1007,15 +1010,27 @@ fn spawn_flusher<Y: DriverSync>(
 }
 
 /// One NameServer as seen by the broker: a lazily opened connection, kept open, re-opened with
-/// backoff. Responses are matched to requests by opaque and fed back to the owner.
+/// backoff. Responses are matched to requests by opaque and fed back to the owner. A request
+/// not answered when its connection is lost (or goes [`NAMESRV_RESPONSE_TIMEOUT`] without an
+/// answer) is sent again on the next one: registrations are idempotent, and a broker that
+/// restarted must not stay unregistered until its next periodic registration.
 async fn namesrv_client(
     addr: String,
     mut requests: mpsc::UnboundedReceiver<RemotingCommand>,
     events: mpsc::UnboundedSender<Internal>,
 ) {
     let mut queue: VecDeque<RemotingCommand> = VecDeque::new();
+    // Sent on the current connection and not answered yet, by opaque.
+    let mut pending: std::collections::BTreeMap<i32, RemotingCommand> = Default::default();
     let mut backoff = NAMESRV_BACKOFF_MIN;
     'connect: loop {
+        // Unanswered requests of the last connection go first, oldest first.
+        for (_, command) in std::mem::take(&mut pending).into_iter().rev() {
+            queue.push_front(command);
+        }
+        while queue.len() > NAMESRV_QUEUE_MAX {
+            queue.pop_front();
+        }
         if queue.is_empty() {
             match requests.recv().await {
                 Some(command) => queue.push_back(command),
@@ -1048,15 +1063,18 @@ async fn namesrv_client(
         let (mut read_half, mut write_half) = split(stream);
         let mut decoder = FrameDecoder::default();
         let mut buf = BytesMut::with_capacity(READ_CHUNK_BYTES);
-        let mut pending = std::collections::BTreeSet::new();
         let mut out = BytesMut::new();
+        let mut answer_deadline: Option<tokio::time::Instant> = None;
         loop {
             if !queue.is_empty() {
                 for command in queue.drain(..) {
-                    if !command.is_oneway() {
-                        pending.insert(command.opaque);
-                    }
                     encode(&command, &mut out);
+                    if !command.is_oneway() {
+                        pending.insert(command.opaque, command);
+                    }
+                }
+                if !pending.is_empty() && answer_deadline.is_none() {
+                    answer_deadline = Some(tokio::time::Instant::now() + NAMESRV_RESPONSE_TIMEOUT);
                 }
                 if let Err(e) = write_flushed(&mut write_half, &out).await {
                     warn!(%addr, "namesrv connection lost while writing: {e}");
@@ -1068,12 +1086,17 @@ async fn namesrv_client(
             if buf.capacity() - buf.len() < READ_CHUNK_BYTES / 4 {
                 buf.reserve(READ_CHUNK_BYTES);
             }
+            let deadline = answer_deadline;
             tokio::select! {
                 biased;
                 request = requests.recv() => match request {
                     Some(command) => queue.push_back(command),
                     None => return,
                 },
+                _ = async { tokio::time::sleep_until(deadline.unwrap_or_else(tokio::time::Instant::now)).await }, if deadline.is_some() => {
+                    warn!(%addr, "namesrv answered nothing for {NAMESRV_RESPONSE_TIMEOUT:?}; reconnecting");
+                    continue 'connect;
+                }
                 read = read_half.read_buf(&mut buf) => {
                     match read {
                         Ok(0) => {
@@ -1089,7 +1112,10 @@ async fn namesrv_client(
                     loop {
                         match decoder.decode(&mut buf) {
                             Ok(Some(command)) if command.is_response() => {
-                                if pending.remove(&command.opaque) {
+                                if pending.remove(&command.opaque).is_some() {
+                                    answer_deadline = (!pending.is_empty()).then(|| {
+                                        tokio::time::Instant::now() + NAMESRV_RESPONSE_TIMEOUT
+                                    });
                                     let event = Internal::NamesrvResponse { addr: addr.clone(), command };
                                     if events.send(event).is_err() {
                                         return;

@@ -4,7 +4,7 @@
 //! cluster_addr_table  clusterName → {brokerName}
 //! broker_addr_table   brokerName  → BrokerData {cluster, brokerAddrs: brokerId → addr}
 //! topic_queue_table   topic       → brokerName → QueueData
-//! broker_live_table   (clusterName, brokerAddr) → {last update, timeout, DataVersion, conn, haServerAddr}
+//! broker_live_table   (clusterName, brokerAddr) → {last update, timeout, DataVersion, conns, haServerAddr}
 //! ```
 //!
 //! Invariants kept by every removal: a brokerName with no address left has no BrokerData, no
@@ -34,8 +34,11 @@ pub(crate) struct BrokerLiveInfo {
     pub last_update_ms: u64,
     pub timeout_ms: u64,
     pub data_version: DataVersion,
-    /// The connection the broker last registered over; closing it forgets the broker.
-    pub conn: ConnId,
+    /// The open connections the broker registered over. Closing the last one forgets the
+    /// broker. Not only the latest: a restarted broker registers over a new connection while
+    /// a registration its previous process sent may still arrive over the old one, whose
+    /// close must not forget the new process.
+    pub conns: BTreeSet<ConnId>,
     pub ha_server_addr: String,
 }
 
@@ -147,13 +150,19 @@ impl RouteTables {
             }
         }
 
+        let mut conns = self
+            .broker_live_table
+            .get(&live_key)
+            .map(|live| live.conns.clone())
+            .unwrap_or_default();
+        conns.insert(conn);
         self.broker_live_table.insert(
             live_key,
             BrokerLiveInfo {
                 last_update_ms: now_ms,
                 timeout_ms: header.heartbeat_timeout_ms.unwrap_or(default_timeout_ms),
                 data_version: wrapper.data_version.clone(),
-                conn,
+                conns,
                 ha_server_addr: identity.ha_server_addr.clone(),
             },
         );
@@ -233,15 +242,16 @@ impl RouteTables {
         }
     }
 
-    /// Forgets every broker registered over `conn`.
+    /// `conn` closed: a broker registered over it is forgotten once none of its connections is
+    /// left open.
     pub fn remove_connection(&mut self, conn: ConnId) {
-        let keys: Vec<BrokerAddrInfo> = self
-            .broker_live_table
-            .iter()
-            .filter(|(_, live)| live.conn == conn)
-            .map(|(key, _)| key.clone())
-            .collect();
-        for key in keys {
+        let mut gone: Vec<BrokerAddrInfo> = Vec::new();
+        for (key, live) in &mut self.broker_live_table {
+            if live.conns.remove(&conn) && live.conns.is_empty() {
+                gone.push(key.clone());
+            }
+        }
+        for key in gone {
             self.remove_live(&key);
         }
     }
@@ -249,16 +259,16 @@ impl RouteTables {
     /// Forgets every broker not refreshed within its timeout; returns the connections they
     /// used, which Java closes.
     pub fn expire(&mut self, now_ms: u64) -> BTreeSet<ConnId> {
-        let expired: Vec<(BrokerAddrInfo, ConnId)> = self
+        let expired: Vec<(BrokerAddrInfo, BTreeSet<ConnId>)> = self
             .broker_live_table
             .iter()
             .filter(|(_, live)| live.last_update_ms.saturating_add(live.timeout_ms) < now_ms)
-            .map(|(key, live)| (key.clone(), live.conn))
+            .map(|(key, live)| (key.clone(), live.conns.clone()))
             .collect();
         let mut conns = BTreeSet::new();
-        for (key, conn) in expired {
+        for (key, its_conns) in expired {
             self.remove_live(&key);
-            conns.insert(conn);
+            conns.extend(its_conns);
         }
         conns
     }

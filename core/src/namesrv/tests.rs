@@ -344,6 +344,30 @@ fn disconnect_removes_brokers_of_that_connection() {
     assert!(route(&mut ns, 4, "TopicB").is_some());
 }
 
+/// Goal: a restarted broker registered over a new connection is not forgotten when its
+/// previous process's connection closes, even if a late registration arrived over the old one
+/// after the new one (the old process sent it just before it died).
+#[test]
+fn a_late_registration_over_an_old_connection_does_not_forget_the_new_one() {
+    let mut ns = namesrv();
+    let a = identity("broker-a", 0, "10.0.0.1:10911");
+    register(&mut ns, 0, 1, &a, &[("TopicA", 4)], 1);
+    // The broker restarts: its new process registers over connection 2, then the old
+    // process's last registration arrives over connection 1, which then closes.
+    register(&mut ns, 10, 2, &a, &[("TopicA", 4)], 1);
+    register(&mut ns, 11, 1, &a, &[("TopicA", 4)], 1);
+    ns.handle_disconnected(12, ConnId(1));
+    assert!(
+        route(&mut ns, 13, "TopicA").is_some(),
+        "the live connection keeps it"
+    );
+    assert_eq!(ns.live_broker_count(), 1);
+    // Its last connection closes: forgotten at once.
+    ns.handle_disconnected(14, ConnId(2));
+    assert_eq!(route(&mut ns, 15, "TopicA"), None);
+    assert_eq!(ns.live_broker_count(), 0);
+}
+
 #[test]
 fn cluster_info_lists_brokers_in_fastjson_dialect() {
     let mut ns = namesrv();
