@@ -111,6 +111,8 @@ pub(super) struct GroupTable {
     groups: BTreeMap<String, SubscriptionGroupConfig>,
     forbidden: BTreeMap<String, BTreeMap<String, i32>>,
     data_version: DataVersion,
+    /// The last write of the file failed: retried periodically.
+    pub unsaved: bool,
 }
 
 impl GroupTable {
@@ -124,6 +126,7 @@ impl GroupTable {
             groups: wrapper.subscription_group_table,
             forbidden: wrapper.forbidden_table,
             data_version: wrapper.data_version,
+            unsaved: false,
         })
     }
 
@@ -146,12 +149,18 @@ impl<S: SegmentStorage> Broker<S> {
     fn put_group(&mut self, now_ms: u64, config: SubscriptionGroupConfig) {
         self.groups.groups.insert(config.group_name.clone(), config);
         self.groups.data_version.bump(now_ms);
+        self.persist_groups();
+    }
+
+    /// Writes `config/subscriptionGroup.json`. A failed write is not fatal for serving; the
+    /// periodic persist retries it.
+    pub(super) fn persist_groups(&mut self) {
         let json = self.groups.to_json();
-        // A failed config write is not fatal for serving; the next change retries it.
-        let _ = self
+        self.groups.unsaved = self
             .store
             .storage_mut()
-            .replace(SUBSCRIPTION_GROUPS_PATH, &json);
+            .replace(SUBSCRIPTION_GROUPS_PATH, &json)
+            .is_err();
     }
 
     /// RocketMQ's `findSubscriptionGroupConfig`: the group's config, created with the defaults

@@ -347,6 +347,7 @@ impl<S: SegmentStorage> Broker<S> {
             broker.persist_offsets();
         }
         broker.ensure_system_topics(now_ms);
+        broker.restore_topics_from_store(now_ms);
         broker.init_schedule(now_ms);
         broker.persist_clamped_delay_offsets()?;
         broker.init_timer(now_ms)?;
@@ -512,6 +513,12 @@ impl<S: SegmentStorage> Broker<S> {
             self.next_register_ms = now_ms + self.config.register_broker_interval_ms.max(1);
         }
         if now_ms >= self.next_offset_persist_ms {
+            if self.topics.unsaved {
+                self.persist_topics();
+            }
+            if self.groups.unsaved {
+                self.persist_groups();
+            }
             self.persist_offsets();
             self.persist_recovery_fence(now_ms);
             self.next_offset_persist_ms = now_ms + OFFSET_PERSIST_INTERVAL_MS;
@@ -565,7 +572,11 @@ impl<S: SegmentStorage> Broker<S> {
         let mut next = u64::MAX;
         // Timers with nothing to do do not wake the driver; once there is work again the
         // (possibly past) instant makes the next `handle_timeout` do it promptly.
-        if self.offsets.is_dirty() || self.recovery_fence.is_dirty() {
+        if self.offsets.is_dirty()
+            || self.recovery_fence.is_dirty()
+            || self.topics.unsaved
+            || self.groups.unsaved
+        {
             next = next.min(self.next_offset_persist_ms);
         }
         if let Some(deadline) = self.flush_deadline_ms() {

@@ -1144,3 +1144,48 @@ fn a_pull_serves_no_record_whose_body_reads_back_damaged() {
         .collect();
     assert_eq!(bodies, [&b"second-body"[..], b"third-body"]);
 }
+
+/// Goal: a topic auto-created while its config could not be written is not lost: the write is
+/// retried once the disk works again, and a broker that stopped before that gives the topic a
+/// config again from the queues its store holds, so its messages are routed and consumed.
+#[test]
+fn a_topic_created_while_config_writes_fail_survives() {
+    use crate::store::segment::FaultOp;
+    use crate::store::StorageError;
+
+    let topics_in = |storage: &MemStorage| -> Vec<String> {
+        let raw = storage
+            .read_all(topics::TOPICS_PATH)
+            .unwrap()
+            .unwrap_or_default();
+        let json: serde_json::Value = serde_json::from_slice(&raw).unwrap_or_default();
+        json["topicConfigTable"]
+            .as_object()
+            .map(|t| t.keys().cloned().collect())
+            .unwrap_or_default()
+    };
+    let mut h = Harness::new(test_config());
+    h.broker
+        .store_mut()
+        .storage_mut()
+        .set_fault(FaultOp::Replace, Some(StorageError::Io("EIO".into())));
+    let resp = h.call(1, send_v2("Created", 2, b"kept", "t"));
+    assert_eq!(resp.code, response::SUCCESS, "{resp:?}");
+    assert!(!topics_in(h.broker.store().storage()).contains(&"Created".to_owned()));
+
+    // The broker stops before the disk recovers: the next start restores the topic.
+    let mut restarted = h.broker.store().storage().clone();
+    restarted.set_fault(FaultOp::Replace, None);
+    let h2 = Harness::with_storage(test_config(), restarted, T0 + 1_000);
+    let config = h2.broker.topics.topics.get("Created").expect("restored");
+    assert!(config.write_queue_nums >= 3, "{config:?}");
+    assert!(topics_in(h2.broker.store().storage()).contains(&"Created".to_owned()));
+
+    // The broker keeps running: the periodic persist writes it once the disk works.
+    h.broker
+        .store_mut()
+        .storage_mut()
+        .set_fault(FaultOp::Replace, None);
+    h.advance_to(T0 + OFFSET_PERSIST_INTERVAL_MS + 1);
+    assert!(topics_in(h.broker.store().storage()).contains(&"Created".to_owned()));
+}

@@ -55,6 +55,9 @@ pub(super) struct TopicConfigSerializeWrapper {
 pub(super) struct TopicTable {
     pub topics: BTreeMap<String, TopicConfig>,
     pub data_version: DataVersion,
+    /// The last write of `config/topics.json` failed (disk full, EIO): retried periodically,
+    /// or a topic created meanwhile would be gone after a restart.
+    pub unsaved: bool,
 }
 
 impl TopicTable {
@@ -67,6 +70,7 @@ impl TopicTable {
         Ok(Self {
             topics: wrapper.topic_config_table,
             data_version: wrapper.data_version,
+            unsaved: false,
         })
     }
 
@@ -102,8 +106,51 @@ impl<S: SegmentStorage> Broker<S> {
 
     pub(super) fn persist_topics(&mut self) {
         let json = self.topics.to_json();
-        // A failed config write is not fatal for serving; the next change retries it.
-        let _ = self.store.storage_mut().replace(TOPICS_PATH, &json);
+        // A failed config write is not fatal for serving; the periodic persist retries it.
+        self.topics.unsaved = self
+            .store
+            .storage_mut()
+            .replace(TOPICS_PATH, &json)
+            .is_err();
+    }
+
+    /// Gives every topic the store holds queues of but the topic table lacks (its creation
+    /// was never written: the disk was full or failing, then the broker stopped) a config
+    /// again, so its messages are routed and consumed. Queue count: what auto-creation gives,
+    /// and at least every queue the store has.
+    pub(super) fn restore_topics_from_store(&mut self, now_ms: u64) {
+        let missing: Vec<(String, u32)> = self
+            .store
+            .topics()
+            .filter(|t| !self.topics.topics.contains_key(*t))
+            .filter(|t| !is_send_forbidden_topic(t) && *t != crate::broker::timer::TIMER_TOPIC)
+            .map(|t| {
+                let queues = self
+                    .store
+                    .queue_ids(t)
+                    .into_iter()
+                    .max()
+                    .map_or(0, |q| q.max(0) as u32 + 1);
+                (t.to_owned(), queues)
+            })
+            .collect();
+        for (topic, queues) in missing {
+            if validate_topic(&topic).is_err() {
+                continue;
+            }
+            let group_topic = topic.starts_with(RETRY_GROUP_TOPIC_PREFIX)
+                || topic.starts_with(DLQ_GROUP_TOPIC_PREFIX);
+            let queue_nums = if group_topic {
+                queues.max(1)
+            } else {
+                queues.max(self.config.default_topic_queue_nums.max(1))
+            };
+            self.topics
+                .topics
+                .insert(topic.clone(), TopicConfig::new(&topic, queue_nums));
+            self.topics.data_version.bump(now_ms);
+            self.persist_topics();
+        }
     }
 
     /// Ensures TBW102 exists when auto-creation is on (REMOTING.md §6.2).
