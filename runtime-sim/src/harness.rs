@@ -82,8 +82,6 @@ impl SeedReport {
 pub struct RunOptions {
     /// Keep the nemesis idle (a fault-free baseline).
     pub no_faults: bool,
-    /// Also inject the faults that expose open findings ([`Fault::FINDINGS`]).
-    pub all_faults: bool,
     /// Deliberate defects of the brokers' store (only switchable with the `defects` feature).
     pub defects: vostok_core::defects::Defects,
     /// Test-only: the history misrecords scheduled and transactional messages (the checkers'
@@ -103,7 +101,7 @@ pub fn run_seed(seed: u64, options: RunOptions) -> SeedReport {
             let mut rt = Runtime::with_seed_and_config(seed, madsim::Config::default());
             rt.add_simulator::<SimDisk>();
             rt.set_time_limit(Duration::from_secs(600));
-            let mut swarm = Swarm::draw(seed, options.no_faults, options.all_faults);
+            let mut swarm = Swarm::draw(seed, options.no_faults);
             if options.plain_workload {
                 swarm = plain_workload(&swarm);
             }
@@ -121,7 +119,7 @@ pub fn run_seed(seed: u64, options: RunOptions) -> SeedReport {
                 .unwrap_or_else(|| "unknown panic".to_owned());
             SeedReport {
                 seed,
-                swarm: Swarm::draw(seed, options.no_faults, options.all_faults).to_string(),
+                swarm: Swarm::draw(seed, options.no_faults).to_string(),
                 digest: TraceDigest::EMPTY,
                 violations: vec![Violation {
                     invariant: vostok_core::check::Invariant::AtLeastOnce,

@@ -25,7 +25,7 @@ mod cli {
 
     use vostok_sim::harness::{run_seed, RunOptions};
 
-    const USAGE: &str = "usage: vostok-sim --seeds N [--start S] [--no-faults] [--all-faults] [--defect NAME] | --seed S [--trace] [--no-faults] [--all-faults] [--defect NAME]";
+    const USAGE: &str = "usage: vostok-sim --seeds N [--start S] [--no-faults] [--defect NAME] | --seed S [--trace] [--no-faults] [--defect NAME]";
 
     fn number(args: &[String], i: usize) -> Option<u64> {
         args.get(i + 1).and_then(|v| v.parse().ok())
@@ -64,10 +64,6 @@ mod cli {
                 },
                 "--trace" => trace = true,
                 "--no-faults" => options.no_faults = true,
-                "--all-faults" => {
-                    options.all_faults = true;
-                    flags.push_str(" --all-faults");
-                }
                 "--defect" => match args.get(i + 1).map(|d| defect(d)) {
                     Some(Some(defects)) => {
                         options.defects = defects;

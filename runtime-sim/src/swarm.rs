@@ -59,10 +59,6 @@ impl Fault {
         Fault::Clock,
     ];
 
-    /// Faults that currently expose open findings (see the README): left out of the default
-    /// swarm so the default run is a regression gate; `--all-faults` puts them back.
-    pub const FINDINGS: [Fault; 1] = [Fault::BitFlipRead];
-
     pub fn name(self) -> &'static str {
         match self {
             Fault::Partition => "partition",
@@ -141,9 +137,8 @@ impl ScheduledMix {
 }
 
 impl Swarm {
-    /// Draws the parameters of `seed`; `no_faults` leaves the nemesis idle, `all_faults` also
-    /// enables the [`Fault::FINDINGS`].
-    pub fn draw(seed: u64, no_faults: bool, all_faults: bool) -> Swarm {
+    /// Draws the parameters of `seed`; `no_faults` leaves the nemesis idle.
+    pub fn draw(seed: u64, no_faults: bool) -> Swarm {
         let mut rng = SeededRng::new(seed ^ 0x5157_4152_4d00_0000);
         let mut pick = |lo: u64, hi: u64| lo + rng.below(hi - lo + 1);
         let namesrvs = pick(1, 2) as usize;
@@ -163,23 +158,10 @@ impl Swarm {
         if !no_faults {
             // Each fault kind is on with probability one half (swarm testing).
             for f in Fault::ALL {
-                if pick(0, 1) == 1 && (all_faults || !Fault::FINDINGS.contains(&f)) {
+                if pick(0, 1) == 1 {
                     faults.push(f);
                 }
             }
-        }
-        if flush == FlushDiskType::AsyncFlush && !all_faults {
-            // Open finding: after an ASYNC_FLUSH power cut the ConsumeQueue loses its tail while
-            // committed consumer offsets survive, so new messages reuse offsets a group already
-            // passed and are skipped. Back with `--all-faults`.
-            faults.retain(|f| *f != Fault::PowerLoss);
-        }
-        if faults.contains(&Fault::PowerLoss) && !all_faults {
-            // Open finding: a record whose SYNC_FLUSH sync failed (EIO) is not acknowledged but
-            // is already dispatched and served; a later power cut drops it and the next send
-            // reuses its queue offset, which a group has already passed. Back with
-            // `--all-faults`.
-            faults.retain(|f| *f != Fault::SyncEio);
         }
         let nemesis_gap_ms = pick(300, 2_000);
         let fault_phase_ms = pick(5_000, 15_000);
