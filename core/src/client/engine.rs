@@ -1058,9 +1058,19 @@ impl Engine {
 
     /// Moves `queue`'s committed offset forward (never back).
     fn advance_offset(&mut self, queue: &MessageQueue, offset: i64) {
-        let current = self.offsets.entry(queue.clone()).or_insert(offset);
-        if offset > *current {
-            *current = offset;
+        let changed = match self.offsets.get_mut(queue) {
+            Some(current) if offset > *current => {
+                *current = offset;
+                true
+            }
+            Some(_) => false,
+            None => {
+                self.offsets.insert(queue.clone(), offset);
+                true
+            }
+        };
+        if !changed {
+            return;
         }
         self.dirty_offsets.insert(queue.clone());
         if !self.clustering() {
@@ -1455,7 +1465,11 @@ impl Engine {
         }
         if let Some(interval) = self.config.persist_offset_interval_ms {
             if now_ms >= self.next_persist_ms {
-                self.persist_offsets(now_ms, true);
+                // Only offsets that moved since they were last sent (Java re-sends them all):
+                // after a partition two instances can hold one queue until the next rebalance,
+                // and the stale one re-sending its unchanged offset would move the group's
+                // committed offset back over what the new owner committed.
+                self.persist_offsets(now_ms, false);
                 self.next_persist_ms = now_ms + interval.max(1);
             }
         }

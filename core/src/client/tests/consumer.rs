@@ -237,6 +237,10 @@ fn start_pull_deliver_commit() {
     assert!(update.is_oneway());
     assert_eq!(update.ext("commitOffset"), Some("14"));
     assert_eq!(update.ext("queueId"), Some("0"));
+    // The next period sends nothing: the offset has not moved since (re-sending it could move
+    // the group's offset back over what another instance committed after the queue moved).
+    c.handle_timeout(T0 + 10_000);
+    assert!(find(&drain(&mut c), request::UPDATE_CONSUMER_OFFSET).is_empty());
     // Shutdown: commit again and unregister.
     c.shutdown(T0 + 6_000);
     let out = drain(&mut c);
