@@ -27,10 +27,11 @@
 //! the first one's pass says nothing about the second's. A broadcasting group keeps one
 //! position per instance anyway.
 //!
-//! Who is fenced: every group the broker knew at the crash (its subscription groups, recorded
-//! durably on a group's first heartbeat, and every group with a committed offset), on every
-//! queue (a `%RETRY%G` or `%DLQ%G` queue: group `G` only). A group that appears after the
-//! restart cannot hold an old position and may start anywhere, e.g. at the max offset.
+//! Who is fenced: every consumer group, on every queue (a `%RETRY%G` or `%DLQ%G` queue: group
+//! `G` only). A broker cannot tell which groups held positions before the crash: the files
+//! recording groups and offsets may themselves have failed to reach the disk. So a group that
+//! first appears after the restart and starts at the end of a queue (CONSUME_FROM_LAST_OFFSET)
+//! is sent back to the fence too, and also receives the messages stored since the restart.
 //!
 //! Fences are built at every start that follows a crash (the store's abort marker was found)
 //! and kept in `config/recoveryFence.json` (written at once when built, then with the consumer
@@ -43,12 +44,13 @@
 //!
 //! ```text
 //! config/recoveryFence.json
-//! {"fences":[{"topic":"TopicA","queueId":0,"group":"G1","offset":3}, …]}
+//! {"fences":[{"topic":"TopicA","queueId":0,"group":"*","offset":3,
+//!             "sinceMs":…,"lastBiteMs":…}, …]}      "*": every group without its own entry
 //! ```
 //!
-//! At worst a fence re-delivers: a known group that starts a queue after the restart from the
-//! max offset (CONSUME_FROM_LAST_OFFSET) or a timestamp is sent back to its fence and also
-//! receives the messages stored since. Never a loss.
+//! At worst a fence re-delivers: a group that starts a queue after the restart from the max
+//! offset or a timestamp is sent back to its fence and also receives the messages stored since.
+//! Never a loss.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -70,6 +72,13 @@ pub const RECOVERY_FENCE_PATH: &str = "config/recoveryFence.json";
 /// 120 s). After that, positions above the fence are taken for what they nearly always are:
 /// positions of consumers that read there since.
 pub const FENCE_RETIRE_MS: u64 = 10 * 60 * 1_000;
+
+/// The fence entry of a queue that applies to every group without one of its own.
+/// (`*` cannot be part of a group name.)
+const ANY_GROUP: &str = "*";
+
+/// The offset of a group's entry once the broker reset the group's positions: passed.
+const PASSED: u64 = u64::MAX;
 
 /// Topics only the broker itself reads (its progress on them is clamped at start instead), and
 /// the auto-create template, which holds no messages.
@@ -154,15 +163,10 @@ impl RecoveryFence {
         Ok(fence)
     }
 
-    /// After a crash at `now_ms`: every group in `groups` gets, on each queue given with its
-    /// recovered max, a fence at that max, or at the lower fence it still had from an earlier
-    /// crash. `%RETRY%G` and `%DLQ%G` queues are read by group `G` only.
-    pub fn rebuild(
-        &mut self,
-        now_ms: u64,
-        queues: impl IntoIterator<Item = ((String, i32), u64)>,
-        groups: &BTreeSet<String>,
-    ) {
+    /// After a crash at `now_ms`: on each queue given with its recovered max, every group
+    /// ([`ANY_GROUP`]) gets a fence at that max, or keeps the lower fence it still had from an
+    /// earlier crash. `%RETRY%G` and `%DLQ%G` queues are read by group `G` only.
+    pub fn rebuild(&mut self, now_ms: u64, queues: impl IntoIterator<Item = ((String, i32), u64)>) {
         let older = std::mem::take(&mut self.queues);
         let fresh = |offset| GroupFence {
             offset,
@@ -179,31 +183,35 @@ impl RecoveryFence {
                 .strip_prefix(crate::topic::RETRY_GROUP_TOPIC_PREFIX)
                 .or_else(|| key.0.strip_prefix(crate::topic::DLQ_GROUP_TOPIC_PREFIX));
             let mut fences: BTreeMap<String, GroupFence> = BTreeMap::new();
-            for group in groups {
-                if own_group.is_some_and(|g| g != group) {
-                    continue;
-                }
-                fences.insert(group.clone(), fresh(recovered_max));
-            }
+            fences.insert(
+                own_group.unwrap_or(ANY_GROUP).to_owned(),
+                fresh(recovered_max),
+            );
             for (group, old) in older.get(&key).into_iter().flatten() {
                 let value = fences
                     .entry(group.clone())
                     .or_insert_with(|| fresh(recovered_max));
+                // A group that had passed (a reset) is fenced again at the new end.
                 value.offset = value.offset.min(old.offset);
             }
             self.recovered.insert(key.clone(), recovered_max);
-            if !fences.is_empty() {
-                self.queues.insert(key, fences);
-            }
+            self.queues.insert(key, fences);
         }
         self.dirty = true;
     }
 
+    /// The fence entry that applies to `group` on a queue: its own, or the one for any group.
+    fn entry_of(&self, topic: &str, queue_id: i32, group: &str) -> Option<(&String, &GroupFence)> {
+        let groups = self.queues.get(&(topic.to_owned(), queue_id))?;
+        groups
+            .get_key_value(group)
+            .or_else(|| groups.get_key_value(ANY_GROUP))
+    }
+
     fn fence_of(&self, topic: &str, queue_id: i32, group: &str) -> Option<u64> {
-        self.queues
-            .get(&(topic.to_owned(), queue_id))?
-            .get(group)
-            .map(|f| f.offset)
+        self.entry_of(topic, queue_id, group)
+            .map(|(_, f)| f.offset)
+            .filter(|offset| *offset != PASSED)
     }
 
     fn has_passed(&self, topic: &str, queue_id: i32, group: &str, holder: &Holder) -> bool {
@@ -229,11 +237,14 @@ impl RecoveryFence {
             return None;
         }
         if offset > fence {
-            if let Some(f) = self
-                .queues
-                .get_mut(&(topic.to_owned(), queue_id))
-                .and_then(|g| g.get_mut(group))
-            {
+            let entry = self
+                .entry_of(topic, queue_id, group)
+                .map(|(name, _)| name.clone());
+            if let Some(f) = entry.and_then(|name| {
+                self.queues
+                    .get_mut(&(topic.to_owned(), queue_id))?
+                    .get_mut(&name)
+            }) {
                 f.last_bite_ms = f.last_bite_ms.max(now_ms);
                 self.dirty = true;
             }
@@ -264,15 +275,19 @@ impl RecoveryFence {
 
     /// Every position of the group on the queue is new (the broker reset them all).
     pub fn pass(&mut self, topic: &str, queue_id: i32, group: &str) {
-        let key = (topic.to_owned(), queue_id);
-        if let Some(groups) = self.queues.get_mut(&key) {
-            if groups.remove(group).is_some() {
-                self.dirty = true;
-            }
-            if groups.is_empty() {
-                self.queues.remove(&key);
-            }
+        if self.fence_of(topic, queue_id, group).is_none() {
+            return;
         }
+        let Some(groups) = self.queues.get_mut(&(topic.to_owned(), queue_id)) else {
+            return;
+        };
+        let fence = groups.entry(group.to_owned()).or_insert(GroupFence {
+            offset: PASSED,
+            since_ms: 0,
+            last_bite_ms: 0,
+        });
+        fence.offset = PASSED;
+        self.dirty = true;
     }
 
     /// Fences kept [`FENCE_RETIRE_MS`] since they were built and since their last bite are
@@ -281,10 +296,12 @@ impl RecoveryFence {
         let before = self.queues.values().map(BTreeMap::len).sum::<usize>();
         self.queues.retain(|_, groups| {
             groups.retain(|_, f| {
-                now_ms < f.since_ms.saturating_add(FENCE_RETIRE_MS)
+                f.offset == PASSED
+                    || now_ms < f.since_ms.saturating_add(FENCE_RETIRE_MS)
                     || now_ms < f.last_bite_ms.saturating_add(FENCE_RETIRE_MS)
             });
-            !groups.is_empty()
+            // Passes only matter while a fence they exempt from is left.
+            groups.values().any(|f| f.offset != PASSED)
         });
         let after = self.queues.values().map(BTreeMap::len).sum::<usize>();
         if after != before {
@@ -359,16 +376,6 @@ impl<S: SegmentStorage> Broker<S> {
                 keys.insert((name.clone(), queue_id));
             }
         }
-        // The groups that can hold a position from before the crash: every group the broker
-        // knew then (subscription groups are recorded durably on a group's first heartbeat),
-        // and every group with a committed offset. A group that appears after the restart is
-        // not fenced: its positions are all new.
-        let groups: BTreeSet<String> = self
-            .subscription_groups()
-            .keys()
-            .cloned()
-            .chain(self.offsets.groups().map(str::to_owned))
-            .collect();
         let store = &self.store;
         fence.rebuild(
             now_ms,
@@ -376,7 +383,6 @@ impl<S: SegmentStorage> Broker<S> {
                 let max = store.max_offset(&topic, queue_id).0;
                 ((topic, queue_id), max)
             }),
-            &groups,
         );
         // At once: a second crash before the next period must find these fences.
         self.persist_fence_to(&mut fence);

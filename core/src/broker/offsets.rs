@@ -87,13 +87,6 @@ impl ConsumerOffsets {
         self.dirty
     }
 
-    /// Every group with a committed offset.
-    pub fn groups(&self) -> impl Iterator<Item = &str> + '_ {
-        self.table
-            .keys()
-            .filter_map(|key| key.split_once('@').map(|(_, group)| group))
-    }
-
     /// The file contents, clearing the dirty mark.
     pub fn take_json(&mut self) -> Vec<u8> {
         self.dirty = false;
