@@ -129,6 +129,41 @@ fn syncs(outputs: &[BrokerOutput]) -> Vec<SyncRequest> {
         .collect()
 }
 
+/// Does what a driver does with `Sync` outputs: makes the ranges durable and reports back,
+/// until the broker asks for nothing more.
+fn answer_syncs(h: &mut Harness, mut outputs: Vec<BrokerOutput>) {
+    loop {
+        let pending = syncs(&outputs);
+        if pending.is_empty() {
+            return;
+        }
+        for sync in pending {
+            for range in &sync.ranges {
+                h.broker
+                    .store_mut()
+                    .storage_mut()
+                    .sync(&range.path, range.start, range.end)
+                    .unwrap();
+            }
+            h.broker.handle_synced(h.now_ms, sync.up_to);
+        }
+        outputs = h.drain();
+    }
+}
+
+/// Advances the clock to `now_ms`, answering syncs like a driver.
+fn step(h: &mut Harness, now_ms: u64) {
+    let outputs = h.advance_to(now_ms);
+    answer_syncs(h, outputs);
+}
+
+/// Makes everything written so far durable (a send with WAIT under ASYNC_FLUSH is not yet).
+fn sync_all(h: &mut Harness) {
+    if let Some(sync) = h.broker.store().sync_request() {
+        answer_syncs(h, vec![BrokerOutput::Sync(sync)]);
+    }
+}
+
 fn namesrv_requests(outputs: &[BrokerOutput]) -> Vec<(String, i32)> {
     outputs
         .iter()

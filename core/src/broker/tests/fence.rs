@@ -13,39 +13,6 @@ use crate::store::{PowerLoss, QueueOffset};
 
 const PULL_FLAGS: i32 = pull_sys_flag::SUBSCRIPTION;
 
-/// Makes every `Sync` output durable and reports back, as a driver does.
-fn answer_syncs(h: &mut Harness, mut outputs: Vec<BrokerOutput>) {
-    loop {
-        let pending = syncs(&outputs);
-        if pending.is_empty() {
-            return;
-        }
-        for sync in pending {
-            for range in &sync.ranges {
-                h.broker
-                    .store_mut()
-                    .storage_mut()
-                    .sync(&range.path, range.start, range.end)
-                    .unwrap();
-            }
-            h.broker.handle_synced(h.now_ms, sync.up_to);
-        }
-        outputs = h.drain();
-    }
-}
-
-/// Makes everything written so far durable.
-fn sync_all(h: &mut Harness) {
-    if let Some(sync) = h.broker.store().sync_request() {
-        answer_syncs(h, vec![BrokerOutput::Sync(sync)]);
-    }
-}
-
-fn step(h: &mut Harness, now_ms: u64) {
-    let outputs = h.advance_to(now_ms);
-    answer_syncs(h, outputs);
-}
-
 /// The storage as a power cut leaves it: nothing un-synced survives.
 fn power_cut(h: &Harness) -> MemStorage {
     let mut storage = h.broker.store().storage().clone();

@@ -20,34 +20,6 @@ fn delayed(topic: &str, queue_id: i32, body: &[u8], level: &str) -> RemotingComm
     )
 }
 
-/// Does what a driver does with `Sync` outputs: makes the ranges durable and reports back,
-/// until the broker asks for nothing more.
-fn answer_syncs(h: &mut Harness, mut outputs: Vec<BrokerOutput>) {
-    loop {
-        let pending = syncs(&outputs);
-        if pending.is_empty() {
-            return;
-        }
-        for sync in pending {
-            for range in &sync.ranges {
-                h.broker
-                    .store_mut()
-                    .storage_mut()
-                    .sync(&range.path, range.start, range.end)
-                    .unwrap();
-            }
-            h.broker.handle_synced(h.now_ms, sync.up_to);
-        }
-        outputs = h.drain();
-    }
-}
-
-/// Advances the clock to `now_ms`, answering syncs like a driver.
-fn step(h: &mut Harness, now_ms: u64) {
-    let outputs = h.advance_to(now_ms);
-    answer_syncs(h, outputs);
-}
-
 /// Records of a queue, with their ConsumeQueue tags codes.
 fn queue_records(h: &Harness, topic: &str, queue_id: i32) -> Vec<(MessageRecord, i64)> {
     let codes = RefCell::new(Vec::new());

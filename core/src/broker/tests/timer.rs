@@ -30,27 +30,6 @@ fn timed(topic: &str, body: &[u8], property: &str, value: &str) -> RemotingComma
     )
 }
 
-/// Makes every `Sync` output durable and reports back, as a driver does.
-fn answer_syncs(h: &mut Harness, mut outputs: Vec<BrokerOutput>) {
-    loop {
-        let pending = syncs(&outputs);
-        if pending.is_empty() {
-            return;
-        }
-        for sync in pending {
-            for range in &sync.ranges {
-                h.broker
-                    .store_mut()
-                    .storage_mut()
-                    .sync(&range.path, range.start, range.end)
-                    .unwrap();
-            }
-            h.broker.handle_synced(h.now_ms, sync.up_to);
-        }
-        outputs = h.drain();
-    }
-}
-
 /// Sends a request and answers the syncs it causes (a dropped `Sync` output would leave the
 /// broker waiting for it forever), like a driver.
 fn send(h: &mut Harness, cmd: RemotingCommand) -> RemotingCommand {
@@ -62,18 +41,6 @@ fn send(h: &mut Harness, cmd: RemotingCommand) -> RemotingCommand {
         .expect("answered at once");
     answer_syncs(h, outputs);
     answer
-}
-
-fn step(h: &mut Harness, now_ms: u64) {
-    let outputs = h.advance_to(now_ms);
-    answer_syncs(h, outputs);
-}
-
-/// Makes everything written durable (a send with WAIT under ASYNC_FLUSH is not yet).
-fn sync_all(h: &mut Harness) {
-    if let Some(sync) = h.broker.store().sync_request() {
-        answer_syncs(h, vec![BrokerOutput::Sync(sync)]);
-    }
 }
 
 fn bodies(h: &Harness, topic: &str) -> Vec<String> {
