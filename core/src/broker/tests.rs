@@ -164,6 +164,21 @@ fn sync_all(h: &mut Harness) {
     }
 }
 
+/// The CommitLog file and position where `bytes` (a body) are first stored.
+fn commitlog_position_of(h: &Harness, bytes: &[u8]) -> (String, u64) {
+    let storage = h.broker.store().storage();
+    storage
+        .paths()
+        .into_iter()
+        .filter(|p| p.starts_with("commitlog/"))
+        .find_map(|p| {
+            let data = storage.contents(&p)?;
+            let at = data.windows(bytes.len()).position(|w| w == bytes)?;
+            Some((p, at as u64))
+        })
+        .expect("the bytes are in the CommitLog")
+}
+
 fn namesrv_requests(outputs: &[BrokerOutput]) -> Vec<(String, i32)> {
     outputs
         .iter()
@@ -1125,18 +1140,12 @@ fn a_pull_serves_no_record_whose_body_reads_back_damaged() {
         let resp = h.call(1, send_v2("TopicA", 0, body, "tagA"));
         assert_eq!(resp.code, response::SUCCESS, "{resp:?}");
     }
-    let storage = h.broker.store_mut().storage_mut();
-    let (path, pos) = storage
-        .paths()
-        .into_iter()
-        .filter(|p| p.starts_with("commitlog/"))
-        .find_map(|p| {
-            let data = storage.contents(&p)?;
-            let at = data.windows(11).position(|w| w == b"second-body")?;
-            Some((p, at as u64 + 3))
-        })
-        .expect("the second body is in the CommitLog");
-    storage.flip_on_read(&path, pos, 0x10);
+    let (path, body_pos) = commitlog_position_of(&h, b"second-body");
+    let pos = body_pos + 3;
+    h.broker
+        .store_mut()
+        .storage_mut()
+        .flip_on_read(&path, pos, 0x10);
 
     let pull = |h: &mut Harness, offset| {
         h.call(

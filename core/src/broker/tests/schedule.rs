@@ -448,18 +448,12 @@ fn a_damaged_head_waits_for_a_good_read_and_is_never_passed_over() {
         h.now_ms = T0 + i * 100;
         h.call(1, delayed("TopicA", 0, format!("late-{i}").as_bytes(), "2"));
     }
-    let storage = h.broker.store_mut().storage_mut();
-    let (path, pos) = storage
-        .paths()
-        .into_iter()
-        .filter(|p| p.starts_with("commitlog/"))
-        .find_map(|p| {
-            let data = storage.contents(&p)?;
-            let at = data.windows(6).position(|w| w == b"late-0")?;
-            Some((p, at as u64 + 2))
-        })
-        .expect("the first body is in the CommitLog");
-    storage.flip_on_read(&path, pos, 0x01);
+    let (path, pos) = commitlog_position_of(&h, b"late-0");
+    let pos = pos + 2;
+    h.broker
+        .store_mut()
+        .storage_mut()
+        .flip_on_read(&path, pos, 0x01);
     step(&mut h, T0 + 8_000);
     assert!(
         bodies(&h, "TopicA", 0).is_empty(),
