@@ -34,19 +34,23 @@
 //! is sent back to the fence too, and also receives the messages stored since the restart.
 //!
 //! Fences are built at every start that follows a crash (the store's abort marker was found)
-//! and kept in `config/recoveryFence.json` (written at once when built, then with the consumer
-//! offsets). A fence outlives restarts: a consumer that does not pull between two crashes, or
-//! across a clean restart, still holds its position from before the first one, and the second
-//! recovery may end above it once new messages filled the queue; so a fence is carried over,
-//! lowered to the new recovered max if that is lower. After a clean close nothing new is
-//! fenced: everything written was durable. A fence retires [`FENCE_RETIRE_MS`] after it was
-//! built and after it last sent a position back.
+//! and kept in `config/recoveryFence.json` with the instances (client ids) that passed them
+//! (written at once when built, then with the consumer offsets). A fence outlives restarts: a
+//! consumer that does not pull between two crashes, or across a clean restart, still holds its
+//! position from before the first one, and the second recovery may end above it once new
+//! messages filled the queue. So a later crash keeps a fence not passed (lowered to the new
+//! recovered max if that is lower), while the instances that had passed it are bound by the new
+//! fence only. After a clean close nothing new is fenced: everything written was durable. A
+//! fence retires [`FENCE_RETIRE_MS`] after it was built and after it last sent a position back.
 //!
 //! ```text
 //! config/recoveryFence.json
-//! {"fences":[{"topic":"TopicA","queueId":0,"group":"*","offset":3,
-//!             "sinceMs":…,"lastBiteMs":…}, …]}      "*": every group without its own entry
+//! {"fences":[{"topic":"TopicA","queueId":0,"group":"*","offset":3,"sinceMs":…,"lastBiteMs":…},
+//!            {"topic":"TopicA","queueId":0,"group":"G1","client":"10.0.0.5@123","offset":7,…}],
+//!  "passed":[{"topic":"TopicA","queueId":0,"group":"G1","client":"10.0.0.5@123"}]}
 //! ```
+//! `"*"`: every instance without a more specific entry; a group entry with offset 2^64 - 1: the
+//! broker reset that group's positions.
 //!
 //! At worst a fence re-delivers: a group that starts a queue after the restart from the max
 //! offset or a timestamp is sent back to its fence and also receives the messages stored since.
@@ -73,10 +77,6 @@ pub const RECOVERY_FENCE_PATH: &str = "config/recoveryFence.json";
 /// positions of consumers that read there since.
 pub const FENCE_RETIRE_MS: u64 = 10 * 60 * 1_000;
 
-/// The fence entry of a queue that applies to every group without one of its own.
-/// (`*` cannot be part of a group name.)
-const ANY_GROUP: &str = "*";
-
 /// The offset of a group's entry once the broker reset the group's positions: passed.
 const PASSED: u64 = u64::MAX;
 
@@ -90,13 +90,27 @@ const BROKER_READ_TOPICS: &[&str] = &[
     "TBW102",
 ];
 
-/// One persisted fence: `group`'s positions on the queue are trusted only up to `offset`.
+/// Whom a fence entry of a queue binds; the most specific entry applies.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum FenceKey {
+    /// Every consumer instance without a more specific entry.
+    Any,
+    /// One group: the broker reset its positions ([`PASSED`]), or its own `%RETRY%` queue.
+    Group(String),
+    /// One consumer instance that had passed an earlier fence of the queue: bound by the
+    /// later crash's fence only.
+    Instance { group: String, client: String },
+}
+
+/// One persisted fence entry. `group` is `*` for every group; `client` names an instance.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct FenceEntry {
     topic: String,
     queue_id: i32,
     group: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    client: Option<String>,
     offset: u64,
     /// When the broker built the fence, and when it last sent a stale position back (epoch
     /// ms): it retires [`FENCE_RETIRE_MS`] after both.
@@ -106,12 +120,24 @@ struct FenceEntry {
     last_bite_ms: u64,
 }
 
+/// A consumer instance that read at or below the fence of a queue since the last crash.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PassEntry {
+    topic: String,
+    queue_id: i32,
+    group: String,
+    client: String,
+}
+
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct FenceFile {
     fences: Vec<FenceEntry>,
+    #[serde(default)]
+    passed: Vec<PassEntry>,
 }
 
-/// The fence of one group on one queue.
+/// One fence entry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct GroupFence {
     offset: u64,
@@ -127,13 +153,13 @@ pub(super) enum Holder {
     Conn(ConnId),
 }
 
-/// Every fence not retired yet: (topic, queue id) → group → its fence; and which consumer
-/// instances passed it.
+/// Every fence not retired yet, per (topic, queue id); and which consumer instances passed.
 #[derive(Debug, Default)]
 pub(super) struct RecoveryFence {
-    queues: BTreeMap<(String, i32), BTreeMap<String, GroupFence>>,
-    /// Consumer instances that read at or below their group's fence since this start: their
-    /// positions are new. In memory: after a restart every instance is fenced again.
+    queues: BTreeMap<(String, i32), BTreeMap<FenceKey, GroupFence>>,
+    /// Instances that read at or below their fence since the last crash: their positions are
+    /// new. Persisted for instances known by client id, so that the next crash's fence, not
+    /// this one, binds them.
     passed: BTreeSet<(String, i32, String, Holder)>,
     /// What this start recovered of each queue, for inspection.
     recovered: BTreeMap<(String, i32), u64>,
@@ -145,8 +171,17 @@ impl RecoveryFence {
     /// The fences persisted by an earlier start (none when there is no file).
     pub fn load<S: SegmentStorage>(storage: &S) -> Result<Self, BrokerError> {
         let file: Option<FenceFile> = super::load_json_config(storage, RECOVERY_FENCE_PATH)?;
+        let file = file.unwrap_or_default();
         let mut fence = RecoveryFence::default();
-        for e in file.map(|f| f.fences).unwrap_or_default() {
+        for e in file.fences {
+            let key = match (e.group.as_str(), e.client) {
+                ("*", _) => FenceKey::Any,
+                (group, Some(client)) => FenceKey::Instance {
+                    group: group.to_owned(),
+                    client,
+                },
+                (group, None) => FenceKey::Group(group.to_owned()),
+            };
             let entry = GroupFence {
                 offset: e.offset,
                 since_ms: e.since_ms,
@@ -156,18 +191,25 @@ impl RecoveryFence {
                 .queues
                 .entry((e.topic, e.queue_id))
                 .or_default()
-                .entry(e.group)
+                .entry(key)
                 .or_insert(entry);
             slot.offset = slot.offset.min(e.offset);
+        }
+        for p in file.passed {
+            fence
+                .passed
+                .insert((p.topic, p.queue_id, p.group, Holder::Client(p.client)));
         }
         Ok(fence)
     }
 
-    /// After a crash at `now_ms`: on each queue given with its recovered max, every group
-    /// ([`ANY_GROUP`]) gets a fence at that max, or keeps the lower fence it still had from an
-    /// earlier crash. `%RETRY%G` and `%DLQ%G` queues are read by group `G` only.
+    /// After a crash at `now_ms`: on each queue given with its recovered max, every consumer
+    /// instance gets a fence at that max, or keeps the lower fence it had not passed since an
+    /// earlier crash (an instance that had passed it is bound by the new fence only).
+    /// `%RETRY%G` and `%DLQ%G` queues are read by group `G` only.
     pub fn rebuild(&mut self, now_ms: u64, queues: impl IntoIterator<Item = ((String, i32), u64)>) {
         let older = std::mem::take(&mut self.queues);
+        let older_passed = std::mem::take(&mut self.passed);
         let fresh = |offset| GroupFence {
             offset,
             since_ms: now_ms,
@@ -182,17 +224,30 @@ impl RecoveryFence {
                 .0
                 .strip_prefix(crate::topic::RETRY_GROUP_TOPIC_PREFIX)
                 .or_else(|| key.0.strip_prefix(crate::topic::DLQ_GROUP_TOPIC_PREFIX));
-            let mut fences: BTreeMap<String, GroupFence> = BTreeMap::new();
-            fences.insert(
-                own_group.unwrap_or(ANY_GROUP).to_owned(),
-                fresh(recovered_max),
-            );
-            for (group, old) in older.get(&key).into_iter().flatten() {
+            let base = match own_group {
+                Some(group) => FenceKey::Group(group.to_owned()),
+                None => FenceKey::Any,
+            };
+            let mut fences: BTreeMap<FenceKey, GroupFence> = BTreeMap::new();
+            fences.insert(base, fresh(recovered_max));
+            for (k, old) in older.get(&key).into_iter().flatten() {
                 let value = fences
-                    .entry(group.clone())
+                    .entry(k.clone())
                     .or_insert_with(|| fresh(recovered_max));
                 // A group that had passed (a reset) is fenced again at the new end.
                 value.offset = value.offset.min(old.offset);
+            }
+            for (topic, queue_id, group, holder) in &older_passed {
+                if (topic, *queue_id) != (&key.0, key.1) {
+                    continue;
+                }
+                if let Holder::Client(client) = holder {
+                    let instance = FenceKey::Instance {
+                        group: group.clone(),
+                        client: client.clone(),
+                    };
+                    fences.insert(instance, fresh(recovered_max));
+                }
             }
             self.recovered.insert(key.clone(), recovered_max);
             self.queues.insert(key, fences);
@@ -200,16 +255,29 @@ impl RecoveryFence {
         self.dirty = true;
     }
 
-    /// The fence entry that applies to `group` on a queue: its own, or the one for any group.
-    fn entry_of(&self, topic: &str, queue_id: i32, group: &str) -> Option<(&String, &GroupFence)> {
-        let groups = self.queues.get(&(topic.to_owned(), queue_id))?;
-        groups
-            .get_key_value(group)
-            .or_else(|| groups.get_key_value(ANY_GROUP))
+    /// The fence entry that applies to `holder` of `group` on a queue.
+    fn entry_of(
+        &self,
+        topic: &str,
+        queue_id: i32,
+        group: &str,
+        holder: Option<&Holder>,
+    ) -> Option<(&FenceKey, &GroupFence)> {
+        let entries = self.queues.get(&(topic.to_owned(), queue_id))?;
+        let instance = match holder {
+            Some(Holder::Client(client)) => entries.get_key_value(&FenceKey::Instance {
+                group: group.to_owned(),
+                client: client.clone(),
+            }),
+            _ => None,
+        };
+        instance
+            .or_else(|| entries.get_key_value(&FenceKey::Group(group.to_owned())))
+            .or_else(|| entries.get_key_value(&FenceKey::Any))
     }
 
-    fn fence_of(&self, topic: &str, queue_id: i32, group: &str) -> Option<u64> {
-        self.entry_of(topic, queue_id, group)
+    fn fence_of(&self, topic: &str, queue_id: i32, group: &str, holder: &Holder) -> Option<u64> {
+        self.entry_of(topic, queue_id, group, Some(holder))
             .map(|(_, f)| f.offset)
             .filter(|offset| *offset != PASSED)
     }
@@ -232,23 +300,26 @@ impl RecoveryFence {
         holder: Holder,
         offset: u64,
     ) -> Option<u64> {
-        let fence = self.fence_of(topic, queue_id, group)?;
+        let fence = self.fence_of(topic, queue_id, group, &holder)?;
         if self.has_passed(topic, queue_id, group, &holder) {
             return None;
         }
         if offset > fence {
-            let entry = self
-                .entry_of(topic, queue_id, group)
-                .map(|(name, _)| name.clone());
-            if let Some(f) = entry.and_then(|name| {
+            let key = self
+                .entry_of(topic, queue_id, group, Some(&holder))
+                .map(|(k, _)| k.clone());
+            if let Some(f) = key.and_then(|k| {
                 self.queues
                     .get_mut(&(topic.to_owned(), queue_id))?
-                    .get_mut(&name)
+                    .get_mut(&k)
             }) {
                 f.last_bite_ms = f.last_bite_ms.max(now_ms);
                 self.dirty = true;
             }
             return Some(fence);
+        }
+        if matches!(holder, Holder::Client(_)) {
+            self.dirty = true;
         }
         self.passed
             .insert((topic.to_owned(), queue_id, group.to_owned(), holder));
@@ -265,7 +336,7 @@ impl RecoveryFence {
         holder: &Holder,
         offset: i64,
     ) -> i64 {
-        match self.fence_of(topic, queue_id, group) {
+        match self.fence_of(topic, queue_id, group, holder) {
             Some(fence) if !self.has_passed(topic, queue_id, group, holder) => {
                 offset.min(fence.min(i64::MAX as u64) as i64)
             }
@@ -275,18 +346,18 @@ impl RecoveryFence {
 
     /// Every position of the group on the queue is new (the broker reset them all).
     pub fn pass(&mut self, topic: &str, queue_id: i32, group: &str) {
-        if self.fence_of(topic, queue_id, group).is_none() {
-            return;
-        }
-        let Some(groups) = self.queues.get_mut(&(topic.to_owned(), queue_id)) else {
+        let Some(entries) = self.queues.get_mut(&(topic.to_owned(), queue_id)) else {
             return;
         };
-        let fence = groups.entry(group.to_owned()).or_insert(GroupFence {
-            offset: PASSED,
-            since_ms: 0,
-            last_bite_ms: 0,
-        });
-        fence.offset = PASSED;
+        entries.retain(|k, _| !matches!(k, FenceKey::Instance { group: g, .. } if g == group));
+        entries.insert(
+            FenceKey::Group(group.to_owned()),
+            GroupFence {
+                offset: PASSED,
+                since_ms: 0,
+                last_bite_ms: 0,
+            },
+        );
         self.dirty = true;
     }
 
@@ -294,17 +365,20 @@ impl RecoveryFence {
     /// dropped.
     pub fn retire(&mut self, now_ms: u64) {
         let before = self.queues.values().map(BTreeMap::len).sum::<usize>();
-        self.queues.retain(|_, groups| {
-            groups.retain(|_, f| {
+        self.queues.retain(|_, entries| {
+            entries.retain(|_, f| {
                 f.offset == PASSED
                     || now_ms < f.since_ms.saturating_add(FENCE_RETIRE_MS)
                     || now_ms < f.last_bite_ms.saturating_add(FENCE_RETIRE_MS)
             });
             // Passes only matter while a fence they exempt from is left.
-            groups.values().any(|f| f.offset != PASSED)
+            entries.values().any(|f| f.offset != PASSED)
         });
         let after = self.queues.values().map(BTreeMap::len).sum::<usize>();
         if after != before {
+            let queues = &self.queues;
+            self.passed
+                .retain(|(t, q, _, _)| queues.contains_key(&(t.clone(), *q)));
             self.dirty = true;
         }
     }
@@ -334,18 +408,41 @@ impl RecoveryFence {
         let fences = self
             .queues
             .iter()
-            .flat_map(|((topic, queue_id), groups)| {
-                groups.iter().map(move |(group, f)| FenceEntry {
-                    topic: topic.clone(),
-                    queue_id: *queue_id,
-                    group: group.clone(),
-                    offset: f.offset,
-                    since_ms: f.since_ms,
-                    last_bite_ms: f.last_bite_ms,
+            .flat_map(|((topic, queue_id), entries)| {
+                entries.iter().map(move |(key, f)| {
+                    let (group, client) = match key {
+                        FenceKey::Any => ("*".to_owned(), None),
+                        FenceKey::Group(g) => (g.clone(), None),
+                        FenceKey::Instance { group, client } => {
+                            (group.clone(), Some(client.clone()))
+                        }
+                    };
+                    FenceEntry {
+                        topic: topic.clone(),
+                        queue_id: *queue_id,
+                        group,
+                        client,
+                        offset: f.offset,
+                        since_ms: f.since_ms,
+                        last_bite_ms: f.last_bite_ms,
+                    }
                 })
             })
             .collect();
-        serde_json::to_vec(&FenceFile { fences }).unwrap_or_default()
+        let passed = self
+            .passed
+            .iter()
+            .filter_map(|(topic, queue_id, group, holder)| match holder {
+                Holder::Client(client) => Some(PassEntry {
+                    topic: topic.clone(),
+                    queue_id: *queue_id,
+                    group: group.clone(),
+                    client: client.clone(),
+                }),
+                Holder::Conn(_) => None,
+            })
+            .collect();
+        serde_json::to_vec(&FenceFile { fences, passed }).unwrap_or_default()
     }
 }
 

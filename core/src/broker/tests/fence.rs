@@ -612,3 +612,35 @@ fn another_instance_of_the_group_is_fenced_until_it_reads_below_the_fence() {
     assert_eq!(next_begin(&stale), Some(3));
     assert_eq!(h.broker.consumer_offset("TopicA", "G1", 0), Some(3));
 }
+
+#[test]
+fn an_instance_that_passed_is_bound_by_the_next_crash_only() {
+    // Goal: a second crash does not send an instance that read past the first fence back to
+    // it (that would re-deliver everything since); an instance that never passed it still is.
+    // Method: cut behind G1 (fence 3); instance c1 reads n3..n5 from 3; everything is synced;
+    // a second crash recovers up to 6.
+    let storage = queue_cut_behind_a_consumer();
+    let mut h = Harness::with_storage(test_config(), storage, T0 + 10_000);
+    let c1 = heartbeat("c1", "G1", "TopicA", "*");
+    assert_eq!(h.call(2, c1.clone()).code, response::SUCCESS);
+    for body in ["n3", "n4", "n5"] {
+        send(&mut h, "TopicA", body);
+    }
+    assert_eq!(pulled_bodies(&pull(&mut h, 2, "G1", 3)).len(), 3);
+    sync_all(&mut h);
+    let later = h.now_ms + OFFSET_PERSIST_INTERVAL_MS;
+    step(&mut h, later);
+    let storage = power_cut(&h);
+
+    let mut h = Harness::with_storage(test_config(), storage, T0 + 30_000);
+    assert_eq!(h.broker.recovered_max_offset("TopicA", 0), Some(6));
+    assert_eq!(h.call(2, c1).code, response::SUCCESS);
+    let c2 = heartbeat("c2", "G1", "TopicA", "*");
+    assert_eq!(h.call(3, c2).code, response::SUCCESS);
+    // c1's position 6 is its own: served (nothing new yet).
+    assert_eq!(pull(&mut h, 2, "G1", 6).code, response::PULL_NOT_FOUND);
+    // c2 never read past the first fence: its old position 5 goes back to 3.
+    let stale = pull(&mut h, 3, "G1", 5);
+    assert_eq!(stale.code, response::PULL_OFFSET_MOVED, "{stale:?}");
+    assert_eq!(next_begin(&stale), Some(3));
+}
