@@ -207,7 +207,17 @@ impl RecoveryFence {
     /// instance gets a fence at that max, or keeps the lower fence it had not passed since an
     /// earlier crash (an instance that had passed it is bound by the new fence only).
     /// `%RETRY%G` and `%DLQ%G` queues are read by group `G` only.
-    pub fn rebuild(&mut self, now_ms: u64, queues: impl IntoIterator<Item = ((String, i32), u64)>) {
+    ///
+    /// A group's committed offset `c` raises its fence to `c` (never above the recovered max):
+    /// an instance that had not passed the earlier fence cannot have committed above it, so
+    /// an instance that had did, and the group consumed everything below `c` since. (Its pass
+    /// may not have reached the disk.)
+    pub fn rebuild(
+        &mut self,
+        now_ms: u64,
+        queues: impl IntoIterator<Item = ((String, i32), u64)>,
+        committed: &BTreeMap<(String, i32), Vec<(String, u64)>>,
+    ) {
         let older = std::mem::take(&mut self.queues);
         let older_passed = std::mem::take(&mut self.passed);
         let fresh = |offset| GroupFence {
@@ -236,6 +246,20 @@ impl RecoveryFence {
                     .or_insert_with(|| fresh(recovered_max));
                 // A group that had passed (a reset) is fenced again at the new end.
                 value.offset = value.offset.min(old.offset);
+            }
+            for (group, offset) in committed.get(&key).into_iter().flatten() {
+                if own_group.is_some_and(|g| g != group) {
+                    continue;
+                }
+                let offset = (*offset).min(recovered_max);
+                let group_key = FenceKey::Group(group.clone());
+                let applies = fences
+                    .get(&group_key)
+                    .or_else(|| fences.get(&FenceKey::Any))
+                    .map_or(recovered_max, |f| f.offset);
+                if offset > applies {
+                    fences.insert(group_key, fresh(offset));
+                }
             }
             for (topic, queue_id, group, holder) in &older_passed {
                 if (topic, *queue_id) != (&key.0, key.1) {
@@ -473,6 +497,13 @@ impl<S: SegmentStorage> Broker<S> {
                 keys.insert((name.clone(), queue_id));
             }
         }
+        let mut committed: BTreeMap<(String, i32), Vec<(String, u64)>> = BTreeMap::new();
+        for (topic, group, queue_id, offset) in self.offsets.entries() {
+            committed
+                .entry((topic.to_owned(), queue_id))
+                .or_default()
+                .push((group.to_owned(), offset.max(0) as u64));
+        }
         let store = &self.store;
         fence.rebuild(
             now_ms,
@@ -480,6 +511,7 @@ impl<S: SegmentStorage> Broker<S> {
                 let max = store.max_offset(&topic, queue_id).0;
                 ((topic, queue_id), max)
             }),
+            &committed,
         );
         // At once: a second crash before the next period must find these fences.
         self.persist_fence_to(&mut fence);

@@ -87,6 +87,17 @@ impl ConsumerOffsets {
         self.dirty
     }
 
+    /// Every committed offset: (topic, group, queue id, offset).
+    pub fn entries(&self) -> impl Iterator<Item = (&str, &str, i32, i64)> + '_ {
+        self.table.iter().flat_map(|(key, queues)| {
+            // Neither topic nor group names may contain '@' (RocketMQ's name rules).
+            let (topic, group) = key.split_once('@').unwrap_or((key.as_str(), ""));
+            queues
+                .iter()
+                .map(move |(queue_id, offset)| (topic, group, *queue_id, *offset))
+        })
+    }
+
     /// The file contents, clearing the dirty mark.
     pub fn take_json(&mut self) -> Vec<u8> {
         self.dirty = false;

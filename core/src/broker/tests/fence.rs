@@ -644,3 +644,36 @@ fn an_instance_that_passed_is_bound_by_the_next_crash_only() {
     assert_eq!(stale.code, response::PULL_OFFSET_MOVED, "{stale:?}");
     assert_eq!(next_begin(&stale), Some(3));
 }
+
+#[test]
+fn a_committed_offset_vouches_for_a_pass_that_never_reached_the_disk() {
+    // Goal: if the record of an instance's pass is lost (its write failed), the group's
+    // committed offset still keeps a second crash from sending the group back below it: only
+    // an instance that passed can have committed above the fence. Method: as above, then drop
+    // the passes from the file before the second crash.
+    let storage = queue_cut_behind_a_consumer();
+    let mut h = Harness::with_storage(test_config(), storage, T0 + 10_000);
+    let c1 = heartbeat("c1", "G1", "TopicA", "*");
+    assert_eq!(h.call(2, c1.clone()).code, response::SUCCESS);
+    for body in ["n3", "n4", "n5"] {
+        send(&mut h, "TopicA", body);
+    }
+    assert_eq!(pulled_bodies(&pull(&mut h, 2, "G1", 3)).len(), 3);
+    pull_committing(&mut h, "G1", 6, 6);
+    sync_all(&mut h);
+    let later = h.now_ms + OFFSET_PERSIST_INTERVAL_MS;
+    step(&mut h, later);
+    let mut storage = power_cut(&h);
+    let saved = storage.read_all(RECOVERY_FENCE_PATH).unwrap().unwrap();
+    let mut json: serde_json::Value = serde_json::from_slice(&saved).unwrap();
+    assert_eq!(json["passed"].as_array().map(Vec::len), Some(1));
+    json["passed"] = serde_json::json!([]);
+    storage
+        .replace(RECOVERY_FENCE_PATH, &serde_json::to_vec(&json).unwrap())
+        .unwrap();
+
+    let mut h = Harness::with_storage(test_config(), storage, T0 + 30_000);
+    assert_eq!(h.call(2, c1).code, response::SUCCESS);
+    assert_eq!(h.broker.consumer_offset("TopicA", "G1", 0), Some(6));
+    assert_eq!(pull(&mut h, 2, "G1", 6).code, response::PULL_NOT_FOUND);
+}
