@@ -573,24 +573,7 @@ impl<S: SegmentStorage> Broker<S> {
         let offset = self
             .recovery_fence
             .clamp_commit(topic, queue_id, group, &holder, offset);
-        self.commit_offset_as(&holder, topic, group, queue_id, offset);
-    }
-
-    /// Commits `offset` (already clamped by the fence) for consumer instance `holder`.
-    pub(super) fn commit_offset_as(
-        &mut self,
-        holder: &Holder,
-        topic: &str,
-        group: &str,
-        queue_id: i32,
-        offset: i64,
-    ) {
-        let committer = match holder {
-            Holder::Client(client) => client.clone(),
-            Holder::Conn(conn) => format!("{conn:?}"),
-        };
-        self.offsets
-            .commit_from(&committer, topic, group, queue_id, offset);
+        self.offsets.commit(topic, group, queue_id, offset);
     }
 
     /// PULL_OFFSET_MOVED to the recovered max, as a pull beyond the max offset is answered

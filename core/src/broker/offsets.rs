@@ -30,9 +30,6 @@ struct OffsetFile {
 #[derive(Debug, Default)]
 pub(super) struct ConsumerOffsets {
     table: BTreeMap<String, BTreeMap<i32, i64>>,
-    /// Who committed each offset last (consumer instance), in memory: see
-    /// [`ConsumerOffsets::commit_from`].
-    last_committer: BTreeMap<(String, i32), String>,
     /// Changed since the last persist.
     dirty: bool,
 }
@@ -50,7 +47,6 @@ impl ConsumerOffsets {
         };
         Ok(Self {
             table: file.offset_table,
-            last_committer: BTreeMap::new(),
             dirty: false,
         })
     }
@@ -59,41 +55,7 @@ impl ConsumerOffsets {
         self.table.get(&key(topic, group))?.get(&queue_id).copied()
     }
 
-    /// Sets an offset whoever held it (the broker's own reset): the next commit may come from
-    /// any instance.
     pub fn commit(&mut self, topic: &str, group: &str, queue_id: i32, offset: i64) {
-        self.last_committer.remove(&(key(topic, group), queue_id));
-        self.set(topic, group, queue_id, offset);
-    }
-
-    /// A commit by consumer instance `committer`. One that would move the offset back is
-    /// refused when another instance committed last: after a re-balance (or a partition) two
-    /// instances can hold a queue until the next one, and the stale one would move the
-    /// group's offset back over what the new owner committed. An instance moving its own
-    /// offset back (a seek) is taken. Returns whether the offset was taken.
-    pub fn commit_from(
-        &mut self,
-        committer: &str,
-        topic: &str,
-        group: &str,
-        queue_id: i32,
-        offset: i64,
-    ) -> bool {
-        let slot = (key(topic, group), queue_id);
-        let current = self.query(topic, group, queue_id);
-        let other = self
-            .last_committer
-            .get(&slot)
-            .is_some_and(|last| last != committer);
-        if other && current.is_some_and(|c| offset < c) {
-            return false;
-        }
-        self.last_committer.insert(slot, committer.to_owned());
-        self.set(topic, group, queue_id, offset);
-        true
-    }
-
-    fn set(&mut self, topic: &str, group: &str, queue_id: i32, offset: i64) {
         let queues = self.table.entry(key(topic, group)).or_default();
         if queues.insert(queue_id, offset) != Some(offset) {
             self.dirty = true;

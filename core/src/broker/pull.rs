@@ -190,18 +190,13 @@ impl<S: SegmentStorage> Broker<S> {
             &h.topic,
             h.queue_id,
             &h.consumer_group,
-            holder.clone(),
+            holder,
             requested.0,
         );
         if let Some(recovered_max) = fenced {
             if first && h.sys_flag & pull_sys_flag::COMMIT_OFFSET != 0 && !broadcasting {
-                self.commit_offset_as(
-                    &holder,
-                    &h.topic,
-                    &h.consumer_group,
-                    h.queue_id,
-                    commit_offset,
-                );
+                self.offsets
+                    .commit(&h.topic, &h.consumer_group, h.queue_id, commit_offset);
             }
             return Ok(Some(self.fenced_pull_response(
                 req,
@@ -257,13 +252,8 @@ impl<S: SegmentStorage> Broker<S> {
         };
 
         if first && h.sys_flag & pull_sys_flag::COMMIT_OFFSET != 0 && !broadcasting {
-            self.commit_offset_as(
-                &holder,
-                &h.topic,
-                &h.consumer_group,
-                h.queue_id,
-                commit_offset,
-            );
+            self.offsets
+                .commit(&h.topic, &h.consumer_group, h.queue_id, commit_offset);
         }
 
         if code == response::PULL_NOT_FOUND

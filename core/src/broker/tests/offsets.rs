@@ -250,38 +250,3 @@ fn server_side_reset_works_offline_and_per_queue() {
     assert_eq!(h.broker.consumer_offset("TopicA", "G", 1), Some(2));
     assert_eq!(h.broker.consumer_offset("TopicA", "G", 0), Some(0));
 }
-
-/// Goal: after a queue moved between two instances of a group, the instance that held it
-/// before cannot move the group's committed offset back over what the new owner committed
-/// (both may hold the queue until the next re-balance); an instance moving its own offset back
-/// (a seek) can, and the broker's own reset can.
-#[test]
-fn a_stale_owner_does_not_move_the_committed_offset_back() {
-    let mut h = Harness::new(test_config());
-    for (conn, client) in [(2, "old-owner"), (3, "new-owner")] {
-        let hb = heartbeat(client, "G1", "TopicA", "*");
-        assert_eq!(h.call(conn, hb).code, response::SUCCESS);
-    }
-    let commit = |h: &mut Harness, conn: u64, offset: i64| {
-        let update = RemotingCommand::request(request::UPDATE_CONSUMER_OFFSET)
-            .with_ext("consumerGroup", "G1")
-            .with_ext("topic", "TopicA")
-            .with_ext("queueId", 0)
-            .with_ext("commitOffset", offset);
-        assert_eq!(h.call(conn, update).code, response::SUCCESS);
-        h.broker.consumer_offset("TopicA", "G1", 0)
-    };
-    assert_eq!(commit(&mut h, 2, 7), Some(7));
-    assert_eq!(commit(&mut h, 3, 9), Some(9), "the new owner moves it on");
-    assert_eq!(
-        commit(&mut h, 2, 7),
-        Some(9),
-        "the old owner's stale offset is refused"
-    );
-    assert_eq!(
-        commit(&mut h, 3, 4),
-        Some(4),
-        "the owner's own seek back is taken"
-    );
-    assert_eq!(commit(&mut h, 2, 6), Some(6), "forward from anyone");
-}
