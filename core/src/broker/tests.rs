@@ -8,7 +8,7 @@ use bytes::{Bytes, BytesMut};
 use super::*;
 use crate::message::{MessageRecord, Properties};
 use crate::remoting::headers::{pull_sys_flag, PullMessageRequestHeader, SendMessageRequestHeader};
-use crate::store::MemStorage;
+use crate::store::{MemStorage, QueueOffset};
 
 const T0: u64 = 1_718_000_000_000;
 
@@ -177,6 +177,21 @@ fn commitlog_position_of(h: &Harness, bytes: &[u8]) -> (String, u64) {
             Some((p, at as u64))
         })
         .expect("the bytes are in the CommitLog")
+}
+
+/// The bodies stored in a queue, from offset 0.
+fn bodies(h: &Harness, topic: &str, queue_id: i32) -> Vec<String> {
+    let got = h
+        .broker
+        .store()
+        .get(topic, queue_id, QueueOffset(0), 1_000, &|_| true)
+        .unwrap();
+    got.records
+        .iter()
+        .map(|b| {
+            String::from_utf8_lossy(&MessageRecord::decode(b, true).unwrap().body).into_owned()
+        })
+        .collect()
 }
 
 fn namesrv_requests(outputs: &[BrokerOutput]) -> Vec<(String, i32)> {

@@ -9,7 +9,7 @@ use crate::broker::timer::checkpoint::{TimerCheckpoint, TIMER_CHECKPOINT_PATH};
 use crate::broker::timer::{TimerConfig, TIMER_DELAY_SEC, TIMER_TOPIC};
 use crate::broker::transaction::{TRANSACTION_OFFSET_PATH, TRANS_HALF_TOPIC};
 use crate::message::{keys, sys_flag};
-use crate::store::{PowerLoss, QueueOffset};
+use crate::store::PowerLoss;
 
 const PULL_FLAGS: i32 = pull_sys_flag::SUBSCRIPTION;
 
@@ -64,20 +64,6 @@ fn pulled_bodies(resp: &RemotingCommand) -> Vec<String> {
 
 fn next_begin(resp: &RemotingCommand) -> Option<i64> {
     resp.ext("nextBeginOffset").and_then(|v| v.parse().ok())
-}
-
-fn bodies(h: &Harness, topic: &str, queue_id: i32) -> Vec<String> {
-    let got = h
-        .broker
-        .store()
-        .get(topic, queue_id, QueueOffset(0), 1_000, &|_| true)
-        .unwrap();
-    got.records
-        .iter()
-        .map(|b| {
-            String::from_utf8_lossy(&MessageRecord::decode(b, true).unwrap().body).into_owned()
-        })
-        .collect()
 }
 
 /// Three durable messages, three more lost with the power; group G1 had pulled all six and
@@ -613,12 +599,9 @@ fn another_instance_of_the_group_is_fenced_until_it_reads_below_the_fence() {
     assert_eq!(h.broker.consumer_offset("TopicA", "G1", 0), Some(3));
 }
 
-#[test]
-fn an_instance_that_passed_is_bound_by_the_next_crash_only() {
-    // Goal: a second crash does not send an instance that read past the first fence back to
-    // it (that would re-deliver everything since); an instance that never passed it still is.
-    // Method: cut behind G1 (fence 3); instance c1 reads n3..n5 from 3; everything is synced;
-    // a second crash recovers up to 6.
+/// After a cut behind G1 (fence 3): instance c1 (conn 2) heartbeats and reads n3..n5 from 3.
+/// Returns the broker and c1's heartbeat.
+fn instance_c1_read_past_the_fence() -> (Harness, RemotingCommand) {
     let storage = queue_cut_behind_a_consumer();
     let mut h = Harness::with_storage(test_config(), storage, T0 + 10_000);
     let c1 = heartbeat("c1", "G1", "TopicA", "*");
@@ -627,6 +610,16 @@ fn an_instance_that_passed_is_bound_by_the_next_crash_only() {
         send(&mut h, "TopicA", body);
     }
     assert_eq!(pulled_bodies(&pull(&mut h, 2, "G1", 3)).len(), 3);
+    (h, c1)
+}
+
+#[test]
+fn an_instance_that_passed_is_bound_by_the_next_crash_only() {
+    // Goal: a second crash does not send an instance that read past the first fence back to
+    // it (that would re-deliver everything since); an instance that never passed it still is.
+    // Method: cut behind G1 (fence 3); instance c1 reads n3..n5 from 3; everything is synced;
+    // a second crash recovers up to 6.
+    let (mut h, c1) = instance_c1_read_past_the_fence();
     sync_all(&mut h);
     let later = h.now_ms + OFFSET_PERSIST_INTERVAL_MS;
     step(&mut h, later);
@@ -651,14 +644,7 @@ fn a_committed_offset_vouches_for_a_pass_that_never_reached_the_disk() {
     // committed offset still keeps a second crash from sending the group back below it: only
     // an instance that passed can have committed above the fence. Method: as above, then drop
     // the passes from the file before the second crash.
-    let storage = queue_cut_behind_a_consumer();
-    let mut h = Harness::with_storage(test_config(), storage, T0 + 10_000);
-    let c1 = heartbeat("c1", "G1", "TopicA", "*");
-    assert_eq!(h.call(2, c1.clone()).code, response::SUCCESS);
-    for body in ["n3", "n4", "n5"] {
-        send(&mut h, "TopicA", body);
-    }
-    assert_eq!(pulled_bodies(&pull(&mut h, 2, "G1", 3)).len(), 3);
+    let (mut h, c1) = instance_c1_read_past_the_fence();
     pull_committing(&mut h, "G1", 6, 6);
     sync_all(&mut h);
     let later = h.now_ms + OFFSET_PERSIST_INTERVAL_MS;

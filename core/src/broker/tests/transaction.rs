@@ -90,20 +90,6 @@ fn producer_heartbeat(client_id: &str) -> RemotingCommand {
         .with_body(Bytes::from(serde_json::to_vec(&body).unwrap()))
 }
 
-fn bodies(h: &Harness, topic: &str, queue_id: i32) -> Vec<String> {
-    let got = h
-        .broker
-        .store()
-        .get(topic, queue_id, QueueOffset(0), 1_000, &|_| true)
-        .unwrap();
-    got.records
-        .iter()
-        .map(|b| {
-            String::from_utf8_lossy(&MessageRecord::decode(b, true).unwrap().body).into_owned()
-        })
-        .collect()
-}
-
 fn records(h: &Harness, topic: &str, queue_id: i32) -> Vec<MessageRecord> {
     let got = h
         .broker
