@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use bytes::{Bytes, BytesMut};
 
 use super::*;
-use crate::message::{MessageRecord, Properties};
+use crate::message::{keys, sys_flag, MessageRecord, Properties};
 use crate::remoting::headers::{pull_sys_flag, PullMessageRequestHeader, SendMessageRequestHeader};
 use crate::store::{MemStorage, QueueOffset};
 
@@ -192,6 +192,26 @@ fn bodies(h: &Harness, topic: &str, queue_id: i32) -> Vec<String> {
             String::from_utf8_lossy(&MessageRecord::decode(b, true).unwrap().body).into_owned()
         })
         .collect()
+}
+
+/// A half message as a RocketMQ producer sends it (property and sysFlag bit).
+fn half(topic: &str, queue_id: i32, body: &[u8], uniq: &str) -> RemotingCommand {
+    let mut cmd = send_request(
+        request::SEND_MESSAGE_V2,
+        topic,
+        queue_id,
+        body,
+        &props(&[
+            ("TAGS", "t"),
+            ("WAIT", "true"),
+            (keys::TRAN_MSG, "true"),
+            (keys::PGROUP, "PG"),
+            (keys::UNIQ_KEY, uniq),
+        ]),
+    );
+    cmd.ext_fields
+        .insert("f".into(), sys_flag::TRANSACTION_PREPARED.to_string());
+    cmd
 }
 
 fn namesrv_requests(outputs: &[BrokerOutput]) -> Vec<(String, i32)> {

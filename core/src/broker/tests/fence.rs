@@ -340,6 +340,21 @@ fn timed(body: &str, sec: &str) -> RemotingCommand {
     )
 }
 
+/// A power cut after which the timer checkpoint says queue offsets up to 5 were entered,
+/// ahead of what the cut left of the timer queue.
+fn power_cut_with_timer_ahead(h: &Harness, cp: TimerCheckpoint) -> MemStorage {
+    let mut storage = power_cut(h);
+    let ahead = TimerCheckpoint {
+        last_timer_queue_offset: 5,
+        master_timer_queue_offset: 5,
+        ..cp
+    };
+    storage
+        .replace(TIMER_CHECKPOINT_PATH, &ahead.encode())
+        .unwrap();
+    storage
+}
+
 #[test]
 fn timer_messages_sent_after_a_cut_timer_queue_are_delivered_across_crashes() {
     // Goal: a timercheck counting more of rmq_sys_wheel_timer than recovery kept never makes the
@@ -353,16 +368,8 @@ fn timer_messages_sent_after_a_cut_timer_queue_are_delivered_across_crashes() {
     assert_eq!(bodies(&h, "TopicA", 0), ["old"]);
     let cp = h.broker.timer_stats().checkpoint;
     assert_eq!(cp.last_timer_queue_offset, 1);
-    let mut storage = power_cut(&h);
     // The timer had entered queue offsets up to 5 before the power went.
-    let ahead = TimerCheckpoint {
-        last_timer_queue_offset: 5,
-        master_timer_queue_offset: 5,
-        ..cp
-    };
-    storage
-        .replace(TIMER_CHECKPOINT_PATH, &ahead.encode())
-        .unwrap();
+    let storage = power_cut_with_timer_ahead(&h, cp);
 
     let mut h = Harness::with_storage(timer_config(), storage, T0 + 3_100);
     assert_eq!(h.broker.store().max_offset(TIMER_TOPIC, 0).0, 1);
@@ -395,15 +402,7 @@ fn timer_messages_sent_after_a_cut_are_delivered_without_another_crash() {
         step(&mut h, at);
     }
     let cp = h.broker.timer_stats().checkpoint;
-    let mut storage = power_cut(&h);
-    let ahead = TimerCheckpoint {
-        last_timer_queue_offset: 5,
-        master_timer_queue_offset: 5,
-        ..cp
-    };
-    storage
-        .replace(TIMER_CHECKPOINT_PATH, &ahead.encode())
-        .unwrap();
+    let storage = power_cut_with_timer_ahead(&h, cp);
     let mut h = Harness::with_storage(timer_config(), storage, T0 + 3_100);
     assert_eq!(h.call(1, timed("n1", "1")).code, response::SUCCESS);
     for at in (T0 + 3_100..=T0 + 6_000).step_by(100) {
@@ -412,25 +411,6 @@ fn timer_messages_sent_after_a_cut_are_delivered_without_another_crash() {
     let mut delivered = bodies(&h, "TopicA", 0);
     delivered.sort();
     assert_eq!(delivered, ["n1", "old"]);
-}
-
-fn half(body: &str, uniq: &str) -> RemotingCommand {
-    let mut cmd = send_request(
-        request::SEND_MESSAGE_V2,
-        "TopicA",
-        1,
-        body.as_bytes(),
-        &props(&[
-            ("TAGS", "t"),
-            ("WAIT", "true"),
-            (keys::TRAN_MSG, "true"),
-            (keys::PGROUP, "PG"),
-            (keys::UNIQ_KEY, uniq),
-        ]),
-    );
-    cmd.ext_fields
-        .insert("f".into(), sys_flag::TRANSACTION_PREPARED.to_string());
-    cmd
 }
 
 fn producer_heartbeat() -> RemotingCommand {
@@ -452,7 +432,10 @@ fn half_messages_sent_after_a_cut_half_queue_are_checked_and_committed_across_cr
         .replace(TRANSACTION_OFFSET_PATH, br#"{"halfOffset":5,"opOffset":5}"#)
         .unwrap();
     let mut h = Harness::with_storage(test_config(), storage, T0);
-    assert_eq!(h.call(1, half("pay", "U1")).code, response::SUCCESS);
+    assert_eq!(
+        h.call(1, half("TopicA", 1, b"pay", "U1")).code,
+        response::SUCCESS
+    );
     sync_all(&mut h);
     assert_eq!(h.broker.store().max_offset(TRANS_HALF_TOPIC, 0).0, 1);
     assert_eq!(h.broker.pending_transactions(), vec![(0, 0)]);

@@ -23,26 +23,6 @@ fn tx_config(check_max: u32) -> BrokerConfig {
     config
 }
 
-/// A half message as a RocketMQ producer sends it (property and sysFlag bit).
-fn half(topic: &str, queue_id: i32, body: &[u8], uniq: &str) -> RemotingCommand {
-    let mut cmd = send_request(
-        request::SEND_MESSAGE_V2,
-        topic,
-        queue_id,
-        body,
-        &props(&[
-            ("TAGS", "t"),
-            ("WAIT", "true"),
-            (keys::TRAN_MSG, "true"),
-            (keys::PGROUP, "PG"),
-            (keys::UNIQ_KEY, uniq),
-        ]),
-    );
-    cmd.ext_fields
-        .insert("f".into(), sys_flag::TRANSACTION_PREPARED.to_string());
-    cmd
-}
-
 /// What the producer keeps from the send response to end the transaction.
 #[derive(Clone, Debug)]
 struct Sent {
