@@ -134,6 +134,7 @@ impl<S: SegmentStorage> Broker<S> {
                 (t.to_owned(), queues)
             })
             .collect();
+        let mut restored = false;
         for (topic, queues) in missing {
             if validate_topic(&topic).is_err() {
                 continue;
@@ -149,6 +150,9 @@ impl<S: SegmentStorage> Broker<S> {
                 .topics
                 .insert(topic.clone(), TopicConfig::new(&topic, queue_nums));
             self.topics.data_version.bump(now_ms);
+            restored = true;
+        }
+        if restored {
             self.persist_topics();
         }
     }
