@@ -512,23 +512,22 @@ impl CommitLog {
             if pos + BLANK_FILLER_BYTES > len {
                 break Some("segment ends without a BLANK filler".to_string());
             }
-            // A position that fails its check is read again before the log is ended there:
-            // a read that came back wrong once must not cut off durable records.
-            let mut step = ScanStep::Bad(String::new());
-            for _ in 0..READ_ATTEMPTS {
-                step = scan_step(storage, seg, len, cur, plan.skip_body_crc)?;
-                if !matches!(step, ScanStep::Bad(_)) {
-                    break;
-                }
-            }
+            // A position that fails its check is read again before the log is ended there: a
+            // read that came back wrong must not cut off records that were durable, or merely
+            // written before a process crash. Only bytes that read back the same way
+            // READ_ATTEMPTS times in a row count as what the disk holds.
+            let step = read_settled(|| scan_step(storage, seg, len, cur, plan.skip_body_crc))?;
             let (total, record) = match step {
-                ScanStep::Blank => {
+                Settled::Good(ScanStep::Blank) => {
                     cur = seg + len;
                     continue;
                 }
-                ScanStep::Unwritten => break Some(UNWRITTEN.to_string()),
-                ScanStep::Bad(reason) => break Some(reason),
-                ScanStep::Record(total, record) => (total, record),
+                Settled::Good(ScanStep::Unwritten) => break Some(UNWRITTEN.to_string()),
+                Settled::Good(ScanStep::Record(total, record)) => (total, record),
+                Settled::Bad(reason, _) => break Some(reason),
+                Settled::Unsettled(reason) => {
+                    return Err(unreadable(&segment_path(seg), seg, cur, reason));
+                }
             };
             match dispatch(storage, cur, total, &record)? {
                 Verdict::Valid => {}
@@ -557,7 +556,7 @@ impl CommitLog {
                 ))
             } else if let Some(next) = next {
                 let gap_end = if next < seg + len { next - seg } else { len };
-                if len > 0 && lost_sector_in(storage, &segment_path(seg), end - seg, gap_end)? {
+                if len > 0 && lost_sector_in(storage, seg, end - seg, gap_end)? {
                     report.records_after_tear = count_chain(storage, &segments, next)?.0;
                     None
                 } else {
@@ -630,6 +629,89 @@ impl CommitLog {
 /// Why a scan stops at zeros: the normal end of the log.
 const UNWRITTEN: &str = "unwritten space";
 
+/// The most reads recovery spends on one position whose bytes keep changing from read to read.
+/// Past it the disk cannot be read reliably there, and recovery refuses to start
+/// ([`StoreError::UnreadableCommitLog`]) rather than end the log at a record it could not read.
+pub const UNSETTLED_READ_LIMIT: u32 = 16;
+
+/// What repeated reads of one position came to ([`read_settled`]).
+#[derive(Debug)]
+pub(crate) enum Settled<T> {
+    /// A read passed its check.
+    Good(T),
+    /// [`READ_ATTEMPTS`] reads in a row returned the same bytes and failed the check: the damage
+    /// is on the disk. The check's reason, and the bytes.
+    Bad(String, Vec<u8>),
+    /// Every read failed, and the bytes changed from read to read for [`UNSETTLED_READ_LIMIT`]
+    /// reads: what the disk holds there is unknown.
+    Unsettled(String),
+}
+
+/// Runs `attempt` (one read and check of a position: the outcome, and the bytes it read) until a
+/// read passes, or until the same failing bytes came back [`READ_ATTEMPTS`] times in a row.
+///
+/// A transient read fault (a flaky controller, cable or DIMM) returns bytes that differ from
+/// what the disk holds for a few reads, then the right ones; comparing reads is what tells it
+/// from damage on the medium, which reads back the same every time. Counting reads alone would
+/// judge a record damaged when two faults in it wear off one after the other.
+pub(crate) fn read_settled<T>(
+    mut attempt: impl FnMut() -> Result<(Result<T, String>, Vec<u8>), StoreError>,
+) -> Result<Settled<T>, StoreError> {
+    let mut last: Option<Vec<u8>> = None;
+    let mut same_in_a_row = 0;
+    let mut reason = String::new();
+    for _ in 0..UNSETTLED_READ_LIMIT {
+        let (outcome, bytes) = attempt()?;
+        match outcome {
+            Ok(good) => return Ok(Settled::Good(good)),
+            Err(why) => reason = why,
+        }
+        if last.as_ref() == Some(&bytes) {
+            same_in_a_row += 1;
+        } else {
+            same_in_a_row = 1;
+            last = Some(bytes.clone());
+        }
+        if same_in_a_row >= READ_ATTEMPTS {
+            return Ok(Settled::Bad(reason, bytes));
+        }
+    }
+    Ok(Settled::Unsettled(reason))
+}
+
+/// The error for a position of the segment `path` (starting at `seg`) that never read back the
+/// same way twice in a row during recovery.
+fn unreadable(path: &str, seg: u64, offset: u64, reason: String) -> StoreError {
+    StoreError::UnreadableCommitLog {
+        path: path.to_string(),
+        offset,
+        file_position: offset - seg,
+        reads: UNSETTLED_READ_LIMIT,
+        reason,
+    }
+}
+
+/// The bytes `[pos, pos + n)` of the segment starting at `seg`, once [`READ_ATTEMPTS`] reads in
+/// a row returned the same.
+fn read_stable<S: SegmentStorage>(
+    storage: &S,
+    seg: u64,
+    pos: u64,
+    n: usize,
+) -> Result<Vec<u8>, StoreError> {
+    let path = segment_path(seg);
+    let read = || -> Result<(Result<std::convert::Infallible, String>, Vec<u8>), StoreError> {
+        let mut buf = vec![0u8; n];
+        storage.read_at(&path, pos, &mut buf)?;
+        Ok((Err("reads disagree".to_string()), buf))
+    };
+    match read_settled(read)? {
+        Settled::Bad(_, bytes) => Ok(bytes),
+        Settled::Good(never) => match never {},
+        Settled::Unsettled(reason) => Err(unreadable(&path, seg, seg + pos, reason)),
+    }
+}
+
 /// What the recovery scan finds at one position of the log.
 enum ScanStep {
     /// The BLANK filler that ends a segment.
@@ -638,50 +720,48 @@ enum ScanStep {
     Unwritten,
     /// A verified record of `TOTALSIZE` bytes.
     Record(u32, MessageRecord),
-    /// Neither: why.
-    Bad(String),
 }
 
-/// Reads and checks the position `cur` of the segment starting at `seg` (`len` bytes).
+/// Reads and checks the position `cur` of the segment starting at `seg` (`len` bytes): what is
+/// there, or why it is neither a record nor a filler nor unwritten space; and the bytes read
+/// (the header alone when it was bad already, else the whole record).
 fn scan_step<S: SegmentStorage>(
     storage: &S,
     seg: u64,
     len: u64,
     cur: u64,
     skip_body_crc: bool,
-) -> Result<ScanStep, StoreError> {
+) -> Result<(Result<ScanStep, String>, Vec<u8>), StoreError> {
     let pos = cur - seg;
     let path = segment_path(seg);
     let mut header = [0u8; 8];
     storage.read_at(&path, pos, &mut header)?;
     let (total, magic) = peek_header(&header)?;
     if magic == MAGIC_BLANK && total as u64 == len - pos {
-        return Ok(ScanStep::Blank);
+        return Ok((Ok(ScanStep::Blank), header.to_vec()));
     }
     if header == [0u8; 8] {
-        return Ok(ScanStep::Unwritten);
+        return Ok((Ok(ScanStep::Unwritten), header.to_vec()));
     }
     if (magic != MAGIC_V1 && magic != MAGIC_V2)
         || total < MIN_RECORD_BYTES
         || total as u64 + BLANK_FILLER_BYTES > len - pos
     {
-        return Ok(ScanStep::Bad(format!(
-            "bad header: TOTALSIZE {total}, MAGICCODE {magic:#x}"
-        )));
+        let why = format!("bad header: TOTALSIZE {total}, MAGICCODE {magic:#x}");
+        return Ok((Err(why), header.to_vec()));
     }
     let mut buf = vec![0u8; total as usize];
     storage.read_at(&path, pos, &mut buf)?;
-    let record = match check_record_with(Bytes::from(buf), !skip_body_crc) {
-        Ok(record) => record,
-        Err(e) => return Ok(ScanStep::Bad(e.to_string())),
-    };
-    if record.physical_offset != cur as i64 {
-        return Ok(ScanStep::Bad(format!(
+    let bytes = Bytes::from(buf);
+    let outcome = match check_record_with(bytes.clone(), !skip_body_crc) {
+        Ok(record) if record.physical_offset == cur as i64 => Ok(ScanStep::Record(total, record)),
+        Ok(record) => Err(format!(
             "PHYSICALOFFSET {} at offset {cur}",
             record.physical_offset
-        )));
-    }
-    Ok(ScanStep::Record(total, record))
+        )),
+        Err(e) => Err(e.to_string()),
+    };
+    Ok((outcome, bytes.to_vec()))
 }
 
 /// The first valid record after the bad position `bad`: in the rest of its segment (up to the
@@ -695,22 +775,33 @@ fn find_next_valid<S: SegmentStorage>(
         if bad < seg + len {
             let path = segment_path(seg);
             let from = bad - seg;
-            let data = read_nonzero_run(storage, &path, from, len)?;
-            for x in 1..data.len() {
-                let Some(magic) = data.get(x + 4..x + 8) else {
-                    break;
-                };
-                let magic = i32::from_be_bytes([magic[0], magic[1], magic[2], magic[3]]);
-                if magic != MAGIC_V1 && magic != MAGIC_V2 {
-                    continue;
+            // "Nothing follows" is believed only once the rest of the segment reads back the
+            // same way READ_ATTEMPTS times: a transient fault in the next record's magic or
+            // offset would otherwise pass a corruption off as a torn tail.
+            let search = || -> Result<(Result<u64, String>, Vec<u8>), StoreError> {
+                let data = read_nonzero_run(storage, &path, from, len)?;
+                for x in 1..data.len() {
+                    let Some(magic) = data.get(x + 4..x + 8) else {
+                        break;
+                    };
+                    let magic = i32::from_be_bytes([magic[0], magic[1], magic[2], magic[3]]);
+                    if magic != MAGIC_V1 && magic != MAGIC_V2 {
+                        continue;
+                    }
+                    let offset = bad + x as u64;
+                    if be_i64(&data, x + field_pos::PHYSICAL_OFFSET) != Some(offset as i64) {
+                        continue;
+                    }
+                    if record_at(storage, &path, seg, len, offset)?.is_some() {
+                        return Ok((Ok(offset), data));
+                    }
                 }
-                let offset = bad + x as u64;
-                if be_i64(&data, x + field_pos::PHYSICAL_OFFSET) != Some(offset as i64) {
-                    continue;
-                }
-                if record_at(storage, &path, seg, len, offset)?.is_some() {
-                    return Ok(Some(offset));
-                }
+                Ok((Err("no valid record".to_string()), data))
+            };
+            match read_settled(search)? {
+                Settled::Good(offset) => return Ok(Some(offset)),
+                Settled::Bad(..) => {}
+                Settled::Unsettled(reason) => return Err(unreadable(&path, seg, bad, reason)),
             }
         }
     }
@@ -734,21 +825,33 @@ fn record_at<S: SegmentStorage>(
     if pos + BLANK_FILLER_BYTES > len {
         return Ok(None);
     }
-    let mut header = [0u8; 8];
-    storage.read_at(path, pos, &mut header)?;
-    let (total, magic) = peek_header(&header)?;
-    if magic == MAGIC_BLANK && total as u64 == len - pos {
-        return Ok(Some(len - pos));
+    // Read like the scan reads: a candidate that a transient fault hides must not turn a
+    // corruption into a torn tail, nor end a chain early.
+    let attempt = || -> Result<(Result<u64, String>, Vec<u8>), StoreError> {
+        let mut header = [0u8; 8];
+        storage.read_at(path, pos, &mut header)?;
+        let (total, magic) = peek_header(&header)?;
+        if magic == MAGIC_BLANK && total as u64 == len - pos {
+            return Ok((Ok(len - pos), header.to_vec()));
+        }
+        if total < MIN_RECORD_BYTES || total as u64 + BLANK_FILLER_BYTES > len - pos {
+            return Ok((Err("bad header".to_string()), header.to_vec()));
+        }
+        let mut buf = vec![0u8; total as usize];
+        storage.read_at(path, pos, &mut buf)?;
+        let bytes = Bytes::from(buf);
+        let outcome = match check_record(bytes.clone()) {
+            Ok(r) if r.physical_offset == offset as i64 => Ok(total as u64),
+            Ok(_) => Err("wrong PHYSICALOFFSET".to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        Ok((outcome, bytes.to_vec()))
+    };
+    match read_settled(attempt)? {
+        Settled::Good(total) => Ok(Some(total)),
+        Settled::Bad(..) => Ok(None),
+        Settled::Unsettled(reason) => Err(unreadable(path, seg, offset, reason)),
     }
-    if total < MIN_RECORD_BYTES || total as u64 + BLANK_FILLER_BYTES > len - pos {
-        return Ok(None);
-    }
-    let mut buf = vec![0u8; total as usize];
-    storage.read_at(path, pos, &mut buf)?;
-    Ok(match check_record(Bytes::from(buf)) {
-        Ok(r) if r.physical_offset == offset as i64 => Some(total as u64),
-        _ => None,
-    })
 }
 
 /// Follows valid records (and BLANK fillers into later segments) from `offset`: how many records
@@ -783,21 +886,22 @@ fn count_chain<S: SegmentStorage>(
 /// zero sector.
 fn lost_sector_in<S: SegmentStorage>(
     storage: &S,
-    path: &str,
+    seg: u64,
     from: u64,
     to: u64,
 ) -> Result<bool, StoreError> {
     if to <= from {
         return Ok(false);
     }
-    let file_len = storage.len(path)?;
+    let file_len = storage.len(&segment_path(seg))?;
     // A lost sector may reach into the valid record after the gap: its first TOTALSIZE bytes
     // are zeros anyway. Read up to the end of the sector holding `to`.
     let read_end = (to.div_ceil(SECTOR_BYTES) * SECTOR_BYTES)
         .min(file_len)
         .max(to);
-    let mut buf = vec![0u8; (read_end - from) as usize];
-    storage.read_at(path, from, &mut buf)?;
+    // Zeros are believed once they read back the same way READ_ATTEMPTS times: a transient
+    // fault that cleared a byte must not make a lost sector of a corruption.
+    let buf = read_stable(storage, seg, from, (read_end - from) as usize)?;
     let zero = |a: u64, b: u64| {
         buf[(a - from) as usize..(b - from) as usize]
             .iter()

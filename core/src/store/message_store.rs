@@ -153,6 +153,22 @@ pub enum StoreError {
         file_position: u64,
         reason: String,
     },
+    /// Recovery read a position of the CommitLog again and again and the bytes kept changing:
+    /// the disk cannot be read reliably there. Whatever the policy, the log is not ended at a
+    /// record that could not be read (it may hold acknowledged messages).
+    #[error(
+        "CommitLog {path} cannot be read reliably at offset {offset} (position {file_position} \
+         in the file): {reads} reads returned different bytes, the last failing with: {reason}. \
+         Refusing to start rather than end the log at a record that could not be read; check \
+         the disk (kernel log, SMART), then start again"
+    )]
+    UnreadableCommitLog {
+        path: String,
+        offset: u64,
+        file_position: u64,
+        reads: u32,
+        reason: String,
+    },
     /// [`MessageStore::close`] was called before everything written was durable and covered by
     /// a checkpoint.
     #[error("cannot close cleanly: {0}")]
@@ -502,17 +518,25 @@ fn unit_matches_record<S: SegmentStorage>(
     if offset + size > seg + len {
         return Ok(false);
     }
-    let mut buf = vec![0u8; size as usize];
-    storage.read_at(&commitlog::segment_path(seg), offset - seg, &mut buf)?;
-    Ok(match commitlog::check_record(Bytes::from(buf)) {
-        Ok(r) => {
-            r.physical_offset == offset as i64
-                && r.topic == topic
-                && r.queue_id == queue_id
-                && r.queue_offset == queue_offset as i64
-        }
-        Err(_) => false,
-    })
+    // Read like the scan reads: a transient fault here costs a full scan, never a record.
+    let attempt = || -> Result<(Result<(), String>, Vec<u8>), StoreError> {
+        let mut buf = vec![0u8; size as usize];
+        storage.read_at(&commitlog::segment_path(seg), offset - seg, &mut buf)?;
+        let matches = match commitlog::check_record(Bytes::copy_from_slice(&buf)) {
+            Ok(r) => {
+                r.physical_offset == offset as i64
+                    && r.topic == topic
+                    && r.queue_id == queue_id
+                    && r.queue_offset == queue_offset as i64
+            }
+            Err(_) => false,
+        };
+        Ok((matches.then_some(()).ok_or_else(String::new), buf))
+    };
+    Ok(matches!(
+        commitlog::read_settled(attempt)?,
+        commitlog::Settled::Good(())
+    ))
 }
 
 impl<S: SegmentStorage> MessageStore<S> {

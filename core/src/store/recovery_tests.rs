@@ -12,6 +12,7 @@ use super::*;
 use crate::message::{keys, MessageRecord, Properties};
 use crate::rng::SeededRng;
 use crate::store::commitlog::check_record;
+use crate::store::commitlog::UNSETTLED_READ_LIMIT;
 use crate::store::message_store::READ_ATTEMPTS;
 
 const SEGMENT_BYTES: u64 = 4096;
@@ -354,6 +355,74 @@ fn a_transient_read_fault_is_read_again_not_cut_off() {
         READ_ATTEMPTS - 1,
     );
     let store = open(storage, CorruptionPolicy::Truncate);
+    assert_eq!(snapshot(&store), before);
+}
+
+#[test]
+fn faults_that_wear_off_one_after_another_never_end_the_log_after_a_process_crash() {
+    // Goal: the essence of simulator seed 7004259. A process crash (the page cache survives:
+    // every record written is there), then transient read faults in a record the checkpoint
+    // covers: its MAGICCODE reads wrong 3 times, a body byte 3 times. Together they fail more
+    // than READ_ATTEMPTS reads, though no single read pattern repeats that often. Recovery used
+    // to judge the record damaged below the checkpoint and, under `truncate`, end the log
+    // there: every record after it, acknowledged, gone, and their queue offsets handed out
+    // again. Method: checkpoint after 40 records, write 25 more, crash; the faults sit in the
+    // last record before the checkpoint (the one recovery checks against its queue's last unit
+    // too); reopen under both policies.
+    let mut store = open(MemStorage::new(), CorruptionPolicy::Truncate);
+    let trusted = fill(&mut store, 40, 1);
+    store.checkpoint_inline().unwrap();
+    fill(&mut store, 25, 9);
+    let before = snapshot(&store);
+    let storage = store.into_storage();
+    let victim = trusted.last().unwrap().physical_offset.0;
+    let path = segment_of(victim);
+    let pos = victim % SEGMENT_BYTES;
+    for policy in [CorruptionPolicy::Truncate, CorruptionPolicy::Refuse] {
+        let mut storage = storage.clone();
+        storage.flip_on_reads(&path, pos + 7, 0x20, 3);
+        storage.flip_on_reads(&path, pos + 95, 0x01, 3);
+        let store = open(storage, policy);
+        assert_eq!(snapshot(&store), before, "{policy:?}");
+        assert_eq!(store.recovery_report().bytes_truncated, 0, "{policy:?}");
+    }
+}
+
+#[test]
+fn a_record_that_never_reads_back_the_same_refuses_to_open_under_either_policy() {
+    // Goal: when recovery cannot read a record (its bytes change from read to read for
+    // UNSETTLED_READ_LIMIT reads), it refuses to start and says so, whatever the policy: it
+    // never ends the log at a record it could not read. Once the disk reads right, everything
+    // is there. Method: 16 body bytes of a record after the checkpoint (a process crash), the
+    // k-th wrong for k reads, so no two reads return the same bytes.
+    let mut store = open(MemStorage::new(), CorruptionPolicy::Truncate);
+    fill(&mut store, 20, 1);
+    store.checkpoint_inline().unwrap();
+    let after = fill(&mut store, 10, 9);
+    let before = snapshot(&store);
+    let mut storage = store.into_storage();
+    let victim = after[3].physical_offset.0;
+    let path = segment_of(victim);
+    let pos = victim % SEGMENT_BYTES + 90;
+    for k in 1..=UNSETTLED_READ_LIMIT {
+        storage.flip_on_reads(&path, pos + u64::from(k), 0x08, k);
+    }
+    for policy in [CorruptionPolicy::Truncate, CorruptionPolicy::Refuse] {
+        let err = MessageStore::open(storage.clone(), config(policy)).err();
+        assert!(
+            matches!(&err, Some(StoreError::UnreadableCommitLog { offset, reads, .. })
+                if *offset == victim && *reads == UNSETTLED_READ_LIMIT),
+            "{policy:?}: {err:?}"
+        );
+        let message = err.unwrap().to_string();
+        assert!(message.contains(&path), "{message}");
+        assert!(message.contains("Refusing to start"), "{message}");
+    }
+    // Nothing was written by the refused opens: once the faults are gone, all is there.
+    for k in 1..=UNSETTLED_READ_LIMIT {
+        storage.flip_on_reads(&path, pos + u64::from(k), 0, 0);
+    }
+    let store = open(storage, CorruptionPolicy::Refuse);
     assert_eq!(snapshot(&store), before);
 }
 
