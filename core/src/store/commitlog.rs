@@ -719,7 +719,7 @@ enum ScanStep {
     /// Zeros: never written.
     Unwritten,
     /// A verified record of `TOTALSIZE` bytes.
-    Record(u32, MessageRecord),
+    Record(u32, Box<MessageRecord>),
 }
 
 /// Reads and checks the position `cur` of the segment starting at `seg` (`len` bytes): what is
@@ -754,7 +754,9 @@ fn scan_step<S: SegmentStorage>(
     storage.read_at(&path, pos, &mut buf)?;
     let bytes = Bytes::from(buf);
     let outcome = match check_record_with(bytes.clone(), !skip_body_crc) {
-        Ok(record) if record.physical_offset == cur as i64 => Ok(ScanStep::Record(total, record)),
+        Ok(record) if record.physical_offset == cur as i64 => {
+            Ok(ScanStep::Record(total, Box::new(record)))
+        }
         Ok(record) => Err(format!(
             "PHYSICALOFFSET {} at offset {cur}",
             record.physical_offset
