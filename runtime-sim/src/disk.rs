@@ -54,6 +54,8 @@ pub struct NodeDisk {
     rng: SeededRng,
     /// Bytes that currently read back flipped, to clear them when faults heal.
     read_flips: Vec<(String, u64)>,
+    /// Why the broker on this node last refused to start, until the healed phase restarts it.
+    pub refused_start: Option<String>,
 }
 
 impl NodeDisk {
@@ -64,6 +66,7 @@ impl NodeDisk {
             total_bytes: 1 << 30,
             rng: SeededRng::new(seed),
             read_flips: Vec::new(),
+            refused_start: None,
         }
     }
 

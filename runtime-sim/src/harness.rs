@@ -304,12 +304,23 @@ fn build_cluster(handle: &Handle, swarm: &Swarm, defects: Defects) -> Cluster {
                     let listener =
                         tokio::net::TcpListener::bind(SocketAddr::new(ip, BROKER_PORT)).await;
                     let Ok(listener) = listener else { return };
-                    // A broker whose recovery refuses the store stays down (as a real one would).
-                    let Ok(mut server) =
-                        BrokerServer::start_with_storage(listener, config, storage)
-                    else {
-                        return;
-                    };
+                    // A broker whose recovery refuses the store stays down (as a real one
+                    // would) until the healed phase, where an operator starts it again.
+                    let mut server =
+                        match BrokerServer::start_with_storage(listener, config, storage) {
+                            Ok(server) => {
+                                let disks = madsim::plugin::simulator::<SimDisk>();
+                                disks.with(madsim::plugin::node(), |d| d.refused_start = None);
+                                server
+                            }
+                            Err(e) => {
+                                let disks = madsim::plugin::simulator::<SimDisk>();
+                                disks.with(madsim::plugin::node(), |d| {
+                                    d.refused_start = Some(e.to_string());
+                                });
+                                return;
+                            }
+                        };
                     let _ = server.stopped().await;
                 }
             })
@@ -876,6 +887,7 @@ fn read_back(history: &mut History, t: u64, broker: &str, mem: MemStorage, defec
             return;
         }
     };
+    history.read_back_broker(t, broker);
     for topic in std::iter::once(TOPIC).chain(scheduled::WAITING_TOPICS) {
         read_back_topic(history, t, broker, &store, topic);
     }
@@ -1228,6 +1240,17 @@ impl Nemesis {
             }
         }
         self.record(world, "heal".to_owned());
+        // Brokers that refused to start (their recovery could not read the disk) are started
+        // again by an operator once the disk is healthy, like those that saw an I/O error.
+        for (name, id, is_broker) in &self.servers {
+            if !*is_broker {
+                continue;
+            }
+            if let Some(why) = self.disks.with(*id, |d| d.refused_start.take()) {
+                self.record(world, format!("{name} had refused to start: {why}"));
+                self.disk_failed.insert(*id);
+            }
+        }
         for id in std::mem::take(&mut self.disk_failed) {
             let name = self
                 .servers

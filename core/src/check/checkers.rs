@@ -39,7 +39,7 @@ struct Index<'a> {
     read_back: BTreeMap<&'a QueueRef, Vec<(usize, &'a ReadBackRecord)>>,
     /// Every (queue, key) in the read-back.
     read_back_keys: BTreeSet<(&'a QueueRef, &'a str)>,
-    /// Brokers with at least one read-back queue.
+    /// Brokers read back (a `ReadBackBroker` event, or at least one read-back queue).
     read_back_brokers: BTreeSet<&'a str>,
     deliveries: Vec<(usize, &'a Delivery)>,
     drained: bool,
@@ -94,6 +94,9 @@ impl<'a> Index<'a> {
                         .entry(node.as_str())
                         .or_default()
                         .push((i, *policy));
+                }
+                EventKind::ReadBackBroker { broker } => {
+                    ix.read_back_brokers.insert(broker.as_str());
                 }
                 EventKind::ReadBackQueue {
                     queue,
@@ -229,6 +232,32 @@ impl<'a> Index<'a> {
             .iter()
             .any(|e| matches!(&e.kind, EventKind::NodeRestarted { node: n } if n.as_str() == node));
         (!restarted).then_some(*p)
+    }
+
+    /// Whether `group`'s commit of `offset` on `queue` at event `index`, behind what the group
+    /// had committed, is a stale owner's: RocketMQ's rebalancing runs in each client, so after
+    /// a partition or a lost connection two instances can both hold a queue until their next
+    /// rebalance, and the one left behind sends its own consumed position. That moves the
+    /// committed offset back and the messages after it are delivered again, never lost; the
+    /// broker takes every commit as RocketMQ's does. It is explained when some instance of
+    /// the group had been delivered offset `offset - 1` of the queue (its own position was
+    /// `offset`) and another instance was the first to be delivered `offset`. A value no
+    /// consumer reached, or an instance moving its own commit back, stays a violation.
+    fn stale_owner_commit(&self, group: &str, queue: &QueueRef, offset: u64, index: usize) -> bool {
+        let Some(behind) = offset.checked_sub(1) else {
+            return false;
+        };
+        let before = || {
+            self.deliveries
+                .iter()
+                .take_while(|(i, _)| *i < index)
+                .map(|(_, d)| *d)
+                .filter(|d| d.group == group && d.queue == *queue)
+        };
+        let Some(first_past) = before().find(|d| d.queue_offset == offset) else {
+            return false;
+        };
+        before().any(|d| d.queue_offset == behind && d.consumer != first_past.consumer)
     }
 
     /// Every position a key was observed at: deliveries, read-back and acks, in event order.
@@ -375,6 +404,10 @@ pub fn statistics(history: &History) -> Stats {
             stats.allowed_losses += 1;
         }
     }
+    stats.stale_owner_commits = backward_commits(&ix)
+        .iter()
+        .filter(|b| b.stale_owner)
+        .count() as u64;
     for e in history.events() {
         match e.kind {
             EventKind::NodeCrashed { .. } => stats.crashes += 1,
@@ -673,11 +706,23 @@ single!(
     committed_offsets
 );
 
-fn committed_offsets(ix: &Index<'_>, sink: &mut Sink) {
+/// A committed offset that moved back: at event `index`, `group` committed `offset` on `queue`
+/// after `prev`; `stale_owner` when a consumer instance's stale position explains it
+/// ([`Index::stale_owner_commit`]).
+struct BackwardCommit<'a> {
+    index: usize,
+    group: &'a str,
+    queue: &'a QueueRef,
+    offset: u64,
+    prev: u64,
+    stale_owner: bool,
+}
+
+/// Every committed offset that moved back, except after an explicit reset or a crash, restart
+/// or power loss of its broker (which may fall back to an earlier persisted offset).
+fn backward_commits<'a>(ix: &Index<'a>) -> Vec<BackwardCommit<'a>> {
+    let mut out = Vec::new();
     let mut last: BTreeMap<(&str, &QueueRef), u64> = BTreeMap::new();
-    // Per queue: commits since the broker's last power loss, by committed value -> first
-    // committing event.
-    let mut pending: BTreeMap<&QueueRef, BTreeMap<u64, usize>> = BTreeMap::new();
     for (i, e) in ix.events.iter().enumerate() {
         match &e.kind {
             EventKind::OffsetCommitted {
@@ -685,21 +730,19 @@ fn committed_offsets(ix: &Index<'_>, sink: &mut Sink) {
                 queue,
                 offset,
             } => {
-                if let Some(prev) = last.get(&(group.as_str(), queue)) {
-                    if offset < prev {
-                        sink.push(ix.violation(
-                            Invariant::OffsetRegression,
-                            i,
-                            format!("{group} {queue} committed {offset} after {prev}"),
-                        ));
+                if let Some(&prev) = last.get(&(group.as_str(), queue)) {
+                    if *offset < prev {
+                        out.push(BackwardCommit {
+                            index: i,
+                            group,
+                            queue,
+                            offset: *offset,
+                            prev,
+                            stale_owner: ix.stale_owner_commit(group, queue, *offset, i),
+                        });
                     }
                 }
                 last.insert((group.as_str(), queue), *offset);
-                pending
-                    .entry(queue)
-                    .or_default()
-                    .entry(*offset)
-                    .or_insert(i);
             }
             EventKind::OffsetReset { group, queue, .. } => {
                 last.remove(&(group.as_str(), queue));
@@ -708,9 +751,40 @@ fn committed_offsets(ix: &Index<'_>, sink: &mut Sink) {
             | EventKind::PowerLost { node, .. }
             | EventKind::NodeRestarted { node } => {
                 last.retain(|(_, q), _| q.broker != *node);
-                if matches!(e.kind, EventKind::PowerLost { .. }) {
-                    pending.retain(|q, _| q.broker != *node);
-                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+fn committed_offsets(ix: &Index<'_>, sink: &mut Sink) {
+    for b in backward_commits(ix) {
+        if !b.stale_owner {
+            sink.push(ix.violation(
+                Invariant::OffsetRegression,
+                b.index,
+                format!(
+                    "{} {} committed {} after {}",
+                    b.group, b.queue, b.offset, b.prev
+                ),
+            ));
+        }
+    }
+    // Per queue: commits since the broker's last power loss, by committed value -> first
+    // committing event.
+    let mut pending: BTreeMap<&QueueRef, BTreeMap<u64, usize>> = BTreeMap::new();
+    for (i, e) in ix.events.iter().enumerate() {
+        match &e.kind {
+            EventKind::OffsetCommitted { queue, offset, .. } => {
+                pending
+                    .entry(queue)
+                    .or_default()
+                    .entry(*offset)
+                    .or_insert(i);
+            }
+            EventKind::PowerLost { node, .. } => {
+                pending.retain(|q, _| q.broker != *node);
             }
             EventKind::MaxOffsetObserved { queue, max_offset }
             | EventKind::ReadBackQueue {

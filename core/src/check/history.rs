@@ -193,6 +193,10 @@ pub enum EventKind {
     Healed,
     /// Consumers drained every queue: at-least-once delivery is checked only when present.
     Drained,
+    /// The read-back of a broker began: its store opened, and one [`EventKind::ReadBackQueue`]
+    /// per queue follows (none when the store holds no queue: everything it had was lost, which
+    /// the checkers then judge, rather than take the broker for one never read back).
+    ReadBackBroker { broker: String },
     /// The read-back of one queue after the healed phase: its min and max offset; one
     /// [`EventKind::ReadBack`] per offset in `[min_offset, max_offset)` follows.
     ReadBackQueue {
@@ -290,6 +294,7 @@ impl fmt::Display for EventKind {
             EventKind::Nemesis { description } => write!(f, "nemesis {description}"),
             EventKind::Healed => write!(f, "healed"),
             EventKind::Drained => write!(f, "drained"),
+            EventKind::ReadBackBroker { broker } => write!(f, "read-back-broker {broker}"),
             EventKind::ReadBackQueue {
                 queue,
                 min_offset,
@@ -529,6 +534,16 @@ impl History {
 
     pub fn drained(&mut self, time_ms: u64) {
         self.push(time_ms, EventKind::Drained);
+    }
+
+    /// Records that `broker`'s store opened for the read-back (before its queues).
+    pub fn read_back_broker(&mut self, time_ms: u64, broker: &str) {
+        self.push(
+            time_ms,
+            EventKind::ReadBackBroker {
+                broker: broker.to_string(),
+            },
+        );
     }
 
     /// Records one queue's read-back: the queue header, then one record per offset in order.

@@ -166,6 +166,9 @@ pub struct Stats {
     pub retry_duplicates: u64,
     /// Acked ASYNC_FLUSH messages lost with the un-flushed tail in a power loss (allowed).
     pub allowed_losses: u64,
+    /// Committed offsets moved back by an instance that still held a queue another instance
+    /// had taken over (RocketMQ's client-side rebalancing; redelivery, allowed).
+    pub stale_owner_commits: u64,
     pub crashes: u64,
     pub power_losses: u64,
 }
@@ -175,7 +178,8 @@ impl fmt::Display for Stats {
         write!(
             f,
             "sends={} acked={} failed={} unknown={} deliveries={} redeliveries={} \
-             retry_duplicates={} allowed_losses={} crashes={} power_losses={}",
+             retry_duplicates={} allowed_losses={} stale_owner_commits={} crashes={} \
+             power_losses={}",
             self.sends,
             self.acked,
             self.failed,
@@ -184,6 +188,7 @@ impl fmt::Display for Stats {
             self.redeliveries,
             self.retry_duplicates,
             self.allowed_losses,
+            self.stale_owner_commits,
             self.crashes,
             self.power_losses
         )

@@ -182,6 +182,40 @@ fn a_queue_missing_from_its_brokers_read_back_loses_its_acked_writes() {
     assert_first(&check_lost_writes(&h, &cfg()), Invariant::LostWrite, ack);
 }
 
+#[test]
+fn a_broker_read_back_empty_is_judged_not_skipped() {
+    // Goal (simulator seed 5021529): a broker whose every record was un-synced when it lost
+    // power comes back empty, so its read-back has no queue at all. Its acked ASYNC_FLUSH sends
+    // are allowed losses (acked before any flush; the flush failed, then the power went), and
+    // the message must not count as undelivered either; without the power loss the same
+    // history is a loss. Method: one acked ASYNC_FLUSH send, a subscribed group that never got
+    // it, drained, then a read-back of the broker with no queue; with and without a tearing
+    // power loss in between.
+    for power_loss in [true, false] {
+        let mut h = History::new();
+        h.subscribed(0, "g1", T, &[]);
+        let ack = send_acked(&mut h, 1, "k0", 0, FlushMode::Async);
+        if power_loss {
+            h.power_lost(9, B, PowerLossPolicy::TearUnsynced);
+        }
+        h.healed(20);
+        h.drained(30);
+        h.read_back_broker(40, B);
+        let v = check_all(&h, &cfg());
+        if power_loss {
+            assert!(v.is_empty(), "{v:#?}");
+            assert_eq!(statistics(&h).allowed_losses, 1);
+        } else {
+            assert_first(&check_lost_writes(&h, &cfg()), Invariant::LostWrite, ack);
+            assert_first(
+                &check_at_least_once(&h, &cfg()),
+                Invariant::AtLeastOnce,
+                ack,
+            );
+        }
+    }
+}
+
 // ---- phantom and corrupt ------------------------------------------------------------------
 
 #[test]
@@ -475,6 +509,48 @@ fn committed_offset_going_backwards_is_reported() {
         Invariant::OffsetRegression,
         i,
     );
+}
+
+/// A delivery of `q(0)@offset` to instance `consumer` of group g1.
+fn delivered_to(h: &mut History, t: u64, consumer: &str, offset: u64) {
+    let mut d = delivery("g1", q(0), offset, &format!("k{offset}"));
+    d.consumer = consumer.to_string();
+    h.delivered(t, d);
+}
+
+#[test]
+fn a_stale_owners_commit_is_redelivery_not_a_regression() {
+    // Goal (simulator seed 1010234): instance c1 consumed q(0) up to offset 2 (position 3) and
+    // lost its connection; c0 took the queue over and consumed 3..5, and the group committed 6.
+    // c1, still holding the queue until its next rebalance, pulls with its own position 3 as
+    // the commit: the committed offset moves back, 3..5 are delivered again, nothing is lost
+    // (RocketMQ's brokers take the commit too). The checker counts it and stays quiet. The
+    // same value committed when no instance had stopped at 3, or when c1 itself was the first
+    // to get offset 3 (an instance moving its own commit back), stays a regression.
+    let history = |first_past_3: &str, c1_reached_3: bool| {
+        let mut h = History::new();
+        let last_of_c1 = if c1_reached_3 { 2 } else { 1 };
+        for offset in 0..=last_of_c1 {
+            delivered_to(&mut h, 1 + offset, "c1", offset);
+        }
+        for offset in (last_of_c1 + 1)..6 {
+            let who = if offset == 3 { first_past_3 } else { "c0" };
+            delivered_to(&mut h, 10 + offset, who, offset);
+        }
+        h.offset_committed(20, "g1", q(0), 6);
+        h.offset_committed(30, "g1", q(0), 3);
+        h
+    };
+    let h = history("c0", true);
+    assert!(check_committed_offsets(&h, &cfg()).is_empty());
+    assert_eq!(statistics(&h).stale_owner_commits, 1);
+
+    for (first_past_3, c1_reached_3) in [("c0", false), ("c1", true)] {
+        let h = history(first_past_3, c1_reached_3);
+        let v = check_committed_offsets(&h, &cfg());
+        assert_first(&v, Invariant::OffsetRegression, h.len() - 1);
+        assert_eq!(statistics(&h).stale_owner_commits, 0);
+    }
 }
 
 #[test]
