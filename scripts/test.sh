@@ -6,8 +6,9 @@
 #   test    the test suite (cargo-nextest when installed, else cargo test) and the doc tests
 #   wasm    vostok-core built for wasm32-unknown-unknown
 #   sim     vostok-sim built with --cfg madsim in target/sim, VOSTOK_SIM_SEEDS seeds run (default
-#           500; a failing seed prints its replay command), then its determinism and
-#           defect-detection tests (feature `defects`)
+#           500) from a start seed derived from the commit (VOSTOK_SIM_START overrides it; a
+#           failing seed prints its replay command), the fixed regression seeds, then its
+#           determinism and defect-detection tests (feature `defects`)
 #   fuzz    every cargo-fuzz target built, then run for VOSTOK_FUZZ_SECONDS each (default 25) from
 #           its committed seeds; any crash fails the step and names the reproducer
 #   playground  the playground's WebAssembly build (scripts/build-playground.sh), `vostok` with it
@@ -112,12 +113,27 @@ step_test() {
 }
 
 # The simulator: its own target dir, since RUSTFLAGS changes force full rebuilds.
+# The seed range starts where the commit says (the first 8 hex digits of its id, as a number),
+# so every commit explores schedules no earlier run has; VOSTOK_SIM_START overrides it. A failure
+# prints its seed and replay command. Then the fixed regression seeds (REGRESSION_SEEDS).
+sim_start_seed() {
+    if [[ -n "${VOSTOK_SIM_START:-}" ]]; then
+        echo "$VOSTOK_SIM_START"
+    elif rev=$(git -C "$repo_root" rev-parse HEAD 2>/dev/null); then
+        echo $((16#${rev:0:8}))
+    else
+        echo 0
+    fi
+}
+
 step_sim() {
-    local seeds="${VOSTOK_SIM_SEEDS:-500}"
-    begin_step sim "vostok-sim --seeds $seeds, determinism and defect tests (--cfg madsim)"
+    local seeds="${VOSTOK_SIM_SEEDS:-500}" start
+    start=$(sim_start_seed)
+    begin_step sim "vostok-sim --seeds $seeds --start $start, regression seeds, determinism and defect tests (--cfg madsim)"
     export RUSTFLAGS="--cfg madsim" CARGO_TARGET_DIR="$repo_root/target/sim"
     cargo build --release --locked -p vostok-sim
-    "$CARGO_TARGET_DIR/release/vostok-sim" --seeds "$seeds" | grep -v '^seed='
+    "$CARGO_TARGET_DIR/release/vostok-sim" --seeds "$seeds" --start "$start" | grep -v '^seed='
+    "$CARGO_TARGET_DIR/release/vostok-sim" --regressions
     cargo test --release --locked -p vostok-sim --features defects
     unset RUSTFLAGS CARGO_TARGET_DIR
     end_step

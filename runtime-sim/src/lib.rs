@@ -22,6 +22,23 @@ pub mod scheduled;
 #[cfg(madsim)]
 pub mod swarm;
 
+/// Seeds that once found a bug, run by CI every time (`vostok-sim --regressions`), with what
+/// each found. Every one must pass.
+pub const REGRESSION_SEEDS: &[(u64, &str)] = &[
+    (
+        1010234,
+        "a stale consumer instance's commit moved a group's offset back (redelivery, counted)",
+    ),
+    (
+        5021529,
+        "a broker whose whole log was un-synced at a power loss was read back empty and skipped",
+    ),
+    (
+        7004259,
+        "transient read faults that wore off one after another truncated acked records at recovery",
+    ),
+];
+
 /// How to build the simulator, for builds without `--cfg madsim`.
 pub const BUILD_HINT: &str = "vostok-sim must be built with the simulator enabled:\n  \
 RUSTFLAGS=\"--cfg madsim\" CARGO_TARGET_DIR=target/sim cargo build --release -p vostok-sim\n  \

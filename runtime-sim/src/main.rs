@@ -3,6 +3,7 @@
 //! ```text
 //! vostok-sim --seeds N [--start S] [--no-faults]   run seeds S..S+N, one line per failure
 //! vostok-sim --seed S [--trace]                     replay one seed (with its whole trace)
+//! vostok-sim --regressions                          the seeds that once found a bug
 //! ```
 //!
 //! Exit status: 0 when every seed passed, 1 when one failed, 2 for usage errors (and for a build
@@ -25,7 +26,7 @@ mod cli {
 
     use vostok_sim::harness::{run_seed, RunOptions};
 
-    const USAGE: &str = "usage: vostok-sim --seeds N [--start S] [--no-faults] [--defect NAME] | --seed S [--trace] [--no-faults] [--defect NAME]";
+    const USAGE: &str = "usage: vostok-sim --seeds N [--start S] [--no-faults] [--defect NAME] | --seed S [--trace] [--no-faults] [--defect NAME] | --regressions";
 
     fn number(args: &[String], i: usize) -> Option<u64> {
         args.get(i + 1).and_then(|v| v.parse().ok())
@@ -35,6 +36,7 @@ mod cli {
         let mut seeds = None;
         let mut start = 0;
         let mut one = None;
+        let mut regressions = false;
         let mut trace = false;
         let mut options = RunOptions::default();
         let mut flags = String::new();
@@ -63,6 +65,7 @@ mod cli {
                     None => return usage(),
                 },
                 "--trace" => trace = true,
+                "--regressions" => regressions = true,
                 "--no-faults" => options.no_faults = true,
                 "--defect" => match args.get(i + 1).map(|d| defect(d)) {
                     Some(Some(defects)) => {
@@ -78,6 +81,12 @@ mod cli {
         }
         if options.no_faults {
             flags.push_str(" --no-faults");
+        }
+        if regressions {
+            if seeds.is_some() || one.is_some() {
+                return usage();
+            }
+            return run_regressions(options, &flags);
         }
         match (seeds, one) {
             (None, Some(seed)) => {
@@ -128,6 +137,30 @@ mod cli {
             }
             _ => usage(),
         }
+    }
+
+    /// Every seed of [`vostok_sim::REGRESSION_SEEDS`]: one line each, a FAIL line with the
+    /// replay command for a failure.
+    fn run_regressions(options: RunOptions, flags: &str) -> i32 {
+        let mut failed = 0;
+        for (seed, found) in vostok_sim::REGRESSION_SEEDS {
+            let report = run_seed(*seed, options);
+            match report.violations.first() {
+                None => println!("regression seed {seed} ok ({found})"),
+                Some(v) => {
+                    failed += 1;
+                    println!(
+                        "FAIL seed={seed} {}: {} | first violating event #{}: {} | once found: {found} | replay: vostok-sim --seed {seed} --trace{flags}",
+                        v.invariant, v.detail, v.event_index, v.event
+                    );
+                }
+            }
+        }
+        println!(
+            "{} regression seeds, {failed} failed",
+            vostok_sim::REGRESSION_SEEDS.len()
+        );
+        i32::from(failed > 0)
     }
 
     /// A defect by name (`ack-before-sync`, `skip-recovery-crc`, `drop-cq-entry`); needs the

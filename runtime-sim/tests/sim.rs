@@ -34,6 +34,19 @@ fn fault_free_seeds_pass() {
     }
 }
 
+/// Goal: every seed that once found a bug stays fixed.
+#[test]
+fn regression_seeds_pass() {
+    for (seed, found) in vostok_sim::REGRESSION_SEEDS {
+        let report = run_seed(*seed, RunOptions::default());
+        assert!(
+            report.ok(),
+            "seed {seed} (once: {found}) fails again: {:?}; replay: vostok-sim --seed {seed} --trace",
+            report.violations.first()
+        );
+    }
+}
+
 #[cfg(feature = "defects")]
 mod defects {
     use super::*;
