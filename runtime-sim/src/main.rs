@@ -1,7 +1,9 @@
 //! `vostok-sim`: run seeds of the deterministic simulator.
 //!
 //! ```text
-//! vostok-sim --seeds N [--start S] [--no-faults]   run seeds S..S+N, one line per failure
+//! vostok-sim --seeds N [--start S] [--jobs J] [--no-faults]
+//!                                                   run seeds S..S+N on J threads (default: one
+//!                                                   per core), one line per failure
 //! vostok-sim --seed S [--trace]                     replay one seed (with its whole trace)
 //! vostok-sim --regressions                          the seeds that once found a bug
 //! ```
@@ -22,11 +24,14 @@ fn main() {
 
 #[cfg(madsim)]
 mod cli {
+    use std::collections::BTreeMap;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::{mpsc, Arc};
     use std::time::Instant;
 
-    use vostok_sim::harness::{run_seed, RunOptions};
+    use vostok_sim::harness::{run_seed, RunOptions, SeedReport};
 
-    const USAGE: &str = "usage: vostok-sim --seeds N [--start S] [--no-faults] [--defect NAME] | --seed S [--trace] [--no-faults] [--defect NAME] | --regressions";
+    const USAGE: &str = "usage: vostok-sim --seeds N [--start S] [--jobs J] [--no-faults] [--defect NAME] | --seed S [--trace] [--no-faults] [--defect NAME] | --regressions";
 
     fn number(args: &[String], i: usize) -> Option<u64> {
         args.get(i + 1).and_then(|v| v.parse().ok())
@@ -37,6 +42,7 @@ mod cli {
         let mut start = 0;
         let mut one = None;
         let mut regressions = false;
+        let mut jobs = std::thread::available_parallelism().map_or(1, |n| n.get());
         let mut trace = false;
         let mut options = RunOptions::default();
         let mut flags = String::new();
@@ -63,6 +69,13 @@ mod cli {
                         i += 1;
                     }
                     None => return usage(),
+                },
+                "--jobs" => match number(&args, i) {
+                    Some(n) if n > 0 => {
+                        jobs = n as usize;
+                        i += 1;
+                    }
+                    _ => return usage(),
                 },
                 "--trace" => trace = true,
                 "--regressions" => regressions = true,
@@ -115,10 +128,9 @@ mod cli {
                 let began = Instant::now();
                 let mut failed = 0u64;
                 let mut sim_ms = 0u64;
-                for seed in start..start + n {
-                    let report = run_seed(seed, options);
+                for (seed, report) in run_parallel(start..start + n, jobs, options) {
                     sim_ms += report.sim_ms;
-                    println!("{}", report.swarm);
+                    println!("{} digest={:016x}", report.swarm, report.digest.0);
                     if let Some(v) = report.violations.first() {
                         failed += 1;
                         println!(
@@ -137,6 +149,38 @@ mod cli {
             }
             _ => usage(),
         }
+    }
+
+    /// Runs `seeds` on `jobs` threads (each seed is a whole simulation of its own, with no state
+    /// shared with the others) and yields the reports in seed order, each as soon as it and
+    /// every seed before it are done: the output is the same whatever the number of jobs.
+    fn run_parallel(
+        seeds: std::ops::Range<u64>,
+        jobs: usize,
+        options: RunOptions,
+    ) -> impl Iterator<Item = (u64, SeedReport)> {
+        let next = Arc::new(AtomicU64::new(seeds.start));
+        let (tx, rx) = mpsc::channel();
+        for _ in 0..jobs.max(1) {
+            let (next, tx, end) = (next.clone(), tx.clone(), seeds.end);
+            std::thread::spawn(move || loop {
+                let seed = next.fetch_add(1, Ordering::Relaxed);
+                if seed >= end || tx.send((seed, run_seed(seed, options))).is_err() {
+                    break;
+                }
+            });
+        }
+        drop(tx);
+        let mut done: BTreeMap<u64, SeedReport> = BTreeMap::new();
+        let mut want = seeds.start;
+        std::iter::from_fn(move || loop {
+            if let Some(report) = done.remove(&want) {
+                want += 1;
+                return Some((want - 1, report));
+            }
+            let (seed, report) = rx.recv().ok()?;
+            done.insert(seed, report);
+        })
     }
 
     /// Every seed of [`vostok_sim::REGRESSION_SEEDS`]: one line each, a FAIL line with the
