@@ -778,9 +778,11 @@ async fn scenario(swarm: Swarm, defects: Defects, misrecord: scheduled::Misrecor
     for (name, node) in &cluster.brokers {
         disks.arm(node.id(), CrashMode::Process);
         handle.kill(node.id());
-        let mem = disks.with(node.id(), |d| d.mem.clone());
+        // The last use of the disk: the read-back takes it rather than copying it.
+        let mem = disks.with(node.id(), |d| std::mem::take(&mut d.mem));
         let t = now_ms(&lock(&world));
-        committed_offsets_of(&mut lock(&world).history, t, name, &mem);
+        let offsets = mem.read_all(CONSUMER_OFFSETS_PATH).ok().flatten();
+        committed_offsets_of(&mut lock(&world).history, t, name, offsets);
         read_back(&mut lock(&world).history, t, name, mem, defects);
     }
     sim_clock::set_hook(None);
@@ -838,18 +840,21 @@ const CONSUMER_OFFSETS_PATH: &str = "config/consumerOffsets.json";
 fn record_committed_offsets(world: &Shared, cluster: &Cluster) {
     let disks = madsim::plugin::simulator::<SimDisk>();
     for (name, node) in &cluster.brokers {
-        let mem = disks.with(node.id(), |d| d.mem.clone());
+        let offsets = disks.with(node.id(), |d| {
+            d.mem.read_all(CONSUMER_OFFSETS_PATH).ok().flatten()
+        });
         let mut w = lock(world);
         let t = now_ms(&w);
-        committed_offsets_of(&mut w.history, t, name, &mem);
+        committed_offsets_of(&mut w.history, t, name, offsets);
     }
 }
 
 /// Records an `OffsetCommitted` per queue of the workload topic in `broker`'s persisted
-/// consumer offsets. A file that is missing or does not parse records nothing: the broker
-/// itself would refuse to start on the latter, which the liveness checks catch.
-fn committed_offsets_of(history: &mut History, t: u64, broker: &str, mem: &MemStorage) {
-    let Ok(Some(bytes)) = mem.read_all(CONSUMER_OFFSETS_PATH) else {
+/// consumer offsets (the file's bytes). A file that is missing or does not parse records
+/// nothing: the broker itself would refuse to start on the latter, which the liveness checks
+/// catch.
+fn committed_offsets_of(history: &mut History, t: u64, broker: &str, offsets: Option<Vec<u8>>) {
+    let Some(bytes) = offsets else {
         return;
     };
     let Ok(file) = serde_json::from_slice::<serde_json::Value>(&bytes) else {

@@ -11,6 +11,11 @@
 //! Exit status: 0 when every seed passed, 1 when one failed, 2 for usage errors (and for a build
 //! without `--cfg madsim`, which cannot simulate anything).
 
+/// See Cargo.toml: seeds allocate at a high rate.
+#[cfg(madsim)]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[cfg(not(madsim))]
 fn main() {
     eprintln!("{}", vostok_sim::BUILD_HINT);

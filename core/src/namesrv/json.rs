@@ -6,6 +6,8 @@
 //! even inside keys it otherwise ignores (a Java broker's static-topic mapping section), because
 //! serde_json refuses the whole document otherwise.
 
+use std::borrow::Cow;
+
 /// Appends `text` as a JSON string literal.
 ///
 /// `ascii_only` escapes every non-ASCII character as `\uXXXX` (UTF-16 code units), as fastjson's
@@ -36,8 +38,12 @@ pub(crate) fn write_string(out: &mut String, text: &str, ascii_only: bool) {
 
 /// Rewrites fastjson's unquoted numeric object keys (`{0:"a",-1:"b"}`) into standard JSON
 /// (`{"0":"a","-1":"b"}`) so serde_json can parse the text. Standard JSON passes through
-/// unchanged; text that is not JSON at all is left for the parser to reject.
-pub(crate) fn quote_numeric_keys(text: &str) -> String {
+/// unchanged (and is not copied); text that is not JSON at all is left for the parser to reject.
+///
+/// The scan works on bytes: every byte it looks at (quotes, brackets, commas, digits) is ASCII,
+/// and no byte of a multi-byte UTF-8 character is, so the positions it finds are character
+/// boundaries. Brokers send this on every registration, so it is on the NameServer's hot path.
+pub(crate) fn quote_numeric_keys(text: &str) -> Cow<'_, str> {
     /// What kind of container the scanner is inside.
     #[derive(Clone, Copy, PartialEq)]
     enum Container {
@@ -45,65 +51,75 @@ pub(crate) fn quote_numeric_keys(text: &str) -> String {
         Object,
     }
 
-    let mut out = String::with_capacity(text.len() + 16);
+    let bytes = text.as_bytes();
+    // `[start, end)` of every unquoted numeric key.
+    let mut keys: Vec<(usize, usize)> = Vec::new();
     let mut stack: Vec<Container> = Vec::new();
-    let mut in_string = false;
-    let mut escaped = false;
     // True right after `{` or `,` inside an object: the next token is a key.
     let mut expect_key = false;
-    let mut chars = text.chars().peekable();
-    while let Some(c) = chars.next() {
-        if in_string {
-            out.push(c);
-            if escaped {
-                escaped = false;
-            } else if c == '\\' {
-                escaped = true;
-            } else if c == '"' {
-                in_string = false;
-            }
-            continue;
-        }
-        if expect_key && (c.is_ascii_digit() || c == '-') {
-            // An unquoted numeric key: copy it up to the colon, inside quotes.
-            out.push('"');
-            out.push(c);
-            while let Some(&next) = chars.peek() {
-                if next.is_ascii_digit() || matches!(next, '.' | '-' | '+' | 'e' | 'E') {
-                    out.push(next);
-                    chars.next();
-                } else {
-                    break;
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if b == b'"' {
+            // A string: skip to its closing quote.
+            i += 1;
+            while i < bytes.len() {
+                match bytes[i] {
+                    b'\\' => i += 2,
+                    b'"' => break,
+                    _ => i += 1,
                 }
             }
-            out.push('"');
+            i += 1;
             expect_key = false;
             continue;
         }
-        out.push(c);
-        match c {
-            '"' => {
-                in_string = true;
-                expect_key = false;
+        if expect_key && (b.is_ascii_digit() || b == b'-') {
+            let start = i;
+            i += 1;
+            while i < bytes.len()
+                && (bytes[i].is_ascii_digit()
+                    || matches!(bytes[i], b'.' | b'-' | b'+' | b'e' | b'E'))
+            {
+                i += 1;
             }
-            '{' => {
+            keys.push((start, i));
+            expect_key = false;
+            continue;
+        }
+        match b {
+            b'{' => {
                 stack.push(Container::Object);
                 expect_key = true;
             }
-            '[' => {
+            b'[' => {
                 stack.push(Container::Array);
                 expect_key = false;
             }
-            '}' | ']' => {
+            b'}' | b']' => {
                 stack.pop();
                 expect_key = false;
             }
-            ',' => expect_key = stack.last() == Some(&Container::Object),
-            c if c.is_whitespace() => {}
+            b',' => expect_key = stack.last() == Some(&Container::Object),
+            b' ' | b'\t' | b'\n' | b'\r' => {}
             _ => expect_key = false,
         }
+        i += 1;
     }
-    out
+    if keys.is_empty() {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 2 * keys.len());
+    let mut copied = 0;
+    for (start, end) in keys {
+        out.push_str(&text[copied..start]);
+        out.push('"');
+        out.push_str(&text[start..end]);
+        out.push('"');
+        copied = end;
+    }
+    out.push_str(&text[copied..]);
+    Cow::Owned(out)
 }
 
 #[cfg(test)]

@@ -780,9 +780,15 @@ fn find_next_valid<S: SegmentStorage>(
             // "Nothing follows" is believed only once the rest of the segment reads back the
             // same way READ_ATTEMPTS times: a transient fault in the next record's magic or
             // offset would otherwise pass a corruption off as a torn tail.
-            let search = || -> Result<(Result<u64, String>, Vec<u8>), StoreError> {
-                let data = read_nonzero_run(storage, &path, from, len)?;
-                for x in 1..data.len() {
+            let search = || -> Result<(Result<Option<u64>, String>, Vec<u8>), StoreError> {
+                let (data, nonzero) = read_nonzero_run(storage, &path, from, len)?;
+                if nonzero == 0 {
+                    // Nothing but zeros (the normal end of a log): no fault of a few bits
+                    // could have hidden a whole record there.
+                    return Ok((Ok(None), data));
+                }
+                // A record's MAGICCODE (never zero) ends before the last non-zero byte does.
+                for x in 1..nonzero.saturating_sub(4) {
                     let Some(magic) = data.get(x + 4..x + 8) else {
                         break;
                     };
@@ -795,13 +801,14 @@ fn find_next_valid<S: SegmentStorage>(
                         continue;
                     }
                     if record_at(storage, &path, seg, len, offset)?.is_some() {
-                        return Ok((Ok(offset), data));
+                        return Ok((Ok(Some(offset)), data));
                     }
                 }
                 Ok((Err("no valid record".to_string()), data))
             };
             match read_settled(search)? {
-                Settled::Good(offset) => return Ok(Some(offset)),
+                Settled::Good(Some(offset)) => return Ok(Some(offset)),
+                Settled::Good(None) => {}
                 Settled::Bad(..) => {}
                 Settled::Unsettled(reason) => return Err(unreadable(&path, seg, bad, reason)),
             }
@@ -940,12 +947,13 @@ fn lost_sector_in<S: SegmentStorage>(
 
 /// The bytes of `path` from `from` up to the last non-zero byte before the first all-zero
 /// 64 KiB chunk (or the end of the file).
+/// Also returns the end of the last non-zero byte in the result (0: all zeros).
 fn read_nonzero_run<S: SegmentStorage>(
     storage: &S,
     path: &str,
     from: u64,
     len: u64,
-) -> Result<Vec<u8>, StoreError> {
+) -> Result<(Vec<u8>, usize), StoreError> {
     const CHUNK_BYTES: u64 = 64 * 1024;
     let mut out = Vec::new();
     let mut pos = from;
@@ -955,15 +963,34 @@ fn read_nonzero_run<S: SegmentStorage>(
         let at = out.len();
         out.resize(at + n, 0);
         storage.read_at(path, pos, &mut out[at..])?;
-        match out[at..].iter().rposition(|b| *b != 0) {
-            Some(i) => last_nonzero_end = at + i + 1,
-            None => break,
+        match nonzero_end(&out[at..]) {
+            0 => break,
+            end => last_nonzero_end = at + end,
         }
         pos += n as u64;
     }
     // A record may end in zeros: keep a record's worth of them for the candidate checks.
     out.truncate((last_nonzero_end + 64 * 1024).min(out.len()));
-    Ok(out)
+    Ok((out, last_nonzero_end))
+}
+
+/// The end of the last non-zero byte of `buf` (0 when it is all zeros), a word at a time:
+/// recovery looks at up to a chunk of never-written bytes after the end of every log.
+fn nonzero_end(buf: &[u8]) -> usize {
+    const WORD: usize = std::mem::size_of::<u64>();
+    let words = buf.len() / WORD;
+    // The tail that does not fill a word, then whole words from the end.
+    if let Some(i) = buf[words * WORD..].iter().rposition(|b| *b != 0) {
+        return words * WORD + i + 1;
+    }
+    for w in (0..words).rev() {
+        let chunk = &buf[w * WORD..(w + 1) * WORD];
+        if u64::from_ne_bytes(chunk.try_into().unwrap_or([0; WORD])) != 0 {
+            let i = chunk.iter().rposition(|b| *b != 0).unwrap_or(0);
+            return w * WORD + i + 1;
+        }
+    }
+    0
 }
 
 /// Zeroes the torn bytes after the end of the log in `[from, len)` of `path`; returns how many
@@ -985,9 +1012,9 @@ fn zero_tail<S: SegmentStorage>(
     while pos < len {
         let n = CHUNK_BYTES.min(len - pos) as usize;
         storage.read_at(path, pos, &mut buf[..n])?;
-        match buf[..n].iter().rposition(|b| *b != 0) {
-            Some(i) => last_nonzero_end = pos + i as u64 + 1,
-            None => break,
+        match nonzero_end(&buf[..n]) {
+            0 => break,
+            end => last_nonzero_end = pos + end as u64,
         }
         pos += n as u64;
     }
