@@ -634,6 +634,10 @@ const UNWRITTEN: &str = "unwritten space";
 /// ([`StoreError::UnreadableCommitLog`]) rather than end the log at a record it could not read.
 pub const UNSETTLED_READ_LIMIT: u32 = 16;
 
+/// One read and check of a position: what it found (or why it failed its check), and the bytes
+/// it read, for [`read_settled`] to compare with the next read.
+pub(crate) type Attempt<T> = Result<(Result<T, String>, Vec<u8>), StoreError>;
+
 /// What repeated reads of one position came to ([`read_settled`]).
 #[derive(Debug)]
 pub(crate) enum Settled<T> {
@@ -655,7 +659,7 @@ pub(crate) enum Settled<T> {
 /// from damage on the medium, which reads back the same every time. Counting reads alone would
 /// judge a record damaged when two faults in it wear off one after the other.
 pub(crate) fn read_settled<T>(
-    mut attempt: impl FnMut() -> Result<(Result<T, String>, Vec<u8>), StoreError>,
+    mut attempt: impl FnMut() -> Attempt<T>,
 ) -> Result<Settled<T>, StoreError> {
     let mut last: Option<Vec<u8>> = None;
     let mut same_in_a_row = 0;
@@ -700,7 +704,7 @@ fn read_stable<S: SegmentStorage>(
     n: usize,
 ) -> Result<Vec<u8>, StoreError> {
     let path = segment_path(seg);
-    let read = || -> Result<(Result<std::convert::Infallible, String>, Vec<u8>), StoreError> {
+    let read = || -> Attempt<std::convert::Infallible> {
         let mut buf = vec![0u8; n];
         storage.read_at(&path, pos, &mut buf)?;
         Ok((Err("reads disagree".to_string()), buf))
@@ -731,7 +735,7 @@ fn scan_step<S: SegmentStorage>(
     len: u64,
     cur: u64,
     skip_body_crc: bool,
-) -> Result<(Result<ScanStep, String>, Vec<u8>), StoreError> {
+) -> Attempt<ScanStep> {
     let pos = cur - seg;
     let path = segment_path(seg);
     let mut header = [0u8; 8];
@@ -780,7 +784,7 @@ fn find_next_valid<S: SegmentStorage>(
             // "Nothing follows" is believed only once the rest of the segment reads back the
             // same way READ_ATTEMPTS times: a transient fault in the next record's magic or
             // offset would otherwise pass a corruption off as a torn tail.
-            let search = || -> Result<(Result<Option<u64>, String>, Vec<u8>), StoreError> {
+            let search = || -> Attempt<Option<u64>> {
                 let (data, nonzero) = read_nonzero_run(storage, &path, from, len)?;
                 if nonzero == 0 {
                     // Nothing but zeros (the normal end of a log): no fault of a few bits
@@ -836,7 +840,7 @@ fn record_at<S: SegmentStorage>(
     }
     // Read like the scan reads: a candidate that a transient fault hides must not turn a
     // corruption into a torn tail, nor end a chain early.
-    let attempt = || -> Result<(Result<u64, String>, Vec<u8>), StoreError> {
+    let attempt = || -> Attempt<u64> {
         let mut header = [0u8; 8];
         storage.read_at(path, pos, &mut header)?;
         let (total, magic) = peek_header(&header)?;

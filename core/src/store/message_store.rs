@@ -519,7 +519,7 @@ fn unit_matches_record<S: SegmentStorage>(
         return Ok(false);
     }
     // Read like the scan reads: a transient fault here costs a full scan, never a record.
-    let attempt = || -> Result<(Result<(), String>, Vec<u8>), StoreError> {
+    let attempt = || -> commitlog::Attempt<()> {
         let mut buf = vec![0u8; size as usize];
         storage.read_at(&commitlog::segment_path(seg), offset - seg, &mut buf)?;
         let matches = match commitlog::check_record(Bytes::copy_from_slice(&buf)) {
