@@ -56,6 +56,9 @@ pub struct NodeDisk {
     read_flips: Vec<(String, u64)>,
     /// Why the broker on this node last refused to start, until the healed phase restarts it.
     pub refused_start: Option<String>,
+    /// The broker's recovery fence file as each start left it, with when it started: the
+    /// read-back records the fences for the checkers.
+    pub fence_log: Vec<(madsim::time::Instant, Vec<u8>)>,
 }
 
 impl NodeDisk {
@@ -67,6 +70,7 @@ impl NodeDisk {
             rng: SeededRng::new(seed),
             read_flips: Vec::new(),
             refused_start: None,
+            fence_log: Vec::new(),
         }
     }
 

@@ -27,7 +27,7 @@ use vostok::client::{
 };
 use vostok::server::sim_clock;
 use vostok::{BrokerServer, NamesrvServer};
-use vostok_core::broker::BrokerConfig;
+use vostok_core::broker::{BrokerConfig, RECOVERY_FENCE_PATH};
 use vostok_core::check::{
     body_crc, check_report, Delivery, FlushMode, History, QueueRef, ReadBackRecord, SendSpec,
     TraceDigest, Violation,
@@ -310,7 +310,13 @@ fn build_cluster(handle: &Handle, swarm: &Swarm, defects: Defects) -> Cluster {
                         match BrokerServer::start_with_storage(listener, config, storage) {
                             Ok(server) => {
                                 let disks = madsim::plugin::simulator::<SimDisk>();
-                                disks.with(madsim::plugin::node(), |d| d.refused_start = None);
+                                disks.with(madsim::plugin::node(), |d| {
+                                    d.refused_start = None;
+                                    // Built (and written) during the start, after a crash.
+                                    if let Ok(Some(fences)) = d.mem.read_all(RECOVERY_FENCE_PATH) {
+                                        d.fence_log.push((Instant::now(), fences));
+                                    }
+                                });
                                 server
                             }
                             Err(e) => {
@@ -779,8 +785,11 @@ async fn scenario(swarm: Swarm, defects: Defects, misrecord: scheduled::Misrecor
         disks.arm(node.id(), CrashMode::Process);
         handle.kill(node.id());
         // The last use of the disk: the read-back takes it rather than copying it.
-        let mem = disks.with(node.id(), |d| std::mem::take(&mut d.mem));
+        let (mem, fence_log) = disks.with(node.id(), |d| {
+            (std::mem::take(&mut d.mem), std::mem::take(&mut d.fence_log))
+        });
         let t = now_ms(&lock(&world));
+        record_fences(&mut lock(&world), t, name, fence_log);
         let offsets = mem.read_all(CONSUMER_OFFSETS_PATH).ok().flatten();
         committed_offsets_of(&mut lock(&world).history, t, name, offsets);
         read_back(&mut lock(&world).history, t, name, mem, defects);
@@ -846,6 +855,37 @@ fn record_committed_offsets(world: &Shared, cluster: &Cluster) {
         let mut w = lock(world);
         let t = now_ms(&w);
         committed_offsets_of(&mut w.history, t, name, offsets);
+    }
+}
+
+/// Records every fence of the workload topic that `broker`'s starts left in its fence file
+/// (`{"fences":[{"topic":…,"queueId":…,"group":…,"offset":…},…]}`), each with the time of
+/// the start that found it; a fence kept across starts is recorded once, with its first start.
+fn record_fences(w: &mut World, t: u64, broker: &str, fence_log: Vec<(Instant, Vec<u8>)>) {
+    let mut seen = BTreeSet::new();
+    for (at, bytes) in fence_log {
+        let built_ms = at.duration_since(w.start).as_millis() as u64;
+        let Ok(file) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
+            continue;
+        };
+        let Some(fences) = file.get("fences").and_then(|v| v.as_array()) else {
+            continue;
+        };
+        for f in fences {
+            let topic = f.get("topic").and_then(|v| v.as_str());
+            let queue_id = f.get("queueId").and_then(|v| v.as_u64());
+            let group = f.get("group").and_then(|v| v.as_str());
+            let offset = f.get("offset").and_then(|v| v.as_u64());
+            let (Some(TOPIC), Some(queue_id), Some(group), Some(offset)) =
+                (topic, queue_id, group, offset)
+            else {
+                continue;
+            };
+            if seen.insert((queue_id, group.to_owned(), offset)) {
+                let queue = QueueRef::new(broker, TOPIC, queue_id as u32);
+                w.history.fence_built(t, queue, group, offset, built_ms);
+            }
+        }
     }
 }
 

@@ -37,6 +37,18 @@ pub const REGRESSION_SEEDS: &[(u64, &str)] = &[
         7004259,
         "transient read faults that wore off one after another truncated acked records at recovery",
     ),
+    (
+        20005536,
+        "an instance that got nothing from a queue committed offset 0 after another consumed it",
+    ),
+    (
+        20008946,
+        "a recovery fence sent a reconnected consumer (no heartbeat yet) back: offset moved back",
+    ),
+    (
+        20017513,
+        "an ack in flight at a power loss was judged by a later power loss (a false lost-write)",
+    ),
 ];
 
 /// How to build the simulator, for builds without `--cfg madsim`.

@@ -31,6 +31,7 @@
 
 mod clients;
 mod fence;
+pub use fence::RECOVERY_FENCE_PATH;
 mod filter;
 pub mod flush;
 mod groups;

@@ -39,6 +39,8 @@ struct Index<'a> {
     read_back: BTreeMap<&'a QueueRef, Vec<(usize, &'a ReadBackRecord)>>,
     /// Every (queue, key) in the read-back.
     read_back_keys: BTreeSet<(&'a QueueRef, &'a str)>,
+    /// Recovery fences the brokers built.
+    fences: Vec<Fence<'a>>,
     /// Brokers read back (a `ReadBackBroker` event, or at least one read-back queue).
     read_back_brokers: BTreeSet<&'a str>,
     deliveries: Vec<(usize, &'a Delivery)>,
@@ -57,6 +59,7 @@ impl<'a> Index<'a> {
             read_back: BTreeMap::new(),
             read_back_keys: BTreeSet::new(),
             read_back_brokers: BTreeSet::new(),
+            fences: Vec::new(),
             deliveries: Vec::new(),
             drained: false,
         };
@@ -98,6 +101,17 @@ impl<'a> Index<'a> {
                 EventKind::ReadBackBroker { broker } => {
                     ix.read_back_brokers.insert(broker.as_str());
                 }
+                EventKind::FenceBuilt {
+                    queue,
+                    group,
+                    offset,
+                    built_ms,
+                } => ix.fences.push(Fence {
+                    queue,
+                    group,
+                    offset: *offset,
+                    built_ms: *built_ms,
+                }),
                 EventKind::ReadBackQueue {
                     queue,
                     min_offset,
@@ -209,10 +223,13 @@ impl<'a> Index<'a> {
             return Fate::Present;
         }
         if a.flush == FlushMode::Async {
-            if let Some(p) = self.lossy_power_loss_after(&a.queue.broker, a.ack_index) {
+            // The earliest power loss that explains it: an ack in flight when the power went
+            // was lost then, and later records of its queue, stored after the restart, may
+            // well survive a later power loss.
+            if let Some(p) = self.power_loss_before_late_ack(a) {
                 return Fate::LostAllowed { power_loss: p };
             }
-            if let Some(p) = self.power_loss_before_late_ack(a) {
+            if let Some(p) = self.lossy_power_loss_after(&a.queue.broker, a.ack_index) {
                 return Fate::LostAllowed { power_loss: p };
             }
         }
@@ -241,23 +258,44 @@ impl<'a> Index<'a> {
     /// committed offset back and the messages after it are delivered again, never lost; the
     /// broker takes every commit as RocketMQ's does. It is explained when some instance of
     /// the group had been delivered offset `offset - 1` of the queue (its own position was
-    /// `offset`) and another instance was the first to be delivered `offset`. A value no
-    /// consumer reached, or an instance moving its own commit back, stays a violation.
+    /// `offset`; for offset 0, any instance of the group) and another instance was the first to
+    /// be delivered `offset`. A value no consumer reached, or an instance moving its own commit
+    /// back, stays a violation.
     fn stale_owner_commit(&self, group: &str, queue: &QueueRef, offset: u64, index: usize) -> bool {
-        let Some(behind) = offset.checked_sub(1) else {
-            return false;
-        };
-        let before = || {
+        let of_group = || {
             self.deliveries
                 .iter()
                 .take_while(|(i, _)| *i < index)
                 .map(|(_, d)| *d)
-                .filter(|d| d.group == group && d.queue == *queue)
+                .filter(|d| d.group == group)
         };
+        let before = || of_group().filter(|d| d.queue == *queue);
         let Some(first_past) = before().find(|d| d.queue_offset == offset) else {
             return false;
         };
-        before().any(|d| d.queue_offset == behind && d.consumer != first_past.consumer)
+        match offset.checked_sub(1) {
+            Some(behind) => {
+                before().any(|d| d.queue_offset == behind && d.consumer != first_past.consumer)
+            }
+            // Offset 0 is the position of an instance that held the queue and got nothing
+            // from it: any other instance of the group.
+            None => of_group().any(|d| d.consumer != first_past.consumer),
+        }
+    }
+
+    /// Whether a recovery fence explains `group`'s commit of `offset` on `queue` at `time_ms`,
+    /// behind what the group had committed: the queue's broker built a fence for the group
+    /// (or every group) at or below `offset` before then. An instance that has not passed the
+    /// fence is sent back to it (`broker::fence`; among them an instance the broker cannot
+    /// recognise yet, on a new connection before its first heartbeat), commits it, and the
+    /// group's offset grows again from there: redelivery, never a skip.
+    fn fence_rewind(&self, group: &str, queue: &QueueRef, offset: u64, time_ms: u64) -> bool {
+        self.fences.iter().any(|f| {
+            f.queue == queue
+                && (f.group == "*" || f.group == group)
+                && f.offset <= offset
+                && f.built_ms <= time_ms
+        })
     }
 
     /// Every position a key was observed at: deliveries, read-back and acks, in event order.
@@ -282,6 +320,15 @@ impl<'a> Index<'a> {
         }
         out
     }
+}
+
+/// A recovery fence ([`EventKind::FenceBuilt`]).
+#[derive(Clone, Copy, Debug)]
+struct Fence<'a> {
+    queue: &'a QueueRef,
+    group: &'a str,
+    offset: u64,
+    built_ms: u64,
 }
 
 /// An acked send.
@@ -404,9 +451,11 @@ pub fn statistics(history: &History) -> Stats {
             stats.allowed_losses += 1;
         }
     }
-    stats.stale_owner_commits = backward_commits(&ix)
+    let backward = backward_commits(&ix);
+    stats.stale_owner_commits = backward.iter().filter(|b| b.stale_owner).count() as u64;
+    stats.fence_rewinds = backward
         .iter()
-        .filter(|b| b.stale_owner)
+        .filter(|b| b.fence && !b.stale_owner)
         .count() as u64;
     for e in history.events() {
         match e.kind {
@@ -707,8 +756,9 @@ single!(
 );
 
 /// A committed offset that moved back: at event `index`, `group` committed `offset` on `queue`
-/// after `prev`; `stale_owner` when a consumer instance's stale position explains it
-/// ([`Index::stale_owner_commit`]).
+/// after `prev`. `stale_owner` when a consumer instance's stale position explains it
+/// ([`Index::stale_owner_commit`]), `fence` when a recovery fence does
+/// ([`Index::fence_rewind`]).
 struct BackwardCommit<'a> {
     index: usize,
     group: &'a str,
@@ -716,6 +766,7 @@ struct BackwardCommit<'a> {
     offset: u64,
     prev: u64,
     stale_owner: bool,
+    fence: bool,
 }
 
 /// Every committed offset that moved back, except after an explicit reset or a crash, restart
@@ -739,6 +790,7 @@ fn backward_commits<'a>(ix: &Index<'a>) -> Vec<BackwardCommit<'a>> {
                             offset: *offset,
                             prev,
                             stale_owner: ix.stale_owner_commit(group, queue, *offset, i),
+                            fence: ix.fence_rewind(group, queue, *offset, e.time_ms),
                         });
                     }
                 }
@@ -760,7 +812,7 @@ fn backward_commits<'a>(ix: &Index<'a>) -> Vec<BackwardCommit<'a>> {
 
 fn committed_offsets(ix: &Index<'_>, sink: &mut Sink) {
     for b in backward_commits(ix) {
-        if !b.stale_owner {
+        if !b.stale_owner && !b.fence {
             sink.push(ix.violation(
                 Invariant::OffsetRegression,
                 b.index,

@@ -193,6 +193,17 @@ pub enum EventKind {
     Healed,
     /// Consumers drained every queue: at-least-once delivery is checked only when present.
     Drained,
+    /// A recovery fence the broker built at a start after a crash (`config/recoveryFence.json`,
+    /// see `broker::fence`): until an instance of `group` (`*`: every group) passed it, the
+    /// broker sends that instance back to `offset` on `queue`, and its commits follow, so the
+    /// group's committed offset may move back to `offset` and grow again from there. Recorded
+    /// with the read-back; `built_ms` is when the broker started with it.
+    FenceBuilt {
+        queue: QueueRef,
+        group: String,
+        offset: u64,
+        built_ms: u64,
+    },
     /// The read-back of a broker began: its store opened, and one [`EventKind::ReadBackQueue`]
     /// per queue follows (none when the store holds no queue: everything it had was lost, which
     /// the checkers then judge, rather than take the broker for one never read back).
@@ -295,6 +306,15 @@ impl fmt::Display for EventKind {
             EventKind::Healed => write!(f, "healed"),
             EventKind::Drained => write!(f, "drained"),
             EventKind::ReadBackBroker { broker } => write!(f, "read-back-broker {broker}"),
+            EventKind::FenceBuilt {
+                queue,
+                group,
+                offset,
+                built_ms,
+            } => write!(
+                f,
+                "fence {queue} group={group} at {offset} (built t={built_ms})"
+            ),
             EventKind::ReadBackQueue {
                 queue,
                 min_offset,
@@ -534,6 +554,26 @@ impl History {
 
     pub fn drained(&mut self, time_ms: u64) {
         self.push(time_ms, EventKind::Drained);
+    }
+
+    /// Records a recovery fence the broker had built at a start at `built_ms`.
+    pub fn fence_built(
+        &mut self,
+        time_ms: u64,
+        queue: QueueRef,
+        group: &str,
+        offset: u64,
+        built_ms: u64,
+    ) {
+        self.push(
+            time_ms,
+            EventKind::FenceBuilt {
+                queue,
+                group: group.to_string(),
+                offset,
+                built_ms,
+            },
+        );
     }
 
     /// Records that `broker`'s store opened for the read-back (before its queues).

@@ -169,6 +169,9 @@ pub struct Stats {
     /// Committed offsets moved back by an instance that still held a queue another instance
     /// had taken over (RocketMQ's client-side rebalancing; redelivery, allowed).
     pub stale_owner_commits: u64,
+    /// Committed offsets moved back to (or from) a broker's recovery fence by an instance that
+    /// had not passed it (redelivery, allowed).
+    pub fence_rewinds: u64,
     pub crashes: u64,
     pub power_losses: u64,
 }
@@ -178,8 +181,8 @@ impl fmt::Display for Stats {
         write!(
             f,
             "sends={} acked={} failed={} unknown={} deliveries={} redeliveries={} \
-             retry_duplicates={} allowed_losses={} stale_owner_commits={} crashes={} \
-             power_losses={}",
+             retry_duplicates={} allowed_losses={} stale_owner_commits={} fence_rewinds={} \
+             crashes={} power_losses={}",
             self.sends,
             self.acked,
             self.failed,
@@ -189,6 +192,7 @@ impl fmt::Display for Stats {
             self.retry_duplicates,
             self.allowed_losses,
             self.stale_owner_commits,
+            self.fence_rewinds,
             self.crashes,
             self.power_losses
         )

@@ -130,6 +130,34 @@ fn async_tail_lost_in_power_loss_is_allowed_and_counted() {
 }
 
 #[test]
+fn an_ack_in_flight_at_a_power_loss_is_judged_by_that_power_loss() {
+    // Goal (simulator seed 20017513): an ASYNC_FLUSH send whose ack reached the producer just
+    // after its broker lost power was lost in that power loss. After the restart its offset
+    // holds another message, later ones are acked and survive a second power loss; the loss
+    // belongs to the first power loss, not the second, so those survivors prove nothing.
+    // Method: invoke, power loss, ack (in flight), restart, then another send at offset 1 that
+    // survives a second power loss; the read-back lacks the first.
+    let mut h = History::new();
+    let op = h.send_invoked(1, "p0", T, "k0", &body("k0"));
+    h.power_lost(5, B, PowerLossPolicy::TearUnsynced);
+    h.send_ok(5, op, q(0), 0, FlushMode::Async);
+    h.node_restarted(10, B);
+    send_acked(&mut h, 20, "k1", 0, FlushMode::Async);
+    send_acked(&mut h, 30, "k2", 1, FlushMode::Async);
+    h.power_lost(40, B, PowerLossPolicy::TearUnsynced);
+    h.read_back_queue(
+        50,
+        q(0),
+        0,
+        2,
+        vec![record(q(0), 0, "k1"), record(q(0), 1, "k2")],
+    );
+    let v = check_lost_writes(&h, &cfg());
+    assert!(v.is_empty(), "{v:#?}");
+    assert_eq!(statistics(&h).allowed_losses, 1);
+}
+
+#[test]
 fn async_loss_without_power_loss_is_reported() {
     for fault in [None, Some(PowerLossPolicy::KeepUnsynced)] {
         let mut h = History::new();
@@ -551,6 +579,52 @@ fn a_stale_owners_commit_is_redelivery_not_a_regression() {
         assert_first(&v, Invariant::OffsetRegression, h.len() - 1);
         assert_eq!(statistics(&h).stale_owner_commits, 0);
     }
+}
+
+#[test]
+fn a_recovery_fence_explains_a_backward_commit_at_or_above_it() {
+    // Goal (simulator seeds 20005536, 20008946): after a crash the broker fences each queue at
+    // its recovered max and sends every instance that has not passed it back there, including
+    // one it cannot recognise yet (a reconnected consumer before its first heartbeat). The
+    // group's committed offset then moves back to the fence and grows again: a backward commit
+    // to a value at or above a fence built before it is redelivery, counted, not a violation.
+    // Below the fence, before the fence was built, or for another group's fence, it still is.
+    let history = |fence_group: &str, fence_offset: u64, built_ms: u64, value: u64| {
+        let mut h = History::new();
+        h.offset_committed(10, "g1", q(0), 4);
+        h.offset_committed(20, "g1", q(0), value);
+        h.fence_built(30, q(0), fence_group, fence_offset, built_ms);
+        h
+    };
+    for (group, fence_offset) in [("*", 1), ("g1", 1), ("g1", 3)] {
+        let h = history(group, fence_offset, 5, 3);
+        assert!(check_committed_offsets(&h, &cfg()).is_empty(), "{group}");
+        assert_eq!(statistics(&h).fence_rewinds, 1);
+    }
+    for (group, fence_offset, built_ms) in [("g2", 1, 5), ("*", 4, 5), ("*", 1, 25)] {
+        let h = history(group, fence_offset, built_ms, 3);
+        assert_first(
+            &check_committed_offsets(&h, &cfg()),
+            Invariant::OffsetRegression,
+            1,
+        );
+        assert_eq!(statistics(&h).fence_rewinds, 0);
+    }
+}
+
+#[test]
+fn a_stale_owner_may_commit_offset_zero() {
+    // Goal (simulator seed 20005536): an instance that held a queue and got nothing from it
+    // (position 0) commits 0 after another instance consumed and committed further.
+    let mut h = History::new();
+    delivered_to(&mut h, 1, "c1", 0);
+    let mut other = delivery("g1", q(1), 0, "x0");
+    other.consumer = "c0".into();
+    h.delivered(2, other);
+    h.offset_committed(10, "g1", q(0), 1);
+    h.offset_committed(20, "g1", q(0), 0);
+    assert!(check_committed_offsets(&h, &cfg()).is_empty());
+    assert_eq!(statistics(&h).stale_owner_commits, 1);
 }
 
 #[test]

@@ -683,8 +683,8 @@ pub(crate) fn read_settled<T>(
     Ok(Settled::Unsettled(reason))
 }
 
-/// The error for a position of the segment `path` (starting at `seg`) that never read back the
-/// same way twice in a row during recovery.
+/// The error for a position of the segment `path` (starting at `seg`) whose bytes never read
+/// back the same way [`READ_ATTEMPTS`] times in a row during recovery.
 fn unreadable(path: &str, seg: u64, offset: u64, reason: String) -> StoreError {
     StoreError::UnreadableCommitLog {
         path: path.to_string(),
