@@ -212,7 +212,8 @@ mod cli {
         i32::from(failed > 0)
     }
 
-    /// A defect by name (`ack-before-sync`, `skip-recovery-crc`, `drop-cq-entry`); needs the
+    /// A defect by name (`ack-before-sync`, `skip-recovery-crc`, `drop-cq-entry`,
+    /// `count-recovery-reads`); needs the
     /// `defects` feature.
     #[cfg(feature = "defects")]
     fn defect(name: &str) -> Option<vostok_core::defects::Defects> {
@@ -221,6 +222,7 @@ mod cli {
             "ack-before-sync" => Some(none.with_ack_before_sync(true)),
             "skip-recovery-crc" => Some(none.with_skip_recovery_crc(true)),
             "drop-cq-entry" => Some(none.with_drop_consume_queue_entry_every(7)),
+            "count-recovery-reads" => Some(none.with_count_recovery_reads(true)),
             _ => None,
         }
     }

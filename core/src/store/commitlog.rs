@@ -178,6 +178,9 @@ pub struct ScanPlan {
     /// The deliberate `skip_recovery_crc` defect (tests only): accept records whose body CRC
     /// does not match.
     pub skip_body_crc: bool,
+    /// The deliberate `count_recovery_reads` defect (tests only): a record is bad after
+    /// [`READ_ATTEMPTS`] failed reads, whatever they returned.
+    pub count_reads: bool,
 }
 
 /// What the store's dispatch thinks of a record the scan verified.
@@ -516,7 +519,12 @@ impl CommitLog {
             // read that came back wrong must not cut off records that were durable, or merely
             // written before a process crash. Only bytes that read back the same way
             // READ_ATTEMPTS times in a row count as what the disk holds.
-            let step = read_settled(|| scan_step(storage, seg, len, cur, plan.skip_body_crc))?;
+            let attempt = || scan_step(storage, seg, len, cur, plan.skip_body_crc);
+            let step = if plan.count_reads {
+                read_counted(attempt)?
+            } else {
+                read_settled(attempt)?
+            };
             let (total, record) = match step {
                 Settled::Good(ScanStep::Blank) => {
                     cur = seg + len;
@@ -681,6 +689,19 @@ pub(crate) fn read_settled<T>(
         }
     }
     Ok(Settled::Unsettled(reason))
+}
+
+/// The deliberate `count_recovery_reads` defect: [`READ_ATTEMPTS`] reads, the position bad
+/// when all of them failed, whether or not they agreed.
+fn read_counted<T>(mut attempt: impl FnMut() -> Attempt<T>) -> Result<Settled<T>, StoreError> {
+    let mut last = (String::new(), Vec::new());
+    for _ in 0..READ_ATTEMPTS {
+        match attempt()? {
+            (Ok(good), _) => return Ok(Settled::Good(good)),
+            (Err(why), bytes) => last = (why, bytes),
+        }
+    }
+    Ok(Settled::Bad(last.0, last.1))
 }
 
 /// The error for a position of the segment `path` (starting at `seg`) whose bytes never read

@@ -509,6 +509,7 @@ fn unit_matches_record<S: SegmentStorage>(
     topic: &str,
     queue_id: i32,
     queue_offset: u64,
+    one_read: bool,
 ) -> Result<bool, StoreError> {
     let offset = unit.commitlog_offset as u64;
     let Some((&seg, &len)) = segments.range(..=offset).next_back() else {
@@ -519,6 +520,7 @@ fn unit_matches_record<S: SegmentStorage>(
         return Ok(false);
     }
     // Read like the scan reads: a transient fault here costs a full scan, never a record.
+    // (`one_read`: the deliberate `count_recovery_reads` defect.)
     let attempt = || -> commitlog::Attempt<()> {
         let mut buf = vec![0u8; size as usize];
         storage.read_at(&commitlog::segment_path(seg), offset - seg, &mut buf)?;
@@ -533,6 +535,9 @@ fn unit_matches_record<S: SegmentStorage>(
         };
         Ok((matches.then_some(()).ok_or_else(String::new), buf))
     };
+    if one_read {
+        return Ok(attempt()?.0.is_ok());
+    }
     Ok(matches!(
         commitlog::read_settled(attempt)?,
         commitlog::Settled::Good(())
@@ -575,6 +580,7 @@ impl<S: SegmentStorage> MessageStore<S> {
             trusted_end,
             policy: config.corrupted_commitlog,
             skip_body_crc: config.defects.skip_recovery_crc(),
+            count_reads: config.defects.count_recovery_reads(),
         };
         let mut plan = full;
         report.mode = RecoveryMode::Full;
@@ -620,6 +626,7 @@ impl<S: SegmentStorage> MessageStore<S> {
                             topic,
                             *queue_id,
                             max - 1,
+                            config.defects.count_recovery_reads(),
                         )? {
                             report.note(
                                 RecoveryLevel::Warn,

@@ -388,6 +388,28 @@ fn faults_that_wear_off_one_after_another_never_end_the_log_after_a_process_cras
     }
 }
 
+#[cfg(feature = "defects")]
+#[test]
+fn the_count_recovery_reads_defect_cuts_the_log_at_faults_that_wear_off() {
+    // Goal: the deliberate defect brings back the recovery seed 7004259 found: the same faults
+    // as above end the log at the record they hit, under `truncate`.
+    let config = StoreConfig {
+        defects: crate::defects::Defects::NONE.with_count_recovery_reads(true),
+        ..config(CorruptionPolicy::Truncate)
+    };
+    let mut store = MessageStore::open(MemStorage::new(), config.clone()).expect("open");
+    let trusted = fill(&mut store, 40, 1);
+    store.checkpoint_inline().unwrap();
+    fill(&mut store, 25, 9);
+    let mut storage = store.into_storage();
+    let victim = trusted.last().unwrap().physical_offset;
+    let pos = victim.0 % SEGMENT_BYTES;
+    storage.flip_on_reads(&segment_of(victim.0), pos + 7, 0x20, 3);
+    storage.flip_on_reads(&segment_of(victim.0), pos + 95, 0x01, 3);
+    let store = MessageStore::open(storage, config).expect("open");
+    assert_eq!(store.written_offset(), victim);
+}
+
 #[test]
 fn a_record_that_never_reads_back_the_same_refuses_to_open_under_either_policy() {
     // Goal: when recovery cannot read a record (its bytes change from read to read for
