@@ -49,6 +49,10 @@ pub const REGRESSION_SEEDS: &[(u64, &str)] = &[
         20017513,
         "an ack in flight at a power loss was judged by a later power loss (a false lost-write)",
     ),
+    (
+        50058809,
+        "a torn timer log unit (slot time lost) passed for delivered: an acked timer never came",
+    ),
 ];
 
 /// How to build the simulator, for builds without `--cfg madsim`.

@@ -437,6 +437,19 @@ impl<S: SegmentStorage> Broker<S> {
                         cut = Some(at);
                         break 'scan;
                     };
+                    // A torn unit can name the right message and still carry a wrong slot
+                    // (its last bytes in a sector that never reached the disk): zeros there
+                    // would pass it for delivered. Every writer puts a unit at or after the
+                    // slot of its message's delivery time, so one before it ends the log; the
+                    // message is entered again from the ConsumeQueue.
+                    let due = record
+                        .properties
+                        .get(TIMER_OUT_MS)
+                        .and_then(|v| v.trim().parse::<i64>().ok());
+                    if due.is_some_and(|due| unit.slot_time_ms < align_up(due, precision)) {
+                        cut = Some(at);
+                        break 'scan;
+                    }
                     if unit.magic == MAGIC_DEFAULT {
                         let q = record.queue_offset.max(0) as u64;
                         if expected.is_some_and(|e| e != q) {

@@ -403,6 +403,41 @@ fn timers_lost_with_their_unsynced_records_leave_no_trace() {
 }
 
 #[test]
+fn a_torn_unit_whose_slot_was_lost_is_entered_again() {
+    // Goal (simulator seed 50058809): a timer log unit written after the last timer checkpoint
+    // whose last bytes (its slot time) never reached the disk still names its message, whose
+    // record is durable; recovery took the zero slot for one delivered before the checkpoint,
+    // and the acknowledged timer was never delivered. Method: timer "a" covered by a
+    // checkpoint, timer "b" after it (its record synced, as under SYNC_FLUSH), the unit's slot
+    // time zeroed, a crash, then watch "b" arrive on time.
+    let mut h = Harness::new(timer_config());
+    send(&mut h, timed("TopicA", b"a", TIMER_DELAY_SEC, "3"));
+    sync_all(&mut h);
+    watch(&mut h, T0 + 1_500);
+    let unit_bytes = crate::broker::timer::store::UNIT_BYTES;
+    assert_eq!(
+        h.broker.timer_stats().checkpoint.last_timer_log_flush_pos,
+        unit_bytes as i64,
+        "the checkpoint covers a's unit"
+    );
+    send(&mut h, timed("TopicA", b"b", TIMER_DELAY_SEC, "2"));
+    let mut storage = h.broker.store().storage().clone();
+    let path = crate::broker::timer::store::log_segment_path(0);
+    // The slot time is the unit's last 8 bytes.
+    storage
+        .write_at(&path, 2 * unit_bytes - 8, &[0u8; 8])
+        .expect("tear the unit");
+
+    let mut h = Harness::with_storage(timer_config(), storage, T0 + 1_600);
+    let seen = watch(&mut h, T0 + 5_000);
+    assert_eq!(bodies(&h, "TopicA"), ["a", "b"], "{seen:?}");
+    assert!(
+        seen["b"] >= T0 + 3_500 && seen["b"] <= T0 + 4_500,
+        "{seen:?}"
+    );
+}
+
+#[test]
 fn a_long_stop_delivers_every_overdue_timer_at_once() {
     let mut h = Harness::new(timer_config());
     for i in 0..20u64 {
