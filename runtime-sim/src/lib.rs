@@ -53,6 +53,10 @@ pub const REGRESSION_SEEDS: &[(u64, &str)] = &[
         50058809,
         "a torn timer log unit (slot time lost) passed for delivered: an acked timer never came",
     ),
+    (
+        60002930,
+        "a delayed message went into a topic whose lost creation nothing restored: never routed",
+    ),
 ];
 
 /// How to build the simulator, for builds without `--cfg madsim`.

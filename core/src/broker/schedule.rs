@@ -372,6 +372,7 @@ impl<S: SegmentStorage> Broker<S> {
                     let (topic, real_queue) = (record.topic.clone(), record.queue_id);
                     self.store.put(record)?;
                     *delivered = true;
+                    self.ensure_topic_of_delivered(now_ms, &topic, real_queue);
                     self.wake_held_pulls(now_ms, &topic, real_queue);
                 }
                 // A record without a usable real topic cannot be delivered anywhere; it is

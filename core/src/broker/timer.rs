@@ -805,6 +805,7 @@ impl<S: SegmentStorage> Broker<S> {
         let (topic, queue_id) = (record.topic.clone(), record.queue_id);
         self.store.put(record)?;
         *delivered = true;
+        self.ensure_topic_of_delivered(now_ms, &topic, queue_id);
         self.wake_held_pulls(now_ms, &topic, queue_id);
         Ok(())
     }

@@ -123,7 +123,6 @@ impl<S: SegmentStorage> Broker<S> {
             .store
             .topics()
             .filter(|t| !self.topics.topics.contains_key(*t))
-            .filter(|t| !is_send_forbidden_topic(t) && *t != crate::broker::timer::TIMER_TOPIC)
             .map(|t| {
                 let queues = self
                     .store
@@ -136,25 +135,52 @@ impl<S: SegmentStorage> Broker<S> {
             .collect();
         let mut restored = false;
         for (topic, queues) in missing {
-            if validate_topic(&topic).is_err() {
+            let Some(config) = self.restored_topic_config(&topic, queues) else {
                 continue;
-            }
-            let group_topic = topic.starts_with(RETRY_GROUP_TOPIC_PREFIX)
-                || topic.starts_with(DLQ_GROUP_TOPIC_PREFIX);
-            let queue_nums = if group_topic {
-                queues.max(1)
-            } else {
-                queues.max(self.config.default_topic_queue_nums.max(1))
             };
-            self.topics
-                .topics
-                .insert(topic.clone(), TopicConfig::new(&topic, queue_nums));
+            self.topics.topics.insert(topic, config);
             self.topics.data_version.bump(now_ms);
             restored = true;
         }
         if restored {
             self.persist_topics();
         }
+    }
+
+    /// The delay-level, timer and transaction services put a message into its real topic,
+    /// which the topic table may lack: the topic was auto-created by the send, and the broker
+    /// stopped before that creation reached the disk (the send itself went to the service's own
+    /// topic, so the start that followed found no queue of it to restore). Without a config the
+    /// topic is never registered and its messages never reach a consumer, so it gets one now,
+    /// registered at once, as [`Self::restore_topics_from_store`] does at start.
+    pub(super) fn ensure_topic_of_delivered(&mut self, now_ms: u64, topic: &str, queue_id: i32) {
+        if self.topics.topics.contains_key(topic) {
+            return;
+        }
+        let queues = queue_id.max(0) as u32 + 1;
+        if let Some(config) = self.restored_topic_config(topic, queues) {
+            self.put_topic(now_ms, config);
+        }
+    }
+
+    /// The config a topic found in the store (or delivered to) without one gets: `queues`
+    /// queues at least, as many as auto-creation gives for an ordinary topic; none for a name
+    /// that is not a valid topic or that sends may not use.
+    fn restored_topic_config(&self, topic: &str, queues: u32) -> Option<TopicConfig> {
+        if is_send_forbidden_topic(topic)
+            || topic == crate::broker::timer::TIMER_TOPIC
+            || validate_topic(topic).is_err()
+        {
+            return None;
+        }
+        let group_topic = topic.starts_with(RETRY_GROUP_TOPIC_PREFIX)
+            || topic.starts_with(DLQ_GROUP_TOPIC_PREFIX);
+        let queue_nums = if group_topic {
+            queues.max(1)
+        } else {
+            queues.max(self.config.default_topic_queue_nums.max(1))
+        };
+        Some(TopicConfig::new(topic, queue_nums))
     }
 
     /// Ensures TBW102 exists when auto-creation is on (REMOTING.md §6.2).

@@ -501,6 +501,7 @@ impl<S: SegmentStorage> Broker<S> {
                     return Ok(Some(self.store_error_response(req, &e)))
                 }
             }
+            self.ensure_topic_of_delivered(now_ms, &topic, queue_id);
             self.wake_held_pulls(now_ms, &topic, queue_id);
         }
         match self.put_op_record(now_ms, prepared) {

@@ -7,6 +7,7 @@ use super::*;
 use crate::broker::schedule::{
     parse_message_delay_level, DEFAULT_MESSAGE_DELAY_LEVEL_MS, DELAY_OFFSET_PATH, SCHEDULE_TOPIC,
 };
+use crate::broker::topics::TOPICS_PATH;
 use crate::message::{keys, tag_hash_code};
 use crate::store::{MemStorage, PowerLoss, QueueOffset};
 
@@ -250,6 +251,57 @@ fn restart_mid_delay_resumes_without_redelivery() {
     );
     step(&mut h, T0 + 5_000);
     assert_eq!(bodies(&h, "TopicA", 0), ["a", "b"]);
+}
+
+#[test]
+fn a_delivery_to_a_topic_whose_creation_was_lost_gives_it_a_config_again() {
+    // Goal (simulator seed 60002930): a delayed send auto-created its topic, but the creation
+    // never reached the disk before the broker stopped; the message itself waited in
+    // SCHEDULE_TOPIC_XXXX, so the next start found no queue of the topic to restore. When the
+    // delay ends the message goes into its topic, which must then get a config (written and
+    // registered), or no route ever leads a consumer to it. Method: drop the topic from the
+    // written table, restart, let the delay end.
+    let mut h = Harness::new(test_config());
+    h.call(1, delayed("TopicA", 0, b"a", "1"));
+    let mut storage = h.broker.store().storage().clone();
+    let table = storage
+        .read_all(TOPICS_PATH)
+        .unwrap()
+        .expect("topics written");
+    let mut json: serde_json::Value = serde_json::from_slice(&table).unwrap();
+    json["topicConfigTable"]
+        .as_object_mut()
+        .expect("a topic table")
+        .remove("TopicA")
+        .expect("TopicA was created");
+    storage
+        .replace(TOPICS_PATH, &serde_json::to_vec(&json).unwrap())
+        .unwrap();
+
+    let mut h = Harness::with_storage(test_config(), storage, T0 + 100);
+    assert!(
+        !h.broker.topics().contains_key("TopicA"),
+        "nothing to restore it from"
+    );
+    step(&mut h, T0 + 1_000);
+    assert_eq!(bodies(&h, "TopicA", 0), ["a"]);
+    let config = h.broker.topics().get("TopicA").expect("a config again");
+    assert_eq!(
+        config.write_queue_nums,
+        test_config().default_topic_queue_nums
+    );
+    let table = h
+        .broker
+        .store()
+        .storage()
+        .read_all(TOPICS_PATH)
+        .unwrap()
+        .unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&table).unwrap();
+    assert!(
+        json["topicConfigTable"].get("TopicA").is_some(),
+        "and written"
+    );
 }
 
 #[test]
