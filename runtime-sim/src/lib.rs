@@ -57,6 +57,10 @@ pub const REGRESSION_SEEDS: &[(u64, &str)] = &[
         60002930,
         "a delayed message went into a topic whose lost creation nothing restored: never routed",
     ),
+    (
+        70092968,
+        "an ack in flight across a power loss and a quick restart was judged a loss (false alarm)",
+    ),
 ];
 
 /// How to build the simulator, for builds without `--cfg madsim`.

@@ -237,8 +237,8 @@ impl<'a> Index<'a> {
     }
 
     /// A lossy power loss of the send's broker between its invocation and its ack, with no
-    /// restart of the broker in between: the ack was in flight when the power went, so the
-    /// record was stored (un-synced) before it.
+    /// restart of the broker in between (or one the ack cannot come from, see below): the ack
+    /// was in flight when the power went, so the record was stored (un-synced) before it.
     fn power_loss_before_late_ack(&self, a: &Acked<'a>) -> Option<usize> {
         let node = a.queue.broker.as_str();
         let losses = self.power_losses.get(node)?;
@@ -248,7 +248,21 @@ impl<'a> Index<'a> {
         let restarted = self.events[*p..a.ack_index]
             .iter()
             .any(|e| matches!(&e.kind, EventKind::NodeRestarted { node: n } if n.as_str() == node));
-        (!restarted).then_some(*p)
+        if !restarted {
+            return Some(*p);
+        }
+        // The broker restarted before the ack arrived, so the ack may come from the restarted
+        // broker. It cannot when it arrived within the in-flight slack of the power loss and the
+        // read-back holds another key at its offset: the restarted broker gave that offset to
+        // another message, so this one was stored before the power went (seed 70092968).
+        let in_flight =
+            self.events[a.ack_index].time_ms <= self.events[*p].time_ms + IN_FLIGHT_SLACK_MS;
+        let taken = self.read_back.get(a.queue).is_some_and(|records| {
+            records
+                .iter()
+                .any(|(_, r)| r.queue_offset == a.queue_offset && r.key != a.spec.key)
+        });
+        (in_flight && taken).then_some(*p)
     }
 
     /// Whether `group`'s commit of `offset` on `queue` at event `index`, behind what the group
