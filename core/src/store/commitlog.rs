@@ -859,31 +859,12 @@ fn record_at<S: SegmentStorage>(
     if pos + BLANK_FILLER_BYTES > len {
         return Ok(None);
     }
-    // Read like the scan reads: a candidate that a transient fault hides must not turn a
-    // corruption into a torn tail, nor end a chain early.
-    let attempt = || -> Attempt<u64> {
-        let mut header = [0u8; 8];
-        storage.read_at(path, pos, &mut header)?;
-        let (total, magic) = peek_header(&header)?;
-        if magic == MAGIC_BLANK && total as u64 == len - pos {
-            return Ok((Ok(len - pos), header.to_vec()));
-        }
-        if total < MIN_RECORD_BYTES || total as u64 + BLANK_FILLER_BYTES > len - pos {
-            return Ok((Err("bad header".to_string()), header.to_vec()));
-        }
-        let mut buf = vec![0u8; total as usize];
-        storage.read_at(path, pos, &mut buf)?;
-        let bytes = Bytes::from(buf);
-        let outcome = match check_record(bytes.clone()) {
-            Ok(r) if r.physical_offset == offset as i64 => Ok(total as u64),
-            Ok(_) => Err("wrong PHYSICALOFFSET".to_string()),
-            Err(e) => Err(e.to_string()),
-        };
-        Ok((outcome, bytes.to_vec()))
-    };
-    match read_settled(attempt)? {
-        Settled::Good(total) => Ok(Some(total)),
-        Settled::Bad(..) => Ok(None),
+    // Read and checked as the scan does (one parser, settled reads): a candidate that a
+    // transient fault hides must not turn a corruption into a torn tail, nor end a chain early.
+    match read_settled(|| scan_step(storage, seg, len, offset, false))? {
+        Settled::Good(ScanStep::Blank) => Ok(Some(len - pos)),
+        Settled::Good(ScanStep::Record(total, _)) => Ok(Some(total as u64)),
+        Settled::Good(ScanStep::Unwritten) | Settled::Bad(..) => Ok(None),
         Settled::Unsettled(reason) => Err(unreadable(path, seg, offset, reason)),
     }
 }
