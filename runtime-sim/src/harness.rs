@@ -859,8 +859,10 @@ fn record_committed_offsets(world: &Shared, cluster: &Cluster) {
 }
 
 /// Records every fence of the workload topic that `broker`'s starts left in its fence file
-/// (`{"fences":[{"topic":…,"queueId":…,"group":…,"offset":…},…]}`), each with the time of
-/// the start that found it; a fence kept across starts is recorded once, with its first start.
+/// (`{"fences":[{"topic":…,"queueId":…,"group":…,"offset":…},…],"unknownQueues":{…}}`), each
+/// with the time of the start that found it; a fence kept across starts is recorded once,
+/// with its first start. A queue without an entry while the file holds an unknown queues'
+/// fence is fenced at 0 for every group.
 fn record_fences(w: &mut World, t: u64, broker: &str, fence_log: Vec<(Instant, Vec<u8>)>) {
     let mut seen = BTreeSet::new();
     for (at, bytes) in fence_log {
@@ -884,6 +886,18 @@ fn record_fences(w: &mut World, t: u64, broker: &str, fence_log: Vec<(Instant, V
             if seen.insert((queue_id, group.to_owned(), offset)) {
                 let queue = QueueRef::new(broker, TOPIC, queue_id as u32);
                 w.history.fence_built(t, queue, group, offset, built_ms);
+            }
+        }
+        if file.get("unknownQueues").is_some_and(|u| u.is_object()) {
+            for queue_id in 0..QUEUES_PER_TOPIC {
+                let listed = fences.iter().any(|f| {
+                    f.get("topic").and_then(|v| v.as_str()) == Some(TOPIC)
+                        && f.get("queueId").and_then(|v| v.as_u64()) == Some(u64::from(queue_id))
+                });
+                if !listed && seen.insert((u64::from(queue_id), "*".to_owned(), 0)) {
+                    let queue = QueueRef::new(broker, TOPIC, queue_id);
+                    w.history.fence_built(t, queue, "*", 0, built_ms);
+                }
             }
         }
     }

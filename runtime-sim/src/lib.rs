@@ -61,6 +61,10 @@ pub const REGRESSION_SEEDS: &[(u64, &str)] = &[
         70092968,
         "an ack in flight across a power loss and a quick restart was judged a loss (false alarm)",
     ),
+    (
+        80017434,
+        "a queue whose creation went with the power got no fence: a stale consumer skipped",
+    ),
 ];
 
 /// How to build the simulator, for builds without `--cfg madsim`.

@@ -33,6 +33,12 @@
 //! first appears after the restart and starts at the end of a queue (CONSUME_FROM_LAST_OFFSET)
 //! is sent back to the fence too, and also receives the messages stored since the restart.
 //!
+//! A queue the broker does not know at a crash start (no topic config, no ConsumeQueue, no
+//! committed offset: its creation and all its messages were lost with the power) recovered
+//! nothing, so its fence is 0 for every group. It is built when the queue is first pulled or
+//! committed after the start, from the start's *unknown queues* fence, which retires like the
+//! others.
+//!
 //! Fences are built at every start that follows a crash (the store's abort marker was found)
 //! and kept in `config/recoveryFence.json` with the instances (client ids) that passed them
 //! (written at once when built, then with the consumer offsets). A fence outlives restarts: a
@@ -47,7 +53,8 @@
 //! config/recoveryFence.json
 //! {"fences":[{"topic":"TopicA","queueId":0,"group":"*","offset":3,"sinceMs":…,"lastBiteMs":…},
 //!            {"topic":"TopicA","queueId":0,"group":"G1","client":"10.0.0.5@123","offset":7,…}],
-//!  "passed":[{"topic":"TopicA","queueId":0,"group":"G1","client":"10.0.0.5@123"}]}
+//!  "passed":[{"topic":"TopicA","queueId":0,"group":"G1","client":"10.0.0.5@123"}],
+//!  "unknownQueues":{"offset":0,"sinceMs":…,"lastBiteMs":…}}
 //! ```
 //! `"*"`: every instance without a more specific entry; a group entry with offset 2^64 - 1: the
 //! broker reset that group's positions.
@@ -131,14 +138,19 @@ struct PassEntry {
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 struct FenceFile {
     fences: Vec<FenceEntry>,
     #[serde(default)]
     passed: Vec<PassEntry>,
+    /// The fence of every queue the last crash start did not know (offset 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    unknown_queues: Option<GroupFence>,
 }
 
 /// One fence entry.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 struct GroupFence {
     offset: u64,
     since_ms: u64,
@@ -161,6 +173,12 @@ pub(super) struct RecoveryFence {
     /// new. Persisted for instances known by client id, so that the next crash's fence, not
     /// this one, binds them.
     passed: BTreeSet<(String, i32, String, Holder)>,
+    /// The fence of every queue not in `queues` since the last crash start, which knew
+    /// neither the queue nor its messages: recovered nothing, so fenced at 0. Copied into
+    /// `queues` when the queue is first pulled or committed (its bites then keep that copy).
+    /// It never outlives the entries built at the same start: those retire at the same time
+    /// or later, so it never fences a queue that start knew.
+    unknown_queues: Option<GroupFence>,
     /// What this start recovered of each queue, for inspection.
     recovered: BTreeMap<(String, i32), u64>,
     /// Changed since the file was last written.
@@ -200,7 +218,40 @@ impl RecoveryFence {
                 .passed
                 .insert((p.topic, p.queue_id, p.group, Holder::Client(p.client)));
         }
+        fence.unknown_queues = file.unknown_queues;
         Ok(fence)
+    }
+
+    /// Whom a fence of `topic` binds by default: every group, or for a `%RETRY%G` or
+    /// `%DLQ%G` queue group `G`. `None` for topics only the broker reads.
+    fn base_key(topic: &str) -> Option<FenceKey> {
+        if BROKER_READ_TOPICS.contains(&topic) {
+            // Read by the broker's own services, whose progress is clamped at start.
+            return None;
+        }
+        let own_group = topic
+            .strip_prefix(crate::topic::RETRY_GROUP_TOPIC_PREFIX)
+            .or_else(|| topic.strip_prefix(crate::topic::DLQ_GROUP_TOPIC_PREFIX));
+        Some(match own_group {
+            Some(group) => FenceKey::Group(group.to_owned()),
+            None => FenceKey::Any,
+        })
+    }
+
+    /// Gives a queue the last crash start did not know its fence at 0, from the unknown
+    /// queues' fence, before anyone pulls or commits on it.
+    fn fence_unknown_queue(&mut self, topic: &str, queue_id: i32) {
+        let Some(unknown) = self.unknown_queues else {
+            return;
+        };
+        let key = (topic.to_owned(), queue_id);
+        if self.queues.contains_key(&key) {
+            return;
+        }
+        if let Some(base) = Self::base_key(topic) {
+            self.queues.insert(key, BTreeMap::from([(base, unknown)]));
+            self.dirty = true;
+        }
     }
 
     /// After a crash at `now_ms`: on each queue given with its recovered max, every consumer
@@ -220,27 +271,32 @@ impl RecoveryFence {
     ) {
         let older = std::mem::take(&mut self.queues);
         let older_passed = std::mem::take(&mut self.passed);
+        let older_unknown = self.unknown_queues.take();
         let fresh = |offset| GroupFence {
             offset,
             since_ms: now_ms,
             last_bite_ms: now_ms,
         };
+        // Queues this start does not know recovered nothing.
+        self.unknown_queues = Some(fresh(0));
         for (key, recovered_max) in queues {
-            if BROKER_READ_TOPICS.contains(&key.0.as_str()) {
-                // Read by the broker's own services, whose progress is clamped at start.
+            let Some(base) = Self::base_key(&key.0) else {
                 continue;
-            }
-            let own_group = key
-                .0
-                .strip_prefix(crate::topic::RETRY_GROUP_TOPIC_PREFIX)
-                .or_else(|| key.0.strip_prefix(crate::topic::DLQ_GROUP_TOPIC_PREFIX));
-            let base = match own_group {
-                Some(group) => FenceKey::Group(group.to_owned()),
-                None => FenceKey::Any,
+            };
+            let own_group = match &base {
+                FenceKey::Group(group) => Some(group.as_str()),
+                _ => None,
             };
             let mut fences: BTreeMap<FenceKey, GroupFence> = BTreeMap::new();
-            fences.insert(base, fresh(recovered_max));
-            for (k, old) in older.get(&key).into_iter().flatten() {
+            fences.insert(base.clone(), fresh(recovered_max));
+            // A queue the earlier crash start did not know, never read since: still fenced
+            // at 0 by that start.
+            let older_entries = match (older.get(&key), older_unknown) {
+                (Some(entries), _) => entries.clone(),
+                (None, Some(unknown)) => BTreeMap::from([(base.clone(), unknown)]),
+                (None, None) => BTreeMap::new(),
+            };
+            for (k, old) in &older_entries {
                 let value = fences
                     .entry(k.clone())
                     .or_insert_with(|| fresh(recovered_max));
@@ -248,7 +304,7 @@ impl RecoveryFence {
                 value.offset = value.offset.min(old.offset);
             }
             for (group, offset) in committed.get(&key).into_iter().flatten() {
-                if own_group.is_some_and(|g| g != group) {
+                if own_group.is_some_and(|g| g != group.as_str()) {
                     continue;
                 }
                 let offset = (*offset).min(recovered_max);
@@ -324,6 +380,7 @@ impl RecoveryFence {
         holder: Holder,
         offset: u64,
     ) -> Option<u64> {
+        self.fence_unknown_queue(topic, queue_id);
         let fence = self.fence_of(topic, queue_id, group, &holder)?;
         if self.has_passed(topic, queue_id, group, &holder) {
             return None;
@@ -360,7 +417,10 @@ impl RecoveryFence {
         holder: &Holder,
         offset: i64,
     ) -> i64 {
-        match self.fence_of(topic, queue_id, group, holder) {
+        match self
+            .fence_of(topic, queue_id, group, holder)
+            .or_else(|| self.unknown_queue_fence_of(topic, queue_id, group))
+        {
             Some(fence) if !self.has_passed(topic, queue_id, group, holder) => {
                 offset.min(fence.min(i64::MAX as u64) as i64)
             }
@@ -368,8 +428,23 @@ impl RecoveryFence {
         }
     }
 
+    /// The fence at 0 that binds `group` on a queue the last crash start did not know and
+    /// nobody pulled since (committing alone does not copy it into `queues`: commits name
+    /// any topic, known or not).
+    fn unknown_queue_fence_of(&self, topic: &str, queue_id: i32, group: &str) -> Option<u64> {
+        let unknown = self.unknown_queues?;
+        if self.queues.contains_key(&(topic.to_owned(), queue_id)) {
+            return None;
+        }
+        match Self::base_key(topic)? {
+            FenceKey::Group(g) if g != group => None,
+            _ => Some(unknown.offset),
+        }
+    }
+
     /// Every position of the group on the queue is new (the broker reset them all).
     pub fn pass(&mut self, topic: &str, queue_id: i32, group: &str) {
+        self.fence_unknown_queue(topic, queue_id);
         let Some(entries) = self.queues.get_mut(&(topic.to_owned(), queue_id)) else {
             return;
         };
@@ -388,13 +463,18 @@ impl RecoveryFence {
     /// Fences kept [`FENCE_RETIRE_MS`] since they were built and since their last bite are
     /// dropped.
     pub fn retire(&mut self, now_ms: u64) {
+        let live = |f: &GroupFence| {
+            f.offset == PASSED
+                || now_ms < f.since_ms.saturating_add(FENCE_RETIRE_MS)
+                || now_ms < f.last_bite_ms.saturating_add(FENCE_RETIRE_MS)
+        };
+        if self.unknown_queues.is_some_and(|f| !live(&f)) {
+            self.unknown_queues = None;
+            self.dirty = true;
+        }
         let before = self.queues.values().map(BTreeMap::len).sum::<usize>();
         self.queues.retain(|_, entries| {
-            entries.retain(|_, f| {
-                f.offset == PASSED
-                    || now_ms < f.since_ms.saturating_add(FENCE_RETIRE_MS)
-                    || now_ms < f.last_bite_ms.saturating_add(FENCE_RETIRE_MS)
-            });
+            entries.retain(|_, f| live(f));
             // Passes only matter while a fence they exempt from is left.
             entries.values().any(|f| f.offset != PASSED)
         });
@@ -466,7 +546,12 @@ impl RecoveryFence {
                 Holder::Conn(_) => None,
             })
             .collect();
-        serde_json::to_vec(&FenceFile { fences, passed }).unwrap_or_default()
+        serde_json::to_vec(&FenceFile {
+            fences,
+            passed,
+            unknown_queues: self.unknown_queues,
+        })
+        .unwrap_or_default()
     }
 }
 

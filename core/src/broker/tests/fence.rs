@@ -9,7 +9,8 @@ use crate::broker::timer::checkpoint::{TimerCheckpoint, TIMER_CHECKPOINT_PATH};
 use crate::broker::timer::{TimerConfig, TIMER_DELAY_SEC, TIMER_TOPIC};
 use crate::broker::transaction::{TRANSACTION_OFFSET_PATH, TRANS_HALF_TOPIC};
 use crate::message::{keys, sys_flag};
-use crate::store::PowerLoss;
+use crate::store::segment::FaultOp;
+use crate::store::{PowerLoss, StorageError};
 
 const PULL_FLAGS: i32 = pull_sys_flag::SUBSCRIPTION;
 
@@ -645,4 +646,99 @@ fn a_committed_offset_vouches_for_a_pass_that_never_reached_the_disk() {
     assert_eq!(h.call(2, c1).code, response::SUCCESS);
     assert_eq!(h.broker.consumer_offset("TopicA", "G1", 0), Some(6));
     assert_eq!(pull(&mut h, 2, "G1", 6).code, response::PULL_NOT_FOUND);
+}
+
+fn pull_topic(h: &mut Harness, conn: u64, group: &str, topic: &str, offset: i64) -> RemotingCommand {
+    h.call(
+        conn,
+        pull_request(group, topic, 0, offset, PULL_FLAGS, Some("*")),
+    )
+}
+
+/// TopicB is created while config writes fail with a full disk (its config never reaches the
+/// disk), receives b0..b2 and G1 reads all three; then the power goes: the restarted broker
+/// knows neither TopicB nor its queue (sim seed 80017434).
+fn queue_lost_whole_behind_a_consumer() -> MemStorage {
+    let mut h = Harness::new(test_config());
+    send(&mut h, "TopicA", "a0");
+    sync_all(&mut h);
+    h.broker
+        .store_mut()
+        .storage_mut()
+        .set_fault(FaultOp::Replace, Some(StorageError::NoSpace));
+    for body in ["b0", "b1", "b2"] {
+        send(&mut h, "TopicB", body);
+    }
+    assert_eq!(
+        pulled_bodies(&pull_topic(&mut h, 2, "G1", "TopicB", 0)),
+        ["b0", "b1", "b2"]
+    );
+    let mut storage = power_cut(&h);
+    // Space is freed before the restart.
+    storage.set_fault(FaultOp::Replace, None);
+    assert!(
+        storage.contents("config/topics.json").map_or(true, |t| {
+            !String::from_utf8_lossy(t).contains("TopicB")
+        }),
+        "the topic's config never reached the disk"
+    );
+    storage
+}
+
+#[test]
+fn a_queue_unknown_at_a_crash_start_is_fenced_at_zero() {
+    // Goal: a queue whose creation and every message went with the power recovered nothing;
+    // a consumer's position on it from before the crash is sent back to 0 once the queue is
+    // created again, and never skips the new messages at the reused offsets 0, 1, 2.
+    let storage = queue_lost_whole_behind_a_consumer();
+    let mut h = Harness::with_storage(test_config(), storage, T0 + 10_000);
+    assert_eq!(h.broker.recovered_max_offset("TopicB", 0), None);
+    for body in ["n0", "n1", "n2", "n3"] {
+        send(&mut h, "TopicB", body);
+    }
+    // Before G1 reads at 0, its commit of 3 is taken as 0.
+    let update = RemotingCommand::request(request::UPDATE_CONSUMER_OFFSET)
+        .with_ext("consumerGroup", "G1")
+        .with_ext("topic", "TopicB")
+        .with_ext("queueId", 0)
+        .with_ext("commitOffset", 3);
+    assert_eq!(h.call(2, update).code, response::SUCCESS);
+    assert_eq!(h.broker.consumer_offset("TopicB", "G1", 0), Some(0));
+    let moved = pull_topic(&mut h, 2, "G1", "TopicB", 3);
+    assert_eq!(moved.code, response::PULL_OFFSET_MOVED, "{moved:?}");
+    assert_eq!(next_begin(&moved), Some(0));
+    assert_eq!(
+        pulled_bodies(&pull_topic(&mut h, 2, "G1", "TopicB", 0)),
+        ["n0", "n1", "n2", "n3"]
+    );
+    // A queue the start knew keeps its own fence: its recovered end, not 0.
+    assert_eq!(pull(&mut h, 3, "G2", 1).code, response::PULL_NOT_FOUND);
+    // The unknown queues' fence is kept across restarts until it retires, like the others.
+    h.advance_to(h.now_ms + OFFSET_PERSIST_INTERVAL_MS);
+    let saved = h.broker.store().storage().read_all(RECOVERY_FENCE_PATH);
+    let json: serde_json::Value = serde_json::from_slice(&saved.unwrap().unwrap()).unwrap();
+    assert_eq!(json["unknownQueues"]["offset"], 0);
+    h.advance_to(h.now_ms + FENCE_RETIRE_MS + OFFSET_PERSIST_INTERVAL_MS);
+    for body in ["c0", "c1"] {
+        send(&mut h, "TopicC", body);
+    }
+    assert_eq!(pulled_bodies(&pull_topic(&mut h, 4, "G3", "TopicC", 1)), ["c1"]);
+}
+
+#[test]
+fn a_queue_unknown_at_a_crash_start_and_not_read_stays_fenced_across_a_second_crash() {
+    let storage = queue_lost_whole_behind_a_consumer();
+    let mut h = Harness::with_storage(test_config(), storage, T0 + 10_000);
+    for body in ["n0", "n1", "n2", "n3"] {
+        send(&mut h, "TopicB", body);
+    }
+    sync_all(&mut h);
+    let later = h.now_ms + OFFSET_PERSIST_INTERVAL_MS;
+    step(&mut h, later);
+    let storage = power_cut(&h);
+    let mut h = Harness::with_storage(test_config(), storage, T0 + 30_000);
+    assert_eq!(h.broker.recovered_max_offset("TopicB", 0), Some(4));
+    let moved = pull_topic(&mut h, 2, "G1", "TopicB", 3);
+    assert_eq!(moved.code, response::PULL_OFFSET_MOVED, "{moved:?}");
+    assert_eq!(next_begin(&moved), Some(0));
 }
