@@ -5,7 +5,9 @@
 //! I/O, reads a clock or draws ambient randomness:
 //!
 //! * time enters as an argument, `now_ms` (wall-clock epoch milliseconds, as RocketMQ stores in
-//!   messages), and never goes backwards between calls;
+//!   messages), and never goes backwards between calls (the drivers read it through
+//!   [`clock::SlewedClock`], which also keeps it from standing still when the wall clock is
+//!   stepped back);
 //! * randomness comes from one seed in a configuration ([`rng::SeededRng`]);
 //! * bytes to send, ranges to make durable and connections to close leave through `poll_output()`,
 //!   and the next instant a state machine must be woken through `poll_timeout()`.
@@ -20,6 +22,7 @@
 pub mod broker;
 pub mod check;
 pub mod client;
+pub mod clock;
 pub mod cluster;
 pub mod defects;
 pub mod filter;

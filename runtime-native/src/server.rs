@@ -33,6 +33,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tracing::{debug, error, info, warn};
 use vostok_core::broker::{Broker, BrokerConfig, BrokerOutput};
+use vostok_core::clock::SlewedClock;
 use vostok_core::namesrv::{NameServer, NamesrvConfig, NamesrvOutput};
 use vostok_core::remoting::{encode, FrameDecoder, RemotingCommand};
 use vostok_core::store::{CommitLogOffset, SyncRequest};
@@ -49,7 +50,10 @@ const INPUT_QUEUE_BATCHES: usize = 1024;
 const READ_CHUNK_BYTES: usize = 64 * 1024;
 /// Connect timeout towards a NameServer (RocketMQ's client default, 3 s).
 const NAMESRV_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
-/// Reconnect backoff towards a NameServer: doubles from the first value up to the second.
+/// Reconnect backoff towards a NameServer: doubles from the first value up to the second. A
+/// new request from the broker ends a backoff at once (as RocketMQ's broker connects on every
+/// registration): after a NameServer restart or a partition the next registration is tried
+/// when it is due, not up to a backoff later; attempts stay bounded by the broker's period.
 const NAMESRV_BACKOFF_MIN: Duration = Duration::from_millis(100);
 const NAMESRV_BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// Requests kept for a NameServer that cannot be reached; older ones are dropped (the broker
@@ -63,10 +67,22 @@ const DISK_CHECK_INTERVAL_MS: u64 = 1_000;
 /// How long a shutting-down broker waits for its NameServers to acknowledge the unregister.
 const UNREGISTER_WAIT: Duration = Duration::from_secs(3);
 
-/// Wall-clock epoch milliseconds that never go backwards, as the core requires.
-#[derive(Debug, Default)]
+/// Wall-clock epoch milliseconds that never go backwards and never stand still, as the core
+/// requires ([`SlewedClock`]: after the wall clock is stepped back, time runs on the monotonic
+/// clock, slowed, until the wall clock catches up).
+#[derive(Debug)]
 pub struct Clock {
-    last_ms: u64,
+    slewed: SlewedClock,
+    origin: tokio::time::Instant,
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        Self {
+            slewed: SlewedClock::default(),
+            origin: tokio::time::Instant::now(),
+        }
+    }
 }
 
 impl Clock {
@@ -77,8 +93,8 @@ impl Clock {
             .unwrap_or(0);
         #[cfg(madsim)]
         let wall = sim_clock::adjust(wall);
-        self.last_ms = self.last_ms.max(wall);
-        self.last_ms
+        let mono_us = self.origin.elapsed().as_micros() as u64;
+        self.slewed.now_ms(wall, mono_us)
     }
 }
 
@@ -1140,28 +1156,26 @@ async fn namesrv_client(
     }
 }
 
-/// Sleeps `backoff` while still queueing (boundedly) what the broker sends; returns the next
-/// backoff, or `None` once the broker is gone (nothing more will be asked of this client).
+/// Sleeps `backoff`, or until the broker sends a new request (queued, boundedly, and tried at
+/// once: see [`NAMESRV_BACKOFF_MIN`]); returns the next backoff, or `None` once the broker is
+/// gone (nothing more will be asked of this client).
 async fn wait_backoff(
     backoff: Duration,
     requests: &mut mpsc::UnboundedReceiver<RemotingCommand>,
     queue: &mut VecDeque<RemotingCommand>,
 ) -> Option<Duration> {
-    let until = tokio::time::Instant::now() + backoff;
-    loop {
-        tokio::select! {
-            biased;
-            _ = tokio::time::sleep_until(until) => break,
-            request = requests.recv() => match request {
-                Some(command) => {
-                    queue.push_back(command);
-                    while queue.len() > NAMESRV_QUEUE_MAX {
-                        queue.pop_front();
-                    }
+    tokio::select! {
+        biased;
+        _ = tokio::time::sleep(backoff) => {}
+        request = requests.recv() => match request {
+            Some(command) => {
+                queue.push_back(command);
+                while queue.len() > NAMESRV_QUEUE_MAX {
+                    queue.pop_front();
                 }
-                None => return None,
-            },
-        }
+            }
+            None => return None,
+        },
     }
     Some((backoff * 2).min(NAMESRV_BACKOFF_MAX))
 }

@@ -32,6 +32,7 @@ use vostok_core::check::{
     body_crc, check_report, Delivery, FlushMode, History, QueueRef, ReadBackRecord, SendSpec,
     TraceDigest, Violation,
 };
+use vostok_core::clock::SlewedClock;
 use vostok_core::defects::Defects;
 use vostok_core::message::MessageRecord;
 use vostok_core::namesrv::NamesrvConfig;
@@ -166,20 +167,21 @@ fn skewed(skews: &Skews, node: NodeId, wall: u64, base: u64) -> u64 {
     ms.max(0) as u64
 }
 
-/// A client's clock: its node's skewed clock, never going backwards.
+/// A client's clock: its node's skewed clock, never going backwards nor standing still (as the
+/// native client's, [`SlewedClock`]).
 struct NodeClock {
     skews: Skews,
     node: NodeId,
     base_ms: u64,
-    last_ms: Mutex<u64>,
+    slewed: Mutex<SlewedClock>,
+    origin: Instant,
 }
 
 impl Clock for NodeClock {
     fn now_ms(&self) -> u64 {
-        let now = skewed(&self.skews, self.node, wall_ms(), self.base_ms);
-        let mut last = lock(&self.last_ms);
-        *last = (*last).max(now);
-        *last
+        let wall = skewed(&self.skews, self.node, wall_ms(), self.base_ms);
+        let mono_us = self.origin.elapsed().as_micros() as u64;
+        lock(&self.slewed).now_ms(wall, mono_us)
     }
 }
 
@@ -654,7 +656,8 @@ async fn scenario(swarm: Swarm, defects: Defects, misrecord: scheduled::Misrecor
             skews: skews.clone(),
             node,
             base_ms,
-            last_ms: Mutex::new(0),
+            slewed: Mutex::new(SlewedClock::default()),
+            origin: Instant::now(),
         })
     };
 

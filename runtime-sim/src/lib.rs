@@ -58,6 +58,14 @@ pub const REGRESSION_SEEDS: &[(u64, &str)] = &[
         "a delayed message went into a topic whose lost creation nothing restored: never routed",
     ),
     (
+        60080330,
+        "a broker's clock stepped back 4.8 s stalled its registrations: no route after healing",
+    ),
+    (
+        70003998,
+        "a NameServer restart left the broker in a 5 s reconnect backoff: no route after healing",
+    ),
+    (
         70092968,
         "an ack in flight across a power loss and a quick restart was judged a loss (false alarm)",
     ),

@@ -1,12 +1,13 @@
-//! The client's clock: wall-clock epoch milliseconds that never go backwards.
+//! The client's clock: wall-clock epoch milliseconds that never go backwards nor stand still.
 //!
 //! The core's client state machines take `now_ms` as an argument; the driver reads it from a
 //! [`Clock`] so that a simulator (or a test) can run the same driver on virtual time by passing its
 //! own implementation to the builders (`clock(...)`).
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Mutex};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use vostok_core::clock::SlewedClock;
 
 /// A source of `now_ms` for a client's driver. Implementations must never go backwards.
 ///
@@ -41,11 +42,22 @@ pub trait Clock: Send + Sync + 'static {
     fn now_ms(&self) -> u64;
 }
 
-/// [`SystemTime`] in epoch milliseconds, held at its highest value so far: a wall clock stepped
-/// back (NTP) never makes the core see time go backwards.
-#[derive(Debug, Default)]
+/// [`SystemTime`] in epoch milliseconds that never goes backwards and never stands still: after
+/// the wall clock is stepped back (NTP), time runs on the monotonic clock, slowed, until the wall
+/// clock catches up ([`SlewedClock`]).
+#[derive(Debug)]
 pub struct SystemClock {
-    last_ms: AtomicU64,
+    slewed: Mutex<SlewedClock>,
+    origin: Instant,
+}
+
+impl Default for SystemClock {
+    fn default() -> Self {
+        Self {
+            slewed: Mutex::new(SlewedClock::default()),
+            origin: Instant::now(),
+        }
+    }
 }
 
 impl SystemClock {
@@ -61,10 +73,10 @@ impl Clock for SystemClock {
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_millis() as u64)
             .unwrap_or(0);
-        // fetch_max returns the previous value: the result is the maximum of both.
-        self.last_ms
-            .fetch_max(wall_ms, Ordering::Relaxed)
-            .max(wall_ms)
+        let mut slewed = self.slewed.lock().unwrap_or_else(|p| p.into_inner());
+        // Read under the lock: readings reach the clock in the order they were taken.
+        let mono_us = self.origin.elapsed().as_micros() as u64;
+        slewed.now_ms(wall_ms, mono_us)
     }
 }
 
@@ -79,7 +91,8 @@ mod tests {
         // 2020-01-01 in epoch ms: the clock speaks milliseconds, not seconds or micros.
         assert!(first > 1_577_836_800_000, "{first}");
         assert!(first < 1_577_836_800_000 * 100, "{first}");
-        clock.last_ms.store(first + 60_000, Ordering::Relaxed);
-        assert_eq!(clock.now_ms(), first + 60_000, "never goes backwards");
+        // As if the wall clock had been stepped back a minute.
+        clock.slewed.lock().unwrap().now_ms(first + 60_000, 0);
+        assert!(clock.now_ms() >= first + 60_000, "never goes backwards");
     }
 }

@@ -648,7 +648,13 @@ fn a_committed_offset_vouches_for_a_pass_that_never_reached_the_disk() {
     assert_eq!(pull(&mut h, 2, "G1", 6).code, response::PULL_NOT_FOUND);
 }
 
-fn pull_topic(h: &mut Harness, conn: u64, group: &str, topic: &str, offset: i64) -> RemotingCommand {
+fn pull_topic(
+    h: &mut Harness,
+    conn: u64,
+    group: &str,
+    topic: &str,
+    offset: i64,
+) -> RemotingCommand {
     h.call(
         conn,
         pull_request(group, topic, 0, offset, PULL_FLAGS, Some("*")),
@@ -677,9 +683,9 @@ fn queue_lost_whole_behind_a_consumer() -> MemStorage {
     // Space is freed before the restart.
     storage.set_fault(FaultOp::Replace, None);
     assert!(
-        storage.contents("config/topics.json").map_or(true, |t| {
-            !String::from_utf8_lossy(t).contains("TopicB")
-        }),
+        storage
+            .contents("config/topics.json")
+            .is_none_or(|t| !String::from_utf8_lossy(t).contains("TopicB")),
         "the topic's config never reached the disk"
     );
     storage
@@ -722,7 +728,10 @@ fn a_queue_unknown_at_a_crash_start_is_fenced_at_zero() {
     for body in ["c0", "c1"] {
         send(&mut h, "TopicC", body);
     }
-    assert_eq!(pulled_bodies(&pull_topic(&mut h, 4, "G3", "TopicC", 1)), ["c1"]);
+    assert_eq!(
+        pulled_bodies(&pull_topic(&mut h, 4, "G3", "TopicC", 1)),
+        ["c1"]
+    );
 }
 
 #[test]
