@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::remoting::lenient;
+
 /// Topic and broker permission bits (`perm`).
 pub mod perm {
     /// May serve as a template for auto-creation (TBW102).
@@ -20,26 +22,47 @@ pub const AUTO_CREATE_TOPIC_KEY: &str = "TBW102";
 pub const RETRY_GROUP_TOPIC_PREFIX: &str = "%RETRY%";
 pub const DLQ_GROUP_TOPIC_PREFIX: &str = "%DLQ%";
 
+/// RocketMQ's `TopicConfig`. Read as fastjson reads it (`remoting::lenient`: a Java broker's
+/// registration, a topics file): the name is required, a missing field takes Java's default.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TopicConfig {
+    #[serde(deserialize_with = "lenient::string")]
     pub topic_name: String,
+    #[serde(default = "sixteen", deserialize_with = "lenient::u32")]
     pub read_queue_nums: u32,
+    #[serde(default = "sixteen", deserialize_with = "lenient::u32")]
     pub write_queue_nums: u32,
+    #[serde(default = "read_write", deserialize_with = "lenient::u32")]
     pub perm: u32,
     /// `SINGLE_TAG` or `MULTI_TAG`.
-    #[serde(default = "single_tag")]
+    #[serde(default = "single_tag", deserialize_with = "topic_filter_type")]
     pub topic_filter_type: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient::u32")]
     pub topic_sys_flag: u32,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient::bool")]
     pub order: bool,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient::string_map")]
     pub attributes: BTreeMap<String, String>,
 }
 
 fn single_tag() -> String {
     "SINGLE_TAG".to_owned()
+}
+
+/// Java's `TopicConfig.defaultReadQueueNums` / `defaultWriteQueueNums`.
+fn sixteen() -> u32 {
+    16
+}
+
+fn read_write() -> u32 {
+    perm::READ_WRITE
+}
+
+/// A `TopicFilterType` by name or ordinal; an unknown name is `SINGLE_TAG` (fastjson leaves the
+/// field at its default).
+fn topic_filter_type<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    Ok(lenient::opt_enum::<D, lenient::TopicFilterType>(d)?.unwrap_or_else(single_tag))
 }
 
 impl TopicConfig {
@@ -63,11 +86,11 @@ impl TopicConfig {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DataVersion {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient::i64")]
     pub state_version: i64,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient::i64")]
     pub timestamp: i64,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient::i64")]
     pub counter: i64,
 }
 

@@ -1,8 +1,9 @@
 //! Arbitrary bytes as the JSON bodies the core reads: REGISTER_BROKER bodies, route and
 //! cluster-info bodies (both dialects), and the broker's HEART_BEAT, LOCK_BATCH_MQ,
-//! UNLOCK_BATCH_MQ and CHECK_CLIENT_CONFIG bodies (parsed inside the broker, so they go through
-//! a broker over memory). Nothing panics; what parses survives to_json → parse unchanged, and
-//! the broker answers every request with exactly one response.
+//! UNLOCK_BATCH_MQ, CHECK_CLIENT_CONFIG and UPDATE_AND_CREATE_SUBSCRIPTIONGROUP bodies (parsed
+//! inside the broker, so they go through a broker over memory). Nothing panics; what parses
+//! survives to_json → parse unchanged, and the broker answers every request with exactly one
+//! response, an error always with a remark saying why.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -15,11 +16,12 @@ use vostok_core::store::MemStorage;
 use vostok_core::ConnId;
 use vostok_fuzz::small_broker_config;
 
-const BROKER_CODES: [i32; 4] = [
+const BROKER_CODES: [i32; 5] = [
     request::HEART_BEAT,
     request::LOCK_BATCH_MQ,
     request::UNLOCK_BATCH_MQ,
     request::CHECK_CLIENT_CONFIG,
+    request::UPDATE_AND_CREATE_SUBSCRIPTIONGROUP,
 ];
 
 fuzz_target!(|data: &[u8]| {
@@ -84,6 +86,12 @@ fuzz_target!(|data: &[u8]| {
                 if let BrokerOutput::Send { conn: to, command } = output {
                     if to == conn && command.is_response() && command.opaque == 7 {
                         responses += 1;
+                        assert!(
+                            command.code == 0
+                                || command.remark.as_deref().is_some_and(|r| !r.is_empty()),
+                            "request {code} got code {} without a remark",
+                            command.code
+                        );
                     }
                 }
             }

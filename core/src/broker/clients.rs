@@ -12,6 +12,7 @@ use super::{Broker, BrokerOutput};
 use crate::message::tag_hash_code;
 use crate::remoting::codes::{request, response};
 use crate::remoting::headers::{ConsumerGroupHeader, UnregisterClientRequestHeader};
+use crate::remoting::lenient;
 use crate::remoting::{HeaderError, RemotingCommand};
 use crate::store::SegmentStorage;
 use crate::topic::RETRY_GROUP_TOPIC_PREFIX;
@@ -22,39 +23,53 @@ pub(super) const CLIENT_EXPIRY_MS: u64 = 120_000;
 /// How often silent channels are looked for.
 pub(super) const CLIENT_SCAN_INTERVAL_MS: u64 = 10_000;
 
-// ---- HeartbeatData (REMOTING.md §5.4): tolerant, only `clientID` is required. ----
+// ---- HeartbeatData (REMOTING.md §5.4): only `clientID` is required, and every field is read
+// as fastjson reads it (`remoting::lenient`): the C++ client sends the enums as ordinals and
+// `subVersion` as a string. ----
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 struct HeartbeatData {
-    #[serde(rename = "clientID")]
+    #[serde(rename = "clientID", deserialize_with = "lenient::opt_string")]
     client_id: Option<String>,
+    #[serde(deserialize_with = "lenient::opt_list")]
     producer_data_set: Option<Vec<ProducerData>>,
+    #[serde(deserialize_with = "lenient::opt_list")]
     consumer_data_set: Option<Vec<ConsumerData>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 struct ProducerData {
+    #[serde(deserialize_with = "lenient::opt_string")]
     group_name: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 struct ConsumerData {
+    #[serde(deserialize_with = "lenient::opt_string")]
     group_name: Option<String>,
+    #[serde(deserialize_with = "lenient::opt_enum::<_, lenient::ConsumeType>")]
     consume_type: Option<String>,
+    #[serde(deserialize_with = "lenient::opt_enum::<_, lenient::MessageModel>")]
     message_model: Option<String>,
+    #[serde(deserialize_with = "lenient::opt_enum::<_, lenient::ConsumeFromWhere>")]
     consume_from_where: Option<String>,
+    #[serde(deserialize_with = "lenient::opt_list")]
     subscription_data_set: Option<Vec<SubscriptionData>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 struct SubscriptionData {
+    #[serde(deserialize_with = "lenient::opt_string")]
     topic: Option<String>,
+    #[serde(deserialize_with = "lenient::opt_string")]
     sub_string: Option<String>,
+    #[serde(deserialize_with = "lenient::opt_i64")]
     sub_version: Option<i64>,
+    #[serde(deserialize_with = "lenient::opt_string")]
     expression_type: Option<String>,
 }
 
@@ -190,23 +205,17 @@ impl<S: SegmentStorage> Broker<S> {
         conn: ConnId,
         req: &RemotingCommand,
     ) -> RemotingCommand {
-        let data: HeartbeatData = match serde_json::from_slice(&req.body) {
+        let data: HeartbeatData = match lenient::from_body(&req.body, "HeartbeatData") {
             Ok(d) => d,
             Err(e) => {
-                return RemotingCommand::response_to(
-                    req,
-                    response::SYSTEM_ERROR,
-                    Some(format!(
-                        "the heartbeat body is not valid HeartbeatData: {e}"
-                    )),
-                )
+                return RemotingCommand::response_to(req, response::SYSTEM_ERROR, Some(e));
             }
         };
         let Some(client_id) = data.client_id.filter(|c| !c.is_empty()) else {
             return RemotingCommand::response_to(
                 req,
                 response::SYSTEM_ERROR,
-                Some("the heartbeat body has no clientID".to_owned()),
+                Some("the body is not valid HeartbeatData: it has no clientID".to_owned()),
             );
         };
         let channel = Channel {
@@ -423,16 +432,13 @@ impl<S: SegmentStorage> Broker<S> {
     /// CHECK_CLIENT_CONFIG (46): TAG subscriptions are fine; others need `enablePropertyFilter`
     /// and an expression that compiles (SUBSCRIPTION_PARSE_FAILED with the compiler's message).
     pub(super) fn handle_check_client_config(&mut self, req: &RemotingCommand) -> RemotingCommand {
-        let body: CheckClientRequestBody = match serde_json::from_slice(&req.body) {
-            Ok(b) => b,
-            Err(e) => {
-                return RemotingCommand::response_to(
-                    req,
-                    response::SYSTEM_ERROR,
-                    Some(format!("the body is not valid CheckClientRequestBody: {e}")),
-                )
-            }
-        };
+        let body: CheckClientRequestBody =
+            match lenient::from_body(&req.body, "CheckClientRequestBody") {
+                Ok(b) => b,
+                Err(e) => {
+                    return RemotingCommand::response_to(req, response::SYSTEM_ERROR, Some(e));
+                }
+            };
         let data = body.subscription_data.unwrap_or_default();
         let expression_type = data.expression_type.unwrap_or_default();
         let expression_type = expression_type.trim().to_ascii_uppercase();

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Broker, BrokerError};
 use crate::remoting::codes::response;
+use crate::remoting::lenient;
 use crate::remoting::RemotingCommand;
 use crate::store::SegmentStorage;
 use crate::topic::{perm, DataVersion, TopicConfig, RETRY_GROUP_TOPIC_PREFIX};
@@ -38,36 +39,38 @@ fn fifteen() -> i64 {
     15
 }
 
-/// RocketMQ's `SubscriptionGroupConfig`; a field missing from JSON takes RocketMQ's default.
+/// RocketMQ's `SubscriptionGroupConfig`; a field missing from JSON (or null) takes RocketMQ's
+/// default, and every field is read as fastjson reads it (`remoting::lenient`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SubscriptionGroupConfig {
+    #[serde(deserialize_with = "lenient::string")]
     pub group_name: String,
-    #[serde(default = "yes")]
+    #[serde(default = "yes", deserialize_with = "lenient::bool")]
     pub consume_enable: bool,
-    #[serde(default = "yes")]
+    #[serde(default = "yes", deserialize_with = "lenient::bool")]
     pub consume_from_min_enable: bool,
-    #[serde(default = "yes")]
+    #[serde(default = "yes", deserialize_with = "lenient::bool")]
     pub consume_broadcast_enable: bool,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient::bool")]
     pub consume_message_orderly: bool,
     /// Queues of the group's `%RETRY%` topic; 0 means failed messages are dropped.
-    #[serde(default = "one_i32")]
+    #[serde(default = "one_i32", deserialize_with = "lenient::i32")]
     pub retry_queue_nums: i32,
     /// Reconsume limit when a send-back names none.
-    #[serde(default = "sixteen")]
+    #[serde(default = "sixteen", deserialize_with = "lenient::i32")]
     pub retry_max_times: i32,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient::i64")]
     pub broker_id: i64,
-    #[serde(default = "one_i64")]
+    #[serde(default = "one_i64", deserialize_with = "lenient::i64")]
     pub which_broker_when_consume_slowly: i64,
-    #[serde(default = "yes")]
+    #[serde(default = "yes", deserialize_with = "lenient::bool")]
     pub notify_consumer_ids_changed_enable: bool,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient::i32")]
     pub group_sys_flag: i32,
-    #[serde(default = "fifteen")]
+    #[serde(default = "fifteen", deserialize_with = "lenient::i64")]
     pub consume_timeout_minute: i64,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient::string_map")]
     pub attributes: BTreeMap<String, String>,
 }
 
@@ -230,16 +233,13 @@ impl<S: SegmentStorage> Broker<S> {
         now_ms: u64,
         req: &RemotingCommand,
     ) -> RemotingCommand {
-        let config: SubscriptionGroupConfig = match serde_json::from_slice(&req.body) {
-            Ok(c) => c,
-            Err(e) => {
-                return RemotingCommand::response_to(
-                    req,
-                    response::SYSTEM_ERROR,
-                    Some(format!("the body is not a SubscriptionGroupConfig: {e}")),
-                )
-            }
-        };
+        let config: SubscriptionGroupConfig =
+            match lenient::from_body(&req.body, "SubscriptionGroupConfig") {
+                Ok(c) => c,
+                Err(e) => {
+                    return RemotingCommand::response_to(req, response::SYSTEM_ERROR, Some(e));
+                }
+            };
         if let Err(reason) = super::topics::validate_topic(&format!(
             "{RETRY_GROUP_TOPIC_PREFIX}{}",
             config.group_name

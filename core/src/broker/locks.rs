@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::Broker;
 use crate::remoting::codes::response;
+use crate::remoting::lenient;
 use crate::remoting::RemotingCommand;
 use crate::store::SegmentStorage;
 
@@ -21,19 +22,23 @@ pub(super) const LOCK_EXPIRY_MS: u64 = 60_000;
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct MessageQueue {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient::string")]
     pub broker_name: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient::i32")]
     pub queue_id: i32,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient::string")]
     pub topic: String,
 }
 
+/// LOCK_BATCH_MQ / UNLOCK_BATCH_MQ bodies, read as fastjson reads them (`remoting::lenient`).
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 struct LockBatchRequestBody {
+    #[serde(deserialize_with = "lenient::opt_string")]
     client_id: Option<String>,
+    #[serde(deserialize_with = "lenient::opt_string")]
     consumer_group: Option<String>,
+    #[serde(deserialize_with = "lenient::opt_list")]
     mq_set: Option<Vec<MessageQueue>>,
 }
 
@@ -135,8 +140,7 @@ impl LockTable {
 }
 
 fn parse_body(req: &RemotingCommand) -> Result<(String, String, Vec<MessageQueue>), String> {
-    let body: LockBatchRequestBody = serde_json::from_slice(&req.body)
-        .map_err(|e| format!("the body is not a valid lock request: {e}"))?;
+    let body: LockBatchRequestBody = lenient::from_body(&req.body, "LockBatchRequestBody")?;
     let client_id = body
         .client_id
         .ok_or_else(|| "the lock request has no clientId".to_owned())?;

@@ -300,8 +300,8 @@ impl NameServer {
         let addr = command.ext_str("brokerAddr").map_err(header_error)?;
         command.ext_str("brokerName").map_err(header_error)?;
         command.ext_num::<u64>("brokerId").map_err(header_error)?;
-        let theirs: DataVersion = serde_json::from_slice(&command.body)
-            .map_err(|e| Failure::system(format!("malformed DataVersion body: {e}")))?;
+        let theirs: DataVersion = crate::remoting::lenient::from_body(&command.body, "DataVersion")
+            .map_err(Failure::system)?;
         let changed = self.tables.data_version(cluster, addr) != Some(&theirs);
         self.tables.touch(now_ms, cluster, addr);
         let mut reply = success(command).with_ext("changed", changed);

@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use super::json::quote_numeric_keys;
 use crate::remoting::codes::request;
+use crate::remoting::lenient;
 use crate::remoting::{HeaderError, RemotingCommand};
 use crate::topic::{DataVersion, TopicConfig};
 
@@ -39,7 +40,7 @@ pub struct BrokerIdentity {
 #[serde(rename_all = "camelCase")]
 pub struct RegisterBrokerBody {
     /// Legacy filter-server addresses; always empty from Vostok.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient::list")]
     pub filter_server_list: Vec<String>,
     #[serde(default)]
     pub topic_config_serialize_wrapper: TopicConfigSerializeWrapper,
@@ -72,15 +73,15 @@ impl RegisterBrokerBody {
 
     /// Parses an uncompressed body. An empty body (Java sends none when it has nothing) is an
     /// empty registration; unknown keys are ignored; fastjson's unquoted numeric keys (inside
-    /// a Java broker's static-topic mappings) are accepted.
+    /// a Java broker's static-topic mappings) are accepted, and every field is read as
+    /// fastjson reads it (`remoting::lenient`).
     pub fn parse(body: &[u8]) -> Result<Self, String> {
         if body.is_empty() {
             return Ok(Self::default());
         }
         let text = std::str::from_utf8(body)
             .map_err(|e| format!("the RegisterBrokerBody is not UTF-8: {e}"))?;
-        serde_json::from_str(&quote_numeric_keys(text))
-            .map_err(|e| format!("Failed to decode RegisterBrokerBody: {e}"))
+        lenient::from_body(quote_numeric_keys(text).as_bytes(), "RegisterBrokerBody")
     }
 }
 
@@ -242,6 +243,45 @@ mod tests {
         assert_eq!(
             parsed.topic_config_serialize_wrapper.data_version.counter,
             12
+        );
+    }
+
+    /// Goal: what fastjson coerces, the NameServer takes too: numbers in strings, booleans as
+    /// text, an enum ordinal, nulls, a topic that leaves out what has a Java default.
+    #[test]
+    fn a_body_with_fastjson_coercions_parses() {
+        let body = br#"{"filterServerList":null,"topicConfigSerializeWrapper":{"dataVersion":{"counter":"12","stateVersion":null,"timestamp":"1718000000000"},"topicConfigTable":{"T":{"order":"true","perm":"6","readQueueNums":4,"topicFilterType":1,"topicName":"T","topicSysFlag":null,"writeQueueNums":"4","attributes":{"+message.type":"FIFO"}},"U":{"topicName":"U"}}}}"#;
+        let parsed = RegisterBrokerBody::parse(body).expect("parse");
+        let wrapper = &parsed.topic_config_serialize_wrapper;
+        assert_eq!(wrapper.data_version.counter, 12);
+        assert_eq!(wrapper.data_version.timestamp, 1_718_000_000_000);
+        let t = &wrapper.topic_config_table["T"];
+        assert_eq!((t.read_queue_nums, t.write_queue_nums, t.perm), (4, 4, 6));
+        assert!(t.order);
+        assert_eq!(t.topic_filter_type, "MULTI_TAG");
+        // Java's TopicConfig defaults: 16 queues each way, read and write.
+        let u = &wrapper.topic_config_table["U"];
+        assert_eq!((u.read_queue_nums, u.write_queue_nums, u.perm), (16, 16, 6));
+        assert_eq!(u.topic_filter_type, "SINGLE_TAG");
+    }
+
+    #[test]
+    fn a_body_fastjson_cannot_bind_is_a_clear_error() {
+        let err = RegisterBrokerBody::parse(
+            br#"{"topicConfigSerializeWrapper":{"topicConfigTable":{"T":{"topicName":"T","readQueueNums":-1}}}}"#,
+        )
+        .unwrap_err();
+        assert!(
+            err.contains("RegisterBrokerBody") && err.contains("out of range"),
+            "{err}"
+        );
+        let err = RegisterBrokerBody::parse(
+            br#"{"topicConfigSerializeWrapper":{"topicConfigTable":{"T":{"topicName":"T","topicFilterType":5}}}}"#,
+        )
+        .unwrap_err();
+        assert!(
+            err.contains("parse enum TopicFilterType error, value : 5"),
+            "{err}"
         );
     }
 

@@ -15,6 +15,8 @@
 //!   command is encoded in its `serialize_type`, so a response built with
 //!   [`RemotingCommand::response_to`] mirrors its request; commands the binary header cannot
 //!   represent fall back to JSON ([`codec::wire_serialize_type`]).
+//! * [`lenient`] — JSON bodies read as fastjson reads them (numbers in strings, enum ordinals,
+//!   missing and unknown keys), for every body the broker and NameServer parse.
 
 mod binary_header;
 pub mod codec;
@@ -22,6 +24,7 @@ pub mod codes;
 pub mod command;
 pub mod headers;
 mod json_header;
+pub mod lenient;
 pub mod reset_offset;
 
 pub use codec::{
