@@ -297,6 +297,10 @@ pub fn parse_broker_conf(file: &str, text: &str) -> Result<BrokerFileConfig, Con
                 b.use_server_side_reset_offset =
                     parse_bool(&value).ok_or_else(|| bad("expected true or false"))?
             }
+            "storeReplyMessageEnable" => {
+                b.store_reply_message_enable =
+                    parse_bool(&value).ok_or_else(|| bad("expected true or false"))?
+            }
             "registerNameServerPeriod" => {
                 b.register_broker_interval_ms =
                     positive(&value).ok_or_else(|| bad("expected milliseconds ≥ 1"))?

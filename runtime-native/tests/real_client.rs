@@ -917,3 +917,151 @@ async fn body_over_max_message_size_is_rejected_and_broker_keeps_serving() {
     })
     .await;
 }
+
+// ---------------------------------------------------------------------------------------------
+// request–reply: the client's request API, a replier built on MessageUtil::create_reply_message
+// ---------------------------------------------------------------------------------------------
+
+/// Request messages a consumer received, for the replier task to answer.
+#[derive(Clone, Default)]
+struct RequestInbox {
+    pending: Arc<Mutex<Vec<MessageExt>>>,
+}
+
+impl MessageListenerConcurrently for RequestInbox {
+    fn consume_message(
+        &self,
+        msgs: &[&MessageExt],
+        _context: &ConsumeConcurrentlyContext,
+    ) -> rocketmq_client_rust::ClientResult<ConsumeConcurrentlyStatus> {
+        let mut pending = self.pending.lock().expect("inbox lock");
+        pending.extend(msgs.iter().map(|m| (*m).clone()));
+        Ok(ConsumeConcurrentlyStatus::ConsumeSuccess)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_reply_round_trips_and_a_reply_to_a_gone_requester_is_refused() {
+    bounded("request_reply", TEST_TIMEOUT, async {
+        use rocketmq_client_rust::MessageUtil;
+        use rocketmq_model::common::message::MessageTrait;
+
+        let broker = start_broker(BrokerOptions::default());
+        let topic = unique("RcRequest");
+        let group = unique("cg_replier");
+        let mut requester = start_producer(&broker.namesrv_addr).await;
+        ensure_topic(&mut requester, &topic).await;
+
+        let inbox = RequestInbox::default();
+        let mut consumer = push_consumer_builder(&broker.namesrv_addr, &group).build();
+        consumer
+            .subscribe(&topic, "*")
+            .await
+            .expect("replier subscribes");
+        consumer.register_message_listener_concurrently(inbox.clone());
+        consumer.start().await.expect("replier consumer starts");
+
+        // The replier answers every request "re:<body>" with its own producer.
+        let replier = start_producer(&broker.namesrv_addr).await;
+        let replier_inbox = inbox.clone();
+        let replies = tokio::spawn(async move {
+            let mut sent = 0;
+            let deadline = Instant::now() + Duration::from_secs(45);
+            while sent < 3 && Instant::now() < deadline {
+                let batch = std::mem::take(&mut *replier_inbox.pending.lock().expect("inbox lock"));
+                for request in batch {
+                    if request.message.property("warmup").is_some()
+                        || request.message.tags() == Some("Warmup")
+                    {
+                        continue;
+                    }
+                    let body = format!(
+                        "re:{}",
+                        String::from_utf8_lossy(request.message.body_slice())
+                    );
+                    let reply =
+                        MessageUtil::create_reply_message(&request.message, body.as_bytes())
+                            .expect("the request carries CLUSTER");
+                    let result = replier.send(reply).await;
+                    assert!(
+                        matches!(&result, Ok(Some(r)) if r.send_status == SendStatus::SendOk),
+                        "the reply was not acknowledged: {result:?}"
+                    );
+                    sent += 1;
+                }
+                sleep(Duration::from_millis(20)).await;
+            }
+            replier
+        });
+
+        for i in 0..3 {
+            let request = Message::builder()
+                .topic(&topic)
+                .tags("Request")
+                .body(format!("q{i}"))
+                .build_unchecked();
+            let reply = requester
+                .request(request, 20_000)
+                .await
+                .unwrap_or_else(|e| panic!("request {i} got no reply: {e}"));
+            let body = reply.get_body().map(|b| b.to_vec()).unwrap_or_default();
+            assert_eq!(String::from_utf8_lossy(&body), format!("re:q{i}"));
+        }
+        let replier = replies.await.expect("replier task");
+
+        // Each reply was also stored in the cluster's reply topic (storeReplyMessageEnable).
+        let mut conn = RawConn::connect(&broker.broker_addr);
+        assert_eq!(max_offset(&mut conn, "DefaultCluster_REPLY_TOPIC", 0), 3);
+
+        // A reply whose requester is gone: the replier is told, and nothing hangs.
+        let mut orphan = Message::builder()
+            .topic("DefaultCluster_REPLY_TOPIC")
+            .body_slice(b"late")
+            .build_unchecked();
+        for (k, v) in [
+            ("MSG_TYPE", "reply"),
+            ("REPLY_TO_CLIENT", "127.0.0.1@gone"),
+            ("CORRELATION_ID", "c-gone"),
+            ("CLUSTER", "DefaultCluster"),
+        ] {
+            orphan.put_property(k.into(), v.into());
+        }
+        let refused = replier.send(orphan).await;
+        assert!(refused.is_err(), "{refused:?}");
+        // Stored still, once per attempt (the producer retries a SYSTEM_ERROR, as Java's does).
+        let stored = max_offset(&mut conn, "DefaultCluster_REPLY_TOPIC", 0);
+        assert!(stored > 3, "{stored}");
+        // The client redacts the broker's remark; the same reply over a raw frame shows it.
+        let properties = "MSG_TYPE\u{1}reply\u{2}REPLY_TO_CLIENT\u{1}127.0.0.1@gone\u{2}";
+        let raw = conn.request(
+            325,
+            &[
+                ("a", "pg".to_owned()),
+                ("b", "DefaultCluster_REPLY_TOPIC".to_owned()),
+                ("c", "TBW102".to_owned()),
+                ("d", "4".to_owned()),
+                ("e", "0".to_owned()),
+                ("f", "0".to_owned()),
+                ("g", "0".to_owned()),
+                ("h", "0".to_owned()),
+                ("i", properties.to_owned()),
+            ],
+            b"late",
+        );
+        assert_eq!(raw.code(), 1, "{:?}", raw.header);
+        assert_eq!(
+            raw.remark(),
+            "push reply message fail, channel of <127.0.0.1@gone> not found."
+        );
+        assert_eq!(
+            max_offset(&mut conn, "DefaultCluster_REPLY_TOPIC", 0),
+            stored + 1
+        );
+
+        consumer.shutdown().await;
+        requester.shutdown().await;
+        let mut replier = replier;
+        replier.shutdown().await;
+    })
+    .await;
+}

@@ -20,7 +20,8 @@
 //! * [`groups`] — subscription groups (`config/subscriptionGroup.json`) and their admin requests;
 //! * [`schedule`] — delay levels (`SCHEDULE_TOPIC_XXXX`) and their delivery;
 //! * [`timer`] — timer messages at any time (`rmq_sys_wheel_timer`, the timer log and wheel);
-//! * [`transaction`] — half messages, END_TRANSACTION and check-back.
+//! * [`transaction`] — half messages, END_TRANSACTION and check-back;
+//! * [`reply`] — request–reply: SEND_REPLY_MESSAGE pushed to the requester;
 //! * [`fence`] — after a crash, positions beyond what recovery kept of a queue are sent back to
 //!   its recovered end.
 //!
@@ -40,6 +41,7 @@ mod locks;
 mod offsets;
 mod pull;
 mod query;
+pub mod reply;
 mod reset_offset;
 mod retention;
 pub mod schedule;
@@ -144,6 +146,9 @@ pub struct BrokerConfig {
     /// Transaction check-back (`transactionTimeOut`, `transactionCheckInterval`,
     /// `transactionCheckMax`).
     pub transaction: transaction::TransactionConfig,
+    /// `storeReplyMessageEnable`: request–reply replies are also stored in
+    /// `<cluster>_REPLY_TOPIC` ([`reply`]); RocketMQ's default, true.
+    pub store_reply_message_enable: bool,
 }
 
 impl BrokerConfig {
@@ -188,6 +193,7 @@ impl Default for BrokerConfig {
             seed: 0,
             timer: timer::TimerConfig::default(),
             transaction: transaction::TransactionConfig::default(),
+            store_reply_message_enable: true,
         }
     }
 }
@@ -271,6 +277,8 @@ pub struct Broker<S: SegmentStorage> {
     /// Queue positions from before this start are not trusted beyond the recovered ends
     /// ([`fence`]).
     recovery_fence: fence::RecoveryFence,
+    /// Replies pushed to their requesters, waiting for the answer ([`reply`]).
+    pending_replies: reply::PendingReplies,
     shut_down: bool,
 }
 
@@ -337,6 +345,7 @@ impl<S: SegmentStorage> Broker<S> {
             timer,
             transactions,
             recovery_fence: fence::RecoveryFence::default(),
+            pending_replies: reply::PendingReplies::default(),
             shut_down: false,
             config,
         };
@@ -348,6 +357,7 @@ impl<S: SegmentStorage> Broker<S> {
             broker.persist_offsets();
         }
         broker.ensure_system_topics(now_ms);
+        broker.ensure_reply_topic(now_ms);
         broker.restore_topics_from_store(now_ms);
         broker.init_schedule(now_ms);
         broker.persist_clamped_delay_offsets()?;
@@ -364,12 +374,15 @@ impl<S: SegmentStorage> Broker<S> {
 
     pub fn handle_request(&mut self, now_ms: u64, conn: ConnId, command: RemotingCommand) {
         if command.is_response() {
-            // Answers to our own oneway notifications never come; anything else is stray.
+            self.handle_client_response(conn, &command);
             return;
         }
         let result: Result<Option<RemotingCommand>, HeaderError> = match command.code {
             request::SEND_MESSAGE | request::SEND_MESSAGE_V2 | request::SEND_BATCH_MESSAGE => {
                 self.handle_send(now_ms, conn, &command)
+            }
+            request::SEND_REPLY_MESSAGE | request::SEND_REPLY_MESSAGE_V2 => {
+                self.handle_send_reply(now_ms, conn, &command)
             }
             request::PULL_MESSAGE | request::LITE_PULL_MESSAGE => {
                 self.run_pull(now_ms, conn, &command, true, true)
@@ -447,6 +460,7 @@ impl<S: SegmentStorage> Broker<S> {
         self.recovery_fence.drop_connection(conn);
         // Their answers can no longer be delivered; the data stays and is synced anyway.
         self.waiting_sends.retain(|w| w.conn != conn);
+        self.drop_connection_replies(conn);
         self.remove_connection_registrations(conn);
     }
 
@@ -534,6 +548,7 @@ impl<S: SegmentStorage> Broker<S> {
             self.next_client_scan_ms = now_ms + clients::CLIENT_SCAN_INTERVAL_MS;
         }
         self.expire_held_pulls(now_ms, false);
+        self.expire_pending_replies(now_ms);
         self.run_retention(now_ms);
     }
 
@@ -590,6 +605,9 @@ impl<S: SegmentStorage> Broker<S> {
             next = next.min(self.next_client_scan_ms);
         }
         if let Some(deadline) = self.held_pulls.earliest_deadline_ms() {
+            next = next.min(deadline);
+        }
+        if let Some(deadline) = self.pending_replies.earliest_deadline_ms() {
             next = next.min(deadline);
         }
         if let Some(deadline) = self.retention_deadline() {

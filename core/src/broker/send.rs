@@ -31,11 +31,11 @@ fn illegal(req: &RemotingCommand, remark: String) -> RemotingCommand {
 }
 
 impl<S: SegmentStorage> Broker<S> {
-    fn store_host(&self) -> SocketAddr {
+    pub(super) fn store_host(&self) -> SocketAddr {
         SocketAddr::new(self.config.broker_ip1, self.config.listen_port)
     }
 
-    fn born_host(&self, conn: ConnId) -> SocketAddr {
+    pub(super) fn born_host(&self, conn: ConnId) -> SocketAddr {
         self.peers
             .get(&conn)
             .copied()

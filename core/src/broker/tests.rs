@@ -1099,6 +1099,7 @@ fn a_failed_sync_is_reported_and_never_counted_as_durable() {
 
 mod bodies;
 mod fence;
+mod reply;
 mod retention;
 mod schedule;
 mod timer;
