@@ -297,6 +297,14 @@ pub fn parse_broker_conf(file: &str, text: &str) -> Result<BrokerFileConfig, Con
                 b.use_server_side_reset_offset =
                     parse_bool(&value).ok_or_else(|| bad("expected true or false"))?
             }
+            "traceTopicEnable" => {
+                b.trace_topic_enable =
+                    parse_bool(&value).ok_or_else(|| bad("expected true or false"))?
+            }
+            "msgTraceTopicName" => {
+                vostok_core::topic::validate_topic_name(&value).map_err(|e| bad(&e))?;
+                b.msg_trace_topic_name = value.clone();
+            }
             "storeReplyMessageEnable" => {
                 b.store_reply_message_enable =
                     parse_bool(&value).ok_or_else(|| bad("expected true or false"))?

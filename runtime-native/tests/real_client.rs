@@ -1065,3 +1065,96 @@ async fn request_reply_round_trips_and_a_reply_to_a_gone_requester_is_refused() 
     })
     .await;
 }
+
+// ---------------------------------------------------------------------------------------------
+// message trace: clients with trace enabled, `vostok admin queryMsgTraceById`
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_traced_message_shows_its_send_and_consumption_in_query_msg_trace_by_id() {
+    bounded("message_trace", SLOW_TEST_TIMEOUT, async {
+        let broker = start_broker(BrokerOptions {
+            broker_conf: Some("traceTopicEnable=true\n".to_owned()),
+            ..BrokerOptions::default()
+        });
+        let topic = unique("RcTraced");
+        let producer_group = unique("pg_traced");
+        let consumer_group = unique("cg_traced");
+        let mut traced = rocketmq_client_rust::ClientConfig::default();
+        traced.set_enable_trace(true);
+
+        let mut producer = DefaultMQProducer::builder(client_runtime("producer"))
+            .client_config(traced.clone())
+            .producer_group(producer_group.clone())
+            .name_server_addr(broker.namesrv_addr.clone())
+            .send_msg_timeout(10_000)
+            .build();
+        producer.start().await.expect("traced producer starts");
+        ensure_topic(&mut producer, &topic).await;
+        let sent = send_all(&producer, &topic, [0]).await;
+        let msg_id = sent[0].msg_id.as_ref().expect("msg id").to_string();
+
+        let collector = Collector::default();
+        let mut consumer = push_consumer_builder(&broker.namesrv_addr, &consumer_group)
+            .client_config(traced)
+            .name_server_addr(broker.namesrv_addr.clone())
+            .build();
+        consumer.subscribe(&topic, "*").await.expect("subscribes");
+        consumer.register_message_listener_concurrently(collector.clone());
+        consumer.start().await.expect("traced consumer starts");
+        wait_until("the message consumed", Duration::from_secs(40), || {
+            collector.distinct() == 1
+        })
+        .await;
+
+        // Traces are sent in batches (every 5 s at most): ask until both sides are there.
+        let vostok = env!("CARGO_BIN_EXE_vostok");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let stdout = loop {
+            let out = std::process::Command::new(vostok)
+                .args([
+                    "admin",
+                    "queryMsgTraceById",
+                    "-n",
+                    &broker.namesrv_addr,
+                    "-i",
+                    &msg_id,
+                ])
+                .output()
+                .expect("vostok admin runs");
+            let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+            let complete = stdout.contains("#ProducerGroup") && stdout.contains("#ConsumerGroup");
+            if complete || Instant::now() > deadline {
+                assert!(
+                    out.status.success(),
+                    "queryMsgTraceById failed: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                break stdout;
+            }
+            sleep(Duration::from_secs(1)).await;
+        };
+        let pub_row = stdout
+            .lines()
+            .find(|l| l.starts_with("Pub "))
+            .unwrap_or_else(|| panic!("no Pub row:\n{stdout}"));
+        let fields: Vec<&str> = pub_row.split_whitespace().collect();
+        assert_eq!(fields[1], producer_group, "{stdout}");
+        assert_eq!(fields[2], "127.0.0.1", "{stdout}");
+        assert_eq!(fields.last(), Some(&"success"), "{stdout}");
+        let sub_row = stdout
+            .lines()
+            .find(|l| l.starts_with("Sub "))
+            .unwrap_or_else(|| panic!("no Sub row:\n{stdout}"));
+        let fields: Vec<&str> = sub_row.split_whitespace().collect();
+        assert_eq!(fields[1], consumer_group, "{stdout}");
+        assert_eq!(fields.last(), Some(&"success"), "{stdout}");
+        // The trace topic is the broker's, created at start with one queue.
+        let mut conn = RawConn::connect(&broker.broker_addr);
+        assert!(max_offset(&mut conn, "RMQ_SYS_TRACE_TOPIC", 0) >= 2);
+
+        consumer.shutdown().await;
+        producer.shutdown().await;
+    })
+    .await;
+}

@@ -149,6 +149,11 @@ pub struct BrokerConfig {
     /// `storeReplyMessageEnable`: request–reply replies are also stored in
     /// `<cluster>_REPLY_TOPIC` ([`reply`]); RocketMQ's default, true.
     pub store_reply_message_enable: bool,
+    /// `traceTopicEnable`: the broker creates the message trace topic at start (clients with
+    /// `enableMsgTrace` send their traces there; without it they auto-create it through TBW102).
+    pub trace_topic_enable: bool,
+    /// `msgTraceTopicName`: the trace topic (`RMQ_SYS_TRACE_TOPIC`).
+    pub msg_trace_topic_name: String,
 }
 
 impl BrokerConfig {
@@ -194,6 +199,8 @@ impl Default for BrokerConfig {
             timer: timer::TimerConfig::default(),
             transaction: transaction::TransactionConfig::default(),
             store_reply_message_enable: true,
+            trace_topic_enable: false,
+            msg_trace_topic_name: crate::message::trace::DEFAULT_TRACE_TOPIC.to_owned(),
         }
     }
 }

@@ -183,8 +183,16 @@ impl<S: SegmentStorage> Broker<S> {
         Some(TopicConfig::new(topic, queue_nums))
     }
 
-    /// Ensures TBW102 exists when auto-creation is on (REMOTING.md §6.2).
+    /// Ensures TBW102 exists when auto-creation is on (REMOTING.md §6.2), and the message trace
+    /// topic (one queue, as Apache's TopicConfigManager makes it) when `traceTopicEnable`.
     pub(super) fn ensure_system_topics(&mut self, now_ms: u64) {
+        let trace_topic = self.config.msg_trace_topic_name.clone();
+        if self.config.trace_topic_enable
+            && validate_topic(&trace_topic).is_ok()
+            && !self.topics.topics.contains_key(&trace_topic)
+        {
+            self.put_topic(now_ms, TopicConfig::new(trace_topic, 1));
+        }
         if self.config.auto_create_topic_enable
             && !self.topics.topics.contains_key(AUTO_CREATE_TOPIC_KEY)
         {

@@ -6,6 +6,7 @@ pub mod msg_id;
 pub mod properties;
 pub mod record;
 pub mod record_crc;
+pub mod trace;
 
 pub use batch::{decode_batch, encode_batch, BatchEntry};
 pub use msg_id::{decode_offset_msg_id, offset_msg_id, MsgIdError, UniqKeyGenerator};
