@@ -84,7 +84,7 @@ impl<S: SegmentStorage> Broker<S> {
     pub(super) fn ensure_reply_topic(&mut self, now_ms: u64) {
         let topic = self.reply_topic();
         if validate_topic(&topic).is_ok() && !self.topics.topics.contains_key(&topic) {
-            self.put_topic(now_ms, TopicConfig::new(topic, 1));
+            self.add_start_topic(now_ms, TopicConfig::new(topic, 1));
         }
     }
 

@@ -104,6 +104,14 @@ impl<S: SegmentStorage> Broker<S> {
         self.register_with_namesrvs();
     }
 
+    /// Adds a topic the broker makes at start (TBW102, the reply and trace topics): persisted,
+    /// and registered with the first periodic registration, which follows at once.
+    pub(super) fn add_start_topic(&mut self, now_ms: u64, config: TopicConfig) {
+        self.topics.topics.insert(config.topic_name.clone(), config);
+        self.topics.data_version.bump(now_ms);
+        self.persist_topics();
+    }
+
     pub(super) fn persist_topics(&mut self) {
         let json = self.topics.to_json();
         // A failed config write is not fatal for serving; the periodic persist retries it.
@@ -191,7 +199,7 @@ impl<S: SegmentStorage> Broker<S> {
             && validate_topic(&trace_topic).is_ok()
             && !self.topics.topics.contains_key(&trace_topic)
         {
-            self.put_topic(now_ms, TopicConfig::new(trace_topic, 1));
+            self.add_start_topic(now_ms, TopicConfig::new(trace_topic, 1));
         }
         if self.config.auto_create_topic_enable
             && !self.topics.topics.contains_key(AUTO_CREATE_TOPIC_KEY)
@@ -201,9 +209,7 @@ impl<S: SegmentStorage> Broker<S> {
                 self.config.default_topic_queue_nums.max(1),
             );
             tbw.perm = perm::READ_WRITE | perm::INHERIT;
-            self.topics.topics.insert(tbw.topic_name.clone(), tbw);
-            self.topics.data_version.bump(now_ms);
-            self.persist_topics();
+            self.add_start_topic(now_ms, tbw);
         }
     }
 
