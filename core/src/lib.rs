@@ -19,6 +19,7 @@
 //! The crate builds for `wasm32-unknown-unknown`.
 #![forbid(unsafe_code)]
 
+pub mod acl;
 pub mod broker;
 pub mod check;
 pub mod client;

@@ -49,6 +49,9 @@ pub struct BrokerFileConfig {
     /// `storePathCommitLog`, when the file sets it. Only `<storePathRootDir>/commitlog` is
     /// supported; the driver warns about any other value and keeps the CommitLog under the root.
     pub store_path_commit_log: Option<PathBuf>,
+    /// `aclPlainFile` (Vostok's key for RocketMQ's `rocketmq.acl.plain.file` property): the
+    /// default ACL file, relative paths against the broker.conf's directory.
+    pub acl_plain_file: Option<PathBuf>,
     /// One line per unknown or unsupported key, each key once, in file order.
     pub warnings: Vec<String>,
 }
@@ -114,6 +117,10 @@ pub fn load_broker_conf(path: &Path) -> Result<BrokerFileConfig, ConfigError> {
 /// Applies broker.conf text over the defaults. `file` names the source in errors and warnings.
 pub fn parse_broker_conf(file: &str, text: &str) -> Result<BrokerFileConfig, ConfigError> {
     let mut out = BrokerFileConfig::default();
+    let conf_dir = Path::new(file)
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
     let mut warned = BTreeSet::new();
     // The timer keys set, checked together at the end: the wheel's size depends on two.
     let mut timer_keys: Vec<(String, String)> = Vec::new();
@@ -296,6 +303,16 @@ pub fn parse_broker_conf(file: &str, text: &str) -> Result<BrokerFileConfig, Con
             "useServerSideResetOffset" => {
                 b.use_server_side_reset_offset =
                     parse_bool(&value).ok_or_else(|| bad("expected true or false"))?
+            }
+            "aclEnable" => {
+                b.acl_enable = parse_bool(&value).ok_or_else(|| bad("expected true or false"))?
+            }
+            "aclPlainFile" => {
+                let path = PathBuf::from(&value);
+                out.acl_plain_file = Some(match path.is_relative() {
+                    true => conf_dir.join(path),
+                    false => path,
+                });
             }
             "traceTopicEnable" => {
                 b.trace_topic_enable =

@@ -15,6 +15,7 @@
 // CLI entry points need OS threads, signals and real files: not part of the simulated build
 // (`--cfg madsim`, see runtime-sim).
 #[cfg(not(madsim))]
+pub mod acl_files;
 pub mod admin;
 #[cfg(not(madsim))]
 pub mod bench;
@@ -177,6 +178,9 @@ pub struct ResolvedBroker {
     pub config: BrokerConfig,
     pub data_dir: PathBuf,
     pub listen_addr: SocketAddr,
+    /// The default ACL file: broker.conf `aclPlainFile`, else `conf/plain_acl.yml` under
+    /// `ROCKETMQ_HOME` (as RocketMQ) or, without it, under the current directory.
+    pub acl_file: PathBuf,
 }
 
 /// Applies defaults, the config file and flags, in that order of increasing precedence.
@@ -228,7 +232,14 @@ pub fn resolve_broker(opts: &BrokerOptions) -> Result<ResolvedBroker, RunError> 
         .map(|d| d.as_nanos() as u64)
         .unwrap_or(0);
     let listen_ip = opts.listen_ip.unwrap_or(Ipv4Addr::LOCALHOST.into());
+    let acl_file = file.acl_plain_file.unwrap_or_else(|| {
+        std::env::var_os("ROCKETMQ_HOME")
+            .map(PathBuf::from)
+            .unwrap_or_default()
+            .join("conf/plain_acl.yml")
+    });
     Ok(ResolvedBroker {
+        acl_file,
         listen_addr: SocketAddr::new(listen_ip, config.listen_port),
         config,
         data_dir,
@@ -280,13 +291,15 @@ impl Standalone {
         std::fs::create_dir_all(&resolved.data_dir)?;
         let data_dir = absolute(&resolved.data_dir);
         let broker_name = resolved.config.broker_name.clone();
-        let broker = match BrokerServer::start(broker_listener, resolved.config, &data_dir) {
-            Ok(broker) => broker,
-            Err(e) => {
-                namesrv.shutdown().await;
-                return Err(e);
-            }
-        };
+        let acl_file = Some(absolute(&resolved.acl_file));
+        let broker =
+            match BrokerServer::start(broker_listener, resolved.config, &data_dir, acl_file) {
+                Ok(broker) => broker,
+                Err(e) => {
+                    namesrv.shutdown().await;
+                    return Err(e);
+                }
+            };
         let standalone = Self {
             namesrv,
             broker,
@@ -444,7 +457,8 @@ pub async fn run_broker(opts: BrokerOptions) -> Result<(), RunError> {
     let listener = bind(resolved.listen_addr).await?;
     std::fs::create_dir_all(&resolved.data_dir)?;
     let data_dir = absolute(&resolved.data_dir);
-    let mut broker = BrokerServer::start(listener, resolved.config, &data_dir)?;
+    let acl_file = Some(absolute(&resolved.acl_file));
+    let mut broker = BrokerServer::start(listener, resolved.config, &data_dir, acl_file)?;
     announce(&format!(
         "vostok ready broker={} data={}",
         server::dialable(broker.local_addr()),

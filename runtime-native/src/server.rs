@@ -39,6 +39,7 @@ use vostok_core::remoting::{encode, FrameDecoder, RemotingCommand};
 use vostok_core::store::{CommitLogOffset, SyncRequest};
 use vostok_core::ConnId;
 
+use crate::acl_files::{AclFiles, ACL_WATCH_INTERVAL};
 #[cfg(not(madsim))]
 use crate::storage::MmapStorage;
 use crate::storage::{DriverStorage, DriverSync};
@@ -547,17 +548,21 @@ impl BrokerServer {
         listener: TcpListener,
         config: BrokerConfig,
         data_dir: &std::path::Path,
+        acl_file: Option<std::path::PathBuf>,
     ) -> Result<Self, RunError> {
         let storage = MmapStorage::open(data_dir)?;
         info!(data_dir = %data_dir.display(), "store directory");
-        Self::start_with_storage(listener, config, storage)
+        Self::start_with_storage(listener, config, storage, acl_file)
     }
 
     /// [`BrokerServer::start`] on any [`DriverStorage`] (the simulator's SimDisk).
+    /// With `aclEnable`, `acl_file` is the default ACL file ([`crate::acl_files`]); a file that
+    /// cannot be used refuses the start.
     pub fn start_with_storage<S: DriverStorage>(
         listener: TcpListener,
         mut config: BrokerConfig,
         storage: S,
+        acl_file: Option<std::path::PathBuf>,
     ) -> Result<Self, RunError> {
         let local_addr = listener.local_addr()?;
         config.listen_port = local_addr.port();
@@ -572,12 +577,31 @@ impl BrokerServer {
             flush = ?config.flush_disk_type,
             "opening broker store"
         );
-        let broker = Broker::new(config, storage, now)?;
+        let acl_enable = config.acl_enable;
+        let mut broker = Broker::new(config, storage, now)?;
         log_recovery(broker.store().recovery_report());
+        let acl_files = match (acl_enable, acl_file) {
+            (false, _) => None,
+            (true, None) => {
+                return Err(RunError::Usage(
+                    "aclEnable=true needs an ACL file (aclPlainFile)".to_owned(),
+                ))
+            }
+            (true, Some(path)) => {
+                let mut files = AclFiles::new(path.clone());
+                let read = files.read()?;
+                broker
+                    .handle_acl_files(read)
+                    .map_err(|e| RunError::Usage(format!("ACL: {e}")))?;
+                info!(file = %path.display(), "ACL on");
+                Some(files)
+            }
+        };
         let (shutdown, shutdown_rx) = watch::channel(false);
         let (tx, rx) = mpsc::channel(INPUT_QUEUE_BATCHES);
         tokio::spawn(accept_loop("broker", listener, tx, shutdown_rx.clone()));
-        let owner = BrokerOwner::new(broker, sync, clock);
+        let mut owner = BrokerOwner::new(broker, sync, clock);
+        owner.acl_files = acl_files;
         let owner = tokio::spawn(owner.run(rx, shutdown_rx));
         info!(%local_addr, "broker listening");
         Ok(Self {
@@ -634,6 +658,9 @@ struct BrokerOwner<S: DriverStorage> {
     flusher: Option<FlusherJoin>,
     /// When the disk is measured next (0: at once).
     next_disk_check_ms: u64,
+    /// The ACL files, when `aclEnable`, and when they are looked at next.
+    acl_files: Option<AclFiles>,
+    next_acl_check_ms: u64,
 }
 
 impl<S: DriverStorage> BrokerOwner<S> {
@@ -651,6 +678,8 @@ impl<S: DriverStorage> BrokerOwner<S> {
             flusher_tx: Some(flusher_tx),
             flusher,
             next_disk_check_ms: 0,
+            acl_files: None,
+            next_acl_check_ms: 0,
         }
     }
 
@@ -679,6 +708,32 @@ impl<S: DriverStorage> BrokerOwner<S> {
                 }
             }
             Err(e) => debug!(error = %e, "cannot measure the disk"),
+        }
+    }
+
+    /// Reads the ACL files again when they changed (every [`ACL_WATCH_INTERVAL`]).
+    fn check_acl_files(&mut self, now: u64) {
+        if self.acl_files.is_none() || now < self.next_acl_check_ms {
+            return;
+        }
+        self.next_acl_check_ms = now + ACL_WATCH_INTERVAL.as_millis() as u64;
+        if self.acl_files.as_ref().is_some_and(AclFiles::changed) {
+            self.reload_acl_files();
+        }
+    }
+
+    fn reload_acl_files(&mut self) {
+        let Some(files) = self.acl_files.as_mut() else {
+            return;
+        };
+        match files.read() {
+            Ok(read) => match self.broker.handle_acl_files(read) {
+                Ok(()) => info!("ACL files read again"),
+                Err(e) => {
+                    warn!("ACL files changed but cannot be used (the ACL stays as it was): {e}")
+                }
+            },
+            Err(e) => warn!("ACL files changed but cannot be read (the ACL stays as it was): {e}"),
         }
     }
 
@@ -739,6 +794,7 @@ impl<S: DriverStorage> BrokerOwner<S> {
                 self.feed(now, input);
             }
             self.check_disk(now);
+            self.check_acl_files(now);
             if self.broker.poll_timeout().is_some_and(|t| t <= now) {
                 self.fire_timeout(now);
             }
@@ -793,6 +849,31 @@ impl<S: DriverStorage> BrokerOwner<S> {
                     self.conns.send(conn, Outbound::Command(command))
                 }
                 BrokerOutput::Close { conn } => self.conns.send(conn, Outbound::Close),
+                BrokerOutput::WriteAclFile {
+                    path,
+                    contents,
+                    answer,
+                } => {
+                    // A few hundred bytes, on an admin request: written here, in order.
+                    let written = AclFiles::write(std::path::Path::new(&path), &contents);
+                    if let Err(e) = &written {
+                        error!(%path, "cannot write the ACL file: {e}");
+                        self.reload_acl_files();
+                    } else {
+                        info!(%path, "ACL file written");
+                    }
+                    if let Some(answer) = answer {
+                        let mut reply = if written.is_ok() {
+                            answer.success
+                        } else {
+                            answer.failure
+                        };
+                        if let (Err(e), Some(remark)) = (&written, reply.remark.as_mut()) {
+                            remark.push_str(&format!(" ({e})"));
+                        }
+                        self.conns.send(answer.conn, Outbound::Command(reply));
+                    }
+                }
                 BrokerOutput::SendToNamesrv { addr, command } => {
                     namesrv_requests += 1;
                     let client = self.namesrv_clients.entry(addr.clone()).or_insert_with(|| {

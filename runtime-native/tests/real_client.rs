@@ -1158,3 +1158,154 @@ async fn a_traced_message_shows_its_send_and_consumption_in_query_msg_trace_by_i
     })
     .await;
 }
+
+// ---------------------------------------------------------------------------------------------
+// ACL 1.0: the client's AclClientRPCHook, raw frames, hot reload
+// ---------------------------------------------------------------------------------------------
+
+/// A producer signing with `access_key`/`secret_key`.
+async fn start_signed_producer(
+    namesrv: &str,
+    access_key: &str,
+    secret_key: &str,
+) -> DefaultMQProducer {
+    use rocketmq_client_rust::{AclClientRPCHook, SessionCredentials};
+    let hook = Arc::new(AclClientRPCHook::new(SessionCredentials::with_keys(
+        access_key.to_owned(),
+        secret_key.to_owned(),
+    )));
+    let mut producer = DefaultMQProducer::builder(client_runtime("producer"))
+        .producer_group(unique("pg_acl"))
+        .name_server_addr(namesrv.to_string())
+        .send_msg_timeout(10_000)
+        .retry_times_when_send_failed(0)
+        .rpc_hook(hook)
+        .build();
+    producer.start().await.expect("signed producer starts");
+    producer
+}
+
+/// `ext` signed as the client hook signs: the sorted values and the body.
+fn signed_ext(
+    ext: &[(&str, String)],
+    body: &[u8],
+    key: &str,
+    secret: &str,
+) -> Vec<(&'static str, String)> {
+    let mut fields: Vec<(String, String)> = ext
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), v.clone()))
+        .collect();
+    fields.push(("AccessKey".to_owned(), key.to_owned()));
+    fields.sort();
+    let mut content: Vec<u8> = fields
+        .iter()
+        .flat_map(|(_, v)| v.as_bytes().to_vec())
+        .collect();
+    content.extend_from_slice(body);
+    let signature = vostok_core::acl::sign(&content, secret);
+    fields.push(("Signature".to_owned(), signature));
+    fields
+        .into_iter()
+        .map(|(k, v)| (&*Box::leak(k.into_boxed_str()), v))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acl_signed_requests_by_permission_refusals_and_a_reloaded_file() {
+    bounded("acl", SLOW_TEST_TIMEOUT, async {
+        let conf = tempfile::tempdir().expect("conf dir");
+        let acl_file = conf.path().join("plain_acl.yml");
+        let accounts = "accounts:\n  - accessKey: appUser1\n    secretKey: appSecret1\n    defaultTopicPerm: PUB|SUB\n    defaultGroupPerm: SUB\n    topicPerms:\n      - RcSecret=DENY\n  - accessKey: adminUser\n    secretKey: adminSecret\n    admin: true\n";
+        std::fs::write(&acl_file, accounts).expect("write ACL file");
+        let broker = start_broker(BrokerOptions {
+            broker_conf: Some(format!("aclEnable=true\naclPlainFile={}\n", acl_file.display())),
+            ..BrokerOptions::default()
+        });
+        let ns = broker.namesrv_addr.clone();
+        let topic = unique("RcAcl");
+
+        // The admin account creates the topics (UPDATE_AND_CREATE_TOPIC needs admin).
+        let mut admin = start_signed_producer(&ns, "adminUser", "adminSecret").await;
+        ensure_topic(&mut admin, &topic).await;
+        ensure_topic(&mut admin, "RcSecret").await;
+
+        // Allowed: an ordinary account sends and consumes.
+        let producer = start_signed_producer(&ns, "appUser1", "appSecret1").await;
+        send_all(&producer, &topic, 0..4).await;
+        let collector = Collector::default();
+        let hook = Arc::new(rocketmq_client_rust::AclClientRPCHook::new(
+            rocketmq_client_rust::SessionCredentials::with_keys("appUser1", "appSecret1"),
+        ));
+        let mut consumer = push_consumer_builder(&ns, &unique("cg_acl"))
+            .rpc_hook(Some(hook))
+            .build();
+        consumer.subscribe(&topic, "*").await.expect("subscribes");
+        consumer.register_message_listener_concurrently(collector.clone());
+        consumer.start().await.expect("signed consumer starts");
+        wait_until("4 messages consumed", Duration::from_secs(40), || collector.distinct() == 4).await;
+
+        // Denied by permission, and with a wrong secret: errors, nothing stored.
+        let mut conn = RawConn::connect(&broker.broker_addr);
+        let mut admin_max_offset = |t: &str, q: i32| {
+            let ask = [("topic", t.to_owned()), ("queueId", q.to_string())];
+            let answer = conn.request(30, &signed_ext(&ask, b"", "adminUser", "adminSecret"), b"");
+            assert_eq!(answer.code(), 0, "{}", answer.remark());
+            answer.ext_i64("offset").expect("offset")
+        };
+        let stored = |f: &mut dyn FnMut(&str, i32) -> i64, t: &str| -> i64 {
+            (0..QUEUES as i32).map(|q| f(t, q)).sum()
+        };
+        assert_eq!(stored(&mut admin_max_offset, "RcSecret"), 0);
+        assert!(producer.send(test_message("RcSecret", 9)).await.is_err());
+        let wrong = start_signed_producer(&ns, "appUser1", "not-the-secret").await;
+        assert!(wrong.send(test_message(&topic, 10)).await.is_err());
+        assert_eq!(stored(&mut admin_max_offset, &topic), 4, "nothing stored from refused sends");
+        assert_eq!(stored(&mut admin_max_offset, "RcSecret"), 0);
+
+        // Raw frames: no key, an unknown key, with RocketMQ's remarks.
+        let ask = [("topic", topic.clone()), ("queueId", "0".to_owned())];
+        let unsigned = conn.request(30, &ask, b"");
+        assert_eq!(unsigned.code(), 1);
+        assert!(unsigned
+            .remark()
+            .starts_with("org.apache.rocketmq.acl.common.AclException: No accessKey is configured"));
+        let ghost = conn.request(30, &signed_ext(&ask, b"", "ghostUser1", "whatever1"), b"");
+        assert!(ghost.remark().contains("No acl config for ghostUser1"), "{}", ghost.remark());
+
+        // Hot reload: a new account and a white-listed address, picked up without a restart.
+        let reloaded = format!(
+            "globalWhiteRemoteAddresses:\n  - 127.0.0.*\n{accounts}  - accessKey: newUser99\n    secretKey: newSecret99\n    defaultTopicPerm: PUB\n"
+        );
+        std::fs::write(&acl_file, reloaded).expect("rewrite ACL file");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if conn.request(30, &ask, b"").code() == 0 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the changed ACL file was not read again");
+            sleep(Duration::from_millis(250)).await;
+        }
+        // A file that cannot be used leaves the ACL as it was.
+        std::fs::write(&acl_file, "accounts:\n  - accessKey: short\n").expect("rewrite");
+        sleep(Duration::from_secs(6)).await;
+        assert_eq!(conn.request(30, &ask, b"").code(), 0, "the last good ACL still holds");
+
+        // mqadmin updateAclConfig (50): written to the file (which the broker then reads again).
+        let update = [
+            ("accessKey", "viaAdmin1".to_owned()),
+            ("secretKey", "viaSecret1".to_owned()),
+            ("defaultTopicPerm", "PUB".to_owned()),
+        ];
+        let answer = conn.request(50, &signed_ext(&update, b"", "adminUser", "adminSecret"), b"");
+        assert_eq!(answer.code(), 0, "{}", answer.remark());
+        let written = std::fs::read_to_string(&acl_file).expect("ACL file");
+        assert!(written.contains("viaAdmin1") && written.contains("newUser99"), "{written}");
+
+        consumer.shutdown().await;
+        for mut p in [producer, wrong, admin] {
+            p.shutdown().await;
+        }
+    })
+    .await;
+}

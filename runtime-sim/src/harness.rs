@@ -309,7 +309,7 @@ fn build_cluster(handle: &Handle, swarm: &Swarm, defects: Defects) -> Cluster {
                     // A broker whose recovery refuses the store stays down (as a real one
                     // would) until the healed phase, where an operator starts it again.
                     let mut server =
-                        match BrokerServer::start_with_storage(listener, config, storage) {
+                        match BrokerServer::start_with_storage(listener, config, storage, None) {
                             Ok(server) => {
                                 let disks = madsim::plugin::simulator::<SimDisk>();
                                 disks.with(madsim::plugin::node(), |d| {

@@ -1097,6 +1097,7 @@ fn a_failed_sync_is_reported_and_never_counted_as_durable() {
     assert_eq!(h.broker.store().max_offset("TopicA", 0).0, 1);
 }
 
+mod acl;
 mod bodies;
 mod fence;
 mod reply;

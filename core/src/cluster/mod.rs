@@ -1243,6 +1243,14 @@ impl Cluster {
                         },
                     );
                 }
+                BrokerOutput::WriteAclFile { answer, .. } => {
+                    // The playground keeps no ACL files: the change lives in memory only.
+                    if let Some(answer) = answer {
+                        if let Some((_, peer)) = self.conn_ends.get(&answer.conn).cloned() {
+                            self.put_command(id, &peer, &answer.success);
+                        }
+                    }
+                }
                 BrokerOutput::Close { conn } => {
                     if let Some((_, peer)) = self.conn_ends.remove(&conn) {
                         self.conns.remove(&(id.to_owned(), peer.clone()));

@@ -266,7 +266,8 @@ impl Cluster {
                                 .unwrap()
                                 .handle_synced(now, sync.up_to);
                         }
-                        BrokerOutput::Close { .. } => {}
+                        // No ACL in these tests.
+                        BrokerOutput::Close { .. } | BrokerOutput::WriteAclFile { .. } => {}
                     }
                 }
             }
