@@ -52,6 +52,8 @@ pub struct BrokerFileConfig {
     /// `aclPlainFile` (Vostok's key for RocketMQ's `rocketmq.acl.plain.file` property): the
     /// default ACL file, relative paths against the broker.conf's directory.
     pub acl_plain_file: Option<PathBuf>,
+    /// The `tls.*` keys (RocketMQ's TLS system properties, [`crate::tls`]).
+    pub tls: crate::tls::TlsConfig,
     /// One line per unknown or unsupported key, each key once, in file order.
     pub warnings: Vec<String>,
 }
@@ -131,6 +133,9 @@ pub fn parse_broker_conf(file: &str, text: &str) -> Result<BrokerFileConfig, Con
             value: value.clone(),
             reason: reason.to_owned(),
         };
+        if key.starts_with("tls.") && out.tls.set(&key, &value) {
+            continue;
+        }
         let b = &mut out.broker;
         match key.as_str() {
             "brokerClusterName" => {

@@ -25,6 +25,7 @@ pub mod config;
 pub mod playground;
 pub mod server;
 pub mod storage;
+pub mod tls;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -53,20 +54,39 @@ async fn wait_until_registered(
     ns_addr: SocketAddr,
     broker_name: &str,
     timeout: std::time::Duration,
+    tls: &tls::NamesrvTls,
 ) -> Result<(), RunError> {
+    use bytes::BytesMut;
+    use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
     use vostok_core::remoting::codes::request;
-    use vostok_core::remoting::{RemotingCommand, SerializeType};
+    use vostok_core::remoting::{encode, FrameDecoder, RemotingCommand};
 
-    let probe = async {
-        let conn = bench::direct::Conn::connect(&ns_addr.to_string(), SerializeType::Json).await?;
+    /// Asks GET_BROKER_CLUSTER_INFO on `stream` until the answer names the broker.
+    async fn ask_until_listed<S: AsyncRead + AsyncWrite + Unpin>(
+        mut stream: S,
+        ns_addr: SocketAddr,
+        broker_name: &str,
+    ) -> Result<(), RunError> {
         // A broker name inside the body is always a quoted JSON string.
         let needle = format!("\"{broker_name}\"");
-        loop {
-            let ask = RemotingCommand::request(request::GET_BROKER_CLUSTER_INFO);
-            let answer = conn
-                .call(ask, timeout)
-                .await
-                .map_err(|e| RunError::Task(format!("cluster info from {ns_addr}: {e}")))?;
+        let mut decoder = FrameDecoder::default();
+        let mut buf = BytesMut::new();
+        let fail =
+            |e: &dyn std::fmt::Display| RunError::Task(format!("cluster info from {ns_addr}: {e}"));
+        for opaque in 1.. {
+            let mut ask = RemotingCommand::request(request::GET_BROKER_CLUSTER_INFO);
+            ask.opaque = opaque;
+            let mut out = BytesMut::new();
+            encode(&ask, &mut out);
+            stream.write_all(&out).await.map_err(|e| fail(&e))?;
+            let answer = loop {
+                if let Some(frame) = decoder.decode(&mut buf).map_err(|e| fail(&e))? {
+                    break frame;
+                }
+                if stream.read_buf(&mut buf).await.map_err(|e| fail(&e))? == 0 {
+                    return Err(fail(&"connection closed"));
+                }
+            };
             if answer.code == 0
                 && answer
                     .body
@@ -77,6 +97,20 @@ async fn wait_until_registered(
             }
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
+        Ok(())
+    }
+
+    let probe = async {
+        let stream = tokio::net::TcpStream::connect(ns_addr).await?;
+        #[cfg(not(madsim))]
+        if let Some(connector) = &tls.connector {
+            // Our own NameServer with TLS only (tls.server.mode=enforcing): asked over TLS.
+            let name = tokio_rustls::rustls::pki_types::ServerName::IpAddress(ns_addr.ip().into());
+            let stream = connector.connect(name, stream).await?;
+            return ask_until_listed(stream, ns_addr, broker_name).await;
+        }
+        let _ = tls;
+        ask_until_listed(stream, ns_addr, broker_name).await
     };
     match tokio::time::timeout(timeout, probe).await {
         Ok(result) => result,
@@ -181,6 +215,34 @@ pub struct ResolvedBroker {
     /// The default ACL file: broker.conf `aclPlainFile`, else `conf/plain_acl.yml` under
     /// `ROCKETMQ_HOME` (as RocketMQ) or, without it, under the current directory.
     pub acl_file: PathBuf,
+    /// The `tls.*` keys of the broker.conf (the `tls.config.file` is read at start).
+    pub tls: tls::TlsConfig,
+}
+
+impl ResolvedBroker {
+    /// What the driver needs besides the core's config: the ACL file and the TLS listener (a
+    /// test-mode certificate is made for the advertised address too).
+    pub fn driver_options(&self) -> Result<server::BrokerDriverOptions, RunError> {
+        let config = self
+            .tls
+            .clone()
+            .with_config_file()
+            .map_err(|e| RunError::Usage(format!("TLS: {e}")))?;
+        let tls = config
+            .listener(&tls::certificate_names(self.config.broker_ip1))
+            .map_err(|e| RunError::Usage(format!("TLS: {e}")))?;
+        let namesrv_tls = tls::NamesrvTls {
+            #[cfg(not(madsim))]
+            connector: config
+                .client()
+                .map_err(|e| RunError::Usage(format!("TLS: {e}")))?,
+        };
+        Ok(server::BrokerDriverOptions {
+            acl_file: Some(absolute(&self.acl_file)),
+            tls,
+            namesrv_tls,
+        })
+    }
 }
 
 /// Applies defaults, the config file and flags, in that order of increasing precedence.
@@ -240,6 +302,7 @@ pub fn resolve_broker(opts: &BrokerOptions) -> Result<ResolvedBroker, RunError> 
     });
     Ok(ResolvedBroker {
         acl_file,
+        tls: file.tls,
         listen_addr: SocketAddr::new(listen_ip, config.listen_port),
         config,
         data_dir,
@@ -278,7 +341,13 @@ impl Standalone {
             opts.namesrv_port.unwrap_or(DEFAULT_NAMESRV_PORT),
         ))
         .await?;
-        let namesrv = NamesrvServer::start(ns_listener, NamesrvConfig::default())?;
+        let options = resolved.driver_options()?;
+        // One TLS setting for the pair, as one RocketMQ home gives both.
+        let namesrv = NamesrvServer::start_with_tls(
+            ns_listener,
+            NamesrvConfig::default(),
+            options.tls.clone(),
+        )?;
         let ns_addr = server::dialable(namesrv.local_addr()).to_string();
         if !resolved.config.namesrv_addrs.is_empty() {
             warn!(
@@ -291,15 +360,15 @@ impl Standalone {
         std::fs::create_dir_all(&resolved.data_dir)?;
         let data_dir = absolute(&resolved.data_dir);
         let broker_name = resolved.config.broker_name.clone();
-        let acl_file = Some(absolute(&resolved.acl_file));
-        let broker =
-            match BrokerServer::start(broker_listener, resolved.config, &data_dir, acl_file) {
-                Ok(broker) => broker,
-                Err(e) => {
-                    namesrv.shutdown().await;
-                    return Err(e);
-                }
-            };
+        let probe_tls = options.namesrv_tls.clone();
+        let broker = match BrokerServer::start(broker_listener, resolved.config, &data_dir, options)
+        {
+            Ok(broker) => broker,
+            Err(e) => {
+                namesrv.shutdown().await;
+                return Err(e);
+            }
+        };
         let standalone = Self {
             namesrv,
             broker,
@@ -308,7 +377,9 @@ impl Standalone {
         // Clients that start right after us must find the broker's routes: answer only once the
         // NameServer lists the broker (its first registration goes out at start).
         let ns_addr = standalone.namesrv_addr();
-        if let Err(e) = wait_until_registered(ns_addr, &broker_name, REGISTRATION_WAIT).await {
+        if let Err(e) =
+            wait_until_registered(ns_addr, &broker_name, REGISTRATION_WAIT, &probe_tls).await
+        {
             let _ = standalone.shutdown().await;
             return Err(e);
         }
@@ -416,7 +487,12 @@ pub async fn run_standalone(opts: StandaloneOptions) -> Result<(), RunError> {
 pub async fn run_namesrv(opts: NamesrvOptions) -> Result<(), RunError> {
     let mut signals = Signals::install()?;
     let listener = bind(SocketAddr::new(opts.listen_ip, opts.port)).await?;
-    let mut namesrv = NamesrvServer::start(listener, NamesrvConfig::default())?;
+    // RocketMQ's NameServer takes its TLS keys from tls.properties (and its default mode).
+    let tls = tls::TlsConfig::default()
+        .with_config_file()
+        .and_then(|t| t.listener(&tls::certificate_names(opts.listen_ip)))
+        .map_err(|e| RunError::Usage(format!("TLS: {e}")))?;
+    let mut namesrv = NamesrvServer::start_with_tls(listener, NamesrvConfig::default(), tls)?;
     announce(&format!(
         "vostok ready namesrv={}",
         server::dialable(namesrv.local_addr())
@@ -457,8 +533,8 @@ pub async fn run_broker(opts: BrokerOptions) -> Result<(), RunError> {
     let listener = bind(resolved.listen_addr).await?;
     std::fs::create_dir_all(&resolved.data_dir)?;
     let data_dir = absolute(&resolved.data_dir);
-    let acl_file = Some(absolute(&resolved.acl_file));
-    let mut broker = BrokerServer::start(listener, resolved.config, &data_dir, acl_file)?;
+    let options = resolved.driver_options()?;
+    let mut broker = BrokerServer::start(listener, resolved.config, &data_dir, options)?;
     announce(&format!(
         "vostok ready broker={} data={}",
         server::dialable(broker.local_addr()),

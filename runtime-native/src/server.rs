@@ -43,6 +43,9 @@ use crate::acl_files::{AclFiles, ACL_WATCH_INTERVAL};
 #[cfg(not(madsim))]
 use crate::storage::MmapStorage;
 use crate::storage::{DriverStorage, DriverSync};
+#[cfg(not(madsim))]
+use crate::tls::TlsMode;
+use crate::tls::{NamesrvTls, TlsListener};
 use crate::RunError;
 
 /// Batches of decoded inputs queued per owner before connection tasks wait (backpressure).
@@ -128,12 +131,11 @@ pub mod sim_clock {
     }
 }
 
-/// A connection's read and write halves. madsim's simulated stream has no `into_split`, so
-/// under simulation tokio's generic `io::split` does the same.
+/// A connection's read and write halves: a socket's own halves, or a TLS stream's. madsim's
+/// simulated stream has no `into_split` (and no TLS), so under simulation tokio's generic
+/// `io::split` does the same.
 #[cfg(not(madsim))]
-pub(crate) type ReadHalf = tokio::net::tcp::OwnedReadHalf;
-#[cfg(not(madsim))]
-pub(crate) type WriteHalf = tokio::net::tcp::OwnedWriteHalf;
+pub(crate) use halves::{ReadHalf, WriteHalf};
 #[cfg(madsim)]
 pub(crate) type ReadHalf = tokio::io::ReadHalf<TcpStream>;
 #[cfg(madsim)]
@@ -141,9 +143,157 @@ pub(crate) type WriteHalf = tokio::io::WriteHalf<TcpStream>;
 
 pub(crate) fn split(stream: TcpStream) -> (ReadHalf, WriteHalf) {
     #[cfg(not(madsim))]
-    return stream.into_split();
+    {
+        let (r, w) = stream.into_split();
+        (ReadHalf::Plain(r), WriteHalf::Plain(w))
+    }
     #[cfg(madsim)]
     return tokio::io::split(stream);
+}
+
+#[cfg(not(madsim))]
+mod halves {
+    use std::io;
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+    use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+    use tokio::net::TcpStream;
+
+    pub type TlsStream = tokio_rustls::server::TlsStream<TcpStream>;
+    pub type ClientTlsStream = tokio_rustls::client::TlsStream<TcpStream>;
+
+    pub enum ReadHalf {
+        Plain(OwnedReadHalf),
+        Tls(tokio::io::ReadHalf<TlsStream>),
+        ClientTls(tokio::io::ReadHalf<ClientTlsStream>),
+    }
+
+    pub enum WriteHalf {
+        Plain(OwnedWriteHalf),
+        Tls(tokio::io::WriteHalf<TlsStream>),
+        ClientTls(tokio::io::WriteHalf<ClientTlsStream>),
+    }
+
+    impl AsyncRead for ReadHalf {
+        fn poll_read(
+            self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &mut ReadBuf<'_>,
+        ) -> Poll<io::Result<()>> {
+            match self.get_mut() {
+                ReadHalf::Plain(r) => Pin::new(r).poll_read(cx, buf),
+                ReadHalf::Tls(r) => Pin::new(r).poll_read(cx, buf),
+                ReadHalf::ClientTls(r) => Pin::new(r).poll_read(cx, buf),
+            }
+        }
+    }
+
+    impl AsyncWrite for WriteHalf {
+        fn poll_write(
+            self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            match self.get_mut() {
+                WriteHalf::Plain(w) => Pin::new(w).poll_write(cx, buf),
+                WriteHalf::Tls(w) => Pin::new(w).poll_write(cx, buf),
+                WriteHalf::ClientTls(w) => Pin::new(w).poll_write(cx, buf),
+            }
+        }
+
+        fn poll_write_vectored(
+            self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            bufs: &[io::IoSlice<'_>],
+        ) -> Poll<io::Result<usize>> {
+            match self.get_mut() {
+                WriteHalf::Plain(w) => Pin::new(w).poll_write_vectored(cx, bufs),
+                WriteHalf::Tls(w) => Pin::new(w).poll_write_vectored(cx, bufs),
+                WriteHalf::ClientTls(w) => Pin::new(w).poll_write_vectored(cx, bufs),
+            }
+        }
+
+        fn is_write_vectored(&self) -> bool {
+            match self {
+                WriteHalf::Plain(w) => w.is_write_vectored(),
+                WriteHalf::Tls(w) => w.is_write_vectored(),
+                WriteHalf::ClientTls(w) => w.is_write_vectored(),
+            }
+        }
+
+        fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            match self.get_mut() {
+                WriteHalf::Plain(w) => Pin::new(w).poll_flush(cx),
+                WriteHalf::Tls(w) => Pin::new(w).poll_flush(cx),
+                WriteHalf::ClientTls(w) => Pin::new(w).poll_flush(cx),
+            }
+        }
+
+        fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            match self.get_mut() {
+                WriteHalf::Plain(w) => Pin::new(w).poll_shutdown(cx),
+                WriteHalf::Tls(w) => Pin::new(w).poll_shutdown(cx),
+                WriteHalf::ClientTls(w) => Pin::new(w).poll_shutdown(cx),
+            }
+        }
+    }
+}
+
+/// How long a TLS client may take over its handshake.
+#[cfg(not(madsim))]
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The halves of an accepted connection, after the TLS decision on its first byte
+/// ([`crate::tls`]); `None` when the connection is to be closed.
+async fn open_accepted(
+    role: &'static str,
+    stream: TcpStream,
+    peer: SocketAddr,
+    tls: &TlsListener,
+) -> Option<(ReadHalf, WriteHalf)> {
+    #[cfg(madsim)]
+    {
+        let _ = (role, peer, tls);
+        Some(split(stream))
+    }
+    #[cfg(not(madsim))]
+    {
+        let mut first = [0u8; 1];
+        match stream.peek(&mut first).await {
+            Ok(0) | Err(_) => return None,
+            Ok(_) => {}
+        }
+        let wants_tls = first[0] == crate::tls::TLS_HANDSHAKE_RECORD;
+        match (wants_tls, tls.mode, &tls.acceptor) {
+            (true, TlsMode::Disabled, _) | (true, _, None) => {
+                warn!(role, %peer, "closing a TLS connection: TLS is disabled on this port (tls.server.mode=disabled)");
+                None
+            }
+            (true, _, Some(acceptor)) => {
+                match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                    Ok(Ok(tls_stream)) => {
+                        let (r, w) = tokio::io::split(tls_stream);
+                        Some((ReadHalf::Tls(r), WriteHalf::Tls(w)))
+                    }
+                    Ok(Err(e)) => {
+                        warn!(role, %peer, "TLS handshake failed: {e}");
+                        None
+                    }
+                    Err(_) => {
+                        warn!(role, %peer, "TLS handshake timed out");
+                        None
+                    }
+                }
+            }
+            (false, TlsMode::Enforcing, _) => {
+                warn!(role, %peer, "closing a plaintext connection: this port accepts TLS only (tls.server.mode=enforcing)");
+                None
+            }
+            (false, _, _) => Some(split(stream)),
+        }
+    }
 }
 
 /// Writes `buf` and flushes: a no-op for a kernel socket, but madsim's stream only sends on
@@ -221,14 +371,16 @@ async fn accept_loop(
     listener: TcpListener,
     inputs: mpsc::Sender<Input>,
     mut shutdown: watch::Receiver<bool>,
+    tls: TlsListener,
 ) {
+    let tls = Arc::new(tls);
     loop {
         tokio::select! {
             biased;
             _ = shutdown.changed() => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
-                    tokio::spawn(serve_connection(role, stream, peer, inputs.clone()));
+                    tokio::spawn(serve_connection(role, stream, peer, inputs.clone(), tls.clone()));
                 }
                 Err(e) => {
                     // EMFILE and friends: back off instead of spinning.
@@ -246,12 +398,15 @@ async fn serve_connection(
     stream: TcpStream,
     peer: SocketAddr,
     inputs: mpsc::Sender<Input>,
+    tls: Arc<TlsListener>,
 ) {
     let conn = next_conn_id();
     if let Err(e) = stream.set_nodelay(true) {
         debug!(role, %peer, "set_nodelay: {e}");
     }
-    let (mut read_half, write_half) = split(stream);
+    let Some((mut read_half, write_half)) = open_accepted(role, stream, peer, &tls).await else {
+        return;
+    };
     let (out_tx, out_rx) = mpsc::unbounded_channel();
     let queued_bytes = Arc::new(AtomicUsize::new(0));
     let (closed_tx, mut closed_rx) = oneshot::channel::<()>();
@@ -419,6 +574,26 @@ impl Connections {
 // ---------------------------------------------------------------------------------------------
 // NameServer
 
+/// What a broker's driver needs beyond the core's config.
+pub struct BrokerDriverOptions {
+    /// The default ACL file ([`crate::acl_files`]), read when `aclEnable`.
+    pub acl_file: Option<std::path::PathBuf>,
+    /// TLS on the broker's port ([`crate::tls`]).
+    pub tls: TlsListener,
+    /// How the broker dials its NameServers.
+    pub namesrv_tls: NamesrvTls,
+}
+
+impl Default for BrokerDriverOptions {
+    fn default() -> Self {
+        Self {
+            acl_file: None,
+            tls: TlsListener::plaintext(),
+            namesrv_tls: NamesrvTls::default(),
+        }
+    }
+}
+
 /// A running NameServer: its listener, owner task and accept loop.
 pub struct NamesrvServer {
     local_addr: SocketAddr,
@@ -430,10 +605,25 @@ pub struct NamesrvServer {
 impl NamesrvServer {
     /// Serves a NameServer on an already bound listener.
     pub fn start(listener: TcpListener, config: NamesrvConfig) -> io::Result<Self> {
+        Self::start_with_tls(listener, config, TlsListener::plaintext())
+    }
+
+    /// [`NamesrvServer::start`] with TLS on its port ([`crate::tls`]).
+    pub fn start_with_tls(
+        listener: TcpListener,
+        config: NamesrvConfig,
+        tls: TlsListener,
+    ) -> io::Result<Self> {
         let local_addr = listener.local_addr()?;
         let (shutdown, shutdown_rx) = watch::channel(false);
         let (tx, rx) = mpsc::channel(INPUT_QUEUE_BATCHES);
-        tokio::spawn(accept_loop("namesrv", listener, tx, shutdown_rx.clone()));
+        tokio::spawn(accept_loop(
+            "namesrv",
+            listener,
+            tx,
+            shutdown_rx.clone(),
+            tls,
+        ));
         let owner = tokio::spawn(run_namesrv_owner(NameServer::new(config), rx, shutdown_rx));
         info!(%local_addr, "namesrv listening");
         Ok(Self {
@@ -548,22 +738,22 @@ impl BrokerServer {
         listener: TcpListener,
         config: BrokerConfig,
         data_dir: &std::path::Path,
-        acl_file: Option<std::path::PathBuf>,
+        options: BrokerDriverOptions,
     ) -> Result<Self, RunError> {
         let storage = MmapStorage::open(data_dir)?;
         info!(data_dir = %data_dir.display(), "store directory");
-        Self::start_with_storage(listener, config, storage, acl_file)
+        Self::start_with_storage(listener, config, storage, options)
     }
 
     /// [`BrokerServer::start`] on any [`DriverStorage`] (the simulator's SimDisk).
-    /// With `aclEnable`, `acl_file` is the default ACL file ([`crate::acl_files`]); a file that
-    /// cannot be used refuses the start.
+    /// With `aclEnable`, an ACL file that cannot be used refuses the start.
     pub fn start_with_storage<S: DriverStorage>(
         listener: TcpListener,
         mut config: BrokerConfig,
         storage: S,
-        acl_file: Option<std::path::PathBuf>,
+        options: BrokerDriverOptions,
     ) -> Result<Self, RunError> {
+        let acl_file = options.acl_file;
         let local_addr = listener.local_addr()?;
         config.listen_port = local_addr.port();
         let sync = storage.sync_handle();
@@ -599,9 +789,16 @@ impl BrokerServer {
         };
         let (shutdown, shutdown_rx) = watch::channel(false);
         let (tx, rx) = mpsc::channel(INPUT_QUEUE_BATCHES);
-        tokio::spawn(accept_loop("broker", listener, tx, shutdown_rx.clone()));
+        tokio::spawn(accept_loop(
+            "broker",
+            listener,
+            tx,
+            shutdown_rx.clone(),
+            options.tls,
+        ));
         let mut owner = BrokerOwner::new(broker, sync, clock);
         owner.acl_files = acl_files;
+        owner.namesrv_tls = options.namesrv_tls;
         let owner = tokio::spawn(owner.run(rx, shutdown_rx));
         info!(%local_addr, "broker listening");
         Ok(Self {
@@ -658,6 +855,8 @@ struct BrokerOwner<S: DriverStorage> {
     flusher: Option<FlusherJoin>,
     /// When the disk is measured next (0: at once).
     next_disk_check_ms: u64,
+    /// How NameServers are dialled (`tls.enable`).
+    namesrv_tls: NamesrvTls,
     /// The ACL files, when `aclEnable`, and when they are looked at next.
     acl_files: Option<AclFiles>,
     next_acl_check_ms: u64,
@@ -678,6 +877,7 @@ impl<S: DriverStorage> BrokerOwner<S> {
             flusher_tx: Some(flusher_tx),
             flusher,
             next_disk_check_ms: 0,
+            namesrv_tls: NamesrvTls::default(),
             acl_files: None,
             next_acl_check_ms: 0,
         }
@@ -878,7 +1078,12 @@ impl<S: DriverStorage> BrokerOwner<S> {
                     namesrv_requests += 1;
                     let client = self.namesrv_clients.entry(addr.clone()).or_insert_with(|| {
                         let (tx, rx) = mpsc::unbounded_channel();
-                        tokio::spawn(namesrv_client(addr.clone(), rx, self.internal_tx.clone()));
+                        tokio::spawn(namesrv_client(
+                            addr.clone(),
+                            rx,
+                            self.internal_tx.clone(),
+                            self.namesrv_tls.clone(),
+                        ));
                         tx
                     });
                     if client.send(command).is_err() {
@@ -1115,6 +1320,7 @@ async fn namesrv_client(
     addr: String,
     mut requests: mpsc::UnboundedReceiver<RemotingCommand>,
     events: mpsc::UnboundedSender<Internal>,
+    tls: NamesrvTls,
 ) {
     let mut queue: VecDeque<RemotingCommand> = VecDeque::new();
     // Sent on the current connection and not answered yet, by opaque.
@@ -1155,9 +1361,19 @@ async fn namesrv_client(
                 }
             };
         let _ = stream.set_nodelay(true);
+        let (mut read_half, mut write_half) = match dial_halves(stream, &addr, &tls).await {
+            Ok(halves) => halves,
+            Err(e) => {
+                warn!(%addr, "TLS handshake with namesrv failed: {e}; retrying in {backoff:?}");
+                match wait_backoff(backoff, &mut requests, &mut queue).await {
+                    Some(next) => backoff = next,
+                    None => return,
+                }
+                continue;
+            }
+        };
         debug!(%addr, "connected to namesrv");
         backoff = NAMESRV_BACKOFF_MIN;
-        let (mut read_half, mut write_half) = split(stream);
         let mut decoder = FrameDecoder::default();
         let mut buf = BytesMut::with_capacity(READ_CHUNK_BYTES);
         let mut out = BytesMut::new();
@@ -1235,6 +1451,29 @@ async fn namesrv_client(
             }
         }
     }
+}
+
+/// The halves of a connection the broker opened, over TLS when `tls` says so.
+async fn dial_halves(
+    stream: TcpStream,
+    addr: &str,
+    tls: &NamesrvTls,
+) -> io::Result<(ReadHalf, WriteHalf)> {
+    #[cfg(not(madsim))]
+    if let Some(connector) = &tls.connector {
+        use tokio_rustls::rustls::pki_types::ServerName;
+        let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h);
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let name = ServerName::try_from(host.to_owned())
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        let stream = tokio::time::timeout(NAMESRV_CONNECT_TIMEOUT, connector.connect(name, stream))
+            .await
+            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out"))??;
+        let (r, w) = tokio::io::split(stream);
+        return Ok((ReadHalf::ClientTls(r), WriteHalf::ClientTls(w)));
+    }
+    let _ = (addr, tls);
+    Ok(split(stream))
 }
 
 /// Sleeps `backoff`, or until the broker sends a new request (queued, boundedly, and tried at

@@ -308,27 +308,31 @@ fn build_cluster(handle: &Handle, swarm: &Swarm, defects: Defects) -> Cluster {
                     let Ok(listener) = listener else { return };
                     // A broker whose recovery refuses the store stays down (as a real one
                     // would) until the healed phase, where an operator starts it again.
-                    let mut server =
-                        match BrokerServer::start_with_storage(listener, config, storage, None) {
-                            Ok(server) => {
-                                let disks = madsim::plugin::simulator::<SimDisk>();
-                                disks.with(madsim::plugin::node(), |d| {
-                                    d.refused_start = None;
-                                    // Built (and written) during the start, after a crash.
-                                    if let Ok(Some(fences)) = d.mem.read_all(RECOVERY_FENCE_PATH) {
-                                        d.fence_log.push((Instant::now(), fences));
-                                    }
-                                });
-                                server
-                            }
-                            Err(e) => {
-                                let disks = madsim::plugin::simulator::<SimDisk>();
-                                disks.with(madsim::plugin::node(), |d| {
-                                    d.refused_start = Some(e.to_string());
-                                });
-                                return;
-                            }
-                        };
+                    let mut server = match BrokerServer::start_with_storage(
+                        listener,
+                        config,
+                        storage,
+                        Default::default(),
+                    ) {
+                        Ok(server) => {
+                            let disks = madsim::plugin::simulator::<SimDisk>();
+                            disks.with(madsim::plugin::node(), |d| {
+                                d.refused_start = None;
+                                // Built (and written) during the start, after a crash.
+                                if let Ok(Some(fences)) = d.mem.read_all(RECOVERY_FENCE_PATH) {
+                                    d.fence_log.push((Instant::now(), fences));
+                                }
+                            });
+                            server
+                        }
+                        Err(e) => {
+                            let disks = madsim::plugin::simulator::<SimDisk>();
+                            disks.with(madsim::plugin::node(), |d| {
+                                d.refused_start = Some(e.to_string());
+                            });
+                            return;
+                        }
+                    };
                     let _ = server.stopped().await;
                 }
             })
