@@ -14,8 +14,8 @@
 // The admin commands, the benchmarks, the playground server, the standalone launcher and the
 // CLI entry points need OS threads, signals and real files: not part of the simulated build
 // (`--cfg madsim`, see runtime-sim).
-#[cfg(not(madsim))]
 pub mod acl_files;
+#[cfg(not(madsim))]
 pub mod admin;
 #[cfg(not(madsim))]
 pub mod bench;
@@ -222,6 +222,7 @@ pub struct ResolvedBroker {
 impl ResolvedBroker {
     /// What the driver needs besides the core's config: the ACL file and the TLS listener (a
     /// test-mode certificate is made for the advertised address too).
+    #[cfg(not(madsim))]
     pub fn driver_options(&self) -> Result<server::BrokerDriverOptions, RunError> {
         let config = self
             .tls
