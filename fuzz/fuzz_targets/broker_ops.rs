@@ -456,17 +456,12 @@ impl Harness {
     fn drain(&mut self) {
         while let Some(output) = self.broker.poll_output() {
             match output {
-                BrokerOutput::Send { conn, command } => {
-                    assert!(self.open.contains(&conn.0), "output for a closed {conn}");
-                    if !command.is_response() {
-                        continue;
-                    }
-                    let Some((owner, pull)) = self.pending.remove(&command.opaque) else {
-                        panic!("response {} answers no pending request", command.opaque);
-                    };
-                    assert_eq!(owner, conn.0, "response sent to another connection");
-                    if let Some((topic, queue_id)) = pull {
-                        self.check_pull(&topic, queue_id, &command);
+                BrokerOutput::Send { conn, command } => self.delivered(conn, &command),
+                // An ACL admin request changed a file: the write succeeds here (there are no
+                // files), so its success answer goes out as a driver would send it.
+                BrokerOutput::WriteAclFile { answer, .. } => {
+                    if let Some(answer) = answer {
+                        self.delivered(answer.conn, &answer.success);
                     }
                 }
                 BrokerOutput::Sync(request) => {
@@ -481,6 +476,21 @@ impl Harness {
                 }
                 BrokerOutput::SendToNamesrv { .. } => {}
             }
+        }
+    }
+
+    /// A command written to `conn`: a response must answer a pending request of that connection.
+    fn delivered(&mut self, conn: ConnId, command: &RemotingCommand) {
+        assert!(self.open.contains(&conn.0), "output for a closed {conn}");
+        if !command.is_response() {
+            return;
+        }
+        let Some((owner, pull)) = self.pending.remove(&command.opaque) else {
+            panic!("response {} answers no pending request", command.opaque);
+        };
+        assert_eq!(owner, conn.0, "response sent to another connection");
+        if let Some((topic, queue_id)) = pull {
+            self.check_pull(&topic, queue_id, command);
         }
     }
 
