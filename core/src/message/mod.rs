@@ -11,7 +11,7 @@ pub mod trace;
 pub use batch::{decode_batch, encode_batch, BatchEntry};
 pub use msg_id::{decode_offset_msg_id, offset_msg_id, MsgIdError, UniqKeyGenerator};
 pub use properties::Properties;
-pub use record::{body_crc, peek_header, HostAddr, MessageRecord, RecordError};
+pub use record::{body_crc, peek_header, HostAddr, MessageRecord, RecordError, RecordView};
 
 /// MessageSysFlag bits (int32, send header `sysFlag` and record field SYSFLAG).
 pub mod sys_flag {

@@ -226,6 +226,60 @@ impl MessageRecord {
     /// slice of `buf`. The record's length is [`MessageRecord::encoded_len`] of the result only
     /// when the properties were canonical; use the TOTALSIZE from [`peek_header`] to step over it.
     pub fn decode(buf: &Bytes, check_crc: bool) -> Result<MessageRecord, RecordError> {
+        let view = RecordView::parse(buf, check_crc)?;
+        Ok(MessageRecord::from_view(buf, &view))
+    }
+
+    /// The owned record of a view parsed from `buf` (the body a zero-copy slice of it).
+    pub fn from_view(buf: &Bytes, view: &RecordView<'_>) -> MessageRecord {
+        MessageRecord {
+            queue_id: view.queue_id,
+            flag: view.flag,
+            queue_offset: view.queue_offset,
+            physical_offset: view.physical_offset,
+            sys_flag: view.sys_flag,
+            born_timestamp_ms: view.born_timestamp_ms,
+            born_host: view.born_host,
+            store_timestamp_ms: view.store_timestamp_ms,
+            store_host: view.store_host,
+            reconsume_times: view.reconsume_times,
+            prepared_transaction_offset: view.prepared_transaction_offset,
+            body: buf.slice(view.body_start..view.body_start + view.body.len()),
+            topic: view.topic.to_owned(),
+            properties: Properties::parse(&String::from_utf8_lossy(view.properties)),
+        }
+    }
+}
+
+/// One record's fields borrowed from its bytes: what [`MessageRecord::decode`] checks, without
+/// allocating (no topic string, no property map). The pull path verifies every record it serves
+/// through this.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecordView<'a> {
+    pub v2: bool,
+    pub queue_id: i32,
+    pub flag: i32,
+    pub queue_offset: i64,
+    pub physical_offset: i64,
+    pub sys_flag: i32,
+    pub born_timestamp_ms: i64,
+    pub born_host: HostAddr,
+    pub store_timestamp_ms: i64,
+    pub store_host: HostAddr,
+    pub reconsume_times: i32,
+    pub prepared_transaction_offset: i64,
+    pub body: &'a [u8],
+    pub topic: &'a str,
+    /// The raw property string (its length field excluded).
+    pub properties: &'a [u8],
+    /// Where the body starts in the record.
+    body_start: usize,
+}
+
+impl<'a> RecordView<'a> {
+    /// Parses one record from the front of `buf`, with the checks and errors of
+    /// [`MessageRecord::decode`].
+    pub fn parse(buf: &'a [u8], check_crc: bool) -> Result<RecordView<'a>, RecordError> {
         let (total_size, magic) = peek_header(buf)?;
         let v2 = match magic {
             MAGIC_V1 => false,
@@ -265,8 +319,7 @@ impl MessageRecord {
         let body_len = r.i32("BODY")?;
         let body_len = usize::try_from(body_len).map_err(|_| RecordError::Malformed("BODY"))?;
         let body_start = r.pos;
-        r.take(body_len, "BODY")?;
-        let body = buf.slice(body_start..body_start + body_len);
+        let body = r.take(body_len, "BODY")?;
 
         let topic_len = if v2 {
             usize::try_from(r.i16("TOPIC")?)
@@ -275,20 +328,17 @@ impl MessageRecord {
         }
         .map_err(|_| RecordError::Malformed("TOPIC"))?;
         let topic = std::str::from_utf8(r.take(topic_len, "TOPIC")?)
-            .map_err(|_| RecordError::Malformed("TOPIC"))?
-            .to_owned();
+            .map_err(|_| RecordError::Malformed("TOPIC"))?;
 
         let properties_len = usize::try_from(r.i16("PROPERTIES")?)
             .map_err(|_| RecordError::Malformed("PROPERTIES"))?;
-        let properties = Properties::parse(&String::from_utf8_lossy(
-            r.take(properties_len, "PROPERTIES")?,
-        ));
+        let properties = r.take(properties_len, "PROPERTIES")?;
 
         if r.pos != total_len {
             return Err(RecordError::Malformed("TOTALSIZE"));
         }
         if check_crc {
-            let computed = body_crc(&body);
+            let computed = body_crc(body);
             if computed != stored_crc {
                 return Err(RecordError::BadCrc {
                     stored: stored_crc,
@@ -297,7 +347,8 @@ impl MessageRecord {
             }
         }
 
-        Ok(MessageRecord {
+        Ok(RecordView {
+            v2,
             queue_id,
             flag,
             queue_offset,
@@ -312,6 +363,7 @@ impl MessageRecord {
             body,
             topic,
             properties,
+            body_start,
         })
     }
 }

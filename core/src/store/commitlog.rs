@@ -49,10 +49,8 @@ use bytes::Bytes;
 use super::message_store::{StoreError, READ_ATTEMPTS};
 use super::segment::{SegmentStorage, StorageError, SECTOR_BYTES};
 use super::{CommitLogOffset, FileRange, SyncRequest};
-use crate::message::record::{
-    field_pos, peek_header, MAGIC_BLANK, MAGIC_V1, MAGIC_V2, RECORD_LEN_MIN,
-};
-use crate::message::{record_crc, sys_flag, MessageRecord, RecordError};
+use crate::message::record::{field_pos, peek_header, MAGIC_BLANK, MAGIC_V1, MAGIC_V2};
+use crate::message::{record_crc, sys_flag, MessageRecord, RecordError, RecordView};
 
 /// Size of the end-of-segment BLANK filler, and the space every append leaves free.
 pub const BLANK_FILLER_BYTES: u64 = 8;
@@ -125,30 +123,32 @@ pub fn check_record(buf: Bytes) -> Result<MessageRecord, RecordError> {
 /// [`check_record`], with the body and record CRC checks optional (only the deliberate
 /// `skip_recovery_crc` defect turns them off).
 fn check_record_with(buf: Bytes, check_crc: bool) -> Result<MessageRecord, RecordError> {
-    let (total, magic) = peek_header(&buf)?;
+    let view = check_view_with(&buf, check_crc)?;
+    Ok(MessageRecord::from_view(&buf, &view))
+}
+
+/// [`check_record`]'s checks on a borrowed view of the record: nothing is allocated, so the pull
+/// path can verify every record it serves at the cost of its CRCs.
+pub fn check_record_view(buf: &[u8]) -> Result<RecordView<'_>, RecordError> {
+    check_view_with(buf, true)
+}
+
+fn check_view_with(buf: &[u8], check_crc: bool) -> Result<RecordView<'_>, RecordError> {
+    let (total, _magic) = peek_header(buf)?;
     if total as usize != buf.len() {
         return Err(RecordError::Malformed("TOTALSIZE"));
     }
-    let record = MessageRecord::decode(&buf, check_crc)?;
-    if record.topic.contains('\0') {
+    let view = RecordView::parse(buf, check_crc)?;
+    if view.topic.contains('\0') {
         return Err(RecordError::Malformed("TOPIC"));
     }
-    let topic_len_field = if magic == MAGIC_V2 { 2 } else { 1 };
-    let extra_host = |ipv6: bool| if ipv6 { 12 } else { 0 };
-    let without_properties = RECORD_LEN_MIN - 1
-        + topic_len_field
-        + extra_host(record.born_host.is_ipv6())
-        + extra_host(record.store_host.is_ipv6())
-        + record.body.len()
-        + record.topic.len();
-    let properties_len = buf.len().saturating_sub(without_properties);
-    if properties_len > 0 && buf.last() != Some(&PROPERTY_SEPARATOR) {
+    if !view.properties.is_empty() && buf.last() != Some(&PROPERTY_SEPARATOR) {
         return Err(RecordError::Malformed("PROPERTIES"));
     }
     if check_crc {
-        record_crc::verify(&buf, properties_len)?;
+        record_crc::verify(buf, view.properties.len())?;
     }
-    Ok(record)
+    Ok(view)
 }
 
 /// The byte that ends every name/value pair of a stored property string.

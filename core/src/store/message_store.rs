@@ -1111,9 +1111,10 @@ impl<S: SegmentStorage> MessageStore<S> {
     /// §6.10). At most [`PULL_MAX_BYTES`] of records but always at least one;
     /// `next_begin_offset` points past every unit examined, matched or not.
     ///
-    /// Every record served is verified first ([`commitlog::check_record`]: body CRC, the whole-record CRC
-    /// property when present, layout) and must be the record its ConsumeQueue unit names: same
-    /// topic, queue id, queue offset, CommitLog offset and size. A record that fails is read
+    /// Every record served is verified first ([`commitlog::check_record_view`], which allocates
+    /// nothing: body CRC, the whole-record CRC property when present, layout) and must be the
+    /// record its ConsumeQueue unit names: same topic, queue id, queue offset, CommitLog offset
+    /// and size. A record that fails is read
     /// again, up to [`READ_ATTEMPTS`] reads; if it still fails, the result ends before it with
     /// `damaged` set and `next_begin_offset` at its queue offset, so no reader ever skips it.
     pub fn get(
@@ -1151,19 +1152,19 @@ impl<S: SegmentStorage> MessageStore<S> {
     ) -> Result<Result<Bytes, String>, StoreError> {
         let mut reason = String::new();
         for _ in 0..READ_ATTEMPTS {
-            let bytes = Bytes::from(self.commitlog.read(
+            let bytes = self.commitlog.read(
                 &self.storage,
                 unit.commitlog_offset as u64,
                 unit.size_bytes as u64,
-            )?);
-            match commitlog::check_record(bytes.clone()) {
+            )?;
+            match commitlog::check_record_view(&bytes) {
                 Ok(record)
                     if record.topic == topic
                         && record.queue_id == queue_id
                         && record.queue_offset == queue_offset as i64
                         && record.physical_offset == unit.commitlog_offset =>
                 {
-                    return Ok(Ok(bytes));
+                    return Ok(Ok(Bytes::from(bytes)));
                 }
                 Ok(record) => {
                     reason = format!(
