@@ -11,6 +11,10 @@
 //!   the results as multiples of it.
 //! * `timers` — a million pending timer messages in an in-process broker on disk: memory and
 //!   restart time ([`timers`]).
+//! * `suite` — the standard table of all of the above in one run ([`suite`]).
+//!
+//! Every produce, consume and e2e report gives the broker's CPU time per message when its
+//! process (or, in-process, its threads) is known ([`cpu`]).
 //!
 //! Against `--namesrv` (an already running broker), or `--standalone` (a NameServer and Broker
 //! in this process on a temporary data directory) or `--standalone-child` (the same as a child
@@ -23,12 +27,14 @@
 //! connection.
 
 pub mod consume;
+pub mod cpu;
 pub mod direct;
 pub mod loopback;
 pub mod produce;
 pub mod report;
 pub mod stats;
 pub mod store;
+pub mod suite;
 pub mod timers;
 
 use std::path::PathBuf;
@@ -62,6 +68,10 @@ pub enum BenchCommand {
     Loopback(loopback::LoopbackArgs),
     /// Pending timer messages (a million by default) in a broker on disk: memory and restart.
     Timers(timers::TimersArgs),
+    /// The standard table: loopback ceiling; sync sends with 1, 4 and 16 producers under
+    /// ASYNC_FLUSH and SYNC_FLUSH, fresh and after a burst; async send; drain. Each row with the
+    /// broker's CPU µs/msg and RSS.
+    Suite(suite::SuiteArgs),
 }
 
 /// Runs one benchmark to completion.
@@ -73,6 +83,7 @@ pub async fn run(command: BenchCommand) -> Result<(), RunError> {
         BenchCommand::E2e(args) => run_e2e(args).await,
         BenchCommand::Loopback(args) => loopback::run(args).await,
         BenchCommand::Timers(args) => timers::run(args).await,
+        BenchCommand::Suite(args) => suite::run(args).await,
     }
 }
 
@@ -298,7 +309,7 @@ struct BrokerUnderTest {
     namesrv: String,
     kind: &'static str,
     flush: Option<FlushArg>,
-    in_process: Option<Standalone>,
+    in_process: Option<InProcessBroker>,
     child: Option<tokio::process::Child>,
     data_dir: Option<PathBuf>,
     pid: Option<u32>,
@@ -315,7 +326,7 @@ impl BrokerUnderTest {
     async fn start(args: &BrokerArgs) -> Result<Self, RunError> {
         if args.standalone {
             let data_dir = scratch_dir();
-            let standalone = Standalone::start(&StandaloneOptions {
+            let standalone = InProcessBroker::start(StandaloneOptions {
                 namesrv_port: Some(0),
                 broker: BrokerOptions {
                     data_dir: Some(data_dir.clone()),
@@ -328,9 +339,8 @@ impl BrokerUnderTest {
                 },
             })
             .await?;
-            eprintln!("bench: {}", standalone.ready_line());
             return Ok(Self {
-                namesrv: standalone.namesrv_addr().to_string(),
+                namesrv: standalone.namesrv.clone(),
                 kind: "standalone-in-process",
                 flush: Some(args.flush),
                 in_process: Some(standalone),
@@ -398,6 +408,19 @@ impl BrokerUnderTest {
         }
     }
 
+    /// Whose CPU time is the broker's, when its process or threads are known.
+    fn cpu(&self) -> Option<cpu::BrokerCpu> {
+        match self.kind {
+            "standalone-in-process" => Some(cpu::BrokerCpu::InProcess),
+            _ => self.pid.map(cpu::BrokerCpu::Process),
+        }
+    }
+
+    /// Starts measuring the broker's CPU time (nothing when it is not known).
+    fn cpu_meter(&self) -> Option<cpu::CpuMeter> {
+        self.cpu().map(cpu::CpuMeter::start)
+    }
+
     fn json(&self) -> Value {
         json!({
             "kind": self.kind,
@@ -408,9 +431,7 @@ impl BrokerUnderTest {
 
     async fn stop(self) {
         if let Some(s) = self.in_process {
-            if let Err(e) = s.shutdown().await {
-                eprintln!("bench: broker shutdown: {e}");
-            }
+            s.stop().await;
         }
         if let Some(mut child) = self.child {
             let _ = child.start_kill();
@@ -418,6 +439,73 @@ impl BrokerUnderTest {
         }
         if let Some(dir) = self.data_dir {
             let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+/// A standalone NameServer and Broker in the bench's process, on a runtime of their own whose
+/// threads are named [`cpu::BROKER_THREAD`]: the load generators never run on the broker's
+/// threads, and the broker's CPU time can be read apart from theirs.
+struct InProcessBroker {
+    namesrv: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl InProcessBroker {
+    async fn start(opts: StandaloneOptions) -> Result<Self, RunError> {
+        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<Result<String, RunError>>();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name(cpu::BROKER_THREAD.to_owned())
+            .spawn(move || {
+                let runtime = match tokio::runtime::Builder::new_multi_thread()
+                    .enable_all()
+                    .thread_name(cpu::BROKER_THREAD)
+                    .build()
+                {
+                    Ok(runtime) => runtime,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e.into()));
+                        return;
+                    }
+                };
+                runtime.block_on(async move {
+                    let standalone = match Standalone::start(&opts).await {
+                        Ok(standalone) => standalone,
+                        Err(e) => {
+                            let _ = ready_tx.send(Err(e));
+                            return;
+                        }
+                    };
+                    eprintln!("bench: {}", standalone.ready_line());
+                    let _ = ready_tx.send(Ok(standalone.namesrv_addr().to_string()));
+                    // Dropped sender or a stop: either way the bench is done with the broker.
+                    let _ = stop_rx.await;
+                    if let Err(e) = standalone.shutdown().await {
+                        eprintln!("bench: broker shutdown: {e}");
+                    }
+                });
+            })?;
+        let namesrv = ready_rx.await.map_err(|_| {
+            RunError::Task("the broker's thread ended before it was ready".into())
+        })??;
+        Ok(Self {
+            namesrv,
+            stop: Some(stop_tx),
+            thread: Some(thread),
+        })
+    }
+
+    async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let joined = tokio::task::spawn_blocking(move || thread.join()).await;
+            if !matches!(joined, Ok(Ok(()))) {
+                eprintln!("bench: the broker's thread ended abnormally");
+            }
         }
     }
 }
@@ -600,10 +688,12 @@ async fn produce_on(
         }],
         broker.probe(),
     );
+    let meter = broker.cpu_meter();
     let elapsed = produce::run(plan, sends.clone()).await;
     let probe = progress.finish().await;
     close(sender).await;
     let elapsed = elapsed?;
+    let cpu_use = meter.and_then(|m| m.finish(elapsed));
     let totals = sends.totals();
     let mut text = vec![
         format!(
@@ -641,6 +731,7 @@ async fn produce_on(
         (&totals, elapsed, args.send.producers),
         probe.as_ref(),
     );
+    append_cpu(&mut json, &mut text, cpu_use, totals.messages);
     Ok((json, text))
 }
 
@@ -740,6 +831,7 @@ async fn consume_on(
         }],
         broker.probe(),
     );
+    let meter = broker.cpu_meter();
     let started = Instant::now();
     let mut tasks = Vec::new();
     for (i, t) in targets.into_iter().enumerate() {
@@ -762,6 +854,7 @@ async fn consume_on(
         t.await.map_err(|e| RunError::Task(e.to_string()))?;
     }
     let elapsed = started.elapsed();
+    let cpu_use = meter.and_then(|m| m.finish(elapsed));
     if let Some(s) = stopper {
         s.abort();
     }
@@ -791,7 +884,7 @@ async fn consume_on(
     if let Some(line) = probe.as_ref().and_then(RssProbe::line) {
         text.push(line);
     }
-    let json = json!({
+    let mut json = json!({
         "command": "consume",
         "broker": broker.json(),
         "topic": args.topic.topic,
@@ -806,6 +899,7 @@ async fn consume_on(
         "consume": report::totals_json(&totals, elapsed),
         "rss": probe.as_ref().map_or(Value::Null, RssProbe::to_json),
     });
+    append_cpu(&mut json, &mut text, cpu_use, totals.messages);
     Ok((json, text))
 }
 
@@ -891,6 +985,7 @@ async fn e2e_on(
         ],
         broker.probe(),
     );
+    let meter = broker.cpu_meter();
     let started = Instant::now();
     let sent = produce::run(send_plan, sends.clone()).await;
     close(sender).await;
@@ -902,6 +997,7 @@ async fn e2e_on(
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let elapsed = started.elapsed();
+    let cpu_use = meter.and_then(|m| m.finish(elapsed));
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     for p in pullers {
         // Each follower returns within one long-poll suspension.
@@ -959,7 +1055,16 @@ async fn e2e_on(
         (&send_totals, send_elapsed, args.send.producers),
         probe.as_ref(),
     );
+    append_cpu(&mut json, &mut text, cpu_use, e2e_totals.messages);
     Ok((json, text))
+}
+
+/// Adds the broker's CPU time per message (`broker_cpu`, null when its process is not known).
+fn append_cpu(json: &mut Value, text: &mut Vec<String>, cpu: Option<cpu::CpuUse>, messages: u64) {
+    json["broker_cpu"] = cpu.map_or(Value::Null, |c| c.to_json(messages));
+    if let Some(c) = cpu {
+        text.push(c.line(messages));
+    }
 }
 
 /// Adds the loopback ceiling (with the sends as multiples of it) and the broker's memory line to
