@@ -101,6 +101,12 @@ fn produce_sync_sends_exactly_the_count() {
     assert!((mb * 1e6 / 1024.0 - tps).abs() / tps < 0.01, "{v}");
     assert!(f(&v["rss"]["peak_rss_mib"]) > 0.0, "{v}");
     assert!(v["loopback"].is_null());
+    // The in-process broker's own threads did the work of 2000 sync sends.
+    let cpu = &v["broker_cpu"];
+    assert_eq!(cpu["scope"], "broker threads in the bench process", "{v}");
+    assert!(f(&cpu["total_us_per_msg"]) > 0.0, "{v}");
+    let sum = f(&cpu["user_us_per_msg"]) + f(&cpu["system_us_per_msg"]);
+    assert!((sum - f(&cpu["total_us_per_msg"])).abs() < 0.01, "{v}");
 }
 
 #[test]
@@ -149,6 +155,7 @@ fn consume_drains_the_whole_backlog() {
     assert_eq!(v["backlog"], 3000);
     check_totals(&v["consume"], 3000);
     assert!(f(&v["consume"]["mb_per_s"]) > 0.0, "{v}");
+    assert!(f(&v["broker_cpu"]["total_us_per_msg"]) >= 0.0, "{v}");
 }
 
 #[test]
@@ -172,6 +179,49 @@ fn e2e_consumes_every_message_sent() {
     assert_eq!(v["missing"], 0);
     check_totals(&v["e2e"], 1000);
     assert_eq!(v["e2e"]["latency_ms"]["count"], 1000);
+    assert!(f(&v["broker_cpu"]["total_us_per_msg"]) >= 0.0, "{v}");
+}
+
+#[test]
+fn suite_runs_every_row_against_child_brokers() {
+    let v = bench(&["suite", "--duration", "0.3", "--drain", "2000", "--json"]);
+    assert_eq!(v["command"], "suite");
+    assert_eq!(v["broker"], "child process");
+    assert!(f(&v["machine"]["cores"]) >= 1.0, "{v}");
+    assert!(
+        f(&v["loopback"]["round_trips_1"]["round_trips_per_s"]) > 0.0,
+        "{v}"
+    );
+    let rows = v["rows"].as_array().expect("rows");
+    let names: Vec<(&str, &str)> = rows
+        .iter()
+        .map(|r| (r["name"].as_str().unwrap(), r["flush"].as_str().unwrap()))
+        .collect();
+    // Seven send rows per flush type, then the async send and the drain under ASYNC_FLUSH.
+    assert_eq!(rows.len(), 16, "{names:?}");
+    for flush in ["ASYNC_FLUSH", "SYNC_FLUSH"] {
+        for state in ["fresh", "after burst"] {
+            for producers in [" 1", " 4", "16"] {
+                let name = format!("sync send {producers}, {state}");
+                assert!(
+                    names.contains(&(name.as_str(), flush)),
+                    "{name} {flush}: {names:?}"
+                );
+            }
+        }
+        assert!(names.contains(&("burst, 16 producers", flush)), "{names:?}");
+    }
+    assert!(
+        names.contains(&("drain 2000 messages", "ASYNC_FLUSH")),
+        "{names:?}"
+    );
+    for row in rows {
+        assert_eq!(row["failed"], 0, "{row}");
+        assert!(f(&row["msgs_per_s"]) > 0.0, "{row}");
+        // A child broker: its CPU and memory are read from its own process.
+        assert!(f(&row["broker_cpu_us_per_msg"]) >= 0.0, "{row}");
+        assert!(f(&row["broker_peak_rss_mib"]) > 0.0, "{row}");
+    }
 }
 
 #[test]

@@ -202,7 +202,7 @@ mod tests {
         let before = BrokerCpu::InProcess.read().expect("own tasks");
         std::thread::Builder::new()
             .name(BROKER_THREAD.to_owned())
-            .spawn(|| {
+            .spawn(move || {
                 let t = std::time::Instant::now();
                 let mut x = 0u64;
                 while t.elapsed() < Duration::from_millis(100) {

@@ -118,10 +118,26 @@ impl Row {
     }
 }
 
-const TABLE_HEADER: [&str; 2] = [
-    "| row                          | flush       |     msg/s |  p50 ms |  p99 ms | failed | CPU µs/msg | cores | RSS MiB |",
-    "|------------------------------|-------------|-----------|---------|---------|--------|------------|-------|---------|",
-];
+/// The table's header and rule, in the widths of [`Row::line`].
+fn table_header() -> [String; 2] {
+    let header = format!(
+        "| {:<28} | {:<11} | {:>9} | {:>8} | {:>8} | {:>6} | {:>10} | {:>5} | {:>8} |",
+        "row", "flush", "msg/s", "p50 ms", "p99 ms", "failed", "CPU µs/msg", "cores", "RSS MiB"
+    );
+    let rule = format!(
+        "|{}|{}|{}|{}|{}|{}|{}|{}|{}|",
+        "-".repeat(30),
+        "-".repeat(13),
+        "-".repeat(11),
+        "-".repeat(10),
+        "-".repeat(10),
+        "-".repeat(8),
+        "-".repeat(12),
+        "-".repeat(7),
+        "-".repeat(10)
+    );
+    [header, rule]
+}
 
 fn broker_args(args: &SuiteArgs, flush: FlushArg) -> BrokerArgs {
     BrokerArgs {
@@ -273,7 +289,7 @@ pub async fn run(args: SuiteArgs) -> Result<(), RunError> {
             println!("{line}");
         }
         println!();
-        for line in TABLE_HEADER {
+        for line in table_header() {
             println!("{line}");
         }
         for row in &rows {
@@ -316,10 +332,16 @@ mod tests {
         let line = row.line();
         assert!(line.contains("sync send  1, fresh"), "{line}");
         assert!(line.contains("41.5"), "{line}");
+        let [header, rule] = table_header();
         assert_eq!(
             line.chars().count(),
-            TABLE_HEADER[0].chars().count(),
-            "{line}"
+            header.chars().count(),
+            "{line}\n{header}"
+        );
+        assert_eq!(
+            rule.chars().count(),
+            header.chars().count(),
+            "{rule}\n{header}"
         );
         // A report without the broker's CPU (an external broker without --broker-pid).
         let bare = Row::from_report("x".into(), "ASYNC_FLUSH", &json!({"send": {}}), "send");
