@@ -777,6 +777,90 @@ async fn lite_pull_consumer_reads_messages() {
     .await;
 }
 
+/// Finding of the drop-in work: the broker notified every member of a group but the one that
+/// just registered, so a subscribe-mode lite pull consumer got its queues, and a push consumer
+/// its `%RETRY%` queue, only at the client's periodic rebalance (20 s). RocketMQ notifies every
+/// member, the new one included; both are served within a few seconds of start.
+const SERVED_AFTER_START: Duration = Duration::from_secs(6);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscribe_mode_lite_pull_consumer_is_served_soon_after_start() {
+    use rocketmq_model::common::consumer::consume_from_where::ConsumeFromWhere;
+    bounded("lite_pull_subscribe", TEST_TIMEOUT, async {
+        let broker = start_broker(BrokerOptions::default());
+        let topic = unique("RcLiteSub");
+        let mut producer = start_producer(&broker.namesrv_addr).await;
+        ensure_topic(&mut producer, &topic).await;
+        let n = 8;
+        send_all(&producer, &topic, 0..n).await;
+
+        let consumer = DefaultLitePullConsumer::builder(client_runtime("lite-sub"))
+            .consumer_group(unique("cg_lite_sub"))
+            .name_server_addr(broker.namesrv_addr.clone())
+            .consume_from_where(ConsumeFromWhere::ConsumeFromFirstOffset)
+            .poll_timeout_millis(500)
+            .build()
+            .expect("lite pull consumer builds");
+        consumer.subscribe(&topic).await.expect("subscribe");
+        let started = Instant::now();
+        consumer.start().await.expect("lite pull consumer starts");
+        let mut got: BTreeSet<usize> = BTreeSet::new();
+        let mut first_after = None;
+        while got.len() < n && started.elapsed() < Duration::from_secs(40) {
+            for m in consumer.poll_with_timeout(500).await {
+                if let Some(r) = Received::from_ext(&m) {
+                    first_after.get_or_insert_with(|| started.elapsed());
+                    got.insert(r.seq);
+                }
+            }
+        }
+        let first_after = first_after.expect("the lite pull consumer got no message in 40 s");
+        assert!(
+            first_after < SERVED_AFTER_START,
+            "first message {first_after:?} after start (RocketMQ: about a second)"
+        );
+        assert_eq!(got, (0..n).collect::<BTreeSet<_>>());
+        consumer.shutdown().await;
+        producer.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_push_consumer_gets_its_retry_queue_soon_after_start() {
+    bounded("retry_queue_assigned", TEST_TIMEOUT, async {
+        let broker = start_broker(BrokerOptions::default());
+        let topic = unique("RcRetryQ");
+        let group = unique("cg_retry_q");
+        let mut producer = start_producer(&broker.namesrv_addr).await;
+        ensure_topic(&mut producer, &topic).await;
+        let retry = AssignmentTracker::new(&format!("%RETRY%{group}"));
+        let collector = Collector::default();
+        let started = Instant::now();
+        let mut consumer = start_push_consumer(
+            &broker.namesrv_addr,
+            &group,
+            &topic,
+            MessageModel::Clustering,
+            &collector,
+            Some(&retry),
+        )
+        .await;
+        while retry.get().is_empty() && started.elapsed() < Duration::from_secs(40) {
+            sleep(Duration::from_millis(50)).await;
+        }
+        let assigned_after = started.elapsed();
+        assert_eq!(retry.get(), BTreeSet::from([0]), "{:?}", retry.history());
+        assert!(
+            assigned_after < SERVED_AFTER_START,
+            "retry queue assigned {assigned_after:?} after start (RocketMQ: about a second)"
+        );
+        consumer.shutdown().await;
+        producer.shutdown().await;
+    })
+    .await;
+}
+
 // ---------------------------------------------------------------------------------------------
 // 7. committed offsets survive a broker restart
 // ---------------------------------------------------------------------------------------------

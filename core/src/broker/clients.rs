@@ -289,7 +289,7 @@ impl<S: SegmentStorage> Broker<S> {
             group.consume_type = consumer.consume_type.unwrap_or_default();
             group.consume_from_where = consumer.consume_from_where.unwrap_or_default();
             if channel_changed || subs_changed {
-                self.notify_consumer_ids_changed(&group_name, Some(conn));
+                self.notify_consumer_ids_changed(&group_name);
             }
         }
         // Never advertise heartbeat V2: clients keep sending full subscriptions.
@@ -298,17 +298,20 @@ impl<S: SegmentStorage> Broker<S> {
             .with_ext("IS_SUB_CHANGE", "true")
     }
 
-    /// Sends NOTIFY_CONSUMER_IDS_CHANGED (oneway) to every channel of `group` except `except`.
-    pub(super) fn notify_consumer_ids_changed(&mut self, group: &str, except: Option<ConnId>) {
-        let Some(g) = self.clients.consumers.get(group) else {
+    /// Sends NOTIFY_CONSUMER_IDS_CHANGED (oneway) to every channel of `group`, unless the
+    /// group's `notifyConsumerIdsChangedEnable` is off. As RocketMQ's
+    /// `ConsumerManager.registerConsumer` and channel-close handling do, a member that just
+    /// registered is notified too: its rebalance then runs at once with the retry topic's route
+    /// and the group's members known, instead of at its next periodic rebalance (20 s).
+    pub(super) fn notify_consumer_ids_changed(&mut self, group: &str) {
+        let enabled = self
+            .subscription_groups()
+            .get(group)
+            .is_none_or(|g| g.notify_consumer_ids_changed_enable);
+        let Some(g) = self.clients.consumers.get(group).filter(|_| enabled) else {
             return;
         };
-        let conns: Vec<ConnId> = g
-            .channels
-            .keys()
-            .copied()
-            .filter(|c| Some(*c) != except)
-            .collect();
+        let conns: Vec<ConnId> = g.channels.keys().copied().collect();
         for conn in conns {
             let mut command = RemotingCommand::request(request::NOTIFY_CONSUMER_IDS_CHANGED);
             ConsumerGroupHeader {
@@ -334,7 +337,7 @@ impl<S: SegmentStorage> Broker<S> {
         if empty {
             self.clients.consumers.remove(group);
         } else {
-            self.notify_consumer_ids_changed(group, None);
+            self.notify_consumer_ids_changed(group);
         }
         if !self.clients.has_consumer_client(group, &channel.client_id) {
             self.locks.release_client(group, &channel.client_id);

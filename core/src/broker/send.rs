@@ -45,12 +45,8 @@ impl<S: SegmentStorage> Broker<S> {
     /// Adds what the broker stamps on every stored message (REMOTING.md §3.3 step 8).
     fn stamp_properties(&mut self, now_ms: u64, properties: &mut Properties) -> String {
         properties.remove("POP_CK");
-        if properties.get(keys::MSG_REGION).is_none() {
-            properties.insert(keys::MSG_REGION, REGION_ID);
-        }
-        if properties.get(keys::TRACE_ON).is_none() {
-            properties.insert(keys::TRACE_ON, "true");
-        }
+        // RocketMQ 4.9.8's SendMessageProcessor adds CLUSTER (and UNIQ_KEY when the client gave
+        // none) and nothing else: MSG_REGION and TRACE_ON go in the send response's header only.
         properties.insert(keys::CLUSTER, self.config.broker_cluster_name.clone());
         match properties.get(keys::UNIQ_KEY) {
             Some(key) if !key.is_empty() => key.to_owned(),
@@ -240,6 +236,10 @@ impl<S: SegmentStorage> Broker<S> {
                 }
             }
             let uniq_key = self.stamp_properties(now_ms, &mut properties);
+            // Not stored: its answer was read above (`wait_store`), and RocketMQ 4.9.8 drops it
+            // from a single message's stored properties to save its 9 bytes (a batch's entries
+            // keep theirs, as there).
+            properties.remove(keys::WAIT);
             if properties.encode().len() > MAX_PROPERTIES_BYTES {
                 return Ok(Some(illegal(
                     req,

@@ -374,6 +374,11 @@ fn send_then_pull_round_trip() {
         assert_eq!(r.properties.get("TAGS"), Some("tagA"));
         assert_eq!(r.properties.get("CLUSTER"), Some("DefaultCluster"));
         assert!(r.properties.get("UNIQ_KEY").is_some());
+        // What RocketMQ 4.9.8 stores: the client's properties without WAIT, plus CLUSTER and
+        // UNIQ_KEY (and Vostok's record CRC); MSG_REGION and TRACE_ON only in the response.
+        let mut names: Vec<&str> = r.properties.iter().map(|(k, _)| k).collect();
+        names.sort_unstable();
+        assert_eq!(names, ["CLUSTER", "TAGS", "UNIQ_KEY", "__CRC32#"]);
     }
     // Caught up: 19 without suspension.
     let resp = h.call(
@@ -765,7 +770,23 @@ fn offset_queries() {
 }
 
 #[test]
-fn heartbeat_registers_and_notifies_other_members() {
+fn a_group_with_notify_consumer_ids_changed_off_is_never_notified() {
+    let mut h = Harness::new(test_config());
+    h.advance_to(T0);
+    let group = RemotingCommand::request(request::UPDATE_AND_CREATE_SUBSCRIPTIONGROUP).with_body(
+        serde_json::json!({"groupName":"G1","notifyConsumerIdsChangedEnable":false})
+            .to_string()
+            .into_bytes(),
+    );
+    assert_eq!(h.call(9, group).code, response::SUCCESS);
+    let out = h.request(1, heartbeat("10.0.0.1@b", "G1", "TopicA", "*"));
+    assert!(requests_on(&out, 1).is_empty());
+    let out = h.request(2, heartbeat("10.0.0.2@a", "G1", "TopicA", "*"));
+    assert!(requests_on(&out, 1).is_empty() && requests_on(&out, 2).is_empty());
+}
+
+#[test]
+fn heartbeat_registers_and_notifies_every_member() {
     let mut h = Harness::new(BrokerConfig {
         namesrv_addrs: vec!["ns:9876".into()],
         ..test_config()
@@ -779,18 +800,25 @@ fn heartbeat_registers_and_notifies_other_members() {
         1,
         "retry topic registered at once"
     );
+    // The first member is told too: its rebalance runs at once rather than in 20 s.
+    let notes = requests_on(&out, 1);
+    assert_eq!(notes.len(), 1);
+    assert_eq!(notes[0].code, request::NOTIFY_CONSUMER_IDS_CHANGED);
     // A repeated heartbeat changes nothing.
     let out = h.request(1, heartbeat("10.0.0.1@b", "G1", "TopicA", "*"));
     assert!(requests_on(&out, 1).is_empty());
     assert!(namesrv_requests(&out).is_empty());
 
+    // A new member: every member is notified, the new one included (RocketMQ's
+    // registerConsumer notifies all channels of the group).
     let out = h.request(2, heartbeat("10.0.0.2@a", "G1", "TopicA", "*"));
-    let notes = requests_on(&out, 1);
-    assert_eq!(notes.len(), 1);
-    assert_eq!(notes[0].code, request::NOTIFY_CONSUMER_IDS_CHANGED);
-    assert!(notes[0].is_oneway());
-    assert_eq!(notes[0].ext("consumerGroup"), Some("G1"));
-    assert!(requests_on(&out, 2).is_empty());
+    for conn in [1, 2] {
+        let notes = requests_on(&out, conn);
+        assert_eq!(notes.len(), 1, "connection {conn}");
+        assert_eq!(notes[0].code, request::NOTIFY_CONSUMER_IDS_CHANGED);
+        assert!(notes[0].is_oneway());
+        assert_eq!(notes[0].ext("consumerGroup"), Some("G1"));
+    }
 
     let list = h.call(
         3,
