@@ -388,12 +388,20 @@ async fn real_client_frames_decode_and_round_trip() {
                 rec.link, rec.conn, rec.frame
             )
         });
-        assert_eq!(
-            cmd.is_response(),
-            !rec.to_server,
-            "{} frame direction: {cmd:?}",
-            rec.link
-        );
+        // The one request the broker sends a client here: NOTIFY_CONSUMER_IDS_CHANGED, oneway,
+        // to every member of a group that changed (the new one included).
+        let broker_request = !rec.to_server && !cmd.is_response();
+        if broker_request {
+            assert_eq!(cmd.code, request::NOTIFY_CONSUMER_IDS_CHANGED, "{cmd:?}");
+            assert!(cmd.is_oneway(), "{cmd:?}");
+        } else {
+            assert_eq!(
+                cmd.is_response(),
+                !rec.to_server,
+                "{} frame direction: {cmd:?}",
+                rec.link
+            );
+        }
 
         // Re-encoding keeps every field; what Vostok wrote re-encodes byte for byte.
         let reencoded = encode_frame(&cmd);
@@ -413,6 +421,9 @@ async fn real_client_frames_decode_and_round_trip() {
 
         let answered = if cmd.is_response() {
             requests.get(&(rec.link, rec.conn, cmd.opaque)).copied()
+        } else if broker_request {
+            // Its opaque is the broker's own; it answers nothing and is never answered.
+            Some(cmd.code)
         } else {
             codes.insert(cmd.code);
             requests.insert((rec.link, rec.conn, cmd.opaque), cmd.code);

@@ -45,8 +45,16 @@ impl<S: SegmentStorage> Broker<S> {
     /// Adds what the broker stamps on every stored message (REMOTING.md §3.3 step 8).
     fn stamp_properties(&mut self, now_ms: u64, properties: &mut Properties) -> String {
         properties.remove("POP_CK");
-        // RocketMQ 4.9.8's SendMessageProcessor adds CLUSTER (and UNIQ_KEY when the client gave
-        // none) and nothing else: MSG_REGION and TRACE_ON go in the send response's header only.
+        // MSG_REGION and TRACE_ON stay stored, as RocketMQ's broker stores them when a send
+        // hook is registered (AbstractSendMessageProcessor.buildMsgContext): rocketmq-client-rust
+        // drops the consume trace of a message without a region, so without them no consumer's
+        // trace would ever reach the trace topic.
+        if properties.get(keys::MSG_REGION).is_none() {
+            properties.insert(keys::MSG_REGION, REGION_ID);
+        }
+        if properties.get(keys::TRACE_ON).is_none() {
+            properties.insert(keys::TRACE_ON, "true");
+        }
         properties.insert(keys::CLUSTER, self.config.broker_cluster_name.clone());
         match properties.get(keys::UNIQ_KEY) {
             Some(key) if !key.is_empty() => key.to_owned(),

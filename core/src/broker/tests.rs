@@ -374,11 +374,21 @@ fn send_then_pull_round_trip() {
         assert_eq!(r.properties.get("TAGS"), Some("tagA"));
         assert_eq!(r.properties.get("CLUSTER"), Some("DefaultCluster"));
         assert!(r.properties.get("UNIQ_KEY").is_some());
-        // What RocketMQ 4.9.8 stores: the client's properties without WAIT, plus CLUSTER and
-        // UNIQ_KEY (and Vostok's record CRC); MSG_REGION and TRACE_ON only in the response.
+        // The client's properties without WAIT (RocketMQ 4.9.8 drops it), plus CLUSTER,
+        // UNIQ_KEY, the region and trace switch (see stamp_properties) and the record CRC.
         let mut names: Vec<&str> = r.properties.iter().map(|(k, _)| k).collect();
         names.sort_unstable();
-        assert_eq!(names, ["CLUSTER", "TAGS", "UNIQ_KEY", "__CRC32#"]);
+        assert_eq!(
+            names,
+            [
+                "CLUSTER",
+                "MSG_REGION",
+                "TAGS",
+                "TRACE_ON",
+                "UNIQ_KEY",
+                "__CRC32#"
+            ]
+        );
     }
     // Caught up: 19 without suspension.
     let resp = h.call(
