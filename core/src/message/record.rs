@@ -256,7 +256,6 @@ impl MessageRecord {
 /// through this.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RecordView<'a> {
-    pub v2: bool,
     pub queue_id: i32,
     pub flag: i32,
     pub queue_offset: i64,
@@ -348,7 +347,6 @@ impl<'a> RecordView<'a> {
         }
 
         Ok(RecordView {
-            v2,
             queue_id,
             flag,
             queue_offset,
