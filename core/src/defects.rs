@@ -16,7 +16,11 @@
 //! * `count_recovery_reads`: recovery judges a record damaged after `READ_ATTEMPTS` failed
 //!   reads, whatever they returned, and checks the checkpoint's last queue units with one read
 //!   (the recovery before simulator seed 7004259: read faults that wear off one after another
-//!   cut acknowledged records off).
+//!   cut acknowledged records off);
+//! * `checkpoint_skips_queue_sync`: a running broker's checkpoint is written without making its
+//!   ConsumeQueue ranges durable first (what a checkpoint stream of its own could get wrong: a
+//!   power loss then leaves the checkpoint vouching for queue units that never reached the
+//!   disk, and recovery trusts them unread).
 
 /// Which deliberate defects are on; all off by default and always off without the feature.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -25,6 +29,7 @@ pub struct Defects {
     skip_recovery_crc: bool,
     drop_consume_queue_entry_every: u64,
     count_recovery_reads: bool,
+    checkpoint_skips_queue_sync: bool,
 }
 
 impl Defects {
@@ -34,6 +39,7 @@ impl Defects {
         skip_recovery_crc: false,
         drop_consume_queue_entry_every: 0,
         count_recovery_reads: false,
+        checkpoint_skips_queue_sync: false,
     };
 
     /// Answer SYNC_FLUSH sends before their sync completes.
@@ -64,6 +70,13 @@ impl Defects {
         self
     }
 
+    /// Let a running broker's checkpoint skip syncing its ConsumeQueue ranges.
+    #[cfg(feature = "defects")]
+    pub fn with_checkpoint_skips_queue_sync(mut self, on: bool) -> Self {
+        self.checkpoint_skips_queue_sync = on;
+        self
+    }
+
     /// Whether SYNC_FLUSH sends are answered before their sync.
     #[inline]
     pub fn ack_before_sync(&self) -> bool {
@@ -91,11 +104,18 @@ impl Defects {
         cfg!(feature = "defects") && self.count_recovery_reads
     }
 
+    /// Whether a running broker's checkpoint skips syncing its ConsumeQueue ranges.
+    #[inline]
+    pub fn checkpoint_skips_queue_sync(&self) -> bool {
+        cfg!(feature = "defects") && self.checkpoint_skips_queue_sync
+    }
+
     /// Whether any defect is on.
     pub fn any(&self) -> bool {
         self.ack_before_sync()
             || self.skip_recovery_crc()
             || self.count_recovery_reads()
+            || self.checkpoint_skips_queue_sync()
             || (cfg!(feature = "defects") && self.drop_consume_queue_entry_every != 0)
     }
 }

@@ -14,12 +14,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use arbitrary::Arbitrary;
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
-use vostok_core::broker::{Broker, BrokerOutput};
+use vostok_core::broker::{Broker, BrokerOutput, CheckpointFailure};
 use vostok_core::message::{encode_batch, peek_header, BatchEntry, MessageRecord, Properties};
 use vostok_core::remoting::codes::{request, response};
 use vostok_core::remoting::headers::{PullMessageRequestHeader, SendMessageRequestHeader};
 use vostok_core::remoting::RemotingCommand;
-use vostok_core::store::{MemStorage, SegmentStorage, SyncRequest};
+use vostok_core::store::{CheckpointRequest, MemStorage, SegmentStorage, SyncRequest};
 use vostok_core::ConnId;
 use vostok_fuzz::{check_store, request_with, small_broker_config, FuzzExt};
 
@@ -116,6 +116,10 @@ enum Op {
     },
     Synced,
     SyncFailed,
+    CheckpointWritten,
+    CheckpointFailed {
+        sync: bool,
+    },
     Restart,
 }
 
@@ -143,6 +147,7 @@ struct Harness {
     /// The well-behaved consumer's position per (topic, queue): the next offset to pull.
     positions: BTreeMap<(String, i32), u64>,
     sync: Option<SyncRequest>,
+    checkpoint: Option<CheckpointRequest>,
 }
 
 fn topic(index: u8) -> &'static str {
@@ -165,6 +170,7 @@ impl Harness {
             next_opaque: 1,
             positions: BTreeMap::new(),
             sync: None,
+            checkpoint: None,
         }
     }
 
@@ -441,6 +447,21 @@ impl Harness {
                         .handle_sync_failed(self.now_ms, "fuzzed failure");
                 }
             }
+            Op::CheckpointWritten => {
+                if let Some(request) = self.checkpoint.take() {
+                    self.broker.write_checkpoint_inline(self.now_ms, &request);
+                }
+            }
+            Op::CheckpointFailed { sync } => {
+                if self.checkpoint.take().is_some() {
+                    let failure = if sync {
+                        CheckpointFailure::Sync("fuzzed failure".into())
+                    } else {
+                        CheckpointFailure::WriteFile("fuzzed failure".into())
+                    };
+                    self.broker.handle_checkpoint_failed(self.now_ms, failure);
+                }
+            }
             Op::Restart => {
                 // A crash: what was written survives (page cache), unanswered requests are lost.
                 let storage = self.broker.store().storage().clone();
@@ -449,6 +470,7 @@ impl Harness {
                 self.open.clear();
                 self.pending.clear();
                 self.sync = None;
+                self.checkpoint = None;
             }
         }
     }
@@ -467,6 +489,17 @@ impl Harness {
                 BrokerOutput::Sync(request) => {
                     assert!(self.sync.is_none(), "a second sync while one is in flight");
                     self.sync = Some(request);
+                }
+                BrokerOutput::Checkpoint(request) => {
+                    assert!(
+                        self.checkpoint.is_none(),
+                        "a second checkpoint while one is in flight"
+                    );
+                    assert!(
+                        request.sync.up_to <= self.broker.store().durable_offset(),
+                        "a checkpoint claims CommitLog bytes no sync made durable"
+                    );
+                    self.checkpoint = Some(request);
                 }
                 BrokerOutput::Close { conn } => {
                     if self.open.remove(&conn.0) {

@@ -21,6 +21,7 @@ pub mod admin;
 pub mod bench;
 pub mod client;
 pub mod config;
+mod durability;
 #[cfg(not(madsim))]
 pub mod playground;
 pub mod server;

@@ -5,14 +5,16 @@
 //!                          │ writer task ◀──unbounded Outbound── owner task ◀───────────┘ (bounded mpsc)
 //!                                                     │  ▲
 //!                         SendToNamesrv ──▶ namesrv client task ──response──┤ (unbounded "internal")
-//!                         Sync ──▶ flusher thread (msync via SyncHandle) ──Synced──┘
+//!                         Sync ──▶ flusher thread (msync via SyncHandle) ──Synced──┤
+//!                   Checkpoint ──▶ checkpoint thread (msync, file) ──CheckpointWritten──┘
 //! ```
 //!
 //! Flushing: the broker decides when (RocketMQ's ASYNC_FLUSH policy and group commit, see
-//! `vostok_core::broker::flush`) and emits `Sync` outputs, some of them checkpoints that also
-//! name ConsumeQueue ranges; the flusher thread makes them durable and reports back. At shutdown
-//! the owner takes a final checkpoint itself, syncs it, writes the checkpoint file and closes the
-//! store, which removes the abort marker.
+//! `vostok_core::broker::flush`) and emits `Sync` outputs for the CommitLog and `Checkpoint`
+//! outputs for the ConsumeQueues, the index and the checkpoint file; two threads make them
+//! durable side by side and report back (`crate::durability`). At shutdown the owner stops both,
+//! takes a final checkpoint itself, syncs it, writes the checkpoint file and closes the store,
+//! which removes the abort marker.
 //!
 //! One owner task per state machine. Each wake-up it takes *every* queued input without waiting,
 //! feeds them with one `now_ms`, fires the timeout if due, and drains `poll_output` once. A
@@ -36,10 +38,13 @@ use vostok_core::broker::{Broker, BrokerConfig, BrokerOutput};
 use vostok_core::clock::SlewedClock;
 use vostok_core::namesrv::{NameServer, NamesrvConfig, NamesrvOutput};
 use vostok_core::remoting::{encode, FrameDecoder, RemotingCommand};
-use vostok_core::store::{CommitLogOffset, SyncRequest};
+use vostok_core::store::{CheckpointRequest, SyncRequest};
 use vostok_core::ConnId;
 
 use crate::acl_files::{AclFiles, ACL_WATCH_INTERVAL};
+use crate::durability::{
+    flush_batch, spawn_checkpointer, spawn_flusher, write_checkpoint, Done, Worker,
+};
 #[cfg(not(madsim))]
 use crate::storage::MmapStorage;
 use crate::storage::{DriverStorage, DriverSync};
@@ -336,9 +341,8 @@ enum Input {
 /// What the broker's helpers (flusher, NameServer clients) hand its owner; unbounded so a helper
 /// never waits on the owner.
 enum Internal {
-    Synced(CommitLogOffset),
-    /// The flusher could not make a request durable.
-    SyncFailed(String),
+    /// A durability worker finished something.
+    Durability(Done),
     NamesrvResponse {
         addr: String,
         command: RemotingCommand,
@@ -851,8 +855,8 @@ struct BrokerOwner<S: DriverStorage> {
     namesrv_clients: BTreeMap<String, mpsc::UnboundedSender<RemotingCommand>>,
     internal_tx: mpsc::UnboundedSender<Internal>,
     internal_rx: mpsc::UnboundedReceiver<Internal>,
-    flusher_tx: Option<FlusherTx>,
-    flusher: Option<FlusherJoin>,
+    flusher: Worker<SyncRequest>,
+    checkpointer: Worker<CheckpointRequest>,
     /// When the disk is measured next (0: at once).
     next_disk_check_ms: u64,
     /// How NameServers are dialled (`tls.enable`).
@@ -862,10 +866,17 @@ struct BrokerOwner<S: DriverStorage> {
     next_acl_check_ms: u64,
 }
 
+impl From<Done> for Internal {
+    fn from(done: Done) -> Self {
+        Internal::Durability(done)
+    }
+}
+
 impl<S: DriverStorage> BrokerOwner<S> {
     fn new(broker: Broker<S>, sync: S::Sync, clock: Clock) -> Self {
         let (internal_tx, internal_rx) = mpsc::unbounded_channel();
-        let (flusher_tx, flusher) = spawn_flusher(sync.clone(), internal_tx.clone());
+        let flusher = spawn_flusher(sync.clone(), internal_tx.clone());
+        let checkpointer = spawn_checkpointer(sync.clone(), internal_tx.clone());
         Self {
             broker,
             sync,
@@ -874,8 +885,8 @@ impl<S: DriverStorage> BrokerOwner<S> {
             namesrv_clients: BTreeMap::new(),
             internal_tx,
             internal_rx,
-            flusher_tx: Some(flusher_tx),
             flusher,
+            checkpointer,
             next_disk_check_ms: 0,
             namesrv_tls: NamesrvTls::default(),
             acl_files: None,
@@ -1025,12 +1036,17 @@ impl<S: DriverStorage> BrokerOwner<S> {
     /// Returns whether the event was a NameServer response.
     fn feed_internal(&mut self, now: u64, event: Internal) -> bool {
         match event {
-            Internal::Synced(up_to) => {
-                self.broker.handle_synced(now, up_to);
-                false
-            }
-            Internal::SyncFailed(reason) => {
-                self.broker.handle_sync_failed(now, &reason);
+            Internal::Durability(done) => {
+                match done {
+                    Done::Synced(up_to) => self.broker.handle_synced(now, up_to),
+                    Done::SyncFailed(reason) => self.broker.handle_sync_failed(now, &reason),
+                    Done::CheckpointWritten(request) => {
+                        self.broker.handle_checkpoint_written(now, &request)
+                    }
+                    Done::CheckpointFailed(failure) => {
+                        self.broker.handle_checkpoint_failed(now, failure)
+                    }
+                }
                 false
             }
             Internal::NamesrvResponse { addr, command } => {
@@ -1090,21 +1106,19 @@ impl<S: DriverStorage> BrokerOwner<S> {
                         warn!(%addr, "namesrv client ended; request dropped");
                     }
                 }
-                BrokerOutput::Sync(request) => match &self.flusher_tx {
-                    Some(tx) if tx.send(request.clone()).is_ok() => {}
-                    _ => {
+                BrokerOutput::Sync(request) => {
+                    if let Err(request) = self.flusher.send(request) {
                         // The flusher is gone (shutting down): sync here.
-                        match self.sync.sync_request(&request) {
-                            Ok(()) => {
-                                let _ = self.internal_tx.send(Internal::Synced(request.up_to));
-                            }
-                            Err(e) => {
-                                error!("SYNC FAILED, data not durable: {e}");
-                                let _ = self.internal_tx.send(Internal::SyncFailed(e.to_string()));
-                            }
-                        }
+                        let done = flush_batch(&self.sync, vec![request]);
+                        let _ = self.internal_tx.send(Internal::Durability(done));
                     }
-                },
+                }
+                BrokerOutput::Checkpoint(request) => {
+                    if let Err(request) = self.checkpointer.send(request) {
+                        let done = write_checkpoint(&self.sync, request);
+                        let _ = self.internal_tx.send(Internal::Durability(done));
+                    }
+                }
             }
         }
         namesrv_requests
@@ -1136,12 +1150,13 @@ impl<S: DriverStorage> BrokerOwner<S> {
             }
             awaiting += self.drain_outputs();
         }
-        // Stop the flusher (it finishes what is queued), then sync everything written.
-        self.flusher_tx = None;
-        if let Some(flusher) = self.flusher.take() {
-            if !join_flusher(flusher).await {
-                error!("flusher thread ended abnormally");
-            }
+        // Stop the workers (they finish what is queued: the final checkpoint file is written
+        // after any in flight), then sync everything written.
+        if !self.flusher.stop().await {
+            error!("flusher thread ended abnormally");
+        }
+        if !self.checkpointer.stop().await {
+            error!("checkpoint thread ended abnormally");
         }
         while let Ok(event) = self.internal_rx.try_recv() {
             let now = self.clock.now_ms();
@@ -1200,115 +1215,6 @@ fn log_recovery(report: &vostok_core::store::RecoveryReport) {
             RecoveryLevel::Error => error!(offset = ?entry.offset, "{}", entry.message),
         }
     }
-}
-
-/// The flusher's queue: a std channel to its OS thread in production, a tokio channel to its task
-/// under simulation (madsim allows no OS threads).
-#[cfg(not(madsim))]
-type FlusherTx = std::sync::mpsc::Sender<SyncRequest>;
-#[cfg(not(madsim))]
-type FlusherJoin = std::thread::JoinHandle<()>;
-#[cfg(madsim)]
-type FlusherTx = mpsc::UnboundedSender<SyncRequest>;
-#[cfg(madsim)]
-type FlusherJoin = JoinHandle<()>;
-
-/// Waits for the flusher to finish what is queued; `false` if it ended abnormally.
-async fn join_flusher(flusher: FlusherJoin) -> bool {
-    #[cfg(not(madsim))]
-    return matches!(
-        tokio::task::spawn_blocking(move || flusher.join()).await,
-        Ok(Ok(()))
-    );
-    #[cfg(madsim)]
-    return flusher.await.is_ok();
-}
-
-/// One group commit: merges `requests` (per file, the union of their ranges), syncs, and says
-/// what to report: the highest `up_to`, or the first failure.
-fn flush_batch<Y: DriverSync>(sync: &Y, requests: Vec<SyncRequest>) -> Internal {
-    let mut up_to = CommitLogOffset(0);
-    let mut ranges: BTreeMap<String, (u64, u64)> = BTreeMap::new();
-    for request in requests {
-        up_to = up_to.max(request.up_to);
-        for r in request.ranges {
-            let e = ranges.entry(r.path).or_insert((r.start, r.end));
-            e.0 = e.0.min(r.start);
-            e.1 = e.1.max(r.end);
-        }
-    }
-    let mut failure = None;
-    for (path, (start, end)) in &ranges {
-        if let Err(e) = sync.sync(path, *start, *end) {
-            error!(%path, start, end, "SYNC FAILED, data not durable: {e}");
-            failure.get_or_insert_with(|| format!("{path}: {e}"));
-        }
-    }
-    match failure {
-        None => Internal::Synced(up_to),
-        Some(reason) => Internal::SyncFailed(reason),
-    }
-}
-
-/// The flusher: makes requested ranges durable off the owner task. It merges every request
-/// queued since its last pass into one (group commit), syncs, and reports the highest `up_to`.
-#[cfg(not(madsim))]
-fn spawn_flusher<Y: DriverSync>(
-    sync: Y,
-    events: mpsc::UnboundedSender<Internal>,
-) -> (FlusherTx, Option<FlusherJoin>) {
-    let (tx, rx) = std::sync::mpsc::channel::<SyncRequest>();
-    let spawned = std::thread::Builder::new()
-        .name("vostok-flusher".to_owned())
-        .spawn(move || {
-            while let Ok(first) = rx.recv() {
-                let mut batch = vec![first];
-                while let Ok(more) = rx.try_recv() {
-                    batch.push(more);
-                }
-                if events.send(flush_batch(&sync, batch)).is_err() {
-                    break;
-                }
-            }
-        });
-    match spawned {
-        Ok(handle) => (tx, Some(handle)),
-        Err(e) => {
-            // Without a flusher thread the owner syncs inline (drain_outputs falls back when the
-            // channel is closed).
-            error!("cannot start the flusher thread: {e}; syncing inline");
-            let (dead_tx, _) = std::sync::mpsc::channel();
-            (dead_tx, None)
-        }
-    }
-}
-
-/// The flusher under simulation: the same group commit as a task on the broker's node, so a
-/// kill stops it with everything else and its syncs interleave with the owner's writes.
-/// How long a simulated sync takes (an SSD's fsync is milliseconds).
-#[cfg(madsim)]
-const SIM_SYNC_LATENCY: Duration = Duration::from_millis(5);
-
-#[cfg(madsim)]
-fn spawn_flusher<Y: DriverSync>(
-    sync: Y,
-    events: mpsc::UnboundedSender<Internal>,
-) -> (FlusherTx, Option<FlusherJoin>) {
-    let (tx, mut rx) = mpsc::unbounded_channel::<SyncRequest>();
-    let handle = tokio::spawn(async move {
-        while let Some(first) = rx.recv().await {
-            // A disk sync takes time: let the owner run (and write more) meanwhile.
-            tokio::time::sleep(SIM_SYNC_LATENCY).await;
-            let mut batch = vec![first];
-            while let Ok(more) = rx.try_recv() {
-                batch.push(more);
-            }
-            if events.send(flush_batch(&sync, batch)).is_err() {
-                break;
-            }
-        }
-    });
-    (tx, Some(handle))
 }
 
 /// One NameServer as seen by the broker: a lazily opened connection, kept open, re-opened with

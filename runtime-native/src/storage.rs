@@ -68,6 +68,10 @@ pub trait DriverSync: Clone + Send + 'static {
 
     /// Makes every file durable in full (the last step of a shutdown).
     fn sync_all(&self) -> Result<(), StorageError>;
+
+    /// Replaces the small whole file `path` with `data`, atomically and durably (as
+    /// [`SegmentStorage::replace`]); the checkpoint thread writes the checkpoint file with it.
+    fn replace(&self, path: &str, data: &[u8]) -> Result<(), StorageError>;
 }
 
 #[cfg(not(madsim))]
@@ -443,29 +447,7 @@ mod mmap {
         }
 
         fn replace(&mut self, path: &str, data: &[u8]) -> Result<(), StorageError> {
-            let full = resolve(&self.root, path)?;
-            let parent = full
-                .parent()
-                .ok_or_else(|| StorageError::Io(format!("{path}: no parent directory")))?
-                .to_owned();
-            std::fs::create_dir_all(&parent).map_err(|e| map_err(path, e))?;
-            let mut tmp_name = full.clone().into_os_string();
-            tmp_name.push(TMP_SUFFIX);
-            let tmp = PathBuf::from(tmp_name);
-            let write = || -> io::Result<()> {
-                let mut f = File::create(&tmp)?;
-                f.write_all(data)?;
-                f.sync_all()?;
-                std::fs::rename(&tmp, &full)?;
-                sync_dir(&parent)
-            };
-            if let Err(e) = write() {
-                let _ = std::fs::remove_file(&tmp);
-                return Err(map_err(path, e));
-            }
-            // A mapped copy of the old file would now show stale bytes.
-            lock(&self.segments).remove(path);
-            Ok(())
+            replace_file(&self.root, &self.segments, path, data)
         }
 
         fn read_all(&self, path: &str) -> Result<Option<Vec<u8>>, StorageError> {
@@ -476,6 +458,38 @@ mod mmap {
                 Err(e) => Err(map_err(path, e)),
             }
         }
+    }
+
+    /// Writes `data` aside, fsyncs it, renames it over `path` and fsyncs the directory.
+    fn replace_file(
+        root: &Path,
+        segments: &SegmentTable,
+        path: &str,
+        data: &[u8],
+    ) -> Result<(), StorageError> {
+        let full = resolve(root, path)?;
+        let parent = full
+            .parent()
+            .ok_or_else(|| StorageError::Io(format!("{path}: no parent directory")))?
+            .to_owned();
+        std::fs::create_dir_all(&parent).map_err(|e| map_err(path, e))?;
+        let mut tmp_name = full.clone().into_os_string();
+        tmp_name.push(TMP_SUFFIX);
+        let tmp = PathBuf::from(tmp_name);
+        let write = || -> io::Result<()> {
+            let mut f = File::create(&tmp)?;
+            f.write_all(data)?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, &full)?;
+            sync_dir(&parent)
+        };
+        if let Err(e) = write() {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(map_err(path, e));
+        }
+        // A mapped copy of the old file would now show stale bytes.
+        lock(segments).remove(path);
+        Ok(())
     }
 
     impl SyncHandle {
@@ -538,6 +552,10 @@ mod mmap {
 
         fn sync_all(&self) -> Result<(), StorageError> {
             SyncHandle::sync_all(self)
+        }
+
+        fn replace(&self, path: &str, data: &[u8]) -> Result<(), StorageError> {
+            replace_file(&self.root, &self.segments, path, data)
         }
     }
 

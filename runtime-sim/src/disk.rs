@@ -322,4 +322,7 @@ impl DriverSync for SimStorage {
         }
         Ok(())
     }
+    fn replace(&self, path: &str, data: &[u8]) -> Result<(), StorageError> {
+        self.mem().mem.replace(path, data)
+    }
 }

@@ -73,6 +73,10 @@ pub const REGRESSION_SEEDS: &[(u64, &str)] = &[
         80017434,
         "a queue whose creation went with the power got no fence: a stale consumer skipped",
     ),
+    (
+        140000410,
+        "producers left once g0 had a commit a power cut then lost: g1 never got it (harness)",
+    ),
 ];
 
 /// How to build the simulator, for builds without `--cfg madsim`.

@@ -213,8 +213,7 @@ mod cli {
     }
 
     /// A defect by name (`ack-before-sync`, `skip-recovery-crc`, `drop-cq-entry`,
-    /// `count-recovery-reads`); needs the
-    /// `defects` feature.
+    /// `count-recovery-reads`, `checkpoint-skips-queue-sync`); needs the `defects` feature.
     #[cfg(feature = "defects")]
     fn defect(name: &str) -> Option<vostok_core::defects::Defects> {
         let none = vostok_core::defects::Defects::NONE;
@@ -223,6 +222,7 @@ mod cli {
             "skip-recovery-crc" => Some(none.with_skip_recovery_crc(true)),
             "drop-cq-entry" => Some(none.with_drop_consume_queue_entry_every(7)),
             "count-recovery-reads" => Some(none.with_count_recovery_reads(true)),
+            "checkpoint-skips-queue-sync" => Some(none.with_checkpoint_skips_queue_sync(true)),
             _ => None,
         }
     }

@@ -109,6 +109,23 @@ mod defects {
         eprintln!("ack-before-sync caught: {caught:?}");
     }
 
+    /// Goal: a checkpoint written before its ConsumeQueue ranges are durable is caught (a power
+    /// cut drops queue units the checkpoint vouches for; recovery trusts the queue, and an
+    /// acknowledged message is missing from it). The checkpoint runs beside the group commit,
+    /// so this ordering is its own to keep.
+    #[test]
+    fn checkpoint_skips_queue_sync_is_caught() {
+        let caught = first_caught(
+            Defects::NONE.with_checkpoint_skips_queue_sync(true),
+            &["lost-write"],
+        );
+        assert!(
+            caught.is_some(),
+            "checkpoint-skips-queue-sync survived 200 seeds"
+        );
+        eprintln!("checkpoint-skips-queue-sync caught: {caught:?}");
+    }
+
     /// Goal: recovery that skips the CRC check is caught (a power cut's torn sector damages the
     /// body of an un-synced record, and that record is served).
     #[test]

@@ -17,11 +17,23 @@
 //! whatever else was written (least pages 0).
 //!
 //! Checkpoints: every `flushIntervalConsumeQueue` (1 s, the period of RocketMQ's ConsumeQueue
-//! flush, which writes its checkpoint) the broker takes one if anything changed, as a Sync that
-//! also covers the ConsumeQueue ranges; its completion writes the checkpoint file.
+//! flush, which writes its checkpoint) the broker takes one if anything changed. It is a stream
+//! of its own, beside the CommitLog's syncs:
+//!
+//! ```text
+//!  puts ──▶ Sync (CommitLog tail) ──▶ handle_synced ──▶ durable D, waiting sends answered
+//!                                                        │ (read when the checkpoint is taken)
+//!  tick ──▶ Checkpoint (ConsumeQueue + index ranges, ◀───┘
+//!           claims the CommitLog up to D) ──▶ sync, write file ──▶ handle_checkpoint_written
+//! ```
+//!
+//! A checkpoint claims only CommitLog bytes some Sync already made durable, so it syncs none of
+//! them and never waits for, or holds up, a group commit; a driver runs the two on separate
+//! threads. (Before, one Sync covered both, and every second a group commit waited behind the
+//! ConsumeQueues' and the key index's syncs.)
 
-use super::{Broker, BrokerOutput, FlushDiskType};
-use crate::store::SegmentStorage;
+use super::{Broker, BrokerOutput, CheckpointFailure, FlushDiskType};
+use crate::store::{CheckpointRequest, SegmentStorage};
 
 /// RocketMQ's `OS_PAGE_SIZE`: what `flushCommitLogLeastPages` counts.
 pub const OS_PAGE_BYTES: u64 = 4096;
@@ -159,6 +171,10 @@ impl<S: SegmentStorage> Broker<S> {
             self.request_sync_if_idle();
         }
         if now_ms >= self.next_checkpoint_ms {
+            // Vostok's bound on an ASYNC_FLUSH tail: the checkpoint period flushes the CommitLog
+            // too (as a Sync of its own), so a quiet broker's writes are durable within it,
+            // not only at the thorough interval. The checkpoint claims what was durable before.
+            self.request_sync_if_idle();
             self.request_checkpoint_if_idle(now_ms);
         }
     }
@@ -174,21 +190,39 @@ impl<S: SegmentStorage> Broker<S> {
         }
     }
 
-    /// Takes a checkpoint (a Sync covering the ConsumeQueues too) unless a Sync is in flight, in
-    /// which case its completion takes it. Nothing changed: nothing to do until the next period.
+    /// Takes a checkpoint unless one is in flight (the next period takes it then). Nothing
+    /// changed: nothing to do until the next period.
     pub(super) fn request_checkpoint_if_idle(&mut self, now_ms: u64) {
-        if self.sync_in_flight || self.durability_failure.is_some() || self.shut_down {
+        if self.checkpoint_in_flight || self.durability_failure.is_some() || self.shut_down {
             return;
         }
         self.next_checkpoint_ms = now_ms + self.config.checkpoint_interval_ms.max(1);
-        if !self.store.checkpoint_due() {
+        if !self.store.background_checkpoint_due() {
             return;
         }
-        let request = self.store.checkpoint_request();
-        self.sync_in_flight = true;
-        self.outputs
-            .push_back(BrokerOutput::Sync(request.sync.clone()));
-        self.checkpoint_in_flight = Some(request);
+        self.checkpoint_in_flight = true;
+        self.outputs.push_back(BrokerOutput::Checkpoint(
+            self.store.background_checkpoint_request(),
+        ));
+    }
+
+    /// Does what a driver does with a `Checkpoint` output, through the store's own storage (for
+    /// drivers whose storage syncs inline: tests, the playground, the fuzzer).
+    pub fn write_checkpoint_inline(&mut self, now_ms: u64, request: &CheckpointRequest) {
+        let storage = self.store.storage_mut();
+        for range in &request.sync.ranges {
+            if let Err(e) = storage.sync(&range.path, range.start, range.end) {
+                let reason = format!("{}: {e}", range.path);
+                return self.handle_checkpoint_failed(now_ms, CheckpointFailure::Sync(reason));
+            }
+        }
+        match storage.replace(request.file_path(), &request.file_contents()) {
+            Ok(()) => self.handle_checkpoint_written(now_ms, request),
+            Err(e) => {
+                let reason = format!("{}: {e}", request.file_path());
+                self.handle_checkpoint_failed(now_ms, CheckpointFailure::WriteFile(reason));
+            }
+        }
     }
 
     /// When `handle_timeout` must next run for flushing or checkpointing.
@@ -200,8 +234,10 @@ impl<S: SegmentStorage> Broker<S> {
             self.config.store.commitlog_segment_bytes,
             self.sync_flush(),
         );
-        // While a Sync is in flight its completion re-checks; waking for it would spin.
-        if !self.sync_in_flight && self.durability_failure.is_none() && self.store.checkpoint_due()
+        // While a checkpoint is in flight the next period takes the next one.
+        if !self.checkpoint_in_flight
+            && self.durability_failure.is_none()
+            && self.store.background_checkpoint_due()
         {
             next = Some(next.map_or(self.next_checkpoint_ms, |n| n.min(self.next_checkpoint_ms)));
         }

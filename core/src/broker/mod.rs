@@ -246,6 +246,15 @@ const SERVED_CODES: &[i32] = &[
     request::UPDATE_GLOBAL_WHITE_ADDRS_CONFIG,
 ];
 
+/// Why a `Checkpoint` output could not be completed (the driver's error text inside).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CheckpointFailure {
+    /// Making a ConsumeQueue or index range durable failed.
+    Sync(String),
+    /// The ranges are durable; writing the checkpoint file failed.
+    WriteFile(String),
+}
+
 /// What the broker wants its driver to do.
 #[derive(Clone, Debug, PartialEq)]
 pub enum BrokerOutput {
@@ -260,8 +269,15 @@ pub enum BrokerOutput {
         addr: String,
         command: RemotingCommand,
     },
-    /// Make these ranges durable, then call `handle_synced(now, up_to)`.
+    /// Make these ranges durable, then call `handle_synced(now, up_to)` (or
+    /// `handle_sync_failed`). At most one is in flight; sends waiting for durability wait for it.
     Sync(SyncRequest),
+    /// Take a checkpoint: make `sync.ranges` durable (ConsumeQueue and index ranges only), then
+    /// replace the file `file_path()` with `file_contents()` atomically and durably, then hand
+    /// the request back to `handle_checkpoint_written` (or call `handle_checkpoint_failed`). At
+    /// most one is in flight. Run it beside the `Sync`s, not behind them: it exists so that the
+    /// checkpoint never delays a group commit.
+    Checkpoint(crate::store::CheckpointRequest),
     /// Close a connection (after writing what was queued before).
     Close { conn: ConnId },
     /// Replace the ACL file `path` with `contents` (an ACL admin request changed it), then send
@@ -308,8 +324,8 @@ pub struct Broker<S: SegmentStorage> {
     waiting_sends: Vec<WaitingSend>,
     /// A `Sync` output has not been answered by `handle_synced` yet.
     sync_in_flight: bool,
-    /// The checkpoint the `Sync` in flight is for, if it is one.
-    checkpoint_in_flight: Option<crate::store::CheckpointRequest>,
+    /// A `Checkpoint` output has not been answered yet.
+    checkpoint_in_flight: bool,
     flush_policy: flush::FlushPolicy,
     next_checkpoint_ms: u64,
     /// Why making data durable failed, once it has: from then on nothing more is counted as
@@ -388,7 +404,7 @@ impl<S: SegmentStorage> Broker<S> {
             held_pulls: pull::HeldPulls::default(),
             waiting_sends: Vec::new(),
             sync_in_flight: false,
-            checkpoint_in_flight: None,
+            checkpoint_in_flight: false,
             flush_policy: flush::FlushPolicy::new(config.flush_config(), now_ms),
             next_checkpoint_ms: now_ms + config.checkpoint_interval_ms.max(1),
             durability_failure: None,
@@ -560,18 +576,36 @@ impl<S: SegmentStorage> Broker<S> {
         self.schedule_synced();
         self.timer_synced();
         self.transactions_synced();
-        if let Some(request) = self.checkpoint_in_flight.take() {
-            // Only one Sync is in flight at a time, so this answer is the checkpoint's. A failed
-            // checkpoint write is retried at the next period: the old checkpoint stays valid.
-            if up_to >= request.sync.up_to {
-                let _ = self.store.handle_checkpoint_synced(&request);
-            }
-        }
         self.release_durable_sends();
         if !self.waiting_sends.is_empty() {
             self.request_sync_if_idle();
-        } else if now_ms >= self.next_checkpoint_ms {
-            self.request_checkpoint_if_idle(now_ms);
+        }
+    }
+
+    /// The driver synced a `Checkpoint` output's ranges and wrote its file.
+    pub fn handle_checkpoint_written(
+        &mut self,
+        now_ms: u64,
+        request: &crate::store::CheckpointRequest,
+    ) {
+        let _ = now_ms;
+        self.checkpoint_in_flight = false;
+        // The ranges were synced and the file written even after a failure elsewhere: what the
+        // checkpoint claims was durable before it was taken.
+        self.store.handle_checkpoint_written(request);
+    }
+
+    /// The driver could not complete a `Checkpoint` output. A failed sync of its ranges is a
+    /// failure to make data durable (see `handle_sync_failed`): pages whose write-back failed
+    /// may be dropped, and a later checkpoint would vouch for them. A sync that succeeded
+    /// followed by a failed file write leaves the old checkpoint valid; the next period tries
+    /// again.
+    pub fn handle_checkpoint_failed(&mut self, now_ms: u64, failure: CheckpointFailure) {
+        let _ = now_ms;
+        self.checkpoint_in_flight = false;
+        match failure {
+            CheckpointFailure::Sync(reason) => self.fail_durability(&reason),
+            CheckpointFailure::WriteFile(_) => {}
         }
     }
 
@@ -582,7 +616,11 @@ impl<S: SegmentStorage> Broker<S> {
     pub fn handle_sync_failed(&mut self, now_ms: u64, reason: &str) {
         let _ = now_ms;
         self.sync_in_flight = false;
-        self.checkpoint_in_flight = None;
+        self.fail_durability(reason);
+    }
+
+    /// From now on nothing counts as durable: see `handle_sync_failed`.
+    fn fail_durability(&mut self, reason: &str) {
         if self.durability_failure.is_none() {
             self.durability_failure = Some(reason.to_owned());
         }

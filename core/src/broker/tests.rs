@@ -129,13 +129,23 @@ fn syncs(outputs: &[BrokerOutput]) -> Vec<SyncRequest> {
         .collect()
 }
 
-/// Does what a driver does with `Sync` outputs: makes the ranges durable and reports back,
-/// until the broker asks for nothing more.
+/// Does what a driver does with `Sync` and `Checkpoint` outputs: makes the ranges durable and
+/// reports back, until the broker asks for nothing more.
 fn answer_syncs(h: &mut Harness, mut outputs: Vec<BrokerOutput>) {
     loop {
         let pending = syncs(&outputs);
-        if pending.is_empty() {
+        let checkpoints: Vec<_> = outputs
+            .iter()
+            .filter_map(|o| match o {
+                BrokerOutput::Checkpoint(c) => Some(c.clone()),
+                _ => None,
+            })
+            .collect();
+        if pending.is_empty() && checkpoints.is_empty() {
             return;
+        }
+        for checkpoint in checkpoints {
+            h.broker.write_checkpoint_inline(h.now_ms, &checkpoint);
         }
         for sync in pending {
             for range in &sync.ranges {
@@ -641,10 +651,22 @@ fn sync_flush_answers_after_durability_with_group_commit() {
     assert_eq!(responses_on(&resp, 1).len(), 1);
 }
 
+fn checkpoints(outputs: &[BrokerOutput]) -> Vec<crate::store::CheckpointRequest> {
+    outputs
+        .iter()
+        .filter_map(|o| match o {
+            BrokerOutput::Checkpoint(c) => Some(c.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
 #[test]
 fn async_flush_syncs_periodically() {
-    // Goal: RocketMQ's ASYNC_FLUSH policy. A small write waits for the checkpoint (1 s), which
-    // syncs it with its ConsumeQueue unit; nothing more happens once everything is durable.
+    // Goal: RocketMQ's ASYNC_FLUSH policy, bounded by the checkpoint period. A small write
+    // waits for the checkpoint tick (1 s), which flushes the CommitLog tail as a Sync of its own
+    // and takes a checkpoint of the ConsumeQueue unit beside it; the next period's checkpoint
+    // claims the flushed tail; nothing more happens once everything is durable.
     let mut h = Harness::new(test_config());
     let out = h.request(1, send_v2("TopicA", 0, b"x", "t"));
     assert_eq!(responses_on(&out, 1).len(), 1);
@@ -654,20 +676,138 @@ fn async_flush_syncs_periodically() {
     let out = h.advance_to(T0 + 1_000);
     let s = syncs(&out);
     assert_eq!(s.len(), 1);
-    assert!(s[0].ranges.iter().any(|r| r.path.starts_with("commitlog/")));
-    assert!(s[0]
+    assert!(s[0].ranges.iter().all(|r| r.path.starts_with("commitlog/")));
+    let c = checkpoints(&out);
+    assert_eq!(c.len(), 1);
+    assert!(c[0]
+        .sync
+        .ranges
+        .iter()
+        .all(|r| !r.path.starts_with("commitlog/")));
+    assert!(c[0]
+        .sync
         .ranges
         .iter()
         .any(|r| r.path == "consumequeue/TopicA/0/00000000000000000000"));
+    // Taken before the flush completed, it claims nothing of the CommitLog.
+    assert_eq!(c[0].checkpoint.commitlog_durable_offset, 0);
     h.broker.handle_synced(h.now_ms, s[0].up_to);
-    assert_eq!(
-        h.broker.store().durable_offset(),
-        h.broker.store().written_offset()
-    );
+    h.broker.write_checkpoint_inline(h.now_ms, &c[0]);
+    let written = h.broker.store().written_offset();
+    assert_eq!(h.broker.store().durable_offset(), written);
     assert!(h.broker.store().storage().contents("checkpoint").is_some());
-    assert!(!h.broker.store().checkpoint_due());
-    assert!(syncs(&h.advance_to(T0 + 2_000)).is_empty());
+    // The next period claims the flushed tail, and syncs nothing more.
+    let out = h.advance_to(T0 + 2_000);
+    assert!(syncs(&out).is_empty());
+    let c = checkpoints(&out);
+    assert_eq!(c.len(), 1);
+    assert_eq!(c[0].checkpoint.commitlog_durable_offset, written.0);
+    h.broker.write_checkpoint_inline(h.now_ms, &c[0]);
+    assert!(!h.broker.store().background_checkpoint_due());
+    let out = h.advance_to(T0 + 3_000);
+    assert!(syncs(&out).is_empty() && checkpoints(&out).is_empty());
     assert_eq!(h.broker.poll_timeout(), None);
+}
+
+#[test]
+fn a_checkpoint_in_flight_never_holds_up_a_group_commit() {
+    // Goal: the checkpoint is a stream of its own. While its ConsumeQueue and index syncs are in
+    // flight, SYNC_FLUSH sends get their group commits and answers; a group commit in flight
+    // does not hold up the checkpoint either; and a checkpoint claims only CommitLog bytes a
+    // Sync had already made durable.
+    let mut config = test_config();
+    config.flush_disk_type = FlushDiskType::SyncFlush;
+    let mut h = Harness::new(config);
+    let out = h.request(1, send_v2("TopicA", 0, b"first", "t"));
+    let s = syncs(&out);
+    assert_eq!(s.len(), 1);
+    h.broker.handle_synced(h.now_ms, s[0].up_to);
+    assert_eq!(responses_on(&h.drain(), 1).len(), 1);
+    let durable = h.broker.store().durable_offset();
+
+    // A send whose group commit is in flight when the checkpoint period comes.
+    let out = h.request(1, send_v2("TopicA", 0, b"second", "t"));
+    let commit = syncs(&out);
+    assert_eq!(commit.len(), 1);
+    let out = h.advance_to(T0 + 1_000);
+    let c = checkpoints(&out);
+    assert_eq!(
+        c.len(),
+        1,
+        "the group commit in flight does not hold the checkpoint"
+    );
+    assert_eq!(c[0].checkpoint.commitlog_durable_offset, durable.0);
+    assert_eq!(c[0].sync.up_to, durable);
+    assert!(c[0]
+        .sync
+        .ranges
+        .iter()
+        .all(|r| !r.path.starts_with("commitlog/")));
+    // The group commit completes while the checkpoint is still in flight: the send is answered.
+    h.broker.handle_synced(h.now_ms, commit[0].up_to);
+    assert_eq!(responses_on(&h.drain(), 1).len(), 1);
+
+    // More sends while the checkpoint is in flight: each gets its commit and its answer.
+    for body in [b"third".as_slice(), b"fourth"] {
+        let out = h.request(1, send_v2("TopicA", 0, body, "t"));
+        let s = syncs(&out);
+        assert_eq!(s.len(), 1);
+        assert!(s[0].ranges.iter().all(|r| r.path.starts_with("commitlog/")));
+        h.broker.handle_synced(h.now_ms, s[0].up_to);
+        assert_eq!(responses_on(&h.drain(), 1).len(), 1);
+    }
+    // No second checkpoint while one is in flight.
+    assert!(checkpoints(&h.advance_to(T0 + 2_000)).is_empty());
+    h.broker.write_checkpoint_inline(h.now_ms, &c[0]);
+    assert_eq!(
+        h.broker
+            .store()
+            .last_checkpoint()
+            .unwrap()
+            .commitlog_durable_offset,
+        durable.0
+    );
+    // The next period catches up with everything durable.
+    let c = checkpoints(&h.advance_to(T0 + 3_000));
+    assert_eq!(c.len(), 1);
+    assert_eq!(
+        c[0].checkpoint.commitlog_durable_offset,
+        h.broker.store().written_offset().0
+    );
+}
+
+#[test]
+fn a_failed_checkpoint_sync_stops_counting_anything_durable_a_failed_file_write_does_not() {
+    use crate::broker::CheckpointFailure;
+    let mut config = test_config();
+    config.flush_disk_type = FlushDiskType::SyncFlush;
+    let mut h = Harness::new(config);
+    let out = h.request(1, send_v2("TopicA", 0, b"x", "t"));
+    answer_syncs(&mut h, out);
+    // The file write fails: the old checkpoint stays, the next period tries again.
+    let c = checkpoints(&h.advance_to(T0 + 1_000));
+    assert_eq!(c.len(), 1);
+    h.broker.handle_checkpoint_failed(
+        h.now_ms,
+        CheckpointFailure::WriteFile("checkpoint: no space".into()),
+    );
+    let c = checkpoints(&h.advance_to(T0 + 2_000));
+    assert_eq!(c.len(), 1);
+    // A send waits for its group commit when the checkpoint's sync fails: it is answered
+    // FLUSH_DISK_TIMEOUT, and later sends are refused.
+    let out = h.request(1, send_v2("TopicA", 0, b"y", "t"));
+    assert_eq!(syncs(&out).len(), 1);
+    h.broker.handle_checkpoint_failed(
+        h.now_ms,
+        CheckpointFailure::Sync("consumequeue/TopicA/0/00000000000000000000: EIO".into()),
+    );
+    let answers = responses_on(&h.drain(), 1);
+    assert_eq!(answers.len(), 1);
+    assert_eq!(answers[0].code, response::FLUSH_DISK_TIMEOUT);
+    let out = h.request(1, send_v2("TopicA", 0, b"z", "t"));
+    let answers = responses_on(&out, 1);
+    assert_eq!(answers[0].code, response::SERVICE_NOT_AVAILABLE);
+    assert!(checkpoints(&h.advance_to(T0 + 5_000)).is_empty());
 }
 
 #[test]

@@ -65,7 +65,8 @@ use crate::remoting::codes::{request, response};
 use crate::remoting::RemotingCommand;
 use crate::rng::SeededRng;
 use crate::store::{
-    CommitLogOffset, MemStorage, PowerLoss, QueueOffset, SegmentStorage, SyncRequest,
+    CheckpointRequest, CommitLogOffset, MemStorage, PowerLoss, QueueOffset, SegmentStorage,
+    SyncRequest,
 };
 use crate::topic::{DLQ_GROUP_TOPIC_PREFIX, RETRY_GROUP_TOPIC_PREFIX};
 use crate::ConnId;
@@ -254,6 +255,12 @@ enum Timer {
         broker: String,
         incarnation: u64,
         request: SyncRequest,
+    },
+    /// A checkpoint of a broker is synced and written.
+    CheckpointDone {
+        broker: String,
+        incarnation: u64,
+        request: CheckpointRequest,
     },
 }
 
@@ -1243,6 +1250,18 @@ impl Cluster {
                         },
                     );
                 }
+                BrokerOutput::Checkpoint(request) => {
+                    // The checkpoint's own stream: it never waits behind a sync.
+                    let incarnation = self.brokers.get(id).map_or(0, |b| b.incarnation);
+                    self.add_timer(
+                        self.now_ms + DISK_SYNC_MS,
+                        Timer::CheckpointDone {
+                            broker: id.to_owned(),
+                            incarnation,
+                            request,
+                        },
+                    );
+                }
                 BrokerOutput::WriteAclFile { answer, .. } => {
                     // The playground keeps no ACL files: the change lives in memory only.
                     if let Some(answer) = answer {
@@ -1627,6 +1646,22 @@ impl Cluster {
                 match failure {
                     Some(reason) => b.handle_sync_failed(now, &reason),
                     None => b.handle_synced(now, request.up_to),
+                }
+            }
+            Timer::CheckpointDone {
+                broker,
+                incarnation,
+                request,
+            } => {
+                let now = epoch(self.now_ms);
+                let Some(node) = self.brokers.get_mut(&broker) else {
+                    return;
+                };
+                if node.incarnation != incarnation {
+                    return;
+                }
+                if let Some(b) = node.broker.as_mut() {
+                    b.write_checkpoint_inline(now, &request);
                 }
             }
         }

@@ -253,13 +253,26 @@ impl RecoveryReport {
 /// What a driver makes durable for a checkpoint, and the checkpoint it then writes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CheckpointRequest {
-    /// The CommitLog tail and every ConsumeQueue range written since the last checkpoint.
-    /// `up_to` is the CommitLog written offset when the request was taken.
+    /// What to make durable first (see [`MessageStore::checkpoint_request`] and
+    /// [`MessageStore::background_checkpoint_request`]); `up_to` is the CommitLog offset the
+    /// checkpoint claims.
     pub sync: SyncRequest,
     /// Written by [`MessageStore::handle_checkpoint_synced`] once `sync` is durable.
     pub checkpoint: Checkpoint,
     /// Queues covered: (topic, queue id) → the max offset synced.
     covered: BTreeMap<(String, i32), u64>,
+}
+
+impl CheckpointRequest {
+    /// The file a driver writing the checkpoint itself replaces, once `sync` is durable.
+    pub fn file_path(&self) -> &'static str {
+        CHECKPOINT_PATH
+    }
+
+    /// What that file then holds.
+    pub fn file_contents(&self) -> Vec<u8> {
+        self.checkpoint.encode().to_vec()
+    }
 }
 
 /// Where a put landed.
@@ -1487,24 +1500,69 @@ impl<S: SegmentStorage> MessageStore<S> {
 
     /// Whether a checkpoint would say more than the last one: something was written since.
     pub fn checkpoint_due(&self) -> bool {
-        let written = self.commitlog.written_offset().0;
+        self.checkpoint_due_at(self.commitlog.written_offset())
+    }
+
+    /// Whether a [`MessageStore::background_checkpoint_request`] would say more than the last
+    /// checkpoint: the CommitLog became durable further, or ConsumeQueue units wait for a sync.
+    pub fn background_checkpoint_due(&self) -> bool {
+        self.checkpoint_due_at(self.background_claim())
+    }
+
+    fn checkpoint_due_at(&self, claim: CommitLogOffset) -> bool {
         match &self.last_checkpoint {
-            Some(cp) => cp.commitlog_durable_offset != written || !self.cq_dirty.is_empty(),
-            None => written > 0 || !self.cq_dirty.is_empty(),
+            Some(cp) => cp.commitlog_durable_offset != claim.0 || !self.cq_dirty.is_empty(),
+            None => claim.0 > 0 || !self.cq_dirty.is_empty(),
         }
+    }
+
+    /// What a background checkpoint claims of the CommitLog: what is durable already.
+    fn background_claim(&self) -> CommitLogOffset {
+        self.commitlog.durable_offset()
     }
 
     /// What to make durable for a checkpoint of everything written so far: the CommitLog tail
     /// and every ConsumeQueue range written since the last checkpoint. Once the driver has synced
     /// every range it calls [`MessageStore::handle_checkpoint_synced`] with this request. Puts
     /// may continue meanwhile; the checkpoint then covers what was written when it was taken.
+    /// This is the checkpoint of a shutdown; a running broker takes
+    /// [`MessageStore::background_checkpoint_request`]s.
     pub fn checkpoint_request(&self) -> CheckpointRequest {
-        let written = self.commitlog.written_offset();
-        let mut ranges = self
+        let ranges = self
             .commitlog
             .sync_request()
             .map(|r| r.ranges)
             .unwrap_or_default();
+        self.checkpoint_request_claiming(self.commitlog.written_offset(), ranges)
+    }
+
+    /// A checkpoint that leaves the CommitLog to the group commit: it claims the CommitLog only
+    /// as far as it is durable already and syncs nothing but ConsumeQueue and index ranges, so
+    /// a driver can sync it on its own thread, beside (never in front of) the CommitLog's
+    /// syncs. Units of records past the claim are synced too, which is harmless: recovery
+    /// trusts a queue only for records before the claim and rebuilds the rest from the
+    /// CommitLog. The driver syncs `sync.ranges`, writes the file
+    /// ([`CheckpointRequest::file_path`], [`CheckpointRequest::file_contents`]) durably, and
+    /// hands the request back to [`MessageStore::handle_checkpoint_written`].
+    pub fn background_checkpoint_request(&self) -> CheckpointRequest {
+        let mut request = self.checkpoint_request_claiming(self.background_claim(), Vec::new());
+        if self.config.defects.checkpoint_skips_queue_sync() {
+            request
+                .sync
+                .ranges
+                .retain(|r| !r.path.starts_with(consume_queue::CONSUME_QUEUE_DIR));
+        }
+        request
+    }
+
+    /// A checkpoint claiming the CommitLog up to `claim`, whose sync covers `ranges` (the
+    /// CommitLog's share, if any), every ConsumeQueue range written since the last checkpoint,
+    /// and the index's newest file.
+    fn checkpoint_request_claiming(
+        &self,
+        claim: CommitLogOffset,
+        mut ranges: Vec<FileRange>,
+    ) -> CheckpointRequest {
         let units_per_segment = self.config.consume_queue_units_per_segment.max(1);
         let mut covered = BTreeMap::new();
         for (topic, queues) in &self.cq_dirty {
@@ -1528,29 +1586,30 @@ impl<S: SegmentStorage> MessageStore<S> {
             }
         }
         let previous = self.last_checkpoint.unwrap_or_default();
-        // The index's newest file is synced with the rest, so the checkpoint can claim it; a
-        // stopped index keeps its old claim (what it had made durable stays so).
+        // The index's newest file is synced with the rest, so the checkpoint can claim it (as
+        // far as the CommitLog claim goes); a stopped index keeps its old claim (what it had
+        // made durable stays so).
         let (index_durable_offset, index_msg_timestamp_ms) = match self.index.checkpoint_ranges() {
             Some((index_ranges, indexed_end, end_ms)) => {
                 ranges.extend(index_ranges);
-                (indexed_end.min(written.0), end_ms)
+                (indexed_end.min(claim.0), end_ms)
             }
             None => (
-                previous.index_durable_offset.min(written.0),
+                previous.index_durable_offset.min(claim.0),
                 previous.index_msg_timestamp_ms,
             ),
         };
         CheckpointRequest {
             sync: SyncRequest {
                 ranges,
-                up_to: written,
+                up_to: claim,
             },
             checkpoint: Checkpoint {
                 physic_msg_timestamp_ms: self.last_store_timestamp_ms,
                 logics_msg_timestamp_ms: self.last_store_timestamp_ms,
                 index_msg_timestamp_ms,
-                commitlog_durable_offset: written.0,
-                consume_queue_durable_offset: written.0,
+                commitlog_durable_offset: claim.0,
+                consume_queue_durable_offset: claim.0,
                 index_durable_offset,
             },
             covered,
@@ -1564,6 +1623,16 @@ impl<S: SegmentStorage> MessageStore<S> {
         request: &CheckpointRequest,
     ) -> Result<(), StoreError> {
         self.commitlog.handle_synced(request.sync.up_to);
+        self.storage
+            .replace(CHECKPOINT_PATH, &request.checkpoint.encode())?;
+        self.handle_checkpoint_written(request);
+        Ok(())
+    }
+
+    /// The driver made every range of a [`MessageStore::background_checkpoint_request`] durable
+    /// and then replaced the checkpoint file with its contents: the ConsumeQueue units it
+    /// covered no longer wait for a sync, and it is the last checkpoint.
+    pub fn handle_checkpoint_written(&mut self, request: &CheckpointRequest) {
         for ((topic, queue_id), synced_max) in &request.covered {
             let max = self.max_offset(topic, *queue_id).0;
             let Some(queues) = self.cq_dirty.get_mut(topic.as_str()) else {
@@ -1580,10 +1649,7 @@ impl<S: SegmentStorage> MessageStore<S> {
                 self.cq_dirty.remove(topic.as_str());
             }
         }
-        self.storage
-            .replace(CHECKPOINT_PATH, &request.checkpoint.encode())?;
         self.last_checkpoint = Some(request.checkpoint);
-        Ok(())
     }
 
     /// The last checkpoint written (or found at open).

@@ -61,15 +61,19 @@ fn anon_kib() -> u64 {
 /// Does what the driver does with the broker's outputs: syncs inline, drops the rest.
 fn drain(broker: &mut Broker<MmapStorage>) -> Result<(), RunError> {
     while let Some(output) = broker.poll_output() {
-        if let BrokerOutput::Sync(sync) = output {
-            for range in &sync.ranges {
-                broker
-                    .store_mut()
-                    .storage_mut()
-                    .sync(&range.path, range.start, range.end)
-                    .map_err(|e| RunError::Task(format!("sync: {e}")))?;
+        match output {
+            BrokerOutput::Sync(sync) => {
+                for range in &sync.ranges {
+                    broker
+                        .store_mut()
+                        .storage_mut()
+                        .sync(&range.path, range.start, range.end)
+                        .map_err(|e| RunError::Task(format!("sync: {e}")))?;
+                }
+                broker.handle_synced(now_ms(), sync.up_to);
             }
-            broker.handle_synced(now_ms(), sync.up_to);
+            BrokerOutput::Checkpoint(request) => broker.write_checkpoint_inline(now_ms(), &request),
+            _ => {}
         }
     }
     Ok(())
@@ -154,6 +158,9 @@ fn measure(args: &TimersArgs, dir: &std::path::Path) -> Result<(), RunError> {
                             .map_err(|e| RunError::Task(format!("sync: {e}")))?;
                     }
                     broker.handle_synced(now_ms(), sync.up_to);
+                }
+                BrokerOutput::Checkpoint(request) => {
+                    broker.write_checkpoint_inline(now_ms(), &request)
                 }
                 _ => {}
             }

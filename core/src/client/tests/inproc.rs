@@ -266,6 +266,13 @@ impl Cluster {
                                 .unwrap()
                                 .handle_synced(now, sync.up_to);
                         }
+                        BrokerOutput::Checkpoint(request) => {
+                            let now = self.now;
+                            self.brokers
+                                .get_mut(addr)
+                                .unwrap()
+                                .write_checkpoint_inline(now, &request);
+                        }
                         // No ACL in these tests.
                         BrokerOutput::Close { .. } | BrokerOutput::WriteAclFile { .. } => {}
                     }
