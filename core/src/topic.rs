@@ -22,6 +22,26 @@ pub const AUTO_CREATE_TOPIC_KEY: &str = "TBW102";
 pub const RETRY_GROUP_TOPIC_PREFIX: &str = "%RETRY%";
 pub const DLQ_GROUP_TOPIC_PREFIX: &str = "%DLQ%";
 
+/// RocketMQ's system topics (`TopicValidator`): not counted in a broker's "today" totals,
+/// refused by topic deletion.
+pub const SYSTEM_TOPICS: &[&str] = &[
+    AUTO_CREATE_TOPIC_KEY,
+    "SCHEDULE_TOPIC_XXXX",
+    "BenchmarkTest",
+    "RMQ_SYS_TRANS_HALF_TOPIC",
+    "RMQ_SYS_TRACE_TOPIC",
+    "RMQ_SYS_TRANS_OP_HALF_TOPIC",
+    "TRANS_CHECK_MAX_TIME_TOPIC",
+    "SELF_TEST_TOPIC",
+    "OFFSET_MOVED_EVENT",
+];
+
+/// Whether `topic` is one of RocketMQ's system topics (the list above, or the `rmq_sys_`
+/// prefix: the timer's and POP's own topics).
+pub fn is_system_topic(topic: &str) -> bool {
+    SYSTEM_TOPICS.contains(&topic) || topic.starts_with("rmq_sys_")
+}
+
 /// RocketMQ's `TopicConfig`. Read as fastjson reads it (`remoting::lenient`: a Java broker's
 /// registration, a topics file): the name is required, a missing field takes Java's default.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

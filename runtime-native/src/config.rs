@@ -309,6 +309,14 @@ pub fn parse_broker_conf(file: &str, text: &str) -> Result<BrokerFileConfig, Con
                 b.use_server_side_reset_offset =
                     parse_bool(&value).ok_or_else(|| bad("expected true or false"))?
             }
+            "brokerPermission" => {
+                b.broker_permission = value
+                    .trim()
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|p| *p != 0 && *p & !vostok_core::topic::perm::READ_WRITE == 0)
+                    .ok_or_else(|| bad("expected 2 (write), 4 (read) or 6 (read and write)"))?
+            }
             "aclEnable" => {
                 b.acl_enable = parse_bool(&value).ok_or_else(|| bad("expected true or false"))?
             }

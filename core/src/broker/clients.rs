@@ -146,6 +146,10 @@ impl Subscription {
 pub(super) struct Channel {
     pub client_id: String,
     pub last_update_ms: u64,
+    /// The client's `language` and `version` from its heartbeat's header (admin answers show
+    /// them).
+    pub language: String,
+    pub version: i32,
 }
 
 #[derive(Debug, Default)]
@@ -221,6 +225,8 @@ impl<S: SegmentStorage> Broker<S> {
         let channel = Channel {
             client_id: client_id.clone(),
             last_update_ms: now_ms,
+            language: req.language.clone(),
+            version: req.version,
         };
         for producer in data.producer_data_set.unwrap_or_default() {
             if let Some(group) = producer.group_name.filter(|g| !g.is_empty()) {

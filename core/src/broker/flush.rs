@@ -27,6 +27,9 @@
 //!           claims the CommitLog up to D) ──▶ sync, write file ──▶ handle_checkpoint_written
 //! ```
 //!
+//! The tick also flushes the CommitLog tail; when a Sync is in flight then, the checkpoint is
+//! taken as it completes, so it claims what that Sync made durable.
+//!
 //! A checkpoint claims only CommitLog bytes some Sync already made durable, so it syncs none of
 //! them and never waits for, or holds up, a group commit; a driver runs the two on separate
 //! threads. (Before, one Sync covered both, and every second a group commit waited behind the
@@ -173,9 +176,23 @@ impl<S: SegmentStorage> Broker<S> {
         if now_ms >= self.next_checkpoint_ms {
             // Vostok's bound on an ASYNC_FLUSH tail: the checkpoint period flushes the CommitLog
             // too (as a Sync of its own), so a quiet broker's writes are durable within it,
-            // not only at the thorough interval. The checkpoint claims what was durable before.
+            // not only at the thorough interval.
             self.request_sync_if_idle();
-            self.request_checkpoint_if_idle(now_ms);
+            if self.sync_in_flight {
+                // The checkpoint follows that Sync's completion, so it claims what it made
+                // durable (one sync later, not one period later); it never waits in front of it.
+                self.next_checkpoint_ms = now_ms + self.config.checkpoint_interval_ms.max(1);
+                self.checkpoint_after_sync = true;
+            } else {
+                self.request_checkpoint_if_idle(now_ms);
+            }
+        }
+    }
+
+    /// A Sync completed: the checkpoint that waited for it is taken now.
+    pub(super) fn checkpoint_after_synced(&mut self) {
+        if std::mem::take(&mut self.checkpoint_after_sync) {
+            self.take_checkpoint();
         }
     }
 
@@ -197,6 +214,15 @@ impl<S: SegmentStorage> Broker<S> {
             return;
         }
         self.next_checkpoint_ms = now_ms + self.config.checkpoint_interval_ms.max(1);
+        self.take_checkpoint();
+    }
+
+    /// Emits a checkpoint if anything changed, unless one is in flight (the next period takes
+    /// it then).
+    fn take_checkpoint(&mut self) {
+        if self.checkpoint_in_flight || self.durability_failure.is_some() || self.shut_down {
+            return;
+        }
         if !self.store.background_checkpoint_due() {
             return;
         }

@@ -155,6 +155,17 @@ impl<S: SegmentStorage> Broker<S> {
         self.persist_groups();
     }
 
+    /// Removes a subscription group's config (DELETE_SUBSCRIPTIONGROUP); `false` when unknown.
+    pub(super) fn delete_group(&mut self, now_ms: u64, group: &str) -> bool {
+        if self.groups.groups.remove(group).is_none() {
+            return false;
+        }
+        self.groups.forbidden.remove(group);
+        self.groups.data_version.bump(now_ms);
+        self.persist_groups();
+        true
+    }
+
     /// Writes `config/subscriptionGroup.json`. A failed write is not fatal for serving; the
     /// periodic persist retries it.
     pub(super) fn persist_groups(&mut self) {

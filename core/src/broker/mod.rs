@@ -31,6 +31,7 @@
 //! `timerwheel` (see [`timer`]) and `config/transactionOffset.json` (see [`transaction`]).
 
 pub mod acl;
+mod admin;
 mod clients;
 mod fence;
 pub use fence::RECOVERY_FENCE_PATH;
@@ -48,6 +49,7 @@ mod retention;
 pub mod schedule;
 mod send;
 mod send_back;
+pub mod stats;
 pub mod timer;
 mod topics;
 pub mod transaction;
@@ -157,6 +159,10 @@ pub struct BrokerConfig {
     pub msg_trace_topic_name: String,
     /// `aclEnable`: every request is checked against the ACL files ([`acl`]) before it runs.
     pub acl_enable: bool,
+    /// `brokerPermission`: 6 (read and write) by default; without write (4) the broker refuses
+    /// sends and registers its topics read-only, so producers go elsewhere
+    /// (UPDATE_BROKER_CONFIG changes it at run time).
+    pub broker_permission: u32,
 }
 
 impl BrokerConfig {
@@ -205,6 +211,7 @@ impl Default for BrokerConfig {
             trace_topic_enable: false,
             msg_trace_topic_name: crate::message::trace::DEFAULT_TRACE_TOPIC.to_owned(),
             acl_enable: false,
+            broker_permission: crate::topic::perm::READ_WRITE,
         }
     }
 }
@@ -244,6 +251,20 @@ const SERVED_CODES: &[i32] = &[
     request::DELETE_ACL_CONFIG,
     request::GET_BROKER_CLUSTER_ACL_INFO,
     request::UPDATE_GLOBAL_WHITE_ADDRS_CONFIG,
+    request::GET_BROKER_CONFIG,
+    request::UPDATE_BROKER_CONFIG,
+    request::GET_BROKER_RUNTIME_INFO,
+    request::GET_TOPIC_STATS_INFO,
+    request::GET_CONSUMER_CONNECTION_LIST,
+    request::GET_PRODUCER_CONNECTION_LIST,
+    request::GET_ALL_PRODUCER_INFO,
+    request::DELETE_SUBSCRIPTIONGROUP,
+    request::GET_CONSUME_STATS,
+    request::QUERY_TOPIC_CONSUME_BY_WHO,
+    request::QUERY_CONSUME_TIME_SPAN,
+    request::GET_SYSTEM_TOPIC_LIST_FROM_BROKER,
+    request::CLEAN_EXPIRED_CONSUMEQUEUE,
+    request::VIEW_BROKER_STATS_DATA,
 ];
 
 /// Why a `Checkpoint` output could not be completed (the driver's error text inside).
@@ -326,8 +347,15 @@ pub struct Broker<S: SegmentStorage> {
     sync_in_flight: bool,
     /// A `Checkpoint` output has not been answered yet.
     checkpoint_in_flight: bool,
+    /// The checkpoint period came while a `Sync` was in flight: take it when that completes.
+    checkpoint_after_sync: bool,
     flush_policy: flush::FlushPolicy,
     next_checkpoint_ms: u64,
+    /// What operators read: per topic and group counters, the store's rates.
+    stats: stats::BrokerStats,
+    /// Bumped by every UPDATE_BROKER_CONFIG that changed something (GET_BROKER_CONFIG's
+    /// `version`).
+    config_version: u64,
     /// Why making data durable failed, once it has: from then on nothing more is counted as
     /// durable (a later sync can succeed without the lost pages having reached the disk) and
     /// sends are refused.
@@ -405,7 +433,10 @@ impl<S: SegmentStorage> Broker<S> {
             waiting_sends: Vec::new(),
             sync_in_flight: false,
             checkpoint_in_flight: false,
+            checkpoint_after_sync: false,
             flush_policy: flush::FlushPolicy::new(config.flush_config(), now_ms),
+            stats: stats::BrokerStats::new(now_ms),
+            config_version: 0,
             next_checkpoint_ms: now_ms + config.checkpoint_interval_ms.max(1),
             durability_failure: None,
             next_opaque: 0,
@@ -520,11 +551,14 @@ impl<S: SegmentStorage> Broker<S> {
                     )))
                 }
             }
-            code => Ok(Some(RemotingCommand::response_to(
-                &command,
-                response::REQUEST_CODE_NOT_SUPPORTED,
-                Some(format!(" request type {code} not supported")),
-            ))),
+            code => match self.handle_admin(now_ms, &command) {
+                Some(answer) => answer.map(Some),
+                None => Ok(Some(RemotingCommand::response_to(
+                    &command,
+                    response::REQUEST_CODE_NOT_SUPPORTED,
+                    Some(format!(" request type {code} not supported")),
+                ))),
+            },
         };
         let response = match result {
             Ok(Some(r)) => r,
@@ -580,6 +614,7 @@ impl<S: SegmentStorage> Broker<S> {
         if !self.waiting_sends.is_empty() {
             self.request_sync_if_idle();
         }
+        self.checkpoint_after_synced();
     }
 
     /// The driver synced a `Checkpoint` output's ranges and wrote its file.
@@ -792,8 +827,27 @@ impl<S: SegmentStorage> Broker<S> {
             return;
         }
         let identity = self.identity();
-        let command =
-            register_broker_request(&identity, &self.topics.topics, &self.topics.data_version);
+        // RocketMQ's registerBrokerAll: a broker that is not readable and writable registers
+        // its topics with their permissions masked by its own, so routes show it.
+        let masked;
+        let topics = if self.config.broker_permission & crate::topic::perm::READ_WRITE
+            == crate::topic::perm::READ_WRITE
+        {
+            &self.topics.topics
+        } else {
+            masked = self
+                .topics
+                .topics
+                .iter()
+                .map(|(name, config)| {
+                    let mut config = config.clone();
+                    config.perm &= self.config.broker_permission;
+                    (name.clone(), config)
+                })
+                .collect();
+            &masked
+        };
+        let command = register_broker_request(&identity, topics, &self.topics.data_version);
         for addr in self.config.namesrv_addrs.clone() {
             let mut command = command.clone();
             command.opaque = self.next_opaque();

@@ -98,6 +98,16 @@ impl ConsumerOffsets {
         })
     }
 
+    /// Forgets every offset `group` committed (a deleted group, `cleanOffset`).
+    pub fn remove_group(&mut self, group: &str) {
+        let suffix = format!("@{group}");
+        let before = self.table.len();
+        self.table.retain(|key, _| !key.ends_with(&suffix));
+        if self.table.len() != before {
+            self.dirty = true;
+        }
+    }
+
     /// The file contents, clearing the dirty mark.
     pub fn take_json(&mut self) -> Vec<u8> {
         self.dirty = false;

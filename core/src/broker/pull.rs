@@ -286,6 +286,24 @@ impl<S: SegmentStorage> Broker<S> {
             max_offset: result.max_offset.0 as i64,
         }
         .write_to(&mut response);
+        if code == response::SUCCESS || code == response::PULL_NOT_FOUND {
+            let bytes: usize = result.records.iter().map(|r| r.len()).sum();
+            let system = self.is_system_topic(&h.topic);
+            let found = if code == response::SUCCESS {
+                result.records.len() as u64
+            } else {
+                0
+            };
+            self.stats.on_get(
+                now_ms,
+                &self.config.broker_cluster_name,
+                &h.topic,
+                &h.consumer_group,
+                system,
+                found,
+                bytes as u64,
+            );
+        }
         if code == response::SUCCESS {
             let mut body = BytesMut::with_capacity(result.records.iter().map(|r| r.len()).sum());
             for record in &result.records {

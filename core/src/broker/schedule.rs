@@ -451,6 +451,17 @@ impl<S: SegmentStorage> Broker<S> {
     pub fn delay_offset(&self, level: u32) -> u64 {
         self.schedule.offset(level)
     }
+
+    /// Per delay level with messages (1-based): (its delivery offset, its queue's max offset),
+    /// GET_BROKER_RUNTIME_INFO's `scheduleMessageOffset_<level>`.
+    pub(super) fn schedule_offsets(&self) -> Vec<(u32, (u64, u64))> {
+        (1..=self.delay_levels_ms().len() as u32)
+            .filter_map(|level| {
+                let max = self.store.max_offset(SCHEDULE_TOPIC, level as i32 - 1).0;
+                (max > 0).then(|| (level, (self.schedule.offset(level), max)))
+            })
+            .collect()
+    }
 }
 
 /// The message a record parked in `parking_topic` (the schedule or timer topic) stands for, as it

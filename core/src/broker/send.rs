@@ -84,6 +84,17 @@ impl<S: SegmentStorage> Broker<S> {
             )));
         }
         let mut topic_name = h.topic.clone();
+        // RocketMQ's msgCheck: a broker whose brokerPermission lacks write takes no sends.
+        if self.config.broker_permission & perm::WRITE == 0 {
+            return Ok(Some(RemotingCommand::response_to(
+                req,
+                response::NO_PERMISSION,
+                Some(format!(
+                    "the broker[{}] sending message is forbidden",
+                    self.config.broker_ip1
+                )),
+            )));
+        }
         if let Err(reason) = validate_topic(&topic_name) {
             return Ok(Some(RemotingCommand::response_to(
                 req,
@@ -277,6 +288,16 @@ impl<S: SegmentStorage> Broker<S> {
             }
         };
 
+        let stored_bytes = puts.iter().map(|p| u64::from(p.size_bytes)).sum();
+        let system = self.is_system_topic(&topic_name);
+        self.stats.on_put(
+            now_ms,
+            &self.config.broker_cluster_name,
+            &topic_name,
+            system,
+            puts.len() as u64,
+            stored_bytes,
+        );
         self.wake_held_pulls(now_ms, &topic_name, queue_id);
         let response = self.send_response(req, &puts, queue_id, transaction_id);
         let end = puts

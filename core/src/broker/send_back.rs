@@ -183,6 +183,11 @@ impl<S: SegmentStorage> Broker<S> {
         if let Some(refused) = self.disk_full_response(req) {
             return Ok(refused);
         }
+        let original_topic = original
+            .properties
+            .get(keys::RETRY_TOPIC)
+            .unwrap_or(&original.topic)
+            .to_owned();
         let record = MessageRecord {
             queue_id,
             topic: topic.clone(),
@@ -198,6 +203,7 @@ impl<S: SegmentStorage> Broker<S> {
         if let Err(e) = self.put_with_delay_routing(record) {
             return Ok(self.store_error_response(req, &e));
         }
+        self.stats.on_send_back(now_ms, &original_topic, &h.group);
         self.wake_held_pulls(now_ms, &topic, queue_id);
         if self.config.flush_disk_type == super::FlushDiskType::AsyncFlush {
             self.after_async_put();

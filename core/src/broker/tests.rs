@@ -664,9 +664,9 @@ fn checkpoints(outputs: &[BrokerOutput]) -> Vec<crate::store::CheckpointRequest>
 #[test]
 fn async_flush_syncs_periodically() {
     // Goal: RocketMQ's ASYNC_FLUSH policy, bounded by the checkpoint period. A small write
-    // waits for the checkpoint tick (1 s), which flushes the CommitLog tail as a Sync of its own
-    // and takes a checkpoint of the ConsumeQueue unit beside it; the next period's checkpoint
-    // claims the flushed tail; nothing more happens once everything is durable.
+    // waits for the checkpoint tick (1 s), which flushes the CommitLog tail as a Sync of its own;
+    // as that Sync completes the checkpoint of the ConsumeQueue unit is taken, claiming the
+    // flushed tail; nothing more happens once everything is durable.
     let mut h = Harness::new(test_config());
     let out = h.request(1, send_v2("TopicA", 0, b"x", "t"));
     assert_eq!(responses_on(&out, 1).len(), 1);
@@ -677,7 +677,14 @@ fn async_flush_syncs_periodically() {
     let s = syncs(&out);
     assert_eq!(s.len(), 1);
     assert!(s[0].ranges.iter().all(|r| r.path.starts_with("commitlog/")));
-    let c = checkpoints(&out);
+    assert!(
+        checkpoints(&out).is_empty(),
+        "the checkpoint follows the flush"
+    );
+    h.broker.handle_synced(h.now_ms, s[0].up_to);
+    let written = h.broker.store().written_offset();
+    assert_eq!(h.broker.store().durable_offset(), written);
+    let c = checkpoints(&h.drain());
     assert_eq!(c.len(), 1);
     assert!(c[0]
         .sync
@@ -689,32 +696,22 @@ fn async_flush_syncs_periodically() {
         .ranges
         .iter()
         .any(|r| r.path == "consumequeue/TopicA/0/00000000000000000000"));
-    // Taken before the flush completed, it claims nothing of the CommitLog.
-    assert_eq!(c[0].checkpoint.commitlog_durable_offset, 0);
-    h.broker.handle_synced(h.now_ms, s[0].up_to);
-    h.broker.write_checkpoint_inline(h.now_ms, &c[0]);
-    let written = h.broker.store().written_offset();
-    assert_eq!(h.broker.store().durable_offset(), written);
-    assert!(h.broker.store().storage().contents("checkpoint").is_some());
-    // The next period claims the flushed tail, and syncs nothing more.
-    let out = h.advance_to(T0 + 2_000);
-    assert!(syncs(&out).is_empty());
-    let c = checkpoints(&out);
-    assert_eq!(c.len(), 1);
     assert_eq!(c[0].checkpoint.commitlog_durable_offset, written.0);
     h.broker.write_checkpoint_inline(h.now_ms, &c[0]);
+    assert!(h.broker.store().storage().contents("checkpoint").is_some());
     assert!(!h.broker.store().background_checkpoint_due());
-    let out = h.advance_to(T0 + 3_000);
+    let out = h.advance_to(T0 + 2_000);
     assert!(syncs(&out).is_empty() && checkpoints(&out).is_empty());
     assert_eq!(h.broker.poll_timeout(), None);
 }
 
 #[test]
 fn a_checkpoint_in_flight_never_holds_up_a_group_commit() {
-    // Goal: the checkpoint is a stream of its own. While its ConsumeQueue and index syncs are in
-    // flight, SYNC_FLUSH sends get their group commits and answers; a group commit in flight
-    // does not hold up the checkpoint either; and a checkpoint claims only CommitLog bytes a
-    // Sync had already made durable.
+    // Goal: the checkpoint is a stream of its own. A group commit in flight when the period
+    // comes is not joined by the checkpoint's syncs: the checkpoint is taken as it completes,
+    // and while the checkpoint's ConsumeQueue and index syncs are in flight, SYNC_FLUSH sends
+    // get their group commits and answers. A checkpoint claims only CommitLog bytes a Sync had
+    // already made durable.
     let mut config = test_config();
     config.flush_disk_type = FlushDiskType::SyncFlush;
     let mut h = Harness::new(config);
@@ -723,19 +720,20 @@ fn a_checkpoint_in_flight_never_holds_up_a_group_commit() {
     assert_eq!(s.len(), 1);
     h.broker.handle_synced(h.now_ms, s[0].up_to);
     assert_eq!(responses_on(&h.drain(), 1).len(), 1);
-    let durable = h.broker.store().durable_offset();
 
     // A send whose group commit is in flight when the checkpoint period comes.
     let out = h.request(1, send_v2("TopicA", 0, b"second", "t"));
     let commit = syncs(&out);
     assert_eq!(commit.len(), 1);
     let out = h.advance_to(T0 + 1_000);
+    assert!(checkpoints(&out).is_empty() && syncs(&out).is_empty());
+    // The group commit completes: the send is answered, and the checkpoint taken.
+    h.broker.handle_synced(h.now_ms, commit[0].up_to);
+    let out = h.drain();
+    assert_eq!(responses_on(&out, 1).len(), 1);
     let c = checkpoints(&out);
-    assert_eq!(
-        c.len(),
-        1,
-        "the group commit in flight does not hold the checkpoint"
-    );
+    assert_eq!(c.len(), 1);
+    let durable = h.broker.store().durable_offset();
     assert_eq!(c[0].checkpoint.commitlog_durable_offset, durable.0);
     assert_eq!(c[0].sync.up_to, durable);
     assert!(c[0]
@@ -743,11 +741,8 @@ fn a_checkpoint_in_flight_never_holds_up_a_group_commit() {
         .ranges
         .iter()
         .all(|r| !r.path.starts_with("commitlog/")));
-    // The group commit completes while the checkpoint is still in flight: the send is answered.
-    h.broker.handle_synced(h.now_ms, commit[0].up_to);
-    assert_eq!(responses_on(&h.drain(), 1).len(), 1);
 
-    // More sends while the checkpoint is in flight: each gets its commit and its answer.
+    // Sends while the checkpoint is in flight: each gets its commit and its answer.
     for body in [b"third".as_slice(), b"fourth"] {
         let out = h.request(1, send_v2("TopicA", 0, body, "t"));
         let s = syncs(&out);
@@ -1276,6 +1271,7 @@ fn a_failed_sync_is_reported_and_never_counted_as_durable() {
 }
 
 mod acl;
+mod admin;
 mod bodies;
 mod fence;
 mod reply;

@@ -1401,6 +1401,16 @@ impl<S: SegmentStorage> MessageStore<S> {
             .map(CommitLogOffset)
     }
 
+    /// The store time of the record at `offset` of a queue; `None` outside the queue or when it
+    /// cannot be read.
+    pub fn store_time_ms_at(&self, topic: &str, queue_id: i32, offset: u64) -> Option<i64> {
+        let queue = self.queue(topic, queue_id)?;
+        if offset < queue.min_offset().0 || offset >= queue.max_offset().0 {
+            return None;
+        }
+        self.store_time_at(queue, offset).ok()
+    }
+
     /// The store time of the oldest message still in a queue.
     pub fn earliest_store_time_ms(&self, topic: &str, queue_id: i32) -> Option<i64> {
         let queue = self.queue(topic, queue_id)?;
