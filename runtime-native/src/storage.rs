@@ -501,8 +501,13 @@ mod mmap {
                 Some(seg) => seg.flush(path, start, end),
                 None => {
                     let full = resolve(&self.root, path)?;
-                    let file = File::open(&full).map_err(|e| map_err(path, e))?;
-                    file.sync_data().map_err(|e| map_err(path, e))
+                    match File::open(&full) {
+                        Ok(file) => file.sync_data().map_err(|e| map_err(path, e)),
+                        // Deleted since the request (retention, a deleted topic's queues):
+                        // nothing of it is left to make durable.
+                        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+                        Err(e) => Err(map_err(path, e)),
+                    }
                 }
             }
         }

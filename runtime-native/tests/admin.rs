@@ -278,6 +278,18 @@ async fn scenario() {
     });
     assert_eq!(accepted.code(), 0, "{}", accepted.remark());
 
+    // wipeWritePerm / addWritePerm (205, 327) on the NameServer: the count of topics touched.
+    let wiped = admin
+        .wipe_write_perm_of_broker(s(&broker.namesrv_addr), s("broker-a"))
+        .await
+        .expect("write permission wiped");
+    assert!(wiped >= 2, "{wiped} topics");
+    let added = admin
+        .add_write_perm_of_broker(s(&broker.namesrv_addr), s("broker-a"))
+        .await
+        .expect("write permission added");
+    assert_eq!(added, wiped);
+
     // deleteSubGroup (207) with its offsets: the group's progress starts over.
     consumer.shutdown().await;
     admin
@@ -298,5 +310,20 @@ async fn scenario() {
         .get_offset_table()
         .values()
         .all(|o| o.get_consumer_offset() == 0));
+
+    // deleteTopic (215 on the broker, 216 on the NameServer): its stats and route are gone.
+    admin
+        .delete_topic(s(topic), s("DefaultCluster"))
+        .await
+        .expect("topic deleted");
+    admin
+        .examine_topic_stats(s(topic), Some(s(&broker.broker_addr)))
+        .await
+        .expect_err("a deleted topic has no stats");
+    let topics = admin.fetch_all_topic_list().await.expect("topic list");
+    assert!(
+        !topics.topic_list.iter().any(|t| t.as_str() == topic),
+        "{topics:?}"
+    );
     producer.shutdown().await;
 }

@@ -124,6 +124,7 @@ impl<S: SegmentStorage> Broker<S> {
             request::GET_PRODUCER_CONNECTION_LIST => self.handle_producer_connections(req),
             request::GET_ALL_PRODUCER_INFO => Ok(self.handle_all_producer_info(req)),
             request::DELETE_SUBSCRIPTIONGROUP => self.handle_delete_group(now_ms, req),
+            request::DELETE_TOPIC_IN_BROKER => self.handle_delete_topic(now_ms, req),
             request::GET_CONSUME_STATS => self.handle_consume_stats(now_ms, req),
             request::QUERY_TOPIC_CONSUME_BY_WHO => self.handle_consumed_by_who(req),
             request::QUERY_CONSUME_TIME_SPAN => self.handle_consume_time_span(now_ms, req),
@@ -547,6 +548,46 @@ impl<S: SegmentStorage> Broker<S> {
             self.offsets.remove_group(&group);
         }
         self.stats.forget_group(&group);
+        Ok(RemotingCommand::response_to(req, response::SUCCESS, None))
+    }
+
+    /// DELETE_TOPIC_IN_BROKER (215): the topic's config, its ConsumeQueues, the offsets every
+    /// group committed on it and its statistics go, and the broker re-registers at once so its
+    /// route goes too. A blank or system topic is refused (INVALID_PARAMETER, as RocketMQ).
+    fn handle_delete_topic(
+        &mut self,
+        now_ms: u64,
+        req: &RemotingCommand,
+    ) -> Result<RemotingCommand, HeaderError> {
+        let topic = req.ext_str("topic")?.trim().to_owned();
+        if topic.is_empty() {
+            return Ok(RemotingCommand::response_to(
+                req,
+                response::INVALID_PARAMETER,
+                Some("The specified topic is blank.".to_owned()),
+            ));
+        }
+        if self.is_system_topic(&topic) {
+            return Ok(RemotingCommand::response_to(
+                req,
+                response::INVALID_PARAMETER,
+                Some(format!("The topic[{topic}] is conflict with system topic.")),
+            ));
+        }
+        if self.topics.topics.remove(&topic).is_some() {
+            self.topics.data_version.bump(now_ms);
+            self.persist_topics();
+        }
+        if let Err(e) = self.store.delete_topic(&topic) {
+            return Ok(RemotingCommand::response_to(
+                req,
+                response::SYSTEM_ERROR,
+                Some(format!("deleting the queues of {topic} failed: {e}")),
+            ));
+        }
+        self.offsets.remove_topic(&topic);
+        self.stats.forget_topic(&topic);
+        self.register_with_namesrvs();
         Ok(RemotingCommand::response_to(req, response::SUCCESS, None))
     }
 

@@ -98,6 +98,16 @@ impl ConsumerOffsets {
         })
     }
 
+    /// Forgets every offset committed on `topic` (a deleted topic).
+    pub fn remove_topic(&mut self, topic: &str) {
+        let prefix = format!("{topic}@");
+        let before = self.table.len();
+        self.table.retain(|key, _| !key.starts_with(&prefix));
+        if self.table.len() != before {
+            self.dirty = true;
+        }
+    }
+
     /// Forgets every offset `group` committed (a deleted group, `cleanOffset`).
     pub fn remove_group(&mut self, group: &str) {
         let suffix = format!("@{group}");

@@ -210,6 +210,25 @@ impl NameServer {
                 self.tables.delete_topic(topic, command.ext("clusterName"));
                 Ok(success(command))
             }
+            request::WIPE_WRITE_PERM_OF_BROKER | request::ADD_WRITE_PERM_OF_BROKER => {
+                let broker_name = command.ext_str("brokerName").map_err(header_error)?;
+                let add = command.code == request::ADD_WRITE_PERM_OF_BROKER;
+                let count = self.tables.operate_write_perm(broker_name, add);
+                let key = if add {
+                    "addTopicCount"
+                } else {
+                    "wipeTopicCount"
+                };
+                Ok(success(command).with_ext(key, count))
+            }
+            request::GET_SYSTEM_TOPIC_LIST_FROM_NS => {
+                let (topics, addr) = self.tables.system_topics();
+                let mut body = serde_json::json!({ "topicList": topics });
+                if let Some(addr) = addr {
+                    body["brokerAddr"] = addr.into();
+                }
+                Ok(success(command).with_body(body.to_string().into_bytes()))
+            }
             request::QUERY_DATA_VERSION => self.query_data_version(now_ms, command),
             request::BROKER_HEARTBEAT => {
                 let cluster = command.ext_str("clusterName").map_err(header_error)?;

@@ -325,6 +325,39 @@ impl RouteTables {
         self.topic_queue_table.keys().cloned().collect()
     }
 
+    /// WIPE_WRITE_PERM_OF_BROKER (`add` false) and ADD_WRITE_PERM_OF_BROKER (`add` true), as
+    /// RocketMQ's `operateWritePermOfBroker`: every topic with queues on `broker_name` loses the
+    /// write permission, or gets read and write back. Returns how many topics it touched. The
+    /// change lasts until the broker's topic table version moves (its next registration with a
+    /// new version rewrites its queues), as in RocketMQ.
+    pub fn operate_write_perm(&mut self, broker_name: &str, add: bool) -> usize {
+        let mut touched = 0;
+        for queues in self.topic_queue_table.values_mut() {
+            if let Some(queue) = queues.get_mut(broker_name) {
+                queue.perm = if add {
+                    crate::topic::perm::READ_WRITE
+                } else {
+                    queue.perm & !crate::topic::perm::WRITE
+                };
+                touched += 1;
+            }
+        }
+        touched
+    }
+
+    /// GET_SYSTEM_TOPIC_LIST_FROM_NS: every cluster and broker name (RocketMQ lists them as
+    /// system topics), and one broker address to ask for the broker's own list.
+    pub fn system_topics(&self) -> (Vec<String>, Option<String>) {
+        let mut names: std::collections::BTreeSet<String> =
+            self.cluster_addr_table.keys().cloned().collect();
+        names.extend(self.broker_addr_table.keys().cloned());
+        let addr = self
+            .broker_addr_table
+            .values()
+            .find_map(|b| b.broker_addrs.values().next().cloned());
+        (names.into_iter().collect(), addr)
+    }
+
     /// Topics with queues on a broker name of `cluster_name`, sorted.
     pub fn topics_of_cluster(&self, cluster_name: &str) -> Vec<String> {
         let Some(names) = self.cluster_addr_table.get(cluster_name) else {

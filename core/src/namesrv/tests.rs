@@ -717,6 +717,43 @@ fn delete_topic_in_namesrv() {
     assert!(route(&mut ns, 4, "TopicB").is_some());
 }
 
+/// Goal: mqadmin wipeWritePerm / addWritePerm: every topic of the broker name loses (or gets
+/// back) write permission in the routes, with the count in the answer's header; the change
+/// survives a registration with the same table version, as in RocketMQ, and an unknown broker
+/// counts 0.
+#[test]
+fn wipe_and_add_write_perm_of_a_broker() {
+    let mut ns = namesrv();
+    let broker = identity("broker-a", 0, "10.0.0.1:10911");
+    register(&mut ns, 0, 1, &broker, &[("TopicA", 4), ("TopicB", 4)], 1);
+    let wipe = RemotingCommand::request(request::WIPE_WRITE_PERM_OF_BROKER)
+        .with_ext("brokerName", "broker-a");
+    let reply = ask(&mut ns, 1, 2, wipe);
+    assert_eq!(reply.code, response::SUCCESS);
+    assert_eq!(reply.ext("wipeTopicCount"), Some("2"));
+    assert_eq!(route(&mut ns, 2, "TopicA").unwrap().queue_datas[0].perm, 4);
+    register(&mut ns, 3, 1, &broker, &[("TopicA", 4), ("TopicB", 4)], 1);
+    assert_eq!(route(&mut ns, 4, "TopicB").unwrap().queue_datas[0].perm, 4);
+    let add = RemotingCommand::request(request::ADD_WRITE_PERM_OF_BROKER)
+        .with_ext("brokerName", "broker-a");
+    let reply = ask(&mut ns, 5, 2, add);
+    assert_eq!(reply.ext("addTopicCount"), Some("2"));
+    assert_eq!(route(&mut ns, 6, "TopicA").unwrap().queue_datas[0].perm, 6);
+    let unknown = RemotingCommand::request(request::WIPE_WRITE_PERM_OF_BROKER)
+        .with_ext("brokerName", "broker-z");
+    assert_eq!(ask(&mut ns, 7, 2, unknown).ext("wipeTopicCount"), Some("0"));
+    let system = ask(
+        &mut ns,
+        8,
+        2,
+        RemotingCommand::request(request::GET_SYSTEM_TOPIC_LIST_FROM_NS),
+    );
+    assert_eq!(
+        body_text(&system),
+        r#"{"brokerAddr":"10.0.0.1:10911","topicList":["DefaultCluster","broker-a"]}"#
+    );
+}
+
 /// Goal: an address that re-registers under another id (slave promoted to master) keeps one
 /// entry only.
 #[test]

@@ -341,7 +341,15 @@ pub struct MessageStore<S: SegmentStorage> {
     closed: bool,
     /// The key index, brought up to date with the CommitLog at open.
     index: KeyIndex,
+    /// Deleted topics: topic → the CommitLog written offset when it was deleted. Recovery
+    /// dispatches none of its records before that offset, so a deleted topic's queues never
+    /// come back from the records its ConsumeQueues had indexed (`DELETED_TOPICS_PATH`).
+    deleted_topics: BTreeMap<String, u64>,
 }
+
+/// The deleted topics, `{"<topic>":<commitlog offset>,…}`: replaced whole, kept until
+/// retention has removed every record before the offset.
+pub const DELETED_TOPICS_PATH: &str = "deletedTopics.json";
 
 /// RocketMQ's default `messageDelayLevel`: 1s 5s 10s 30s 1m 2m 3m 4m 5m 6m 7m 8m 9m 10m 20m 30m
 /// 1h 2h.
@@ -587,6 +595,20 @@ impl<S: SegmentStorage> MessageStore<S> {
         let segments = list_commitlog_segments(&storage)?;
         // Retention deleted everything before the first segment.
         let log_min = segments.keys().next().copied().unwrap_or(0);
+        let mut deleted_topics: BTreeMap<String, u64> =
+            match storage.read_all(DELETED_TOPICS_PATH)? {
+                Some(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+                    report.note(
+                        RecoveryLevel::Warn,
+                        None,
+                        format!("{DELETED_TOPICS_PATH} is unreadable ({e}); ignored"),
+                    );
+                    BTreeMap::new()
+                }),
+                None => BTreeMap::new(),
+            };
+        // A tombstone whose records retention has removed has nothing left to hide.
+        deleted_topics.retain(|_, end| *end > log_min);
         let trusted_end = checkpoint.map_or(0, |cp| cp.commitlog_durable_offset);
         let full = ScanPlan {
             start: 0,
@@ -676,6 +698,13 @@ impl<S: SegmentStorage> MessageStore<S> {
                         "record names no valid queue ({}/{}, queue offset {})",
                         record.topic, record.queue_id, record.queue_offset
                     )));
+                }
+                if deleted_topics
+                    .get(&record.topic)
+                    .is_some_and(|end| offset < *end)
+                {
+                    // A record of a topic deleted after it was written: valid, in no queue.
+                    return Ok(Verdict::Valid);
                 }
                 let queue_offset = record.queue_offset as u64;
                 let progress = seen
@@ -847,6 +876,7 @@ impl<S: SegmentStorage> MessageStore<S> {
             last_checkpoint,
             last_store_timestamp_ms: checkpoint.map_or(0, |cp| cp.physic_msg_timestamp_ms),
             closed: false,
+            deleted_topics,
         };
         store.last_store_timestamp_ms = store
             .last_store_timestamp_ms
@@ -1399,6 +1429,29 @@ impl<S: SegmentStorage> MessageStore<S> {
         u64::try_from(unit.commitlog_offset)
             .ok()
             .map(CommitLogOffset)
+    }
+
+    /// Deletes every ConsumeQueue of `topic` (DELETE_TOPIC_IN_BROKER): its messages are no
+    /// longer reachable by queue offset; their CommitLog records stay until retention removes
+    /// their segments, as in RocketMQ, and a tombstone keeps recovery from indexing them again.
+    /// Returns how many queues were deleted.
+    pub fn delete_topic(&mut self, topic: &str) -> Result<usize, StoreError> {
+        if !self.queues.contains_key(topic) {
+            return Ok(0);
+        }
+        // The tombstone first: once it is durable, no recovery brings the queues back.
+        let mut deleted = self.deleted_topics.clone();
+        deleted.insert(topic.to_owned(), self.commitlog.written_offset().0);
+        let json = serde_json::to_vec(&deleted).unwrap_or_default();
+        self.storage.replace(DELETED_TOPICS_PATH, &json)?;
+        self.deleted_topics = deleted;
+        let queues = self.queues.remove(topic).unwrap_or_default();
+        self.cq_dirty.remove(topic);
+        let count = queues.len();
+        for (_, mut queue) in queues {
+            queue.delete_all(&mut self.storage)?;
+        }
+        Ok(count)
     }
 
     /// The store time of the record at `offset` of a queue; `None` outside the queue or when it

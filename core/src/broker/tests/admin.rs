@@ -296,3 +296,90 @@ fn deleting_a_group_with_clean_offset_forgets_its_offsets() {
     );
     assert_eq!(again.code, response::SUCCESS);
 }
+
+#[test]
+fn deleting_a_topic_removes_its_config_queues_and_offsets_and_its_route() {
+    let mut config = test_config();
+    config.namesrv_addrs = vec!["127.0.0.1:9876".to_owned()];
+    let mut h = Harness::new(config);
+    for i in 0..3 {
+        h.call(1, send_v2("TopicA", 0, format!("m{i}").as_bytes(), "t"));
+    }
+    h.call(
+        3,
+        admin(
+            request::UPDATE_CONSUMER_OFFSET,
+            &[
+                ("topic", "TopicA"),
+                ("consumerGroup", "G"),
+                ("queueId", "0"),
+                ("commitOffset", "2"),
+            ],
+            b"",
+        ),
+    );
+    for (topic, code) in [
+        ("", response::INVALID_PARAMETER),
+        ("SCHEDULE_TOPIC_XXXX", response::INVALID_PARAMETER),
+    ] {
+        let refused = h.call(
+            2,
+            admin(request::DELETE_TOPIC_IN_BROKER, &[("topic", topic)], b""),
+        );
+        assert_eq!(refused.code, code, "{topic:?}");
+    }
+    let outputs = h.request(
+        2,
+        admin(request::DELETE_TOPIC_IN_BROKER, &[("topic", "TopicA")], b""),
+    );
+    assert_eq!(responses_on(&outputs, 2)[0].code, response::SUCCESS);
+    let registration = outputs
+        .iter()
+        .find_map(|o| match o {
+            BrokerOutput::SendToNamesrv { command, .. } => Some(command.clone()),
+            _ => None,
+        })
+        .expect("re-registered at once");
+    assert!(!String::from_utf8_lossy(&registration.body).contains("\"TopicA\""));
+    assert_eq!(h.broker.store().max_offset("TopicA", 0).0, 0);
+    assert!(h.broker.store().queue_ids("TopicA").is_empty());
+    let who = h.call(
+        2,
+        admin(
+            request::QUERY_TOPIC_CONSUME_BY_WHO,
+            &[("topic", "TopicA")],
+            b"",
+        ),
+    );
+    assert_eq!(body_text(&who), r#"{"groupList":[]}"#);
+    let stats = h.call(
+        2,
+        admin(request::GET_TOPIC_STATS_INFO, &[("topic", "TopicA")], b""),
+    );
+    assert_eq!(stats.code, response::TOPIC_NOT_EXIST);
+
+    // Neither a crash (every record verified again) nor a clean restart brings it back; a new
+    // send starts it over at offset 0.
+    let crashed = h.broker.store().storage().clone();
+    let mut after_crash = Harness::with_storage(test_config(), crashed, T0 + 5_000);
+    let stats = after_crash.call(
+        2,
+        admin(request::GET_TOPIC_STATS_INFO, &[("topic", "TopicA")], b""),
+    );
+    assert_eq!(stats.code, response::TOPIC_NOT_EXIST);
+    assert!(after_crash.broker.store().queue_ids("TopicA").is_empty());
+    h.broker.shutdown(h.now_ms);
+    h.broker.store_mut().close_inline().expect("closes cleanly");
+    let storage = h.broker.store().storage().clone();
+    let mut config = test_config();
+    config.namesrv_addrs = vec!["127.0.0.1:9876".to_owned()];
+    let mut h = Harness::with_storage(config, storage, T0 + 10_000);
+    let stats = h.call(
+        2,
+        admin(request::GET_TOPIC_STATS_INFO, &[("topic", "TopicA")], b""),
+    );
+    assert_eq!(stats.code, response::TOPIC_NOT_EXIST);
+    let sent = h.call(1, send_v2("TopicA", 0, b"again", "t"));
+    assert_eq!(sent.code, response::SUCCESS);
+    assert_eq!(h.broker.store().max_offset("TopicA", 0).0, 1);
+}
