@@ -70,6 +70,7 @@ async fn scenario() {
 
     let mut producer = start_producer_in(&broker.namesrv_addr, &producer_group).await;
     wait_for_publish_route(&mut producer, topic, QUEUES as usize).await;
+    let mut first_offset_msg_id = None;
     for i in 0..MESSAGES {
         let message = RealMessage::builder()
             .topic(topic)
@@ -77,7 +78,13 @@ async fn scenario() {
             .body(format!("m-{i}").into_bytes())
             .build()
             .expect("message builds");
-        producer.send(message).await.expect("send succeeds");
+        let sent = producer.send(message).await.expect("send succeeds");
+        if first_offset_msg_id.is_none() {
+            first_offset_msg_id = sent
+                .as_ref()
+                .and_then(|r| r.offset_msg_id.clone())
+                .filter(|id| !id.is_empty());
+        }
     }
     let count = Count::default();
     let mut consumer = push_consumer_builder(&broker.namesrv_addr, group).build();
@@ -173,6 +180,29 @@ async fn scenario() {
         .await
         .expect_err("a group nobody is in is not online");
     assert_eq!(offline.broker_response_code(), Some(206), "{offline:?}");
+
+    // consumerStatus (307) and consumeMessage (309): relayed to the live member, its answers
+    // come back.
+    let client_id = member.get_client_id();
+    let running = admin
+        .get_consumer_running_info(s(group), client_id.clone(), false, None)
+        .await
+        .expect("consumer running info");
+    assert!(
+        format!("{running:?}").contains(topic),
+        "the running info names the subscription: {running:?}"
+    );
+    let msg_id = first_offset_msg_id.expect("the send returned an offset message id");
+    let direct = admin
+        .consume_message_directly(s(group), client_id.clone(), s(topic), s(&msg_id))
+        .await
+        .expect("consumed directly");
+    assert!(direct.consume_result().is_some(), "{direct:?}");
+    let absent = admin
+        .get_consumer_running_info(s(group), s("nobody@0"), false, None)
+        .await
+        .expect_err("a client id that is not connected");
+    let _ = absent;
 
     // producerConnection (204) and the producer table (328).
     let producers = admin

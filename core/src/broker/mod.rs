@@ -43,6 +43,7 @@ mod locks;
 mod offsets;
 mod pull;
 mod query;
+mod relay;
 pub mod reply;
 mod reset_offset;
 mod retention;
@@ -260,6 +261,8 @@ const SERVED_CODES: &[i32] = &[
     request::GET_ALL_PRODUCER_INFO,
     request::DELETE_SUBSCRIPTIONGROUP,
     request::DELETE_TOPIC_IN_BROKER,
+    request::GET_CONSUMER_RUNNING_INFO,
+    request::CONSUME_MESSAGE_DIRECTLY,
     request::GET_CONSUME_STATS,
     request::QUERY_TOPIC_CONSUME_BY_WHO,
     request::QUERY_CONSUME_TIME_SPAN,
@@ -380,6 +383,8 @@ pub struct Broker<S: SegmentStorage> {
     recovery_fence: fence::RecoveryFence,
     /// Replies pushed to their requesters, waiting for the answer ([`reply`]).
     pending_replies: reply::PendingReplies,
+    /// Admin requests passed on to a consumer (307, 309), waiting for its answer.
+    relays: relay::Relays,
     /// The ACL files and what they allow ([`acl`]); used when `aclEnable`.
     acl: acl::AclState,
     shut_down: bool,
@@ -452,6 +457,7 @@ impl<S: SegmentStorage> Broker<S> {
             transactions,
             recovery_fence: fence::RecoveryFence::default(),
             pending_replies: reply::PendingReplies::default(),
+            relays: relay::Relays::default(),
             acl: acl::AclState::default(),
             shut_down: false,
             config,
@@ -481,7 +487,9 @@ impl<S: SegmentStorage> Broker<S> {
 
     pub fn handle_request(&mut self, now_ms: u64, conn: ConnId, command: RemotingCommand) {
         if command.is_response() {
-            self.handle_client_response(conn, &command);
+            if !self.relay_answered(conn, &command) {
+                self.handle_client_response(conn, &command);
+            }
             return;
         }
         // As RocketMQ: a code nobody serves is answered before the ACL check.
@@ -535,6 +543,9 @@ impl<S: SegmentStorage> Broker<S> {
                 self.handle_update_subscription_group(now_ms, &command),
             )),
             request::END_TRANSACTION => self.handle_end_transaction(now_ms, &command),
+            request::GET_CONSUMER_RUNNING_INFO | request::CONSUME_MESSAGE_DIRECTLY => {
+                self.handle_relay(now_ms, conn, &command)
+            }
             request::GET_ALL_SUBSCRIPTIONGROUP_CONFIG => {
                 Ok(Some(self.handle_get_all_subscription_groups(&command)))
             }
@@ -592,6 +603,7 @@ impl<S: SegmentStorage> Broker<S> {
         // Their answers can no longer be delivered; the data stays and is synced anyway.
         self.waiting_sends.retain(|w| w.conn != conn);
         self.drop_connection_replies(conn);
+        self.drop_connection_relays(conn);
         self.remove_connection_registrations(conn);
     }
 
@@ -703,6 +715,7 @@ impl<S: SegmentStorage> Broker<S> {
         }
         self.expire_held_pulls(now_ms, false);
         self.expire_pending_replies(now_ms);
+        self.expire_relays(now_ms);
         self.run_retention(now_ms);
     }
 
@@ -762,6 +775,9 @@ impl<S: SegmentStorage> Broker<S> {
             next = next.min(deadline);
         }
         if let Some(deadline) = self.pending_replies.earliest_deadline_ms() {
+            next = next.min(deadline);
+        }
+        if let Some(deadline) = self.relays.earliest_deadline_ms() {
             next = next.min(deadline);
         }
         if let Some(deadline) = self.retention_deadline() {

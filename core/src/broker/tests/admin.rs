@@ -383,3 +383,60 @@ fn deleting_a_topic_removes_its_config_queues_and_offsets_and_its_route() {
     assert_eq!(sent.code, response::SUCCESS);
     assert_eq!(h.broker.store().max_offset("TopicA", 0).0, 1);
 }
+
+#[test]
+fn running_info_is_relayed_to_the_consumer_and_its_answer_comes_back() {
+    let mut h = Harness::new(test_config());
+    h.call(3, heartbeat("c1", "G", "TopicA", "*"));
+    let ask = || {
+        admin(
+            request::GET_CONSUMER_RUNNING_INFO,
+            &[
+                ("consumerGroup", "G"),
+                ("clientId", "c1"),
+                ("jstackEnable", "false"),
+            ],
+            b"",
+        )
+    };
+    let absent = h.call(
+        2,
+        admin(
+            request::GET_CONSUMER_RUNNING_INFO,
+            &[("consumerGroup", "G"), ("clientId", "c9")],
+            b"",
+        ),
+    );
+    assert_eq!(absent.code, response::SYSTEM_ERROR);
+
+    // Relayed with the same code and header; the answer goes back as it is.
+    let outputs = h.request(2, ask());
+    assert!(responses_on(&outputs, 2).is_empty());
+    let relayed = requests_on(&outputs, 3);
+    assert_eq!(relayed.len(), 1);
+    assert_eq!(relayed[0].code, request::GET_CONSUMER_RUNNING_INFO);
+    assert_eq!(relayed[0].ext("clientId"), Some("c1"));
+    let admin_opaque = h.next_opaque;
+    let mut answer = RemotingCommand::response_to(&relayed[0], response::SUCCESS, None);
+    answer.body = bytes::Bytes::from_static(br#"{"properties":{}}"#);
+    h.broker.handle_request(h.now_ms, ConnId(3), answer);
+    let back = responses_on(&h.drain(), 2);
+    assert_eq!(back.len(), 1);
+    assert_eq!(back[0].opaque, admin_opaque);
+    assert_eq!(&back[0].body[..], br#"{"properties":{}}"#);
+
+    // No answer within 10 s: CONSUME_MSG_TIMEOUT.
+    let outputs = h.request(2, ask());
+    assert_eq!(requests_on(&outputs, 3).len(), 1);
+    assert_eq!(h.broker.poll_timeout(), Some(h.now_ms + 10_000));
+    let back = responses_on(&h.advance_to(T0 + 10_000), 2);
+    assert_eq!(back.len(), 1);
+    assert_eq!(back[0].code, response::CONSUME_MSG_TIMEOUT);
+
+    // The consumer's connection closes: SYSTEM_ERROR at once.
+    h.request(2, ask());
+    h.broker.handle_disconnected(h.now_ms, ConnId(3));
+    let back = responses_on(&h.drain(), 2);
+    assert_eq!(back.len(), 1);
+    assert_eq!(back[0].code, response::SYSTEM_ERROR);
+}
