@@ -232,6 +232,19 @@ impl<S: SegmentStorage> Broker<S> {
         ));
     }
 
+    /// Does what a driver does with a `Sync` output, through the store's own storage (for
+    /// drivers whose storage syncs inline: tests, the playground, benchmarks).
+    pub fn sync_inline(&mut self, now_ms: u64, request: &crate::store::SyncRequest) {
+        let storage = self.store.storage_mut();
+        for range in &request.ranges {
+            if let Err(e) = storage.sync(&range.path, range.start, range.end) {
+                let reason = format!("{}: {e}", range.path);
+                return self.handle_sync_failed(now_ms, &reason);
+            }
+        }
+        self.handle_synced(now_ms, request.up_to);
+    }
+
     /// Does what a driver does with a `Checkpoint` output, through the store's own storage (for
     /// drivers whose storage syncs inline: tests, the playground, the fuzzer).
     pub fn write_checkpoint_inline(&mut self, now_ms: u64, request: &CheckpointRequest) {

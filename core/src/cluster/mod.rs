@@ -65,8 +65,7 @@ use crate::remoting::codes::{request, response};
 use crate::remoting::RemotingCommand;
 use crate::rng::SeededRng;
 use crate::store::{
-    CheckpointRequest, CommitLogOffset, MemStorage, PowerLoss, QueueOffset, SegmentStorage,
-    SyncRequest,
+    CheckpointRequest, CommitLogOffset, MemStorage, PowerLoss, QueueOffset, SyncRequest,
 };
 use crate::topic::{DLQ_GROUP_TOPIC_PREFIX, RETRY_GROUP_TOPIC_PREFIX};
 use crate::ConnId;
@@ -1623,29 +1622,8 @@ impl Cluster {
                 request,
             } => {
                 let now = epoch(self.now_ms);
-                let Some(node) = self.brokers.get_mut(&broker) else {
-                    return;
-                };
-                if node.incarnation != incarnation {
-                    return;
-                }
-                let Some(b) = node.broker.as_mut() else {
-                    return;
-                };
-                let mut failure = None;
-                for range in &request.ranges {
-                    if let Err(e) =
-                        b.store_mut()
-                            .storage_mut()
-                            .sync(&range.path, range.start, range.end)
-                    {
-                        failure = Some(e.to_string());
-                        break;
-                    }
-                }
-                match failure {
-                    Some(reason) => b.handle_sync_failed(now, &reason),
-                    None => b.handle_synced(now, request.up_to),
+                if let Some(b) = self.live_broker_mut(&broker, incarnation) {
+                    b.sync_inline(now, &request);
                 }
             }
             Timer::CheckpointDone {
@@ -1654,17 +1632,21 @@ impl Cluster {
                 request,
             } => {
                 let now = epoch(self.now_ms);
-                let Some(node) = self.brokers.get_mut(&broker) else {
-                    return;
-                };
-                if node.incarnation != incarnation {
-                    return;
-                }
-                if let Some(b) = node.broker.as_mut() {
+                if let Some(b) = self.live_broker_mut(&broker, incarnation) {
                     b.write_checkpoint_inline(now, &request);
                 }
             }
         }
+    }
+
+    /// A broker's state machine, if it still runs the incarnation a timer was set by (a disk
+    /// operation of a killed broker completes into nothing).
+    fn live_broker_mut(&mut self, name: &str, incarnation: u64) -> Option<&mut Broker<MemStorage>> {
+        let node = self.brokers.get_mut(name)?;
+        if node.incarnation != incarnation {
+            return None;
+        }
+        node.broker.as_mut()
     }
 
     // ---- inspection ----

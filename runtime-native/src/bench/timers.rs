@@ -21,7 +21,6 @@ use vostok_core::message::Properties;
 use vostok_core::remoting::codes::{request, response};
 use vostok_core::remoting::headers::SendMessageRequestHeader;
 use vostok_core::remoting::RemotingCommand;
-use vostok_core::store::SegmentStorage;
 use vostok_core::ConnId;
 
 use super::stats::Rss;
@@ -62,16 +61,7 @@ fn anon_kib() -> u64 {
 fn drain(broker: &mut Broker<MmapStorage>) -> Result<(), RunError> {
     while let Some(output) = broker.poll_output() {
         match output {
-            BrokerOutput::Sync(sync) => {
-                for range in &sync.ranges {
-                    broker
-                        .store_mut()
-                        .storage_mut()
-                        .sync(&range.path, range.start, range.end)
-                        .map_err(|e| RunError::Task(format!("sync: {e}")))?;
-                }
-                broker.handle_synced(now_ms(), sync.up_to);
-            }
+            BrokerOutput::Sync(sync) => broker.sync_inline(now_ms(), &sync),
             BrokerOutput::Checkpoint(request) => broker.write_checkpoint_inline(now_ms(), &request),
             _ => {}
         }
@@ -149,16 +139,7 @@ fn measure(args: &TimersArgs, dir: &std::path::Path) -> Result<(), RunError> {
                         command.code, command.remark
                     )));
                 }
-                BrokerOutput::Sync(sync) => {
-                    for range in &sync.ranges {
-                        broker
-                            .store_mut()
-                            .storage_mut()
-                            .sync(&range.path, range.start, range.end)
-                            .map_err(|e| RunError::Task(format!("sync: {e}")))?;
-                    }
-                    broker.handle_synced(now_ms(), sync.up_to);
-                }
+                BrokerOutput::Sync(sync) => broker.sync_inline(now_ms(), &sync),
                 BrokerOutput::Checkpoint(request) => {
                     broker.write_checkpoint_inline(now_ms(), &request)
                 }

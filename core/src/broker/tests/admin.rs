@@ -11,6 +11,19 @@ fn admin(code: i32, ext: &[(&str, &str)], body: &[u8]) -> RemotingCommand {
     cmd.with_body(body.to_vec())
 }
 
+/// Group `group` commits `offset` on queue 0 of `topic`.
+fn commit(h: &mut Harness, topic: &str, group: &str, offset: i64) {
+    let offset = offset.to_string();
+    let ext = [
+        ("topic", topic),
+        ("consumerGroup", group),
+        ("queueId", "0"),
+        ("commitOffset", offset.as_str()),
+    ];
+    let answer = h.call(3, admin(request::UPDATE_CONSUMER_OFFSET, &ext, b""));
+    assert_eq!(answer.code, response::SUCCESS);
+}
+
 fn body_text(cmd: &RemotingCommand) -> String {
     String::from_utf8_lossy(&cmd.body).into_owned()
 }
@@ -40,19 +53,7 @@ fn topic_and_consume_stats_show_offsets_with_queue_object_keys() {
     assert_eq!(missing.code, response::TOPIC_NOT_EXIST);
 
     h.call(3, heartbeat("c1", "G", "TopicA", "*"));
-    h.call(
-        3,
-        admin(
-            request::UPDATE_CONSUMER_OFFSET,
-            &[
-                ("topic", "TopicA"),
-                ("consumerGroup", "G"),
-                ("queueId", "0"),
-                ("commitOffset", "2"),
-            ],
-            b"",
-        ),
-    );
+    commit(&mut h, "TopicA", "G", 2);
     let progress = h.call(
         2,
         admin(
@@ -252,19 +253,7 @@ fn deleting_a_group_with_clean_offset_forgets_its_offsets() {
             br#"{"groupName":"G"}"#,
         ),
     );
-    h.call(
-        3,
-        admin(
-            request::UPDATE_CONSUMER_OFFSET,
-            &[
-                ("topic", "TopicA"),
-                ("consumerGroup", "G"),
-                ("queueId", "0"),
-                ("commitOffset", "1"),
-            ],
-            b"",
-        ),
-    );
+    commit(&mut h, "TopicA", "G", 1);
     assert!(h.broker.subscription_groups().contains_key("G"));
     let deleted = h.call(
         2,
@@ -305,19 +294,7 @@ fn deleting_a_topic_removes_its_config_queues_and_offsets_and_its_route() {
     for i in 0..3 {
         h.call(1, send_v2("TopicA", 0, format!("m{i}").as_bytes(), "t"));
     }
-    h.call(
-        3,
-        admin(
-            request::UPDATE_CONSUMER_OFFSET,
-            &[
-                ("topic", "TopicA"),
-                ("consumerGroup", "G"),
-                ("queueId", "0"),
-                ("commitOffset", "2"),
-            ],
-            b"",
-        ),
-    );
+    commit(&mut h, "TopicA", "G", 2);
     for (topic, code) in [
         ("", response::INVALID_PARAMETER),
         ("SCHEDULE_TOPIC_XXXX", response::INVALID_PARAMETER),
