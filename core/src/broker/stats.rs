@@ -33,19 +33,6 @@ pub const BROKER_GET_NUMS: &str = "BROKER_GET_NUMS";
 pub const BROKER_PUT_NUMS_WITHOUT_SYSTEM_TOPIC: &str = "BROKER_PUT_NUMS_WITHOUT_SYSTEM_TOPIC";
 pub const BROKER_GET_NUMS_WITHOUT_SYSTEM_TOPIC: &str = "BROKER_GET_NUMS_WITHOUT_SYSTEM_TOPIC";
 
-/// Every stat name this broker keeps.
-pub const STAT_NAMES: &[&str] = &[
-    TOPIC_PUT_NUMS,
-    TOPIC_PUT_SIZE,
-    GROUP_GET_NUMS,
-    GROUP_GET_SIZE,
-    SNDBCK_PUT_NUMS,
-    BROKER_PUT_NUMS,
-    BROKER_GET_NUMS,
-    BROKER_PUT_NUMS_WITHOUT_SYSTEM_TOPIC,
-    BROKER_GET_NUMS_WITHOUT_SYSTEM_TOPIC,
-];
-
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Snapshot {
     at_ms: u64,
@@ -248,7 +235,9 @@ pub fn java_double(v: f64) -> String {
 /// Every counter the broker keeps.
 #[derive(Clone, Debug)]
 pub struct BrokerStats {
-    items: BTreeMap<(&'static str, String), StatsItem>,
+    /// Stat name → key → item: nested so the hot path (a put, a pull) finds its items by `&str`
+    /// without allocating a key.
+    items: BTreeMap<&'static str, BTreeMap<String, StatsItem>>,
     boot_ms: u64,
     put: Rate,
     get_found: Rate,
@@ -299,10 +288,15 @@ impl BrokerStats {
     }
 
     fn add(&mut self, now_ms: u64, name: &'static str, key: &str, value: u64, times: u64) {
-        self.items
-            .entry((name, key.to_owned()))
-            .or_insert_with(|| StatsItem::new(now_ms))
-            .add(now_ms, value, times);
+        let items = self.items.entry(name).or_default();
+        match items.get_mut(key) {
+            Some(item) => item.add(now_ms, value, times),
+            None => {
+                let mut item = StatsItem::new(now_ms);
+                item.add(now_ms, value, times);
+                items.insert(key.to_owned(), item);
+            }
+        }
     }
 
     fn roll_day(&mut self, now_ms: u64, cluster: &str) {
@@ -393,16 +387,16 @@ impl BrokerStats {
     /// The running value of one item (0 when it never counted).
     pub fn value(&self, name: &str, key: &str) -> u64 {
         self.items
-            .iter()
-            .find(|((n, k), _)| *n == name && k == key)
-            .map_or(0, |(_, item)| item.value())
+            .get(name)
+            .and_then(|items| items.get(key))
+            .map_or(0, StatsItem::value)
     }
 
     /// One item's (minute, hour, day) figures; `None` when it never counted.
     pub fn figures(&mut self, now_ms: u64, name: &str, key: &str) -> Option<[StatsFigures; 3]> {
-        let name = STAT_NAMES.iter().find(|n| **n == name)?;
         self.items
-            .get_mut(&(*name, key.to_owned()))
+            .get_mut(name)?
+            .get_mut(key)
             .map(|item| item.figures(now_ms))
     }
 
@@ -414,14 +408,17 @@ impl BrokerStats {
     /// Drops every item keyed by `topic` (a deleted topic).
     pub fn forget_topic(&mut self, topic: &str) {
         let prefix = format!("{topic}@");
-        self.items
-            .retain(|(_, key), _| key != topic && !key.starts_with(&prefix));
+        for items in self.items.values_mut() {
+            items.retain(|key, _| key != topic && !key.starts_with(&prefix));
+        }
     }
 
     /// Drops every item of `group` (a deleted subscription group).
     pub fn forget_group(&mut self, group: &str) {
         let suffix = format!("@{group}");
-        self.items.retain(|(_, key), _| !key.ends_with(&suffix));
+        for items in self.items.values_mut() {
+            items.retain(|key, _| !key.ends_with(&suffix));
+        }
     }
 
     /// The store's rates and totals, as GET_BROKER_RUNTIME_INFO's keys.
