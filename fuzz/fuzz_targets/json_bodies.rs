@@ -3,7 +3,8 @@
 //! UNLOCK_BATCH_MQ, CHECK_CLIENT_CONFIG and UPDATE_AND_CREATE_SUBSCRIPTIONGROUP bodies (parsed
 //! inside the broker, so they go through a broker over memory). Nothing panics; what parses
 //! survives to_json → parse unchanged, and the broker answers every request with exactly one
-//! response, an error always with a remark saying why.
+//! response, an error always with a remark saying why. Any body also goes through
+//! `lenient::parse_fastjson`, which must read standard JSON as serde_json does.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -11,7 +12,7 @@ use vostok_core::broker::{Broker, BrokerOutput};
 use vostok_core::namesrv::register::RegisterBrokerBody;
 use vostok_core::namesrv::route::{ClusterInfo, JsonDialect, TopicRouteData};
 use vostok_core::remoting::codes::request;
-use vostok_core::remoting::RemotingCommand;
+use vostok_core::remoting::{lenient, RemotingCommand};
 use vostok_core::store::MemStorage;
 use vostok_core::ConnId;
 use vostok_fuzz::small_broker_config;
@@ -28,7 +29,7 @@ fuzz_target!(|data: &[u8]| {
     let Some((selector, body)) = data.split_first() else {
         return;
     };
-    match selector % 8 {
+    match selector % 9 {
         0 => {
             if let Ok(parsed) = RegisterBrokerBody::parse(body) {
                 let json = parsed.to_json();
@@ -66,6 +67,14 @@ fuzz_target!(|data: &[u8]| {
                         "cluster info changed across {dialect:?} to_json/parse"
                     );
                 }
+            }
+        }
+        8 => {
+            // Any body a Java peer answers (`vostok admin` reads them): no panic, and standard
+            // JSON reads exactly as serde_json reads it.
+            let parsed = lenient::parse_fastjson(body);
+            if let Ok(standard) = serde_json::from_slice::<serde_json::Value>(body) {
+                assert_eq!(parsed.ok(), Some(standard), "standard JSON changed");
             }
         }
         n => {

@@ -52,8 +52,8 @@ enum Command {
         #[command(flatten)]
         broker: BrokerArgs,
     },
-    /// Administer a running cluster, mqadmin-style (for example `vostok admin reset-offset
-    /// -n 127.0.0.1:9876 -g GROUP -t TOPIC -s TIMESTAMP_MS|now`).
+    /// Administer a running cluster with mqadmin's commands, names and flags (for example
+    /// `vostok admin topicStatus -n 127.0.0.1:9876 -t TOPIC`); a failure exits non-zero.
     #[cfg(not(madsim))]
     Admin {
         #[command(subcommand)]

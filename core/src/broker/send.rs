@@ -45,10 +45,11 @@ impl<S: SegmentStorage> Broker<S> {
     /// Adds what the broker stamps on every stored message (REMOTING.md §3.3 step 8).
     fn stamp_properties(&mut self, now_ms: u64, properties: &mut Properties) -> String {
         properties.remove("POP_CK");
-        // MSG_REGION and TRACE_ON stay stored, as RocketMQ's broker stores them when a send
-        // hook is registered (AbstractSendMessageProcessor.buildMsgContext): rocketmq-client-rust
-        // drops the consume trace of a message without a region, so without them no consumer's
-        // trace would ever reach the trace topic.
+        // MSG_REGION and TRACE_ON are stored, as RocketMQ 5.x's broker stores them: its
+        // SendMessageProcessor calls AbstractSendMessageProcessor.buildMsgContext on every send,
+        // which writes both into the request's properties (4.9.x did so only when a send hook
+        // was registered). Consumers need them too: rocketmq-client-rust drops the consume
+        // trace of a message without a region.
         if properties.get(keys::MSG_REGION).is_none() {
             properties.insert(keys::MSG_REGION, REGION_ID);
         }

@@ -61,16 +61,7 @@ pub(crate) fn quote_numeric_keys(text: &str) -> Cow<'_, str> {
     while i < bytes.len() {
         let b = bytes[i];
         if b == b'"' {
-            // A string: skip to its closing quote.
-            i += 1;
-            while i < bytes.len() {
-                match bytes[i] {
-                    b'\\' => i += 2,
-                    b'"' => break,
-                    _ => i += 1,
-                }
-            }
-            i += 1;
+            i = skip_string(bytes, i);
             expect_key = false;
             continue;
         }
@@ -122,6 +113,108 @@ pub(crate) fn quote_numeric_keys(text: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// Rewrites fastjson's object-valued map keys into JSON strings holding the key's own text, so a
+/// body such as GET_TOPIC_STATS_INFO's `{"offsetTable":{{"brokerName":"b","queueId":0,"topic":"t"}:{…}}}`
+/// becomes `{"offsetTable":{"{\"brokerName\":\"b\",\"queueId\":0,\"topic\":\"t\"}":{…}}}`,
+/// which serde_json reads (a key is then parsed again as JSON by whoever needs its fields).
+/// fastjson writes a map whose keys are beans (`MessageQueue`) this way; standard JSON passes
+/// through unchanged. Like [`quote_numeric_keys`], the scan looks only at ASCII bytes.
+pub(crate) fn quote_object_keys(text: &str) -> Cow<'_, str> {
+    let bytes = text.as_bytes();
+    // `[start, end)` of every object-valued key, brackets included.
+    let mut keys: Vec<(usize, usize)> = Vec::new();
+    // True for each open object, false for each open array.
+    let mut in_object: Vec<bool> = Vec::new();
+    let mut expect_key = false;
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if b == b'"' {
+            i = skip_string(bytes, i);
+            expect_key = false;
+            continue;
+        }
+        if expect_key && b == b'{' {
+            // A key that is itself an object: find its matching brace.
+            let start = i;
+            let mut depth = 0usize;
+            while i < bytes.len() {
+                match bytes[i] {
+                    b'"' => {
+                        i = skip_string(bytes, i);
+                        continue;
+                    }
+                    b'{' | b'[' => depth += 1,
+                    b'}' | b']' => {
+                        depth -= 1;
+                        if depth == 0 {
+                            i += 1;
+                            break;
+                        }
+                    }
+                    _ => {}
+                }
+                i += 1;
+            }
+            keys.push((start, i));
+            expect_key = false;
+            continue;
+        }
+        match b {
+            b'{' => {
+                in_object.push(true);
+                expect_key = true;
+            }
+            b'[' => {
+                in_object.push(false);
+                expect_key = false;
+            }
+            b'}' | b']' => {
+                in_object.pop();
+                expect_key = false;
+            }
+            b',' => expect_key = in_object.last() == Some(&true),
+            b' ' | b'\t' | b'\n' | b'\r' => {}
+            _ => expect_key = false,
+        }
+        i += 1;
+    }
+    if keys.is_empty() {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + text.len() / 4);
+    let mut copied = 0;
+    for (start, end) in keys {
+        out.push_str(&text[copied..start]);
+        write_string(&mut out, &text[start..end], false);
+        copied = end;
+    }
+    out.push_str(&text[copied..]);
+    Cow::Owned(out)
+}
+
+/// The index just past the string literal opening at `start` (or the end of the text).
+fn skip_string(bytes: &[u8], start: usize) -> usize {
+    let mut i = start + 1;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\\' => i += 2,
+            b'"' => return i + 1,
+            _ => i += 1,
+        }
+    }
+    bytes.len()
+}
+
+/// Parses a body as a Java broker or NameServer writes it (fastjson 1.x): numeric and object map
+/// keys become string keys ([`quote_numeric_keys`], [`quote_object_keys`]); then plain JSON.
+pub fn parse_fastjson(body: &[u8]) -> Result<serde_json::Value, String> {
+    let text = std::str::from_utf8(body).map_err(|e| format!("the body is not UTF-8: {e}"))?;
+    let keyed = quote_object_keys(text);
+    serde_json::from_str(&quote_numeric_keys(&keyed))
+        .map_err(|e| format!("malformed JSON body: {e}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -145,5 +238,24 @@ mod tests {
         assert_eq!(quote_numeric_keys(r#"{ 7 : "s" }"#), r#"{ "7" : "s" }"#);
         let standard = r#"{"k":{"0":"v"},"n":[0,1]}"#;
         assert_eq!(quote_numeric_keys(standard), standard);
+    }
+
+    #[test]
+    fn object_and_numeric_keys_read_as_string_keys() {
+        let body = br#"{"offsetTable":{{"brokerName":"b","queueId":0,"topic":"t"}:{"maxOffset":3},{"brokerName":"b","queueId":1,"topic":"a\"}"}:{"maxOffset":4}},"brokerAddrs":{0:"x:1"},"tps":0.0}"#;
+        let value = parse_fastjson(body).unwrap();
+        let table = value["offsetTable"].as_object().unwrap();
+        assert_eq!(table.len(), 2);
+        let (key, entry) = table.iter().next().unwrap();
+        let key: serde_json::Value = serde_json::from_str(key).unwrap();
+        assert_eq!(key["queueId"], 0);
+        assert_eq!(entry["maxOffset"], 3);
+        assert!(table.keys().any(|k| k.contains(r#""topic":"a\"}""#)));
+        assert_eq!(value["brokerAddrs"]["0"], "x:1");
+        assert_eq!(
+            quote_object_keys(r#"{"a":[{"b":1}],"c":"{x"}"#),
+            r#"{"a":[{"b":1}],"c":"{x"}"#
+        );
+        assert!(parse_fastjson(b"{{").is_err());
     }
 }

@@ -20,7 +20,7 @@
 //!
 //! Oneway requests are processed and never answered; responses arriving here are dropped.
 
-mod json;
+pub(crate) mod json;
 pub mod register;
 pub mod route;
 mod table;

@@ -28,6 +28,9 @@ use serde::de::{DeserializeOwned, Error as _};
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 
+/// Java peers' bodies as JSON values, whatever map keys fastjson wrote (numbers, beans).
+pub use crate::namesrv::json::parse_fastjson;
+
 /// A Java enum: its constants' names in declaration order (ordinals are positions).
 pub trait JavaEnum {
     /// The Java class name, for error messages.
