@@ -9,7 +9,7 @@ fn commit(h: &mut Harness, topic: &str, group: &str, offset: i64) {
         .with_ext("topic", topic)
         .with_ext("consumerGroup", group)
         .with_ext("queueId", "0")
-        .with_ext("commitOffset", &offset.to_string());
+        .with_ext("commitOffset", offset);
     assert_eq!(h.call(3, cmd).code, response::SUCCESS);
 }
 
