@@ -3,7 +3,9 @@
 #
 #   fmt     cargo fmt --check over the workspace and the fuzz crate
 #   clippy  cargo clippy over every target of the workspace, warnings are errors
-#   test    the test suite (cargo-nextest when installed, else cargo test) and the doc tests
+#   test    the test suite (cargo-nextest when installed, else cargo test) and the doc tests;
+#           installs Debian's `prometheus` package first when missing (runtime-native/tests/
+#           metrics.rs scrapes the broker with a real Prometheus server and fails without it)
 #   wasm    vostok-core built for wasm32-unknown-unknown
 #   sim     vostok-sim built with --cfg madsim in target/sim, VOSTOK_SIM_SEEDS seeds run (default
 #           500) from a start seed derived from the commit (VOSTOK_SIM_START overrides it; a
@@ -100,6 +102,8 @@ step_clippy() {
 }
 
 step_test() {
+    # tests/metrics.rs scrapes the broker with Debian's Prometheus server.
+    ensure_apt_packages prometheus
     if cargo nextest --version >/dev/null 2>&1; then
         begin_step test "cargo nextest run --workspace"
         cargo nextest run --workspace --locked --no-tests=warn

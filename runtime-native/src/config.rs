@@ -54,8 +54,47 @@ pub struct BrokerFileConfig {
     pub acl_plain_file: Option<PathBuf>,
     /// The `tls.*` keys (RocketMQ's TLS system properties, [`crate::tls`]).
     pub tls: crate::tls::TlsConfig,
+    /// The `metrics*` keys ([`crate::metrics`]).
+    pub metrics: MetricsConfig,
     /// One line per unknown or unsupported key, each key once, in file order.
     pub warnings: Vec<String>,
+}
+
+/// RocketMQ's `metricsExporterType`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum MetricsExporterType {
+    /// No metrics served (RocketMQ's default).
+    #[default]
+    Disable,
+    /// A Prometheus scrape endpoint on `metricsPromExporterHost:metricsPromExporterPort`.
+    Prom,
+}
+
+/// The port RocketMQ's Prometheus exporter listens on by default (`metricsPromExporterPort`).
+pub const DEFAULT_METRICS_PROM_EXPORTER_PORT: u16 = 5557;
+
+/// The metrics keys of a broker.conf:
+///
+/// * `metricsExporterType`: `DISABLE` (default) or `PROM`; RocketMQ's other exporters
+///   (`OTLP_GRPC`, `LOG`) are refused at start, so a broker never runs believing it exports;
+/// * `metricsPromExporterPort` (5557): the HTTP port of `/metrics`;
+/// * `metricsPromExporterHost`: the address it binds; empty (default) binds the broker's listen
+///   address (127.0.0.1 unless `--listen-ip` says otherwise).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MetricsConfig {
+    pub exporter: MetricsExporterType,
+    pub prom_port: u16,
+    pub prom_host: Option<IpAddr>,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self {
+            exporter: MetricsExporterType::Disable,
+            prom_port: DEFAULT_METRICS_PROM_EXPORTER_PORT,
+            prom_host: None,
+        }
+    }
 }
 
 /// Keys RocketMQ's sample broker.conf files set that Vostok accepts without acting on them (it
@@ -319,6 +358,34 @@ pub fn parse_broker_conf(file: &str, text: &str) -> Result<BrokerFileConfig, Con
             }
             "aclEnable" => {
                 b.acl_enable = parse_bool(&value).ok_or_else(|| bad("expected true or false"))?
+            }
+            "metricsExporterType" => {
+                out.metrics.exporter = match value.trim().to_ascii_uppercase().as_str() {
+                    "DISABLE" => MetricsExporterType::Disable,
+                    "PROM" => MetricsExporterType::Prom,
+                    "OTLP_GRPC" | "LOG" => {
+                        return Err(bad(
+                            "not supported by Vostok: use PROM (a Prometheus scrape endpoint) \
+                             or DISABLE",
+                        ))
+                    }
+                    _ => return Err(bad("expected DISABLE or PROM")),
+                }
+            }
+            "metricsPromExporterPort" => {
+                out.metrics.prom_port = value
+                    .trim()
+                    .parse()
+                    .map_err(|_| bad("expected a TCP port (0-65535)"))?
+            }
+            "metricsPromExporterHost" => {
+                out.metrics.prom_host = match value.trim() {
+                    "" => None,
+                    ip => Some(
+                        ip.parse::<IpAddr>()
+                            .map_err(|_| bad("expected an IP address"))?,
+                    ),
+                }
             }
             "aclPlainFile" => {
                 let path = PathBuf::from(&value);

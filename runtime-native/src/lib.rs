@@ -22,6 +22,7 @@ pub mod bench;
 pub mod client;
 pub mod config;
 mod durability;
+pub mod metrics;
 #[cfg(not(madsim))]
 pub mod playground;
 pub mod server;
@@ -218,6 +219,8 @@ pub struct ResolvedBroker {
     pub acl_file: PathBuf,
     /// The `tls.*` keys of the broker.conf (the `tls.config.file` is read at start).
     pub tls: tls::TlsConfig,
+    /// The `metrics*` keys of the broker.conf.
+    pub metrics: config::MetricsConfig,
 }
 
 impl ResolvedBroker {
@@ -243,7 +246,21 @@ impl ResolvedBroker {
             acl_file: Some(absolute(&self.acl_file)),
             tls,
             namesrv_tls,
+            metrics_listener: None,
         })
+    }
+
+    /// Binds the Prometheus exporter's port when `metricsExporterType=PROM`: on
+    /// `metricsPromExporterHost`, else on the broker's listen address.
+    #[cfg(not(madsim))]
+    pub async fn bind_metrics(&self) -> Result<Option<TcpListener>, RunError> {
+        if self.metrics.exporter != config::MetricsExporterType::Prom {
+            return Ok(None);
+        }
+        let ip = self.metrics.prom_host.unwrap_or(self.listen_addr.ip());
+        bind(SocketAddr::new(ip, self.metrics.prom_port))
+            .await
+            .map(Some)
     }
 }
 
@@ -305,6 +322,7 @@ pub fn resolve_broker(opts: &BrokerOptions) -> Result<ResolvedBroker, RunError> 
     Ok(ResolvedBroker {
         acl_file,
         tls: file.tls,
+        metrics: file.metrics,
         listen_addr: SocketAddr::new(listen_ip, config.listen_port),
         config,
         data_dir,
@@ -343,7 +361,8 @@ impl Standalone {
             opts.namesrv_port.unwrap_or(DEFAULT_NAMESRV_PORT),
         ))
         .await?;
-        let options = resolved.driver_options()?;
+        let mut options = resolved.driver_options()?;
+        options.metrics_listener = resolved.bind_metrics().await?;
         // One TLS setting for the pair, as one RocketMQ home gives both.
         let namesrv = NamesrvServer::start_with_tls(
             ns_listener,
@@ -535,7 +554,8 @@ pub async fn run_broker(opts: BrokerOptions) -> Result<(), RunError> {
     let listener = bind(resolved.listen_addr).await?;
     std::fs::create_dir_all(&resolved.data_dir)?;
     let data_dir = absolute(&resolved.data_dir);
-    let options = resolved.driver_options()?;
+    let mut options = resolved.driver_options()?;
+    options.metrics_listener = resolved.bind_metrics().await?;
     let mut broker = BrokerServer::start(listener, resolved.config, &data_dir, options)?;
     announce(&format!(
         "vostok ready broker={} data={}",

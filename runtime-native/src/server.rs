@@ -347,6 +347,25 @@ enum Internal {
         addr: String,
         command: RemotingCommand,
     },
+    /// A metrics scrape asks for the broker's metric values ([`MetricsSource`]).
+    Metrics(oneshot::Sender<vostok_core::broker::metrics::MetricsSnapshot>),
+}
+
+/// Asks the broker's owner task for its metric values: a message on the owner's internal
+/// channel and a one-shot answer, so a scrape never blocks the owner and the owner never waits
+/// for a scrape.
+#[derive(Clone)]
+pub struct MetricsSource {
+    tx: mpsc::UnboundedSender<Internal>,
+}
+
+impl MetricsSource {
+    /// The values now; `None` once the broker has stopped.
+    pub async fn snapshot(&self) -> Option<vostok_core::broker::metrics::MetricsSnapshot> {
+        let (tx, rx) = oneshot::channel();
+        self.tx.send(Internal::Metrics(tx)).ok()?;
+        rx.await.ok()
+    }
 }
 
 /// The loopback form of a bound address: what a local client should dial.
@@ -586,6 +605,8 @@ pub struct BrokerDriverOptions {
     pub tls: TlsListener,
     /// How the broker dials its NameServers.
     pub namesrv_tls: NamesrvTls,
+    /// Where the Prometheus exporter listens (`metricsExporterType=PROM`, [`crate::metrics`]).
+    pub metrics_listener: Option<TcpListener>,
 }
 
 impl Default for BrokerDriverOptions {
@@ -594,6 +615,7 @@ impl Default for BrokerDriverOptions {
             acl_file: None,
             tls: TlsListener::plaintext(),
             namesrv_tls: NamesrvTls::default(),
+            metrics_listener: None,
         }
     }
 }
@@ -803,6 +825,12 @@ impl BrokerServer {
         let mut owner = BrokerOwner::new(broker, sync, clock);
         owner.acl_files = acl_files;
         owner.namesrv_tls = options.namesrv_tls;
+        if let Some(listener) = options.metrics_listener {
+            let source = MetricsSource {
+                tx: owner.internal_tx.clone(),
+            };
+            tokio::spawn(crate::metrics::serve(listener, source, shutdown_rx.clone()));
+        }
         let owner = tokio::spawn(owner.run(rx, shutdown_rx));
         info!(%local_addr, "broker listening");
         Ok(Self {
@@ -1052,6 +1080,11 @@ impl<S: DriverStorage> BrokerOwner<S> {
             Internal::NamesrvResponse { addr, command } => {
                 self.broker.handle_namesrv_response(now, &addr, command);
                 true
+            }
+            Internal::Metrics(reply) => {
+                // The scrape may have given up waiting; nothing to do then.
+                let _ = reply.send(self.broker.metrics_snapshot(now));
+                false
             }
         }
     }

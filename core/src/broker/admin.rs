@@ -349,7 +349,7 @@ impl<S: SegmentStorage> Broker<S> {
     }
 
     /// The store time of the oldest record still in the CommitLog; -1 when it is empty.
-    fn earliest_message_time_ms(&self) -> i64 {
+    pub(super) fn earliest_message_time_ms(&self) -> i64 {
         let mut earliest: Option<i64> = None;
         for topic in self.store.topics() {
             for queue_id in self.store.queue_ids(topic) {
@@ -548,6 +548,7 @@ impl<S: SegmentStorage> Broker<S> {
             self.offsets.remove_group(&group);
         }
         self.stats.forget_group(&group);
+        self.metrics.forget_group(&group);
         Ok(RemotingCommand::response_to(req, response::SUCCESS, None))
     }
 
@@ -587,6 +588,7 @@ impl<S: SegmentStorage> Broker<S> {
         }
         self.offsets.remove_topic(&topic);
         self.stats.forget_topic(&topic);
+        self.metrics.forget_topic(&topic);
         self.register_with_namesrvs();
         Ok(RemotingCommand::response_to(req, response::SUCCESS, None))
     }

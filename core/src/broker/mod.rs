@@ -40,6 +40,7 @@ pub mod flush;
 mod groups;
 mod ids;
 mod locks;
+pub mod metrics;
 mod offsets;
 mod pull;
 mod query;
@@ -357,6 +358,8 @@ pub struct Broker<S: SegmentStorage> {
     next_checkpoint_ms: u64,
     /// What operators read: per topic and group counters, the store's rates.
     stats: stats::BrokerStats,
+    /// RocketMQ 5's metric counters ([`metrics`]).
+    metrics: metrics::Metrics,
     /// Bumped by every UPDATE_BROKER_CONFIG that changed something (GET_BROKER_CONFIG's
     /// `version`).
     config_version: u64,
@@ -442,6 +445,7 @@ impl<S: SegmentStorage> Broker<S> {
             checkpoint_after_sync: false,
             flush_policy: flush::FlushPolicy::new(config.flush_config(), now_ms),
             stats: stats::BrokerStats::new(now_ms),
+            metrics: metrics::Metrics::default(),
             config_version: 0,
             next_checkpoint_ms: now_ms + config.checkpoint_interval_ms.max(1),
             durability_failure: None,
@@ -481,11 +485,12 @@ impl<S: SegmentStorage> Broker<S> {
     }
 
     pub fn handle_connected(&mut self, now_ms: u64, conn: ConnId, peer: SocketAddr) {
-        let _ = now_ms;
+        self.metrics.latest_ms = now_ms;
         self.peers.insert(conn, peer);
     }
 
     pub fn handle_request(&mut self, now_ms: u64, conn: ConnId, command: RemotingCommand) {
+        self.metrics.latest_ms = now_ms;
         if command.is_response() {
             if !self.relay_answered(conn, &command) {
                 self.handle_client_response(conn, &command);
@@ -495,6 +500,8 @@ impl<S: SegmentStorage> Broker<S> {
         // As RocketMQ: a code nobody serves is answered before the ACL check.
         if self.config.acl_enable && SERVED_CODES.contains(&command.code) {
             if let Some(refused) = self.acl_refusal(conn, &command) {
+                self.metrics
+                    .on_request(now_ms, conn, &command, Some(refused.code));
                 self.reply(conn, &command, refused);
                 return;
             }
@@ -574,13 +581,20 @@ impl<S: SegmentStorage> Broker<S> {
         };
         let response = match result {
             Ok(Some(r)) => r,
-            Ok(None) => return,
+            Ok(None) => {
+                // Answered later (or never, for a oneway request): measured when its response
+                // is drained.
+                self.metrics.on_request(now_ms, conn, &command, None);
+                return;
+            }
             Err(e) => RemotingCommand::response_to(
                 &command,
                 response::SYSTEM_ERROR,
                 Some(format!("bad request header: {e}")),
             ),
         };
+        self.metrics
+            .on_request(now_ms, conn, &command, Some(response.code));
         self.reply(conn, &command, response);
     }
 
@@ -596,7 +610,8 @@ impl<S: SegmentStorage> Broker<S> {
     }
 
     pub fn handle_disconnected(&mut self, now_ms: u64, conn: ConnId) {
-        let _ = now_ms;
+        self.metrics.latest_ms = now_ms;
+        self.metrics.drop_connection(conn);
         self.peers.remove(&conn);
         self.held_pulls.drop_connection(conn);
         self.recovery_fence.drop_connection(conn);
@@ -614,7 +629,7 @@ impl<S: SegmentStorage> Broker<S> {
     }
 
     pub fn handle_synced(&mut self, now_ms: u64, up_to: CommitLogOffset) {
-        let _ = now_ms;
+        self.metrics.latest_ms = now_ms;
         self.sync_in_flight = false;
         if self.durability_failure.is_some() {
             return;
@@ -662,7 +677,7 @@ impl<S: SegmentStorage> Broker<S> {
     /// durability unknown, as RocketMQ reports it) and refuses further sends with
     /// SERVICE_NOT_AVAILABLE until restarted: an operator must look at the disk.
     pub fn handle_sync_failed(&mut self, now_ms: u64, reason: &str) {
-        let _ = now_ms;
+        self.metrics.latest_ms = now_ms;
         self.sync_in_flight = false;
         self.fail_durability(reason);
     }
@@ -686,6 +701,7 @@ impl<S: SegmentStorage> Broker<S> {
     }
 
     pub fn handle_timeout(&mut self, now_ms: u64) {
+        self.metrics.latest_ms = now_ms;
         if self.shut_down {
             return;
         }
@@ -722,6 +738,7 @@ impl<S: SegmentStorage> Broker<S> {
     /// Starts a clean shutdown: unregisters from NameServers, persists offsets, answers held
     /// pulls.
     pub fn shutdown(&mut self, now_ms: u64) {
+        self.metrics.latest_ms = now_ms;
         if self.shut_down {
             return;
         }
@@ -744,7 +761,11 @@ impl<S: SegmentStorage> Broker<S> {
     }
 
     pub fn poll_output(&mut self) -> Option<BrokerOutput> {
-        self.outputs.pop_front()
+        let output = self.outputs.pop_front()?;
+        if let BrokerOutput::Send { conn, command } = &output {
+            self.metrics.on_output(*conn, command);
+        }
+        Some(output)
     }
 
     /// The next instant (epoch ms) `handle_timeout` must be called.

@@ -303,6 +303,14 @@ impl<S: SegmentStorage> Broker<S> {
                 found,
                 bytes as u64,
             );
+            self.metrics.on_pull(
+                &h.consumer_group,
+                &h.topic,
+                h.queue_id,
+                found,
+                bytes as u64,
+                next_begin.max(0) as u64,
+            );
         }
         if code == response::SUCCESS {
             let mut body = BytesMut::with_capacity(result.records.iter().map(|r| r.len()).sum());

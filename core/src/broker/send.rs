@@ -164,6 +164,7 @@ impl<S: SegmentStorage> Broker<S> {
         // check-back decides ([`super::transaction`]).
         let transactional = header_properties.get(keys::TRAN_MSG) == Some("true")
             || h.sys_flag & sys_flag::TRANSACTION_MASK == sys_flag::TRANSACTION_PREPARED;
+        let message_type = super::metrics::MessageType::of_send(transactional, &header_properties);
         if transactional && h.batch {
             return Ok(Some(illegal(
                 req,
@@ -249,6 +250,7 @@ impl<S: SegmentStorage> Broker<S> {
                 if h.reconsume_times.unwrap_or(0) > max
                     || self.locks.group_has_live_lock(now_ms, group)
                 {
+                    self.metrics.on_dlq(group, &topic_name);
                     topic_name = format!("{DLQ_GROUP_TOPIC_PREFIX}{group}");
                     self.ensure_group_topic(now_ms, &topic_name);
                     queue_id = 0;
@@ -299,6 +301,8 @@ impl<S: SegmentStorage> Broker<S> {
             puts.len() as u64,
             stored_bytes,
         );
+        self.metrics
+            .on_put(&topic_name, message_type, puts.len() as u64, stored_bytes);
         self.wake_held_pulls(now_ms, &topic_name, queue_id);
         let response = self.send_response(req, &puts, queue_id, transaction_id);
         let end = puts

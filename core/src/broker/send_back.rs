@@ -204,6 +204,9 @@ impl<S: SegmentStorage> Broker<S> {
             return Ok(self.store_error_response(req, &e));
         }
         self.stats.on_send_back(now_ms, &original_topic, &h.group);
+        if topic.starts_with(DLQ_GROUP_TOPIC_PREFIX) {
+            self.metrics.on_dlq(&h.group, &original_topic);
+        }
         self.wake_held_pulls(now_ms, &topic, queue_id);
         if self.config.flush_disk_type == super::FlushDiskType::AsyncFlush {
             self.after_async_put();

@@ -575,6 +575,7 @@ impl<S: SegmentStorage> Broker<S> {
             slot_time_ms: slot,
         };
         self.timer.store.append(self.store.storage_mut(), unit)?;
+        self.metrics.timer_enqueue_total += 1;
         let due = slot.max(0) as u64;
         self.timer.next_deliver_ms = Some(self.timer.next_deliver_ms.map_or(due, |d| d.min(due)));
         Ok(())
@@ -804,6 +805,7 @@ impl<S: SegmentStorage> Broker<S> {
         };
         let (topic, queue_id) = (record.topic.clone(), record.queue_id);
         self.store.put(record)?;
+        self.metrics.timer_dequeue_total += 1;
         *delivered = true;
         self.ensure_topic_of_delivered(now_ms, &topic, queue_id);
         self.wake_held_pulls(now_ms, &topic, queue_id);

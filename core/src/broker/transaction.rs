@@ -482,6 +482,7 @@ impl<S: SegmentStorage> Broker<S> {
             // Resolved already (by the producer, a check answer, or given up).
             return Ok(Some(ok));
         }
+        let real_topic = half.properties.get(keys::REAL_TOPIC).map(str::to_owned);
         if commit {
             let Some(record) = Self::committed_message(now_ms, half) else {
                 return fail(
@@ -518,6 +519,9 @@ impl<S: SegmentStorage> Broker<S> {
             }
         }
         self.after_tx_put();
+        if let Some(topic) = real_topic {
+            self.metrics.on_end_transaction(&topic, commit);
+        }
         Ok(Some(ok))
     }
 
@@ -810,6 +814,11 @@ impl<S: SegmentStorage> Broker<S> {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
+    }
+
+    /// How many transactions are unresolved.
+    pub(super) fn pending_transaction_count(&self) -> u64 {
+        self.transactions.pending.len() as u64
     }
 
     /// Unresolved transactions: (prepared offset, checks sent), in offset order.
