@@ -33,6 +33,7 @@ use vostok_core::broker::metrics::{
     Histogram, MetricsSnapshot, MESSAGE_SIZE_BOUNDS_BYTES, RPC_LATENCY_BOUNDS_MS,
 };
 use vostok_core::remoting::codes::{request, response};
+use vostok_core::remoting::version::version_name;
 
 use crate::server::MetricsSource;
 
@@ -346,7 +347,7 @@ impl Collector for Snapshot {
         let producers = s.producer_connections.iter().map(|p| {
             let labels = vec![
                 ("language", p.language.clone()),
-                ("version", p.version.to_string()),
+                ("version", version_name(i64::from(p.version))),
                 ("protocol_type", "remoting".to_owned()),
             ];
             (labels, gauge_i64(p.count))
@@ -361,7 +362,7 @@ impl Collector for Snapshot {
             let labels = vec![
                 ("consumer_group", c.consumer_group.clone()),
                 ("language", c.language.clone()),
-                ("version", c.version.to_string()),
+                ("version", version_name(i64::from(c.version))),
                 ("consume_mode", c.consume_mode.clone()),
                 ("protocol_type", "remoting".to_owned()),
                 ("is_system", bool_label(c.is_system)),

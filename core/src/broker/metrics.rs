@@ -339,7 +339,8 @@ pub struct DlqSample {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ProducerConnections {
     pub language: String,
-    /// The client's version ordinal (RocketMQ prints `MQVersion`'s name; Vostok the number).
+    /// The client's version ordinal (printed by its `MQVersion` name, as RocketMQ prints it:
+    /// [`crate::remoting::version::version_name`]).
     pub version: i32,
     pub count: u64,
 }

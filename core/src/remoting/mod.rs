@@ -26,6 +26,7 @@ pub mod headers;
 mod json_header;
 pub mod lenient;
 pub mod reset_offset;
+pub mod version;
 
 pub use codec::{
     encode, try_encode, wire_serialize_type, EncodeError, FrameDecoder, FrameError, MAX_FRAME_LEN,

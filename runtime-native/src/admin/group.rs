@@ -8,12 +8,13 @@ use vostok_core::remoting::codes::{request, response};
 use vostok_core::remoting::reset_offset::{
     decode_offset_table, QueueKey, ResetOffsetRequestHeader,
 };
+use vostok_core::remoting::version::version_name;
 use vostok_core::remoting::RemotingCommand;
 use vostok_core::topic::{DLQ_GROUP_TOPIC_PREFIX, RETRY_GROUP_TOPIC_PREFIX};
 
 use super::rpc::{
-    expect_ok, float, int, json_body, queue_of_key, text, version_desc, Admin, BrokerOrCluster,
-    BrokerTarget, NamesrvArg,
+    expect_ok, float, int, json_body, queue_of_key, text, Admin, BrokerOrCluster, BrokerTarget,
+    NamesrvArg,
 };
 use crate::RunError;
 
@@ -439,7 +440,7 @@ async fn all_groups_progress(admin: &Admin) -> Result<(), RunError> {
                 } else {
                     "PUSH"
                 };
-                (version_desc(min_version), kind, text(c, "messageModel"))
+                (version_name(min_version), kind, text(c, "messageModel"))
             }
             _ => ("OFFLINE".to_owned(), "", String::new()),
         };
@@ -474,7 +475,7 @@ pub async fn print_consumer_connection(args: ConsumerConnectionArgs) -> Result<(
             text(m, "clientId"),
             text(m, "clientAddr"),
             text(m, "language"),
-            version_desc(int(m, "version"))
+            version_name(int(m, "version"))
         );
     }
     out!();
@@ -522,7 +523,7 @@ pub async fn producer_connection(args: ProducerConnectionArgs) -> Result<(), Run
                 text(m, "clientId"),
                 text(m, "clientAddr"),
                 text(m, "language"),
-                version_desc(int(m, "version"))
+                version_name(int(m, "version"))
             );
         }
         return Ok(());

@@ -309,38 +309,9 @@ pub fn perm_string(perm: u32) -> String {
     [flag(4, 'R'), flag(2, 'W'), flag(1, 'X')].iter().collect()
 }
 
-/// A client's `version` (the ordinal of RocketMQ's `MQVersion.Version`) as its name, `V4_9_8`.
-/// From 4.0.0 the enum has a SNAPSHOT and a release per `major.minor.patch` with minor and patch
-/// 0–9, 4.0.0-SNAPSHOT at 212; older ordinals are printed as numbers.
-pub fn version_desc(version: i64) -> String {
-    const V4_0_0_SNAPSHOT: i64 = 212;
-    const HIGHER_VERSION: i64 = V4_0_0_SNAPSHOT + 2 * 200;
-    match version {
-        v if (V4_0_0_SNAPSHOT..HIGHER_VERSION).contains(&v) => {
-            let index = v - V4_0_0_SNAPSHOT;
-            let (major, rest) = (4 + index / 200, index % 200);
-            let (minor, patch) = (rest / 2 / 10, rest / 2 % 10);
-            let snapshot = if rest % 2 == 0 { "_SNAPSHOT" } else { "" };
-            format!("V{major}_{minor}_{patch}{snapshot}")
-        }
-        HIGHER_VERSION => "HIGHER_VERSION".to_owned(),
-        v => v.to_string(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn versions_name_as_rocketmq_names_them() {
-        assert_eq!(version_desc(409), "V4_9_8");
-        assert_eq!(version_desc(479), "V5_3_3");
-        assert_eq!(version_desc(212), "V4_0_0_SNAPSHOT");
-        assert_eq!(version_desc(412), "V5_0_0_SNAPSHOT");
-        assert_eq!(version_desc(612), "HIGHER_VERSION");
-        assert_eq!(version_desc(7), "7");
-    }
 
     #[test]
     fn permissions_print_as_perm2string() {
