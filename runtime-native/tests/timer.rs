@@ -32,10 +32,17 @@ fn epoch_ms() -> u64 {
 }
 
 /// The instant the wall clock reaches `deliver_ms` (measured now; the two clocks agree for the
-/// few seconds a test lasts).
+/// few seconds a test lasts). Measured in nanoseconds: with the wall clock cut to whole
+/// milliseconds the instant would come up to 1 ms late, and a timer delivered exactly on time
+/// would look early.
 fn instant_of(deliver_ms: u64) -> Instant {
-    let (now, now_ms) = (Instant::now(), epoch_ms());
-    now + Duration::from_millis(deliver_ms.saturating_sub(now_ms))
+    let now = Instant::now();
+    let now_ns = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let deliver_ns = u128::from(deliver_ms) * 1_000_000;
+    now + Duration::from_nanos(deliver_ns.saturating_sub(now_ns) as u64)
 }
 
 /// Sends with the RocketMQ client; returns the instant before the send.
