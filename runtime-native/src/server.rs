@@ -1098,6 +1098,9 @@ impl<S: DriverStorage> BrokerOwner<S> {
                     self.conns.send(conn, Outbound::Command(command))
                 }
                 BrokerOutput::Close { conn } => self.conns.send(conn, Outbound::Close),
+                // The native driver opens no HA port and starts every broker as a master, so
+                // no HA link exists and the core has nothing to stream yet.
+                BrokerOutput::Ha(output) => debug!(?output, "HA output without an HA link"),
                 BrokerOutput::WriteAclFile {
                     path,
                     contents,
