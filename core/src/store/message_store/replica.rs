@@ -193,7 +193,10 @@ mod tests {
 
     fn record(topic: &str, queue_id: i32, seq: usize) -> MessageRecord {
         let mut properties = Properties::new();
-        properties.insert(keys::TAGS, if seq.is_multiple_of(2) { "even" } else { "odd" });
+        properties.insert(
+            keys::TAGS,
+            if seq.is_multiple_of(2) { "even" } else { "odd" },
+        );
         properties.insert(keys::KEYS, format!("key-{seq}"));
         properties.insert(keys::UNIQ_KEY, format!("UNIQ{seq:08}"));
         MessageRecord {
@@ -218,7 +221,11 @@ mod tests {
     fn master(n: usize) -> MessageStore<MemStorage> {
         let mut store = MessageStore::open(MemStorage::new(), config()).unwrap();
         for seq in 0..n {
-            let topic = if seq.is_multiple_of(3) { "TopicB" } else { "TopicA" };
+            let topic = if seq.is_multiple_of(3) {
+                "TopicB"
+            } else {
+                "TopicA"
+            };
             store.put(record(topic, (seq % 2) as i32, seq)).unwrap();
         }
         store
