@@ -1,7 +1,8 @@
 //! A replicated broker group of real processes: a `vostok namesrv`, a SYNC_MASTER and a SLAVE
 //! `vostok broker` that learns its master's HA address from the NameServer. A
 //! `rocketmq-client-rust` producer's sends are acknowledged once the slave has them; the
-//! slave's CommitLog is byte-identical to the master's, and so are the ConsumeQueues it builds.
+//! slave's CommitLog is byte-identical to the master's, so are the ConsumeQueues it builds, and
+//! it serves the same messages once it has copied its master's topics (SlaveSynchronize).
 
 mod common;
 
@@ -216,10 +217,35 @@ async fn scenario() {
         m == s,
         "the slave's CommitLog segment differs from the master's"
     );
-    // The slave built its own ConsumeQueues from the records: unit for unit the master's.
-    // (Serving pulls from them needs the topic configs SlaveSynchronize copies: not yet.)
+    // The slave built its own ConsumeQueues from the records, unit for unit the master's, and
+    // serves them once SlaveSynchronize has copied the master's topic configs.
     let on_master = block_in_place(|| stored_messages(&master_addr, topic, 2));
     assert_eq!(on_master.len(), probes + MESSAGES);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let mut conn = block_in_place(|| RawConn::connect(&slave_addr));
+        let (frame, _) = block_in_place(|| pull(&mut conn, "repl_cg", topic, 0, 0));
+        if frame.code() == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the slave never served {topic}: {} {}\nslave: {}",
+            frame.code(),
+            frame.remark(),
+            tail(&slave.stderr)
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let on_slave = block_in_place(|| stored_messages(&slave_addr, topic, 2));
+    let bodies = |v: &[(String, std::collections::HashMap<String, String>)]| {
+        v.iter().map(|(b, _)| b.clone()).collect::<Vec<_>>()
+    };
+    assert_eq!(
+        bodies(&on_slave),
+        bodies(&on_master),
+        "the slave serves the same messages"
+    );
     for queue in 0..2 {
         let path = |name: &str| {
             dir.path()

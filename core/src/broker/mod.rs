@@ -294,8 +294,9 @@ pub enum BrokerOutput {
         conn: ConnId,
         command: RemotingCommand,
     },
-    /// Send a request to a NameServer (REGISTER_BROKER, UNREGISTER_BROKER). The driver keeps one
-    /// connection per address and feeds the response back with `handle_namesrv_response`.
+    /// Send a request to a NameServer (REGISTER_BROKER, UNREGISTER_BROKER), or from a slave to
+    /// its master (SlaveSynchronize). The driver keeps one connection per address and feeds
+    /// the response back with `handle_namesrv_response`.
     SendToNamesrv {
         addr: String,
         command: RemotingCommand,
@@ -462,7 +463,7 @@ impl<S: SegmentStorage> Broker<S> {
             flush_policy: flush::FlushPolicy::new(config.flush_config(), now_ms),
             stats: stats::BrokerStats::new(now_ms),
             metrics: metrics::Metrics::default(),
-            replication: replication::Replication::new(&config),
+            replication: replication::Replication::new(&config, now_ms),
             config_version: 0,
             next_checkpoint_ms: now_ms + config.checkpoint_interval_ms.max(1),
             durability_failure: None,
@@ -647,10 +648,12 @@ impl<S: SegmentStorage> Broker<S> {
 
     /// A NameServer answered REGISTER_BROKER / UNREGISTER_BROKER. Nothing depends on it: a
     /// failed registration is repeated at the next period.
-    /// A NameServer's answer to REGISTER_BROKER: a slave learns its master's HA address there.
+    /// A NameServer's answer to REGISTER_BROKER (a slave learns its master there), or a
+    /// master's answer to a slave's SlaveSynchronize request on the same kind of connection.
     pub fn handle_namesrv_response(&mut self, now_ms: u64, addr: &str, command: RemotingCommand) {
-        let _ = addr;
-        self.learn_master_addr(&command);
+        if !self.handle_master_answer(addr, &command) {
+            self.learn_master_addr(&command);
+        }
         self.pump_replication(now_ms);
     }
 

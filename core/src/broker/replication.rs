@@ -16,6 +16,7 @@
 //! An ack only counts for bytes its link was shown ([`crate::ha::master`]), so a peer that
 //! fakes acks is closed, never counted.
 
+use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 
 use super::{Broker, BrokerOutput};
@@ -145,11 +146,34 @@ pub enum HaOutput {
 #[derive(Debug)]
 pub(super) enum Replication {
     Master(HaMaster),
-    Slave(HaSlave),
+    Slave(SlaveSide),
 }
 
+/// A slave: its HA link, and SlaveSynchronize (RocketMQ's `SlaveSynchronize`: the master's
+/// topic configs and subscription groups, copied every [`SLAVE_SYNC_INTERVAL_MS`] over a
+/// remoting connection to the master's main port, applied when their data version differs).
+#[derive(Debug)]
+pub(super) struct SlaveSide {
+    link: HaSlave,
+    /// The master's broker address (`masterAddr` of the NameServer's answer).
+    master_addr: Option<String>,
+    next_sync_ms: u64,
+    /// Requests in flight to the master, by opaque.
+    pending: BTreeMap<i32, SyncItem>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum SyncItem {
+    Topics,
+    Groups,
+}
+
+/// RocketMQ 4.x's SlaveSynchronize period (the first run 3 s after start).
+pub const SLAVE_SYNC_INTERVAL_MS: u64 = 10_000;
+const SLAVE_SYNC_FIRST_MS: u64 = 3_000;
+
 impl Replication {
-    pub(super) fn new(config: &super::BrokerConfig) -> Self {
+    pub(super) fn new(config: &super::BrokerConfig, now_ms: u64) -> Self {
         let r = &config.replication;
         if r.role.is_master() {
             Self::Master(HaMaster::new(HaMasterConfig {
@@ -159,14 +183,19 @@ impl Replication {
                 segment_bytes: config.store.commitlog_segment_bytes,
             }))
         } else {
-            Self::Slave(HaSlave::new(
-                HaSlaveConfig {
-                    heartbeat_interval_ms: r.ha_send_heartbeat_interval_ms,
-                    housekeeping_interval_ms: r.ha_housekeeping_interval_ms,
-                    reconnect_interval_ms: 5_000,
-                },
-                r.ha_master_address.clone().filter(|a| a.len() >= 6),
-            ))
+            Self::Slave(SlaveSide {
+                link: HaSlave::new(
+                    HaSlaveConfig {
+                        heartbeat_interval_ms: r.ha_send_heartbeat_interval_ms,
+                        housekeeping_interval_ms: r.ha_housekeeping_interval_ms,
+                        reconnect_interval_ms: 5_000,
+                    },
+                    r.ha_master_address.clone().filter(|a| a.len() >= 6),
+                ),
+                master_addr: None,
+                next_sync_ms: now_ms + SLAVE_SYNC_FIRST_MS,
+                pending: BTreeMap::new(),
+            })
         }
     }
 }
@@ -213,8 +242,8 @@ impl<S: SegmentStorage> Broker<S> {
                 self.emit_master(actions);
                 self.release_durable_sends();
             }
-            Replication::Slave(slave) => {
-                let (frames, actions) = slave.handle_bytes(now_ms, link, bytes);
+            Replication::Slave(side) => {
+                let (frames, actions) = side.link.handle_bytes(now_ms, link, bytes);
                 self.apply_frames(now_ms, frames);
                 self.emit_slave(actions);
             }
@@ -226,15 +255,15 @@ impl<S: SegmentStorage> Broker<S> {
     pub fn handle_ha_closed(&mut self, now_ms: u64, link: ConnId) {
         match &mut self.replication {
             Replication::Master(master) => master.handle_closed(link),
-            Replication::Slave(slave) => slave.handle_closed(now_ms, link),
+            Replication::Slave(side) => side.link.handle_closed(now_ms, link),
         }
     }
 
     /// The connection a `Connect` asked for is up.
     pub fn handle_ha_connected(&mut self, now_ms: u64, link: ConnId) {
         let written = self.store.written_offset().0;
-        if let Replication::Slave(slave) = &mut self.replication {
-            let actions = slave.handle_connected(now_ms, link, written);
+        if let Replication::Slave(side) = &mut self.replication {
+            let actions = side.link.handle_connected(now_ms, link, written);
             self.emit_slave(actions);
         } else {
             self.emit_ha(HaOutput::Close {
@@ -246,8 +275,8 @@ impl<S: SegmentStorage> Broker<S> {
 
     /// The connection a `Connect` asked for failed.
     pub fn handle_ha_connect_failed(&mut self, now_ms: u64) {
-        if let Replication::Slave(slave) = &mut self.replication {
-            slave.handle_connect_failed(now_ms);
+        if let Replication::Slave(side) = &mut self.replication {
+            side.link.handle_connect_failed(now_ms);
         }
     }
 
@@ -271,9 +300,10 @@ impl<S: SegmentStorage> Broker<S> {
                 let actions = master.poll(now_ms, written, commitlog_end);
                 self.emit_master(actions);
             }
-            Replication::Slave(slave) => {
-                let actions = slave.poll(now_ms, written);
+            Replication::Slave(side) => {
+                let actions = side.link.poll(now_ms, written);
                 self.emit_slave(actions);
+                self.synchronize_from_master(now_ms);
             }
         }
     }
@@ -282,7 +312,10 @@ impl<S: SegmentStorage> Broker<S> {
     pub(super) fn replication_deadline_ms(&self) -> Option<u64> {
         let links = match &self.replication {
             Replication::Master(master) => master.next_deadline_ms(),
-            Replication::Slave(slave) => slave.next_deadline_ms(),
+            Replication::Slave(side) => {
+                let sync = side.master_addr.as_ref().map(|_| side.next_sync_ms);
+                side.link.next_deadline_ms().into_iter().chain(sync).min()
+            }
         };
         let waits = self
             .waiting_sends
@@ -346,16 +379,93 @@ impl<S: SegmentStorage> Broker<S> {
         }
     }
 
-    /// A slave learns its master's HA address from its NameServer's REGISTER_BROKER answer
-    /// (`haServerAddr`), unless `haMasterAddress` fixes it. A missing one keeps the old.
+    /// A slave learns its master from its NameServer's REGISTER_BROKER answer: the broker
+    /// address (`masterAddr`, for SlaveSynchronize) and the HA address (`haServerAddr`, unless
+    /// `haMasterAddress` fixes it). A missing one keeps the old, as RocketMQ does.
     pub(super) fn learn_master_addr(&mut self, answer: &RemotingCommand) {
-        if self.config.replication.ha_master_address.is_some() {
+        let fixed = self.config.replication.ha_master_address.is_some();
+        let Replication::Slave(side) = &mut self.replication else {
             return;
+        };
+        if let Some(addr) = answer.ext("masterAddr").filter(|a| !a.is_empty()) {
+            side.master_addr = Some(addr.to_owned());
         }
-        if let Replication::Slave(slave) = &mut self.replication {
-            let actions = slave.set_master_addr(answer.ext("haServerAddr").map(str::to_owned));
+        if !fixed {
+            let actions = side
+                .link
+                .set_master_addr(answer.ext("haServerAddr").map(str::to_owned));
             self.emit_slave(actions);
         }
+    }
+
+    /// Asks the master for its topics and groups when due (their answers come back through
+    /// `handle_namesrv_response`, on the connection the driver keeps per address).
+    fn synchronize_from_master(&mut self, now_ms: u64) {
+        let Replication::Slave(side) = &mut self.replication else {
+            return;
+        };
+        let Some(master) = side.master_addr.clone() else {
+            return;
+        };
+        if now_ms < side.next_sync_ms {
+            return;
+        }
+        side.next_sync_ms = now_ms + SLAVE_SYNC_INTERVAL_MS;
+        // Answers of an earlier round that never came are dropped with it.
+        side.pending.clear();
+        for (code, item) in [
+            (
+                crate::remoting::codes::request::GET_ALL_TOPIC_CONFIG,
+                SyncItem::Topics,
+            ),
+            (
+                crate::remoting::codes::request::GET_ALL_SUBSCRIPTIONGROUP_CONFIG,
+                SyncItem::Groups,
+            ),
+        ] {
+            let opaque = self.next_opaque();
+            let mut command = RemotingCommand::request(code);
+            command.opaque = opaque;
+            if let Replication::Slave(side) = &mut self.replication {
+                side.pending.insert(opaque, item);
+            }
+            self.outputs.push_back(BrokerOutput::SendToNamesrv {
+                addr: master.clone(),
+                command,
+            });
+        }
+    }
+
+    /// A master's answer to a SlaveSynchronize request, if `answer` is one.
+    pub(super) fn handle_master_answer(&mut self, addr: &str, answer: &RemotingCommand) -> bool {
+        let Replication::Slave(side) = &mut self.replication else {
+            return false;
+        };
+        if side.master_addr.as_deref() != Some(addr) {
+            return false;
+        }
+        let Some(item) = side.pending.remove(&answer.opaque) else {
+            return false;
+        };
+        if answer.code != response::SUCCESS {
+            return true;
+        }
+        let Ok(value) = crate::remoting::lenient::parse_fastjson(&answer.body) else {
+            return true;
+        };
+        match item {
+            SyncItem::Topics => {
+                if let Ok(wrapper) = serde_json::from_value(value) {
+                    self.replace_topics_from_master(wrapper);
+                }
+            }
+            SyncItem::Groups => {
+                if let Ok(wrapper) = serde_json::from_value(value) {
+                    self.replace_groups_from_master(wrapper);
+                }
+            }
+        }
+        true
     }
 
     /// Appends a master's frames to this slave's store, in order.
@@ -396,15 +506,15 @@ impl<S: SegmentStorage> Broker<S> {
             }
         }
         let written = self.store.written_offset().0;
-        if let Replication::Slave(slave) = &mut self.replication {
-            let actions = slave.handle_appended(now_ms, written);
+        if let Replication::Slave(side) = &mut self.replication {
+            let actions = side.link.handle_appended(now_ms, written);
             self.emit_slave(actions);
         }
     }
 
     fn refuse_replication(&mut self, reason: String) {
-        if let Replication::Slave(slave) = &mut self.replication {
-            let actions = slave.refuse(format!("replication stopped: {reason}"));
+        if let Replication::Slave(side) = &mut self.replication {
+            let actions = side.link.refuse(format!("replication stopped: {reason}"));
             self.emit_slave(actions);
         }
     }

@@ -376,6 +376,16 @@ impl CommitLog {
         offset: u64,
         bytes: &[u8],
     ) -> Result<(), StoreError> {
+        // Offsets are Java longs on the wire; keep every sum below i64::MAX.
+        let fits = offset
+            .checked_add(bytes.len() as u64)
+            .and_then(|end| end.checked_add(self.segment_bytes))
+            .is_some_and(|end| end <= i64::MAX as u64);
+        if !fits {
+            return Err(StoreError::Corrupt(format!(
+                "replicated bytes at CommitLog offset {offset} reach past the largest offset"
+            )));
+        }
         if self.segments.is_empty() && self.written == 0 {
             self.written = offset;
             self.durable = offset;

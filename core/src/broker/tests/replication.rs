@@ -331,3 +331,75 @@ fn a_slave_that_diverged_is_refused_with_both_offsets_never_looped_on() {
         p.closed
     );
 }
+
+#[test]
+fn a_slave_copies_its_masters_topics_and_groups_then_serves_pulls() {
+    // Goal: SlaveSynchronize: the master's topic configs and subscription groups reach the
+    // slave (RocketMQ's codes 21 and 201 on the master's port), so the slave serves pulls.
+    // Method: the NameServer's answer names the master; the slave's requests go to it through
+    // the harness, and its answers come back as a driver would hand them.
+    let mut p = Pair::new(BrokerRole::AsyncMaster);
+    p.master.call(
+        1,
+        RemotingCommand::request(request::UPDATE_AND_CREATE_SUBSCRIPTIONGROUP)
+            .with_body(serde_json::to_vec(&SubscriptionGroupConfig::new("GR")).unwrap()),
+    );
+    p.send(b"r0");
+    p.advance_to(T0 + 10);
+    p.pump(true);
+    let pull = |h: &mut Harness| {
+        h.call(
+            2,
+            pull_request("GR", "TopicR", 0, 0, pull_sys_flag::SUBSCRIPTION, Some("*")),
+        )
+    };
+    assert_eq!(
+        pull(&mut p.slave).code,
+        response::TOPIC_NOT_EXIST,
+        "no topic yet"
+    );
+
+    let master_addr = "10.0.0.1:10911";
+    let registered = RemotingCommand::response_to(
+        &RemotingCommand::request(request::REGISTER_BROKER),
+        response::SUCCESS,
+        None,
+    )
+    .with_ext("masterAddr", master_addr)
+    .with_ext("haServerAddr", MASTER_HA);
+    p.slave
+        .broker
+        .handle_namesrv_response(p.slave.now_ms, "ns:9876", registered);
+    let now = T0 + 10 + 3_000;
+    p.slave.now_ms = now;
+    p.slave.broker.handle_timeout(now);
+    let asks: Vec<RemotingCommand> = p
+        .slave
+        .drain()
+        .into_iter()
+        .filter_map(|o| match o {
+            BrokerOutput::SendToNamesrv { addr, command } if addr == master_addr => Some(command),
+            _ => None,
+        })
+        .collect();
+    let codes: Vec<i32> = asks.iter().map(|c| c.code).collect();
+    assert_eq!(
+        codes,
+        vec![
+            request::GET_ALL_TOPIC_CONFIG,
+            request::GET_ALL_SUBSCRIPTIONGROUP_CONFIG
+        ]
+    );
+    for ask in asks {
+        let opaque = ask.opaque;
+        let mut answer = p.master.call(3, ask);
+        answer.opaque = opaque;
+        p.slave
+            .broker
+            .handle_namesrv_response(now, master_addr, answer);
+    }
+    assert!(p.slave.broker.subscription_groups().contains_key("GR"));
+    let pulled = pull(&mut p.slave);
+    assert_eq!(pulled.code, response::SUCCESS);
+    assert_eq!(decode_records(&pulled.body).len(), 1);
+}

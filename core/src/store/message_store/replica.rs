@@ -46,23 +46,36 @@ impl<S: SegmentStorage> MessageStore<S> {
         offset: u64,
         bytes: &[u8],
     ) -> Result<ReplicaAppend, StoreError> {
-        if self.closed && !bytes.is_empty() {
+        if bytes.is_empty() {
+            // A heartbeat's offset is checked by the caller; nothing to store.
+            return Ok(ReplicaAppend {
+                written: self.commitlog.written_offset(),
+                dispatched: CommitLogOffset(self.replica_dispatched),
+                records: 0,
+            });
+        }
+        if self.closed {
             self.storage.replace(ABORT_MARKER_PATH, b"")?;
             self.closed = false;
         }
         let empty_before = self.commitlog.segments().next().is_none();
-        self.commitlog
-            .append_raw(&mut self.storage, offset, bytes)?;
+        let written_before = self.commitlog.written_offset().0;
+        let appended = self.commitlog.append_raw(&mut self.storage, offset, bytes);
         if empty_before {
-            self.replica_dispatched = offset;
+            // A new replica starts where its master's stream does (nothing written when the
+            // bytes were refused outright).
+            self.replica_dispatched = self.commitlog.written_offset().0.min(offset);
         }
-        let records = match self.dispatch_replicated() {
+        let records = match appended.and_then(|()| self.dispatch_replicated()) {
             Ok(records) => records,
             Err(e) => {
-                // Keep only what was dispatched: the replica reports that offset again, and
-                // nothing it cannot serve stays in its log.
-                self.commitlog
-                    .rollback(&mut self.storage, self.replica_dispatched);
+                // Bytes refused outright changed nothing. Otherwise keep only what was
+                // dispatched: the replica reports that offset again, and nothing it cannot
+                // serve stays in its log.
+                if self.commitlog.written_offset().0 != written_before {
+                    self.commitlog
+                        .rollback(&mut self.storage, self.replica_dispatched);
+                }
                 return Err(e);
             }
         };
