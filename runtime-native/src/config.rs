@@ -842,12 +842,48 @@ messageDelayLevel=1s 2m 1h 1d
 
     #[test]
     fn unknown_keys_warn_once_and_continue() {
-        let text = "brokerNmae=x\nbrokerNmae=y\nbrokerRole=ASYNC_MASTER\nbrokerName=broker-z\n";
+        let text = "brokerNmae=x\nbrokerNmae=y\nsendMessageThreadPoolNums=4\nbrokerName=broker-z\n";
         let c = parse_broker_conf("b.conf", text).expect("parses");
         assert_eq!(c.broker.broker_name, "broker-z");
         assert_eq!(c.warnings.len(), 2, "{:?}", c.warnings);
         assert!(c.warnings[0].contains("unknown key brokerNmae"));
-        assert!(c.warnings[1].contains("brokerRole"));
+        assert!(c.warnings[1].contains("sendMessageThreadPoolNums is not supported yet"));
+    }
+
+    #[test]
+    fn replication_keys() {
+        use vostok_core::broker::BrokerRole;
+        let text = "brokerRole=SLAVE\nbrokerId=2\nhaMasterAddress=10.0.0.1:10912\n\
+                    haListenPort=20912\nbrokerIP2=10.0.0.9\nslaveTimeout=1500\n\
+                    inSyncReplicas=3\nhaTransferBatchSize=65536\nslaveReadEnable=true\n";
+        let c = parse_broker_conf("b.conf", text).expect("parses");
+        let r = &c.broker.replication;
+        assert_eq!(r.role, BrokerRole::Slave);
+        assert_eq!(c.broker.broker_id, 2);
+        assert_eq!(r.ha_master_address.as_deref(), Some("10.0.0.1:10912"));
+        assert_eq!(r.ha_listen_port, 20912);
+        assert_eq!(r.broker_ip2, Some("10.0.0.9".parse().unwrap()));
+        assert_eq!((r.slave_timeout_ms, r.in_sync_replicas), (1500, Some(3)));
+        assert_eq!(r.ha_transfer_batch_bytes, 65536);
+        assert!(r.slave_read_enable);
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+
+        // RocketMQ's BrokerStartup rules: a master is broker 0, a slave is not.
+        let c = parse_broker_conf("b.conf", "brokerRole=SYNC_MASTER\nbrokerId=3\n").unwrap();
+        assert_eq!(c.broker.broker_id, 0);
+        assert!(c.warnings[0].contains("a master is broker 0"));
+        for (text, key) in [
+            ("brokerRole=SLAVE\n", "brokerId"),
+            ("brokerRole=LEADER\n", "brokerRole"),
+            ("haMasterAddress=somewhere\n", "haMasterAddress"),
+            ("haTransferBatchSize=0\n", "haTransferBatchSize"),
+            ("inSyncReplicas=0\n", "inSyncReplicas"),
+        ] {
+            match parse_broker_conf("b.conf", text) {
+                Err(ConfigError::BadValue { key: k, .. }) => assert_eq!(k, key, "{text}"),
+                other => panic!("{text}: {other:?}"),
+            }
+        }
     }
 
     #[test]

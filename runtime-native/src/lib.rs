@@ -700,11 +700,14 @@ mod tests {
     async fn sync_flush_send_is_answered_and_durable() {
         let dir = tempfile::tempdir().unwrap();
         let data_dir = dir.path().join("data");
-        // Small segments keep recovery at reopen quick.
+        // Small segments keep recovery at reopen quick; the disk ratios are set so that how
+        // full the host's disk happens to be cannot refuse the send.
         let conf = dir.path().join("broker.conf");
         std::fs::write(
             &conf,
-            "mappedFileSizeCommitLog=1048576\nflushDiskType=ASYNC_FLUSH\n",
+            "mappedFileSizeCommitLog=1048576\nflushDiskType=ASYNC_FLUSH\n\
+             diskMaxUsedSpaceRatio=95\ndiskSpaceCleanForciblyRatio=100\n\
+             diskSpaceWarningLevelRatio=100\n",
         )
         .unwrap();
         let opts = StandaloneOptions {
