@@ -27,6 +27,7 @@ pub mod clock;
 pub mod cluster;
 pub mod defects;
 pub mod filter;
+pub mod ha;
 pub mod message;
 pub mod namesrv;
 pub mod remoting;

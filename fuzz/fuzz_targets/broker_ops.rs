@@ -507,7 +507,8 @@ impl Harness {
                         self.pending.retain(|_, (c, _)| *c != conn.0);
                     }
                 }
-                BrokerOutput::SendToNamesrv { .. } => {}
+                // The fuzzed broker is a master with no slave: no HA link to carry.
+                BrokerOutput::SendToNamesrv { .. } | BrokerOutput::Ha(_) => {}
             }
         }
     }

@@ -97,13 +97,9 @@ impl Default for MetricsConfig {
     }
 }
 
-/// Keys RocketMQ's sample broker.conf files set that Vostok accepts without acting on them (it
-/// runs one master with time-based retention not yet implemented). They get a quieter warning
-/// than a misspelt key.
+/// Keys RocketMQ's sample broker.conf files set that Vostok accepts without acting on them.
+/// They get a quieter warning than a misspelt key.
 const ACCEPTED_UNSUPPORTED_KEYS: &[&str] = &[
-    "brokerRole",
-    "brokerIP2",
-    "haListenPort",
     "sendMessageThreadPoolNums",
     "pullMessageThreadPoolNums",
     "storePathConsumeQueue",
@@ -410,6 +406,9 @@ pub fn parse_broker_conf(file: &str, text: &str) -> Result<BrokerFileConfig, Con
                 b.register_broker_interval_ms =
                     positive(&value).ok_or_else(|| bad("expected milliseconds ≥ 1"))?
             }
+            _ if REPLICATION_KEYS.contains(&key.as_str()) => {
+                apply_replication_key(&mut b.replication, &key, &value).map_err(|r| bad(&r))?
+            }
             _ => {
                 if warned.insert(key.clone()) {
                     if ACCEPTED_UNSUPPORTED_KEYS.contains(&key.as_str()) {
@@ -423,6 +422,26 @@ pub fn parse_broker_conf(file: &str, text: &str) -> Result<BrokerFileConfig, Con
             }
         }
     }
+    // RocketMQ's BrokerStartup: a master is broker 0; a slave needs an id of its own.
+    match out.broker.replication.role {
+        vostok_core::broker::BrokerRole::Slave if out.broker.broker_id == 0 => {
+            return Err(ConfigError::BadValue {
+                file: file.to_owned(),
+                key: "brokerId".to_owned(),
+                value: "0".to_owned(),
+                reason: "a SLAVE needs brokerId ≥ 1 (0 is its master)".to_owned(),
+            })
+        }
+        vostok_core::broker::BrokerRole::Slave => {}
+        _ if out.broker.broker_id != 0 => {
+            out.warnings.push(format!(
+                "{file}: brokerId={} on a master role; a master is broker 0, as RocketMQ sets it",
+                out.broker.broker_id
+            ));
+            out.broker.broker_id = 0;
+        }
+        _ => {}
+    }
     if let Err(reason) = out.broker.timer.validate() {
         let (key, value) = timer_keys.pop().unwrap_or_default();
         return Err(ConfigError::BadValue {
@@ -433,6 +452,79 @@ pub fn parse_broker_conf(file: &str, text: &str) -> Result<BrokerFileConfig, Con
         });
     }
     Ok(out)
+}
+
+/// The replication keys ([`vostok_core::broker::replication`]), RocketMQ's names and defaults.
+const REPLICATION_KEYS: &[&str] = &[
+    "brokerRole",
+    "brokerIP2",
+    "haListenPort",
+    "haMasterAddress",
+    "haSendHeartbeatInterval",
+    "haHousekeepingInterval",
+    "haTransferBatchSize",
+    "haSlaveFallbehindMax",
+    "slaveTimeout",
+    "inSyncReplicas",
+    "slaveReadEnable",
+    "offsetCheckInSlave",
+];
+
+fn apply_replication_key(
+    r: &mut vostok_core::broker::ReplicationConfig,
+    key: &str,
+    value: &str,
+) -> Result<(), String> {
+    let value = value.trim();
+    let ms = || positive(value).ok_or("expected milliseconds ≥ 1");
+    match key {
+        "brokerRole" => {
+            r.role = vostok_core::broker::BrokerRole::parse(value)
+                .ok_or("expected ASYNC_MASTER, SYNC_MASTER or SLAVE")?
+        }
+        "brokerIP2" => {
+            r.broker_ip2 = match value {
+                "" => None,
+                ip => Some(ip.parse::<IpAddr>().map_err(|_| "expected an IP address")?),
+            }
+        }
+        "haListenPort" => r.ha_listen_port = value.parse().map_err(|_| "expected a TCP port")?,
+        "haMasterAddress" => {
+            r.ha_master_address = match value {
+                "" => None,
+                addr if addr.parse::<std::net::SocketAddr>().is_ok() => Some(addr.to_owned()),
+                _ => return Err("expected ip:port of the master's HA port".to_owned()),
+            }
+        }
+        "haSendHeartbeatInterval" => r.ha_send_heartbeat_interval_ms = ms()?,
+        "haHousekeepingInterval" => r.ha_housekeeping_interval_ms = ms()?,
+        "haTransferBatchSize" => {
+            r.ha_transfer_batch_bytes = positive(value)
+                .filter(|n| *n <= vostok_core::ha::codec::MAX_FRAME_BODY_BYTES as u64)
+                .ok_or("expected bytes from 1 to 4 MiB − 12 (what a slave reads at once)")?
+        }
+        "haSlaveFallbehindMax" => {
+            r.ha_slave_fallbehind_max_bytes = positive(value).ok_or("expected bytes ≥ 1")?
+        }
+        "slaveTimeout" => r.slave_timeout_ms = ms()?,
+        "inSyncReplicas" => {
+            r.in_sync_replicas = Some(
+                value
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|n| *n >= 1)
+                    .ok_or("expected replicas ≥ 1, the master included")?,
+            )
+        }
+        "slaveReadEnable" => {
+            r.slave_read_enable = parse_bool(value).ok_or("expected true or false")?
+        }
+        "offsetCheckInSlave" => {
+            r.offset_check_in_slave = parse_bool(value).ok_or("expected true or false")?
+        }
+        _ => return Err(format!("{key} is not a replication key")),
+    }
+    Ok(())
 }
 
 /// The timer-message keys (see `vostok_core::broker::timer`), RocketMQ's names:
@@ -750,12 +842,48 @@ messageDelayLevel=1s 2m 1h 1d
 
     #[test]
     fn unknown_keys_warn_once_and_continue() {
-        let text = "brokerNmae=x\nbrokerNmae=y\nbrokerRole=ASYNC_MASTER\nbrokerName=broker-z\n";
+        let text = "brokerNmae=x\nbrokerNmae=y\nsendMessageThreadPoolNums=4\nbrokerName=broker-z\n";
         let c = parse_broker_conf("b.conf", text).expect("parses");
         assert_eq!(c.broker.broker_name, "broker-z");
         assert_eq!(c.warnings.len(), 2, "{:?}", c.warnings);
         assert!(c.warnings[0].contains("unknown key brokerNmae"));
-        assert!(c.warnings[1].contains("brokerRole"));
+        assert!(c.warnings[1].contains("sendMessageThreadPoolNums is not supported yet"));
+    }
+
+    #[test]
+    fn replication_keys() {
+        use vostok_core::broker::BrokerRole;
+        let text = "brokerRole=SLAVE\nbrokerId=2\nhaMasterAddress=10.0.0.1:10912\n\
+                    haListenPort=20912\nbrokerIP2=10.0.0.9\nslaveTimeout=1500\n\
+                    inSyncReplicas=3\nhaTransferBatchSize=65536\nslaveReadEnable=true\n";
+        let c = parse_broker_conf("b.conf", text).expect("parses");
+        let r = &c.broker.replication;
+        assert_eq!(r.role, BrokerRole::Slave);
+        assert_eq!(c.broker.broker_id, 2);
+        assert_eq!(r.ha_master_address.as_deref(), Some("10.0.0.1:10912"));
+        assert_eq!(r.ha_listen_port, 20912);
+        assert_eq!(r.broker_ip2, Some("10.0.0.9".parse().unwrap()));
+        assert_eq!((r.slave_timeout_ms, r.in_sync_replicas), (1500, Some(3)));
+        assert_eq!(r.ha_transfer_batch_bytes, 65536);
+        assert!(r.slave_read_enable);
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+
+        // RocketMQ's BrokerStartup rules: a master is broker 0, a slave is not.
+        let c = parse_broker_conf("b.conf", "brokerRole=SYNC_MASTER\nbrokerId=3\n").unwrap();
+        assert_eq!(c.broker.broker_id, 0);
+        assert!(c.warnings[0].contains("a master is broker 0"));
+        for (text, key) in [
+            ("brokerRole=SLAVE\n", "brokerId"),
+            ("brokerRole=LEADER\n", "brokerRole"),
+            ("haMasterAddress=somewhere\n", "haMasterAddress"),
+            ("haTransferBatchSize=0\n", "haTransferBatchSize"),
+            ("inSyncReplicas=0\n", "inSyncReplicas"),
+        ] {
+            match parse_broker_conf("b.conf", text) {
+                Err(ConfigError::BadValue { key: k, .. }) => assert_eq!(k, key, "{text}"),
+                other => panic!("{text}: {other:?}"),
+            }
+        }
     }
 
     #[test]

@@ -22,6 +22,7 @@ pub mod bench;
 pub mod client;
 pub mod config;
 mod durability;
+pub mod ha;
 pub mod metrics;
 #[cfg(not(madsim))]
 pub mod playground;
@@ -247,7 +248,25 @@ impl ResolvedBroker {
             tls,
             namesrv_tls,
             metrics_listener: None,
+            ha_listener: None,
         })
+    }
+
+    /// Binds a master's HA port on the listen address: `haListenPort`, else the broker's
+    /// bound port + 1 (RocketMQ's default). A slave has none.
+    #[cfg(not(madsim))]
+    pub async fn bind_ha(&self, broker_port: u16) -> Result<Option<TcpListener>, RunError> {
+        let replication = &self.config.replication;
+        if !replication.role.is_master() {
+            return Ok(None);
+        }
+        let port = match replication.ha_listen_port {
+            0 => broker_port.wrapping_add(1),
+            port => port,
+        };
+        bind(SocketAddr::new(self.listen_addr.ip(), port))
+            .await
+            .map(Some)
     }
 
     /// Binds the Prometheus exporter's port when `metricsExporterType=PROM`: on
@@ -556,6 +575,7 @@ pub async fn run_broker(opts: BrokerOptions) -> Result<(), RunError> {
     let data_dir = absolute(&resolved.data_dir);
     let mut options = resolved.driver_options()?;
     options.metrics_listener = resolved.bind_metrics().await?;
+    options.ha_listener = resolved.bind_ha(listener.local_addr()?.port()).await?;
     let mut broker = BrokerServer::start(listener, resolved.config, &data_dir, options)?;
     announce(&format!(
         "vostok ready broker={} data={}",
@@ -680,11 +700,14 @@ mod tests {
     async fn sync_flush_send_is_answered_and_durable() {
         let dir = tempfile::tempdir().unwrap();
         let data_dir = dir.path().join("data");
-        // Small segments keep recovery at reopen quick.
+        // Small segments keep recovery at reopen quick; the disk ratios are set so that how
+        // full the host's disk happens to be cannot refuse the send.
         let conf = dir.path().join("broker.conf");
         std::fs::write(
             &conf,
-            "mappedFileSizeCommitLog=1048576\nflushDiskType=ASYNC_FLUSH\n",
+            "mappedFileSizeCommitLog=1048576\nflushDiskType=ASYNC_FLUSH\n\
+             diskMaxUsedSpaceRatio=95\ndiskSpaceCleanForciblyRatio=100\n\
+             diskSpaceWarningLevelRatio=100\n",
         )
         .unwrap();
         let opts = StandaloneOptions {

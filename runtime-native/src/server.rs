@@ -336,6 +336,14 @@ enum Input {
     Disconnected {
         conn: ConnId,
     },
+    /// Something happened on an HA link ([`crate::ha`]).
+    Ha(crate::ha::HaEvent),
+}
+
+impl From<crate::ha::HaEvent> for Input {
+    fn from(event: crate::ha::HaEvent) -> Self {
+        Input::Ha(event)
+    }
 }
 
 /// What the broker's helpers (flusher, NameServer clients) hand its owner; unbounded so a helper
@@ -607,6 +615,8 @@ pub struct BrokerDriverOptions {
     pub namesrv_tls: NamesrvTls,
     /// Where the Prometheus exporter listens (`metricsExporterType=PROM`, [`crate::metrics`]).
     pub metrics_listener: Option<TcpListener>,
+    /// The master's HA port (`haListenPort`), bound by the caller for a master role.
+    pub ha_listener: Option<TcpListener>,
 }
 
 impl Default for BrokerDriverOptions {
@@ -616,6 +626,7 @@ impl Default for BrokerDriverOptions {
             tls: TlsListener::plaintext(),
             namesrv_tls: NamesrvTls::default(),
             metrics_listener: None,
+            ha_listener: None,
         }
     }
 }
@@ -727,6 +738,8 @@ async fn run_namesrv_owner(
                     conns.writers.remove(&conn);
                     ns.handle_disconnected(now, conn);
                 }
+                // A NameServer has no HA port.
+                Input::Ha(_) => {}
             }
         }
         if ns.poll_timeout().is_some_and(|t| t <= now) {
@@ -818,11 +831,22 @@ impl BrokerServer {
         tokio::spawn(accept_loop(
             "broker",
             listener,
-            tx,
+            tx.clone(),
             shutdown_rx.clone(),
             options.tls,
         ));
+        #[cfg(not(madsim))]
+        if let Some(listener) = options.ha_listener {
+            info!(addr = ?listener.local_addr().ok(), "HA port listening");
+            tokio::spawn(crate::ha::accept_loop(
+                listener,
+                tx.clone(),
+                shutdown_rx.clone(),
+                next_conn_id,
+            ));
+        }
         let mut owner = BrokerOwner::new(broker, sync, clock);
+        owner.inputs_tx = Some(tx.clone());
         owner.acl_files = acl_files;
         owner.namesrv_tls = options.namesrv_tls;
         if let Some(listener) = options.metrics_listener {
@@ -892,6 +916,10 @@ struct BrokerOwner<S: DriverStorage> {
     /// The ACL files, when `aclEnable`, and when they are looked at next.
     acl_files: Option<AclFiles>,
     next_acl_check_ms: u64,
+    /// The writers of open HA links.
+    ha_links: BTreeMap<ConnId, mpsc::UnboundedSender<crate::ha::HaOutbound>>,
+    /// Where HA connections this owner starts report (its own input queue).
+    inputs_tx: Option<mpsc::Sender<Input>>,
 }
 
 impl From<Done> for Internal {
@@ -919,6 +947,8 @@ impl<S: DriverStorage> BrokerOwner<S> {
             namesrv_tls: NamesrvTls::default(),
             acl_files: None,
             next_acl_check_ms: 0,
+            ha_links: BTreeMap::new(),
+            inputs_tx: None,
         }
     }
 
@@ -1058,6 +1088,94 @@ impl<S: DriverStorage> BrokerOwner<S> {
                 self.conns.writers.remove(&conn);
                 self.broker.handle_disconnected(now, conn);
             }
+            Input::Ha(event) => self.feed_ha(now, event),
+        }
+    }
+
+    fn feed_ha(&mut self, now: u64, event: crate::ha::HaEvent) {
+        use crate::ha::HaEvent;
+        match event {
+            HaEvent::Accepted { link, peer, writer } => {
+                info!(%peer, %link, "slave connected to the HA port");
+                self.ha_links.insert(link, writer);
+                self.broker.handle_ha_accepted(now, link, peer);
+            }
+            HaEvent::Connected { link, writer } => {
+                info!(%link, "connected to the master's HA port");
+                self.ha_links.insert(link, writer);
+                self.broker.handle_ha_connected(now, link);
+            }
+            HaEvent::ConnectFailed { addr, error } => {
+                warn!(%addr, "cannot reach the master's HA port: {error}");
+                self.broker.handle_ha_connect_failed(now);
+            }
+            HaEvent::Bytes { link, bytes } => {
+                if self.ha_links.contains_key(&link) {
+                    self.broker.handle_ha_bytes(now, link, &bytes);
+                }
+            }
+            HaEvent::Written { link, bytes } => self.broker.handle_ha_written(now, link, bytes),
+            HaEvent::Closed { link } => {
+                if self.ha_links.remove(&link).is_some() {
+                    info!(%link, "HA link closed");
+                    self.broker.handle_ha_closed(now, link);
+                }
+            }
+        }
+    }
+
+    /// Carries out what replication asked for.
+    fn ha_output(&mut self, output: vostok_core::broker::HaOutput) {
+        use crate::ha::HaOutbound;
+        use vostok_core::broker::HaOutput;
+        match output {
+            HaOutput::Transfer {
+                link,
+                header,
+                path,
+                file_offset,
+                len,
+            } => {
+                let Some(writer) = self.ha_links.get(&link) else {
+                    return;
+                };
+                match self
+                    .broker
+                    .store()
+                    .storage()
+                    .transfer_source(&path, file_offset, len)
+                {
+                    Ok(source) => {
+                        let _ = writer.send(HaOutbound::Transfer {
+                            header,
+                            source,
+                            pos: file_offset,
+                            len,
+                        });
+                    }
+                    Err(e) => {
+                        warn!(%link, %path, "cannot read CommitLog bytes for a slave: {e}");
+                        let _ = writer.send(HaOutbound::Close);
+                    }
+                }
+            }
+            HaOutput::Report { link, report } => {
+                if let Some(writer) = self.ha_links.get(&link) {
+                    let _ = writer.send(HaOutbound::Report(report));
+                }
+            }
+            HaOutput::Connect { addr } => {
+                if let Some(tx) = &self.inputs_tx {
+                    info!(%addr, "connecting to the master's HA port");
+                    crate::ha::connect(addr, tx.clone(), next_conn_id);
+                }
+            }
+            HaOutput::Close { link, reason } => {
+                warn!(%link, "HA link closed: {reason}");
+                if let Some(writer) = self.ha_links.remove(&link) {
+                    let _ = writer.send(HaOutbound::Close);
+                }
+            }
         }
     }
 
@@ -1098,6 +1216,7 @@ impl<S: DriverStorage> BrokerOwner<S> {
                     self.conns.send(conn, Outbound::Command(command))
                 }
                 BrokerOutput::Close { conn } => self.conns.send(conn, Outbound::Close),
+                BrokerOutput::Ha(output) => self.ha_output(output),
                 BrokerOutput::WriteAclFile {
                     path,
                     contents,

@@ -51,6 +51,19 @@ pub trait DriverStorage: SegmentStorage + Send + 'static {
     fn sync_handle(&self) -> Self::Sync;
     /// Size and free space of the disk holding the store.
     fn disk_usage(&self) -> Result<DiskUsage, StorageError>;
+
+    /// Where an HA transfer of `[pos, pos + len)` of `path` reads from: by default the bytes
+    /// themselves; a storage with files hands over the file so the kernel sends it.
+    fn transfer_source(
+        &self,
+        path: &str,
+        pos: u64,
+        len: u64,
+    ) -> Result<crate::ha::TransferSource, StorageError> {
+        let mut bytes = vec![0u8; len as usize];
+        self.read_at(path, pos, &mut bytes)?;
+        Ok(crate::ha::TransferSource::Bytes(bytes))
+    }
 }
 
 /// Makes ranges of a [`DriverStorage`] durable from the flusher.
@@ -543,6 +556,19 @@ mod mmap {
 
         fn disk_usage(&self) -> Result<vostok_core::store::retention::DiskUsage, StorageError> {
             disk_usage(&self.root)
+        }
+
+        /// The segment's file (a duplicated descriptor), for `sendfile`.
+        fn transfer_source(
+            &self,
+            path: &str,
+            pos: u64,
+            len: u64,
+        ) -> Result<crate::ha::TransferSource, StorageError> {
+            let seg = self.segment(path)?;
+            seg.check(path, pos, len as usize)?;
+            let file = seg.file.try_clone().map_err(|e| map_err(path, e))?;
+            Ok(crate::ha::TransferSource::File(file))
         }
     }
 

@@ -98,14 +98,14 @@ impl SubscriptionGroupConfig {
 /// The file shape and the GET_ALL_SUBSCRIPTIONGROUP_CONFIG body.
 #[derive(Debug, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct SubscriptionGroupWrapper {
+pub(super) struct SubscriptionGroupWrapper {
     #[serde(default)]
-    subscription_group_table: BTreeMap<String, SubscriptionGroupConfig>,
+    pub subscription_group_table: BTreeMap<String, SubscriptionGroupConfig>,
     /// Per-group forbidden topics; kept as RocketMQ writes it, not enforced.
     #[serde(default)]
-    forbidden_table: BTreeMap<String, BTreeMap<String, i32>>,
+    pub forbidden_table: BTreeMap<String, BTreeMap<String, i32>>,
     #[serde(default)]
-    data_version: DataVersion,
+    pub data_version: DataVersion,
 }
 
 /// Every subscription group the broker knows.
@@ -144,6 +144,19 @@ impl GroupTable {
 }
 
 impl<S: SegmentStorage> Broker<S> {
+    /// A slave takes its master's groups (SlaveSynchronize) when their version differs.
+    /// Returns whether anything changed.
+    pub(super) fn replace_groups_from_master(&mut self, wrapper: SubscriptionGroupWrapper) -> bool {
+        if wrapper.data_version == self.groups.data_version {
+            return false;
+        }
+        self.groups.groups = wrapper.subscription_group_table;
+        self.groups.forbidden = wrapper.forbidden_table;
+        self.groups.data_version = wrapper.data_version;
+        self.persist_groups();
+        true
+    }
+
     /// Every subscription group this broker knows.
     pub fn subscription_groups(&self) -> &BTreeMap<String, SubscriptionGroupConfig> {
         &self.groups.groups

@@ -45,6 +45,7 @@ mod offsets;
 mod pull;
 mod query;
 mod relay;
+pub mod replication;
 pub mod reply;
 mod reset_offset;
 mod retention;
@@ -75,6 +76,7 @@ use crate::ConnId;
 
 pub use groups::SubscriptionGroupConfig;
 pub use locks::MessageQueue;
+pub use replication::{BrokerRole, HaOutput, ReplicationConfig};
 
 /// How often changed consumer offsets are written (`flushConsumerOffsetInterval`).
 pub const OFFSET_PERSIST_INTERVAL_MS: u64 = 5_000;
@@ -165,6 +167,8 @@ pub struct BrokerConfig {
     /// sends and registers its topics read-only, so producers go elsewhere
     /// (UPDATE_BROKER_CONFIG changes it at run time).
     pub broker_permission: u32,
+    /// `brokerRole`, the HA keys and slave reads ([`replication`]).
+    pub replication: ReplicationConfig,
 }
 
 impl BrokerConfig {
@@ -214,6 +218,7 @@ impl Default for BrokerConfig {
             msg_trace_topic_name: crate::message::trace::DEFAULT_TRACE_TOPIC.to_owned(),
             acl_enable: false,
             broker_permission: crate::topic::perm::READ_WRITE,
+            replication: ReplicationConfig::default(),
         }
     }
 }
@@ -289,8 +294,9 @@ pub enum BrokerOutput {
         conn: ConnId,
         command: RemotingCommand,
     },
-    /// Send a request to a NameServer (REGISTER_BROKER, UNREGISTER_BROKER). The driver keeps one
-    /// connection per address and feeds the response back with `handle_namesrv_response`.
+    /// Send a request to a NameServer (REGISTER_BROKER, UNREGISTER_BROKER), or from a slave to
+    /// its master (SlaveSynchronize). The driver keeps one connection per address and feeds
+    /// the response back with `handle_namesrv_response`.
     SendToNamesrv {
         addr: String,
         command: RemotingCommand,
@@ -314,6 +320,8 @@ pub enum BrokerOutput {
         contents: String,
         answer: Option<acl::AclWriteAnswer>,
     },
+    /// Replication between a master and its slaves ([`replication`]).
+    Ha(HaOutput),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -324,13 +332,20 @@ pub enum BrokerError {
     CorruptConfig { path: String, reason: String },
 }
 
-/// A SYNC_FLUSH send whose answer waits for its bytes to be durable.
+/// A send whose answer waits for its bytes to be durable (SYNC_FLUSH), acked by slaves
+/// (SYNC_MASTER), or both.
 #[derive(Debug)]
 struct WaitingSend {
-    /// The CommitLog must be durable up to here.
+    /// The CommitLog must be durable, or acked, up to here.
     end: CommitLogOffset,
     conn: ConnId,
     response: RemotingCommand,
+    /// Waits for a sync (SYNC_FLUSH).
+    durable_needed: bool,
+    /// Waits for slave acks until then (SYNC_MASTER's `slaveTimeout`).
+    replica_deadline_ms: Option<u64>,
+    /// The slave wait ended without enough acks: the response says FLUSH_SLAVE_TIMEOUT.
+    replica_failed: bool,
 }
 
 pub struct Broker<S: SegmentStorage> {
@@ -360,6 +375,8 @@ pub struct Broker<S: SegmentStorage> {
     stats: stats::BrokerStats,
     /// RocketMQ 5's metric counters ([`metrics`]).
     metrics: metrics::Metrics,
+    /// The master's links to its slaves, or the slave's to its master.
+    replication: replication::Replication,
     /// Bumped by every UPDATE_BROKER_CONFIG that changed something (GET_BROKER_CONFIG's
     /// `version`).
     config_version: u64,
@@ -446,6 +463,7 @@ impl<S: SegmentStorage> Broker<S> {
             flush_policy: flush::FlushPolicy::new(config.flush_config(), now_ms),
             stats: stats::BrokerStats::new(now_ms),
             metrics: metrics::Metrics::default(),
+            replication: replication::Replication::new(&config, now_ms),
             config_version: 0,
             next_checkpoint_ms: now_ms + config.checkpoint_interval_ms.max(1),
             durability_failure: None,
@@ -490,6 +508,12 @@ impl<S: SegmentStorage> Broker<S> {
     }
 
     pub fn handle_request(&mut self, now_ms: u64, conn: ConnId, command: RemotingCommand) {
+        self.serve_request(now_ms, conn, command);
+        // Whatever it stored goes to the slaves at once.
+        self.pump_replication(now_ms);
+    }
+
+    fn serve_request(&mut self, now_ms: u64, conn: ConnId, command: RemotingCommand) {
         self.metrics.latest_ms = now_ms;
         if command.is_response() {
             if !self.relay_answered(conn, &command) {
@@ -624,8 +648,13 @@ impl<S: SegmentStorage> Broker<S> {
 
     /// A NameServer answered REGISTER_BROKER / UNREGISTER_BROKER. Nothing depends on it: a
     /// failed registration is repeated at the next period.
+    /// A NameServer's answer to REGISTER_BROKER (a slave learns its master there), or a
+    /// master's answer to a slave's SlaveSynchronize request on the same kind of connection.
     pub fn handle_namesrv_response(&mut self, now_ms: u64, addr: &str, command: RemotingCommand) {
-        let _ = (now_ms, addr, command);
+        if !self.handle_master_answer(addr, &command) {
+            self.learn_master_addr(&command);
+        }
+        self.pump_replication(now_ms);
     }
 
     pub fn handle_synced(&mut self, now_ms: u64, up_to: CommitLogOffset) {
@@ -733,6 +762,8 @@ impl<S: SegmentStorage> Broker<S> {
         self.expire_pending_replies(now_ms);
         self.expire_relays(now_ms);
         self.run_retention(now_ms);
+        self.expire_replica_waits(now_ms);
+        self.pump_replication(now_ms);
     }
 
     /// Starts a clean shutdown: unregisters from NameServers, persists offsets, answers held
@@ -813,6 +844,9 @@ impl<S: SegmentStorage> Broker<S> {
         if let Some(deadline) = self.transaction_deadline_ms() {
             next = next.min(deadline);
         }
+        if let Some(deadline) = self.replication_deadline_ms() {
+            next = next.min(deadline);
+        }
         (next != u64::MAX).then_some(next)
     }
 
@@ -850,12 +884,7 @@ impl<S: SegmentStorage> Broker<S> {
             broker_id: self.config.broker_id,
             broker_addr: SocketAddr::new(self.config.broker_ip1, self.config.listen_port)
                 .to_string(),
-            // RocketMQ's HA port defaults to listenPort + 1.
-            ha_server_addr: SocketAddr::new(
-                self.config.broker_ip1,
-                self.config.listen_port.wrapping_add(1),
-            )
-            .to_string(),
+            ha_server_addr: self.ha_server_addr(),
         }
     }
 

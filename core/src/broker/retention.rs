@@ -66,7 +66,7 @@ impl<S: SegmentStorage> Broker<S> {
     }
 
     /// RocketMQ's "disk is full" remark with the latest used ratio.
-    fn disk_full_remark(&self) -> String {
+    pub(super) fn disk_full_remark(&self) -> String {
         let ratio = self.retention.used_ratio_or_unknown();
         format!(
             "service not available now. It may be caused by one of the following reasons: \

@@ -84,6 +84,14 @@ impl<S: SegmentStorage> Broker<S> {
                 )),
             )));
         }
+        // RocketMQ's checkStoreStatus: a slave's store takes no puts.
+        if self.is_slave() {
+            return Ok(Some(RemotingCommand::response_to(
+                req,
+                response::SERVICE_NOT_AVAILABLE,
+                Some(self.disk_full_remark()),
+            )));
+        }
         let mut topic_name = h.topic.clone();
         // RocketMQ's msgCheck: a broker whose brokerPermission lacks write takes no sends.
         if self.config.broker_permission & perm::WRITE == 0 {
@@ -310,16 +318,44 @@ impl<S: SegmentStorage> Broker<S> {
             .map(|p| p.physical_offset.0 + u64::from(p.size_bytes))
             .max()
             .unwrap_or(0);
-        if self.config.flush_disk_type == FlushDiskType::SyncFlush && wait_store && !req.is_oneway()
-        {
-            self.waiting_sends.push(WaitingSend {
-                end: CommitLogOffset(end),
-                conn,
-                response,
-            });
-            self.release_durable_sends();
-            self.request_sync_if_idle();
-            return Ok(None);
+        let sync_flush = self.config.flush_disk_type == FlushDiskType::SyncFlush;
+        let sync_master = self.config.replication.needed_slave_acks() > 0;
+        if wait_store && !req.is_oneway() && (sync_flush || sync_master) {
+            let mut response = response;
+            let mut replica_deadline_ms = None;
+            if sync_master {
+                // RocketMQ 4.x: too few slaves close enough → 11 at once (the message stays
+                // stored); otherwise wait up to slaveTimeout for their acks.
+                match self.slave_not_available(end) {
+                    Some(reason) => {
+                        response.code = response::SLAVE_NOT_AVAILABLE;
+                        response.remark = Some(reason);
+                    }
+                    None => {
+                        replica_deadline_ms =
+                            Some(now_ms + self.config.replication.slave_timeout_ms)
+                    }
+                }
+            }
+            if sync_flush || replica_deadline_ms.is_some() {
+                self.waiting_sends.push(WaitingSend {
+                    end: CommitLogOffset(end),
+                    conn,
+                    response,
+                    durable_needed: sync_flush,
+                    replica_deadline_ms,
+                    replica_failed: false,
+                });
+                self.release_durable_sends();
+                if sync_flush {
+                    self.request_sync_if_idle();
+                } else {
+                    self.after_async_put();
+                }
+                return Ok(None);
+            }
+            self.after_async_put();
+            return Ok(Some(response));
         }
         if self.config.flush_disk_type == FlushDiskType::AsyncFlush {
             self.after_async_put();
@@ -353,14 +389,20 @@ impl<S: SegmentStorage> Broker<S> {
         response
     }
 
-    /// Answers every waiting send the store now holds durable.
+    /// Answers every waiting send the store now holds durable (SYNC_FLUSH) and enough slaves
+    /// acked, or whose slave wait timed out (SYNC_MASTER).
     pub(super) fn release_durable_sends(&mut self) {
         let durable = self.store.durable_offset();
         // The deliberate `ack_before_sync` defect (tests only) answers without waiting.
         let ack_early = self.config.store.defects.ack_before_sync();
         let (ready, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.waiting_sends)
             .into_iter()
-            .partition(|w| ack_early || w.end <= durable);
+            .partition(|w| {
+                let flushed = !w.durable_needed || w.end <= durable;
+                let replicated =
+                    w.replica_deadline_ms.is_none() || w.replica_failed || self.replicated(w.end.0);
+                ack_early || (flushed && replicated)
+            });
         self.waiting_sends = waiting;
         for w in ready {
             self.outputs.push_back(BrokerOutput::Send {

@@ -1275,6 +1275,7 @@ mod admin;
 mod bodies;
 mod fence;
 mod metrics;
+mod replication;
 mod reply;
 mod retention;
 mod schedule;

@@ -95,6 +95,22 @@ fn parse_attributes(text: &str) -> BTreeMap<String, String> {
 }
 
 impl<S: SegmentStorage> Broker<S> {
+    /// A slave takes its master's topics (SlaveSynchronize) when their version differs, and
+    /// registers them so routes list the slave. Returns whether anything changed.
+    pub(super) fn replace_topics_from_master(
+        &mut self,
+        wrapper: TopicConfigSerializeWrapper,
+    ) -> bool {
+        if wrapper.data_version == self.topics.data_version {
+            return false;
+        }
+        self.topics.topics = wrapper.topic_config_table;
+        self.topics.data_version = wrapper.data_version;
+        self.persist_topics();
+        self.register_with_namesrvs();
+        true
+    }
+
     /// Adds or replaces a topic: bumps the data version, persists the table and re-registers
     /// with every NameServer at once so routes appear quickly.
     pub(super) fn put_topic(&mut self, now_ms: u64, config: TopicConfig) {

@@ -1261,6 +1261,10 @@ impl Cluster {
                         },
                     );
                 }
+                // Every broker of a cluster here is a master with no slave connected: no HA
+                // link exists, so there is nothing to carry (replicated groups are not modelled
+                // in the playground yet).
+                BrokerOutput::Ha(_) => {}
                 BrokerOutput::WriteAclFile { answer, .. } => {
                     // The playground keeps no ACL files: the change lives in memory only.
                     if let Some(answer) = answer {

@@ -288,7 +288,7 @@ impl CommitLog {
     }
 
     /// The segment holding `offset`, `(start, len)`.
-    fn segment_of(&self, offset: u64) -> Option<(u64, u64)> {
+    pub(crate) fn segment_of(&self, offset: u64) -> Option<(u64, u64)> {
         let (start, len) = self.segments.range(..=offset).next_back()?;
         (offset < start + len).then_some((*start, *len))
     }
@@ -361,6 +361,64 @@ impl CommitLog {
             .ok_or_else(|| StoreError::Corrupt(format!("no segment holds {}", placement.offset)))?;
         storage.write_at(&segment_path(start), placement.offset - start, bytes)?;
         self.written = placement.offset + bytes.len() as u64;
+        Ok(())
+    }
+
+    /// Writes `bytes` exactly at `offset`, the log's end, as a master's replication stream
+    /// carries them: whole records, BLANK fillers, the zeros after a filler, or part of a
+    /// record. Segment files are created as the bytes reach them (every segment
+    /// `segment_bytes` long, so boundaries fall where the master's do). An empty log starts at
+    /// `offset` (a new replica gets no older history); otherwise `offset` must be the write
+    /// position.
+    pub fn append_raw<S: SegmentStorage>(
+        &mut self,
+        storage: &mut S,
+        offset: u64,
+        bytes: &[u8],
+    ) -> Result<(), StoreError> {
+        // Offsets are Java longs on the wire; keep every sum below i64::MAX.
+        let fits = offset
+            .checked_add(bytes.len() as u64)
+            .and_then(|end| end.checked_add(self.segment_bytes))
+            .is_some_and(|end| end <= i64::MAX as u64);
+        if !fits {
+            return Err(StoreError::Corrupt(format!(
+                "replicated bytes at CommitLog offset {offset} reach past the largest offset"
+            )));
+        }
+        if self.segments.is_empty() && self.written == 0 {
+            self.written = offset;
+            self.durable = offset;
+        }
+        if offset != self.written {
+            return Err(StoreError::ReplicaOffsetMismatch {
+                offset,
+                written: self.written,
+            });
+        }
+        let mut pos = offset;
+        let mut rest = bytes;
+        while !rest.is_empty() {
+            let start = pos - pos % self.segment_bytes;
+            if let std::collections::btree_map::Entry::Vacant(entry) = self.segments.entry(start) {
+                storage.create(&segment_path(start), self.segment_bytes)?;
+                entry.insert(self.segment_bytes);
+            }
+            let seg_len = self.segments[&start];
+            let room = (start + seg_len).saturating_sub(pos);
+            if room == 0 {
+                return Err(StoreError::Corrupt(format!(
+                    "segment {start} ({seg_len} bytes) cannot hold replicated bytes at {pos}: \
+                     the master's mappedFileSizeCommitLog differs ({} here)",
+                    self.segment_bytes
+                )));
+            }
+            let take = room.min(rest.len() as u64) as usize;
+            storage.write_at(&segment_path(start), pos - start, &rest[..take])?;
+            pos += take as u64;
+            rest = &rest[take..];
+            self.written = pos;
+        }
         Ok(())
     }
 

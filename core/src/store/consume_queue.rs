@@ -144,6 +144,26 @@ impl ConsumeQueue {
         Ok(())
     }
 
+    /// Appends a unit a replicated record names at `offset`: the queue's max, or, for a queue
+    /// with nothing yet (a replica that started in the middle of its master's history), any
+    /// offset, which becomes its first.
+    pub fn append_at<S: SegmentStorage>(
+        &mut self,
+        storage: &mut S,
+        offset: u64,
+        unit: &CqUnit,
+    ) -> Result<bool, StoreError> {
+        if self.max_offset == 0 && self.segments.is_empty() {
+            self.min_offset = offset;
+            self.max_offset = offset;
+        }
+        if offset != self.max_offset {
+            return Ok(false);
+        }
+        self.append(storage, unit)?;
+        Ok(true)
+    }
+
     /// Forgets units appended at and after `max` (a failed put). Their bytes are overwritten by
     /// the next appends, and recovery zeroes any left past the max.
     pub fn rollback(&mut self, max: QueueOffset) {

@@ -58,6 +58,9 @@ use std::collections::BTreeMap;
 
 use bytes::{Bytes, BytesMut};
 
+mod replica;
+pub use replica::ReplicaAppend;
+
 use super::checkpoint::{Checkpoint, ABORT_MARKER_PATH, CHECKPOINT_PATH};
 use super::commitlog::{
     self, CommitLog, CorruptionPolicy, ScanOutcome, ScanPlan, ScanReport, Verdict,
@@ -138,6 +141,25 @@ pub enum StoreError {
     Record(#[from] crate::message::RecordError),
     #[error("store is corrupt: {0}")]
     Corrupt(String),
+    /// Replicated bytes that do not continue this store's CommitLog: the master sent them for
+    /// `offset`, this store ends at `written` (a slave that diverged, or a master that skipped).
+    #[error(
+        "replicated bytes start at CommitLog offset {offset} but this store ends at {written}; \
+         the replica and its master disagree"
+    )]
+    ReplicaOffsetMismatch { offset: u64, written: u64 },
+    /// A replicated record does not continue its queue where this store's queue ends.
+    #[error(
+        "replicated record at CommitLog offset {offset} has queue offset {queue_offset} in \
+         {topic}/{queue_id}, which ends at {expected} here"
+    )]
+    ReplicaQueueMismatch {
+        offset: u64,
+        topic: String,
+        queue_id: i32,
+        queue_offset: u64,
+        expected: u64,
+    },
     /// The topic cannot name a ConsumeQueue directory, or the queue id is negative.
     #[error("invalid queue {topic}/{queue_id}")]
     InvalidQueue { topic: String, queue_id: i32 },
@@ -339,6 +361,10 @@ pub struct MessageStore<S: SegmentStorage> {
     last_store_timestamp_ms: i64,
     /// [`MessageStore::close`] removed the abort marker; the next append puts it back.
     closed: bool,
+    /// Replicated CommitLog bytes before this offset are in the ConsumeQueues and the index
+    /// (see `replica`); equal to the written offset except while a replicated record is
+    /// still partial.
+    replica_dispatched: u64,
     /// The key index, brought up to date with the CommitLog at open.
     index: KeyIndex,
     /// Deleted topics: topic → the CommitLog written offset when it was deleted. Recovery
@@ -876,8 +902,10 @@ impl<S: SegmentStorage> MessageStore<S> {
             last_checkpoint,
             last_store_timestamp_ms: checkpoint.map_or(0, |cp| cp.physic_msg_timestamp_ms),
             closed: false,
+            replica_dispatched: 0,
             deleted_topics,
         };
+        store.replica_dispatched = store.commitlog.written_offset().0;
         store.last_store_timestamp_ms = store
             .last_store_timestamp_ms
             .max(store.last_record_store_time().unwrap_or(0));
@@ -1102,6 +1130,7 @@ impl<S: SegmentStorage> MessageStore<S> {
             self.last_store_timestamp_ms =
                 self.last_store_timestamp_ms.max(record.store_timestamp_ms);
         }
+        self.replica_dispatched = self.commitlog.written_offset().0;
         Ok(results)
     }
 
@@ -1580,8 +1609,15 @@ impl<S: SegmentStorage> MessageStore<S> {
     }
 
     /// What a background checkpoint claims of the CommitLog: what is durable already.
+    /// A replica's partial record is never claimed: recovery must be free to drop it as a torn
+    /// tail (its master sends it again).
     fn background_claim(&self) -> CommitLogOffset {
-        self.commitlog.durable_offset()
+        CommitLogOffset(
+            self.commitlog
+                .durable_offset()
+                .0
+                .min(self.replica_dispatched),
+        )
     }
 
     /// What to make durable for a checkpoint of everything written so far: the CommitLog tail
@@ -1596,7 +1632,12 @@ impl<S: SegmentStorage> MessageStore<S> {
             .sync_request()
             .map(|r| r.ranges)
             .unwrap_or_default();
-        self.checkpoint_request_claiming(self.commitlog.written_offset(), ranges)
+        let claim = self
+            .commitlog
+            .written_offset()
+            .0
+            .min(self.replica_dispatched);
+        self.checkpoint_request_claiming(CommitLogOffset(claim), ranges)
     }
 
     /// A checkpoint that leaves the CommitLog to the group commit: it claims the CommitLog only

@@ -1078,7 +1078,7 @@ pub fn props_for(seq: usize) -> Vec<(String, String)> {
 /// broker.conf lines every spawned broker starts with: disk-space reactions (refusing sends at
 /// the warning level, deleting files early) only when the disk is really full, whatever else
 /// the host keeps on it.
-const HOST_DISK_NEUTRAL_CONF: &str = "diskMaxUsedSpaceRatio=95\n\
+pub const HOST_DISK_NEUTRAL_CONF: &str = "diskMaxUsedSpaceRatio=95\n\
                                       diskSpaceCleanForciblyRatio=100\n\
                                       diskSpaceWarningLevelRatio=100\n";
 

@@ -274,7 +274,9 @@ impl Cluster {
                                 .write_checkpoint_inline(now, &request);
                         }
                         // No ACL in these tests.
-                        BrokerOutput::Close { .. } | BrokerOutput::WriteAclFile { .. } => {}
+                        BrokerOutput::Close { .. }
+                        | BrokerOutput::WriteAclFile { .. }
+                        | BrokerOutput::Ha(_) => {}
                     }
                 }
             }

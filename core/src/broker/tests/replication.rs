@@ -1,0 +1,405 @@
+//! A master and a slave broker joined by an in-memory HA link: what the slave stores, what a
+//! SYNC_MASTER answers and when, and what bad HA input does.
+
+use super::*;
+use crate::broker::replication::{BrokerRole, HaOutput};
+
+const MASTER_HA: &str = "10.0.0.1:10912";
+/// The link ids each side's driver gave the one connection.
+const ON_MASTER: ConnId = ConnId(100);
+const ON_SLAVE: ConnId = ConnId(200);
+
+fn master_config(role: BrokerRole) -> BrokerConfig {
+    let mut config = test_config();
+    config.replication.role = role;
+    config
+}
+
+fn slave_config() -> BrokerConfig {
+    let mut config = test_config();
+    config.broker_id = 1;
+    config.replication.role = BrokerRole::Slave;
+    config.replication.ha_master_address = Some(MASTER_HA.to_owned());
+    config
+}
+
+/// Both brokers, and the outputs of each not yet carried across.
+struct Pair {
+    master: Harness,
+    slave: Harness,
+    /// Responses the master wrote to clients.
+    answers: Vec<RemotingCommand>,
+    /// Links either side closed, with the reason.
+    closed: Vec<(ConnId, String)>,
+    connected: bool,
+}
+
+impl Pair {
+    fn new(role: BrokerRole) -> Self {
+        Self {
+            master: Harness::new(master_config(role)),
+            slave: Harness::new(slave_config()),
+            answers: Vec::new(),
+            closed: Vec::new(),
+            connected: false,
+        }
+    }
+
+    /// Carries HA outputs across until both sides are quiet; `deliver` false drops what the
+    /// master sends (a partition).
+    fn pump(&mut self, deliver: bool) {
+        for _ in 0..1_000 {
+            let now = self.master.now_ms;
+            let from_master = self.master.drain();
+            let from_slave = self.slave.drain();
+            if from_master.is_empty() && from_slave.is_empty() {
+                return;
+            }
+            for output in from_master {
+                match output {
+                    BrokerOutput::Ha(HaOutput::Transfer {
+                        link,
+                        header,
+                        path,
+                        file_offset,
+                        len,
+                    }) => {
+                        let mut bytes = header.to_vec();
+                        let mut body = vec![0u8; len as usize];
+                        self.master
+                            .broker
+                            .store()
+                            .storage()
+                            .read_at(&path, file_offset, &mut body)
+                            .unwrap();
+                        bytes.extend(body);
+                        if deliver && self.connected {
+                            self.slave.broker.handle_ha_bytes(now, ON_SLAVE, &bytes);
+                        }
+                        self.master.broker.handle_ha_written(now, link, 12 + len);
+                    }
+                    BrokerOutput::Ha(HaOutput::Close { link, reason }) => {
+                        self.closed.push((link, reason));
+                        if link == ON_MASTER {
+                            self.master.broker.handle_ha_closed(now, link);
+                            self.slave.broker.handle_ha_closed(now, ON_SLAVE);
+                            self.connected = false;
+                        }
+                    }
+                    BrokerOutput::Send { command, .. } if command.is_response() => {
+                        self.answers.push(command)
+                    }
+                    _ => {}
+                }
+            }
+            for output in from_slave {
+                match output {
+                    BrokerOutput::Ha(HaOutput::Connect { addr }) => {
+                        assert_eq!(addr, MASTER_HA);
+                        self.master
+                            .broker
+                            .handle_ha_accepted(now, ON_MASTER, peer(9));
+                        self.slave.broker.handle_ha_connected(now, ON_SLAVE);
+                        self.connected = true;
+                    }
+                    BrokerOutput::Ha(HaOutput::Report { link, report }) => {
+                        assert_eq!(link, ON_SLAVE);
+                        if deliver && self.connected {
+                            self.master.broker.handle_ha_bytes(now, ON_MASTER, &report);
+                        }
+                    }
+                    BrokerOutput::Ha(HaOutput::Close { link, reason }) => {
+                        self.closed.push((link, reason));
+                        self.slave.broker.handle_ha_closed(now, link);
+                        self.master.broker.handle_ha_closed(now, ON_MASTER);
+                        self.connected = false;
+                    }
+                    _ => {}
+                }
+            }
+        }
+        panic!("the HA link never went quiet");
+    }
+
+    /// Moves both clocks to `now_ms` and lets each broker's timers run.
+    fn advance_to(&mut self, now_ms: u64) {
+        self.master.now_ms = now_ms;
+        self.slave.now_ms = now_ms;
+        self.master.broker.handle_timeout(now_ms);
+        self.slave.broker.handle_timeout(now_ms);
+    }
+
+    fn send(&mut self, body: &[u8]) {
+        self.master.next_opaque += 1;
+        let mut cmd = send_v2("TopicR", 0, body, "t");
+        cmd.opaque = self.master.next_opaque;
+        self.master
+            .broker
+            .handle_request(self.master.now_ms, ConnId(1), cmd);
+    }
+
+    fn take_answers(&mut self) -> Vec<i32> {
+        std::mem::take(&mut self.answers)
+            .into_iter()
+            .map(|c| c.code)
+            .collect()
+    }
+
+    fn commitlog(h: &Harness) -> Vec<u8> {
+        let store = h.broker.store();
+        let end = store.written_offset().0;
+        let mut bytes = vec![0u8; end as usize];
+        if end > 0 {
+            store
+                .storage()
+                .read_at(&crate::store::commitlog::segment_path(0), 0, &mut bytes)
+                .unwrap();
+        }
+        bytes
+    }
+}
+
+#[test]
+fn a_sync_master_answers_once_its_slave_has_the_bytes_and_the_slave_matches_it() {
+    // Goal: SYNC_MASTER's rule (4.x: one slave ack, 11 from the pre-check) and a slave that is
+    // a byte-identical copy serving the same records from its own queues.
+    // Method: a send before any slave (11 at once, stored); the slave connects (it knows the
+    // master's HA address from its config); more sends are answered only once the pump has
+    // carried the bytes and the acks.
+    let mut p = Pair::new(BrokerRole::SyncMaster);
+    p.send(b"before-any-slave");
+    p.pump(true);
+    assert_eq!(p.take_answers(), vec![response::SLAVE_NOT_AVAILABLE]);
+
+    p.advance_to(T0 + 10);
+    p.pump(true);
+    assert!(p.connected, "the slave connected to its master");
+    for i in 0..5 {
+        p.send(format!("m{i}").as_bytes());
+        assert!(p.take_answers().is_empty(), "no answer before the ack");
+        p.pump(true);
+        assert_eq!(p.take_answers(), vec![response::SUCCESS], "message {i}");
+    }
+    assert_eq!(
+        Pair::commitlog(&p.slave),
+        Pair::commitlog(&p.master),
+        "the slave's CommitLog is byte-identical"
+    );
+    assert_eq!(
+        bodies(&p.slave, "TopicR", 0),
+        vec!["before-any-slave", "m0", "m1", "m2", "m3", "m4"]
+    );
+    let status = p.master.broker.ha_status(p.master.now_ms);
+    assert_eq!(status.len(), 1);
+    assert_eq!(status[0].1, p.master.broker.store().written_offset().0);
+    assert_eq!(status[0].2, 0, "no lag");
+
+    // A slave takes no sends.
+    let answer = p.slave.call(1, send_v2("TopicR", 0, b"x", "t"));
+    assert_eq!(answer.code, response::SERVICE_NOT_AVAILABLE);
+    assert!(answer
+        .remark
+        .unwrap()
+        .contains("messages are put to the slave"));
+}
+
+#[test]
+fn a_silent_slave_makes_a_sync_master_answer_12_after_slave_timeout() {
+    let mut p = Pair::new(BrokerRole::SyncMaster);
+    p.advance_to(T0 + 10);
+    p.pump(true);
+    p.send(b"first");
+    p.pump(true);
+    assert_eq!(p.take_answers(), vec![response::SUCCESS]);
+
+    // Partitioned: nothing reaches the slave.
+    p.send(b"lost-ack");
+    p.pump(false);
+    assert!(p.take_answers().is_empty());
+    p.advance_to(T0 + 10 + 2_999);
+    p.pump(false);
+    assert!(p.take_answers().is_empty(), "still within slaveTimeout");
+    p.advance_to(T0 + 10 + 3_000);
+    p.pump(false);
+    assert_eq!(p.take_answers(), vec![response::FLUSH_SLAVE_TIMEOUT]);
+    assert_eq!(
+        bodies(&p.master, "TopicR", 0),
+        vec!["first", "lost-ack"],
+        "the message stays stored on the master"
+    );
+}
+
+#[test]
+fn an_async_master_answers_at_once_and_still_replicates() {
+    let mut p = Pair::new(BrokerRole::AsyncMaster);
+    p.send(b"a");
+    p.pump(true);
+    assert_eq!(p.take_answers(), vec![response::SUCCESS]);
+    p.advance_to(T0 + 10);
+    p.pump(true);
+    p.send(b"b");
+    p.pump(true);
+    assert_eq!(p.take_answers(), vec![response::SUCCESS]);
+    assert_eq!(Pair::commitlog(&p.slave), Pair::commitlog(&p.master));
+    assert_eq!(bodies(&p.slave, "TopicR", 0), vec!["a", "b"]);
+}
+
+#[test]
+fn in_sync_replicas_one_is_rocketmq_5s_sync_master_that_waits_for_no_slave() {
+    let mut config = master_config(BrokerRole::SyncMaster);
+    config.replication.in_sync_replicas = Some(1);
+    let mut master = Harness::new(config);
+    assert_eq!(master.call(1, send_v2("TopicR", 0, b"x", "t")).code, 0);
+}
+
+#[test]
+fn a_fake_ack_closes_its_link_and_is_never_counted() {
+    // Goal: SYNC_MASTER never counts an ack from a link that was not shown the bytes.
+    // Method: a peer connects to the HA port and reports an offset beyond what it was sent.
+    let mut master = Harness::new(master_config(BrokerRole::SyncMaster));
+    let fake = ConnId(300);
+    master.broker.handle_ha_accepted(T0, fake, peer(8));
+    master
+        .broker
+        .handle_ha_bytes(T0, fake, &crate::ha::codec::encode_report(0));
+    master.drain();
+    master.next_opaque += 1;
+    let mut cmd = send_v2("TopicR", 0, b"x", "t");
+    cmd.opaque = master.next_opaque;
+    master.broker.handle_request(T0, ConnId(1), cmd);
+    let _ = master.drain();
+    let end = master.broker.store().written_offset().0;
+    master
+        .broker
+        .handle_ha_bytes(T0, fake, &crate::ha::codec::encode_report(end + 1_000));
+    let outputs = master.drain();
+    assert!(
+        outputs.iter().any(|o| matches!(o,
+            BrokerOutput::Ha(HaOutput::Close { link, reason }) if *link == fake && reason.contains("beyond"))),
+        "{outputs:?}"
+    );
+    assert!(
+        responses_on(&outputs, 1).is_empty(),
+        "the send is not answered on a fake ack"
+    );
+    // Garbage on the HA port: closed, the store untouched.
+    let garbage = ConnId(301);
+    master.broker.handle_ha_accepted(T0, garbage, peer(7));
+    master.broker.handle_ha_bytes(T0, garbage, &[0xFF; 16]);
+    assert!(master
+        .drain()
+        .iter()
+        .any(|o| matches!(o, BrokerOutput::Ha(HaOutput::Close { link, .. }) if *link == garbage)));
+    assert_eq!(master.broker.store().written_offset().0, end);
+}
+
+#[test]
+fn a_slave_that_diverged_is_refused_with_both_offsets_never_looped_on() {
+    // Goal: #323/#3388: a slave holding bytes its master does not have is refused and says so.
+    // Method: the slave stores a record of its own (as a former master would have), then
+    // meets a master with less.
+    let mut p = Pair::new(BrokerRole::AsyncMaster);
+    {
+        let mut config = slave_config();
+        config.replication.role = BrokerRole::AsyncMaster;
+        let mut former = Harness::new(config);
+        for i in 0..3 {
+            assert_eq!(
+                former
+                    .call(1, send_v2("TopicR", 0, format!("old{i}").as_bytes(), "t"))
+                    .code,
+                0
+            );
+        }
+        sync_all(&mut former);
+        let storage = former.broker.store().storage().clone();
+        p.slave = Harness::with_storage(slave_config(), storage, T0);
+    }
+    p.send(b"new");
+    p.pump(true);
+    p.advance_to(T0 + 10);
+    p.pump(true);
+    let master_end = p.master.broker.store().written_offset().0;
+    let slave_end = p.slave.broker.store().written_offset().0;
+    assert!(slave_end > master_end);
+    assert!(
+        p.closed
+            .iter()
+            .any(|(_, reason)| reason.contains(&slave_end.to_string())
+                && reason.contains(&master_end.to_string())),
+        "the master names both offsets: {:?}",
+        p.closed
+    );
+}
+
+#[test]
+fn a_slave_copies_its_masters_topics_and_groups_then_serves_pulls() {
+    // Goal: SlaveSynchronize: the master's topic configs and subscription groups reach the
+    // slave (RocketMQ's codes 21 and 201 on the master's port), so the slave serves pulls.
+    // Method: the NameServer's answer names the master; the slave's requests go to it through
+    // the harness, and its answers come back as a driver would hand them.
+    let mut p = Pair::new(BrokerRole::AsyncMaster);
+    p.master.call(
+        1,
+        RemotingCommand::request(request::UPDATE_AND_CREATE_SUBSCRIPTIONGROUP)
+            .with_body(serde_json::to_vec(&SubscriptionGroupConfig::new("GR")).unwrap()),
+    );
+    p.send(b"r0");
+    p.advance_to(T0 + 10);
+    p.pump(true);
+    let pull = |h: &mut Harness| {
+        h.call(
+            2,
+            pull_request("GR", "TopicR", 0, 0, pull_sys_flag::SUBSCRIPTION, Some("*")),
+        )
+    };
+    assert_eq!(
+        pull(&mut p.slave).code,
+        response::TOPIC_NOT_EXIST,
+        "no topic yet"
+    );
+
+    let master_addr = "10.0.0.1:10911";
+    let registered = RemotingCommand::response_to(
+        &RemotingCommand::request(request::REGISTER_BROKER),
+        response::SUCCESS,
+        None,
+    )
+    .with_ext("masterAddr", master_addr)
+    .with_ext("haServerAddr", MASTER_HA);
+    p.slave
+        .broker
+        .handle_namesrv_response(p.slave.now_ms, "ns:9876", registered);
+    let now = T0 + 10 + 3_000;
+    p.slave.now_ms = now;
+    p.slave.broker.handle_timeout(now);
+    let asks: Vec<RemotingCommand> = p
+        .slave
+        .drain()
+        .into_iter()
+        .filter_map(|o| match o {
+            BrokerOutput::SendToNamesrv { addr, command } if addr == master_addr => Some(command),
+            _ => None,
+        })
+        .collect();
+    let codes: Vec<i32> = asks.iter().map(|c| c.code).collect();
+    assert_eq!(
+        codes,
+        vec![
+            request::GET_ALL_TOPIC_CONFIG,
+            request::GET_ALL_SUBSCRIPTIONGROUP_CONFIG
+        ]
+    );
+    for ask in asks {
+        let opaque = ask.opaque;
+        let mut answer = p.master.call(3, ask);
+        answer.opaque = opaque;
+        p.slave
+            .broker
+            .handle_namesrv_response(now, master_addr, answer);
+    }
+    assert!(p.slave.broker.subscription_groups().contains_key("GR"));
+    let pulled = pull(&mut p.slave);
+    assert_eq!(pulled.code, response::SUCCESS);
+    assert_eq!(decode_records(&pulled.body).len(), 1);
+}

@@ -1,0 +1,269 @@
+//! HA links on the wire: the master's `haListenPort` and a slave's connection to it, carrying
+//! the core's replication (`vostok_core::ha`, `vostok_core::broker::replication`).
+//!
+//! ```text
+//!  accept / connect ──▶ reader task ──HaEvent::Bytes──▶ owner (bounded input queue)
+//!                       writer task ◀──HaOutbound─────── owner: Transfer(header, file range),
+//!                            │                                   Report(8 bytes), Close
+//!                            └──HaEvent::Written──▶ owner (flow control)
+//! ```
+//!
+//! A master's transfer goes from the CommitLog segment file to the socket with `sendfile(2)`:
+//! the bytes never pass through user space. Bytes below the CommitLog's written end never
+//! change, so the file range can be read while the owner goes on appending.
+
+use std::net::SocketAddr;
+#[cfg(not(madsim))]
+use std::time::Duration;
+
+#[cfg(not(madsim))]
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+#[cfg(not(madsim))]
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+#[cfg(not(madsim))]
+use tokio::sync::watch;
+#[cfg(not(madsim))]
+use tracing::{debug, warn};
+use vostok_core::ConnId;
+
+/// Bytes read from an HA socket per event.
+#[cfg(not(madsim))]
+const READ_CHUNK_BYTES: usize = 64 * 1024;
+/// How long a slave waits for its master's HA port to accept.
+#[cfg(not(madsim))]
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Where a transfer's bytes come from.
+pub enum TransferSource {
+    /// The segment file, read by the kernel (`sendfile`).
+    File(std::fs::File),
+    /// Bytes read already (storages without files: the simulator's).
+    Bytes(Vec<u8>),
+}
+
+/// What the owner asks an HA link's writer to do.
+pub enum HaOutbound {
+    /// The 12-byte frame header, then `len` bytes of `source` from `pos`.
+    Transfer {
+        header: [u8; 12],
+        source: TransferSource,
+        pos: u64,
+        len: u64,
+    },
+    Report([u8; 8]),
+    Close,
+}
+
+/// What HA link tasks hand the owner.
+pub enum HaEvent {
+    /// A slave connected to the master's HA port.
+    Accepted {
+        link: ConnId,
+        peer: SocketAddr,
+        writer: mpsc::UnboundedSender<HaOutbound>,
+    },
+    /// The slave's connection to its master is up.
+    Connected {
+        link: ConnId,
+        writer: mpsc::UnboundedSender<HaOutbound>,
+    },
+    ConnectFailed {
+        addr: String,
+        error: String,
+    },
+    Bytes {
+        link: ConnId,
+        bytes: Vec<u8>,
+    },
+    /// A transfer of this many bytes (header included) was written.
+    Written {
+        link: ConnId,
+        bytes: u64,
+    },
+    Closed {
+        link: ConnId,
+    },
+}
+
+#[cfg(not(madsim))]
+/// Accepts slaves on the master's HA port until shutdown.
+pub async fn accept_loop<T: From<HaEvent> + Send + 'static>(
+    listener: TcpListener,
+    events: mpsc::Sender<T>,
+    mut shutdown: watch::Receiver<bool>,
+    next_id: fn() -> ConnId,
+) {
+    loop {
+        tokio::select! {
+            biased;
+            _ = shutdown.changed() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let link = next_id();
+                    let writer = spawn_link(link, stream, events.clone());
+                    if events.send(T::from(HaEvent::Accepted { link, peer, writer })).await.is_err() {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    warn!("HA accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+        }
+    }
+    debug!("HA port stopped accepting");
+}
+
+#[cfg(not(madsim))]
+/// Connects a slave to its master's HA port; the outcome arrives as an event.
+pub fn connect<T: From<HaEvent> + Send + 'static>(
+    addr: String,
+    events: mpsc::Sender<T>,
+    next_id: fn() -> ConnId,
+) {
+    tokio::spawn(async move {
+        let attempt = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&addr)).await;
+        let event = match attempt {
+            Ok(Ok(stream)) => {
+                let link = next_id();
+                let writer = spawn_link(link, stream, events.clone());
+                HaEvent::Connected { link, writer }
+            }
+            Ok(Err(e)) => HaEvent::ConnectFailed {
+                addr,
+                error: e.to_string(),
+            },
+            Err(_) => HaEvent::ConnectFailed {
+                addr,
+                error: format!("no answer within {CONNECT_TIMEOUT:?}"),
+            },
+        };
+        let _ = events.send(T::from(event)).await;
+    });
+}
+
+#[cfg(not(madsim))]
+/// Starts the reader and writer of one link; returns the writer's queue.
+fn spawn_link<T: From<HaEvent> + Send + 'static>(
+    link: ConnId,
+    stream: TcpStream,
+    events: mpsc::Sender<T>,
+) -> mpsc::UnboundedSender<HaOutbound> {
+    let _ = stream.set_nodelay(true);
+    let (mut read_half, write_half) = stream.into_split();
+    let (tx, rx) = mpsc::unbounded_channel();
+    let reader_events = events.clone();
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; READ_CHUNK_BYTES];
+        loop {
+            match read_half.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    let event = HaEvent::Bytes {
+                        link,
+                        bytes: buf[..n].to_vec(),
+                    };
+                    if reader_events.send(T::from(event)).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+        let _ = reader_events.send(T::from(HaEvent::Closed { link })).await;
+    });
+    tokio::spawn(write_link(link, write_half, rx, events));
+    tx
+}
+
+#[cfg(not(madsim))]
+async fn write_link<T: From<HaEvent> + Send + 'static>(
+    link: ConnId,
+    mut half: tokio::net::tcp::OwnedWriteHalf,
+    mut outbound: mpsc::UnboundedReceiver<HaOutbound>,
+    events: mpsc::Sender<T>,
+) {
+    while let Some(next) = outbound.recv().await {
+        let result = match next {
+            HaOutbound::Report(report) => half.write_all(&report).await,
+            HaOutbound::Close => break,
+            HaOutbound::Transfer {
+                header,
+                source,
+                pos,
+                len,
+            } => {
+                let written = async {
+                    half.write_all(&header).await?;
+                    match source {
+                        TransferSource::Bytes(bytes) => half.write_all(&bytes).await,
+                        TransferSource::File(file) => send_file(&half, &file, pos, len).await,
+                    }
+                }
+                .await;
+                if written.is_ok() {
+                    let event = HaEvent::Written {
+                        link,
+                        bytes: header.len() as u64 + len,
+                    };
+                    if events.send(T::from(event)).await.is_err() {
+                        break;
+                    }
+                }
+                written
+            }
+        };
+        if let Err(e) = result {
+            debug!(%link, "HA write failed: {e}");
+            break;
+        }
+    }
+    let _ = half.shutdown().await;
+}
+
+/// `len` bytes of `file` from `pos` to the socket, by the kernel.
+#[cfg(not(madsim))]
+async fn send_file(
+    half: &tokio::net::tcp::OwnedWriteHalf,
+    file: &std::fs::File,
+    mut pos: u64,
+    len: u64,
+) -> std::io::Result<()> {
+    let stream: &TcpStream = half.as_ref();
+    let end = pos + len;
+    while pos < end {
+        stream.writable().await?;
+        let remaining = (end - pos) as usize;
+        match stream.try_io(tokio::io::Interest::WRITABLE, || {
+            rustix::fs::sendfile(stream, file, Some(&mut pos), remaining).map_err(Into::into)
+        }) {
+            Ok(0) => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "the segment file ended before the transfer",
+                ))
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// The simulator does not carry HA links yet: a slave's connection attempt fails.
+#[cfg(madsim)]
+pub fn connect<T: From<HaEvent> + Send + 'static>(
+    addr: String,
+    events: mpsc::Sender<T>,
+    _next_id: fn() -> ConnId,
+) {
+    tokio::spawn(async move {
+        let event = HaEvent::ConnectFailed {
+            addr,
+            error: "HA links are not simulated yet".to_owned(),
+        };
+        let _ = events.send(T::from(event)).await;
+    });
+}

@@ -1,0 +1,270 @@
+//! A replicated broker group of real processes: a `vostok namesrv`, a SYNC_MASTER and a SLAVE
+//! `vostok broker` that learns its master's HA address from the NameServer. A
+//! `rocketmq-client-rust` producer's sends are acknowledged once the slave has them; the
+//! slave's CommitLog is byte-identical to the master's, so are the ConsumeQueues it builds, and
+//! it serves the same messages once it has copied its master's topics (SlaveSynchronize).
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rocketmq_model::common::message::message_single::Message as RealMessage;
+use tokio::task::block_in_place;
+
+use common::*;
+
+const SEGMENT_BYTES: u64 = 1 << 20;
+const MESSAGES: usize = 30;
+
+/// A `vostok` child process, killed when dropped.
+struct Proc {
+    child: Child,
+    /// The ready line's `key=value` fields.
+    ready: Vec<(String, String)>,
+    stderr: PathBuf,
+}
+
+impl Proc {
+    fn start(dir: &Path, name: &str, args: &[&str]) -> Proc {
+        let stderr = dir.join(format!("{name}.stderr"));
+        let mut child = Command::new(env!("CARGO_BIN_EXE_vostok"))
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&stderr).unwrap())
+            .spawn()
+            .expect("vostok starts");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let line = rx
+            .recv_timeout(Duration::from_secs(20))
+            .unwrap_or_else(|_| panic!("{name} never got ready: {}", tail(&stderr)));
+        let ready = line
+            .strip_prefix("vostok ready ")
+            .unwrap_or_else(|| panic!("{name}: not a ready line: {line}"))
+            .split(' ')
+            .filter_map(|kv| kv.split_once('='))
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        Proc {
+            child,
+            ready,
+            stderr,
+        }
+    }
+
+    fn get(&self, key: &str) -> String {
+        self.ready
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_else(|| panic!("no {key} in {:?}", self.ready))
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn tail(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    text.lines()
+        .rev()
+        .take(30)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn broker(dir: &Path, name: &str, namesrv: &str, conf: &str) -> Proc {
+    let conf_path = dir.join(format!("{name}.conf"));
+    std::fs::write(
+        &conf_path,
+        format!(
+            "{HOST_DISK_NEUTRAL_CONF}brokerClusterName=ReplCluster\nbrokerName=repl-a\n\
+             mappedFileSizeCommitLog={SEGMENT_BYTES}\n{conf}"
+        ),
+    )
+    .unwrap();
+    let data = dir.join(name);
+    Proc::start(
+        dir,
+        name,
+        &[
+            "broker",
+            "-n",
+            namesrv,
+            "-c",
+            conf_path.to_str().unwrap(),
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--broker-port",
+            "0",
+        ],
+    )
+}
+
+/// The first segment of a broker's CommitLog.
+fn first_segment(dir: &Path, name: &str) -> Vec<u8> {
+    std::fs::read(dir.join(name).join("commitlog").join(format!("{:020}", 0))).unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sync_master_acks_once_its_slave_holds_the_same_bytes() {
+    tokio::time::timeout(Duration::from_secs(120), scenario())
+        .await
+        .expect("the replication scenario finishes within 120 s");
+}
+
+async fn scenario() {
+    let dir = tempfile::tempdir().unwrap();
+    let namesrv = block_in_place(|| Proc::start(dir.path(), "namesrv", &["namesrv", "-p", "0"]));
+    let ns = namesrv.get("namesrv");
+    let ha_port = free_port();
+    let master = block_in_place(|| {
+        broker(
+            dir.path(),
+            "master",
+            &ns,
+            &format!("brokerRole=SYNC_MASTER\nhaListenPort={ha_port}\n"),
+        )
+    });
+    // The slave names no master: it learns the HA address from the NameServer.
+    let slave =
+        block_in_place(|| broker(dir.path(), "slave", &ns, "brokerRole=SLAVE\nbrokerId=1\n"));
+    let (master_addr, slave_addr) = (master.get("broker"), slave.get("broker"));
+    let topic = "ReplTopic";
+    block_in_place(|| create_topic(&master_addr, &ns, topic, 2));
+
+    let mut producer = start_producer_in(&ns, &unique("repl_pg")).await;
+    wait_for_publish_route(&mut producer, topic, 2).await;
+    // Until the slave has connected and caught up, a SYNC_MASTER answers SLAVE_NOT_AVAILABLE
+    // (the message is stored all the same).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut probes = 0;
+    loop {
+        let message = RealMessage::builder()
+            .topic(topic)
+            .body(format!("probe-{probes}").into_bytes())
+            .build()
+            .unwrap();
+        probes += 1;
+        let sent = producer
+            .send(message)
+            .await
+            .expect("send")
+            .expect("a result");
+        if format!("{:?}", sent.send_status) == "SendOk" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the slave never caught up: {:?}\nmaster: {}\nslave: {}",
+            sent.send_status,
+            tail(&master.stderr),
+            tail(&slave.stderr)
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    for i in 0..MESSAGES {
+        let message = RealMessage::builder()
+            .topic(topic)
+            .tags("R")
+            .body(format!("m-{i}").into_bytes())
+            .build()
+            .unwrap();
+        let sent = producer
+            .send(message)
+            .await
+            .expect("send")
+            .expect("a result");
+        assert_eq!(
+            format!("{:?}", sent.send_status),
+            "SendOk",
+            "message {i} acknowledged once the slave has it"
+        );
+    }
+    producer.shutdown().await;
+
+    // Every acknowledged byte is on the slave: the segments are identical.
+    let (m, s) = (
+        first_segment(dir.path(), "master"),
+        first_segment(dir.path(), "slave"),
+    );
+    assert_eq!(m.len() as u64, SEGMENT_BYTES);
+    assert!(
+        m == s,
+        "the slave's CommitLog segment differs from the master's"
+    );
+    // The slave built its own ConsumeQueues from the records, unit for unit the master's, and
+    // serves them once SlaveSynchronize has copied the master's topic configs.
+    let on_master = block_in_place(|| stored_messages(&master_addr, topic, 2));
+    assert_eq!(on_master.len(), probes + MESSAGES);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let mut conn = block_in_place(|| RawConn::connect(&slave_addr));
+        let (frame, _) = block_in_place(|| pull(&mut conn, "repl_cg", topic, 0, 0));
+        if frame.code() == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the slave never served {topic}: {} {}\nslave: {}",
+            frame.code(),
+            frame.remark(),
+            tail(&slave.stderr)
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let on_slave = block_in_place(|| stored_messages(&slave_addr, topic, 2));
+    let bodies = |v: &[(String, std::collections::HashMap<String, String>)]| {
+        v.iter().map(|(b, _)| b.clone()).collect::<Vec<_>>()
+    };
+    assert_eq!(
+        bodies(&on_slave),
+        bodies(&on_master),
+        "the slave serves the same messages"
+    );
+    for queue in 0..2 {
+        let path = |name: &str| {
+            dir.path()
+                .join(name)
+                .join("consumequeue")
+                .join(topic)
+                .join(queue.to_string())
+                .join(format!("{:020}", 0))
+        };
+        let (m, s) = (
+            std::fs::read(path("master")).expect("the master's queue file"),
+            std::fs::read(path("slave")).expect("the slave's queue file"),
+        );
+        assert!(m == s, "ConsumeQueue {topic}/{queue} differs on the slave");
+        assert!(m.iter().any(|b| *b != 0));
+    }
+    // A slave takes no sends.
+    let mut raw = block_in_place(|| RawConn::connect(&slave_addr));
+    let refused = block_in_place(|| send_v2(&mut raw, topic, 0, b"to-the-slave", "R"));
+    assert_eq!(refused.code(), 14, "{}", refused.remark());
+    drop((namesrv, master, slave));
+}
