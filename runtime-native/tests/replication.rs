@@ -262,6 +262,36 @@ async fn scenario() {
         assert!(m == s, "ConsumeQueue {topic}/{queue} differs on the slave");
         assert!(m.iter().any(|b| *b != 0));
     }
+    // vostok admin haStatus: the master's one slave, caught up; the slave's link.
+    let status = block_in_place(|| {
+        Command::new(env!("CARGO_BIN_EXE_vostok"))
+            .args(["admin", "haStatus", "-n", &ns, "-b", &master_addr])
+            .output()
+            .unwrap()
+    });
+    let table = String::from_utf8_lossy(&status.stdout).into_owned();
+    assert!(status.status.success(), "{table}");
+    assert!(table.contains("#SlaveNum\t1"), "{table}");
+    assert!(table.contains("#InSyncSlaveNum\t1"), "{table}");
+    let row: Vec<&str> = table
+        .lines()
+        .find(|l| l.starts_with("127.0.0.1:"))
+        .unwrap_or_else(|| panic!("no slave row: {table}"))
+        .split_whitespace()
+        .collect();
+    assert_eq!(row[2], "0", "no bytes behind: {table}");
+    assert_eq!(row[4], "OK", "{table}");
+    let status = block_in_place(|| {
+        Command::new(env!("CARGO_BIN_EXE_vostok"))
+            .args(["admin", "haStatus", "-n", &ns, "-b", &slave_addr])
+            .output()
+            .unwrap()
+    });
+    let table = String::from_utf8_lossy(&status.stdout).into_owned();
+    assert!(
+        table.contains(&format!("#MasterAddr\t127.0.0.1:{ha_port}")),
+        "{table}"
+    );
     // A slave takes no sends.
     let mut raw = block_in_place(|| RawConn::connect(&slave_addr));
     let refused = block_in_place(|| send_v2(&mut raw, topic, 0, b"to-the-slave", "R"));

@@ -135,6 +135,7 @@ impl<S: SegmentStorage> Broker<S> {
                 Ok(RemotingCommand::response_to(req, response::SUCCESS, None))
             }
             request::VIEW_BROKER_STATS_DATA => self.handle_view_stats(now_ms, req),
+            request::GET_BROKER_HA_STATUS => Ok(self.handle_ha_status(now_ms, req)),
             _ => return None,
         })
     }

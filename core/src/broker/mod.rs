@@ -273,6 +273,7 @@ const SERVED_CODES: &[i32] = &[
     request::QUERY_TOPIC_CONSUME_BY_WHO,
     request::QUERY_CONSUME_TIME_SPAN,
     request::GET_SYSTEM_TOPIC_LIST_FROM_BROKER,
+    request::GET_BROKER_HA_STATUS,
     request::CLEAN_EXPIRED_CONSUMEQUEUE,
     request::VIEW_BROKER_STATS_DATA,
 ];

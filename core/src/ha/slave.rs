@@ -108,6 +108,14 @@ impl HaSlave {
         }
     }
 
+    /// While streaming: when the master last sent something and this slave last reported.
+    pub fn last_read_and_report_ms(&self) -> Option<(u64, u64)> {
+        match &self.state {
+            State::Streaming(link) => Some((link.last_read_ms, link.last_report_ms)),
+            _ => None,
+        }
+    }
+
     /// Why replication stopped, once it has.
     pub fn refused(&self) -> Option<&str> {
         match &self.state {

@@ -423,3 +423,94 @@ pub(super) fn fail_if_any(failures: Vec<String>) -> Result<(), RunError> {
         Err(RunError::Task(failures.join("\n")))
     }
 }
+
+#[derive(Debug, clap::Args)]
+pub struct HaStatusArgs {
+    #[command(flatten)]
+    pub ns: NamesrvArg,
+    #[command(flatten)]
+    pub target: super::rpc::BrokerOrCluster,
+}
+
+/// mqadmin's haStatus: per master, its slaves (address, acked offset, bytes behind, status,
+/// and, beyond mqadmin, how many ms behind); per slave, its link to its master.
+pub async fn ha_status(args: HaStatusArgs) -> Result<(), RunError> {
+    let admin = Admin::new(&args.ns)?;
+    let mut failures = Vec::new();
+    for b in read_targets(&admin, &args.target).await? {
+        let answer = admin
+            .call(
+                &b.addr,
+                RemotingCommand::request(request::GET_BROKER_HA_STATUS),
+            )
+            .await
+            .and_then(|a| expect_ok(a, &format!("the HA status of {}", b.addr)));
+        let info = match answer.and_then(|a| json_body(&a, "the HA status")) {
+            Ok(info) => info,
+            Err(e) => {
+                failures.push(e.to_string());
+                continue;
+            }
+        };
+        if info["master"] == true {
+            let links = info["haConnectionInfo"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            out!(
+                "\n#MasterAddr\t{}\n#MasterCommitLogMaxOffset\t{}\n#SlaveNum\t{}\n#InSyncSlaveNum\t{}",
+                b.addr,
+                int(&info, "masterCommitLogMaxOffset"),
+                links.len(),
+                int(&info, "inSyncSlaveNums")
+            );
+            out!(
+                "{:<32}  {:<16} {:>16} {:>16} {:>16} {:>16} {:>12}",
+                "#SlaveAddr",
+                "#SlaveAckOffset",
+                "#Diff",
+                "#TransferSpeed(KB/s)",
+                "#Status",
+                "#TransferFromWhere",
+                "#LagMs"
+            );
+            for l in &links {
+                out!(
+                    "{:<32}  {:<16} {:>16} {:>16.2} {:>16} {:>16} {:>12}",
+                    super::rpc::text(l, "addr"),
+                    int(l, "slaveAckOffset"),
+                    int(l, "diff"),
+                    float(l, "transferredByteInSecond") / 1024.0,
+                    if l["inSync"] == true {
+                        "OK"
+                    } else {
+                        "Fall Behind"
+                    },
+                    int(l, "transferFromWhere"),
+                    int(l, "lagMillis")
+                );
+            }
+        } else {
+            let c = &info["haClientRuntimeInfo"];
+            out!("\n#MasterAddr\t{}", super::rpc::text(c, "masterAddr"));
+            out!("#CommitLogMaxOffset\t{}", int(c, "maxOffset"));
+            out!(
+                "#TransferSpeed(KB/s)\t{:.2}",
+                float(c, "transferredByteInSecond") / 1024.0
+            );
+            out!(
+                "#LastReadTime\t{}",
+                super::rpc::human_time(int(c, "lastReadTimestamp"))
+            );
+            out!(
+                "#LastWriteTime\t{}",
+                super::rpc::human_time(int(c, "lastWriteTimestamp"))
+            );
+            out!("#MasterFlushOffset\t{}", int(c, "masterFlushOffset"));
+            if let Some(reason) = c["refused"].as_str() {
+                out!("#Refused\t{reason}");
+            }
+        }
+    }
+    fail_if_any(failures)
+}

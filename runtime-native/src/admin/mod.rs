@@ -5,7 +5,7 @@
 //! | module | verbs |
 //! |---|---|
 //! | [`topic`] | updateTopic, deleteTopic, topicList, topicRoute, topicStatus, topicClusterList, updateTopicPerm |
-//! | [`broker`] | clusterList, brokerStatus, getBrokerConfig, updateBrokerConfig, wipeWritePerm, addWritePerm, statsAll |
+//! | [`broker`] | clusterList, brokerStatus, getBrokerConfig, updateBrokerConfig, wipeWritePerm, addWritePerm, statsAll, haStatus |
 //! | [`group`] | consumerProgress, consumerConnection, producerConnection, updateSubGroup, deleteSubGroup, resetOffsetByTime |
 //! | [`message`] | queryMsgById, queryMsgByKey, queryMsgByUniqueKey, queryMsgByOffset, sendMessage, consumeMessage |
 //! | [`trace`], [`dlq`] | queryMsgTraceById; resendDlq (Vostok's own: dead letters back to their group) |
@@ -98,6 +98,9 @@ pub enum AdminCommand {
     AddWritePerm(broker::BrokerNameArg),
     /// Print every topic's and group's in and out TPS, today's totals and backlog.
     StatsAll(broker::StatsAllArgs),
+    /// Print replication: a master's slaves (acked offset, lag in bytes and ms), a slave's
+    /// link to its master.
+    HaStatus(broker::HaStatusArgs),
     /// Send dead-lettered messages of a consumer group back to it: each chosen message of
     /// `%DLQ%<group>` goes to `%RETRY%<group>` with its reconsume count reset. Without -i,
     /// every message in the DLQ is resent.
@@ -136,6 +139,7 @@ pub async fn run(command: AdminCommand) -> Result<(), RunError> {
         C::WipeWritePerm(a) => broker::write_perm(a, true).await,
         C::AddWritePerm(a) => broker::write_perm(a, false).await,
         C::StatsAll(a) => broker::stats_all(a).await,
+        C::HaStatus(a) => broker::ha_status(a).await,
         C::ResendDlq(a) => dlq::run(a).await,
     }
 }

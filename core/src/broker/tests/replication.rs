@@ -193,6 +193,29 @@ fn a_sync_master_answers_once_its_slave_has_the_bytes_and_the_slave_matches_it()
     assert_eq!(status.len(), 1);
     assert_eq!(status[0].1, p.master.broker.store().written_offset().0);
     assert_eq!(status[0].2, 0, "no lag");
+    // GET_BROKER_HA_STATUS, as mqadmin haStatus reads it.
+    let end = p.master.broker.store().written_offset().0;
+    let info: serde_json::Value = serde_json::from_slice(
+        &p.master
+            .call(3, RemotingCommand::request(request::GET_BROKER_HA_STATUS))
+            .body,
+    )
+    .unwrap();
+    assert_eq!(info["master"], true);
+    assert_eq!(info["masterCommitLogMaxOffset"], end);
+    assert_eq!(info["inSyncSlaveNums"], 1);
+    assert_eq!(info["haConnectionInfo"][0]["slaveAckOffset"], end);
+    assert_eq!(info["haConnectionInfo"][0]["diff"], 0);
+    let info: serde_json::Value = serde_json::from_slice(
+        &p.slave
+            .call(3, RemotingCommand::request(request::GET_BROKER_HA_STATUS))
+            .body,
+    )
+    .unwrap();
+    assert_eq!(info["master"], false);
+    assert_eq!(info["haClientRuntimeInfo"]["activated"], true);
+    assert_eq!(info["haClientRuntimeInfo"]["masterAddr"], MASTER_HA);
+    assert_eq!(info["haClientRuntimeInfo"]["maxOffset"], end);
 
     // A slave takes no sends.
     let answer = p.slave.call(1, send_v2("TopicR", 0, b"x", "t"));
