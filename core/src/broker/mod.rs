@@ -274,6 +274,7 @@ const SERVED_CODES: &[i32] = &[
     request::QUERY_CONSUME_TIME_SPAN,
     request::GET_SYSTEM_TOPIC_LIST_FROM_BROKER,
     request::GET_BROKER_HA_STATUS,
+    request::GET_ALL_CONSUMER_OFFSET,
     request::CLEAN_EXPIRED_CONSUMEQUEUE,
     request::VIEW_BROKER_STATS_DATA,
 ];
@@ -443,6 +444,7 @@ impl<S: SegmentStorage> Broker<S> {
         let mut store = MessageStore::open(storage, config.store.clone())?;
         // Queue min offsets never point below what retention left of the CommitLog.
         store.correct_min_offsets()?;
+        store.set_replica(config.replication.role == BrokerRole::Slave);
         let mut rng = SeededRng::new(config.seed);
         let uniq_keys = ids::UniqKeyGenerator::from_rng(config.broker_ip1, &mut rng);
         let mut broker = Self {
@@ -750,9 +752,13 @@ impl<S: SegmentStorage> Broker<S> {
             self.persist_recovery_fence(now_ms);
             self.next_offset_persist_ms = now_ms + OFFSET_PERSIST_INTERVAL_MS;
         }
-        self.schedule_tick(now_ms);
-        self.timer_tick(now_ms);
-        self.transaction_tick(now_ms);
+        // Delay levels, timers and transaction check-backs run on the master only, as in
+        // RocketMQ: their deliveries reach a slave through replication.
+        if !self.is_slave() {
+            self.schedule_tick(now_ms);
+            self.timer_tick(now_ms);
+            self.transaction_tick(now_ms);
+        }
         self.flush_tick(now_ms);
         if now_ms >= self.next_client_scan_ms {
             self.expire_clients(now_ms);
@@ -836,14 +842,17 @@ impl<S: SegmentStorage> Broker<S> {
         if let Some(deadline) = self.retention_deadline() {
             next = next.min(deadline);
         }
-        if let Some(deadline) = self.schedule.deadline_ms() {
-            next = next.min(deadline);
-        }
-        if let Some(deadline) = self.timer.deadline_ms() {
-            next = next.min(deadline);
-        }
-        if let Some(deadline) = self.transaction_deadline_ms() {
-            next = next.min(deadline);
+        // A slave runs none of the three (see `handle_timeout`), so nothing of theirs is due.
+        if !self.is_slave() {
+            if let Some(deadline) = self.schedule.deadline_ms() {
+                next = next.min(deadline);
+            }
+            if let Some(deadline) = self.timer.deadline_ms() {
+                next = next.min(deadline);
+            }
+            if let Some(deadline) = self.transaction_deadline_ms() {
+                next = next.min(deadline);
+            }
         }
         if let Some(deadline) = self.replication_deadline_ms() {
             next = next.min(deadline);

@@ -1,7 +1,7 @@
 //! Consumer offsets (persisted as `config/consumerOffsets.json`, RocketMQ's shape
 //! `{"offsetTable":{"topic@group":{"0":12}}}`) and the offset requests: QUERY_CONSUMER_OFFSET
 //! (14), UPDATE_CONSUMER_OFFSET (15), SEARCH_OFFSET_BY_TIMESTAMP (29), GET_MAX_OFFSET (30),
-//! GET_MIN_OFFSET (31), GET_EARLIEST_MSG_STORETIME (32).
+//! GET_MIN_OFFSET (31), GET_EARLIEST_MSG_STORETIME (32), GET_ALL_CONSUMER_OFFSET (43).
 
 use crate::ConnId;
 use std::collections::BTreeMap;
@@ -128,7 +128,36 @@ impl ConsumerOffsets {
     }
 }
 
+impl ConsumerOffsets {
+    /// A slave takes its master's offsets (SlaveSynchronize): RocketMQ's `putAll`, the
+    /// master's value wins for every (topic@group, queue) it has; the slave keeps the rest.
+    pub fn put_all_from_master(&mut self, body: &[u8]) -> Result<(), String> {
+        let value = crate::remoting::lenient::parse_fastjson(body)?;
+        let file: OffsetFile =
+            serde_json::from_value(value).map_err(|e| format!("not an offset table: {e}"))?;
+        for (key, queues) in file.offset_table {
+            let mine = self.table.entry(key).or_default();
+            for (queue_id, offset) in queues {
+                if mine.insert(queue_id, offset) != Some(offset) {
+                    self.dirty = true;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 impl<S: SegmentStorage> Broker<S> {
+    /// GET_ALL_CONSUMER_OFFSET (43): the whole offset table, as its file holds it (what a
+    /// slave copies).
+    pub(super) fn handle_get_all_consumer_offset(&self, req: &RemotingCommand) -> RemotingCommand {
+        let file = OffsetFile {
+            offset_table: self.offsets.table.clone(),
+        };
+        RemotingCommand::response_to(req, response::SUCCESS, None)
+            .with_body(serde_json::to_vec(&file).unwrap_or_default())
+    }
+
     /// Writes the offset table when it changed since the last write.
     pub(super) fn persist_offsets(&mut self) {
         if !self.offsets.is_dirty() {

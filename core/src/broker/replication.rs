@@ -151,7 +151,8 @@ pub(super) enum Replication {
 
 /// A slave: its HA link, and SlaveSynchronize (RocketMQ's `SlaveSynchronize`: the master's
 /// topic configs and subscription groups, copied every [`SLAVE_SYNC_INTERVAL_MS`] over a
-/// remoting connection to the master's main port, applied when their data version differs).
+/// remoting connection to the master's main port and applied when their data version
+/// differs, and its consumer offsets, where the master's value wins as RocketMQ's `putAll`).
 #[derive(Debug)]
 pub(super) struct SlaveSide {
     link: HaSlave,
@@ -166,6 +167,7 @@ pub(super) struct SlaveSide {
 enum SyncItem {
     Topics,
     Groups,
+    ConsumerOffsets,
 }
 
 /// RocketMQ 4.x's SlaveSynchronize period (the first run 3 s after start).
@@ -422,6 +424,10 @@ impl<S: SegmentStorage> Broker<S> {
                 crate::remoting::codes::request::GET_ALL_SUBSCRIPTIONGROUP_CONFIG,
                 SyncItem::Groups,
             ),
+            (
+                crate::remoting::codes::request::GET_ALL_CONSUMER_OFFSET,
+                SyncItem::ConsumerOffsets,
+            ),
         ] {
             let opaque = self.next_opaque();
             let mut command = RemotingCommand::request(code);
@@ -450,6 +456,11 @@ impl<S: SegmentStorage> Broker<S> {
         if answer.code != response::SUCCESS {
             return true;
         }
+        if item == SyncItem::ConsumerOffsets {
+            // Persisted with the next periodic offset write.
+            let _ = self.offsets.put_all_from_master(&answer.body);
+            return true;
+        }
         let Ok(value) = crate::remoting::lenient::parse_fastjson(&answer.body) else {
             return true;
         };
@@ -464,6 +475,7 @@ impl<S: SegmentStorage> Broker<S> {
                     self.replace_groups_from_master(wrapper);
                 }
             }
+            SyncItem::ConsumerOffsets => {}
         }
         true
     }

@@ -98,7 +98,7 @@ impl<S: SegmentStorage> Broker<S> {
                 response::MESSAGE_ILLEGAL,
                 format!("storing the message failed: {err}"),
             ),
-            StoreError::Storage(StorageError::NoSpace) => {
+            StoreError::Storage(StorageError::NoSpace) | StoreError::ReplicaReadOnly => {
                 (response::SERVICE_NOT_AVAILABLE, self.disk_full_remark())
             }
             StoreError::Storage(_) => (

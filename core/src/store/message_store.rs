@@ -160,6 +160,10 @@ pub enum StoreError {
         queue_offset: u64,
         expected: u64,
     },
+    /// A slave's store takes its master's bytes only ([`MessageStore::set_replica`]): a
+    /// message of its own would put it at offsets its master uses for others.
+    #[error("this store is a slave's copy of its master: it stores no message of its own")]
+    ReplicaReadOnly,
     /// The topic cannot name a ConsumeQueue directory, or the queue id is negative.
     #[error("invalid queue {topic}/{queue_id}")]
     InvalidQueue { topic: String, queue_id: i32 },
@@ -365,6 +369,8 @@ pub struct MessageStore<S: SegmentStorage> {
     /// (see `replica`); equal to the written offset except while a replicated record is
     /// still partial.
     replica_dispatched: u64,
+    /// A slave's store: local puts are refused ([`MessageStore::set_replica`]).
+    replica: bool,
     /// The key index, brought up to date with the CommitLog at open.
     index: KeyIndex,
     /// Deleted topics: topic → the CommitLog written offset when it was deleted. Recovery
@@ -903,6 +909,7 @@ impl<S: SegmentStorage> MessageStore<S> {
             last_store_timestamp_ms: checkpoint.map_or(0, |cp| cp.physic_msg_timestamp_ms),
             closed: false,
             replica_dispatched: 0,
+            replica: false,
             deleted_topics,
         };
         store.replica_dispatched = store.commitlog.written_offset().0;
@@ -1008,7 +1015,16 @@ impl<S: SegmentStorage> MessageStore<S> {
         self.append(records)
     }
 
+    /// Makes this store a slave's copy: from now on it stores only what
+    /// [`MessageStore::append_replicated`] brings, and every put is refused.
+    pub fn set_replica(&mut self, replica: bool) {
+        self.replica = replica;
+    }
+
     fn append(&mut self, mut records: Vec<MessageRecord>) -> Result<Vec<PutResult>, StoreError> {
+        if self.replica {
+            return Err(StoreError::ReplicaReadOnly);
+        }
         if records.is_empty() {
             return Ok(Vec::new());
         }

@@ -356,9 +356,9 @@ fn a_slave_that_diverged_is_refused_with_both_offsets_never_looped_on() {
 }
 
 #[test]
-fn a_slave_copies_its_masters_topics_and_groups_then_serves_pulls() {
-    // Goal: SlaveSynchronize: the master's topic configs and subscription groups reach the
-    // slave (RocketMQ's codes 21 and 201 on the master's port), so the slave serves pulls.
+fn a_slave_copies_its_masters_topics_groups_and_offsets_then_serves_pulls() {
+    // Goal: SlaveSynchronize: the master's topic configs, subscription groups and consumer
+    // offsets reach the slave (RocketMQ's codes 21, 201 and 43), so the slave serves pulls.
     // Method: the NameServer's answer names the master; the slave's requests go to it through
     // the harness, and its answers come back as a driver would hand them.
     let mut p = Pair::new(BrokerRole::AsyncMaster);
@@ -368,6 +368,12 @@ fn a_slave_copies_its_masters_topics_and_groups_then_serves_pulls() {
             .with_body(serde_json::to_vec(&SubscriptionGroupConfig::new("GR")).unwrap()),
     );
     p.send(b"r0");
+    let commit = RemotingCommand::request(request::UPDATE_CONSUMER_OFFSET)
+        .with_ext("topic", "TopicR")
+        .with_ext("consumerGroup", "GR")
+        .with_ext("queueId", "0")
+        .with_ext("commitOffset", 1);
+    assert_eq!(p.master.call(3, commit).code, response::SUCCESS);
     p.advance_to(T0 + 10);
     p.pump(true);
     let pull = |h: &mut Harness| {
@@ -410,7 +416,8 @@ fn a_slave_copies_its_masters_topics_and_groups_then_serves_pulls() {
         codes,
         vec![
             request::GET_ALL_TOPIC_CONFIG,
-            request::GET_ALL_SUBSCRIPTIONGROUP_CONFIG
+            request::GET_ALL_SUBSCRIPTIONGROUP_CONFIG,
+            request::GET_ALL_CONSUMER_OFFSET
         ]
     );
     for ask in asks {
@@ -422,7 +429,65 @@ fn a_slave_copies_its_masters_topics_and_groups_then_serves_pulls() {
             .handle_namesrv_response(now, master_addr, answer);
     }
     assert!(p.slave.broker.subscription_groups().contains_key("GR"));
+    let query = RemotingCommand::request(request::QUERY_CONSUMER_OFFSET)
+        .with_ext("topic", "TopicR")
+        .with_ext("consumerGroup", "GR")
+        .with_ext("queueId", "0");
+    let committed = p.slave.call(3, query);
+    assert_eq!(committed.code, response::SUCCESS);
+    assert_eq!(
+        committed.ext("offset"),
+        Some("1"),
+        "the master's offset reached the slave"
+    );
     let pulled = pull(&mut p.slave);
     assert_eq!(pulled.code, response::SUCCESS);
     assert_eq!(decode_records(&pulled.body).len(), 1);
+}
+
+#[test]
+fn a_slave_runs_no_delivery_of_its_own_and_stays_a_copy_of_its_master() {
+    // Goal: delay levels, timers and transaction checks run on the master only: a slave that
+    // delivered a replicated delayed message itself would write records at offsets its
+    // master uses for others, and replication would break.
+    // Method: the master stores a delay-level message; time passes beyond its delivery on
+    // both; the master delivers it, the slave gets the delivery through replication; the two
+    // CommitLogs stay identical. A put on the slave's store is refused outright.
+    let mut p = Pair::new(BrokerRole::AsyncMaster);
+    p.advance_to(T0 + 10);
+    p.pump(true);
+    p.master.next_opaque += 1;
+    let mut delayed = send_request(
+        request::SEND_MESSAGE_V2,
+        "TopicR",
+        0,
+        b"later",
+        &props(&[("TAGS", "t"), ("DELAY", "1")]),
+    );
+    delayed.opaque = p.master.next_opaque;
+    p.master
+        .broker
+        .handle_request(p.master.now_ms, ConnId(1), delayed);
+    p.pump(true);
+    for step in 1..=10 {
+        p.advance_to(T0 + 10 + step * 500);
+        p.pump(true);
+    }
+    assert_eq!(
+        bodies(&p.master, "TopicR", 0),
+        vec!["later"],
+        "delivered by the master"
+    );
+    assert_eq!(Pair::commitlog(&p.slave), Pair::commitlog(&p.master));
+    assert_eq!(
+        bodies(&p.slave, "TopicR", 0),
+        vec!["later"],
+        "replicated to the slave"
+    );
+    assert!(p.closed.is_empty(), "the link never broke: {:?}", p.closed);
+    assert!(p
+        .slave
+        .broker
+        .poll_timeout()
+        .is_none_or(|t| t > p.slave.now_ms));
 }
