@@ -437,7 +437,10 @@ impl<S: SegmentStorage> Broker<S> {
     pub fn new(config: BrokerConfig, storage: S, now_ms: u64) -> Result<Self, BrokerError> {
         let topics = topics::TopicTable::load(&storage)?;
         let groups = groups::GroupTable::load(&storage)?;
-        let offsets = offsets::ConsumerOffsets::load(&storage)?;
+        let mut offsets = offsets::ConsumerOffsets::load(&storage)?;
+        if config.replication.role == BrokerRole::Slave {
+            offsets.track_local_commits();
+        }
         let schedule = schedule::Schedule::load(&storage, now_ms)?;
         let timer = timer::Timer::load(&storage, &config.timer, now_ms)?;
         let transactions = transaction::Transactions::load(&storage, now_ms)?;

@@ -32,6 +32,10 @@ pub(super) struct ConsumerOffsets {
     table: BTreeMap<String, BTreeMap<i32, i64>>,
     /// Changed since the last persist.
     dirty: bool,
+    /// On a slave: commits made here (while consumers could not reach the master) that the
+    /// master has not confirmed yet, by (`topic@group`, queue id). They survive the master's
+    /// older values in SlaveSynchronize and are handed back to it ([`Self::handed_back`]).
+    local_commits: Option<BTreeMap<(String, i32), i64>>,
 }
 
 fn key(topic: &str, group: &str) -> String {
@@ -48,7 +52,13 @@ impl ConsumerOffsets {
         Ok(Self {
             table: file.offset_table,
             dirty: false,
+            local_commits: None,
         })
+    }
+
+    /// A slave's table keeps its own commits apart until the master has them.
+    pub fn track_local_commits(&mut self) {
+        self.local_commits.get_or_insert_with(BTreeMap::new);
     }
 
     pub fn query(&self, topic: &str, group: &str, queue_id: i32) -> Option<i64> {
@@ -60,6 +70,33 @@ impl ConsumerOffsets {
         if queues.insert(queue_id, offset) != Some(offset) {
             self.dirty = true;
         }
+        if let Some(local) = &mut self.local_commits {
+            local.insert((key(topic, group), queue_id), offset);
+        }
+    }
+
+    /// A commit handed back by a slave: taken only when it is ahead of this table's, so a
+    /// consumer that has already committed further here is never moved back.
+    pub fn commit_if_ahead(&mut self, topic: &str, group: &str, queue_id: i32, offset: i64) {
+        if self
+            .query(topic, group, queue_id)
+            .is_none_or(|mine| offset > mine)
+        {
+            self.commit(topic, group, queue_id, offset);
+        }
+    }
+
+    /// On a slave: the commits made here that the master has not confirmed, as
+    /// (topic, group, queue id, offset).
+    pub fn handed_back(&self) -> Vec<(String, String, i32, i64)> {
+        self.local_commits
+            .iter()
+            .flatten()
+            .map(|((key, queue_id), offset)| {
+                let (topic, group) = key.split_once('@').unwrap_or((key.as_str(), ""));
+                (topic.to_owned(), group.to_owned(), *queue_id, *offset)
+            })
+            .collect()
     }
 
     /// Lowers every offset above `max(topic, queue id)` to it, marking the table dirty when
@@ -130,14 +167,27 @@ impl ConsumerOffsets {
 
 impl ConsumerOffsets {
     /// A slave takes its master's offsets (SlaveSynchronize): RocketMQ's `putAll`, the
-    /// master's value wins for every (topic@group, queue) it has; the slave keeps the rest.
+    /// master's value wins for every (topic@group, queue) it has and the slave keeps the rest.
+    /// Except, where RocketMQ loses them (its mass redelivery after a master returns,
+    /// #1094/#1440): a commit made on this slave that the master's value has not reached yet
+    /// stays, until the master has it.
     pub fn put_all_from_master(&mut self, body: &[u8]) -> Result<(), String> {
         let value = crate::remoting::lenient::parse_fastjson(body)?;
         let file: OffsetFile =
             serde_json::from_value(value).map_err(|e| format!("not an offset table: {e}"))?;
         for (key, queues) in file.offset_table {
-            let mine = self.table.entry(key).or_default();
             for (queue_id, offset) in queues {
+                if let Some(local) = &mut self.local_commits {
+                    let id = (key.clone(), queue_id);
+                    match local.get(&id) {
+                        Some(mine) if *mine > offset => continue,
+                        Some(_) => {
+                            local.remove(&id);
+                        }
+                        None => {}
+                    }
+                }
+                let mine = self.table.entry(key.clone()).or_default();
                 if mine.insert(queue_id, offset) != Some(offset) {
                     self.dirty = true;
                 }
@@ -222,11 +272,16 @@ impl<S: SegmentStorage> Broker<S> {
         let Some(position) = self.store.commitlog_offset_at(topic, queue_id, 0) else {
             return false;
         };
-        let memory_bytes = (u128::from(self.config.total_physical_memory_bytes)
-            * u128::from(self.config.access_message_in_memory_max_ratio_percent)
-            / 100) as u64;
         let behind_bytes = self.store.written_offset().0.saturating_sub(position.0);
-        behind_bytes <= memory_bytes
+        behind_bytes <= self.in_memory_bytes()
+    }
+
+    /// `accessMessageInMemoryMaxRatio` of the machine's memory: how far behind the CommitLog's
+    /// end RocketMQ deems a message still in the page cache.
+    pub(super) fn in_memory_bytes(&self) -> u64 {
+        (u128::from(self.config.total_physical_memory_bytes)
+            * u128::from(self.config.access_message_in_memory_max_ratio_percent)
+            / 100) as u64
     }
 
     /// UPDATE_CONSUMER_OFFSET (15).
@@ -236,6 +291,12 @@ impl<S: SegmentStorage> Broker<S> {
         req: &RemotingCommand,
     ) -> Result<RemotingCommand, HeaderError> {
         let h = UpdateConsumerOffsetRequestHeader::parse(req)?;
+        if req.ext(super::replication::HANDED_BACK_EXT) == Some("true") && !self.is_slave() {
+            // A slave handing back what consumers committed on it while this master was away.
+            self.offsets
+                .commit_if_ahead(&h.topic, &h.consumer_group, h.queue_id, h.commit_offset);
+            return Ok(RemotingCommand::response_to(req, response::SUCCESS, None));
+        }
         self.commit_consumer_offset(
             conn,
             &h.topic,

@@ -278,9 +278,10 @@ impl<S: SegmentStorage> Broker<S> {
             return Ok(None);
         }
 
+        let suggest_which_broker_id = self.suggest_which_broker_id(&h.consumer_group, &result);
         let mut response = RemotingCommand::response_to(req, code, None);
         PullMessageResponseHeader {
-            suggest_which_broker_id: 0,
+            suggest_which_broker_id,
             next_begin_offset: next_begin,
             min_offset: result.min_offset.0 as i64,
             max_offset: result.max_offset.0 as i64,
@@ -340,6 +341,38 @@ impl<S: SegmentStorage> Broker<S> {
         Ok(Some(response))
     }
 
+    /// Which member of the group the consumer should pull from next, as RocketMQ 4.9's
+    /// `PullMessageProcessor` decides it: with `slaveReadEnable` off always the master (0);
+    /// with it on, the group's `whichBrokerWhenConsumeSlowly` (1) when the consumer has fallen
+    /// further behind the CommitLog's end than `accessMessageInMemoryMaxRatio` of the
+    /// machine's memory (`isSuggestPullingFromSlave`: it reads from disk now, so let a slave
+    /// bear it), else the group's `brokerId` (0). A slave answers the same way, so a consumer
+    /// that came to it while the master was away goes back once the master is reachable.
+    /// RocketMQ also judges a pull that returned nothing "slow" by the whole CommitLog's size;
+    /// here only what was returned counts.
+    fn suggest_which_broker_id(&self, group: &str, result: &crate::store::GetResult) -> u64 {
+        if !self.config.replication.slave_read_enable {
+            return 0;
+        }
+        let (broker_id, when_slow) = self.subscription_groups().get(group).map_or((0, 1), |g| {
+            (g.broker_id, g.which_broker_when_consume_slowly)
+        });
+        let memory_bytes = self.in_memory_bytes();
+        let behind_bytes = result
+            .records
+            .last()
+            .and_then(|r| crate::message::RecordView::parse(r, false).ok())
+            .map(|v| {
+                self.store
+                    .written_offset()
+                    .0
+                    .saturating_sub(v.physical_offset.max(0) as u64)
+            });
+        let slow = behind_bytes.is_some_and(|behind| behind > memory_bytes);
+        let id = if slow { when_slow } else { broker_id };
+        id.max(0) as u64
+    }
+
     /// Re-runs a held pull (no suspension, no offset commit) and answers it.
     fn answer_held_pull(&mut self, now_ms: u64, held: HeldPull) {
         let response = match self.run_pull(now_ms, held.conn, &held.request, false, false) {
@@ -366,6 +399,16 @@ impl<S: SegmentStorage> Broker<S> {
             .take_where(|k, p| *k == key && p.queue_offset < max);
         for held in woken {
             self.answer_held_pull(now_ms, held);
+        }
+    }
+
+    /// Records arrived in any queue (a slave's replicated appends): answer every held pull
+    /// whose queue now has what it waits for. RocketMQ's slaves leave such pulls to their
+    /// 5 s hold check; a consumer that moved to a slave would wait that long for each message.
+    pub(super) fn wake_all_held_pulls(&mut self, now_ms: u64) {
+        let keys: Vec<(String, i32)> = self.held_pulls.by_queue.keys().cloned().collect();
+        for (topic, queue_id) in keys {
+            self.wake_held_pulls(now_ms, &topic, queue_id);
         }
     }
 

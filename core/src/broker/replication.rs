@@ -168,11 +168,18 @@ enum SyncItem {
     Topics,
     Groups,
     ConsumerOffsets,
+    /// A commit handed back to the master (its answer needs nothing done).
+    HandBack,
 }
 
 /// RocketMQ 4.x's SlaveSynchronize period (the first run 3 s after start).
 pub const SLAVE_SYNC_INTERVAL_MS: u64 = 10_000;
 const SLAVE_SYNC_FIRST_MS: u64 = 3_000;
+
+/// The ext field of an UPDATE_CONSUMER_OFFSET (15) a Vostok slave sends its master to hand
+/// back a commit consumers made on the slave while the master was away. A Vostok master takes
+/// it only when it is ahead of its own value; RocketMQ ignores unknown ext fields and applies it.
+pub(super) const HANDED_BACK_EXT: &str = "fromSlave";
 
 impl Replication {
     pub(super) fn new(config: &super::BrokerConfig, now_ms: u64) -> Self {
@@ -265,6 +272,8 @@ impl<S: SegmentStorage> Broker<S> {
     pub fn handle_ha_connected(&mut self, now_ms: u64, link: ConnId) {
         let written = self.store.written_offset().0;
         if let Replication::Slave(side) = &mut self.replication {
+            // The master is back: synchronize (and hand back commits made here) at once.
+            side.next_sync_ms = side.next_sync_ms.min(now_ms);
             let actions = side.link.handle_connected(now_ms, link, written);
             self.emit_slave(actions);
         } else {
@@ -415,6 +424,26 @@ impl<S: SegmentStorage> Broker<S> {
         side.next_sync_ms = now_ms + SLAVE_SYNC_INTERVAL_MS;
         // Answers of an earlier round that never came are dropped with it.
         side.pending.clear();
+        // Hand back first: the master answers a connection's requests in order, so the offset
+        // table it sends below already has them and confirms them.
+        for (topic, group, queue_id, offset) in self.offsets.handed_back() {
+            let opaque = self.next_opaque();
+            let mut command =
+                RemotingCommand::request(crate::remoting::codes::request::UPDATE_CONSUMER_OFFSET)
+                    .with_ext("consumerGroup", group)
+                    .with_ext("topic", topic)
+                    .with_ext("queueId", queue_id)
+                    .with_ext("commitOffset", offset)
+                    .with_ext(HANDED_BACK_EXT, "true");
+            command.opaque = opaque;
+            if let Replication::Slave(side) = &mut self.replication {
+                side.pending.insert(opaque, SyncItem::HandBack);
+            }
+            self.outputs.push_back(BrokerOutput::SendToNamesrv {
+                addr: master.clone(),
+                command,
+            });
+        }
         for (code, item) in [
             (
                 crate::remoting::codes::request::GET_ALL_TOPIC_CONFIG,
@@ -453,7 +482,7 @@ impl<S: SegmentStorage> Broker<S> {
         let Some(item) = side.pending.remove(&answer.opaque) else {
             return false;
         };
-        if answer.code != response::SUCCESS {
+        if answer.code != response::SUCCESS || item == SyncItem::HandBack {
             return true;
         }
         if item == SyncItem::ConsumerOffsets {
@@ -475,7 +504,7 @@ impl<S: SegmentStorage> Broker<S> {
                     self.replace_groups_from_master(wrapper);
                 }
             }
-            SyncItem::ConsumerOffsets => {}
+            SyncItem::ConsumerOffsets | SyncItem::HandBack => {}
         }
         true
     }
@@ -498,8 +527,6 @@ impl<S: SegmentStorage> Broker<S> {
                 continue;
             }
             match self.store.append_replicated(frame.offset, &frame.body) {
-                // Held pulls see replicated records when they next look (as RocketMQ 4.x slaves,
-                // whose reput wakes no pull for replicated data).
                 Ok(_) => {}
                 Err(StoreError::ReplicaOffsetMismatch { offset, written }) => {
                     self.refuse_replication(format!(
@@ -522,6 +549,7 @@ impl<S: SegmentStorage> Broker<S> {
             let actions = side.link.handle_appended(now_ms, written);
             self.emit_slave(actions);
         }
+        self.wake_all_held_pulls(now_ms);
     }
 
     fn refuse_replication(&mut self, reason: String) {

@@ -150,7 +150,14 @@ pub(super) struct ClientBase {
     pub broker_addrs: BTreeMap<String, BTreeMap<u64, String>>,
     /// The latest route of every topic fetched.
     pub routes: BTreeMap<String, TopicRouteData>,
+    /// Broker addresses a request recently failed to reach, until when (ms). Consumers read
+    /// from another member of the group meanwhile, instead of waiting for the NameServer's
+    /// route to drop a dead master.
+    unreachable_until_ms: BTreeMap<String, u64>,
 }
+
+/// How long an address that failed stays passed over.
+pub(super) const UNREACHABLE_MS: u64 = 30_000;
 
 impl ClientBase {
     pub fn new(config: ClientConfig) -> Self {
@@ -167,6 +174,7 @@ impl ClientBase {
             namesrv_index,
             broker_addrs: BTreeMap::new(),
             routes: BTreeMap::new(),
+            unreachable_until_ms: BTreeMap::new(),
         }
     }
 
@@ -203,6 +211,55 @@ impl ClientBase {
             .get(broker_name)
             .and_then(|addrs| addrs.get(&0))
             .map(String::as_str)
+    }
+
+    /// A request to `addr` failed without an answer: pass it over for [`UNREACHABLE_MS`].
+    pub fn mark_unreachable(&mut self, now_ms: u64, addr: &str) {
+        self.unreachable_until_ms
+            .insert(addr.to_owned(), now_ms + UNREACHABLE_MS);
+    }
+
+    /// An answer came from `addr`.
+    pub fn mark_reachable(&mut self, addr: &str) {
+        self.unreachable_until_ms.remove(addr);
+    }
+
+    fn reachable(&self, now_ms: u64, addr: &str) -> bool {
+        self.unreachable_until_ms
+            .get(addr)
+            .is_none_or(|until| now_ms >= *until)
+    }
+
+    /// The member of `broker_name` to pull from (Java's `findBrokerAddressInSubscribe` with
+    /// `onlyThisBroker=false`): `broker_id` (the last pull's `suggestWhichBrokerId`) when the
+    /// route has it and it is reachable, else the lowest-id reachable member (the master when
+    /// it is up, a slave while it is not), else the lowest id. Returns (address, broker id).
+    pub fn subscribe_addr(
+        &self,
+        now_ms: u64,
+        broker_name: &str,
+        broker_id: u64,
+    ) -> Option<(String, u64)> {
+        let members = self.broker_addrs.get(broker_name)?;
+        let pick = |(id, addr): (&u64, &String)| (addr.clone(), *id);
+        members
+            .get_key_value(&broker_id)
+            .filter(|(_, addr)| self.reachable(now_ms, addr))
+            .or_else(|| {
+                members
+                    .iter()
+                    .find(|(_, addr)| self.reachable(now_ms, addr))
+            })
+            .or_else(|| members.iter().next())
+            .map(pick)
+    }
+
+    /// The member of `broker_name` for offset queries and commits (Java's
+    /// `findBrokerAddressInAdmin`): the master, or a slave while the master is gone from the
+    /// route or unreachable. A Vostok slave hands such commits back to its master.
+    pub fn admin_addr(&self, now_ms: u64, broker_name: &str) -> Option<String> {
+        self.subscribe_addr(now_ms, broker_name, 0)
+            .map(|(addr, _)| addr)
     }
 
     /// Every master address, in broker-name order (heartbeat and unregister targets).

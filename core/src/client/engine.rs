@@ -186,6 +186,9 @@ pub(super) struct Engine {
     pub offsets: BTreeMap<MessageQueue, i64>,
     /// Offsets changed since the last commit.
     dirty_offsets: BTreeSet<MessageQueue>,
+    /// The group member each queue is pulled from next: the last pull's
+    /// `suggestWhichBrokerId` (Java's `pullFromWhichNodeTable`); the master when absent.
+    pull_from: BTreeMap<MessageQueue, u64>,
     /// Broadcasting: every offset ever known, kept across rebalances (the local offset store).
     local_offsets: BTreeMap<MessageQueue, i64>,
     /// Push batches with the application: token → (queue, epoch, offsets).
@@ -255,6 +258,7 @@ impl Engine {
             process_queues: BTreeMap::new(),
             offsets: BTreeMap::new(),
             dirty_offsets: BTreeSet::new(),
+            pull_from: BTreeMap::new(),
             local_offsets: BTreeMap::new(),
             consuming: BTreeMap::new(),
             next_token: 0,
@@ -568,7 +572,7 @@ impl Engine {
             return;
         }
         // One broker of the topic, chosen at random, names the group's members (Java's
-        // findBrokerAddrByTopic).
+        // findBrokerAddrByTopic: a group's master, or one of its slaves while it has none).
         let brokers: Vec<String> = self
             .base
             .routes
@@ -576,7 +580,7 @@ impl Engine {
             .map(|r| {
                 r.broker_datas
                     .iter()
-                    .filter_map(|b| b.broker_addrs.get(&0).cloned())
+                    .filter_map(|b| self.base.admin_addr(now_ms, &b.broker_name))
                     .collect()
             })
             .unwrap_or_default();
@@ -690,6 +694,7 @@ impl Engine {
             self.persist_one(now_ms, queue);
         }
         self.process_queues.remove(queue);
+        self.pull_from.remove(queue);
         if self.clustering() {
             self.offsets.remove(queue);
             self.dirty_offsets.remove(queue);
@@ -708,7 +713,7 @@ impl Engine {
             }
             return;
         }
-        let Some(addr) = self.base.master_addr(&queue.broker_name).map(str::to_owned) else {
+        let Some(addr) = self.base.admin_addr(now_ms, &queue.broker_name) else {
             // Unknown broker: the next rebalance tries again.
             self.process_queues.remove(&queue);
             return;
@@ -745,7 +750,7 @@ impl Engine {
                 ),
             ),
         };
-        let Some(addr) = self.base.master_addr(&queue.broker_name).map(str::to_owned) else {
+        let Some(addr) = self.base.admin_addr(now_ms, &queue.broker_name) else {
             self.process_queues.remove(&queue);
             return;
         };
@@ -899,11 +904,15 @@ impl Engine {
                 return;
             }
         };
-        let Some(addr) = self.base.master_addr(&queue.broker_name).map(str::to_owned) else {
+        let from = self.pull_from.get(queue).copied().unwrap_or(0);
+        let Some((addr, broker_id)) = self.base.subscribe_addr(now_ms, &queue.broker_name, from)
+        else {
             pq.pull_at_ms = Some(now_ms + self.config.pull_delay_on_exception_ms);
             return;
         };
-        let commit_offset = if clustering && !lite {
+        // As Java's `PullAPIWrapper`: no piggy-backed commit to a slave (commits go to the
+        // group's admin member, see `persist_one`).
+        let commit_offset = if clustering && !lite && broker_id == 0 {
             self.offsets.get(queue).copied().filter(|o| *o > 0)
         } else {
             None
@@ -967,6 +976,9 @@ impl Engine {
             return;
         };
         pq.pull_in_flight = false;
+        if let Ok(id) = command.ext_num::<u64>("suggestWhichBrokerId") {
+            self.pull_from.insert(queue.clone(), id);
+        }
         let next_begin = command.ext_num::<i64>("nextBeginOffset");
         let (code, next_begin) = match (command.code, next_begin) {
             (
@@ -1341,7 +1353,6 @@ impl Engine {
     }
 
     fn persist_one(&mut self, now_ms: u64, queue: &MessageQueue) {
-        let _ = now_ms;
         let Some(offset) = self.offsets.get(queue).copied() else {
             return;
         };
@@ -1350,7 +1361,7 @@ impl Engine {
             self.local_offsets.insert(queue.clone(), offset);
             return;
         }
-        let Some(addr) = self.base.master_addr(&queue.broker_name).map(str::to_owned) else {
+        let Some(addr) = self.base.admin_addr(now_ms, &queue.broker_name) else {
             return;
         };
         let command = requests::update_consumer_offset(
@@ -1368,6 +1379,7 @@ impl Engine {
         let Some(rpc) = self.rpcs.take(addr, command.opaque) else {
             return;
         };
+        self.base.mark_reachable(addr);
         match rpc.kind {
             Call::Route { topic } => {
                 if command.code != response::SUCCESS && command.code != response::TOPIC_NOT_EXIST {
@@ -1403,8 +1415,14 @@ impl Engine {
             Call::Orderly(call) => self.on_orderly_failed(now_ms, call),
             Call::QueryOffset { queue, epoch }
             | Call::MaxOffset { queue, epoch }
-            | Call::SearchOffset { queue, epoch } => self.start_failed(&queue, epoch),
-            Call::Pull { queue, epoch } => self.pull_failed(now_ms, &queue, epoch),
+            | Call::SearchOffset { queue, epoch } => {
+                self.broker_unreachable(now_ms, addr);
+                self.start_failed(&queue, epoch)
+            }
+            Call::Pull { queue, epoch } => {
+                self.broker_unreachable(now_ms, addr);
+                self.pull_failed(now_ms, &queue, epoch)
+            }
             Call::SendBack {
                 queue,
                 epoch,
@@ -1412,6 +1430,14 @@ impl Engine {
                 fallback,
             } => self.on_send_back(now_ms, queue, epoch, offset, fallback, false),
         }
+    }
+
+    /// A read or an offset request got no answer from `addr`: read from another member of its
+    /// group meanwhile, and ask for routes now rather than at the next poll, so a master the
+    /// NameServer has dropped stops being tried.
+    fn broker_unreachable(&mut self, now_ms: u64, addr: &str) {
+        self.base.mark_unreachable(now_ms, addr);
+        self.next_route_ms = self.next_route_ms.min(now_ms);
     }
 
     pub fn handle_request(&mut self, now_ms: u64, addr: &str, command: RemotingCommand) {

@@ -2,7 +2,7 @@
 //! SYNC_MASTER answers and when, and what bad HA input does.
 
 use super::*;
-use crate::broker::replication::{BrokerRole, HaOutput};
+use crate::broker::replication::{BrokerRole, HaOutput, SLAVE_SYNC_INTERVAL_MS};
 
 const MASTER_HA: &str = "10.0.0.1:10912";
 /// The link ids each side's driver gave the one connection.
@@ -29,6 +29,8 @@ struct Pair {
     slave: Harness,
     /// Responses the master wrote to clients.
     answers: Vec<RemotingCommand>,
+    /// Responses the slave wrote to clients.
+    slave_answers: Vec<RemotingCommand>,
     /// Links either side closed, with the reason.
     closed: Vec<(ConnId, String)>,
     connected: bool,
@@ -40,6 +42,7 @@ impl Pair {
             master: Harness::new(master_config(role)),
             slave: Harness::new(slave_config()),
             answers: Vec::new(),
+            slave_answers: Vec::new(),
             closed: Vec::new(),
             connected: false,
         }
@@ -113,6 +116,9 @@ impl Pair {
                         self.slave.broker.handle_ha_closed(now, link);
                         self.master.broker.handle_ha_closed(now, ON_MASTER);
                         self.connected = false;
+                    }
+                    BrokerOutput::Send { command, .. } if command.is_response() => {
+                        self.slave_answers.push(command)
                     }
                     _ => {}
                 }
@@ -490,4 +496,264 @@ fn a_slave_runs_no_delivery_of_its_own_and_stays_a_copy_of_its_master() {
         .broker
         .poll_timeout()
         .is_none_or(|t| t > p.slave.now_ms));
+}
+
+const MASTER_ADDR: &str = "10.0.0.1:10911";
+
+fn commit_request(group: &str, queue_id: i32, offset: i64) -> RemotingCommand {
+    RemotingCommand::request(request::UPDATE_CONSUMER_OFFSET)
+        .with_ext("topic", "TopicR")
+        .with_ext("consumerGroup", group)
+        .with_ext("queueId", queue_id)
+        .with_ext("commitOffset", offset)
+}
+
+fn committed(h: &mut Harness, group: &str, queue_id: i32) -> Option<String> {
+    let query = RemotingCommand::request(request::QUERY_CONSUMER_OFFSET)
+        .with_ext("topic", "TopicR")
+        .with_ext("consumerGroup", group)
+        .with_ext("queueId", queue_id)
+        .with_ext("setZeroIfNotFound", "false");
+    let answer = h.call(3, query);
+    (answer.code == response::SUCCESS).then(|| answer.ext("offset").unwrap().to_owned())
+}
+
+impl Pair {
+    /// The slave learns its master from a NameServer answer.
+    fn name_master(&mut self) {
+        let registered = RemotingCommand::response_to(
+            &RemotingCommand::request(request::REGISTER_BROKER),
+            response::SUCCESS,
+            None,
+        )
+        .with_ext("masterAddr", MASTER_ADDR)
+        .with_ext("haServerAddr", MASTER_HA);
+        self.slave
+            .broker
+            .handle_namesrv_response(self.slave.now_ms, "ns:9876", registered);
+    }
+
+    /// Runs the slave's SlaveSynchronize round due at `now_ms`: returns the codes it asked
+    /// the master, in order; `reach_master` false loses them (the master is away).
+    fn sync_round(&mut self, now_ms: u64, reach_master: bool) -> Vec<i32> {
+        self.slave.now_ms = now_ms;
+        self.slave.broker.handle_timeout(now_ms);
+        let asks: Vec<RemotingCommand> = self
+            .slave
+            .drain()
+            .into_iter()
+            .filter_map(|o| match o {
+                BrokerOutput::SendToNamesrv { addr, command } if addr == MASTER_ADDR => {
+                    Some(command)
+                }
+                _ => None,
+            })
+            .collect();
+        let codes = asks.iter().map(|c| c.code).collect();
+        if reach_master {
+            for ask in asks {
+                let opaque = ask.opaque;
+                let mut answer = self.master.call(3, ask);
+                answer.opaque = opaque;
+                self.slave
+                    .broker
+                    .handle_namesrv_response(now_ms, MASTER_ADDR, answer);
+            }
+        }
+        codes
+    }
+}
+
+#[test]
+fn pull_answers_suggest_the_master_unless_slave_reads_are_on_and_the_consumer_reads_old_data() {
+    // Goal: `suggestWhichBrokerId` as RocketMQ 4.9's PullMessageProcessor sets it: 0 with
+    // slaveReadEnable off; with it on, the group's whichBrokerWhenConsumeSlowly (1) when the
+    // pulled records lie further behind the CommitLog's end than accessMessageInMemoryMaxRatio
+    // of the memory, else the group's brokerId.
+    // Method: one broker, three configurations, the same pull of an old record.
+    let suggestion = |read_enable: bool, memory_bytes: u64, group_broker_id: i64| {
+        let mut config = test_config();
+        config.replication.slave_read_enable = read_enable;
+        config.total_physical_memory_bytes = memory_bytes;
+        let mut h = Harness::new(config);
+        let mut group = SubscriptionGroupConfig::new("GS");
+        group.broker_id = group_broker_id;
+        h.call(
+            1,
+            RemotingCommand::request(request::UPDATE_AND_CREATE_SUBSCRIPTIONGROUP)
+                .with_body(serde_json::to_vec(&group).unwrap()),
+        );
+        for body in [b"old".as_slice(), &[7u8; 2_000]] {
+            let sent = h.call(1, send_v2("TopicR", 0, body, "t"));
+            assert_eq!(sent.code, response::SUCCESS);
+        }
+        let pulled = h.call(
+            2,
+            pull_request("GS", "TopicR", 0, 0, pull_sys_flag::SUBSCRIPTION, Some("*")),
+        );
+        assert_eq!(pulled.code, response::SUCCESS);
+        pulled.ext("suggestWhichBrokerId").unwrap().to_owned()
+    };
+    // 40 % of 1,000 bytes is less than what was written after the pulled records: "slow".
+    assert_eq!(
+        suggestion(false, 1_000, 0),
+        "0",
+        "slave reads off: the master"
+    );
+    assert_eq!(
+        suggestion(true, 1_000, 0),
+        "1",
+        "slow: whichBrokerWhenConsumeSlowly"
+    );
+    assert_eq!(
+        suggestion(true, 1 << 30, 0),
+        "0",
+        "in memory: the group's brokerId"
+    );
+    assert_eq!(suggestion(true, 1 << 30, 2), "2", "the group's brokerId");
+}
+
+#[test]
+fn commits_made_on_a_slave_while_its_master_is_away_survive_and_are_handed_back() {
+    // Goal: RocketMQ's slave takes its master's offset table wholesale every 10 s, so offsets
+    // consumers committed on the slave while the master was away are overwritten by the older
+    // ones the master returns with, and are re-consumed (#1094/#1440). Here the slave keeps
+    // its own commits until the master has them, hands them back first thing in each round,
+    // and the master takes a handed-back offset only when it is ahead of its own.
+    // Method: offsets committed on master and slave with the master reachable or not between
+    // SlaveSynchronize rounds; both tables read through QUERY_CONSUMER_OFFSET.
+    let mut p = Pair::new(BrokerRole::AsyncMaster);
+    for body in [b"a", b"b", b"c", b"d", b"e", b"f"] {
+        p.send(body);
+    }
+    assert_eq!(
+        p.master.call(3, commit_request("GR", 0, 1)).code,
+        response::SUCCESS
+    );
+    p.advance_to(T0 + 10);
+    p.pump(true);
+    p.name_master();
+    let mut now = T0 + 10 + 3_000;
+    p.sync_round(now, true);
+    assert_eq!(committed(&mut p.slave, "GR", 0).as_deref(), Some("1"));
+
+    // The master goes away; consumers commit on the slave.
+    assert_eq!(
+        p.slave.call(3, commit_request("GR", 0, 4)).code,
+        response::SUCCESS
+    );
+    now += SLAVE_SYNC_INTERVAL_MS;
+    let asked = p.sync_round(now, false);
+    assert_eq!(
+        asked,
+        vec![
+            request::UPDATE_CONSUMER_OFFSET,
+            request::GET_ALL_TOPIC_CONFIG,
+            request::GET_ALL_SUBSCRIPTIONGROUP_CONFIG,
+            request::GET_ALL_CONSUMER_OFFSET
+        ],
+        "the commit is handed back before the master's table is asked for"
+    );
+    assert_eq!(
+        committed(&mut p.master, "GR", 0).as_deref(),
+        Some("1"),
+        "lost on the way"
+    );
+
+    // A round that reaches only the master's old table (its answer to the hand-back lost)
+    // leaves the slave's newer commit alone.
+    now += SLAVE_SYNC_INTERVAL_MS;
+    p.slave.now_ms = now;
+    p.slave.broker.handle_timeout(now);
+    for output in p.slave.drain() {
+        if let BrokerOutput::SendToNamesrv { command, .. } = output {
+            if command.code == request::GET_ALL_CONSUMER_OFFSET {
+                let opaque = command.opaque;
+                let mut answer = p.master.call(3, command);
+                answer.opaque = opaque;
+                p.slave
+                    .broker
+                    .handle_namesrv_response(now, MASTER_ADDR, answer);
+            }
+        }
+    }
+    assert_eq!(
+        committed(&mut p.slave, "GR", 0).as_deref(),
+        Some("4"),
+        "the master's older value does not overwrite the slave's commit"
+    );
+
+    // The master is back: the next round hands the commit back and the master takes it.
+    now += SLAVE_SYNC_INTERVAL_MS;
+    p.sync_round(now, true);
+    assert_eq!(committed(&mut p.master, "GR", 0).as_deref(), Some("4"));
+    assert_eq!(committed(&mut p.slave, "GR", 0).as_deref(), Some("4"));
+    now += SLAVE_SYNC_INTERVAL_MS;
+    assert_eq!(
+        p.sync_round(now, true)[0],
+        request::GET_ALL_TOPIC_CONFIG,
+        "confirmed by the master's table: nothing more to hand back"
+    );
+
+    // A consumer that moved on at the master is never moved back by a late hand-back, and
+    // from then on the master's value is the slave's again.
+    assert_eq!(
+        p.slave.call(3, commit_request("GR", 0, 5)).code,
+        response::SUCCESS
+    );
+    assert_eq!(
+        p.master.call(3, commit_request("GR", 0, 6)).code,
+        response::SUCCESS
+    );
+    now += SLAVE_SYNC_INTERVAL_MS;
+    p.sync_round(now, true);
+    assert_eq!(committed(&mut p.master, "GR", 0).as_deref(), Some("6"));
+    assert_eq!(committed(&mut p.slave, "GR", 0).as_deref(), Some("6"));
+}
+
+#[test]
+fn a_pull_held_on_a_slave_is_answered_as_soon_as_replication_brings_its_message() {
+    // Goal: a consumer reading from a slave (its master away, or suggested there) gets a new
+    // message when it is replicated, not when its long poll ends (RocketMQ's slaves wake held
+    // pulls only in their 5 s check).
+    // Method: a suspended pull at the slave's end of the queue; the master takes a send; the
+    // HA link carries it; the slave's answer is there with the record, no time having passed.
+    let mut p = Pair::new(BrokerRole::AsyncMaster);
+    p.send(b"first");
+    p.advance_to(T0 + 10);
+    p.pump(true);
+    p.name_master();
+    p.sync_round(T0 + 10 + 3_000, true);
+    p.advance_to(T0 + 10 + 3_000);
+    p.pump(true);
+    let held = p.slave.request(
+        2,
+        pull_request(
+            "GR",
+            "TopicR",
+            0,
+            1,
+            pull_sys_flag::SUBSCRIPTION | pull_sys_flag::SUSPEND,
+            Some("*"),
+        ),
+    );
+    assert!(
+        responses_on(&held, 2).is_empty(),
+        "held: nothing to read yet"
+    );
+    p.send(b"second");
+    p.pump(true);
+    let answers: Vec<&RemotingCommand> = p
+        .slave_answers
+        .iter()
+        .filter(|c| c.code == response::SUCCESS && !c.body.is_empty())
+        .collect();
+    assert_eq!(
+        answers.len(),
+        1,
+        "answered on replication: {:?}",
+        p.slave_answers
+    );
+    let records = decode_records(&answers[0].body);
+    assert_eq!(records[0].body.as_ref(), b"second");
 }

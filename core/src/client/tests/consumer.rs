@@ -709,3 +709,82 @@ fn broker_zero_for_a_new_group_starts_at_the_beginning() {
     let (_, pull) = one(&out, request::PULL_MESSAGE);
     assert_eq!(pull.ext("queueOffset"), Some("0"));
 }
+
+const BROKER_A_SLAVE: &str = "127.0.0.1:10921";
+
+fn pull_with_suggestion(req: &RemotingCommand, next: i64, broker_id: u64) -> RemotingCommand {
+    RemotingCommand::response_to(req, response::PULL_NOT_FOUND, None)
+        .with_ext("nextBeginOffset", next)
+        .with_ext("minOffset", 0)
+        .with_ext("maxOffset", next)
+        .with_ext("suggestWhichBrokerId", broker_id)
+}
+
+/// Goal: a consumer pulls from the group member the broker suggests (Java's
+/// `pullFromWhichNodeTable`), sends no piggy-backed commit to a slave, and when its master
+/// stops answering reads and commits on the slave at once, not after the NameServer's route
+/// has dropped the master (up to 30 s later in Java).
+#[test]
+fn pulls_follow_the_suggested_broker_and_fall_back_to_a_slave_when_the_master_is_gone() {
+    let mut config = config();
+    config.client.poll_namesrv_interval_ms = 10_000;
+    let (mut c, pull) = started(config, 1);
+    // A route refresh brings broker-a's slave (the pull still in flight).
+    let mut now = T0 + 10_000;
+    c.handle_timeout(now);
+    let out = drain(&mut c);
+    let (_, ask) = find(&out, request::GET_ROUTEINFO_BY_TOPIC)
+        .into_iter()
+        .find(|(_, r)| r.ext("topic") == Some("TopicA"))
+        .expect("a route refresh");
+    let mut r = route(&[("broker-a", BROKER_A)], 1);
+    r.broker_datas[0]
+        .broker_addrs
+        .insert(1, BROKER_A_SLAVE.to_owned());
+    c.handle_response(now, NAMESRV, through_wire(&route_response(&ask, &r)));
+    drain(&mut c);
+
+    // The master suggests its slave: the next pull goes there, without a commit.
+    c.handle_response(now, BROKER_A, pull_with_suggestion(&pull, 10, 1));
+    let (addr, to_slave) = one(&drain(&mut c), request::PULL_MESSAGE);
+    assert_eq!(addr, BROKER_A_SLAVE);
+    let flags: i32 = to_slave.ext_num("sysFlag").unwrap();
+    assert_eq!(flags & 1, 0, "no piggy-backed commit to a slave");
+    // The slave suggests the master: back there, with the commit.
+    c.handle_response(now, BROKER_A_SLAVE, pull_with_suggestion(&to_slave, 10, 0));
+    let (addr, to_master) = one(&drain(&mut c), request::PULL_MESSAGE);
+    assert_eq!(addr, BROKER_A);
+    let flags: i32 = to_master.ext_num("sysFlag").unwrap();
+    assert_eq!(flags & 1, 1, "the commit rides on a pull to the master");
+
+    // The master dies with the pull in flight: the slave serves the next pull, the route is
+    // asked for again at once, and offsets are committed on the slave.
+    c.handle_connection_closed(now, BROKER_A);
+    let out = drain(&mut c);
+    assert!(
+        find(&out, request::PULL_MESSAGE).is_empty(),
+        "backs off first"
+    );
+    now += 1_000;
+    c.handle_timeout(now);
+    let out = drain(&mut c);
+    assert!(
+        find(&out, request::GET_ROUTEINFO_BY_TOPIC)
+            .iter()
+            .any(|(_, r)| r.ext("topic") == Some("TopicA")),
+        "the route is refreshed at once: {out:?}"
+    );
+    let (addr, _) = one(&out, request::PULL_MESSAGE);
+    assert_eq!(
+        addr, BROKER_A_SLAVE,
+        "read from the slave while the master is away"
+    );
+    now += 10_000;
+    c.handle_timeout(now);
+    let commits = find(&drain(&mut c), request::UPDATE_CONSUMER_OFFSET);
+    assert!(!commits.is_empty());
+    assert!(
+        commits.iter().all(|(addr, _)| addr == BROKER_A_SLAVE),
+        "commits go to the slave while the master is away: {commits:?}"
+    );
+}
