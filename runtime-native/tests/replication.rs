@@ -3,6 +3,10 @@
 //! `rocketmq-client-rust` producer's sends are acknowledged once the slave has them; the
 //! slave's CommitLog is byte-identical to the master's, so are the ConsumeQueues it builds, and
 //! it serves the same messages once it has copied its master's topics (SlaveSynchronize).
+//!
+//! Then the master is SIGKILLed under a consuming Vostok consumer: it reads and commits on the
+//! slave, sends go to the other group, and the restarted master has every acknowledged message
+//! and takes the offsets committed on the slave back, so nothing is consumed again.
 
 mod common;
 
@@ -98,11 +102,24 @@ fn free_port() -> u16 {
 }
 
 fn broker(dir: &Path, name: &str, namesrv: &str, conf: &str) -> Proc {
+    broker_of(dir, name, "repl-a", namesrv, conf, 0)
+}
+
+/// A `vostok broker` of group `broker_name` with its data in `dir/name` (kept across starts),
+/// on `port` (0: any).
+fn broker_of(
+    dir: &Path,
+    name: &str,
+    broker_name: &str,
+    namesrv: &str,
+    conf: &str,
+    port: u16,
+) -> Proc {
     let conf_path = dir.join(format!("{name}.conf"));
     std::fs::write(
         &conf_path,
         format!(
-            "{HOST_DISK_NEUTRAL_CONF}brokerClusterName=ReplCluster\nbrokerName=repl-a\n\
+            "{HOST_DISK_NEUTRAL_CONF}brokerClusterName=ReplCluster\nbrokerName={broker_name}\n\
              mappedFileSizeCommitLog={SEGMENT_BYTES}\n{conf}"
         ),
     )
@@ -120,7 +137,7 @@ fn broker(dir: &Path, name: &str, namesrv: &str, conf: &str) -> Proc {
             "--data-dir",
             data.to_str().unwrap(),
             "--broker-port",
-            "0",
+            &port.to_string(),
         ],
     )
 }
@@ -297,4 +314,307 @@ async fn scenario() {
     let refused = block_in_place(|| send_v2(&mut raw, topic, 0, b"to-the-slave", "R"));
     assert_eq!(refused.code(), 14, "{}", refused.remark());
     drop((namesrv, master, slave));
+}
+
+const FAILOVER_MESSAGES: usize = 40;
+
+/// Creates `topic` (2 queues) on a second group's broker, once the first group has it: waits
+/// until the NameServer's route lists both groups' queues.
+fn create_topic_on_second_group(broker_addr: &str, namesrv_addr: &str, topic: &str) {
+    let mut broker = RawConn::connect(broker_addr);
+    let created = broker.request(
+        17, // UPDATE_AND_CREATE_TOPIC
+        &[
+            ("topic", topic.to_owned()),
+            ("defaultTopic", "TBW102".to_owned()),
+            ("readQueueNums", "2".to_owned()),
+            ("writeQueueNums", "2".to_owned()),
+            ("perm", "6".to_owned()),
+            ("topicFilterType", "SINGLE_TAG".to_owned()),
+            ("topicSysFlag", "0".to_owned()),
+            ("order", "false".to_owned()),
+        ],
+        &[],
+    );
+    assert_eq!(created.code(), 0, "{}", created.remark());
+    let mut namesrv = RawConn::connect(namesrv_addr);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let route = namesrv.request(105, &[("topic", topic.to_owned())], &[]); // GET_ROUTEINFO_BY_TOPIC
+        let text = String::from_utf8_lossy(&route.body).into_owned();
+        if text.matches("writeQueueNums").count() == 2 {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the second group's queues never routed: {text}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Sends `count` messages through Vostok's producer; returns the bodies acknowledged SEND_OK,
+/// with the broker group each went to.
+async fn send_bodies(
+    producer: &vostok::client::Producer,
+    topic: &str,
+    prefix: &str,
+    count: usize,
+) -> Vec<(String, String)> {
+    let mut acked = Vec::new();
+    for i in 0..count {
+        let body = format!("{prefix}-{i}");
+        let sent = producer
+            .send(vostok::client::Message::new(
+                topic,
+                body.clone().into_bytes(),
+            ))
+            .await
+            .unwrap_or_else(|e| panic!("{body}: {e}"));
+        assert_eq!(sent.status, vostok::client::SendStatus::SendOk, "{body}");
+        acked.push((body, sent.queue.broker_name.clone()));
+    }
+    acked
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_master_s_consumers_carry_on_at_its_slave_and_nothing_is_consumed_twice() {
+    tokio::time::timeout(Duration::from_secs(150), failover_scenario())
+        .await
+        .expect("the failover scenario finishes within 150 s");
+}
+
+async fn failover_scenario() {
+    use std::sync::{Arc, Mutex};
+    use vostok::client::{ConsumeFromWhere, ConsumeStatus, MessageExt, PushConsumer};
+
+    let dir = tempfile::tempdir().unwrap();
+    let namesrv = block_in_place(|| Proc::start(dir.path(), "namesrv", &["namesrv", "-p", "0"]));
+    let ns = namesrv.get("namesrv");
+    let (ha_port, other_ha_port) = (free_port(), free_port());
+    let master_conf = format!("brokerRole=SYNC_MASTER\nhaListenPort={ha_port}\n");
+    let mut master = block_in_place(|| broker(dir.path(), "master", &ns, &master_conf));
+    let slave =
+        block_in_place(|| broker(dir.path(), "slave", &ns, "brokerRole=SLAVE\nbrokerId=1\n"));
+    let other = block_in_place(|| {
+        broker_of(
+            dir.path(),
+            "other",
+            "repl-b",
+            &ns,
+            &format!("haListenPort={other_ha_port}\n"),
+            0,
+        )
+    });
+    let (master_addr, slave_addr) = (master.get("broker"), slave.get("broker"));
+    let topic = "FailoverTopic";
+    let group = "failover_cg";
+    block_in_place(|| create_topic(&master_addr, &ns, topic, 2));
+    block_in_place(|| create_topic_on_second_group(&other.get("broker"), &ns, topic));
+
+    let producer = vostok::client::Producer::builder()
+        .namesrv_addr(&ns)
+        .group(&unique("failover_pg"))
+        .send_timeout(Duration::from_secs(5))
+        .route_refresh_interval(Duration::from_secs(1))
+        .build()
+        .expect("producer builds")
+        .start()
+        .await
+        .expect("producer starts");
+    // Until the slave has caught up, the SYNC_MASTER answers SLAVE_NOT_AVAILABLE.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut conn = block_in_place(|| RawConn::connect(&master_addr));
+    while block_in_place(|| send_v2(&mut conn, topic, 0, b"probe", "P")).code() != 0 {
+        assert!(Instant::now() < deadline, "the slave never caught up");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    drop(conn);
+    let mut acked = send_bodies(&producer, topic, "before", FAILOVER_MESSAGES).await;
+
+    let received: Arc<Mutex<Vec<String>>> = Arc::default();
+    let consumer = {
+        let sink = received.clone();
+        PushConsumer::builder()
+            .namesrv_addr(&ns)
+            .group(group)
+            .subscribe(topic, "*")
+            .consume_from(ConsumeFromWhere::FirstOffset)
+            .rebalance_interval(Duration::from_secs(1))
+            .persist_offset_interval(Duration::from_secs(1))
+            .pull_batch_size(4)
+            .consume_batch_size(1)
+            .consume_concurrency(1)
+            .listener(move |messages: Vec<MessageExt>| {
+                let sink = sink.clone();
+                async move {
+                    // Slow enough that the master dies mid-consumption.
+                    tokio::time::sleep(Duration::from_millis(40)).await;
+                    let mut sink = sink.lock().unwrap();
+                    for m in &messages {
+                        sink.push(String::from_utf8_lossy(m.body()).into_owned());
+                    }
+                    ConsumeStatus::ConsumeSuccess
+                }
+            })
+            .build()
+            .expect("consumer builds")
+            .start()
+            .await
+            .expect("consumer starts")
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while received.lock().unwrap().len() < 8 {
+        assert!(
+            Instant::now() < deadline,
+            "nothing consumed from the master"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let master_port: u16 = master_addr.rsplit(':').next().unwrap().parse().unwrap();
+    master.child.kill().unwrap();
+    master.child.wait().unwrap();
+    let consumed_at_kill = received.lock().unwrap().len();
+    assert!(consumed_at_kill < acked.len(), "killed mid-consumption");
+
+    // Sends go to the other group.
+    let during = send_bodies(&producer, topic, "during", 10).await;
+    assert!(
+        during.iter().all(|(_, b)| b == "repl-b"),
+        "every send after the kill lands on repl-b: {during:?}"
+    );
+    acked.extend(during);
+
+    // Every acknowledged message reaches the consumer: repl-a's from its slave.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let got: std::collections::BTreeSet<String> =
+            received.lock().unwrap().iter().cloned().collect();
+        let missing: Vec<&String> = acked
+            .iter()
+            .map(|(b, _)| b)
+            .filter(|b| !got.contains(*b))
+            .collect();
+        if missing.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never consumed with the master down: {missing:?}\nslave: {}",
+            tail(&slave.stderr)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Commits continued on the slave, up to the end of each queue.
+    let slave_max: Vec<i64> = block_in_place(|| {
+        let mut conn = RawConn::connect(&slave_addr);
+        (0..2).map(|q| max_offset(&mut conn, topic, q)).collect()
+    });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let committed: Vec<Option<i64>> = block_in_place(|| {
+            let mut conn = RawConn::connect(&slave_addr);
+            (0..2)
+                .map(|q| committed_offset(&mut conn, group, topic, q))
+                .collect()
+        });
+        if committed == slave_max.iter().map(|m| Some(*m)).collect::<Vec<_>>() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "commits on the slave {committed:?}, its queues end at {slave_max:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // The consumer leaves while the master is still down (its last commit goes to the slave).
+    consumer.shutdown().await;
+    let consumed = received.lock().unwrap().len();
+
+    // The master returns on its port, from its own disk.
+    let master = block_in_place(|| {
+        broker_of(
+            dir.path(),
+            "master",
+            "repl-a",
+            &ns,
+            &master_conf,
+            master_port,
+        )
+    });
+    let on_master = block_in_place(|| stored_messages(&master_addr, topic, 2));
+    let stored: std::collections::BTreeSet<String> =
+        on_master.into_iter().map(|(b, _)| b).collect();
+    for (body, broker) in &acked {
+        if broker == "repl-a" {
+            assert!(
+                stored.contains(body),
+                "acknowledged {body} lost by the master"
+            );
+        }
+    }
+    // The slave hands the commits made on it back: the master's offsets reach the queues' ends.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let committed: Vec<Option<i64>> = block_in_place(|| {
+            let mut conn = RawConn::connect(&master_addr);
+            (0..2)
+                .map(|q| committed_offset(&mut conn, group, topic, q))
+                .collect()
+        });
+        if committed == slave_max.iter().map(|m| Some(*m)).collect::<Vec<_>>() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the master's offsets {committed:?}, the queues end at {slave_max:?}\nslave: {}",
+            tail(&slave.stderr)
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // A consumer of the group starting now gets nothing already consumed.
+    let again: Arc<Mutex<Vec<String>>> = Arc::default();
+    let second = {
+        let sink = again.clone();
+        PushConsumer::builder()
+            .namesrv_addr(&ns)
+            .group(group)
+            .subscribe(topic, "*")
+            .consume_from(ConsumeFromWhere::FirstOffset)
+            .rebalance_interval(Duration::from_secs(1))
+            .listener(move |messages: Vec<MessageExt>| {
+                let sink = sink.clone();
+                async move {
+                    let mut sink = sink.lock().unwrap();
+                    for m in &messages {
+                        sink.push(String::from_utf8_lossy(m.body()).into_owned());
+                    }
+                    ConsumeStatus::ConsumeSuccess
+                }
+            })
+            .build()
+            .expect("consumer builds")
+            .start()
+            .await
+            .expect("consumer starts")
+    };
+    let fresh = send_bodies(&producer, topic, "after", 6).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !fresh.iter().all(|(b, _)| again.lock().unwrap().contains(b)) {
+        assert!(
+            Instant::now() < deadline,
+            "the new messages never came: {:?}",
+            again.lock().unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let again = again.lock().unwrap().clone();
+    assert!(
+        again.iter().all(|b| b.starts_with("after-")),
+        "consumed twice after the master returned: {again:?}"
+    );
+    second.shutdown().await;
+    producer.shutdown().await;
+    assert!(consumed >= FAILOVER_MESSAGES + 10);
+    drop((namesrv, master, slave, other));
 }

@@ -137,6 +137,7 @@ impl<S: SegmentStorage> Broker<S> {
             request::VIEW_BROKER_STATS_DATA => self.handle_view_stats(now_ms, req),
             request::GET_BROKER_HA_STATUS => Ok(self.handle_ha_status(now_ms, req)),
             request::GET_ALL_CONSUMER_OFFSET => Ok(self.handle_get_all_consumer_offset(req)),
+            request::GET_ALL_DELAY_OFFSET => Ok(self.handle_get_all_delay_offset(req)),
             _ => return None,
         })
     }

@@ -275,6 +275,7 @@ const SERVED_CODES: &[i32] = &[
     request::GET_SYSTEM_TOPIC_LIST_FROM_BROKER,
     request::GET_BROKER_HA_STATUS,
     request::GET_ALL_CONSUMER_OFFSET,
+    request::GET_ALL_DELAY_OFFSET,
     request::CLEAN_EXPIRED_CONSUMEQUEUE,
     request::VIEW_BROKER_STATS_DATA,
 ];

@@ -152,7 +152,8 @@ pub(super) enum Replication {
 /// A slave: its HA link, and SlaveSynchronize (RocketMQ's `SlaveSynchronize`: the master's
 /// topic configs and subscription groups, copied every [`SLAVE_SYNC_INTERVAL_MS`] over a
 /// remoting connection to the master's main port and applied when their data version
-/// differs, and its consumer offsets, where the master's value wins as RocketMQ's `putAll`).
+/// differs; its consumer offsets, where the master's value wins as RocketMQ's `putAll` except
+/// over commits made on this slave the master has not had yet; and its delay offsets).
 #[derive(Debug)]
 pub(super) struct SlaveSide {
     link: HaSlave,
@@ -168,6 +169,7 @@ enum SyncItem {
     Topics,
     Groups,
     ConsumerOffsets,
+    DelayOffsets,
     /// A commit handed back to the master (its answer needs nothing done).
     HandBack,
 }
@@ -457,6 +459,10 @@ impl<S: SegmentStorage> Broker<S> {
                 crate::remoting::codes::request::GET_ALL_CONSUMER_OFFSET,
                 SyncItem::ConsumerOffsets,
             ),
+            (
+                crate::remoting::codes::request::GET_ALL_DELAY_OFFSET,
+                SyncItem::DelayOffsets,
+            ),
         ] {
             let opaque = self.next_opaque();
             let mut command = RemotingCommand::request(code);
@@ -490,6 +496,11 @@ impl<S: SegmentStorage> Broker<S> {
             let _ = self.offsets.put_all_from_master(&answer.body);
             return true;
         }
+        if item == SyncItem::DelayOffsets {
+            // A table that does not parse or a failed write: the next round tries again.
+            let _ = self.take_delay_offsets_from_master(&answer.body);
+            return true;
+        }
         let Ok(value) = crate::remoting::lenient::parse_fastjson(&answer.body) else {
             return true;
         };
@@ -504,7 +515,7 @@ impl<S: SegmentStorage> Broker<S> {
                     self.replace_groups_from_master(wrapper);
                 }
             }
-            SyncItem::ConsumerOffsets | SyncItem::HandBack => {}
+            SyncItem::ConsumerOffsets | SyncItem::DelayOffsets | SyncItem::HandBack => {}
         }
         true
     }

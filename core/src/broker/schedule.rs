@@ -30,6 +30,8 @@ use serde::{Deserialize, Serialize};
 
 use super::{Broker, BrokerError, FlushDiskType};
 use crate::message::{keys, MessageRecord};
+use crate::remoting::codes::response;
+use crate::remoting::RemotingCommand;
 use crate::store::message_store::schedule_level;
 pub use crate::store::message_store::{DEFAULT_MESSAGE_DELAY_LEVEL_MS, SCHEDULE_TOPIC};
 use crate::store::{CommitLogOffset, PutResult, QueueOffset, SegmentStorage, StoreError};
@@ -427,6 +429,32 @@ impl<S: SegmentStorage> Broker<S> {
                 self.persist_delay_offsets();
             }
         }
+    }
+
+    /// GET_ALL_DELAY_OFFSET (45): what `delayOffset.json` holds (RocketMQ answers the file's
+    /// text; a slave copies it).
+    pub(super) fn handle_get_all_delay_offset(&self, req: &RemotingCommand) -> RemotingCommand {
+        RemotingCommand::response_to(req, response::SUCCESS, None)
+            .with_body(Schedule::to_json(&self.schedule.persisted))
+    }
+
+    /// A slave takes its master's delay offsets (SlaveSynchronize's `syncDelayOffset`): written
+    /// to `delayOffset.json` as they come, so a slave that later delivers starts where its
+    /// master stood. A slave delivers nothing itself meanwhile.
+    pub(super) fn take_delay_offsets_from_master(&mut self, body: &[u8]) -> Result<(), String> {
+        let text = String::from_utf8_lossy(body);
+        let file: DelayOffsetFile = serde_json::from_str(&quote_integer_keys(&text))
+            .map_err(|e| format!("not a delay offset table: {e}"))?;
+        if file.offset_table == self.schedule.persisted {
+            return Ok(());
+        }
+        self.store
+            .storage_mut()
+            .replace(DELAY_OFFSET_PATH, &Schedule::to_json(&file.offset_table))
+            .map_err(|e| e.to_string())?;
+        self.schedule.persisted = file.offset_table.clone();
+        self.schedule.offsets = file.offset_table;
+        Ok(())
     }
 
     /// A sync completed: writes the snapshot waiting for it.

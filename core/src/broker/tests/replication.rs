@@ -92,6 +92,7 @@ impl Pair {
                     BrokerOutput::Send { command, .. } if command.is_response() => {
                         self.answers.push(command)
                     }
+                    BrokerOutput::Sync(sync) => self.master.broker.handle_synced(now, sync.up_to),
                     _ => {}
                 }
             }
@@ -120,6 +121,7 @@ impl Pair {
                     BrokerOutput::Send { command, .. } if command.is_response() => {
                         self.slave_answers.push(command)
                     }
+                    BrokerOutput::Sync(sync) => self.slave.broker.handle_synced(now, sync.up_to),
                     _ => {}
                 }
             }
@@ -423,7 +425,8 @@ fn a_slave_copies_its_masters_topics_groups_and_offsets_then_serves_pulls() {
         vec![
             request::GET_ALL_TOPIC_CONFIG,
             request::GET_ALL_SUBSCRIPTIONGROUP_CONFIG,
-            request::GET_ALL_CONSUMER_OFFSET
+            request::GET_ALL_CONSUMER_OFFSET,
+            request::GET_ALL_DELAY_OFFSET
         ]
     );
     for ask in asks {
@@ -496,6 +499,29 @@ fn a_slave_runs_no_delivery_of_its_own_and_stays_a_copy_of_its_master() {
         .broker
         .poll_timeout()
         .is_none_or(|t| t > p.slave.now_ms));
+
+    // SlaveSynchronize copies the master's delay offsets (GET_ALL_DELAY_OFFSET, 45), so the
+    // slave's file says level 1 has delivered its one message, as the master's does.
+    let delay_offsets = |h: &Harness| {
+        let bytes = h
+            .broker
+            .store()
+            .storage()
+            .read_all(crate::broker::schedule::DELAY_OFFSET_PATH)
+            .unwrap()
+            .unwrap_or_default();
+        String::from_utf8(bytes).unwrap()
+    };
+    p.advance_to(T0 + 30_000);
+    p.pump(true);
+    assert!(
+        delay_offsets(&p.master).contains(r#""1":1"#),
+        "{}",
+        delay_offsets(&p.master)
+    );
+    p.name_master();
+    p.sync_round(T0 + 30_000 + SLAVE_SYNC_INTERVAL_MS, true);
+    assert_eq!(delay_offsets(&p.slave), delay_offsets(&p.master));
 }
 
 const MASTER_ADDR: &str = "10.0.0.1:10911";
@@ -650,7 +676,8 @@ fn commits_made_on_a_slave_while_its_master_is_away_survive_and_are_handed_back(
             request::UPDATE_CONSUMER_OFFSET,
             request::GET_ALL_TOPIC_CONFIG,
             request::GET_ALL_SUBSCRIPTIONGROUP_CONFIG,
-            request::GET_ALL_CONSUMER_OFFSET
+            request::GET_ALL_CONSUMER_OFFSET,
+            request::GET_ALL_DELAY_OFFSET
         ],
         "the commit is handed back before the master's table is asked for"
     );
