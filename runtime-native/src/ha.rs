@@ -101,10 +101,11 @@ pub async fn accept_loop<T: From<HaEvent> + Send + 'static>(
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     let link = next_id();
-                    let writer = spawn_link(link, stream, events.clone());
+                    let (writer, reader) = spawn_link(link, stream, events.clone());
                     if events.send(T::from(HaEvent::Accepted { link, peer, writer })).await.is_err() {
                         break;
                     }
+                    reader.start();
                 }
                 Err(e) => {
                     warn!("HA accept failed: {e}");
@@ -125,10 +126,12 @@ pub fn connect<T: From<HaEvent> + Send + 'static>(
 ) {
     tokio::spawn(async move {
         let attempt = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&addr)).await;
+        let mut reader = None;
         let event = match attempt {
             Ok(Ok(stream)) => {
                 let link = next_id();
-                let writer = spawn_link(link, stream, events.clone());
+                let (writer, link_reader) = spawn_link(link, stream, events.clone());
+                reader = Some(link_reader);
                 HaEvent::Connected { link, writer }
             }
             Ok(Err(e)) => HaEvent::ConnectFailed {
@@ -140,41 +143,84 @@ pub fn connect<T: From<HaEvent> + Send + 'static>(
                 error: format!("no answer within {CONNECT_TIMEOUT:?}"),
             },
         };
-        let _ = events.send(T::from(event)).await;
+        if events.send(T::from(event)).await.is_ok() {
+            if let Some(reader) = reader {
+                reader.start();
+            }
+        }
     });
 }
 
 #[cfg(not(madsim))]
-/// Starts the reader and writer of one link; returns the writer's queue.
+/// Starts the writer of one link; returns its queue and the link's reader, to be started once
+/// the link's `Accepted` or `Connected` event is queued: the owner drops bytes of a link it
+/// does not know yet, and a peer's first report comes right after it connects.
 fn spawn_link<T: From<HaEvent> + Send + 'static>(
     link: ConnId,
     stream: TcpStream,
     events: mpsc::Sender<T>,
-) -> mpsc::UnboundedSender<HaOutbound> {
+) -> (mpsc::UnboundedSender<HaOutbound>, LinkReader<T>) {
     let _ = stream.set_nodelay(true);
-    let (mut read_half, write_half) = stream.into_split();
+    let (read_half, write_half) = stream.into_split();
     let (tx, rx) = mpsc::unbounded_channel();
-    let reader_events = events.clone();
+    // The writer ends on Close (or a failed write); its end ends the reader too, so a link
+    // closed for bad input is closed whole, whatever the peer does.
+    let (writer_done, writer_ended) = tokio::sync::oneshot::channel::<()>();
+    let reader = LinkReader {
+        link,
+        half: read_half,
+        events: events.clone(),
+        writer_ended,
+    };
     tokio::spawn(async move {
-        let mut buf = vec![0u8; READ_CHUNK_BYTES];
-        loop {
-            match read_half.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => {
-                    let event = HaEvent::Bytes {
-                        link,
-                        bytes: buf[..n].to_vec(),
-                    };
-                    if reader_events.send(T::from(event)).await.is_err() {
-                        return;
+        write_link(link, write_half, rx, events).await;
+        drop(writer_done);
+    });
+    (tx, reader)
+}
+
+/// The read side of a link, not yet reading.
+#[cfg(not(madsim))]
+struct LinkReader<T> {
+    link: ConnId,
+    half: tokio::net::tcp::OwnedReadHalf,
+    events: mpsc::Sender<T>,
+    writer_ended: tokio::sync::oneshot::Receiver<()>,
+}
+
+#[cfg(not(madsim))]
+impl<T: From<HaEvent> + Send + 'static> LinkReader<T> {
+    /// Reads the link until it closes, sending what arrives as events.
+    fn start(self) {
+        let LinkReader {
+            link,
+            mut half,
+            events,
+            mut writer_ended,
+        } = self;
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; READ_CHUNK_BYTES];
+            loop {
+                let read = tokio::select! {
+                    read = half.read(&mut buf) => read,
+                    _ = &mut writer_ended => break,
+                };
+                match read {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        let event = HaEvent::Bytes {
+                            link,
+                            bytes: buf[..n].to_vec(),
+                        };
+                        if events.send(T::from(event)).await.is_err() {
+                            return;
+                        }
                     }
                 }
             }
-        }
-        let _ = reader_events.send(T::from(HaEvent::Closed { link })).await;
-    });
-    tokio::spawn(write_link(link, write_half, rx, events));
-    tx
+            let _ = events.send(T::from(HaEvent::Closed { link })).await;
+        });
+    }
 }
 
 #[cfg(not(madsim))]

@@ -618,3 +618,160 @@ async fn failover_scenario() {
     assert!(consumed >= FAILOVER_MESSAGES + 10);
     drop((namesrv, master, slave, other));
 }
+
+/// Reads from `stream` until the peer closes it (or `timeout` passes): whether it closed.
+fn closed_within(stream: &mut std::net::TcpStream, timeout: Duration) -> bool {
+    use std::io::Read;
+    stream
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let deadline = Instant::now() + timeout;
+    let mut buf = [0u8; 64 * 1024];
+    while Instant::now() < deadline {
+        match stream.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => return true,
+        }
+    }
+    false
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ha_port_drops_garbage_and_fake_acks_and_the_group_keeps_serving() {
+    tokio::time::timeout(Duration::from_secs(120), bad_ha_input())
+        .await
+        .expect("the bad HA input scenario finishes within 120 s");
+}
+
+/// Bad input on a master's HA port (issue acceptance: garbage, a report beyond the master's
+/// end, a report that goes back, a peer that fakes acks): each connection is closed and
+/// logged, a SYNC_MASTER never answers SEND_OK on a fake ack, the real slave stays in sync and
+/// the master's CommitLog holds only what producers sent.
+async fn bad_ha_input() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let namesrv = block_in_place(|| Proc::start(dir.path(), "namesrv", &["namesrv", "-p", "0"]));
+    let ns = namesrv.get("namesrv");
+    let ha_port = free_port();
+    let ha_addr = format!("127.0.0.1:{ha_port}");
+    let master = block_in_place(|| {
+        broker(
+            dir.path(),
+            "master",
+            &ns,
+            &format!("brokerRole=SYNC_MASTER\nhaListenPort={ha_port}\nslaveTimeout=1000\n"),
+        )
+    });
+    let mut slave = block_in_place(|| {
+        broker(
+            dir.path(),
+            "slave",
+            &ns,
+            &format!("brokerRole=SLAVE\nbrokerId=1\nhaMasterAddress={ha_addr}\n"),
+        )
+    });
+    let master_addr = master.get("broker");
+    let topic = "BadHaTopic";
+    block_in_place(|| create_topic(&master_addr, &ns, topic, 1));
+    let mut conn = block_in_place(|| RawConn::connect(&master_addr));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while block_in_place(|| send_v2(&mut conn, topic, 0, b"probe", "P")).code() != 0 {
+        assert!(Instant::now() < deadline, "the slave never caught up");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let max = |conn: &mut RawConn| -> u64 {
+        let f = conn.request(
+            28, // GET_BROKER_RUNTIME_INFO
+            &[],
+            &[],
+        );
+        let text = String::from_utf8_lossy(&f.body).into_owned();
+        let at = text
+            .find("\"commitLogMaxOffset\":\"")
+            .expect("commitLogMaxOffset")
+            + 22;
+        text[at..].split('"').next().unwrap().parse().unwrap()
+    };
+
+    // Garbage: eight bytes read as an offset far beyond the master's end.
+    let mut garbage = std::net::TcpStream::connect(&ha_addr).unwrap();
+    garbage.write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
+    assert!(
+        block_in_place(|| closed_within(&mut garbage, Duration::from_secs(5))),
+        "garbage on the HA port is closed: {}",
+        tail(&master.stderr)
+    );
+    // A report that goes back: a valid start, then an offset below it.
+    let end = block_in_place(|| max(&mut conn));
+    let mut backwards = std::net::TcpStream::connect(&ha_addr).unwrap();
+    backwards.write_all(&end.to_be_bytes()).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    backwards.write_all(&(end / 2).to_be_bytes()).unwrap();
+    assert!(
+        block_in_place(|| closed_within(&mut backwards, Duration::from_secs(5))),
+        "a report that goes back is closed: {}",
+        tail(&master.stderr)
+    );
+    // The group kept serving: SYNC_MASTER sends are acknowledged with the real slave.
+    for i in 0..5 {
+        let sent =
+            block_in_place(|| send_v2(&mut conn, topic, 0, format!("ok-{i}").as_bytes(), "R"));
+        assert_eq!(sent.code(), 0, "{}", sent.remark());
+    }
+
+    // The real slave goes; a fake one claims at once to hold bytes it was never sent.
+    slave.child.kill().unwrap();
+    slave.child.wait().unwrap();
+    let end = block_in_place(|| max(&mut conn));
+    let mut fake = std::net::TcpStream::connect(&ha_addr).unwrap();
+    fake.write_all(&end.to_be_bytes()).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    fake.write_all(&(end + 10_000).to_be_bytes()).unwrap();
+    let sent = block_in_place(|| send_v2(&mut conn, topic, 0, b"unreplicated", "R"));
+    assert!(
+        sent.code() == 11 || sent.code() == 12,
+        "a SYNC_MASTER send with only a fake slave is not SEND_OK: {} {}",
+        sent.code(),
+        sent.remark()
+    );
+    assert!(
+        block_in_place(|| closed_within(&mut fake, Duration::from_secs(5))),
+        "an ack beyond what was sent is closed"
+    );
+    let log = std::fs::read_to_string(&master.stderr).unwrap_or_default();
+    assert!(
+        log.matches("HA link closed: ").count() >= 3,
+        "the closed HA connections are logged: {}",
+        tail(&master.stderr)
+    );
+
+    // Nothing stored was touched: the queue holds exactly what producers sent.
+    let stored = block_in_place(|| stored_messages(&master_addr, topic, 1));
+    let bodies: Vec<String> = stored.into_iter().map(|(b, _)| b).collect();
+    assert!(bodies
+        .iter()
+        .all(|b| b == "probe" || b.starts_with("ok-") || b == "unreplicated"));
+    assert_eq!(bodies.iter().filter(|b| b.starts_with("ok-")).count(), 5);
+
+    // The slave returns and catches up: sends are acknowledged again.
+    slave = block_in_place(|| {
+        broker(
+            dir.path(),
+            "slave",
+            &ns,
+            &format!("brokerRole=SLAVE\nbrokerId=1\nhaMasterAddress={ha_addr}\n"),
+        )
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while block_in_place(|| send_v2(&mut conn, topic, 0, b"probe", "P")).code() != 0 {
+        assert!(Instant::now() < deadline, "the slave never came back");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    drop((namesrv, master, slave));
+}
