@@ -138,6 +138,7 @@ impl<S: SegmentStorage> Broker<S> {
             request::GET_BROKER_HA_STATUS => Ok(self.handle_ha_status(now_ms, req)),
             request::GET_ALL_CONSUMER_OFFSET => Ok(self.handle_get_all_consumer_offset(req)),
             request::GET_ALL_DELAY_OFFSET => Ok(self.handle_get_all_delay_offset(req)),
+            request::GET_TIMER_CHECK_POINT => Ok(self.handle_get_timer_checkpoint(req)),
             _ => return None,
         })
     }

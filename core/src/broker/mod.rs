@@ -276,6 +276,7 @@ const SERVED_CODES: &[i32] = &[
     request::GET_BROKER_HA_STATUS,
     request::GET_ALL_CONSUMER_OFFSET,
     request::GET_ALL_DELAY_OFFSET,
+    request::GET_TIMER_CHECK_POINT,
     request::CLEAN_EXPIRED_CONSUMEQUEUE,
     request::VIEW_BROKER_STATS_DATA,
 ];

@@ -153,7 +153,8 @@ pub(super) enum Replication {
 /// topic configs and subscription groups, copied every [`SLAVE_SYNC_INTERVAL_MS`] over a
 /// remoting connection to the master's main port and applied when their data version
 /// differs; its consumer offsets, where the master's value wins as RocketMQ's `putAll` except
-/// over commits made on this slave the master has not had yet; and its delay offsets).
+/// over commits made on this slave the master has not had yet; its delay offsets and its timer
+/// checkpoint's read position).
 #[derive(Debug)]
 pub(super) struct SlaveSide {
     link: HaSlave,
@@ -170,6 +171,7 @@ enum SyncItem {
     Groups,
     ConsumerOffsets,
     DelayOffsets,
+    TimerCheckpoint,
     /// A commit handed back to the master (its answer needs nothing done).
     HandBack,
 }
@@ -463,6 +465,10 @@ impl<S: SegmentStorage> Broker<S> {
                 crate::remoting::codes::request::GET_ALL_DELAY_OFFSET,
                 SyncItem::DelayOffsets,
             ),
+            (
+                crate::remoting::codes::request::GET_TIMER_CHECK_POINT,
+                SyncItem::TimerCheckpoint,
+            ),
         ] {
             let opaque = self.next_opaque();
             let mut command = RemotingCommand::request(code);
@@ -501,6 +507,10 @@ impl<S: SegmentStorage> Broker<S> {
             let _ = self.take_delay_offsets_from_master(&answer.body);
             return true;
         }
+        if item == SyncItem::TimerCheckpoint {
+            let _ = self.take_timer_checkpoint_from_master(&answer.body);
+            return true;
+        }
         let Ok(value) = crate::remoting::lenient::parse_fastjson(&answer.body) else {
             return true;
         };
@@ -515,7 +525,10 @@ impl<S: SegmentStorage> Broker<S> {
                     self.replace_groups_from_master(wrapper);
                 }
             }
-            SyncItem::ConsumerOffsets | SyncItem::DelayOffsets | SyncItem::HandBack => {}
+            SyncItem::ConsumerOffsets
+            | SyncItem::DelayOffsets
+            | SyncItem::TimerCheckpoint
+            | SyncItem::HandBack => {}
         }
         true
     }

@@ -310,6 +310,43 @@ fn requested_delivery_ms(
 }
 
 impl<S: SegmentStorage> Broker<S> {
+    /// GET_TIMER_CHECK_POINT (60): `timercheck` as last written, RocketMQ's 56 bytes (what a
+    /// RocketMQ 5 slave copies).
+    pub(super) fn handle_get_timer_checkpoint(
+        &self,
+        req: &crate::remoting::RemotingCommand,
+    ) -> crate::remoting::RemotingCommand {
+        crate::remoting::RemotingCommand::response_to(req, response::SUCCESS, None)
+            .with_body(self.timer.persisted.encode())
+    }
+
+    /// A slave takes its master's timer progress (RocketMQ 5's `syncTimerCheckPoint`): the
+    /// master's `lastReadTimeMs`, `masterTimerQueueOffset` and data version, its own log
+    /// positions kept. A slave keeps no timer log of its own, so those stay 0: promoted to
+    /// master, it enters every timer message from its queue again and delivers at once those
+    /// due before the master's read time (at least once, never lost).
+    pub(super) fn take_timer_checkpoint_from_master(&mut self, body: &[u8]) -> Result<(), String> {
+        let master = TimerCheckpoint::decode(body)?;
+        let adopted = TimerCheckpoint {
+            last_read_time_ms: master.last_read_time_ms,
+            master_timer_queue_offset: master.master_timer_queue_offset,
+            state_version: master.state_version,
+            timestamp_ms: master.timestamp_ms,
+            counter: master.counter,
+            ..self.timer.persisted
+        };
+        if adopted == self.timer.persisted {
+            return Ok(());
+        }
+        self.store
+            .storage_mut()
+            .replace(TIMER_CHECKPOINT_PATH, &adopted.encode())
+            .map_err(|e| e.to_string())?;
+        self.timer.persisted = adopted;
+        self.timer.cursor_ms = adopted.last_read_time_ms;
+        Ok(())
+    }
+
     fn timer_config(&self) -> &TimerConfig {
         &self.config.timer
     }

@@ -426,7 +426,8 @@ fn a_slave_copies_its_masters_topics_groups_and_offsets_then_serves_pulls() {
             request::GET_ALL_TOPIC_CONFIG,
             request::GET_ALL_SUBSCRIPTIONGROUP_CONFIG,
             request::GET_ALL_CONSUMER_OFFSET,
-            request::GET_ALL_DELAY_OFFSET
+            request::GET_ALL_DELAY_OFFSET,
+            request::GET_TIMER_CHECK_POINT
         ]
     );
     for ask in asks {
@@ -677,7 +678,8 @@ fn commits_made_on_a_slave_while_its_master_is_away_survive_and_are_handed_back(
             request::GET_ALL_TOPIC_CONFIG,
             request::GET_ALL_SUBSCRIPTIONGROUP_CONFIG,
             request::GET_ALL_CONSUMER_OFFSET,
-            request::GET_ALL_DELAY_OFFSET
+            request::GET_ALL_DELAY_OFFSET,
+            request::GET_TIMER_CHECK_POINT
         ],
         "the commit is handed back before the master's table is asked for"
     );
@@ -783,4 +785,62 @@ fn a_pull_held_on_a_slave_is_answered_as_soon_as_replication_brings_its_message(
     );
     let records = decode_records(&answers[0].body);
     assert_eq!(records[0].body.as_ref(), b"second");
+}
+
+#[test]
+fn a_slave_takes_its_masters_timer_read_position_and_keeps_its_own_log_positions() {
+    // Goal: GET_TIMER_CHECK_POINT (60) answers RocketMQ's 56 bytes, and a slave adopts what
+    // RocketMQ 5's `syncTimerCheckPoint` does (lastReadTimeMs, masterTimerQueueOffset, data
+    // version), not the log positions: it keeps no timer log of its own.
+    // Method: a timer message delivered by the master; its checkpoint written; a
+    // SlaveSynchronize round; both `timercheck` files decoded.
+    use crate::broker::timer::checkpoint::{TimerCheckpoint, TIMER_CHECKPOINT_PATH};
+    let mut p = Pair::new(BrokerRole::AsyncMaster);
+    p.advance_to(T0 + 10);
+    p.pump(true);
+    p.master.next_opaque += 1;
+    let mut timed = send_request(
+        request::SEND_MESSAGE_V2,
+        "TopicR",
+        0,
+        b"timed",
+        &props(&[("TAGS", "t"), ("TIMER_DELAY_MS", "2000")]),
+    );
+    timed.opaque = p.master.next_opaque;
+    p.master
+        .broker
+        .handle_request(p.master.now_ms, ConnId(1), timed);
+    p.pump(true);
+    for step in 1..=20 {
+        p.advance_to(T0 + 10 + step * 500);
+        p.pump(true);
+    }
+    assert_eq!(bodies(&p.master, "TopicR", 0), vec!["timed"]);
+    let checkpoint = |h: &Harness| {
+        let bytes = h
+            .broker
+            .store()
+            .storage()
+            .read_all(TIMER_CHECKPOINT_PATH)
+            .unwrap()
+            .unwrap_or_default();
+        TimerCheckpoint::decode(&bytes).unwrap_or_default()
+    };
+    let on_master = checkpoint(&p.master);
+    assert!(on_master.last_read_time_ms > 0, "{on_master:?}");
+    assert_eq!(on_master.master_timer_queue_offset, 1, "{on_master:?}");
+    let answer = p
+        .master
+        .call(3, RemotingCommand::request(request::GET_TIMER_CHECK_POINT));
+    assert_eq!(answer.body.len(), 56);
+    assert_eq!(TimerCheckpoint::decode(&answer.body).unwrap(), on_master);
+
+    p.name_master();
+    p.sync_round(p.master.now_ms + SLAVE_SYNC_INTERVAL_MS, true);
+    let on_slave = checkpoint(&p.slave);
+    assert_eq!(on_slave.last_read_time_ms, on_master.last_read_time_ms);
+    assert_eq!(on_slave.master_timer_queue_offset, 1);
+    assert_eq!(on_slave.last_timer_queue_offset, 0, "its own: no timer log");
+    assert_eq!(on_slave.last_timer_log_flush_pos, 0);
+    assert_eq!(on_slave.counter, on_master.counter);
 }
