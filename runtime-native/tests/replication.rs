@@ -318,6 +318,16 @@ async fn scenario() {
 
 const FAILOVER_MESSAGES: usize = 40;
 
+/// Sends probes to queue 0 of `topic` on a SYNC_MASTER until one is SEND_OK: until then it
+/// answers SLAVE_NOT_AVAILABLE (the probes are stored all the same).
+async fn until_a_slave_acks(conn: &mut RawConn, topic: &str, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while block_in_place(|| send_v2(conn, topic, 0, b"probe", "P")).code() != 0 {
+        assert!(Instant::now() < deadline, "{what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// Creates `topic` (2 queues) on a second group's broker, once the first group has it: waits
 /// until the NameServer's route lists both groups' queues.
 fn create_topic_on_second_group(broker_addr: &str, namesrv_addr: &str, topic: &str) {
@@ -422,13 +432,8 @@ async fn failover_scenario() {
         .start()
         .await
         .expect("producer starts");
-    // Until the slave has caught up, the SYNC_MASTER answers SLAVE_NOT_AVAILABLE.
-    let deadline = Instant::now() + Duration::from_secs(30);
     let mut conn = block_in_place(|| RawConn::connect(&master_addr));
-    while block_in_place(|| send_v2(&mut conn, topic, 0, b"probe", "P")).code() != 0 {
-        assert!(Instant::now() < deadline, "the slave never caught up");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    until_a_slave_acks(&mut conn, topic, "the slave never caught up").await;
     drop(conn);
     let mut acked = send_bodies(&producer, topic, "before", FAILOVER_MESSAGES).await;
 
@@ -680,11 +685,7 @@ async fn bad_ha_input() {
     let topic = "BadHaTopic";
     block_in_place(|| create_topic(&master_addr, &ns, topic, 1));
     let mut conn = block_in_place(|| RawConn::connect(&master_addr));
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while block_in_place(|| send_v2(&mut conn, topic, 0, b"probe", "P")).code() != 0 {
-        assert!(Instant::now() < deadline, "the slave never caught up");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    until_a_slave_acks(&mut conn, topic, "the slave never caught up").await;
     let max = |conn: &mut RawConn| -> u64 {
         let f = conn.request(
             28, // GET_BROKER_RUNTIME_INFO
@@ -768,10 +769,6 @@ async fn bad_ha_input() {
             &format!("brokerRole=SLAVE\nbrokerId=1\nhaMasterAddress={ha_addr}\n"),
         )
     });
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while block_in_place(|| send_v2(&mut conn, topic, 0, b"probe", "P")).code() != 0 {
-        assert!(Instant::now() < deadline, "the slave never came back");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    until_a_slave_acks(&mut conn, topic, "the slave never came back").await;
     drop((namesrv, master, slave));
 }

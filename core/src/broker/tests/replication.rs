@@ -146,6 +146,31 @@ impl Pair {
             .handle_request(self.master.now_ms, ConnId(1), cmd);
     }
 
+    /// Sends `body` to the master with `properties`, and carries what follows across.
+    fn send_with(&mut self, body: &[u8], properties: &[(&str, &str)]) {
+        self.master.next_opaque += 1;
+        let mut cmd = send_request(
+            request::SEND_MESSAGE_V2,
+            "TopicR",
+            0,
+            body,
+            &props(properties),
+        );
+        cmd.opaque = self.master.next_opaque;
+        self.master
+            .broker
+            .handle_request(self.master.now_ms, ConnId(1), cmd);
+        self.pump(true);
+    }
+
+    /// `steps` half seconds from `from_ms`, both brokers' timers run and the link pumped.
+    fn run_for(&mut self, from_ms: u64, steps: u64) {
+        for step in 1..=steps {
+            self.advance_to(from_ms + step * 500);
+            self.pump(true);
+        }
+    }
+
     fn take_answers(&mut self) -> Vec<i32> {
         std::mem::take(&mut self.answers)
             .into_iter()
@@ -466,23 +491,8 @@ fn a_slave_runs_no_delivery_of_its_own_and_stays_a_copy_of_its_master() {
     let mut p = Pair::new(BrokerRole::AsyncMaster);
     p.advance_to(T0 + 10);
     p.pump(true);
-    p.master.next_opaque += 1;
-    let mut delayed = send_request(
-        request::SEND_MESSAGE_V2,
-        "TopicR",
-        0,
-        b"later",
-        &props(&[("TAGS", "t"), ("DELAY", "1")]),
-    );
-    delayed.opaque = p.master.next_opaque;
-    p.master
-        .broker
-        .handle_request(p.master.now_ms, ConnId(1), delayed);
-    p.pump(true);
-    for step in 1..=10 {
-        p.advance_to(T0 + 10 + step * 500);
-        p.pump(true);
-    }
+    p.send_with(b"later", &[("TAGS", "t"), ("DELAY", "1")]);
+    p.run_for(T0 + 10, 10);
     assert_eq!(
         bodies(&p.master, "TopicR", 0),
         vec!["later"],
@@ -798,23 +808,8 @@ fn a_slave_takes_its_masters_timer_read_position_and_keeps_its_own_log_positions
     let mut p = Pair::new(BrokerRole::AsyncMaster);
     p.advance_to(T0 + 10);
     p.pump(true);
-    p.master.next_opaque += 1;
-    let mut timed = send_request(
-        request::SEND_MESSAGE_V2,
-        "TopicR",
-        0,
-        b"timed",
-        &props(&[("TAGS", "t"), ("TIMER_DELAY_MS", "2000")]),
-    );
-    timed.opaque = p.master.next_opaque;
-    p.master
-        .broker
-        .handle_request(p.master.now_ms, ConnId(1), timed);
-    p.pump(true);
-    for step in 1..=20 {
-        p.advance_to(T0 + 10 + step * 500);
-        p.pump(true);
-    }
+    p.send_with(b"timed", &[("TAGS", "t"), ("TIMER_DELAY_MS", "2000")]);
+    p.run_for(T0 + 10, 20);
     assert_eq!(bodies(&p.master, "TopicR", 0), vec!["timed"]);
     let checkpoint = |h: &Harness| {
         let bytes = h
