@@ -1398,26 +1398,27 @@ async fn namesrv_client(
                 None => return,
             }
         }
-        let stream =
-            match tokio::time::timeout(NAMESRV_CONNECT_TIMEOUT, TcpStream::connect(&addr)).await {
-                Ok(Ok(stream)) => stream,
-                Ok(Err(e)) => {
-                    warn!(%addr, "cannot connect to namesrv: {e}; retrying in {backoff:?}");
-                    match wait_backoff(backoff, &mut requests, &mut queue).await {
-                        Some(next) => backoff = next,
-                        None => return,
-                    }
-                    continue;
+        let stream = match tokio::time::timeout(NAMESRV_CONNECT_TIMEOUT, TcpStream::connect(&addr))
+            .await
+        {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(e)) => {
+                warn!(%addr, "cannot connect to a NameServer or master: {e}; retrying in {backoff:?}");
+                match wait_backoff(backoff, &mut requests, &mut queue).await {
+                    Some(next) => backoff = next,
+                    None => return,
                 }
-                Err(_) => {
-                    warn!(%addr, "connecting to namesrv timed out; retrying in {backoff:?}");
-                    match wait_backoff(backoff, &mut requests, &mut queue).await {
-                        Some(next) => backoff = next,
-                        None => return,
-                    }
-                    continue;
+                continue;
+            }
+            Err(_) => {
+                warn!(%addr, "connecting to namesrv timed out; retrying in {backoff:?}");
+                match wait_backoff(backoff, &mut requests, &mut queue).await {
+                    Some(next) => backoff = next,
+                    None => return,
                 }
-            };
+                continue;
+            }
+        };
         let _ = stream.set_nodelay(true);
         let (mut read_half, mut write_half) = match dial_halves(stream, &addr, &tls).await {
             Ok(halves) => halves,
@@ -1471,7 +1472,7 @@ async fn namesrv_client(
                 read = read_half.read_buf(&mut buf) => {
                     match read {
                         Ok(0) => {
-                            warn!(%addr, "namesrv closed the connection");
+                            warn!(%addr, "a NameServer or master closed the connection");
                             continue 'connect;
                         }
                         Err(e) => {

@@ -318,6 +318,78 @@ async fn scenario() {
 
 const FAILOVER_MESSAGES: usize = 40;
 
+/// What a consumer received: message bodies in arrival order.
+type Bodies = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
+
+/// `rocketmq-client-rust`'s listener collecting bodies.
+struct RustListener(Bodies);
+
+impl rocketmq_client_rust::MessageListenerConcurrently for RustListener {
+    fn consume_message(
+        &self,
+        msgs: &[&rocketmq_model::common::message::message_ext::MessageExt],
+        _context: &rocketmq_client_rust::ConsumeConcurrentlyContext,
+    ) -> rocketmq_client_rust::ClientResult<rocketmq_client_rust::ConsumeConcurrentlyStatus> {
+        let mut sink = self.0.lock().unwrap();
+        for m in msgs {
+            sink.push(
+                String::from_utf8_lossy(m.body().as_deref().unwrap_or_default()).into_owned(),
+            );
+        }
+        Ok(rocketmq_client_rust::ConsumeConcurrentlyStatus::ConsumeSuccess)
+    }
+}
+
+/// Waits until `received` holds every acknowledged body.
+async fn until_all_consumed(received: &Bodies, acked: &[(String, String)], what: &str, log: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let got: std::collections::BTreeSet<String> =
+            received.lock().unwrap().iter().cloned().collect();
+        let missing: Vec<&String> = acked
+            .iter()
+            .map(|(b, _)| b)
+            .filter(|b| !got.contains(*b))
+            .collect();
+        if missing.is_empty() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: never consumed {missing:?}\nslave: {}",
+            tail(log)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Waits until `group`'s offsets of `topic`'s two queues on `broker_addr` are `expected`.
+async fn until_committed(
+    broker_addr: &str,
+    group: &str,
+    topic: &str,
+    expected: &[i64],
+    what: &str,
+) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let committed: Vec<Option<i64>> = block_in_place(|| {
+            let mut conn = RawConn::connect(broker_addr);
+            (0..2)
+                .map(|q| committed_offset(&mut conn, group, topic, q))
+                .collect()
+        });
+        if committed == expected.iter().map(|m| Some(*m)).collect::<Vec<_>>() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: {group} committed {committed:?}, the queues end at {expected:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// Sends probes to queue 0 of `topic` on a SYNC_MASTER until one is SEND_OK: until then it
 /// answers SLAVE_NOT_AVAILABLE (the probes are stored all the same).
 async fn until_a_slave_acks(conn: &mut RawConn, topic: &str, what: &str) {
@@ -436,8 +508,41 @@ async fn failover_scenario() {
     until_a_slave_acks(&mut conn, topic, "the slave never caught up").await;
     drop(conn);
     let mut acked = send_bodies(&producer, topic, "before", FAILOVER_MESSAGES).await;
+    // The slave knows the topic (SlaveSynchronize) before its master goes.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let mut conn = block_in_place(|| RawConn::connect(&slave_addr));
+        let (frame, _) = block_in_place(|| pull(&mut conn, "probe_cg", topic, 0, 0));
+        if frame.code() == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the slave never served {topic}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 
-    let received: Arc<Mutex<Vec<String>>> = Arc::default();
+    // A consumer of rocketmq-client-rust in a group of its own (routes polled every 10 s, its
+    // shortest).
+    let rust_group = "failover_rust_cg";
+    let rust_received: Bodies = Arc::default();
+    let mut rust_consumer = {
+        use rocketmq_client_rust::MQPushConsumer as _;
+        let mut config = rocketmq_client_rust::ClientConfig::new();
+        config.namesrv_addr = Some(ns.clone().into());
+        config.set_poll_name_server_interval(10_000);
+        let mut consumer = push_consumer_builder(&ns, rust_group)
+            .client_config(config)
+            .pull_batch_size(1)
+            .pull_threshold_for_queue(1)
+            .build();
+        consumer.subscribe(topic, "*").await.expect("subscribes");
+        consumer.register_message_listener_concurrently(RustListener(rust_received.clone()));
+        consumer
+            .start()
+            .await
+            .expect("rocketmq-client-rust consumer starts");
+        consumer
+    };
+    let received: Bodies = Arc::default();
     let consumer = {
         let sink = received.clone();
         PushConsumer::builder()
@@ -447,7 +552,9 @@ async fn failover_scenario() {
             .consume_from(ConsumeFromWhere::FirstOffset)
             .rebalance_interval(Duration::from_secs(1))
             .persist_offset_interval(Duration::from_secs(1))
-            .pull_batch_size(4)
+            // One message in hand per queue: what follows the kill is read from the slave.
+            .pull_batch_size(1)
+            .pull_threshold_for_queue(1)
             .consume_batch_size(1)
             .consume_concurrency(1)
             .listener(move |messages: Vec<MessageExt>| {
@@ -480,7 +587,7 @@ async fn failover_scenario() {
     master.child.kill().unwrap();
     master.child.wait().unwrap();
     let consumed_at_kill = received.lock().unwrap().len();
-    assert!(consumed_at_kill < acked.len(), "killed mid-consumption");
+    let rust_consumed_at_kill = rust_received.lock().unwrap().len();
 
     // Sends go to the other group.
     let during = send_bodies(&producer, topic, "during", 10).await;
@@ -490,50 +597,46 @@ async fn failover_scenario() {
     );
     acked.extend(during);
 
-    // Every acknowledged message reaches the consumer: repl-a's from its slave.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let got: std::collections::BTreeSet<String> =
-            received.lock().unwrap().iter().cloned().collect();
-        let missing: Vec<&String> = acked
-            .iter()
-            .map(|(b, _)| b)
-            .filter(|b| !got.contains(*b))
-            .collect();
-        if missing.is_empty() {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "never consumed with the master down: {missing:?}\nslave: {}",
-            tail(&slave.stderr)
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    // Every acknowledged message reaches both consumers: repl-a's from its slave.
+    until_all_consumed(&received, &acked, "Vostok's consumer", &slave.stderr).await;
+    until_all_consumed(
+        &rust_received,
+        &acked,
+        "rocketmq-client-rust",
+        &slave.stderr,
+    )
+    .await;
     // Commits continued on the slave, up to the end of each queue.
     let slave_max: Vec<i64> = block_in_place(|| {
         let mut conn = RawConn::connect(&slave_addr);
         (0..2).map(|q| max_offset(&mut conn, topic, q)).collect()
     });
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let committed: Vec<Option<i64>> = block_in_place(|| {
-            let mut conn = RawConn::connect(&slave_addr);
-            (0..2)
-                .map(|q| committed_offset(&mut conn, group, topic, q))
-                .collect()
-        });
-        if committed == slave_max.iter().map(|m| Some(*m)).collect::<Vec<_>>() {
-            break;
-        }
+    // Both read repl-a's messages from the slave after the kill.
+    let on_a: std::collections::BTreeSet<&String> = acked
+        .iter()
+        .filter(|(_, b)| b == "repl-a")
+        .map(|(m, _)| m)
+        .collect();
+    for (what, got, at_kill) in [
+        ("Vostok's consumer", &received, consumed_at_kill),
+        (
+            "rocketmq-client-rust",
+            &rust_received,
+            rust_consumed_at_kill,
+        ),
+    ] {
+        let got = got.lock().unwrap();
+        let from_slave = got[at_kill..].iter().filter(|b| on_a.contains(b)).count();
         assert!(
-            Instant::now() < deadline,
-            "commits on the slave {committed:?}, its queues end at {slave_max:?}"
+            from_slave > 0,
+            "{what} read nothing of repl-a after its master died ({at_kill} consumed before)"
         );
-        tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    // The consumer leaves while the master is still down (its last commit goes to the slave).
+    until_committed(&slave_addr, group, topic, &slave_max, "on the slave").await;
+    until_committed(&slave_addr, rust_group, topic, &slave_max, "on the slave").await;
+    // The consumers leave while the master is still down (their last commits go to the slave).
     consumer.shutdown().await;
+    rust_consumer.shutdown().await;
     let consumed = received.lock().unwrap().len();
 
     // The master returns on its port, from its own disk.
@@ -559,24 +662,8 @@ async fn failover_scenario() {
         }
     }
     // The slave hands the commits made on it back: the master's offsets reach the queues' ends.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let committed: Vec<Option<i64>> = block_in_place(|| {
-            let mut conn = RawConn::connect(&master_addr);
-            (0..2)
-                .map(|q| committed_offset(&mut conn, group, topic, q))
-                .collect()
-        });
-        if committed == slave_max.iter().map(|m| Some(*m)).collect::<Vec<_>>() {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the master's offsets {committed:?}, the queues end at {slave_max:?}\nslave: {}",
-            tail(&slave.stderr)
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    until_committed(&master_addr, group, topic, &slave_max, "handed back").await;
+    until_committed(&master_addr, rust_group, topic, &slave_max, "handed back").await;
     // A consumer of the group starting now gets nothing already consumed.
     let again: Arc<Mutex<Vec<String>>> = Arc::default();
     let second = {
