@@ -483,6 +483,8 @@ pub struct Standalone {
     broker: BrokerServer,
     /// Slave `i + 1` at index `i`.
     slaves: Vec<BrokerServer>,
+    /// `brokerIP1` of every broker here: what the NameServer lists them under.
+    advertised_ip: IpAddr,
     data_dir: PathBuf,
 }
 
@@ -593,6 +595,7 @@ impl Standalone {
         slave_count: u32,
     ) -> Result<Self, RunError> {
         let mut started = Vec::new();
+        let advertised_ip = resolved.config.broker_ip1;
         let result = async {
             let broker_listener = bind(resolved.listen_addr).await?;
             let bound_port = broker_listener.local_addr()?.port();
@@ -637,6 +640,7 @@ impl Standalone {
                     namesrv,
                     broker,
                     slaves: brokers.collect(),
+                    advertised_ip,
                     data_dir,
                 })
             }
@@ -654,8 +658,11 @@ impl Standalone {
     /// counts every slave in sync (its HA link up and its ack within haSlaveFallbehindMax).
     async fn wait_until_ready(&self, probe_tls: &tls::NamesrvTls) -> Result<(), RunError> {
         let ns_addr = self.namesrv_addr();
-        let mut names = vec![self.broker_addr().to_string()];
-        names.extend(self.slave_addrs().iter().map(ToString::to_string));
+        // Listed under their advertised addresses (brokerIP1), not the ones dialled here.
+        let names: Vec<String> = std::iter::once(&self.broker)
+            .chain(&self.slaves)
+            .map(|b| SocketAddr::new(self.advertised_ip, b.local_addr().port()).to_string())
+            .collect();
         wait_until_registered(ns_addr, &names, REGISTRATION_WAIT, probe_tls).await?;
         if self.slaves.is_empty() {
             return Ok(());
