@@ -51,33 +51,34 @@ pub use server::{BrokerServer, NamesrvServer};
 #[cfg(not(madsim))]
 const REGISTRATION_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// Asks the NameServer at `ns_addr` for its cluster info until it lists `broker_name`.
+/// Asks `addr` the request `code` every 10 ms until `done` accepts the answer, for at most
+/// `timeout`; `what` names the wait in the error. Over TLS when `tls` says so (our own servers
+/// with `tls.server.mode=enforcing`).
 #[cfg(not(madsim))]
-async fn wait_until_registered(
-    ns_addr: SocketAddr,
-    broker_name: &str,
+async fn ask_until(
+    addr: SocketAddr,
+    code: i32,
     timeout: std::time::Duration,
     tls: &tls::NamesrvTls,
+    done: impl Fn(&vostok_core::remoting::RemotingCommand) -> bool,
+    what: &str,
 ) -> Result<(), RunError> {
     use bytes::BytesMut;
     use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-    use vostok_core::remoting::codes::request;
     use vostok_core::remoting::{encode, FrameDecoder, RemotingCommand};
 
-    /// Asks GET_BROKER_CLUSTER_INFO on `stream` until the answer names the broker.
-    async fn ask_until_listed<S: AsyncRead + AsyncWrite + Unpin>(
+    async fn ask_on<S: AsyncRead + AsyncWrite + Unpin>(
         mut stream: S,
-        ns_addr: SocketAddr,
-        broker_name: &str,
+        addr: SocketAddr,
+        code: i32,
+        done: &dyn Fn(&RemotingCommand) -> bool,
     ) -> Result<(), RunError> {
-        // A broker name inside the body is always a quoted JSON string.
-        let needle = format!("\"{broker_name}\"");
         let mut decoder = FrameDecoder::default();
         let mut buf = BytesMut::new();
         let fail =
-            |e: &dyn std::fmt::Display| RunError::Task(format!("cluster info from {ns_addr}: {e}"));
+            |e: &dyn std::fmt::Display| RunError::Task(format!("request {code} to {addr}: {e}"));
         for opaque in 1.. {
-            let mut ask = RemotingCommand::request(request::GET_BROKER_CLUSTER_INFO);
+            let mut ask = RemotingCommand::request(code);
             ask.opaque = opaque;
             let mut out = BytesMut::new();
             encode(&ask, &mut out);
@@ -90,12 +91,7 @@ async fn wait_until_registered(
                     return Err(fail(&"connection closed"));
                 }
             };
-            if answer.code == 0
-                && answer
-                    .body
-                    .windows(needle.len())
-                    .any(|w| w == needle.as_bytes())
-            {
+            if answer.code == 0 && done(&answer) {
                 return Ok(());
             }
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
@@ -104,24 +100,53 @@ async fn wait_until_registered(
     }
 
     let probe = async {
-        let stream = tokio::net::TcpStream::connect(ns_addr).await?;
-        #[cfg(not(madsim))]
+        let stream = tokio::net::TcpStream::connect(addr).await?;
         if let Some(connector) = &tls.connector {
-            // Our own NameServer with TLS only (tls.server.mode=enforcing): asked over TLS.
-            let name = tokio_rustls::rustls::pki_types::ServerName::IpAddress(ns_addr.ip().into());
+            let name = tokio_rustls::rustls::pki_types::ServerName::IpAddress(addr.ip().into());
             let stream = connector.connect(name, stream).await?;
-            return ask_until_listed(stream, ns_addr, broker_name).await;
+            return ask_on(stream, addr, code, &done).await;
         }
-        let _ = tls;
-        ask_until_listed(stream, ns_addr, broker_name).await
+        ask_on(stream, addr, code, &done).await
     };
     match tokio::time::timeout(timeout, probe).await {
         Ok(result) => result,
         Err(_) => Err(RunError::Task(format!(
-            "the broker did not register with the NameServer at {ns_addr} within {} s",
+            "{what} within {} s",
             timeout.as_secs()
         ))),
     }
+}
+
+/// Asks the NameServer at `ns_addr` for its cluster info until it names every one of `names`
+/// (broker names or broker addresses).
+#[cfg(not(madsim))]
+async fn wait_until_registered(
+    ns_addr: SocketAddr,
+    names: &[String],
+    timeout: std::time::Duration,
+    tls: &tls::NamesrvTls,
+) -> Result<(), RunError> {
+    // A broker name or address inside the body is always a quoted JSON string.
+    let needles: Vec<String> = names.iter().map(|n| format!("\"{n}\"")).collect();
+    ask_until(
+        ns_addr,
+        vostok_core::remoting::codes::request::GET_BROKER_CLUSTER_INFO,
+        timeout,
+        tls,
+        |answer| {
+            needles.iter().all(|needle| {
+                answer
+                    .body
+                    .windows(needle.len())
+                    .any(|w| w == needle.as_bytes())
+            })
+        },
+        &format!(
+            "the NameServer at {ns_addr} did not list {} (not registered)",
+            names.join(", ")
+        ),
+    )
+    .await
 }
 
 /// The machine's RAM (`MemTotal` of /proc/meminfo), which bounds what counts as "in memory"
@@ -249,7 +274,34 @@ impl ResolvedBroker {
             namesrv_tls,
             metrics_listener: None,
             ha_listener: None,
+            vip_listener: None,
         })
+    }
+
+    /// Binds the VIP port (RocketMQ's fast server, [`vostok_core::broker::listener`]) on the
+    /// listen address, after the main port was bound on `bound_port`.
+    ///
+    /// A configured `listenPort` gives exactly `listenPort − 2` (any free port below 3, as
+    /// RocketMQ), and failing to bind it fails the start as the main port's would. With
+    /// `listenPort=0` the OS chose the main port; RocketMQ would then put the fast server on any
+    /// free port, where no client finds it (clients derive the VIP address as the broker's
+    /// port − 2), so Vostok tries the chosen port − 2 and, when that is taken, falls back to a
+    /// free port with a warning rather than failing a start that asked for any port.
+    #[cfg(not(madsim))]
+    pub async fn bind_vip(&self, bound_port: u16) -> Result<TcpListener, RunError> {
+        use vostok_core::broker::listener::vip_port;
+        let ip = self.listen_addr.ip();
+        if self.config.listen_port != 0 {
+            return bind(SocketAddr::new(ip, vip_port(self.config.listen_port))).await;
+        }
+        let wanted = vip_port(bound_port);
+        if wanted != 0 {
+            match bind(SocketAddr::new(ip, wanted)).await {
+                Ok(listener) => return Ok(listener),
+                Err(e) => warn!("{e}; the VIP port goes to a free port instead"),
+            }
+        }
+        bind(SocketAddr::new(ip, 0)).await
     }
 
     /// Binds a master's HA port on the listen address: `haListenPort`, else the broker's
@@ -267,6 +319,51 @@ impl ResolvedBroker {
         bind(SocketAddr::new(self.listen_addr.ip(), port))
             .await
             .map(Some)
+    }
+
+    /// [`Self::bind_ha`] for a master whose slaves are told its HA address: with
+    /// `listenPort=0` and no `haListenPort` it tries the bound port + 1 and falls back to a
+    /// free port (the caller registers the port really bound), so a start that asked for any
+    /// port does not fail on a taken neighbour.
+    #[cfg(not(madsim))]
+    pub async fn bind_ha_any(&self, broker_port: u16) -> Result<TcpListener, RunError> {
+        let replication = &self.config.replication;
+        let ip = self.listen_addr.ip();
+        if replication.ha_listen_port != 0 || self.config.listen_port != 0 {
+            let port = match replication.ha_listen_port {
+                0 => broker_port.wrapping_add(1),
+                port => port,
+            };
+            return bind(SocketAddr::new(ip, port)).await;
+        }
+        match bind(SocketAddr::new(ip, broker_port.wrapping_add(1))).await {
+            Ok(listener) => Ok(listener),
+            Err(e) => {
+                warn!("{e}; the HA port goes to a free port instead");
+                bind(SocketAddr::new(ip, 0)).await
+            }
+        }
+    }
+
+    /// Slave `id` of this master in a standalone: the same cluster, name, store and flush
+    /// settings (a slave copies the master's CommitLog files byte for byte, so segment sizes
+    /// must match), brokerId `id`, role SLAVE, following `ha_master_addr`, data under
+    /// `<data>/slave-<id>`, listening on the master's port + 10·id (a free port when the master's
+    /// is 0), without the master's metrics port.
+    pub fn slave(&self, id: u32, ha_master_addr: Option<String>) -> ResolvedBroker {
+        let mut slave = self.clone();
+        slave.config.broker_id = u64::from(id);
+        slave.config.replication.role = vostok_core::broker::BrokerRole::Slave;
+        slave.config.replication.ha_master_address = ha_master_addr;
+        slave.config.replication.ha_listen_port = 0;
+        slave.config.listen_port = match self.config.listen_port {
+            0 => 0,
+            port => port.wrapping_add(STANDALONE_SLAVE_PORT_STEP.wrapping_mul(id as u16)),
+        };
+        slave.listen_addr.set_port(slave.config.listen_port);
+        slave.data_dir = self.data_dir.join(format!("slave-{id}"));
+        slave.metrics.exporter = config::MetricsExporterType::Disable;
+        slave
     }
 
     /// Binds the Prometheus exporter's port when `metricsExporterType=PROM`: on
@@ -360,12 +457,48 @@ fn absolute(path: &Path) -> PathBuf {
     std::path::absolute(path).unwrap_or_else(|_| path.to_owned())
 }
 
+/// The most slaves `vostok standalone --slaves` runs (RocketMQ sets no limit; beyond a few,
+/// one process on one machine measures nothing a real group would show).
+pub const MAX_STANDALONE_SLAVES: u32 = 8;
+
+/// How far apart the ports of a standalone's brokers are: slave `i` listens on the master's
+/// port + `i` × this (10921, 10931, … for 10911, as RocketMQ's sample slave configs), so each
+/// broker's VIP (−2) and HA (+1) ports stay clear of the others'.
+pub const STANDALONE_SLAVE_PORT_STEP: u16 = 10;
+
+/// `vostok standalone --slaves N`: slaves of the standalone's broker, in the same process.
+#[derive(Clone, Debug, Default)]
+pub struct SlaveOptions {
+    /// Slaves to run (brokerId 1..=count); 0 runs none.
+    pub count: u32,
+    /// The master's `brokerRole` (`--broker-role`); else broker.conf's `brokerRole`, else
+    /// SYNC_MASTER when there are slaves (a send is answered once a slave has it).
+    pub master_role: Option<vostok_core::broker::BrokerRole>,
+}
+
 #[cfg(not(madsim))]
-/// A NameServer and a Broker running in this process.
+/// A NameServer and a Broker running in this process, with the Broker's slaves if asked.
 pub struct Standalone {
     namesrv: NamesrvServer,
     broker: BrokerServer,
+    /// Slave `i + 1` at index `i`.
+    slaves: Vec<BrokerServer>,
+    /// `brokerIP1` of every broker here: what the NameServer lists them under.
+    advertised_ip: IpAddr,
     data_dir: PathBuf,
+}
+
+/// Whether a broker.conf sets `key` at all (so a flag-less default must not override it).
+#[cfg(not(madsim))]
+fn conf_sets(config_file: Option<&Path>, key: &str) -> Result<bool, RunError> {
+    let Some(path) = config_file else {
+        return Ok(false);
+    };
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| RunError::Usage(format!("cannot read {}: {e}", path.display())))?;
+    Ok(config::parse_properties(&text)
+        .iter()
+        .any(|(k, _)| k == key))
 }
 
 #[cfg(not(madsim))]
@@ -373,7 +506,53 @@ impl Standalone {
     /// Binds both listeners, then starts the NameServer, then the Broker, which registers with
     /// the NameServer over loopback TCP like any broker.
     pub async fn start(opts: &StandaloneOptions) -> Result<Self, RunError> {
+        Self::start_with_slaves(opts, &SlaveOptions::default()).await
+    }
+
+    /// [`Standalone::start`] with `slaves.count` slaves of the broker: each its own Broker
+    /// (brokerId `i`, the master's cluster, name and store settings, data under
+    /// `<data>/slave-<i>`, listening on the master's port + 10·i, or a free port when the
+    /// master's is 0) following the master's HA port (`haMasterAddress`). Returns once the
+    /// NameServer lists every broker and the master counts every slave in sync.
+    pub async fn start_with_slaves(
+        opts: &StandaloneOptions,
+        slaves: &SlaveOptions,
+    ) -> Result<Self, RunError> {
+        use vostok_core::broker::BrokerRole;
+        if slaves.count > MAX_STANDALONE_SLAVES {
+            return Err(RunError::Usage(format!(
+                "--slaves {} is more than {MAX_STANDALONE_SLAVES}",
+                slaves.count
+            )));
+        }
         let mut resolved = resolve_broker(&opts.broker)?;
+        let last_port = u32::from(resolved.config.listen_port)
+            + u32::from(STANDALONE_SLAVE_PORT_STEP) * slaves.count;
+        if resolved.config.listen_port != 0 && last_port > u32::from(u16::MAX) {
+            return Err(RunError::Usage(format!(
+                "--slaves {}: slave ports would pass 65535 (listenPort {} + {} per slave)",
+                slaves.count, resolved.config.listen_port, STANDALONE_SLAVE_PORT_STEP
+            )));
+        }
+        if slaves.count > 0 {
+            let role = match slaves.master_role {
+                Some(role) => role,
+                None if conf_sets(opts.broker.config_file.as_deref(), "brokerRole")? => {
+                    resolved.config.replication.role
+                }
+                None => BrokerRole::SyncMaster,
+            };
+            if !role.is_master() {
+                return Err(RunError::Usage(
+                    "with --slaves the standalone's broker is their master: brokerRole must be \
+                     ASYNC_MASTER or SYNC_MASTER"
+                        .to_owned(),
+                ));
+            }
+            resolved.config.replication.role = role;
+            // The master's id, as RocketMQ forces for a master role.
+            resolved.config.broker_id = 0;
+        }
         let listen_ip = resolved.listen_addr.ip();
         let ns_listener = bind(SocketAddr::new(
             listen_ip,
@@ -396,34 +575,116 @@ impl Standalone {
             );
         }
         resolved.config.namesrv_addrs = vec![ns_addr];
-        let broker_listener = bind(resolved.listen_addr).await?;
-        std::fs::create_dir_all(&resolved.data_dir)?;
-        let data_dir = absolute(&resolved.data_dir);
-        let broker_name = resolved.config.broker_name.clone();
         let probe_tls = options.namesrv_tls.clone();
-        let broker = match BrokerServer::start(broker_listener, resolved.config, &data_dir, options)
-        {
-            Ok(broker) => broker,
-            Err(e) => {
-                namesrv.shutdown().await;
-                return Err(e);
-            }
-        };
-        let standalone = Self {
-            namesrv,
-            broker,
-            data_dir,
-        };
+        let started = Self::start_brokers(namesrv, resolved, options, slaves.count).await?;
         // Clients that start right after us must find the broker's routes: answer only once the
-        // NameServer lists the broker (its first registration goes out at start).
-        let ns_addr = standalone.namesrv_addr();
-        if let Err(e) =
-            wait_until_registered(ns_addr, &broker_name, REGISTRATION_WAIT, &probe_tls).await
-        {
-            let _ = standalone.shutdown().await;
+        // NameServer lists the broker (its first registration goes out at start), and every
+        // slave with it.
+        if let Err(e) = started.wait_until_ready(&probe_tls).await {
+            let _ = started.shutdown().await;
             return Err(e);
         }
-        Ok(standalone)
+        Ok(started)
+    }
+
+    /// Binds and starts the master (and its slaves); on failure stops what started.
+    async fn start_brokers(
+        namesrv: NamesrvServer,
+        mut resolved: ResolvedBroker,
+        mut options: server::BrokerDriverOptions,
+        slave_count: u32,
+    ) -> Result<Self, RunError> {
+        let mut started = Vec::new();
+        let advertised_ip = resolved.config.broker_ip1;
+        let result = async {
+            let broker_listener = bind(resolved.listen_addr).await?;
+            let bound_port = broker_listener.local_addr()?.port();
+            options.vip_listener = Some(resolved.bind_vip(bound_port).await?);
+            let ha_addr = if slave_count > 0 {
+                let ha = resolved.bind_ha_any(bound_port).await?;
+                let addr = ha.local_addr()?;
+                // Registered as haServerAddr: the port really bound.
+                resolved.config.replication.ha_listen_port = addr.port();
+                options.ha_listener = Some(ha);
+                Some(server::dialable(addr))
+            } else {
+                None
+            };
+            std::fs::create_dir_all(&resolved.data_dir)?;
+            let data_dir = absolute(&resolved.data_dir);
+            let master = resolved.clone();
+            started.push(BrokerServer::start(
+                broker_listener,
+                resolved.config.clone(),
+                &data_dir,
+                options,
+            )?);
+            for id in 1..=slave_count {
+                let slave = master.slave(id, ha_addr.map(|a| a.to_string()));
+                let listener = bind(slave.listen_addr).await?;
+                let bound_port = listener.local_addr()?.port();
+                let mut options = slave.driver_options()?;
+                options.vip_listener = Some(slave.bind_vip(bound_port).await?);
+                std::fs::create_dir_all(&slave.data_dir)?;
+                let dir = absolute(&slave.data_dir);
+                started.push(BrokerServer::start(listener, slave.config, &dir, options)?);
+            }
+            Ok::<_, RunError>(data_dir)
+        }
+        .await;
+        match result {
+            Ok(data_dir) => {
+                let mut brokers = started.into_iter();
+                let broker = brokers.next().expect("the master started first");
+                Ok(Self {
+                    namesrv,
+                    broker,
+                    slaves: brokers.collect(),
+                    advertised_ip,
+                    data_dir,
+                })
+            }
+            Err(e) => {
+                for broker in started.into_iter().rev() {
+                    let _ = broker.shutdown().await;
+                }
+                namesrv.shutdown().await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Waits until the NameServer lists the master and every slave, then until the master
+    /// counts every slave in sync (its HA link up and its ack within haSlaveFallbehindMax).
+    async fn wait_until_ready(&self, probe_tls: &tls::NamesrvTls) -> Result<(), RunError> {
+        let ns_addr = self.namesrv_addr();
+        // Listed under their advertised addresses (brokerIP1), not the ones dialled here.
+        let names: Vec<String> = std::iter::once(&self.broker)
+            .chain(&self.slaves)
+            .map(|b| SocketAddr::new(self.advertised_ip, b.local_addr().port()).to_string())
+            .collect();
+        wait_until_registered(ns_addr, &names, REGISTRATION_WAIT, probe_tls).await?;
+        if self.slaves.is_empty() {
+            return Ok(());
+        }
+        let wanted = self.slaves.len() as u64;
+        ask_until(
+            self.broker_addr(),
+            vostok_core::remoting::codes::request::GET_BROKER_HA_STATUS,
+            REGISTRATION_WAIT,
+            probe_tls,
+            |answer| {
+                serde_json::from_slice::<serde_json::Value>(&answer.body)
+                    .ok()
+                    .and_then(|v| v["inSyncSlaveNums"].as_u64())
+                    .is_some_and(|n| n >= wanted)
+            },
+            &format!(
+                "the master at {} did not count its {wanted} slave(s) in sync",
+                self.broker_addr()
+            ),
+        )
+        .await
     }
 
     /// The NameServer's address, dialable from this host.
@@ -436,34 +697,81 @@ impl Standalone {
         server::dialable(self.broker.local_addr())
     }
 
+    /// The Broker's VIP port (`listenPort − 2`), dialable from this host.
+    pub fn vip_addr(&self) -> Option<SocketAddr> {
+        self.broker.vip_addr().map(server::dialable)
+    }
+
+    /// The slaves' addresses (brokerId 1, 2, …), dialable from this host.
+    pub fn slave_addrs(&self) -> Vec<SocketAddr> {
+        self.slaves
+            .iter()
+            .map(|s| server::dialable(s.local_addr()))
+            .collect()
+    }
+
     pub fn data_dir(&self) -> &Path {
         &self.data_dir
     }
 
-    /// The line `vostok standalone` prints once everything listens.
+    /// The line `vostok standalone` prints once everything listens:
+    /// `vostok ready namesrv=A broker=B data=PATH`, with `slaves=S1,S2` before `data=` when
+    /// there are slaves (the path stays last: it may hold spaces).
     pub fn ready_line(&self) -> String {
+        let slaves = if self.slaves.is_empty() {
+            String::new()
+        } else {
+            let addrs: Vec<String> = self.slave_addrs().iter().map(ToString::to_string).collect();
+            format!(" slaves={}", addrs.join(","))
+        };
         format!(
-            "vostok ready namesrv={} broker={} data={}",
+            "vostok ready namesrv={} broker={}{slaves} data={}",
             self.namesrv_addr(),
             self.broker_addr(),
             self.data_dir.display()
         )
     }
 
-    /// Resolves only if the NameServer or the Broker dies on its own. Cancel-safe.
+    /// Resolves only if the NameServer, the Broker or a slave dies on its own. Cancel-safe.
     pub async fn stopped(&mut self) -> RunError {
+        let slaves = any_stopped(&mut self.slaves);
         tokio::select! {
             e = self.namesrv.stopped() => e,
             e = self.broker.stopped() => e,
+            e = slaves => e,
         }
     }
 
-    /// Stops the Broker first (so its unregister reaches the NameServer), then the NameServer.
+    /// Stops the slaves, then the Broker (so its unregister reaches the NameServer), then the
+    /// NameServer.
     pub async fn shutdown(self) -> Result<(), RunError> {
-        let result = self.broker.shutdown().await;
+        let mut result = Ok(());
+        for slave in self.slaves.into_iter().rev() {
+            if let Err(e) = slave.shutdown().await {
+                result = result.and(Err(e));
+            }
+        }
+        let master = self.broker.shutdown().await;
         self.namesrv.shutdown().await;
-        result
+        master.and(result)
     }
+}
+
+/// Resolves when any of `servers` dies on its own (never when there are none). Cancel-safe, as
+/// [`BrokerServer::stopped`] is.
+#[cfg(not(madsim))]
+async fn any_stopped(servers: &mut [BrokerServer]) -> RunError {
+    use std::future::Future;
+    std::future::poll_fn(|cx| {
+        for server in servers.iter_mut() {
+            let stopped = std::pin::pin!(server.stopped());
+            if let std::task::Poll::Ready(e) = stopped.poll(cx) {
+                return std::task::Poll::Ready(e);
+            }
+        }
+        std::task::Poll::Pending
+    })
+    .await
 }
 
 #[cfg(not(madsim))]
@@ -503,9 +811,9 @@ impl Signals {
 
 #[cfg(not(madsim))]
 /// `vostok standalone`: start, announce, run until SIGINT/SIGTERM, shut down gracefully.
-pub async fn run_standalone(opts: StandaloneOptions) -> Result<(), RunError> {
+pub async fn run_standalone(opts: StandaloneOptions, slaves: SlaveOptions) -> Result<(), RunError> {
     let mut signals = Signals::install()?;
-    let standalone = Standalone::start(&opts).await?;
+    let standalone = Standalone::start_with_slaves(&opts, &slaves).await?;
     let mut standalone = standalone;
     announce(&standalone.ready_line())?;
     let died = tokio::select! {
@@ -575,7 +883,9 @@ pub async fn run_broker(opts: BrokerOptions) -> Result<(), RunError> {
     let data_dir = absolute(&resolved.data_dir);
     let mut options = resolved.driver_options()?;
     options.metrics_listener = resolved.bind_metrics().await?;
-    options.ha_listener = resolved.bind_ha(listener.local_addr()?.port()).await?;
+    let bound_port = listener.local_addr()?.port();
+    options.ha_listener = resolved.bind_ha(bound_port).await?;
+    options.vip_listener = Some(resolved.bind_vip(bound_port).await?);
     let mut broker = BrokerServer::start(listener, resolved.config, &data_dir, options)?;
     announce(&format!(
         "vostok ready broker={} data={}",

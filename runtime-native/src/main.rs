@@ -7,15 +7,16 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use vostok::{BrokerOptions, NamesrvOptions, RunError, StandaloneOptions};
-use vostok_core::broker::FlushDiskType;
+use vostok::{BrokerOptions, NamesrvOptions, RunError, SlaveOptions, StandaloneOptions};
+use vostok_core::broker::{BrokerRole, FlushDiskType};
 
 /// Vostok: a RocketMQ-compatible message broker.
 ///
 /// Ready line: once every listener is up (for `standalone`, once the NameServer also lists the
 /// broker), exactly one line
 /// `vostok ready namesrv=IP:PORT broker=IP:PORT data=PATH` is printed on stdout (only the parts
-/// the command runs). Logs go to stderr; set RUST_LOG (default: info).
+/// the command runs; `standalone --slaves N` adds `slaves=IP:PORT,…` before `data=`). Logs go
+/// to stderr; set RUST_LOG (default: info).
 #[derive(Debug, Parser)]
 #[command(name = "vostok", version, about, long_about)]
 struct Cli {
@@ -31,6 +32,15 @@ enum Command {
         /// NameServer port; 0 picks a free port.
         #[arg(long, value_name = "PORT", default_value_t = vostok::DEFAULT_NAMESRV_PORT)]
         namesrv_port: u16,
+        /// Also run N slaves of the broker (brokerId 1..N, data under DATA/slave-I, ports
+        /// broker port + 10·I, or free ports with --broker-port 0); the ready line then waits
+        /// until every slave is registered and in sync, and lists them as `slaves=A,B`.
+        #[arg(long, value_name = "N", default_value_t = 0)]
+        slaves: u32,
+        /// The broker's role with --slaves [default: broker.conf's brokerRole, else
+        /// SYNC_MASTER].
+        #[arg(long, value_enum, value_name = "ROLE", requires = "slaves")]
+        broker_role: Option<RoleArg>,
         #[command(flatten)]
         broker: BrokerArgs,
     },
@@ -99,6 +109,14 @@ struct BrokerArgs {
     flush_disk_type: Option<FlushArg>,
 }
 
+/// A master's `brokerRole`.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+#[value(rename_all = "SCREAMING_SNAKE_CASE")]
+enum RoleArg {
+    AsyncMaster,
+    SyncMaster,
+}
+
 #[derive(Clone, Copy, Debug, ValueEnum)]
 #[value(rename_all = "SCREAMING_SNAKE_CASE")]
 enum FlushArg {
@@ -128,12 +146,23 @@ async fn run(cli: Cli) -> Result<(), RunError> {
     match cli.command {
         Command::Standalone {
             namesrv_port,
+            slaves,
+            broker_role,
             broker,
         } => {
-            vostok::run_standalone(StandaloneOptions {
-                namesrv_port: Some(namesrv_port),
-                broker: broker.into_options(None),
-            })
+            vostok::run_standalone(
+                StandaloneOptions {
+                    namesrv_port: Some(namesrv_port),
+                    broker: broker.into_options(None),
+                },
+                SlaveOptions {
+                    count: slaves,
+                    master_role: broker_role.map(|r| match r {
+                        RoleArg::AsyncMaster => BrokerRole::AsyncMaster,
+                        RoleArg::SyncMaster => BrokerRole::SyncMaster,
+                    }),
+                },
+            )
             .await
         }
         Command::Namesrv { listen_ip, port } => {

@@ -34,7 +34,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tracing::{debug, error, info, warn};
-use vostok_core::broker::{Broker, BrokerConfig, BrokerOutput};
+use vostok_core::broker::{Broker, BrokerConfig, BrokerOutput, Listener};
 use vostok_core::clock::SlewedClock;
 use vostok_core::namesrv::{NameServer, NamesrvConfig, NamesrvOutput};
 use vostok_core::remoting::{encode, FrameDecoder, RemotingCommand};
@@ -327,6 +327,8 @@ enum Input {
     Connected {
         conn: ConnId,
         peer: SocketAddr,
+        /// The port it came in on (a broker's main or VIP port).
+        listener: Listener,
         writer: ConnWriter,
     },
     Requests {
@@ -399,6 +401,7 @@ async fn sleep_until_ms(deadline_ms: Option<u64>, now_ms: u64) {
 
 async fn accept_loop(
     role: &'static str,
+    kind: Listener,
     listener: TcpListener,
     inputs: mpsc::Sender<Input>,
     mut shutdown: watch::Receiver<bool>,
@@ -411,7 +414,7 @@ async fn accept_loop(
             _ = shutdown.changed() => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
-                    tokio::spawn(serve_connection(role, stream, peer, inputs.clone(), tls.clone()));
+                    tokio::spawn(serve_connection(role, kind, stream, peer, inputs.clone(), tls.clone()));
                 }
                 Err(e) => {
                     // EMFILE and friends: back off instead of spinning.
@@ -426,6 +429,7 @@ async fn accept_loop(
 
 async fn serve_connection(
     role: &'static str,
+    kind: Listener,
     stream: TcpStream,
     peer: SocketAddr,
     inputs: mpsc::Sender<Input>,
@@ -451,6 +455,7 @@ async fn serve_connection(
     let connected = Input::Connected {
         conn,
         peer,
+        listener: kind,
         writer: ConnWriter {
             tx: out_tx,
             queued_bytes,
@@ -617,6 +622,9 @@ pub struct BrokerDriverOptions {
     pub metrics_listener: Option<TcpListener>,
     /// The master's HA port (`haListenPort`), bound by the caller for a master role.
     pub ha_listener: Option<TcpListener>,
+    /// The VIP port (`listenPort − 2`, [`vostok_core::broker::listener`]), bound by the caller:
+    /// the same broker without long polling. `None`: no VIP port (the simulator's brokers).
+    pub vip_listener: Option<TcpListener>,
 }
 
 impl Default for BrokerDriverOptions {
@@ -627,6 +635,7 @@ impl Default for BrokerDriverOptions {
             namesrv_tls: NamesrvTls::default(),
             metrics_listener: None,
             ha_listener: None,
+            vip_listener: None,
         }
     }
 }
@@ -656,6 +665,7 @@ impl NamesrvServer {
         let (tx, rx) = mpsc::channel(INPUT_QUEUE_BATCHES);
         tokio::spawn(accept_loop(
             "namesrv",
+            Listener::Main,
             listener,
             tx,
             shutdown_rx.clone(),
@@ -763,6 +773,8 @@ async fn run_namesrv_owner(
 /// A running Broker: its listener, owner task, flusher and NameServer clients.
 pub struct BrokerServer {
     local_addr: SocketAddr,
+    /// The VIP port's bound address, when it has one.
+    vip_addr: Option<SocketAddr>,
     shutdown: watch::Sender<bool>,
     /// `None` once [`BrokerServer::stopped`] saw it end.
     owner: Option<JoinHandle<Result<(), RunError>>>,
@@ -828,8 +840,26 @@ impl BrokerServer {
         };
         let (shutdown, shutdown_rx) = watch::channel(false);
         let (tx, rx) = mpsc::channel(INPUT_QUEUE_BATCHES);
+        let vip_addr = match options.vip_listener {
+            Some(vip) => {
+                let addr = vip.local_addr()?;
+                info!(%addr, "VIP port listening");
+                // The same TLS policy on both ports: RocketMQ clones the main server's config.
+                tokio::spawn(accept_loop(
+                    "broker-vip",
+                    Listener::Vip,
+                    vip,
+                    tx.clone(),
+                    shutdown_rx.clone(),
+                    options.tls.clone(),
+                ));
+                Some(addr)
+            }
+            None => None,
+        };
         tokio::spawn(accept_loop(
             "broker",
+            Listener::Main,
             listener,
             tx.clone(),
             shutdown_rx.clone(),
@@ -859,6 +889,7 @@ impl BrokerServer {
         info!(%local_addr, "broker listening");
         Ok(Self {
             local_addr,
+            vip_addr,
             shutdown,
             owner: Some(owner),
         })
@@ -867,6 +898,11 @@ impl BrokerServer {
     /// The bound address.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The VIP port's bound address, when one was given.
+    pub fn vip_addr(&self) -> Option<SocketAddr> {
+        self.vip_addr
     }
 
     /// Graceful stop: stop accepting, shut the broker down (unregister, persist), make everything
@@ -1075,9 +1111,14 @@ impl<S: DriverStorage> BrokerOwner<S> {
 
     fn feed(&mut self, now: u64, input: Input) {
         match input {
-            Input::Connected { conn, peer, writer } => {
+            Input::Connected {
+                conn,
+                peer,
+                listener,
+                writer,
+            } => {
                 self.conns.writers.insert(conn, writer);
-                self.broker.handle_connected(now, conn, peer);
+                self.broker.handle_connected_on(now, conn, peer, listener);
             }
             Input::Requests { conn, commands } => {
                 for command in commands {
@@ -1139,12 +1180,16 @@ impl<S: DriverStorage> BrokerOwner<S> {
                 let Some(writer) = self.ha_links.get(&link) else {
                     return;
                 };
-                match self
-                    .broker
-                    .store()
-                    .storage()
-                    .transfer_source(&path, file_offset, len)
-                {
+                // A heartbeat carries no bytes: an empty master may have no segment file yet.
+                let source = if len == 0 {
+                    Ok(crate::ha::TransferSource::Bytes(Vec::new()))
+                } else {
+                    self.broker
+                        .store()
+                        .storage()
+                        .transfer_source(&path, file_offset, len)
+                };
+                match source {
                     Ok(source) => {
                         let _ = writer.send(HaOutbound::Transfer {
                             header,

@@ -265,3 +265,58 @@ fn produce_over_the_direct_connection_and_oneway() {
     assert_eq!(v["send"]["messages"], 500);
     assert_eq!(v["send"]["send_failed"], 0);
 }
+
+#[test]
+fn replication_measures_both_roles_and_the_slaves_lag() {
+    // A tiny count: the run must stop by itself, each group's rows send exactly that many
+    // messages, and every end the master reached was acked by its slave before the row ended.
+    let v = bench(&[
+        "replication",
+        "--count",
+        "200",
+        "--duration",
+        "20",
+        "--ceiling-duration",
+        "0",
+        "--json",
+    ]);
+    assert_eq!(v["command"], "replication");
+    assert_eq!(v["flush"], "ASYNC_FLUSH");
+    assert!(
+        v["loopback"].is_null() && v["fdatasync_probe"].is_null(),
+        "{v}"
+    );
+    let rows = v["rows"].as_array().expect("rows");
+    let shape: Vec<(String, u64)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r["role"].as_str().unwrap().to_owned(),
+                r["producers"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        shape,
+        [
+            ("ASYNC_MASTER".to_owned(), 1),
+            ("ASYNC_MASTER".to_owned(), 16),
+            ("SYNC_MASTER".to_owned(), 1),
+            ("SYNC_MASTER".to_owned(), 16),
+        ]
+    );
+    for r in rows {
+        assert_eq!(r["messages"], 200, "{r}");
+        assert_eq!(r["failed"], 0, "{r}");
+        assert!(f(&r["msgs_per_s"]) > 0.0, "{r}");
+        assert!(
+            f(&r["p50_ms"]) > 0.0 && f(&r["p50_ms"]) <= f(&r["p99_ms"]),
+            "{r}"
+        );
+        assert!(f(&r["lag_samples"]) > 0.0, "{r}");
+        assert_eq!(r["lag_unreached_ends"], 0, "{r}");
+        assert!(f(&r["lag_p50_ms"]) <= f(&r["lag_p99_ms"]), "{r}");
+        assert!(f(&r["lag_p50_bytes"]) <= f(&r["lag_p99_bytes"]), "{r}");
+    }
+    assert!(f(&v["sync_over_async_msgs_share"]) > 0.0, "{v}");
+}

@@ -23,7 +23,8 @@
 //! * [`transaction`] — half messages, END_TRANSACTION and check-back;
 //! * [`reply`] — request–reply: SEND_REPLY_MESSAGE pushed to the requester;
 //! * [`fence`] — after a crash, positions beyond what recovery kept of a queue are sent back to
-//!   its recovered end.
+//!   its recovered end;
+//! * [`listener`] — the VIP port (`listenPort − 2`), which serves everything but long polling.
 //!
 //! Persisted state (through the store's [`SegmentStorage`]): `config/topics.json` on every
 //! change, `config/consumerOffsets.json` every [`OFFSET_PERSIST_INTERVAL_MS`] when changed and
@@ -39,6 +40,7 @@ mod filter;
 pub mod flush;
 mod groups;
 mod ids;
+pub mod listener;
 mod locks;
 pub mod metrics;
 mod offsets;
@@ -60,7 +62,7 @@ pub mod transaction;
 #[cfg(test)]
 mod tests;
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;
 
 use crate::namesrv::register::{
@@ -75,6 +77,7 @@ use crate::store::{
 use crate::ConnId;
 
 pub use groups::SubscriptionGroupConfig;
+pub use listener::Listener;
 pub use locks::MessageQueue;
 pub use replication::{BrokerRole, HaOutput, ReplicationConfig};
 
@@ -360,6 +363,8 @@ pub struct Broker<S: SegmentStorage> {
     outputs: VecDeque<BrokerOutput>,
     /// Peer address of every open connection (the born host of what it sends).
     peers: BTreeMap<ConnId, SocketAddr>,
+    /// Open connections accepted on the VIP port ([`listener`]).
+    vip_conns: BTreeSet<ConnId>,
     topics: topics::TopicTable,
     groups: groups::GroupTable,
     offsets: offsets::ConsumerOffsets,
@@ -434,6 +439,15 @@ fn load_json_config<T: serde::de::DeserializeOwned, S: SegmentStorage>(
         })
 }
 
+/// REQUEST_CODE_NOT_SUPPORTED in RocketMQ's words (`AdminBrokerProcessor.getUnknownCmdResponse`).
+fn not_supported(request: &RemotingCommand) -> RemotingCommand {
+    RemotingCommand::response_to(
+        request,
+        response::REQUEST_CODE_NOT_SUPPORTED,
+        Some(format!(" request type {} not supported", request.code)),
+    )
+}
+
 impl<S: SegmentStorage> Broker<S> {
     /// Opens the store (recovering it), loads topics and consumer offsets.
     pub fn new(config: BrokerConfig, storage: S, now_ms: u64) -> Result<Self, BrokerError> {
@@ -458,6 +472,7 @@ impl<S: SegmentStorage> Broker<S> {
             store,
             outputs: VecDeque::new(),
             peers: BTreeMap::new(),
+            vip_conns: BTreeSet::new(),
             topics,
             groups,
             offsets,
@@ -510,9 +525,34 @@ impl<S: SegmentStorage> Broker<S> {
         Ok(broker)
     }
 
+    /// A connection was accepted on the main port (`listenPort`).
     pub fn handle_connected(&mut self, now_ms: u64, conn: ConnId, peer: SocketAddr) {
+        self.handle_connected_on(now_ms, conn, peer, Listener::Main);
+    }
+
+    /// A connection was accepted on `listener`: on the VIP port the long-polling codes are
+    /// refused ([`listener`]).
+    pub fn handle_connected_on(
+        &mut self,
+        now_ms: u64,
+        conn: ConnId,
+        peer: SocketAddr,
+        listener: Listener,
+    ) {
         self.metrics.latest_ms = now_ms;
         self.peers.insert(conn, peer);
+        if listener == Listener::Vip {
+            self.vip_conns.insert(conn);
+        }
+    }
+
+    /// The listener a connection came in on.
+    fn listener_of(&self, conn: ConnId) -> Listener {
+        if self.vip_conns.contains(&conn) {
+            Listener::Vip
+        } else {
+            Listener::Main
+        }
     }
 
     pub fn handle_request(&mut self, now_ms: u64, conn: ConnId, command: RemotingCommand) {
@@ -527,6 +567,15 @@ impl<S: SegmentStorage> Broker<S> {
             if !self.relay_answered(conn, &command) {
                 self.handle_client_response(conn, &command);
             }
+            return;
+        }
+        // RocketMQ's fast server has no processor for long polling: its admin default processor
+        // answers as for any unknown code, and before the ACL check like one.
+        if !self.listener_of(conn).serves(command.code) {
+            let refused = not_supported(&command);
+            self.metrics
+                .on_request(now_ms, conn, &command, Some(refused.code));
+            self.reply(conn, &command, refused);
             return;
         }
         // As RocketMQ: a code nobody serves is answered before the ACL check.
@@ -602,13 +651,9 @@ impl<S: SegmentStorage> Broker<S> {
                     )))
                 }
             }
-            code => match self.handle_admin(now_ms, &command) {
+            _ => match self.handle_admin(now_ms, &command) {
                 Some(answer) => answer.map(Some),
-                None => Ok(Some(RemotingCommand::response_to(
-                    &command,
-                    response::REQUEST_CODE_NOT_SUPPORTED,
-                    Some(format!(" request type {code} not supported")),
-                ))),
+                None => Ok(Some(not_supported(&command))),
             },
         };
         let response = match result {
@@ -645,6 +690,7 @@ impl<S: SegmentStorage> Broker<S> {
         self.metrics.latest_ms = now_ms;
         self.metrics.drop_connection(conn);
         self.peers.remove(&conn);
+        self.vip_conns.remove(&conn);
         self.held_pulls.drop_connection(conn);
         self.recovery_fence.drop_connection(conn);
         // Their answers can no longer be delivered; the data stays and is synced anyway.

@@ -1274,6 +1274,7 @@ mod acl;
 mod admin;
 mod bodies;
 mod fence;
+mod listener;
 mod metrics;
 mod replication;
 mod reply;

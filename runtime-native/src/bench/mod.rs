@@ -12,6 +12,8 @@
 //! * `timers` — a million pending timer messages in an in-process broker on disk: memory and
 //!   restart time ([`timers`]).
 //! * `suite` — the standard table of all of the above in one run ([`suite`]).
+//! * `replication` — ASYNC_MASTER and SYNC_MASTER groups with one slave each: send rate,
+//!   latency and the slave's lag in bytes and ms ([`replication`]).
 //!
 //! Every produce, consume and e2e report gives the broker's CPU time per message when its
 //! process (or, in-process, its threads) is known ([`cpu`]).
@@ -31,6 +33,7 @@ pub mod cpu;
 pub mod direct;
 pub mod loopback;
 pub mod produce;
+pub mod replication;
 pub mod report;
 pub mod stats;
 pub mod store;
@@ -72,6 +75,9 @@ pub enum BenchCommand {
     /// ASYNC_FLUSH and SYNC_FLUSH, fresh and after a burst; async send; drain. Each row with the
     /// broker's CPU µs/msg and RSS.
     Suite(suite::SuiteArgs),
+    /// Replicated groups (a master and one slave, in this process): ASYNC_MASTER and
+    /// SYNC_MASTER at 1 and 16 producers, msg/s, send latency and the slave's lag.
+    Replication(replication::ReplicationArgs),
 }
 
 /// Runs one benchmark to completion.
@@ -84,6 +90,7 @@ pub async fn run(command: BenchCommand) -> Result<(), RunError> {
         BenchCommand::Loopback(args) => loopback::run(args).await,
         BenchCommand::Timers(args) => timers::run(args).await,
         BenchCommand::Suite(args) => suite::run(args).await,
+        BenchCommand::Replication(args) => replication::run(args).await,
     }
 }
 
@@ -448,13 +455,24 @@ impl BrokerUnderTest {
 /// threads, and the broker's CPU time can be read apart from theirs.
 struct InProcessBroker {
     namesrv: String,
+    /// The (master) broker's address.
+    broker: String,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl InProcessBroker {
     async fn start(opts: StandaloneOptions) -> Result<Self, RunError> {
-        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<Result<String, RunError>>();
+        Self::start_group(opts, crate::SlaveOptions::default()).await
+    }
+
+    /// [`Self::start`] with slaves of the broker ([`Standalone::start_with_slaves`]).
+    async fn start_group(
+        opts: StandaloneOptions,
+        slaves: crate::SlaveOptions,
+    ) -> Result<Self, RunError> {
+        let (ready_tx, ready_rx) =
+            tokio::sync::oneshot::channel::<Result<(String, String), RunError>>();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::Builder::new()
             .name(cpu::BROKER_THREAD.to_owned())
@@ -471,7 +489,7 @@ impl InProcessBroker {
                     }
                 };
                 runtime.block_on(async move {
-                    let standalone = match Standalone::start(&opts).await {
+                    let standalone = match Standalone::start_with_slaves(&opts, &slaves).await {
                         Ok(standalone) => standalone,
                         Err(e) => {
                             let _ = ready_tx.send(Err(e));
@@ -479,7 +497,10 @@ impl InProcessBroker {
                         }
                     };
                     eprintln!("bench: {}", standalone.ready_line());
-                    let _ = ready_tx.send(Ok(standalone.namesrv_addr().to_string()));
+                    let _ = ready_tx.send(Ok((
+                        standalone.namesrv_addr().to_string(),
+                        standalone.broker_addr().to_string(),
+                    )));
                     // Dropped sender or a stop: either way the bench is done with the broker.
                     let _ = stop_rx.await;
                     if let Err(e) = standalone.shutdown().await {
@@ -487,11 +508,12 @@ impl InProcessBroker {
                     }
                 });
             })?;
-        let namesrv = ready_rx.await.map_err(|_| {
+        let (namesrv, broker) = ready_rx.await.map_err(|_| {
             RunError::Task("the broker's thread ended before it was ready".into())
         })??;
         Ok(Self {
             namesrv,
+            broker,
             stop: Some(stop_tx),
             thread: Some(thread),
         })
