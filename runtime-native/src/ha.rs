@@ -11,28 +11,31 @@
 //! A master's transfer goes from the CommitLog segment file to the socket with `sendfile(2)`:
 //! the bytes never pass through user space. Bytes below the CommitLog's written end never
 //! change, so the file range can be read while the owner goes on appending.
+//!
+//! Under the simulator (`--cfg madsim`) the same tasks run over madsim's TCP; the transfer's
+//! bytes come from the storage (`DriverStorage::transfer_source`, the simulated disk) instead.
 
 use std::net::SocketAddr;
-#[cfg(not(madsim))]
 use std::time::Duration;
 
-#[cfg(not(madsim))]
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-#[cfg(not(madsim))]
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
-#[cfg(not(madsim))]
 use tokio::sync::watch;
-#[cfg(not(madsim))]
 use tracing::{debug, warn};
 use vostok_core::ConnId;
 
 /// Bytes read from an HA socket per event.
-#[cfg(not(madsim))]
 const READ_CHUNK_BYTES: usize = 64 * 1024;
 /// How long a slave waits for its master's HA port to accept.
-#[cfg(not(madsim))]
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// A link's write half: the socket's own (for `sendfile`), or, in the simulator, whose stream
+/// has no `into_split`, tokio's generic half.
+#[cfg(not(madsim))]
+type LinkWriteHalf = tokio::net::tcp::OwnedWriteHalf;
+#[cfg(madsim)]
+type LinkWriteHalf = tokio::io::WriteHalf<TcpStream>;
 
 /// Where a transfer's bytes come from.
 pub enum TransferSource {
@@ -86,7 +89,6 @@ pub enum HaEvent {
     },
 }
 
-#[cfg(not(madsim))]
 /// Accepts slaves on the master's HA port until shutdown.
 pub async fn accept_loop<T: From<HaEvent> + Send + 'static>(
     listener: TcpListener,
@@ -116,7 +118,6 @@ pub async fn accept_loop<T: From<HaEvent> + Send + 'static>(
     debug!("HA port stopped accepting");
 }
 
-#[cfg(not(madsim))]
 /// Connects a slave to its master's HA port; the outcome arrives as an event.
 pub fn connect<T: From<HaEvent> + Send + 'static>(
     addr: String,
@@ -144,7 +145,6 @@ pub fn connect<T: From<HaEvent> + Send + 'static>(
     });
 }
 
-#[cfg(not(madsim))]
 /// Starts the reader and writer of one link; returns the writer's queue.
 fn spawn_link<T: From<HaEvent> + Send + 'static>(
     link: ConnId,
@@ -152,7 +152,10 @@ fn spawn_link<T: From<HaEvent> + Send + 'static>(
     events: mpsc::Sender<T>,
 ) -> mpsc::UnboundedSender<HaOutbound> {
     let _ = stream.set_nodelay(true);
+    #[cfg(not(madsim))]
     let (mut read_half, write_half) = stream.into_split();
+    #[cfg(madsim)]
+    let (mut read_half, write_half) = tokio::io::split(stream);
     let (tx, rx) = mpsc::unbounded_channel();
     let reader_events = events.clone();
     tokio::spawn(async move {
@@ -177,16 +180,19 @@ fn spawn_link<T: From<HaEvent> + Send + 'static>(
     tx
 }
 
-#[cfg(not(madsim))]
 async fn write_link<T: From<HaEvent> + Send + 'static>(
     link: ConnId,
-    mut half: tokio::net::tcp::OwnedWriteHalf,
+    mut half: LinkWriteHalf,
     mut outbound: mpsc::UnboundedReceiver<HaOutbound>,
     events: mpsc::Sender<T>,
 ) {
     while let Some(next) = outbound.recv().await {
         let result = match next {
-            HaOutbound::Report(report) => half.write_all(&report).await,
+            // A flush is a no-op on a kernel socket; madsim's stream only sends on flush.
+            HaOutbound::Report(report) => match half.write_all(&report).await {
+                Ok(()) => half.flush().await,
+                Err(e) => Err(e),
+            },
             HaOutbound::Close => break,
             HaOutbound::Transfer {
                 header,
@@ -197,8 +203,20 @@ async fn write_link<T: From<HaEvent> + Send + 'static>(
                 let written = async {
                     half.write_all(&header).await?;
                     match source {
-                        TransferSource::Bytes(bytes) => half.write_all(&bytes).await,
+                        TransferSource::Bytes(bytes) => {
+                            half.write_all(&bytes).await?;
+                            half.flush().await
+                        }
+                        #[cfg(not(madsim))]
                         TransferSource::File(file) => send_file(&half, &file, pos, len).await,
+                        // The simulator's storage hands bytes (`DriverStorage::transfer_source`).
+                        #[cfg(madsim)]
+                        TransferSource::File(_) => {
+                            let _ = pos;
+                            Err(std::io::Error::other(
+                                "the simulator has no segment files to send",
+                            ))
+                        }
                     }
                 }
                 .await;
@@ -250,20 +268,4 @@ async fn send_file(
         }
     }
     Ok(())
-}
-
-/// The simulator does not carry HA links yet: a slave's connection attempt fails.
-#[cfg(madsim)]
-pub fn connect<T: From<HaEvent> + Send + 'static>(
-    addr: String,
-    events: mpsc::Sender<T>,
-    _next_id: fn() -> ConnId,
-) {
-    tokio::spawn(async move {
-        let event = HaEvent::ConnectFailed {
-            addr,
-            error: "HA links are not simulated yet".to_owned(),
-        };
-        let _ = events.send(T::from(event)).await;
-    });
 }

@@ -18,6 +18,8 @@ pub mod disk;
 #[cfg(madsim)]
 pub mod harness;
 #[cfg(madsim)]
+pub mod replication;
+#[cfg(madsim)]
 pub mod scheduled;
 #[cfg(madsim)]
 pub mod swarm;
