@@ -4,7 +4,8 @@
 //! code of `runtime-native` over madsim's simulated network and a simulated disk ([`disk`]),
 //! with faults drawn from a seed ([`swarm`]), then the core's Jepsen-style checkers
 //! (`vostok_core::check`) judge the recorded history ([`harness`]). A seed replays to the same
-//! trace and digest.
+//! trace and digest. Half of the seeds replicate their broker groups (a master and 1–2 slaves
+//! over HA v1, with faults of their own and the replication checkers): [`replication`].
 //!
 //! Everything here exists only under `RUSTFLAGS="--cfg madsim"` (built in its own target dir):
 //!
