@@ -80,6 +80,18 @@ pub const REGRESSION_SEEDS: &[(u64, &str)] = &[
         140000410,
         "producers left once g0 had a commit a power cut then lost: g1 never got it (harness)",
     ),
+    (
+        1000080,
+        "a slave's full disk made it refuse its master for good: SYNC_MASTER sends failed (harness)",
+    ),
+    (
+        2000251,
+        "a flipped read in a master's transfer made its slave refuse it for good (harness)",
+    ),
+    (
+        3000321,
+        "after a master's power loss a slave kept records the master lost (replica-prefix)",
+    ),
 ];
 
 /// How to build the simulator, for builds without `--cfg madsim`.
