@@ -20,7 +20,10 @@
 //! * `checkpoint_skips_queue_sync`: a running broker's checkpoint is written without making its
 //!   ConsumeQueue ranges durable first (what a checkpoint stream of its own could get wrong: a
 //!   power loss then leaves the checkpoint vouching for queue units that never reached the
-//!   disk, and recovery trusts them unread).
+//!   disk, and recovery trusts them unread);
+//! * `ack_before_slave_report`: a SYNC_MASTER answers a send as soon as it is stored on the
+//!   master, without waiting for a slave's report that the slave has it (a power loss on the
+//!   master then loses an acknowledged write the slave never got).
 
 /// Which deliberate defects are on; all off by default and always off without the feature.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -30,6 +33,7 @@ pub struct Defects {
     drop_consume_queue_entry_every: u64,
     count_recovery_reads: bool,
     checkpoint_skips_queue_sync: bool,
+    ack_before_slave_report: bool,
 }
 
 impl Defects {
@@ -40,6 +44,7 @@ impl Defects {
         drop_consume_queue_entry_every: 0,
         count_recovery_reads: false,
         checkpoint_skips_queue_sync: false,
+        ack_before_slave_report: false,
     };
 
     /// Answer SYNC_FLUSH sends before their sync completes.
@@ -77,6 +82,13 @@ impl Defects {
         self
     }
 
+    /// Let a SYNC_MASTER answer sends without waiting for a slave's report.
+    #[cfg(feature = "defects")]
+    pub fn with_ack_before_slave_report(mut self, on: bool) -> Self {
+        self.ack_before_slave_report = on;
+        self
+    }
+
     /// Whether SYNC_FLUSH sends are answered before their sync.
     #[inline]
     pub fn ack_before_sync(&self) -> bool {
@@ -110,12 +122,19 @@ impl Defects {
         cfg!(feature = "defects") && self.checkpoint_skips_queue_sync
     }
 
+    /// Whether a SYNC_MASTER answers sends without waiting for a slave's report.
+    #[inline]
+    pub fn ack_before_slave_report(&self) -> bool {
+        cfg!(feature = "defects") && self.ack_before_slave_report
+    }
+
     /// Whether any defect is on.
     pub fn any(&self) -> bool {
         self.ack_before_sync()
             || self.skip_recovery_crc()
             || self.count_recovery_reads()
             || self.checkpoint_skips_queue_sync()
+            || self.ack_before_slave_report()
             || (cfg!(feature = "defects") && self.drop_consume_queue_entry_every != 0)
     }
 }

@@ -11,28 +11,35 @@
 //! A master's transfer goes from the CommitLog segment file to the socket with `sendfile(2)`:
 //! the bytes never pass through user space. Bytes below the CommitLog's written end never
 //! change, so the file range can be read while the owner goes on appending.
+//!
+//! Under the simulator (`--cfg madsim`) the same tasks run over madsim's TCP; the transfer's
+//! bytes come from the storage (`DriverStorage::transfer_source`, the simulated disk) instead.
 
 use std::net::SocketAddr;
-#[cfg(not(madsim))]
 use std::time::Duration;
 
-#[cfg(not(madsim))]
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-#[cfg(not(madsim))]
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
-#[cfg(not(madsim))]
 use tokio::sync::watch;
-#[cfg(not(madsim))]
 use tracing::{debug, warn};
 use vostok_core::ConnId;
 
 /// Bytes read from an HA socket per event.
-#[cfg(not(madsim))]
 const READ_CHUNK_BYTES: usize = 64 * 1024;
 /// How long a slave waits for its master's HA port to accept.
-#[cfg(not(madsim))]
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// A link's write half: the socket's own (for `sendfile`), or, in the simulator, whose stream
+/// has no `into_split`, tokio's generic half.
+#[cfg(not(madsim))]
+type LinkWriteHalf = tokio::net::tcp::OwnedWriteHalf;
+#[cfg(madsim)]
+type LinkWriteHalf = tokio::io::WriteHalf<TcpStream>;
+#[cfg(not(madsim))]
+type LinkReadHalf = tokio::net::tcp::OwnedReadHalf;
+#[cfg(madsim)]
+type LinkReadHalf = tokio::io::ReadHalf<TcpStream>;
 
 /// Where a transfer's bytes come from.
 pub enum TransferSource {
@@ -86,7 +93,6 @@ pub enum HaEvent {
     },
 }
 
-#[cfg(not(madsim))]
 /// Accepts slaves on the master's HA port until shutdown.
 pub async fn accept_loop<T: From<HaEvent> + Send + 'static>(
     listener: TcpListener,
@@ -117,7 +123,6 @@ pub async fn accept_loop<T: From<HaEvent> + Send + 'static>(
     debug!("HA port stopped accepting");
 }
 
-#[cfg(not(madsim))]
 /// Connects a slave to its master's HA port; the outcome arrives as an event.
 pub fn connect<T: From<HaEvent> + Send + 'static>(
     addr: String,
@@ -151,7 +156,6 @@ pub fn connect<T: From<HaEvent> + Send + 'static>(
     });
 }
 
-#[cfg(not(madsim))]
 /// Starts the writer of one link; returns its queue and the link's reader, to be started once
 /// the link's `Accepted` or `Connected` event is queued: the owner drops bytes of a link it
 /// does not know yet, and a peer's first report comes right after it connects.
@@ -161,7 +165,10 @@ fn spawn_link<T: From<HaEvent> + Send + 'static>(
     events: mpsc::Sender<T>,
 ) -> (mpsc::UnboundedSender<HaOutbound>, LinkReader<T>) {
     let _ = stream.set_nodelay(true);
+    #[cfg(not(madsim))]
     let (read_half, write_half) = stream.into_split();
+    #[cfg(madsim)]
+    let (read_half, write_half) = tokio::io::split(stream);
     let (tx, rx) = mpsc::unbounded_channel();
     // The writer ends on Close (or a failed write); its end ends the reader too, so a link
     // closed for bad input is closed whole, whatever the peer does.
@@ -180,15 +187,13 @@ fn spawn_link<T: From<HaEvent> + Send + 'static>(
 }
 
 /// The read side of a link, not yet reading.
-#[cfg(not(madsim))]
 struct LinkReader<T> {
     link: ConnId,
-    half: tokio::net::tcp::OwnedReadHalf,
+    half: LinkReadHalf,
     events: mpsc::Sender<T>,
     writer_ended: tokio::sync::oneshot::Receiver<()>,
 }
 
-#[cfg(not(madsim))]
 impl<T: From<HaEvent> + Send + 'static> LinkReader<T> {
     /// Reads the link until it closes, sending what arrives as events.
     fn start(self) {
@@ -223,16 +228,19 @@ impl<T: From<HaEvent> + Send + 'static> LinkReader<T> {
     }
 }
 
-#[cfg(not(madsim))]
 async fn write_link<T: From<HaEvent> + Send + 'static>(
     link: ConnId,
-    mut half: tokio::net::tcp::OwnedWriteHalf,
+    mut half: LinkWriteHalf,
     mut outbound: mpsc::UnboundedReceiver<HaOutbound>,
     events: mpsc::Sender<T>,
 ) {
     while let Some(next) = outbound.recv().await {
         let result = match next {
-            HaOutbound::Report(report) => half.write_all(&report).await,
+            // A flush is a no-op on a kernel socket; madsim's stream only sends on flush.
+            HaOutbound::Report(report) => match half.write_all(&report).await {
+                Ok(()) => half.flush().await,
+                Err(e) => Err(e),
+            },
             HaOutbound::Close => break,
             HaOutbound::Transfer {
                 header,
@@ -243,8 +251,20 @@ async fn write_link<T: From<HaEvent> + Send + 'static>(
                 let written = async {
                     half.write_all(&header).await?;
                     match source {
-                        TransferSource::Bytes(bytes) => half.write_all(&bytes).await,
+                        TransferSource::Bytes(bytes) => {
+                            half.write_all(&bytes).await?;
+                            half.flush().await
+                        }
+                        #[cfg(not(madsim))]
                         TransferSource::File(file) => send_file(&half, &file, pos, len).await,
+                        // The simulator's storage hands bytes (`DriverStorage::transfer_source`).
+                        #[cfg(madsim)]
+                        TransferSource::File(_) => {
+                            let _ = pos;
+                            Err(std::io::Error::other(
+                                "the simulator has no segment files to send",
+                            ))
+                        }
                     }
                 }
                 .await;
@@ -296,20 +316,4 @@ async fn send_file(
         }
     }
     Ok(())
-}
-
-/// The simulator does not carry HA links yet: a slave's connection attempt fails.
-#[cfg(madsim)]
-pub fn connect<T: From<HaEvent> + Send + 'static>(
-    addr: String,
-    events: mpsc::Sender<T>,
-    _next_id: fn() -> ConnId,
-) {
-    tokio::spawn(async move {
-        let event = HaEvent::ConnectFailed {
-            addr,
-            error: "HA links are not simulated yet".to_owned(),
-        };
-        let _ = events.send(T::from(event)).await;
-    });
 }

@@ -865,7 +865,6 @@ impl BrokerServer {
             shutdown_rx.clone(),
             options.tls,
         ));
-        #[cfg(not(madsim))]
         if let Some(listener) = options.ha_listener {
             info!(addr = ?listener.local_addr().ok(), "HA port listening");
             tokio::spawn(crate::ha::accept_loop(

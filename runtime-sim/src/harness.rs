@@ -43,11 +43,22 @@ use vostok_core::store::{
 };
 
 use crate::disk::{CrashMode, SimDisk};
+use crate::replication::{self, ReplicaFault, Topology};
 use crate::scheduled::{self, SendKind, TxPlan};
 use crate::swarm::{Fault, ScheduledMix, Swarm};
 
 /// The one topic of the workload.
 const TOPIC: &str = "SimTopic";
+/// Topics a slave's read-back records: the workload's and the brokers' waiting topics.
+const REPLICA_TOPICS: [&str; 1 + scheduled::WAITING_TOPICS.len()] = {
+    let mut topics = [TOPIC; 1 + scheduled::WAITING_TOPICS.len()];
+    let mut i = 0;
+    while i < scheduled::WAITING_TOPICS.len() {
+        topics[i + 1] = scheduled::WAITING_TOPICS[i];
+        i += 1;
+    }
+    topics
+};
 /// The message property carrying the workload's unique key.
 const KEY_PROPERTY: &str = "SIMKEY";
 const NAMESRV_PORT: u16 = 9876;
@@ -55,6 +66,8 @@ const BROKER_PORT: u16 = 10911;
 const QUEUES_PER_TOPIC: u32 = 4;
 /// How long the healed phase waits for consumers to drain.
 const DRAIN_LIMIT_MS: u64 = 40_000;
+/// Small CommitLog segments: the simulated disk holds them in memory, and rolls happen.
+const COMMITLOG_SEGMENT_BYTES: u64 = 64 * 1024;
 /// Sends every producer makes in the healed phase (liveness: they must succeed).
 const HEALED_SENDS: usize = 3;
 
@@ -198,6 +211,8 @@ struct World {
     /// Keys of acked transactional sends.
     tx_acked: BTreeSet<String>,
     misrecord: scheduled::Misrecord,
+    /// Replicated groups (empty without replication).
+    topology: Topology,
 }
 
 type Shared = Arc<Mutex<World>>;
@@ -212,8 +227,11 @@ fn now_ms(world: &World) -> u64 {
 struct Cluster {
     handle: Handle,
     namesrvs: Vec<NodeHandle>,
-    /// (broker name, node)
+    /// (broker name, node): the masters of replicated groups, and single brokers.
     brokers: Vec<(String, NodeHandle)>,
+    /// (slave node name, node) of replicated groups ([`replication`]).
+    slaves: Vec<(String, NodeHandle)>,
+    topology: Topology,
     clients: Vec<(String, NodeHandle)>,
     namesrv_addrs: Vec<String>,
 }
@@ -251,7 +269,7 @@ fn store_config(defects: Defects) -> StoreConfig {
         // simulated operator chose `truncate` (recoverCorruptedCommitLog): acknowledged synced
         // data lies before any tear, so the checkers still see every loss it could cause.
         corrupted_commitlog: vostok_core::store::CorruptionPolicy::Truncate,
-        commitlog_segment_bytes: 64 * 1024,
+        commitlog_segment_bytes: COMMITLOG_SEGMENT_BYTES,
         consume_queue_units_per_segment: 512,
         index: vostok_core::store::index::IndexConfig {
             enabled: true,
@@ -291,29 +309,80 @@ fn build_cluster(handle: &Handle, swarm: &Swarm, defects: Defects) -> Cluster {
         namesrvs.push(node);
     }
     let mut brokers = Vec::new();
+    let mut slaves = Vec::new();
+    let mut topology = Topology::new();
     for i in 0..swarm.brokers {
         let ip = IpAddr::V4(Ipv4Addr::new(10, 0, 1, i as u8 + 1));
-        let config = broker_config(swarm, i, ip, &namesrv_addrs, defects);
-        let node = handle
-            .create_node()
-            .name(broker_name(i))
-            .ip(ip)
-            .init(move || {
-                let config = config.clone();
-                async move {
-                    let storage =
-                        madsim::plugin::simulator::<SimDisk>().storage(madsim::plugin::node());
-                    let listener =
-                        tokio::net::TcpListener::bind(SocketAddr::new(ip, BROKER_PORT)).await;
-                    let Ok(listener) = listener else { return };
-                    // A broker whose recovery refuses the store stays down (as a real one
-                    // would) until the healed phase, where an operator starts it again.
-                    let mut server = match BrokerServer::start_with_storage(
-                        listener,
-                        config,
-                        storage,
-                        Default::default(),
-                    ) {
+        let mut config = broker_config(swarm, i, ip, &namesrv_addrs, defects);
+        let Some(plan) = &swarm.replication else {
+            brokers.push((
+                broker_name(i),
+                broker_node(handle, broker_name(i), ip, config, false),
+            ));
+            continue;
+        };
+        replication::configure_master(&mut config, plan, i);
+        let master_config = config.clone();
+        let master = broker_node(handle, broker_name(i), ip, config, true);
+        let mut group = replication::Group {
+            sync_master: plan.sync_master[i],
+            master: master.id(),
+            slaves: Vec::new(),
+        };
+        for id in 1..=plan.slaves_per_group {
+            let name = replication::slave_name(&broker_name(i), id);
+            let ip = replication::slave_ip(i, id);
+            let config = replication::slave_config(&master_config, plan, id, ip);
+            let node = broker_node(handle, name.clone(), ip, config, false);
+            group.slaves.push((name.clone(), node.id()));
+            slaves.push((name, node));
+        }
+        topology.insert(broker_name(i), group);
+        brokers.push((broker_name(i), master));
+    }
+    Cluster {
+        handle: handle.clone(),
+        namesrvs,
+        brokers,
+        slaves,
+        topology,
+        clients: Vec::new(),
+        namesrv_addrs,
+    }
+}
+
+/// A broker node on its SimDisk; the master of a replicated group (`serves_ha`) also serves
+/// its HA port.
+fn broker_node(
+    handle: &Handle,
+    name: String,
+    ip: IpAddr,
+    config: BrokerConfig,
+    serves_ha: bool,
+) -> NodeHandle {
+    let ha_port = serves_ha.then_some(BROKER_PORT + replication::HA_PORT_OFFSET);
+    handle
+        .create_node()
+        .name(name)
+        .ip(ip)
+        .init(move || {
+            let config = config.clone();
+            async move {
+                let storage =
+                    madsim::plugin::simulator::<SimDisk>().storage(madsim::plugin::node());
+                let listener =
+                    tokio::net::TcpListener::bind(SocketAddr::new(ip, BROKER_PORT)).await;
+                let Ok(listener) = listener else { return };
+                let mut options = vostok::server::BrokerDriverOptions::default();
+                if let Some(port) = ha_port {
+                    let ha = tokio::net::TcpListener::bind(SocketAddr::new(ip, port)).await;
+                    let Ok(ha) = ha else { return };
+                    options.ha_listener = Some(ha);
+                }
+                // A broker whose recovery refuses the store stays down (as a real one
+                // would) until the healed phase, where an operator starts it again.
+                let mut server =
+                    match BrokerServer::start_with_storage(listener, config, storage, options) {
                         Ok(server) => {
                             let disks = madsim::plugin::simulator::<SimDisk>();
                             disks.with(madsim::plugin::node(), |d| {
@@ -333,19 +402,10 @@ fn build_cluster(handle: &Handle, swarm: &Swarm, defects: Defects) -> Cluster {
                             return;
                         }
                     };
-                    let _ = server.stopped().await;
-                }
-            })
-            .build();
-        brokers.push((broker_name(i), node));
-    }
-    Cluster {
-        handle: handle.clone(),
-        namesrvs,
-        brokers,
-        clients: Vec::new(),
-        namesrv_addrs,
-    }
+                let _ = server.stopped().await;
+            }
+        })
+        .build()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -456,6 +516,20 @@ async fn produce(
                     let queue = kind.ack_queue(&r.queue.broker_name, real);
                     w.history
                         .send_ok(t, op, queue, r.queue_offset.max(0) as u64, flush);
+                    let World {
+                        history, topology, ..
+                    } = &mut *w;
+                    replication::record_at_ack(
+                        history,
+                        t,
+                        topology,
+                        &r.queue.broker_name,
+                        op,
+                        &r.offset_msg_id,
+                        &key,
+                        COMMITLOG_SEGMENT_BYTES,
+                        KEY_PROPERTY,
+                    );
                     match kind {
                         SendKind::Transaction(plan) => {
                             if plan.commits() {
@@ -650,9 +724,11 @@ async fn scenario(swarm: Swarm, defects: Defects, misrecord: scheduled::Misrecor
         tx_resolved: BTreeSet::new(),
         tx_acked: BTreeSet::new(),
         misrecord,
+        topology: Topology::new(),
     }));
     let mut rng = SeededRng::new(swarm.seed ^ 0x6e65_6d65_7369_7300);
     let mut cluster = build_cluster(&handle, &swarm, defects);
+    lock(&world).topology = cluster.topology.clone();
     let flush_mode = FlushMode::from(swarm.flush);
     // Let the servers start and the brokers register before clients come.
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -725,14 +801,15 @@ async fn scenario(swarm: Swarm, defects: Defects, misrecord: scheduled::Misrecor
 
     // The fault phase.
     let mut nemesis = Nemesis::new(&cluster, &skews, swarm.max_clock_offset_ms);
+    let faults = swarm.nemesis_faults();
     let fault_end = Instant::now() + Duration::from_millis(swarm.fault_phase_ms);
     while Instant::now() < fault_end {
         let gap = 1 + rng.below(2 * swarm.nemesis_gap_ms);
         tokio::time::sleep(Duration::from_millis(gap)).await;
-        if swarm.faults.is_empty() {
+        if faults.is_empty() {
             continue;
         }
-        let fault = swarm.faults[rng.below(swarm.faults.len() as u64) as usize];
+        let fault = faults[rng.below(faults.len() as u64) as usize];
         nemesis.step(fault, &mut rng, &world).await;
     }
     for task in producer_tasks {
@@ -745,6 +822,22 @@ async fn scenario(swarm: Swarm, defects: Defects, misrecord: scheduled::Misrecor
         let mut w = lock(&world);
         let t = now_ms(&w);
         w.history.healed(t);
+    }
+    let replicas = replication::Env {
+        handle: &handle,
+        topology: &cluster.topology,
+        store_config: store_config(defects),
+        topics: &REPLICA_TOPICS,
+        key_property: KEY_PROPERTY,
+    };
+    if !cluster.topology.is_empty() {
+        {
+            let mut w = lock(&world);
+            let t = now_ms(&w);
+            replicas.empty_diverged_slaves(&mut w.history, t);
+        }
+        // A SYNC_MASTER answers sends only with a slave linked: give links time to come back.
+        tokio::time::sleep(Duration::from_millis(replication::RELINK_MS)).await;
     }
     record_committed_offsets(&world, &cluster);
     let acked_before = lock(&world).acked.len();
@@ -787,6 +880,13 @@ async fn scenario(swarm: Swarm, defects: Defects, misrecord: scheduled::Misrecor
         let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
     }
 
+    // Slaves catch up, then stop and are compared with their masters and read back.
+    if !cluster.topology.is_empty() {
+        replicas.wait_caught_up().await;
+        let mut w = lock(&world);
+        let t = now_ms(&w);
+        replicas.read_back(&mut w.history, t);
+    }
     // Read-back: every broker stops (process crash, page cache kept) and its disk is recovered
     // and read, exactly as a restart would see it.
     let disks = madsim::plugin::simulator::<SimDisk>();
@@ -1045,6 +1145,8 @@ struct Nemesis {
     disk_failed: BTreeSet<NodeId>,
     /// Clock offsets stay within ± this (the swarm's).
     max_clock_offset_ms: u64,
+    /// Replicated groups: their masters' power losses record the durable CommitLog end.
+    topology: Topology,
 }
 
 impl Nemesis {
@@ -1053,7 +1155,7 @@ impl Nemesis {
         for (i, ns) in cluster.namesrvs.iter().enumerate() {
             servers.push((format!("ns-{i}"), ns.id(), false));
         }
-        for (name, node) in &cluster.brokers {
+        for (name, node) in cluster.brokers.iter().chain(&cluster.slaves) {
             servers.push((name.clone(), node.id(), true));
         }
         let clients: Vec<(String, NodeId)> = cluster
@@ -1074,6 +1176,7 @@ impl Nemesis {
             clients,
             disk_failed: BTreeSet::new(),
             max_clock_offset_ms,
+            topology: cluster.topology.clone(),
         }
     }
 
@@ -1173,43 +1276,10 @@ impl Nemesis {
                 if fault == Fault::PowerLoss && !is_broker {
                     return;
                 }
-                let down = Duration::from_millis(rng.below(2_000));
-                {
-                    let mut w = lock(world);
-                    let t = now_ms(&w);
-                    if fault == Fault::PowerLoss {
-                        let policy = match rng.below(3) {
-                            0 => PowerLoss::DropUnsynced,
-                            1 => PowerLoss::KeepUnsynced,
-                            _ => PowerLoss::TearUnsynced,
-                        };
-                        // A torn write usually leaves one damaged sector (TigerBeetle: 80-100%).
-                        let flip = rng.below(5) != 0;
-                        self.disks.arm(id, CrashMode::Power { policy, flip });
-                        // Kept un-synced writes with garbage in the last one are a torn write:
-                        // that record may be cut off, so the checkers must allow its loss.
-                        let recorded = if flip && policy == PowerLoss::KeepUnsynced {
-                            PowerLoss::TearUnsynced
-                        } else {
-                            policy
-                        };
-                        w.history.power_lost(t, &name, recorded.into());
-                        if flip {
-                            w.history
-                                .nemesis(t, &format!("flip a byte of {name}'s un-synced tail"));
-                        }
-                    } else {
-                        self.disks.arm(id, CrashMode::Process);
-                        w.history.node_crashed(t, &name);
-                    }
-                }
-                self.handle.kill(id);
-                tokio::time::sleep(down).await;
-                self.handle.restart(id);
-                let mut w = lock(world);
-                let t = now_ms(&w);
-                w.history.node_restarted(t, &name);
+                self.power_cycle(name, id, fault == Fault::PowerLoss, rng, world)
+                    .await;
             }
+            Fault::Replica(f) => self.replica_step(f, hold, rng, world).await,
             Fault::Pause => {
                 let (name, id, _) = Self::pick(rng, &self.servers);
                 self.handle.pause(id);
@@ -1271,7 +1341,14 @@ impl Nemesis {
                     world,
                     format!("{} {name} for {}ms", fault.name(), hold.as_millis()),
                 );
-                if fault != Fault::NoSpace {
+                // A slave whose append failed (even for want of space) stops replicating until
+                // it restarts (`Broker::apply_frames` refuses the master for good), so an
+                // operator restarts it too.
+                let slave = self
+                    .topology
+                    .values()
+                    .any(|g| g.slaves.iter().any(|(_, n)| *n == id));
+                if fault != Fault::NoSpace || slave {
                     self.disk_failed.insert(id);
                 }
                 tokio::time::sleep(hold).await;
@@ -1293,6 +1370,102 @@ impl Nemesis {
                         skew.offset_ms, skew.drift_ppm
                     ),
                 );
+            }
+        }
+    }
+
+    /// Kills `name` (a power cut when `power`, else a process crash), restarts it up to 2 s
+    /// later.
+    async fn power_cycle(
+        &mut self,
+        name: String,
+        id: NodeId,
+        power: bool,
+        rng: &mut SeededRng,
+        world: &Shared,
+    ) {
+        let down = Duration::from_millis(rng.below(2_000));
+        {
+            let mut w = lock(world);
+            let t = now_ms(&w);
+            if power {
+                let policy = match rng.below(3) {
+                    0 => PowerLoss::DropUnsynced,
+                    1 => PowerLoss::KeepUnsynced,
+                    _ => PowerLoss::TearUnsynced,
+                };
+                // A torn write usually leaves one damaged sector (TigerBeetle: 80-100%).
+                let flip = rng.below(5) != 0;
+                self.disks.arm(id, CrashMode::Power { policy, flip });
+                // Kept un-synced writes with garbage in the last one are a torn write:
+                // that record may be cut off, so the checkers must allow its loss.
+                let recorded = if flip && policy == PowerLoss::KeepUnsynced {
+                    PowerLoss::TearUnsynced
+                } else {
+                    policy
+                };
+                w.history.power_lost(t, &name, recorded.into());
+                if self.topology.contains_key(&name) {
+                    // A replicated master: its slaves may hold bytes beyond this.
+                    let durable = self.disks.with(id, |d| replication::durable_end(&d.mem));
+                    w.history.durable_at_power_loss(t, &name, durable);
+                }
+                if flip {
+                    w.history
+                        .nemesis(t, &format!("flip a byte of {name}'s un-synced tail"));
+                }
+            } else {
+                self.disks.arm(id, CrashMode::Process);
+                w.history.node_crashed(t, &name);
+            }
+        }
+        self.handle.kill(id);
+        tokio::time::sleep(down).await;
+        self.handle.restart(id);
+        let mut w = lock(world);
+        let t = now_ms(&w);
+        w.history.node_restarted(t, &name);
+    }
+
+    /// A fault of a replicated group ([`replication`]).
+    async fn replica_step(
+        &mut self,
+        fault: ReplicaFault,
+        hold: Duration,
+        rng: &mut SeededRng,
+        world: &Shared,
+    ) {
+        match fault {
+            ReplicaFault::DestroySlaveDisk => {
+                let Some((name, id)) = replication::pick_slave(&self.topology, rng) else {
+                    return;
+                };
+                let down = Duration::from_millis(rng.below(2_000));
+                {
+                    let mut w = lock(world);
+                    let t = now_ms(&w);
+                    w.history.node_crashed(t, &name);
+                    w.history.disk_destroyed(t, &name);
+                }
+                self.handle.kill(id);
+                replication::destroy_disk(id);
+                tokio::time::sleep(down).await;
+                self.handle.restart(id);
+                let mut w = lock(world);
+                let t = now_ms(&w);
+                w.history.node_restarted(t, &name);
+            }
+            ReplicaFault::MemberPowerLoss => {
+                if let Some((name, id)) = replication::pick_member(&self.topology, rng) {
+                    self.power_cycle(name, id, true, rng, world).await;
+                }
+            }
+            ReplicaFault::MasterSlaveOneWay | ReplicaFault::SlowSlave => {
+                let topology = self.topology.clone();
+                replication::link_fault(fault, &topology, rng, hold, |what| {
+                    self.record(world, what)
+                })
+                .await;
             }
         }
     }

@@ -4,7 +4,8 @@
 //! code of `runtime-native` over madsim's simulated network and a simulated disk ([`disk`]),
 //! with faults drawn from a seed ([`swarm`]), then the core's Jepsen-style checkers
 //! (`vostok_core::check`) judge the recorded history ([`harness`]). A seed replays to the same
-//! trace and digest.
+//! trace and digest. Half of the seeds replicate their broker groups (a master and 1–2 slaves
+//! over HA v1, with faults of their own and the replication checkers): [`replication`].
 //!
 //! Everything here exists only under `RUSTFLAGS="--cfg madsim"` (built in its own target dir):
 //!
@@ -17,6 +18,8 @@
 pub mod disk;
 #[cfg(madsim)]
 pub mod harness;
+#[cfg(madsim)]
+pub mod replication;
 #[cfg(madsim)]
 pub mod scheduled;
 #[cfg(madsim)]
@@ -76,6 +79,18 @@ pub const REGRESSION_SEEDS: &[(u64, &str)] = &[
     (
         140000410,
         "producers left once g0 had a commit a power cut then lost: g1 never got it (harness)",
+    ),
+    (
+        1000080,
+        "a slave's full disk made it refuse its master for good: SYNC_MASTER sends failed (harness)",
+    ),
+    (
+        2000251,
+        "a flipped read in a master's transfer made its slave refuse it for good (harness)",
+    ),
+    (
+        3000321,
+        "after a master's power loss a slave kept records the master lost (replica-prefix)",
     ),
 ];
 

@@ -213,7 +213,8 @@ mod cli {
     }
 
     /// A defect by name (`ack-before-sync`, `skip-recovery-crc`, `drop-cq-entry`,
-    /// `count-recovery-reads`, `checkpoint-skips-queue-sync`); needs the `defects` feature.
+    /// `count-recovery-reads`, `checkpoint-skips-queue-sync`, `ack-before-slave-report`); needs
+    /// the `defects` feature.
     #[cfg(feature = "defects")]
     fn defect(name: &str) -> Option<vostok_core::defects::Defects> {
         let none = vostok_core::defects::Defects::NONE;
@@ -223,6 +224,7 @@ mod cli {
             "drop-cq-entry" => Some(none.with_drop_consume_queue_entry_every(7)),
             "count-recovery-reads" => Some(none.with_count_recovery_reads(true)),
             "checkpoint-skips-queue-sync" => Some(none.with_checkpoint_skips_queue_sync(true)),
+            "ack-before-slave-report" => Some(none.with_ack_before_slave_report(true)),
             _ => None,
         }
     }

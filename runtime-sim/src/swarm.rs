@@ -8,6 +8,8 @@ use std::fmt;
 use vostok_core::broker::FlushDiskType;
 use vostok_core::rng::SeededRng;
 
+use crate::replication::{ReplicaFault, ReplicationPlan};
+
 /// One kind of fault the nemesis can inject.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Fault {
@@ -39,6 +41,9 @@ pub enum Fault {
     NoSpace,
     /// A node's clock jumps (offset) and drifts.
     Clock,
+    /// A fault of a replicated group's members (only in seeds with replication; drawn from a
+    /// stream of its own, see [`ReplicationPlan`]).
+    Replica(ReplicaFault),
 }
 
 impl Fault {
@@ -75,6 +80,7 @@ impl Fault {
             Fault::SyncEio => "sync-eio",
             Fault::NoSpace => "enospc",
             Fault::Clock => "clock",
+            Fault::Replica(f) => f.name(),
         }
     }
 }
@@ -103,6 +109,8 @@ pub struct Swarm {
     pub scheduled: ScheduledMix,
     /// The largest clock offset (either way) the nemesis gives a node.
     pub max_clock_offset_ms: u64,
+    /// Master–slave groups, or `None`: single brokers as before replication existed.
+    pub replication: Option<ReplicationPlan>,
 }
 
 /// The share of the workload's sends that are delayed (level 1–3), timers (1–5 s ahead) or
@@ -166,6 +174,7 @@ impl Swarm {
         let nemesis_gap_ms = pick(300, 2_000);
         let fault_phase_ms = pick(5_000, 15_000);
         let (scheduled, max_clock_offset_ms) = ScheduledMix::draw(seed);
+        let replication = ReplicationPlan::draw(seed, brokers, no_faults);
         Swarm {
             seed,
             namesrvs,
@@ -182,7 +191,17 @@ impl Swarm {
             fault_phase_ms,
             scheduled,
             max_clock_offset_ms,
+            replication,
         }
+    }
+
+    /// The faults the nemesis picks from: the swarm's, plus the replicated groups' own.
+    pub fn nemesis_faults(&self) -> Vec<Fault> {
+        let mut faults = self.faults.clone();
+        if let Some(plan) = &self.replication {
+            faults.extend(plan.faults.iter().map(|f| Fault::Replica(*f)));
+        }
+        faults
     }
 }
 
@@ -191,7 +210,7 @@ impl fmt::Display for Swarm {
         let faults: Vec<&str> = self.faults.iter().map(|x| x.name()).collect();
         write!(
             f,
-            "seed={} namesrvs={} brokers={} flush={:?} producers={}x{} ordered={}% tagged={}% groups={}x{} faults=[{}] gap={}ms fault_phase={}ms delay={}% timer={}% tx={}% max_clock_offset={}ms",
+            "seed={} namesrvs={} brokers={} flush={:?} producers={}x{} ordered={}% tagged={}% groups={}x{} faults=[{}] gap={}ms fault_phase={}ms delay={}% timer={}% tx={}% max_clock_offset={}ms repl={}",
             self.seed,
             self.namesrvs,
             self.brokers,
@@ -208,7 +227,11 @@ impl fmt::Display for Swarm {
             self.scheduled.delay_percent,
             self.scheduled.timer_percent,
             self.scheduled.transaction_percent,
-            self.max_clock_offset_ms
+            self.max_clock_offset_ms,
+            match &self.replication {
+                Some(plan) => plan.to_string(),
+                None => "none".to_owned(),
+            }
         )
     }
 }

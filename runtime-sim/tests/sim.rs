@@ -126,6 +126,22 @@ mod defects {
         eprintln!("checkpoint-skips-queue-sync caught: {caught:?}");
     }
 
+    /// Goal: a SYNC_MASTER that answers a send before a slave reported having it is caught:
+    /// when the ack reaches the producer, no slave of the group holds the record at its
+    /// CommitLog offset (or a power cut of the master then loses the only copy).
+    #[test]
+    fn ack_before_slave_report_is_caught() {
+        let caught = first_caught(
+            Defects::NONE.with_ack_before_slave_report(true),
+            &["sync-master-ack-before-replica", "replica-lost-write"],
+        );
+        assert!(
+            caught.is_some(),
+            "ack-before-slave-report survived 200 seeds"
+        );
+        eprintln!("ack-before-slave-report caught: {caught:?}");
+    }
+
     /// Goal: recovery that skips the CRC check is caught (a power cut's torn sector damages the
     /// body of an un-synced record, and that record is served).
     #[test]

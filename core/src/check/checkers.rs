@@ -415,6 +415,13 @@ pub fn check_all(history: &History, config: &CheckConfig) -> Vec<Violation> {
     bad_crc(&ix, &mut sink);
     delay(&ix, config, &mut sink);
     transactions(&ix, &mut sink);
+    for v in super::replica::check_replica_acks(history)
+        .into_iter()
+        .chain(super::replica::check_replica_prefix(history))
+        .chain(super::replica::check_replica_lost_writes(history))
+    {
+        sink.push(v);
+    }
     sink.finish()
 }
 
@@ -471,6 +478,7 @@ pub fn statistics(history: &History) -> Stats {
         .iter()
         .filter(|b| b.fence && !b.stale_owner)
         .count() as u64;
+    stats.replica_divergences = super::replica::replica_divergences(history);
     for e in history.events() {
         match e.kind {
             EventKind::NodeCrashed { .. } => stats.crashes += 1,

@@ -217,6 +217,37 @@ pub enum EventKind {
     },
     /// One record read back.
     ReadBack(ReadBackRecord),
+    /// Replication: whether slave `node` held acked send `op`'s record (its key at the
+    /// record's CommitLog offset, read from the slave's disk) when the ack reached the
+    /// producer. Recorded right after the [`EventKind::SendOk`] of a SYNC_MASTER's send, once
+    /// per slave of its group.
+    ReplicaAtAck { op: OpId, node: String, held: bool },
+    /// Replication: `node`'s disk was destroyed (emptied) while it was down; it restarts
+    /// empty and re-replicates.
+    DiskDestroyed { node: String },
+    /// Replication: master `broker`'s CommitLog was durable up to `offset` when it lost power
+    /// (recorded with its [`EventKind::PowerLost`]): un-synced bytes beyond it may be lost, so a
+    /// slave that received them may differ from the master from there on.
+    DurableAtPowerLoss { broker: String, offset: u64 },
+    /// Replication: slave `node`'s CommitLog `[slave_min, slave_end)` compared byte for byte
+    /// with its master `broker`'s, which ends at `master_end`; `first_difference` is the first
+    /// offset where they differ (the master's end when the slave holds bytes beyond it).
+    ReplicaCompared {
+        node: String,
+        broker: String,
+        slave_min: u64,
+        slave_end: u64,
+        master_end: u64,
+        first_difference: Option<u64>,
+    },
+    /// Replication: the read-back of slave `node` of `broker` began (its store opened); its
+    /// records follow as [`EventKind::ReplicaReadBack`], their queues named as the master's.
+    ReplicaReadBackBroker { node: String, broker: String },
+    /// Replication: one record read back from slave `node`.
+    ReplicaReadBack {
+        node: String,
+        record: ReadBackRecord,
+    },
 }
 
 /// One recorded event.
@@ -323,6 +354,44 @@ impl fmt::Display for EventKind {
             EventKind::ReadBack(r) => write!(
                 f,
                 "read-back {}@{} key={} crc={:08x}{}",
+                r.queue,
+                r.queue_offset,
+                r.key,
+                r.body_crc,
+                if r.record_crc_ok { "" } else { " BAD-CRC" }
+            ),
+            EventKind::ReplicaAtAck { op, node, held } => write!(
+                f,
+                "replica-at-ack {op} {node} {}",
+                if *held { "held" } else { "missing" }
+            ),
+            EventKind::DiskDestroyed { node } => write!(f, "disk-destroyed {node}"),
+            EventKind::DurableAtPowerLoss { broker, offset } => {
+                write!(f, "durable-at-power-loss {broker} {offset}")
+            }
+            EventKind::ReplicaCompared {
+                node,
+                broker,
+                slave_min,
+                slave_end,
+                master_end,
+                first_difference,
+            } => {
+                write!(
+                    f,
+                    "replica-compare {node} of {broker} [{slave_min},{slave_end}) master_end={master_end}"
+                )?;
+                match first_difference {
+                    None => write!(f, " identical"),
+                    Some(at) => write!(f, " differs at {at}"),
+                }
+            }
+            EventKind::ReplicaReadBackBroker { node, broker } => {
+                write!(f, "replica-read-back-broker {node} of {broker}")
+            }
+            EventKind::ReplicaReadBack { node, record: r } => write!(
+                f,
+                "replica-read-back {node} {}@{} key={} crc={:08x}{}",
                 r.queue,
                 r.queue_offset,
                 r.key,
@@ -605,6 +674,88 @@ impl History {
         );
         for r in records {
             self.push(time_ms, EventKind::ReadBack(r));
+        }
+    }
+
+    /// Records whether slave `node` held `op`'s record when its ack arrived.
+    pub fn replica_at_ack(&mut self, time_ms: u64, op: OpId, node: &str, held: bool) {
+        self.push(
+            time_ms,
+            EventKind::ReplicaAtAck {
+                op,
+                node: node.to_string(),
+                held,
+            },
+        );
+    }
+
+    /// Records that `node`'s disk was destroyed.
+    pub fn disk_destroyed(&mut self, time_ms: u64, node: &str) {
+        self.push(
+            time_ms,
+            EventKind::DiskDestroyed {
+                node: node.to_string(),
+            },
+        );
+    }
+
+    /// Records master `broker`'s durable CommitLog end at a power loss.
+    pub fn durable_at_power_loss(&mut self, time_ms: u64, broker: &str, offset: u64) {
+        self.push(
+            time_ms,
+            EventKind::DurableAtPowerLoss {
+                broker: broker.to_string(),
+                offset,
+            },
+        );
+    }
+
+    /// Records a slave's CommitLog compared with its master's.
+    pub fn replica_compared(
+        &mut self,
+        time_ms: u64,
+        node: &str,
+        broker: &str,
+        slave: std::ops::Range<u64>,
+        master_end: u64,
+        first_difference: Option<u64>,
+    ) {
+        self.push(
+            time_ms,
+            EventKind::ReplicaCompared {
+                node: node.to_string(),
+                broker: broker.to_string(),
+                slave_min: slave.start,
+                slave_end: slave.end,
+                master_end,
+                first_difference,
+            },
+        );
+    }
+
+    /// Records a slave's read-back: its header, then its records.
+    pub fn replica_read_back(
+        &mut self,
+        time_ms: u64,
+        node: &str,
+        broker: &str,
+        records: Vec<ReadBackRecord>,
+    ) {
+        self.push(
+            time_ms,
+            EventKind::ReplicaReadBackBroker {
+                node: node.to_string(),
+                broker: broker.to_string(),
+            },
+        );
+        for record in records {
+            self.push(
+                time_ms,
+                EventKind::ReplicaReadBack {
+                    node: node.to_string(),
+                    record,
+                },
+            );
         }
     }
 

@@ -20,6 +20,9 @@
 //! | `bad-crc`              | [`check_bad_crc`]            | a record served with a bad body CRC      |
 //! | `early-delivery`       | [`check_delay`]              | delivered before its due time            |
 //! | `rolled-back-delivered`| [`check_transactions`]       | a rolled-back message delivered          |
+//! | `sync-master-ack-before-replica` | [`check_replica_acks`] | a SYNC_MASTER ack no slave held  |
+//! | `replica-prefix`       | [`check_replica_prefix`]     | a slave's CommitLog unlike its master's  |
+//! | `replica-lost-write`   | [`check_replica_lost_writes`]| a replicated ack gone from the group     |
 //!
 //! Determinism: [`TraceDigest`] hashes a history's renderings (FNV-1a, stable across builds and
 //! targets); [`first_divergence`] finds the first differing event of two traces.
@@ -41,6 +44,11 @@
 //!   offset order ([`History::read_back_queue`]); an offset that cannot be read is left out and
 //!   shows as a hole. A broker without any read-back is not judged for lost writes.
 //! * `record_crc_ok` truthfully: decode the served record with the CRC check.
+//! * Replication ([`replica`]): slaves are nodes of their own (`broker-a-s1`), never a
+//!   [`QueueRef`] broker; their crash, power-loss and disk events carry the slave's node name,
+//!   their read-back goes to [`EventKind::ReplicaReadBack`] with the master's queue names.
+//!   After each SEND_OK of a SYNC_MASTER, one [`EventKind::ReplicaAtAck`] per slave of its
+//!   group; with each power loss of a replicated master, its [`EventKind::DurableAtPowerLoss`].
 //!
 //! Nothing here iterates a std `HashMap`: every map is a `BTreeMap`, so a verdict and its
 //! rendering depend only on the history.
@@ -50,6 +58,9 @@ mod checkers;
 mod defect_tests;
 mod digest;
 mod history;
+pub mod replica;
+#[cfg(test)]
+mod replica_tests;
 #[cfg(test)]
 mod tests;
 
@@ -64,6 +75,7 @@ pub use history::{
     body_crc, Delivery, Event, EventKind, FlushMode, History, OpId, PowerLossPolicy, QueueRef,
     ReadBackRecord, SendSpec,
 };
+pub use replica::{check_replica_acks, check_replica_lost_writes, check_replica_prefix};
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -102,6 +114,9 @@ pub enum Invariant {
     BadCrc,
     EarlyDelivery,
     RolledBackDelivered,
+    ReplicaAck,
+    ReplicaPrefix,
+    ReplicaLostWrite,
 }
 
 impl Invariant {
@@ -120,6 +135,9 @@ impl Invariant {
             Invariant::BadCrc => "bad-crc",
             Invariant::EarlyDelivery => "early-delivery",
             Invariant::RolledBackDelivered => "rolled-back-delivered",
+            Invariant::ReplicaAck => "sync-master-ack-before-replica",
+            Invariant::ReplicaPrefix => "replica-prefix",
+            Invariant::ReplicaLostWrite => "replica-lost-write",
         }
     }
 }
@@ -174,6 +192,9 @@ pub struct Stats {
     pub fence_rewinds: u64,
     pub crashes: u64,
     pub power_losses: u64,
+    /// Slave CommitLogs that differed from their master's after the master's power loss
+    /// (allowed, see [`check_replica_prefix`]).
+    pub replica_divergences: u64,
 }
 
 impl fmt::Display for Stats {
@@ -182,7 +203,7 @@ impl fmt::Display for Stats {
             f,
             "sends={} acked={} failed={} unknown={} deliveries={} redeliveries={} \
              retry_duplicates={} allowed_losses={} stale_owner_commits={} fence_rewinds={} \
-             crashes={} power_losses={}",
+             crashes={} power_losses={} replica_divergences={}",
             self.sends,
             self.acked,
             self.failed,
@@ -194,7 +215,8 @@ impl fmt::Display for Stats {
             self.stale_owner_commits,
             self.fence_rewinds,
             self.crashes,
-            self.power_losses
+            self.power_losses,
+            self.replica_divergences
         )
     }
 }
