@@ -92,6 +92,10 @@ pub const REGRESSION_SEEDS: &[(u64, &str)] = &[
         3000321,
         "after a master's power loss a slave kept records the master lost (replica-prefix)",
     ),
+    (
+        8200732,
+        "a slave still served records its master lost to a power loss, then rewrote: two keys at 0@1",
+    ),
 ];
 
 /// How to build the simulator, for builds without `--cfg madsim`.

@@ -464,6 +464,7 @@ impl<S: SegmentStorage> Broker<S> {
         // Queue min offsets never point below what retention left of the CommitLog.
         store.correct_min_offsets()?;
         store.set_replica(config.replication.role == BrokerRole::Slave);
+        let replication = replication::Replication::new(&config, now_ms, store.written_offset().0);
         let mut rng = SeededRng::new(config.seed);
         let uniq_keys = ids::UniqKeyGenerator::from_rng(config.broker_ip1, &mut rng);
         let mut broker = Self {
@@ -486,7 +487,7 @@ impl<S: SegmentStorage> Broker<S> {
             flush_policy: flush::FlushPolicy::new(config.flush_config(), now_ms),
             stats: stats::BrokerStats::new(now_ms),
             metrics: metrics::Metrics::default(),
-            replication: replication::Replication::new(&config, now_ms),
+            replication,
             config_version: 0,
             next_checkpoint_ms: now_ms + config.checkpoint_interval_ms.max(1),
             durability_failure: None,

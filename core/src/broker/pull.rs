@@ -87,6 +87,15 @@ impl<S: SegmentStorage> Broker<S> {
         may_suspend: bool,
     ) -> Result<Option<RemotingCommand>, HeaderError> {
         let h = PullMessageRequestHeader::parse(req)?;
+        if let Some(reason) = self.replication_refused() {
+            // Its log and its master's differ: what it holds past the point they part is not
+            // the group's, so it serves nothing until emptied.
+            return Ok(Some(respond(
+                req,
+                response::SERVICE_NOT_AVAILABLE,
+                format!("this slave serves no reads: {reason}"),
+            )));
+        }
         let group = self.clients.consumers.get(&h.consumer_group);
         if group.is_none() && !self.config.auto_create_subscription_group {
             return Ok(Some(respond(

@@ -186,15 +186,18 @@ const SLAVE_SYNC_FIRST_MS: u64 = 3_000;
 pub(super) const HANDED_BACK_EXT: &str = "fromSlave";
 
 impl Replication {
-    pub(super) fn new(config: &super::BrokerConfig, now_ms: u64) -> Self {
+    /// `written`: where the CommitLog ends as the broker opens.
+    pub(super) fn new(config: &super::BrokerConfig, now_ms: u64, written: u64) -> Self {
         let r = &config.replication;
         if r.role.is_master() {
-            Self::Master(HaMaster::new(HaMasterConfig {
+            let mut master = HaMaster::new(HaMasterConfig {
                 transfer_batch_bytes: r.ha_transfer_batch_bytes,
                 heartbeat_interval_ms: r.ha_send_heartbeat_interval_ms,
                 housekeeping_interval_ms: r.ha_housekeeping_interval_ms,
                 segment_bytes: config.store.commitlog_segment_bytes,
-            }))
+            });
+            master.since_open(written);
+            Self::Master(master)
         } else {
             Self::Slave(SlaveSide {
                 link: HaSlave::new(
@@ -563,10 +566,18 @@ impl<S: SegmentStorage> Broker<S> {
                     return;
                 }
                 Err(e) => {
-                    self.refuse_replication(format!(
-                        "the master's CommitLog bytes at {} do not fit this slave: {e}",
+                    // Not a disagreement: these bytes could not be stored this time. The
+                    // link is dropped (and logged) and replication resumes from this slave's
+                    // end, which the store cut back to its last whole record.
+                    let reason = format!(
+                        "the master's CommitLog bytes at {} could not be stored: {e}; \
+                         reconnecting",
                         frame.offset
-                    ));
+                    );
+                    if let Replication::Slave(side) = &mut self.replication {
+                        let actions = side.link.drop_link(now_ms, reason);
+                        self.emit_slave(actions);
+                    }
                     return;
                 }
             }
@@ -686,6 +697,14 @@ impl<S: SegmentStorage> Broker<S> {
         };
         RemotingCommand::response_to(req, response::SUCCESS, None)
             .with_body(serde_json::to_vec(&body).unwrap_or_default())
+    }
+
+    /// Why this slave stopped following its master, if it did (their logs differ).
+    pub fn replication_refused(&self) -> Option<&str> {
+        match &self.replication {
+            Replication::Slave(side) => side.link.refused(),
+            Replication::Master(_) => None,
+        }
     }
 
     /// Is this broker a slave (it takes no sends)?

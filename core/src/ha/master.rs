@@ -81,6 +81,8 @@ pub struct MasterLink {
     last_write_ms: u64,
     /// When the slave's ack last reached the master's end (for the lag in ms).
     pub caught_up_ms: u64,
+    /// The slave's first report went past this master's end, which ends here.
+    diverged_at: Option<u64>,
 }
 
 impl MasterLink {
@@ -103,6 +105,8 @@ impl MasterLink {
             None => {
                 // The first report: where to start.
                 if report > max_offset {
+                    // Said with a heartbeat at `max_offset` too (see `HaMaster::diverged`).
+                    self.diverged_at = Some(max_offset);
                     return Err(format!(
                         "slave {} reports CommitLog offset {report}, beyond this master's max \
                          {max_offset}: it holds data this master does not have (diverged); it \
@@ -156,6 +160,15 @@ impl MasterLink {
 pub struct HaMaster {
     config: HaMasterConfig,
     links: BTreeMap<ConnId, MasterLink>,
+    /// Where this master's CommitLog ended when it opened, and the furthest it has sent any
+    /// slave since (see [`Self::since_open`]).
+    opened_at: Option<OpenedAt>,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct OpenedAt {
+    end: u64,
+    sent: u64,
 }
 
 impl HaMaster {
@@ -163,7 +176,18 @@ impl HaMaster {
         Self {
             config,
             links: BTreeMap::new(),
+            opened_at: None,
         }
+    }
+
+    /// This master opened with its CommitLog ending at `end`. A slave that comes back
+    /// claiming bytes past it that this master has not sent anyone since holds bytes of an
+    /// earlier run that a crash took from this master (a power loss of an ASYNC_FLUSH master,
+    /// say), which new records will have overwritten at the same offsets: it is refused, as
+    /// a slave beyond the master's end is. HA v1 carries no epoch, so a slave reporting an
+    /// offset this master has since sent another slave cannot be told apart.
+    pub fn since_open(&mut self, end: u64) {
+        self.opened_at = Some(OpenedAt { end, sent: end });
     }
 
     pub fn links(&self) -> impl Iterator<Item = (&ConnId, &MasterLink)> {
@@ -182,6 +206,7 @@ impl HaMaster {
                 last_read_ms: now_ms,
                 last_write_ms: now_ms,
                 caught_up_ms: now_ms,
+                diverged_at: None,
             },
         );
     }
@@ -203,10 +228,27 @@ impl HaMaster {
         let Some(state) = self.links.get_mut(&link) else {
             return Vec::new();
         };
-        match state.take_report(now_ms, bytes, min_offset, max_offset, segment_bytes) {
-            Ok(()) => Vec::new(),
-            Err(reason) => self.close(link, reason),
+        let first = state.next_transfer.is_none();
+        if let Err(reason) = state.take_report(now_ms, bytes, min_offset, max_offset, segment_bytes)
+        {
+            return match state.diverged_at {
+                Some(end) => self.diverged(link, end, reason),
+                None => self.close(link, reason),
+            };
         }
+        if let (true, Some(opened), Some(report)) = (first, self.opened_at, state.acked) {
+            if report > opened.end && report > opened.sent {
+                let reason = format!(
+                    "slave {} reports CommitLog offset {report}, but this master opened with its \
+                     CommitLog ending at {} and has sent no slave past {} since: the slave's \
+                     bytes after {} are from before a crash of this master and differ from \
+                     its own (diverged); it must be emptied before it can follow this master",
+                    state.peer, opened.end, opened.sent, opened.end
+                );
+                return self.diverged(link, opened.end, reason);
+            }
+        }
+        Vec::new()
     }
 
     /// The driver wrote `bytes` of a transfer on `link`.
@@ -252,6 +294,9 @@ impl HaMaster {
                 next += len;
             }
             state.next_transfer = Some(next);
+            if let Some(opened) = &mut self.opened_at {
+                opened.sent = opened.sent.max(next);
+            }
             if now_ms.saturating_sub(state.last_write_ms) >= self.config.heartbeat_interval_ms
                 && state.in_flight_bytes == 0
             {
@@ -309,6 +354,22 @@ impl HaMaster {
     fn close(&mut self, link: ConnId, reason: String) -> Vec<MasterAction> {
         self.links.remove(&link);
         vec![MasterAction::Close { link, reason }]
+    }
+
+    /// Closes a diverged slave's link after a heartbeat naming `end`, where this master's own
+    /// bytes end for it: the slave sees it differs and stops (it serves no reads of a log its
+    /// master does not share) instead of reconnecting blind.
+    fn diverged(&mut self, link: ConnId, end: u64, reason: String) -> Vec<MasterAction> {
+        self.links.remove(&link);
+        vec![
+            MasterAction::Transfer {
+                link,
+                header: encode_frame_header(end, 0),
+                offset: end,
+                len: 0,
+            },
+            MasterAction::Close { link, reason },
+        ]
     }
 }
 
@@ -386,8 +447,12 @@ mod tests {
 
         m.handle_accepted(0, ConnId(2), "b".into());
         let closed = m.handle_bytes(0, ConnId(2), &encode_report(3_000), 0, 2_500);
-        assert!(matches!(&closed[..], [MasterAction::Close { reason, .. }]
-            if reason.contains("3000") && reason.contains("2500") && reason.contains("diverged")));
+        // A heartbeat at the master's end tells the slave where they part, then the close.
+        assert!(
+            matches!(&closed[..], [MasterAction::Transfer { offset: 2_500, len: 0, .. },
+            MasterAction::Close { reason, .. }]
+            if reason.contains("3000") && reason.contains("2500") && reason.contains("diverged"))
+        );
 
         m.handle_accepted(0, ConnId(3), "c".into());
         let closed = m.handle_bytes(0, ConnId(3), &encode_report(500), 1_000, 2_500);
@@ -453,5 +518,36 @@ mod tests {
                 len: 0
             }]
         );
+    }
+
+    #[test]
+    fn a_slave_claiming_bytes_past_where_a_restarted_master_opened_is_refused() {
+        // Goal: after a crash took a master's tail, a slave that still holds it reports an
+        // offset inside what the master has written since: its bytes there differ. Refused
+        // until this master has sent some slave past that offset.
+        let mut master = HaMaster::new(HaMasterConfig {
+            segment_bytes: SEGMENT,
+            ..HaMasterConfig::default()
+        });
+        master.since_open(300);
+        master.handle_accepted(0, ConnId(1), "s1".into());
+        let actions = master.handle_bytes(0, ConnId(1), &encode_report(350), 0, 400);
+        assert!(
+            matches!(&actions[..], [MasterAction::Transfer { offset: 300, len: 0, .. },
+                MasterAction::Close { reason, .. }]
+                if reason.contains("350") && reason.contains("opened with its CommitLog ending at 300")),
+            "{actions:?}"
+        );
+        // A slave at the master's opening end is served, and once it has been sent up to 400,
+        // a slave reporting 350 is one this master fed.
+        master.handle_accepted(0, ConnId(2), "s2".into());
+        assert!(master
+            .handle_bytes(0, ConnId(2), &encode_report(300), 0, 400)
+            .is_empty());
+        master.poll(0, 400, |o| o - o % SEGMENT + SEGMENT);
+        master.handle_accepted(0, ConnId(3), "s3".into());
+        assert!(master
+            .handle_bytes(0, ConnId(3), &encode_report(350), 0, 400)
+            .is_empty());
     }
 }

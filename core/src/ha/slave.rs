@@ -240,6 +240,25 @@ impl HaSlave {
         }]
     }
 
+    /// Drops the link and connects again after the reconnect interval: what the master sent
+    /// could not be stored this time (a full disk, a read of the master's file that came back
+    /// damaged), which may not happen again. The slave resumes from its own end.
+    pub fn drop_link(&mut self, now_ms: u64, reason: String) -> Vec<SlaveAction> {
+        let actions = match &self.state {
+            State::Streaming(link) => vec![SlaveAction::Close {
+                link: link.id,
+                reason,
+            }],
+            _ => Vec::new(),
+        };
+        if !matches!(self.state, State::Refused { .. }) {
+            self.state = State::Idle {
+                retry_at_ms: now_ms + self.config.reconnect_interval_ms,
+            };
+        }
+        actions
+    }
+
     /// Stops replicating: the store and the master disagree (`reason` names both offsets).
     pub fn refuse(&mut self, reason: String) -> Vec<SlaveAction> {
         let actions = match &self.state {

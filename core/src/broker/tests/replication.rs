@@ -386,6 +386,25 @@ fn a_slave_that_diverged_is_refused_with_both_offsets_never_looped_on() {
         "the master names both offsets: {:?}",
         p.closed
     );
+    // The master's heartbeat at its end told the slave, which stops and serves no reads of a
+    // log its master does not share.
+    let refused = p.slave.broker.replication_refused().map(str::to_owned);
+    assert!(
+        refused.as_deref().is_some_and(
+            |r| r.contains(&master_end.to_string()) && r.contains(&slave_end.to_string())
+        ),
+        "{refused:?}"
+    );
+    let pulled = p.slave.call(
+        2,
+        pull_request("GR", "TopicR", 0, 0, pull_sys_flag::SUBSCRIPTION, Some("*")),
+    );
+    assert_eq!(
+        pulled.code,
+        response::SERVICE_NOT_AVAILABLE,
+        "{:?}",
+        pulled.remark
+    );
 }
 
 #[test]
@@ -838,4 +857,45 @@ fn a_slave_takes_its_masters_timer_read_position_and_keeps_its_own_log_positions
     assert_eq!(on_slave.last_timer_queue_offset, 0, "its own: no timer log");
     assert_eq!(on_slave.last_timer_log_flush_pos, 0);
     assert_eq!(on_slave.counter, on_master.counter);
+}
+
+#[test]
+fn bytes_a_slave_cannot_store_this_time_drop_the_link_and_replication_resumes() {
+    // Goal: a failure to store what the master sent (a full disk, a write error) is not a
+    // disagreement: the slave drops the link, says why, and resumes from its own end once it
+    // reconnects, instead of refusing its master until restarted.
+    // Method: the slave's writes fail while the master takes sends; then they succeed again.
+    use crate::store::{segment::FaultOp, StorageError};
+    let mut p = Pair::new(BrokerRole::AsyncMaster);
+    p.send(b"before");
+    p.advance_to(T0 + 10);
+    p.pump(true);
+    assert_eq!(Pair::commitlog(&p.slave), Pair::commitlog(&p.master));
+    p.slave
+        .broker
+        .store_mut()
+        .storage_mut()
+        .set_fault(FaultOp::Write, Some(StorageError::NoSpace));
+    p.send(b"while-full");
+    p.pump(true);
+    assert!(
+        p.closed
+            .iter()
+            .any(|(_, reason)| reason.contains("could not be stored")),
+        "{:?}",
+        p.closed
+    );
+    assert!(p.slave.broker.store().written_offset() < p.master.broker.store().written_offset());
+    p.slave
+        .broker
+        .store_mut()
+        .storage_mut()
+        .set_fault(FaultOp::Write, None);
+    p.send(b"after");
+    p.run_for(T0 + 10, 12);
+    assert_eq!(
+        Pair::commitlog(&p.slave),
+        Pair::commitlog(&p.master),
+        "caught up after reconnecting"
+    );
 }
