@@ -83,6 +83,8 @@ pub struct SeedReport {
     pub sim_ms: u64,
     pub acked: u64,
     pub deliveries: u64,
+    /// Of those, served by a slave.
+    pub slave_deliveries: u64,
 }
 
 impl SeedReport {
@@ -145,6 +147,7 @@ pub fn run_seed(seed: u64, options: RunOptions) -> SeedReport {
                 sim_ms: 0,
                 acked: 0,
                 deliveries: 0,
+                slave_deliveries: 0,
             }
         }
     }
@@ -674,6 +677,7 @@ async fn consume(
                     body_crc: body_crc(m.body()),
                     record_crc_ok: true,
                     reconsume_times: m.reconsume_times().max(0) as u32,
+                    from_slave: crate::replication::is_slave_addr(&m.served_by),
                 },
             );
         }
@@ -925,6 +929,7 @@ async fn scenario(swarm: Swarm, defects: Defects, misrecord: scheduled::Misrecor
         sim_ms: now_ms(&w),
         acked: w.acked.len() as u64,
         deliveries: report.stats.deliveries,
+        slave_deliveries: report.stats.slave_deliveries,
     }
 }
 

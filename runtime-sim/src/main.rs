@@ -133,8 +133,11 @@ mod cli {
                 let began = Instant::now();
                 let mut failed = 0u64;
                 let mut sim_ms = 0u64;
+                let (mut slave_deliveries, mut seeds_reading_slaves) = (0u64, 0u64);
                 for (seed, report) in run_parallel(start..start + n, jobs, options) {
                     sim_ms += report.sim_ms;
+                    slave_deliveries += report.slave_deliveries;
+                    seeds_reading_slaves += u64::from(report.slave_deliveries > 0);
                     println!("{} digest={:016x}", report.swarm, report.digest.0);
                     if let Some(v) = report.violations.first() {
                         failed += 1;
@@ -146,7 +149,8 @@ mod cli {
                 }
                 let secs = began.elapsed().as_secs_f64().max(1e-9);
                 println!(
-                    "{n} seeds, {failed} failed, {:.1} seeds/s, simulated/real time {:.0}x",
+                    "{n} seeds, {failed} failed, {:.1} seeds/s, simulated/real time {:.0}x, \
+                     {slave_deliveries} deliveries served by slaves in {seeds_reading_slaves} seeds",
                     n as f64 / secs,
                     sim_ms as f64 / 1000.0 / secs
                 );

@@ -181,6 +181,12 @@ pub fn slave_ip(index: usize, id: usize) -> IpAddr {
     IpAddr::V4(Ipv4Addr::new(10, 0, 4, (index * 2 + id) as u8))
 }
 
+/// Whether `addr` (`ip:port`) is a slave's: slaves, and only they, live in 10.0.4.0/24
+/// ([`slave_ip`]).
+pub fn is_slave_addr(addr: &str) -> bool {
+    addr.starts_with("10.0.4.")
+}
+
 /// The master's role in `config`, and HA timers short enough for a simulated run.
 pub fn configure_master(config: &mut BrokerConfig, plan: &ReplicationPlan, index: usize) {
     config.replication.role = if plan.sync_master[index] {

@@ -480,9 +480,10 @@ pub fn statistics(history: &History) -> Stats {
         .count() as u64;
     stats.replica_divergences = super::replica::replica_divergences(history);
     for e in history.events() {
-        match e.kind {
+        match &e.kind {
             EventKind::NodeCrashed { .. } => stats.crashes += 1,
             EventKind::PowerLost { .. } => stats.power_losses += 1,
+            EventKind::Delivered(d) if d.from_slave => stats.slave_deliveries += 1,
             _ => {}
         }
     }

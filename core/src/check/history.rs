@@ -118,6 +118,11 @@ pub struct Delivery {
     /// Whether the record's stored body CRC (the `bodyCRC` field) matches the body served.
     pub record_crc_ok: bool,
     pub reconsume_times: u32,
+    /// Served by a slave of the queue's broker group, not by its master. Slave reads are held
+    /// to every invariant a delivery is (no gap, no phantom, one key per offset); the flag
+    /// shows they happen and is counted in [`super::Stats::slave_deliveries`].
+    #[serde(default)]
+    pub from_slave: bool,
 }
 
 /// One record read back from a broker's ConsumeQueue and CommitLog after the healed phase.
@@ -298,7 +303,7 @@ impl fmt::Display for EventKind {
             }
             EventKind::Delivered(d) => write!(
                 f,
-                "deliver {}/{} {}@{} key={} crc={:08x}{} reconsume={}",
+                "deliver {}/{} {}@{} key={} crc={:08x}{} reconsume={}{}",
                 d.group,
                 d.consumer,
                 d.queue,
@@ -306,7 +311,8 @@ impl fmt::Display for EventKind {
                 d.key,
                 d.body_crc,
                 if d.record_crc_ok { "" } else { " BAD-CRC" },
-                d.reconsume_times
+                d.reconsume_times,
+                if d.from_slave { " from=slave" } else { "" }
             ),
             EventKind::OffsetCommitted {
                 group,

@@ -195,6 +195,8 @@ pub struct Stats {
     /// Slave CommitLogs that differed from their master's after the master's power loss
     /// (allowed, see [`check_replica_prefix`]).
     pub replica_divergences: u64,
+    /// Deliveries a slave served (each held to the same invariants as a master's).
+    pub slave_deliveries: u64,
 }
 
 impl fmt::Display for Stats {
@@ -203,7 +205,7 @@ impl fmt::Display for Stats {
             f,
             "sends={} acked={} failed={} unknown={} deliveries={} redeliveries={} \
              retry_duplicates={} allowed_losses={} stale_owner_commits={} fence_rewinds={} \
-             crashes={} power_losses={} replica_divergences={}",
+             crashes={} power_losses={} replica_divergences={} slave_deliveries={}",
             self.sends,
             self.acked,
             self.failed,
@@ -216,7 +218,8 @@ impl fmt::Display for Stats {
             self.fence_rewinds,
             self.crashes,
             self.power_losses,
-            self.replica_divergences
+            self.replica_divergences,
+            self.slave_deliveries
         )
     }
 }

@@ -22,6 +22,7 @@ fn delivery(group: &str, queue: QueueRef, offset: u64, key: &str) -> Delivery {
         body_crc: body_crc(&body(key)),
         record_crc_ok: true,
         reconsume_times: 0,
+        from_slave: false,
     }
 }
 

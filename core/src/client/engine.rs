@@ -847,7 +847,14 @@ impl Engine {
         }
     }
 
-    fn on_pull(&mut self, now_ms: u64, queue: MessageQueue, epoch: u64, command: RemotingCommand) {
+    fn on_pull(
+        &mut self,
+        now_ms: u64,
+        addr: &str,
+        queue: MessageQueue,
+        epoch: u64,
+        command: RemotingCommand,
+    ) {
         let group_retry = self.retry_topic();
         let Some(pq) = self
             .process_queues
@@ -901,6 +908,7 @@ impl Engine {
                         let message = MessageExt {
                             queue: queue.clone(),
                             record,
+                            served_by: addr.to_owned(),
                         };
                         pq.msg_bytes += message.body_len();
                         pq.msgs.insert(offset, message);
@@ -998,7 +1006,7 @@ impl Engine {
             call @ (Call::QueryOffset { .. }
             | Call::MaxOffset { .. }
             | Call::SearchOffset { .. }) => self.on_offset_answer(now_ms, call, &command),
-            Call::Pull { queue, epoch } => self.on_pull(now_ms, queue, epoch, command),
+            Call::Pull { queue, epoch } => self.on_pull(now_ms, addr, queue, epoch, command),
             Call::SendBack {
                 queue,
                 epoch,

@@ -80,6 +80,9 @@ impl Message {
 pub struct MessageExt {
     pub queue: MessageQueue,
     pub record: MessageRecord,
+    /// The broker address that served the pull: the master's, or a slave's (suggested by the
+    /// broker, or while the master does not answer). Empty for a message not pulled.
+    pub served_by: String,
 }
 
 impl MessageExt {

@@ -443,7 +443,11 @@ impl Producer {
             tran_state_table_offset: header.tran_state_table_offset,
             commit_log_offset: header.commit_log_offset,
             transaction_id,
-            message: super::MessageExt { queue, record },
+            message: super::MessageExt {
+                queue,
+                record,
+                served_by: String::new(),
+            },
         })
     }
 
