@@ -455,7 +455,7 @@ impl<S: SegmentStorage> Broker<S> {
         let groups = groups::GroupTable::load(&storage)?;
         let mut offsets = offsets::ConsumerOffsets::load(&storage)?;
         if config.replication.role == BrokerRole::Slave {
-            offsets.track_local_commits();
+            offsets.track_local_commits(&storage)?;
         }
         let schedule = schedule::Schedule::load(&storage, now_ms)?;
         let timer = timer::Timer::load(&storage, &config.timer, now_ms)?;

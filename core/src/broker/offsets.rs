@@ -18,6 +18,10 @@ use crate::remoting::{HeaderError, RemotingCommand};
 use crate::store::SegmentStorage;
 
 pub(super) const CONSUMER_OFFSETS_PATH: &str = "config/consumerOffsets.json";
+/// A slave's own commits its master has not confirmed yet ([`ConsumerOffsets::handed_back`]),
+/// in the offset file's shape: kept across the slave's restarts, so a slave restarted while its
+/// master is away still hands them back.
+pub(super) const SLAVE_OWN_COMMITS_PATH: &str = "config/consumerOffsetsOwnOnSlave.json";
 
 #[derive(Debug, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -56,9 +60,37 @@ impl ConsumerOffsets {
         })
     }
 
-    /// A slave's table keeps its own commits apart until the master has them.
-    pub fn track_local_commits(&mut self) {
-        self.local_commits.get_or_insert_with(BTreeMap::new);
+    /// A slave's table keeps its own commits apart until the master has them (loaded from
+    /// [`SLAVE_OWN_COMMITS_PATH`]).
+    pub fn track_local_commits<S: SegmentStorage>(
+        &mut self,
+        storage: &S,
+    ) -> Result<(), BrokerError> {
+        let file: Option<OffsetFile> = super::load_json_config(storage, SLAVE_OWN_COMMITS_PATH)?;
+        let mut local = BTreeMap::new();
+        for (key, queues) in file.map(|f| f.offset_table).unwrap_or_default() {
+            for (queue_id, offset) in queues {
+                local.insert((key.clone(), queue_id), offset);
+            }
+        }
+        self.local_commits = Some(local);
+        Ok(())
+    }
+
+    /// What [`SLAVE_OWN_COMMITS_PATH`] holds, on a slave.
+    fn local_commits_json(&self) -> Option<Vec<u8>> {
+        let local = self.local_commits.as_ref()?;
+        let mut table: BTreeMap<String, BTreeMap<i32, i64>> = BTreeMap::new();
+        for ((key, queue_id), offset) in local {
+            table
+                .entry(key.clone())
+                .or_default()
+                .insert(*queue_id, *offset);
+        }
+        serde_json::to_vec(&OffsetFile {
+            offset_table: table,
+        })
+        .ok()
     }
 
     pub fn query(&self, topic: &str, group: &str, queue_id: i32) -> Option<i64> {
@@ -71,7 +103,9 @@ impl ConsumerOffsets {
             self.dirty = true;
         }
         if let Some(local) = &mut self.local_commits {
-            local.insert((key(topic, group), queue_id), offset);
+            if local.insert((key(topic, group), queue_id), offset) != Some(offset) {
+                self.dirty = true;
+            }
         }
     }
 
@@ -183,6 +217,7 @@ impl ConsumerOffsets {
                         Some(mine) if *mine > offset => continue,
                         Some(_) => {
                             local.remove(&id);
+                            self.dirty = true;
                         }
                         None => {}
                     }
@@ -214,12 +249,11 @@ impl<S: SegmentStorage> Broker<S> {
             return;
         }
         let json = self.offsets.take_json();
-        if self
-            .store
-            .storage_mut()
-            .replace(CONSUMER_OFFSETS_PATH, &json)
-            .is_err()
-        {
+        let own = self.offsets.local_commits_json();
+        let storage = self.store.storage_mut();
+        let written = storage.replace(CONSUMER_OFFSETS_PATH, &json).is_ok()
+            && own.is_none_or(|own| storage.replace(SLAVE_OWN_COMMITS_PATH, &own).is_ok());
+        if !written {
             // Keep the table dirty so the next period retries the write.
             self.offsets.dirty = true;
         }

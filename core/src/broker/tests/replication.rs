@@ -741,6 +741,39 @@ fn commits_made_on_a_slave_while_its_master_is_away_survive_and_are_handed_back(
         "the master's older value does not overwrite the slave's commit"
     );
 
+    // The slave restarts while its master is still away: the commit is still its own to hand
+    // back (config/consumerOffsetsOwnOnSlave.json).
+    now += SLAVE_SYNC_INTERVAL_MS;
+    p.slave.now_ms = now;
+    p.slave.broker.handle_timeout(now);
+    p.slave.drain();
+    let storage = p.slave.broker.store().storage().clone();
+    p.slave = Harness::with_storage(slave_config(), storage, now);
+    p.name_master();
+    now += 3_000; // A slave's first SlaveSynchronize round.
+    p.slave.now_ms = now;
+    p.slave.broker.handle_timeout(now);
+    let mut asked = false;
+    for output in p.slave.drain() {
+        if let BrokerOutput::SendToNamesrv { command, .. } = output {
+            if command.code == request::GET_ALL_CONSUMER_OFFSET {
+                asked = true;
+                let opaque = command.opaque;
+                let mut answer = p.master.call(3, command);
+                answer.opaque = opaque;
+                p.slave
+                    .broker
+                    .handle_namesrv_response(now, MASTER_ADDR, answer);
+            }
+        }
+    }
+    assert!(asked, "the restarted slave asked for its master's offsets");
+    assert_eq!(
+        committed(&mut p.slave, "GR", 0).as_deref(),
+        Some("4"),
+        "still the slave's own after its restart"
+    );
+
     // The master is back: the next round hands the commit back and the master takes it.
     now += SLAVE_SYNC_INTERVAL_MS;
     p.sync_round(now, true);
