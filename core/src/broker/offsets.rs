@@ -120,6 +120,18 @@ impl ConsumerOffsets {
         }
     }
 
+    /// On a slave: the master answered the hand-back of `offset`; unless a newer commit was
+    /// made here meanwhile, the entry is the master's again.
+    pub fn handed_back_taken(&mut self, topic: &str, group: &str, queue_id: i32, offset: i64) {
+        if let Some(local) = &mut self.local_commits {
+            let id = (key(topic, group), queue_id);
+            if local.get(&id) == Some(&offset) {
+                local.remove(&id);
+                self.dirty = true;
+            }
+        }
+    }
+
     /// On a slave: the commits made here that the master has not confirmed, as
     /// (topic, group, queue id, offset).
     pub fn handed_back(&self) -> Vec<(String, String, i32, i64)> {
@@ -327,8 +339,12 @@ impl<S: SegmentStorage> Broker<S> {
         let h = UpdateConsumerOffsetRequestHeader::parse(req)?;
         if req.ext(super::replication::HANDED_BACK_EXT) == Some("true") && !self.is_slave() {
             // A slave handing back what consumers committed on it while this master was away.
+            // Never past this master's end of the queue: a crash may have taken messages the
+            // slave had (the consumers read them there; they are gone here).
+            let max = self.store.max_offset(&h.topic, h.queue_id).0;
+            let offset = h.commit_offset.min(max.min(i64::MAX as u64) as i64);
             self.offsets
-                .commit_if_ahead(&h.topic, &h.consumer_group, h.queue_id, h.commit_offset);
+                .commit_if_ahead(&h.topic, &h.consumer_group, h.queue_id, offset);
             return Ok(RemotingCommand::response_to(req, response::SUCCESS, None));
         }
         self.commit_consumer_offset(

@@ -165,15 +165,15 @@ pub(super) struct SlaveSide {
     pending: BTreeMap<i32, SyncItem>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 enum SyncItem {
     Topics,
     Groups,
     ConsumerOffsets,
     DelayOffsets,
     TimerCheckpoint,
-    /// A commit handed back to the master (its answer needs nothing done).
-    HandBack,
+    /// A commit handed back to the master: (topic, group, queue id, offset).
+    HandBack(String, String, i32, i64),
 }
 
 /// RocketMQ 4.x's SlaveSynchronize period (the first run 3 s after start).
@@ -440,14 +440,15 @@ impl<S: SegmentStorage> Broker<S> {
             let opaque = self.next_opaque();
             let mut command =
                 RemotingCommand::request(crate::remoting::codes::request::UPDATE_CONSUMER_OFFSET)
-                    .with_ext("consumerGroup", group)
-                    .with_ext("topic", topic)
+                    .with_ext("consumerGroup", &group)
+                    .with_ext("topic", &topic)
                     .with_ext("queueId", queue_id)
                     .with_ext("commitOffset", offset)
                     .with_ext(HANDED_BACK_EXT, "true");
             command.opaque = opaque;
             if let Replication::Slave(side) = &mut self.replication {
-                side.pending.insert(opaque, SyncItem::HandBack);
+                side.pending
+                    .insert(opaque, SyncItem::HandBack(topic, group, queue_id, offset));
             }
             self.outputs.push_back(BrokerOutput::SendToNamesrv {
                 addr: master.clone(),
@@ -500,7 +501,14 @@ impl<S: SegmentStorage> Broker<S> {
         let Some(item) = side.pending.remove(&answer.opaque) else {
             return false;
         };
-        if answer.code != response::SUCCESS || item == SyncItem::HandBack {
+        if answer.code != response::SUCCESS {
+            return true;
+        }
+        if let SyncItem::HandBack(topic, group, queue_id, offset) = &item {
+            // The master has it (taken, or kept its own further value, or stopped it at its
+            // queue's end): from now on the master's value for it is the slave's again.
+            self.offsets
+                .handed_back_taken(topic, group, *queue_id, *offset);
             return true;
         }
         if item == SyncItem::ConsumerOffsets {
@@ -534,7 +542,7 @@ impl<S: SegmentStorage> Broker<S> {
             SyncItem::ConsumerOffsets
             | SyncItem::DelayOffsets
             | SyncItem::TimerCheckpoint
-            | SyncItem::HandBack => {}
+            | SyncItem::HandBack(..) => {}
         }
         true
     }

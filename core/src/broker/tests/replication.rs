@@ -800,6 +800,23 @@ fn commits_made_on_a_slave_while_its_master_is_away_survive_and_are_handed_back(
     p.sync_round(now, true);
     assert_eq!(committed(&mut p.master, "GR", 0).as_deref(), Some("6"));
     assert_eq!(committed(&mut p.slave, "GR", 0).as_deref(), Some("6"));
+
+    // A commit past the master's end of the queue (say the master lost its tail in a crash)
+    // is stopped there, and once the master has answered, the slave hands it back no more.
+    assert_eq!(
+        p.slave.call(3, commit_request("GR", 0, 50)).code,
+        response::SUCCESS
+    );
+    now += SLAVE_SYNC_INTERVAL_MS;
+    assert_eq!(p.sync_round(now, true)[0], request::UPDATE_CONSUMER_OFFSET);
+    assert_eq!(
+        committed(&mut p.master, "GR", 0).as_deref(),
+        Some("6"),
+        "the queue ends at 6"
+    );
+    assert_eq!(committed(&mut p.slave, "GR", 0).as_deref(), Some("6"));
+    now += SLAVE_SYNC_INTERVAL_MS;
+    assert_eq!(p.sync_round(now, true)[0], request::GET_ALL_TOPIC_CONFIG);
 }
 
 #[test]
