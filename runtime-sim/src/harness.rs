@@ -838,6 +838,7 @@ async fn scenario(swarm: Swarm, defects: Defects, misrecord: scheduled::Misrecor
         {
             let mut w = lock(&world);
             let t = now_ms(&w);
+            replicas.record_own_commits(&mut w.history, t);
             replicas.empty_diverged_slaves(&mut w.history, t);
         }
         // A SYNC_MASTER answers sends only with a slave linked: give links time to come back.
@@ -1034,7 +1035,12 @@ fn record_fences(w: &mut World, t: u64, broker: &str, fence_log: Vec<(Instant, V
 /// consumer offsets (the file's bytes). A file that is missing or does not parse records
 /// nothing: the broker itself would refuse to start on the latter, which the liveness checks
 /// catch.
-fn committed_offsets_of(history: &mut History, t: u64, broker: &str, offsets: Option<Vec<u8>>) {
+pub(crate) fn committed_offsets_of(
+    history: &mut History,
+    t: u64,
+    broker: &str,
+    offsets: Option<Vec<u8>>,
+) {
     let Some(bytes) = offsets else {
         return;
     };

@@ -93,6 +93,10 @@ pub const REGRESSION_SEEDS: &[(u64, &str)] = &[
         "after a master's power loss a slave kept records the master lost (replica-prefix)",
     ),
     (
+        9102746,
+        "a slave that outlived its master's power loss was taken back after the master's next start",
+    ),
+    (
         8200732,
         "a slave still served records its master lost to a power loss, then rewrote: two keys at 0@1",
     ),

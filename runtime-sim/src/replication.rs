@@ -171,6 +171,9 @@ pub struct Group {
 /// Every replicated group, by broker name.
 pub type Topology = BTreeMap<String, Group>;
 
+/// Where a Vostok slave keeps the commits made on it until its master has them.
+const SLAVE_OWN_COMMITS_PATH: &str = "config/consumerOffsetsOwnOnSlave.json";
+
 /// The slave node name `broker-a-s1`.
 pub fn slave_name(broker: &str, id: usize) -> String {
     format!("{broker}-s{id}")
@@ -448,6 +451,31 @@ impl Env<'_> {
 
     /// The healed phase's operator: every slave that differs from its master is read back,
     /// then emptied and restarted (it re-replicates).
+    /// Records, as commits of the master's queues, what consumers committed on each slave
+    /// while they could not reach its master and the master has not confirmed yet (the
+    /// slave's `config/consumerOffsetsOwnOnSlave.json`). The master takes them back once its
+    /// link to the slave is up again, so its next recorded offsets must not be lower (the
+    /// `offset-regression` checker), which is what RocketMQ's slaves lose (#1094). Groups
+    /// whose master lost power are left out: a commit on the slave may then lie past the
+    /// master's recovered queue end, where the master stops it.
+    pub fn record_own_commits(&self, history: &mut History, t: u64) {
+        let disks = madsim::plugin::simulator::<SimDisk>();
+        for (broker, group) in self.topology {
+            let master_lost_power = history.events().iter().any(|e| {
+                matches!(&e.kind, vostok_core::check::EventKind::PowerLost { node, .. } if node == broker)
+            });
+            if master_lost_power {
+                continue;
+            }
+            for (_, node) in &group.slaves {
+                let own = disks.with(*node, |d| {
+                    d.mem.read_all(SLAVE_OWN_COMMITS_PATH).ok().flatten()
+                });
+                crate::harness::committed_offsets_of(history, t, broker, own);
+            }
+        }
+    }
+
     pub fn empty_diverged_slaves(&self, history: &mut History, t: u64) {
         for (broker, group) in self.topology {
             let Some(master) = self.open_disk_copy(group.master) else {

@@ -997,3 +997,27 @@ fn a_large_history_is_checked_quickly() {
         .to_string()
         .starts_with("sends=5000 acked=5000"));
 }
+
+#[test]
+fn a_slave_read_after_its_master_lost_power_may_differ_from_what_the_master_holds_later() {
+    // A slave still serving the tail its master lost in a power loss: the master's later
+    // record at the same offset differs. No verdict (HA v1 has no epoch); the same two keys
+    // without the power loss are inconsistent.
+    let from_slave = |offset, key| Delivery {
+        from_slave: true,
+        ..delivery("g1", q(0), offset, key)
+    };
+    let mut h = History::new();
+    send_acked(&mut h, 1, "k0", 0, FlushMode::Async);
+    h.power_lost(3, B, PowerLossPolicy::DropUnsynced);
+    h.delivered(10, from_slave(0, "k0"));
+    send_acked(&mut h, 20, "k1", 0, FlushMode::Async);
+    h.delivered(30, delivery("g1", q(0), 0, "k1"));
+    assert!(check_consistent_offsets(&h, &cfg()).is_empty());
+
+    let mut h = History::new();
+    send_acked(&mut h, 1, "k0", 0, FlushMode::Async);
+    h.delivered(10, from_slave(0, "k0"));
+    h.delivered(30, delivery("g1", q(0), 0, "k1"));
+    assert!(!check_consistent_offsets(&h, &cfg()).is_empty());
+}

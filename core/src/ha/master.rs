@@ -180,14 +180,21 @@ impl HaMaster {
         }
     }
 
-    /// This master opened with its CommitLog ending at `end`. A slave that comes back
-    /// claiming bytes past it that this master has not sent anyone since holds bytes of an
-    /// earlier run that a crash took from this master (a power loss of an ASYNC_FLUSH master,
-    /// say), which new records will have overwritten at the same offsets: it is refused, as
-    /// a slave beyond the master's end is. HA v1 carries no epoch, so a slave reporting an
-    /// offset this master has since sent another slave cannot be told apart.
+    /// This master opened with its CommitLog ending at `end`. A slave that connects claiming
+    /// bytes past it can only have had them from this master since it opened. If no slave was
+    /// sent that far, it holds bytes of an earlier run that a crash took from this master (a
+    /// power loss of an ASYNC_FLUSH master, say), which new records overwrite at the same
+    /// offsets: it is refused, as a slave beyond the master's end is. HA v1 carries no epoch:
+    /// a diverged slave claiming no more than another slave was sent since cannot be told
+    /// from that slave coming back over a new connection (its old one perhaps not yet seen
+    /// closed here), and refusing that one would stop a healthy slave for good.
     pub fn since_open(&mut self, end: u64) {
         self.opened_at = Some(OpenedAt { end, sent: end });
+    }
+
+    /// Forgets `link`.
+    fn forget(&mut self, link: ConnId) {
+        self.links.remove(&link);
     }
 
     pub fn links(&self) -> impl Iterator<Item = (&ConnId, &MasterLink)> {
@@ -212,7 +219,7 @@ impl HaMaster {
     }
 
     pub fn handle_closed(&mut self, link: ConnId) {
-        self.links.remove(&link);
+        self.forget(link);
     }
 
     /// Bytes from a slave. `min_offset`/`max_offset` bound the master's CommitLog.
@@ -352,7 +359,7 @@ impl HaMaster {
     }
 
     fn close(&mut self, link: ConnId, reason: String) -> Vec<MasterAction> {
-        self.links.remove(&link);
+        self.forget(link);
         vec![MasterAction::Close { link, reason }]
     }
 
@@ -538,14 +545,14 @@ mod tests {
                 if reason.contains("350") && reason.contains("opened with its CommitLog ending at 300")),
             "{actions:?}"
         );
-        // A slave at the master's opening end is served, and once it has been sent up to 400,
-        // a slave reporting 350 is one this master fed.
+        // A slave at the master's opening end is served up to 400; from then on a slave
+        // claiming 350 may be that one coming back over a new connection: taken.
         master.handle_accepted(0, ConnId(2), "s2".into());
         assert!(master
             .handle_bytes(0, ConnId(2), &encode_report(300), 0, 400)
             .is_empty());
         master.poll(0, 400, |o| o - o % SEGMENT + SEGMENT);
-        master.handle_accepted(0, ConnId(3), "s3".into());
+        master.handle_accepted(0, ConnId(3), "s2 again".into());
         assert!(master
             .handle_bytes(0, ConnId(3), &encode_report(350), 0, 400)
             .is_empty());
