@@ -257,15 +257,22 @@ mod mmap {
         writer.flush()
     }
 
-    /// Size and free space of the file system holding `path` (statvfs; free = what an unprivileged
-    /// writer may use, like Java's `getUsableSpace`).
+    /// Size and free space of the file system holding `path` (statvfs), counted as RocketMQ's
+    /// `UtilAll.getDiskPartitionSpaceUsedPercent` counts them, and `df` too: available is what
+    /// an unprivileged writer may use (Java's `getUsableSpace`), and the total is what is used
+    /// plus that, leaving out the blocks reserved for root. Measured against all blocks, a file
+    /// system with a large reserve would look fuller than RocketMQ's broker sees it, and reach
+    /// `diskMaxUsedSpaceRatio` first.
     pub fn disk_usage(
         path: &Path,
     ) -> Result<vostok_core::store::retention::DiskUsage, StorageError> {
         let shown = path.display().to_string();
         let st = rustix::fs::statvfs(path).map_err(|e| map_err(&shown, e.into()))?;
+        let used_blocks = st.f_blocks.saturating_sub(st.f_bfree);
         Ok(vostok_core::store::retention::DiskUsage {
-            total_bytes: st.f_blocks.saturating_mul(st.f_frsize),
+            total_bytes: used_blocks
+                .saturating_add(st.f_bavail)
+                .saturating_mul(st.f_frsize),
             available_bytes: st.f_bavail.saturating_mul(st.f_frsize),
         })
     }

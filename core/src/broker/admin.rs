@@ -365,14 +365,10 @@ impl<S: SegmentStorage> Broker<S> {
         earliest.unwrap_or(-1)
     }
 
-    /// The disk's used share (0..1) as the driver last measured it; 0 before any measurement.
+    /// The disk's used share (0..1) as the driver last measured it, rounded up to a percent as
+    /// RocketMQ reports it; 0 before any measurement.
     fn disk_used_ratio(&self) -> f64 {
-        match self.disk_usage() {
-            Some(u) if u.total_bytes > 0 => {
-                (u.total_bytes - u.available_bytes.min(u.total_bytes)) as f64 / u.total_bytes as f64
-            }
-            _ => 0.0,
-        }
+        self.disk_usage().map_or(0.0, |u| u.used_ratio())
     }
 
     /// GET_TOPIC_STATS_INFO (202).

@@ -118,19 +118,24 @@ pub fn local_hour(now_ms: u64, local_utc_offset_ms: i64) -> u8 {
 /// Space on the file system holding the store, as the driver last measured it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DiskUsage {
+    /// Space in use plus [`Self::available_bytes`] (blocks reserved for root left out, as
+    /// RocketMQ and `df` count).
     pub total_bytes: u64,
     /// Free space the broker can use.
     pub available_bytes: u64,
 }
 
 impl DiskUsage {
-    /// Used fraction of the disk, 0.0–1.0 (0 for a disk of size 0).
+    /// Used fraction of the disk, 0.0–1.0 (0 for a disk of size 0), rounded up to a whole
+    /// percent as RocketMQ's `getDiskPartitionSpaceUsedPercent` does: the thresholds
+    /// (`diskMaxUsedSpaceRatio`, `diskSpaceWarningLevelRatio`, …) trip at the same usage.
     pub fn used_ratio(&self) -> f64 {
         if self.total_bytes == 0 {
             return 0.0;
         }
-        let used = self.total_bytes.saturating_sub(self.available_bytes);
-        used as f64 / self.total_bytes as f64
+        let used = u128::from(self.total_bytes.saturating_sub(self.available_bytes));
+        let percent = (used * 100).div_ceil(u128::from(self.total_bytes));
+        percent as f64 / 100.0
     }
 }
 
@@ -588,5 +593,21 @@ mod tests {
             .clean(MIDNIGHT_UTC_MS + HOUR_MS, &mut store)
             .expect("clean");
         assert_eq!(report.deleted.len(), before.len() - 1);
+    }
+
+    #[test]
+    fn the_used_ratio_rounds_up_to_a_percent_as_rocketmq_reports_it() {
+        let ratio = |total_bytes, available_bytes| {
+            DiskUsage {
+                total_bytes,
+                available_bytes,
+            }
+            .used_ratio()
+        };
+        assert_eq!(ratio(10_000, 5_000), 0.5);
+        // 74.01 % is 75 %: a 75 % threshold trips, as on RocketMQ's broker.
+        assert_eq!(ratio(10_000, 2_599), 0.75);
+        assert_eq!(ratio(10_000, 10_000), 0.0);
+        assert_eq!(ratio(0, 0), 0.0);
     }
 }
