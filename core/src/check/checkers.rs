@@ -674,20 +674,14 @@ pub const IN_FLIGHT_SLACK_MS: u64 = 5_000;
 
 fn consistent_offsets(ix: &Index<'_>, sink: &mut Sink) {
     let mut seen: BTreeMap<(&QueueRef, u64), (&str, usize, usize)> = BTreeMap::new();
-    // Where each broker first lost power.
-    let mut first_loss: BTreeMap<&str, usize> = BTreeMap::new();
-    for (i, e) in ix.events.iter().enumerate() {
-        if let EventKind::PowerLost { node, .. } = &e.kind {
-            first_loss.entry(node.as_str()).or_insert(i);
-        }
-    }
     for (i, queue, offset, key) in ix.observations() {
         if let EventKind::Delivered(d) = &ix.events[i].kind {
-            if d.from_slave
-                && first_loss
-                    .get(queue.broker.as_str())
-                    .is_some_and(|l| *l < i)
-            {
+            let master_lost_power_before = ix
+                .power_losses
+                .get(queue.broker.as_str())
+                .and_then(|losses| losses.first())
+                .is_some_and(|(loss, _)| *loss < i);
+            if d.from_slave && master_lost_power_before {
                 continue;
             }
         }

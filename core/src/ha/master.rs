@@ -192,11 +192,6 @@ impl HaMaster {
         self.opened_at = Some(OpenedAt { end, sent: end });
     }
 
-    /// Forgets `link`.
-    fn forget(&mut self, link: ConnId) {
-        self.links.remove(&link);
-    }
-
     pub fn links(&self) -> impl Iterator<Item = (&ConnId, &MasterLink)> {
         self.links.iter()
     }
@@ -219,7 +214,7 @@ impl HaMaster {
     }
 
     pub fn handle_closed(&mut self, link: ConnId) {
-        self.forget(link);
+        self.links.remove(&link);
     }
 
     /// Bytes from a slave. `min_offset`/`max_offset` bound the master's CommitLog.
@@ -359,7 +354,7 @@ impl HaMaster {
     }
 
     fn close(&mut self, link: ConnId, reason: String) -> Vec<MasterAction> {
-        self.forget(link);
+        self.links.remove(&link);
         vec![MasterAction::Close { link, reason }]
     }
 

@@ -322,6 +322,22 @@ struct BrokerUnderTest {
     pid: Option<u32>,
 }
 
+/// A NameServer and a broker on free loopback ports, storing in `data_dir` with `flush`.
+fn in_process_options(data_dir: &std::path::Path, flush: FlushArg) -> StandaloneOptions {
+    StandaloneOptions {
+        namesrv_port: Some(0),
+        broker: BrokerOptions {
+            data_dir: Some(data_dir.to_path_buf()),
+            broker_port: Some(0),
+            flush_disk_type: Some(match flush {
+                FlushArg::AsyncFlush => FlushDiskType::AsyncFlush,
+                FlushArg::SyncFlush => FlushDiskType::SyncFlush,
+            }),
+            ..Default::default()
+        },
+    }
+}
+
 fn scratch_dir() -> PathBuf {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -333,19 +349,8 @@ impl BrokerUnderTest {
     async fn start(args: &BrokerArgs) -> Result<Self, RunError> {
         if args.standalone {
             let data_dir = scratch_dir();
-            let standalone = InProcessBroker::start(StandaloneOptions {
-                namesrv_port: Some(0),
-                broker: BrokerOptions {
-                    data_dir: Some(data_dir.clone()),
-                    broker_port: Some(0),
-                    flush_disk_type: Some(match args.flush {
-                        FlushArg::AsyncFlush => FlushDiskType::AsyncFlush,
-                        FlushArg::SyncFlush => FlushDiskType::SyncFlush,
-                    }),
-                    ..Default::default()
-                },
-            })
-            .await?;
+            let standalone =
+                InProcessBroker::start(in_process_options(&data_dir, args.flush)).await?;
             return Ok(Self {
                 namesrv: standalone.namesrv.clone(),
                 kind: "standalone-in-process",

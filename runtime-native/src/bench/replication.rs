@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use serde_json::{json, Value};
-use vostok_core::broker::{BrokerRole, FlushDiskType};
+use vostok_core::broker::BrokerRole;
 use vostok_core::remoting::codes::request;
 use vostok_core::remoting::{RemotingCommand, SerializeType};
 
@@ -38,7 +38,7 @@ use super::{
     loopback, produce, produce_on, BrokerArgs, BrokerUnderTest, FlushArg, InProcessBroker, ModeArg,
     ProduceArgs, SendArgs, SerializeArg, TopicArgs, ViaArg,
 };
-use crate::{BrokerOptions, RunError, SlaveOptions, StandaloneOptions};
+use crate::{RunError, SlaveOptions};
 
 /// Producer counts of the rows.
 const PRODUCERS: [usize; 2] = [1, 16];
@@ -305,18 +305,7 @@ fn produce_args(args: &ReplicationArgs, producers: usize) -> ProduceArgs {
 async fn role_rows(args: &ReplicationArgs, role: BrokerRole) -> Result<Vec<Row>, RunError> {
     let data_dir = super::scratch_dir();
     let group = InProcessBroker::start_group(
-        StandaloneOptions {
-            namesrv_port: Some(0),
-            broker: BrokerOptions {
-                data_dir: Some(data_dir.clone()),
-                broker_port: Some(0),
-                flush_disk_type: Some(match args.flush {
-                    FlushArg::AsyncFlush => FlushDiskType::AsyncFlush,
-                    FlushArg::SyncFlush => FlushDiskType::SyncFlush,
-                }),
-                ..Default::default()
-            },
-        },
+        super::in_process_options(&data_dir, args.flush),
         SlaveOptions {
             count: 1,
             master_role: Some(role),
