@@ -15,6 +15,7 @@
 //!   command is encoded in its `serialize_type`, so a response built with
 //!   [`RemotingCommand::response_to`] mirrors its request; commands the binary header cannot
 //!   represent fall back to JSON ([`codec::wire_serialize_type`]).
+//! * [`pop`] — the POP family's headers, bodies and receipt-handle formats.
 //! * [`lenient`] — JSON bodies read as fastjson reads them (numbers in strings, enum ordinals,
 //!   missing and unknown keys), for every body the broker and NameServer parse.
 
@@ -25,6 +26,7 @@ pub mod command;
 pub mod headers;
 mod json_header;
 pub mod lenient;
+pub mod pop;
 pub mod reset_offset;
 pub mod version;
 
