@@ -24,7 +24,9 @@
 //! * [`reply`] — request–reply: SEND_REPLY_MESSAGE pushed to the requester;
 //! * [`fence`] — after a crash, positions beyond what recovery kept of a queue are sent back to
 //!   its recovered end;
-//! * [`listener`] — the VIP port (`listenPort − 2`), which serves everything but long polling.
+//! * [`listener`] — the VIP port (`listenPort − 2`), which serves everything but long polling;
+//! * [`pop`] — POP consumption: POP/ACK/CHANGE_MESSAGE_INVISIBLETIME, the revive log and
+//!   redelivery, orderly POP, request modes and assignments.
 //!
 //! Persisted state (through the store's [`SegmentStorage`]): `config/topics.json` on every
 //! change, `config/consumerOffsets.json` every [`OFFSET_PERSIST_INTERVAL_MS`] when changed and
@@ -44,6 +46,7 @@ pub mod listener;
 mod locks;
 pub mod metrics;
 mod offsets;
+pub mod pop;
 mod pull;
 mod query;
 mod relay;
@@ -172,6 +175,8 @@ pub struct BrokerConfig {
     pub broker_permission: u32,
     /// `brokerRole`, the HA keys and slave reads ([`replication`]).
     pub replication: ReplicationConfig,
+    /// POP consumption's keys (`reviveQueueNum`, `enableRetryTopicV2`, ...; [`pop`]).
+    pub pop: pop::PopConfig,
 }
 
 impl BrokerConfig {
@@ -222,6 +227,7 @@ impl Default for BrokerConfig {
             acl_enable: false,
             broker_permission: crate::topic::perm::READ_WRITE,
             replication: ReplicationConfig::default(),
+            pop: pop::PopConfig::default(),
         }
     }
 }
@@ -282,6 +288,15 @@ const SERVED_CODES: &[i32] = &[
     request::GET_TIMER_CHECK_POINT,
     request::CLEAN_EXPIRED_CONSUMEQUEUE,
     request::VIEW_BROKER_STATS_DATA,
+    request::POP_MESSAGE,
+    request::ACK_MESSAGE,
+    request::BATCH_ACK_MESSAGE,
+    request::PEEK_MESSAGE,
+    request::CHANGE_MESSAGE_INVISIBLETIME,
+    request::NOTIFICATION,
+    request::POLLING_INFO,
+    request::QUERY_ASSIGNMENT,
+    request::SET_MESSAGE_REQUEST_MODE,
 ];
 
 /// Why a `Checkpoint` output could not be completed (the driver's error text inside).
@@ -407,6 +422,8 @@ pub struct Broker<S: SegmentStorage> {
     timer: timer::Timer,
     /// Unresolved transactions and their persisted progress ([`transaction`]).
     transactions: transaction::Transactions,
+    /// POP's open checkpoints, held requests, orderly batches and request modes ([`pop`]).
+    pop: pop::PopState,
     /// Queue positions from before this start are not trusted beyond the recovered ends
     /// ([`fence`]).
     recovery_fence: fence::RecoveryFence,
@@ -460,6 +477,11 @@ impl<S: SegmentStorage> Broker<S> {
         let schedule = schedule::Schedule::load(&storage, now_ms)?;
         let timer = timer::Timer::load(&storage, &config.timer, now_ms)?;
         let transactions = transaction::Transactions::load(&storage, now_ms)?;
+        let pop = pop::PopState {
+            order: pop::order::OrderTable::load(&storage)?,
+            modes: pop::mode::RequestModes::load(&storage)?,
+            ..Default::default()
+        };
         let mut store = MessageStore::open(storage, config.store.clone())?;
         // Queue min offsets never point below what retention left of the CommitLog.
         store.correct_min_offsets()?;
@@ -505,6 +527,7 @@ impl<S: SegmentStorage> Broker<S> {
             pending_replies: reply::PendingReplies::default(),
             relays: relay::Relays::default(),
             acl: acl::AclState::default(),
+            pop,
             shut_down: false,
             config,
         };
@@ -523,6 +546,8 @@ impl<S: SegmentStorage> Broker<S> {
         broker.init_timer(now_ms)?;
         broker.clamp_transaction_progress_to_recovered_queues()?;
         broker.init_transactions(now_ms)?;
+        broker.ensure_revive_topic(now_ms);
+        broker.pop_recover()?;
         Ok(broker)
     }
 
@@ -622,6 +647,19 @@ impl<S: SegmentStorage> Broker<S> {
             request::GET_ALL_TOPIC_CONFIG => Ok(Some(self.handle_get_all_topic_config(&command))),
             request::QUERY_MESSAGE => self.handle_query_message(&command).map(Some),
             request::VIEW_MESSAGE_BY_ID => self.handle_view_message_by_id(&command).map(Some),
+            request::POP_MESSAGE => self.handle_pop_message(now_ms, conn, &command, true),
+            request::PEEK_MESSAGE => self.handle_peek_message(now_ms, &command).map(Some),
+            request::NOTIFICATION => self.handle_notification(now_ms, conn, &command, true),
+            request::POLLING_INFO => self.handle_polling_info(now_ms, &command).map(Some),
+            request::ACK_MESSAGE => self.handle_ack_message(now_ms, conn, &command),
+            request::BATCH_ACK_MESSAGE => self.handle_batch_ack_message(now_ms, conn, &command),
+            request::CHANGE_MESSAGE_INVISIBLETIME => {
+                self.handle_change_invisible_time(now_ms, conn, &command)
+            }
+            request::QUERY_ASSIGNMENT => Ok(Some(self.handle_query_assignment(&command))),
+            request::SET_MESSAGE_REQUEST_MODE => {
+                Ok(Some(self.handle_set_message_request_mode(&command)))
+            }
             request::CONSUMER_SEND_MSG_BACK => self
                 .handle_consumer_send_msg_back(now_ms, &command)
                 .map(Some),
@@ -693,6 +731,7 @@ impl<S: SegmentStorage> Broker<S> {
         self.peers.remove(&conn);
         self.vip_conns.remove(&conn);
         self.held_pulls.drop_connection(conn);
+        self.pop.held.drop_connection(conn);
         self.recovery_fence.drop_connection(conn);
         // Their answers can no longer be delivered; the data stays and is synced anyway.
         self.waiting_sends.retain(|w| w.conn != conn);
@@ -802,6 +841,7 @@ impl<S: SegmentStorage> Broker<S> {
             }
             self.persist_offsets();
             self.persist_recovery_fence(now_ms);
+            self.persist_order_info_if_changed();
             self.next_offset_persist_ms = now_ms + OFFSET_PERSIST_INTERVAL_MS;
         }
         // Delay levels, timers and transaction check-backs run on the master only, as in
@@ -818,6 +858,7 @@ impl<S: SegmentStorage> Broker<S> {
             self.next_client_scan_ms = now_ms + clients::CLIENT_SCAN_INTERVAL_MS;
         }
         self.expire_held_pulls(now_ms, false);
+        self.pop_tick(now_ms);
         self.expire_pending_replies(now_ms);
         self.expire_relays(now_ms);
         self.run_retention(now_ms);
@@ -833,7 +874,9 @@ impl<S: SegmentStorage> Broker<S> {
             return;
         }
         self.expire_held_pulls(now_ms, true);
+        self.expire_held_pops(now_ms, true);
         self.persist_offsets();
+        self.persist_order_info_if_changed();
         self.persist_recovery_fence(now_ms);
         self.persist_delay_offsets_at_shutdown();
         self.persist_timer_at_shutdown();
@@ -868,6 +911,7 @@ impl<S: SegmentStorage> Broker<S> {
         // (possibly past) instant makes the next `handle_timeout` do it promptly.
         if self.offsets.is_dirty()
             || self.recovery_fence.is_dirty()
+            || self.pop.order.is_dirty()
             || self.topics.unsaved
             || self.groups.unsaved
         {
@@ -883,6 +927,9 @@ impl<S: SegmentStorage> Broker<S> {
             next = next.min(self.next_client_scan_ms);
         }
         if let Some(deadline) = self.held_pulls.earliest_deadline_ms() {
+            next = next.min(deadline);
+        }
+        if let Some(deadline) = self.pop_deadline_ms() {
             next = next.min(deadline);
         }
         if let Some(deadline) = self.pending_replies.earliest_deadline_ms() {

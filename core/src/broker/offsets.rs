@@ -40,6 +40,18 @@ pub(super) struct ConsumerOffsets {
     /// master has not confirmed yet, by (`topic@group`, queue id). They survive the master's
     /// older values in SlaveSynchronize and are handed back to it ([`Self::handed_back`]).
     local_commits: Option<BTreeMap<(String, i32), i64>>,
+    /// Commits that may reach the file only once the CommitLog is durable up to a point
+    /// ([`Self::commit_when_durable`]), by (`topic@group`, queue id).
+    gated: BTreeMap<(String, i32), GatedCommits>,
+}
+
+/// A queue's commits waiting for the CommitLog: what the file may say meanwhile (`durable`,
+/// the last value whose condition held; none: the queue is left out) and the newer values,
+/// oldest first, each with the CommitLog end that must be durable before it may be written.
+#[derive(Debug)]
+struct GatedCommits {
+    durable: Option<i64>,
+    waiting: std::collections::VecDeque<(u64, i64)>,
 }
 
 fn key(topic: &str, group: &str) -> String {
@@ -57,6 +69,7 @@ impl ConsumerOffsets {
             table: file.offset_table,
             dirty: false,
             local_commits: None,
+            gated: BTreeMap::new(),
         })
     }
 
@@ -98,6 +111,38 @@ impl ConsumerOffsets {
     }
 
     pub fn commit(&mut self, topic: &str, group: &str, queue_id: i32, offset: i64) {
+        // A plain commit stands on its own: nothing it replaces needs to wait any more.
+        self.gated.remove(&(key(topic, group), queue_id));
+        self.commit_in_memory(topic, group, queue_id, offset);
+    }
+
+    /// Commits `offset` at once for every reader, but writes it to the file only once the
+    /// CommitLog is durable up to `durable_end`: a POP moves its group past the messages it
+    /// hands out because its checkpoint (in the CommitLog) will bring back what is not acked;
+    /// a file that held the offset without the checkpoint would lose them after a power
+    /// loss. Until then the file keeps the last value whose checkpoint is durable.
+    pub fn commit_when_durable(
+        &mut self,
+        topic: &str,
+        group: &str,
+        queue_id: i32,
+        offset: i64,
+        durable_end: u64,
+    ) {
+        let id = (key(topic, group), queue_id);
+        let before = self.query(topic, group, queue_id);
+        self.gated
+            .entry(id)
+            .or_insert_with(|| GatedCommits {
+                durable: before,
+                waiting: Default::default(),
+            })
+            .waiting
+            .push_back((durable_end, offset));
+        self.commit_in_memory(topic, group, queue_id, offset);
+    }
+
+    fn commit_in_memory(&mut self, topic: &str, group: &str, queue_id: i32, offset: i64) {
         let queues = self.table.entry(key(topic, group)).or_default();
         if queues.insert(queue_id, offset) != Some(offset) {
             self.dirty = true;
@@ -167,7 +212,7 @@ impl ConsumerOffsets {
     }
 
     pub fn is_dirty(&self) -> bool {
-        self.dirty
+        self.dirty || !self.gated.is_empty()
     }
 
     /// Every committed offset: (topic, group, queue id, offset).
@@ -202,10 +247,33 @@ impl ConsumerOffsets {
     }
 
     /// The file contents, clearing the dirty mark.
-    pub fn take_json(&mut self) -> Vec<u8> {
+    /// The file's contents with the CommitLog durable up to `durable`: gated commits whose
+    /// condition does not hold yet are written as their last durable value.
+    pub fn take_json(&mut self, durable: u64) -> Vec<u8> {
         self.dirty = false;
+        let mut table = self.table.clone();
+        self.gated.retain(|(key, queue_id), gated| {
+            while let Some(&(end, value)) = gated.waiting.front() {
+                if end > durable {
+                    break;
+                }
+                gated.durable = Some(value);
+                gated.waiting.pop_front();
+            }
+            if gated.waiting.is_empty() {
+                return false;
+            }
+            if let Some(queues) = table.get_mut(key) {
+                match gated.durable {
+                    Some(value) => queues.insert(*queue_id, value),
+                    None => queues.remove(queue_id),
+                };
+            }
+            true
+        });
+        table.retain(|_, queues| !queues.is_empty());
         let file = OffsetFile {
-            offset_table: self.table.clone(),
+            offset_table: table,
         };
         serde_json::to_vec(&file).unwrap_or_default()
     }
@@ -260,7 +328,7 @@ impl<S: SegmentStorage> Broker<S> {
         if !self.offsets.is_dirty() {
             return;
         }
-        let json = self.offsets.take_json();
+        let json = self.offsets.take_json(self.store.durable_offset().0);
         let own = self.offsets.local_commits_json();
         let storage = self.store.storage_mut();
         let written = storage.replace(CONSUMER_OFFSETS_PATH, &json).is_ok()

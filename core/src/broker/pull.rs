@@ -398,6 +398,7 @@ impl<S: SegmentStorage> Broker<S> {
 
     /// A message arrived in (topic, queue): answer the pulls waiting for it.
     pub(super) fn wake_held_pulls(&mut self, now_ms: u64, topic: &str, queue_id: i32) {
+        self.wake_held_pops(now_ms, topic, queue_id);
         let key = (topic.to_owned(), queue_id);
         if !self.held_pulls.by_queue.contains_key(&key) {
             return;

@@ -1276,6 +1276,7 @@ mod bodies;
 mod fence;
 mod listener;
 mod metrics;
+mod pop;
 mod replication;
 mod reply;
 mod retention;
