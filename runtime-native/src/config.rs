@@ -409,6 +409,9 @@ pub fn parse_broker_conf(file: &str, text: &str) -> Result<BrokerFileConfig, Con
             _ if REPLICATION_KEYS.contains(&key.as_str()) => {
                 apply_replication_key(&mut b.replication, &key, &value).map_err(|r| bad(&r))?
             }
+            _ if POP_KEYS.contains(&key.as_str()) => {
+                apply_pop_key(&mut b.pop, &key, &value).map_err(|r| bad(&r))?
+            }
             _ => {
                 if warned.insert(key.clone()) {
                     if ACCEPTED_UNSUPPORTED_KEYS.contains(&key.as_str()) {
@@ -523,6 +526,65 @@ fn apply_replication_key(
             r.offset_check_in_slave = parse_bool(value).ok_or("expected true or false")?
         }
         _ => return Err(format!("{key} is not a replication key")),
+    }
+    Ok(())
+}
+
+/// POP consumption's keys ([`vostok_core::broker::pop`]), RocketMQ's names; the defaults are
+/// RocketMQ 5's but for `enableRetryTopicV2` (true: redeliveries go to `%RETRY%<group>+<topic>`).
+const POP_KEYS: &[&str] = &[
+    "reviveQueueNum",
+    "reviveInterval",
+    "enableRetryTopicV2",
+    "popFromRetryProbability",
+    "popPollingSize",
+    "maxPopPollingSize",
+    "defaultMessageRequestMode",
+    "defaultPopShareQueueNum",
+];
+
+fn apply_pop_key(
+    p: &mut vostok_core::broker::pop::PopConfig,
+    key: &str,
+    value: &str,
+) -> Result<(), String> {
+    let value = value.trim();
+    match key {
+        "reviveQueueNum" => {
+            p.revive_queue_num = positive::<u32>(value)
+                .filter(|n| *n <= 1_024)
+                .ok_or("expected queues from 1 to 1024")?
+        }
+        "reviveInterval" => {
+            p.revive_interval_ms = positive(value).ok_or("expected milliseconds ≥ 1")?
+        }
+        "enableRetryTopicV2" => {
+            p.enable_retry_topic_v2 = parse_bool(value).ok_or("expected true or false")?
+        }
+        "popFromRetryProbability" => {
+            p.pop_from_retry_probability_percent = value
+                .parse::<u32>()
+                .ok()
+                .filter(|n| *n <= 100)
+                .ok_or("expected a percentage from 0 to 100")?
+        }
+        "popPollingSize" => {
+            p.pop_polling_size = positive::<usize>(value).ok_or("expected a count ≥ 1")?
+        }
+        "maxPopPollingSize" => {
+            p.max_pop_polling_size = positive::<usize>(value).ok_or("expected a count ≥ 1")?
+        }
+        "defaultMessageRequestMode" => {
+            p.default_message_request_mode = match value {
+                "PULL" => vostok_core::remoting::pop::MessageRequestMode::Pull,
+                "POP" => vostok_core::remoting::pop::MessageRequestMode::Pop,
+                _ => return Err("expected PULL or POP".to_owned()),
+            }
+        }
+        "defaultPopShareQueueNum" => {
+            p.default_pop_share_queue_num = value.parse().map_err(|_| "expected an integer")?
+        }
+        _ => return Err(format!("{key} is not a POP key")),
     }
     Ok(())
 }
@@ -848,6 +910,32 @@ messageDelayLevel=1s 2m 1h 1d
         assert_eq!(c.warnings.len(), 2, "{:?}", c.warnings);
         assert!(c.warnings[0].contains("unknown key brokerNmae"));
         assert!(c.warnings[1].contains("sendMessageThreadPoolNums is not supported yet"));
+    }
+
+    #[test]
+    fn pop_keys() {
+        use vostok_core::remoting::pop::MessageRequestMode;
+        let text = "reviveQueueNum=4\nenableRetryTopicV2=false\npopFromRetryProbability=50\n\
+                    defaultMessageRequestMode=POP\ndefaultPopShareQueueNum=2\nreviveInterval=500\n";
+        let c = parse_broker_conf("b.conf", text).expect("parses");
+        let p = &c.broker.pop;
+        assert_eq!((p.revive_queue_num, p.revive_interval_ms), (4, 500));
+        assert!(!p.enable_retry_topic_v2);
+        assert_eq!(p.pop_from_retry_probability_percent, 50);
+        assert_eq!(p.default_message_request_mode, MessageRequestMode::Pop);
+        assert_eq!(p.default_pop_share_queue_num, 2);
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+        for (text, key) in [
+            ("reviveQueueNum=0\n", "reviveQueueNum"),
+            ("popFromRetryProbability=101\n", "popFromRetryProbability"),
+            (
+                "defaultMessageRequestMode=PUSH\n",
+                "defaultMessageRequestMode",
+            ),
+        ] {
+            let e = parse_broker_conf("b.conf", text).unwrap_err().to_string();
+            assert!(e.contains(key), "{e}");
+        }
     }
 
     #[test]

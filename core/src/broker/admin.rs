@@ -895,6 +895,28 @@ fn properties_of(c: &super::BrokerConfig) -> BTreeMap<String, String> {
         c.transaction.check_interval_ms.to_string(),
     );
     put("transactionCheckMax", c.transaction.check_max.to_string());
+    let pop = &c.pop;
+    put("reviveQueueNum", pop.revive_queue_num.to_string());
+    put("reviveInterval", pop.revive_interval_ms.to_string());
+    put("enableRetryTopicV2", pop.enable_retry_topic_v2.to_string());
+    put(
+        "popFromRetryProbability",
+        pop.pop_from_retry_probability_percent.to_string(),
+    );
+    put("popPollingSize", pop.pop_polling_size.to_string());
+    put("maxPopPollingSize", pop.max_pop_polling_size.to_string());
+    put(
+        "defaultMessageRequestMode",
+        match pop.default_message_request_mode {
+            crate::remoting::pop::MessageRequestMode::Pull => "PULL",
+            crate::remoting::pop::MessageRequestMode::Pop => "POP",
+        }
+        .to_owned(),
+    );
+    put(
+        "defaultPopShareQueueNum",
+        pop.default_pop_share_queue_num.to_string(),
+    );
     p
 }
 

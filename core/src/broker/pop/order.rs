@@ -301,9 +301,7 @@ impl<S: SegmentStorage> Broker<S> {
         );
         let flag = RetryFlag::of_topic(topic);
         encode_order_count_info((flag, queue_id), &counts, &mut batch.order_counts);
-        batch
-            .records
-            .extend(result.records.iter().cloned());
+        batch.records.extend(result.records.iter().cloned());
         batch.start_infos.push(((flag, queue_id), offset));
         batch.msg_infos.push(((flag, queue_id), offsets));
         batch.rest += (max - next).max(0);
