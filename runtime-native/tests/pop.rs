@@ -100,13 +100,16 @@ fn pop_ext(
     ]
 }
 
+/// The ext fields of an ACK_MESSAGE for one popped message.
+type AckFields = Vec<(&'static str, String)>;
+
 /// One raw POP: the answer, and per record its body and the ack fields a client derives.
 fn raw_pop(
     conn: &mut RawConn,
     topic: &str,
     group: &str,
     invisible_ms: i64,
-) -> (Frame, Vec<(String, Vec<(&'static str, String)>)>) {
+) -> (Frame, Vec<(String, AckFields)>) {
     let f = conn.request(POP_MESSAGE, &pop_ext(topic, group, invisible_ms, 0), &[]);
     if f.code() != 0 {
         return (f, Vec::new());
