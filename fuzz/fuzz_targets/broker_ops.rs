@@ -1,11 +1,13 @@
 //! The Broker state machine fed arbitrary request sequences through a direct harness (a Broker
 //! over `MemStorage`): connects, disconnects, well-formed sends, batches, pulls, offset commits,
-//! heartbeats and locks, requests with fuzzed codes, ext fields and bodies, timeouts with an
+//! heartbeats and locks, POPs with acks, batch acks and changes of invisible time on the
+//! handles they returned, requests with fuzzed codes, ext fields and bodies, timeouts with an
 //! advancing clock, syncs (succeeding or failing) and crash-restarts over the same storage.
 //!
 //! Asserted after every step: nothing panics; every request that is not oneway gets at most one
 //! response; every record a pull returns decodes with a valid body CRC and belongs to the queue
-//! pulled; the store serves dense queues with `min <= max`; offsets committed by well-behaved
+//! pulled; every record a POP returns decodes, carries the topic asked for and is listed in the
+//! answer's offset lists; the store serves dense queues with `min <= max`; offsets committed by well-behaved
 //! consumers never exceed the queue's max offset.
 #![no_main]
 
@@ -18,6 +20,11 @@ use vostok_core::broker::{Broker, BrokerOutput, CheckpointFailure};
 use vostok_core::message::{encode_batch, peek_header, BatchEntry, MessageRecord, Properties};
 use vostok_core::remoting::codes::{request, response};
 use vostok_core::remoting::headers::{PullMessageRequestHeader, SendMessageRequestHeader};
+use vostok_core::remoting::pop::{
+    parse_msg_offset_info, parse_start_offset_info, AckMessageRequestHeader, BatchAck,
+    BatchAckMessageRequestBody, ExtraInfo, PopMessageRequestHeader, PopMessageResponseHeader,
+    RetryFlag, POP_CK_PROPERTY,
+};
 use vostok_core::remoting::RemotingCommand;
 use vostok_core::store::{CheckpointRequest, MemStorage, SegmentStorage, SyncRequest};
 use vostok_core::ConnId;
@@ -26,10 +33,12 @@ use vostok_fuzz::{check_store, request_with, small_broker_config, FuzzExt};
 /// The group of the well-behaved consumer; fuzzed requests are kept off it so its committed
 /// offsets are only ever what a real consumer would commit.
 const GOOD_GROUP: &str = "well-behaved-group";
+/// The group the POP operations consume as.
+const POP_GROUP: &str = "pop-group";
 
 const TOPICS: [&str; 4] = ["TopicA", "TopicB", "%RETRY%cg", "TBW102"];
 
-const CODES: [i32; 20] = [
+const CODES: [i32; 27] = [
     request::SEND_MESSAGE,
     request::SEND_MESSAGE_V2,
     request::SEND_BATCH_MESSAGE,
@@ -50,6 +59,13 @@ const CODES: [i32; 20] = [
     request::UPDATE_AND_CREATE_TOPIC,
     request::GET_ALL_TOPIC_CONFIG,
     request::VIEW_MESSAGE_BY_ID,
+    request::POP_MESSAGE,
+    request::ACK_MESSAGE,
+    request::BATCH_ACK_MESSAGE,
+    request::PEEK_MESSAGE,
+    request::CHANGE_MESSAGE_INVISIBLETIME,
+    request::NOTIFICATION,
+    request::POLLING_INFO,
 ];
 
 #[derive(Debug, Arbitrary)]
@@ -121,6 +137,37 @@ enum Op {
         sync: bool,
     },
     Restart,
+    Pop {
+        conn: u8,
+        topic: u8,
+        queue_id: i8,
+        max_nums: u8,
+        invisible_ms: u16,
+        poll_ms: u16,
+        order: bool,
+    },
+    AckPopped {
+        conn: u8,
+        which: u8,
+        how: AckHow,
+    },
+}
+
+#[derive(Debug, Arbitrary)]
+enum AckHow {
+    Ack,
+    Batch,
+    Change(u16),
+}
+
+/// A message a POP returned, with what an ack of it names.
+#[derive(Clone, Debug)]
+struct PoppedHandle {
+    topic: String,
+    real_topic: String,
+    queue_id: i32,
+    offset: i64,
+    handle: ExtraInfo,
 }
 
 #[derive(Debug, Arbitrary)]
@@ -148,6 +195,10 @@ struct Harness {
     positions: BTreeMap<(String, i32), u64>,
     sync: Option<SyncRequest>,
     checkpoint: Option<CheckpointRequest>,
+    /// POPs awaiting their answer: opaque → topic asked for.
+    pops: BTreeMap<i32, String>,
+    /// What POPs returned, newest last (at most 64 kept).
+    popped: Vec<PoppedHandle>,
 }
 
 fn topic(index: u8) -> &'static str {
@@ -171,6 +222,8 @@ impl Harness {
             positions: BTreeMap::new(),
             sync: None,
             checkpoint: None,
+            pops: BTreeMap::new(),
+            popped: Vec::new(),
         }
     }
 
@@ -329,6 +382,83 @@ impl Harness {
                 header.write_to(&mut cmd);
                 self.submit(conn, cmd, Some((topic, queue_id)));
             }
+            Op::Pop {
+                conn,
+                topic: t,
+                queue_id,
+                max_nums,
+                invisible_ms,
+                poll_ms,
+                order,
+            } => {
+                let conn = self.conn(conn);
+                let topic = topic(t).to_owned();
+                let header = PopMessageRequestHeader {
+                    consumer_group: POP_GROUP.to_owned(),
+                    topic: topic.clone(),
+                    queue_id: i32::from(queue_id % 5),
+                    max_msg_nums: i32::from(max_nums % 40),
+                    invisible_time_ms: i64::from(invisible_ms),
+                    poll_time_ms: i64::from(poll_ms),
+                    born_time_ms: self.now_ms as i64,
+                    init_mode: 0,
+                    exp_type: Some("TAG".to_owned()),
+                    exp: Some("*".to_owned()),
+                    order,
+                    attempt_id: None,
+                };
+                let mut cmd = RemotingCommand::request(request::POP_MESSAGE);
+                header.write_to(&mut cmd);
+                self.pops.insert(self.next_opaque, topic);
+                self.submit(conn, cmd, None);
+            }
+            Op::AckPopped { conn, which, how } => {
+                if self.popped.is_empty() {
+                    return;
+                }
+                let conn = self.conn(conn);
+                let p = self.popped[usize::from(which) % self.popped.len()].clone();
+                let cmd = match how {
+                    AckHow::Ack | AckHow::Change(_) => {
+                        let header = AckMessageRequestHeader {
+                            consumer_group: POP_GROUP.to_owned(),
+                            topic: p.real_topic.clone(),
+                            queue_id: p.queue_id,
+                            extra_info: p.handle.encode(),
+                            offset: p.offset,
+                        };
+                        let code = match how {
+                            AckHow::Ack => request::ACK_MESSAGE,
+                            _ => request::CHANGE_MESSAGE_INVISIBLETIME,
+                        };
+                        let mut cmd = RemotingCommand::request(code);
+                        header.write_to(&mut cmd);
+                        if let AckHow::Change(ms) = how {
+                            cmd = cmd.with_ext("invisibleTime", ms);
+                        }
+                        cmd
+                    }
+                    AckHow::Batch => {
+                        let body = BatchAckMessageRequestBody {
+                            acks: vec![BatchAck {
+                                consumer_group: POP_GROUP.to_owned(),
+                                topic: p.topic.clone(),
+                                retry: p.handle.retry,
+                                start_offset: p.handle.ck_start_offset,
+                                queue_id: p.queue_id,
+                                revive_qid: p.handle.revive_qid,
+                                pop_time_ms: p.handle.pop_time_ms,
+                                invisible_time_ms: p.handle.invisible_time_ms,
+                                bit_set: BatchAck::bits_of(p.handle.ck_start_offset, &[p.offset]),
+                            }],
+                            broker_name: Some(p.handle.broker_name.clone()),
+                        };
+                        RemotingCommand::request(request::BATCH_ACK_MESSAGE)
+                            .with_body(serde_json::to_vec(&body).expect("serializes"))
+                    }
+                };
+                self.submit(conn, cmd, None);
+            }
             Op::Commit {
                 conn,
                 topic: t,
@@ -469,6 +599,7 @@ impl Harness {
                     .expect("a broker reopens over what it wrote");
                 self.open.clear();
                 self.pending.clear();
+                self.pops.clear();
                 self.sync = None;
                 self.checkpoint = None;
             }
@@ -525,6 +656,68 @@ impl Harness {
         assert_eq!(owner, conn.0, "response sent to another connection");
         if let Some((topic, queue_id)) = pull {
             self.check_pull(&topic, queue_id, command);
+        }
+        if let Some(topic) = self.pops.remove(&command.opaque) {
+            self.check_pop(&topic, command);
+        }
+    }
+
+    /// A POP's answer: whole records of the topic asked for, each listed in the offset lists
+    /// (or carrying its handle); the handles are kept for later acks.
+    fn check_pop(&mut self, topic: &str, answer: &RemotingCommand) {
+        let header = PopMessageResponseHeader::parse(answer)
+            .expect("every POP answer carries popTime, invisibleTime, reviveQid and restNum");
+        if answer.code != response::SUCCESS {
+            return;
+        }
+        let starts = parse_start_offset_info(header.start_offset_info.as_deref().unwrap_or(""))
+            .expect("startOffsetInfo parses");
+        let lists = parse_msg_offset_info(header.msg_offset_info.as_deref().unwrap_or(""))
+            .expect("msgOffsetInfo parses");
+        let mut rest = answer.body.clone();
+        let mut records = 0;
+        while !rest.is_empty() {
+            let (size, _) = peek_header(&rest).expect("a POP body holds whole records");
+            let record = MessageRecord::decode(&rest, true)
+                .unwrap_or_else(|e| panic!("a popped record is bad: {e}"));
+            assert_eq!(record.topic, topic, "popped a record of another topic");
+            let handle = match record.properties.get(POP_CK_PROPERTY) {
+                Some(ck) => ExtraInfo::parse(ck).expect("POP_CK parses"),
+                None => {
+                    let key = (RetryFlag::Normal, record.queue_id);
+                    assert!(
+                        lists
+                            .get(&key)
+                            .is_some_and(|l| l.contains(&record.queue_offset)),
+                        "a popped record is missing from msgOffsetInfo"
+                    );
+                    ExtraInfo {
+                        ck_start_offset: starts[&key],
+                        pop_time_ms: header.pop_time_ms,
+                        invisible_time_ms: header.invisible_time_ms,
+                        revive_qid: header.revive_qid,
+                        retry: RetryFlag::Normal,
+                        broker_name: "broker-a".to_owned(),
+                        queue_id: record.queue_id,
+                        msg_queue_offset: Some(record.queue_offset),
+                    }
+                }
+            };
+            let real_topic = handle.retry.real_topic(topic, POP_GROUP);
+            self.popped.push(PoppedHandle {
+                topic: topic.to_owned(),
+                real_topic,
+                queue_id: record.queue_id,
+                offset: record.queue_offset,
+                handle,
+            });
+            records += 1;
+            let _ = rest.split_to(size as usize);
+        }
+        let listed: usize = lists.values().map(Vec::len).sum();
+        assert_eq!(listed, records, "msgOffsetInfo lists every record once");
+        if self.popped.len() > 64 {
+            self.popped.drain(..self.popped.len() - 64);
         }
     }
 

@@ -1,35 +1,41 @@
 //! Arbitrary bytes as the JSON bodies the core reads: REGISTER_BROKER bodies, route and
 //! cluster-info bodies (both dialects), and the broker's HEART_BEAT, LOCK_BATCH_MQ,
-//! UNLOCK_BATCH_MQ, CHECK_CLIENT_CONFIG and UPDATE_AND_CREATE_SUBSCRIPTIONGROUP bodies (parsed
-//! inside the broker, so they go through a broker over memory). Nothing panics; what parses
+//! UNLOCK_BATCH_MQ, CHECK_CLIENT_CONFIG, UPDATE_AND_CREATE_SUBSCRIPTIONGROUP, BATCH_ACK_MESSAGE,
+//! SET_MESSAGE_REQUEST_MODE and QUERY_ASSIGNMENT bodies (parsed inside the broker, so they go
+//! through a broker over memory), and POP's revive-log records. Nothing panics; what parses
 //! survives to_json → parse unchanged, and the broker answers every request with exactly one
 //! response, an error always with a remark saying why. Any body also goes through
 //! `lenient::parse_fastjson`, which must read standard JSON as serde_json does.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use vostok_core::broker::pop::records::{AckMsg, PopCheckPoint};
 use vostok_core::broker::{Broker, BrokerOutput};
 use vostok_core::namesrv::register::RegisterBrokerBody;
 use vostok_core::namesrv::route::{ClusterInfo, JsonDialect, TopicRouteData};
 use vostok_core::remoting::codes::request;
+use vostok_core::remoting::pop::BatchAckMessageRequestBody;
 use vostok_core::remoting::{lenient, RemotingCommand};
 use vostok_core::store::MemStorage;
 use vostok_core::ConnId;
 use vostok_fuzz::small_broker_config;
 
-const BROKER_CODES: [i32; 5] = [
+const BROKER_CODES: [i32; 8] = [
     request::HEART_BEAT,
     request::LOCK_BATCH_MQ,
     request::UNLOCK_BATCH_MQ,
     request::CHECK_CLIENT_CONFIG,
     request::UPDATE_AND_CREATE_SUBSCRIPTIONGROUP,
+    request::BATCH_ACK_MESSAGE,
+    request::SET_MESSAGE_REQUEST_MODE,
+    request::QUERY_ASSIGNMENT,
 ];
 
 fuzz_target!(|data: &[u8]| {
     let Some((selector, body)) = data.split_first() else {
         return;
     };
-    match selector % 9 {
+    match selector % 13 {
         0 => {
             if let Ok(parsed) = RegisterBrokerBody::parse(body) {
                 let json = parsed.to_json();
@@ -77,8 +83,32 @@ fuzz_target!(|data: &[u8]| {
                 assert_eq!(parsed.ok(), Some(standard), "standard JSON changed");
             }
         }
+        9 => {
+            // POP's revive-log records and batch-ack bodies: what parses survives write/parse.
+            if let Ok(ck) = serde_json::from_slice::<PopCheckPoint>(body) {
+                let json = serde_json::to_vec(&ck).expect("a checkpoint serializes");
+                let again: PopCheckPoint = serde_json::from_slice(&json).expect("reads back");
+                assert_eq!(again, ck, "checkpoint changed across write/parse");
+                let _ = ck.offsets();
+            }
+            if let Ok(ack) = serde_json::from_slice::<AckMsg>(body) {
+                let json = serde_json::to_vec(&ack).expect("an ack serializes");
+                let again: AckMsg = serde_json::from_slice(&json).expect("reads back");
+                assert_eq!(again, ack, "ack changed across write/parse");
+            }
+            if let Ok(batch) = serde_json::from_slice::<BatchAckMessageRequestBody>(body) {
+                let json = serde_json::to_vec(&batch).expect("a batch ack serializes");
+                let again: BatchAckMessageRequestBody =
+                    serde_json::from_slice(&json).expect("reads back");
+                assert_eq!(again, batch, "batch ack changed across write/parse");
+                for entry in &batch.acks {
+                    assert!(entry.offsets().len() <= entry.bit_set.len() * 8);
+                }
+            }
+        }
         n => {
-            let code = BROKER_CODES[usize::from(n - 3) % BROKER_CODES.len()];
+            let index = if n < 8 { n - 3 } else { n - 5 };
+            let code = BROKER_CODES[usize::from(index) % BROKER_CODES.len()];
             let mut broker = Broker::new(small_broker_config(), MemStorage::new(), 1_000)
                 .expect("a broker opens over empty storage");
             let conn = ConnId(1);

@@ -6,6 +6,7 @@ use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use vostok_core::remoting::codes::request;
 use vostok_core::remoting::headers::*;
+use vostok_core::remoting::pop::*;
 use vostok_core::remoting::RemotingCommand;
 use vostok_fuzz::{request_with, FuzzExt};
 
@@ -15,13 +16,17 @@ struct Input {
     ext: FuzzExt,
 }
 
-const CODES: [i32; 6] = [
+const CODES: [i32; 10] = [
     request::SEND_MESSAGE,
     request::SEND_MESSAGE_V2,
     request::SEND_BATCH_MESSAGE,
     request::PULL_MESSAGE,
     request::LITE_PULL_MESSAGE,
     request::HEART_BEAT,
+    request::POP_MESSAGE,
+    request::ACK_MESSAGE,
+    request::CHANGE_MESSAGE_INVISIBLETIME,
+    request::NOTIFICATION,
 ];
 
 fuzz_target!(|input: Input| {
@@ -63,4 +68,38 @@ fuzz_target!(|input: Input| {
     let _ = SearchOffsetRequestHeader::parse(&cmd);
     let _ = UnregisterClientRequestHeader::parse(&cmd);
     let _ = CreateTopicRequestHeader::parse(&cmd);
+
+    // POP: headers survive write/parse; receipt handles and offset lists parse or refuse.
+    if let Ok(header) = PopMessageRequestHeader::parse(&cmd) {
+        let mut out = RemotingCommand::request(request::POP_MESSAGE);
+        header.write_to(&mut out);
+        let parsed = PopMessageRequestHeader::parse(&out).expect("a written POP header parses");
+        assert_eq!(parsed, header, "POP header changed across write/parse");
+    }
+    if let Ok(header) = AckMessageRequestHeader::parse(&cmd) {
+        let mut out = RemotingCommand::request(request::ACK_MESSAGE);
+        header.write_to(&mut out);
+        assert_eq!(AckMessageRequestHeader::parse(&out).ok(), Some(header));
+    }
+    let _ = NotificationRequestHeader::parse(&cmd);
+    let _ = PopMessageResponseHeader::parse(&cmd);
+    let _ = ChangeInvisibleTimeResponseHeader::parse(&cmd);
+    for value in cmd.ext_fields.values() {
+        if let Ok(handle) = ExtraInfo::parse(value) {
+            // A handle whose broker name holds no space encodes back to one that parses the same.
+            if !handle.broker_name.contains(' ') {
+                assert_eq!(ExtraInfo::parse(&handle.encode()).ok(), Some(handle));
+            }
+        }
+        if let Some(starts) = parse_start_offset_info(value) {
+            let items: Vec<_> = starts.into_iter().collect();
+            let again = parse_start_offset_info(&encode_start_offset_info(&items));
+            assert_eq!(
+                again.map(|m| m.into_iter().collect::<Vec<_>>()),
+                Some(items)
+            );
+        }
+        let _ = parse_msg_offset_info(value);
+        let _ = parse_order_count_info(value);
+    }
 });
