@@ -103,7 +103,7 @@ impl<S: SegmentStorage> Broker<S> {
         };
         let answer = RemotingCommand::response_to(req, response::SUCCESS, None);
         match self.write_ack(now_ms, &key, &[h.offset]) {
-            Ok(Some(end)) => Ok(self.answer_ack_when_durable(conn, req, answer, end)),
+            Ok(Some(end)) => Ok(self.answer_when_durable(conn, req, answer, end)),
             Ok(None) => Ok(Some(answer)),
             Err(e) => Ok(Some(self.store_error_response(req, &e))),
         }
@@ -193,14 +193,14 @@ impl<S: SegmentStorage> Broker<S> {
         }
         let answer = RemotingCommand::response_to(req, response::SUCCESS, None);
         match last_end {
-            Some(end) => Ok(self.answer_ack_when_durable(conn, req, answer, end)),
+            Some(end) => Ok(self.answer_when_durable(conn, req, answer, end)),
             None => Ok(Some(answer)),
         }
     }
 
-    /// Under SYNC_FLUSH, holds an ack's answer until its record is durable (one group commit
-    /// covers every waiting answer, as for sends).
-    fn answer_ack_when_durable(
+    /// Under SYNC_FLUSH, holds an answer until the CommitLog is durable up to `end` (its ack
+    /// or checkpoint records; one group commit covers every waiting answer, as for sends).
+    pub(super) fn answer_when_durable(
         &mut self,
         conn: ConnId,
         req: &RemotingCommand,
@@ -416,6 +416,6 @@ impl<S: SegmentStorage> Broker<S> {
             revive_qid,
         }
         .write_to(&mut answer);
-        Ok(self.answer_ack_when_durable(conn, req, answer, end))
+        Ok(self.answer_when_durable(conn, req, answer, end))
     }
 }

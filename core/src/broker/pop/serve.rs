@@ -110,6 +110,8 @@ pub(super) struct PopBatch {
     pub msg_infos: Vec<(QueueKey, Vec<i64>)>,
     pub order_counts: Vec<String>,
     pub rest: i64,
+    /// Where the last checkpoint written ends in the CommitLog.
+    pub ck_end: u64,
 }
 
 /// What every queue read of one POP shares.
@@ -390,13 +392,18 @@ impl<S: SegmentStorage> Broker<S> {
         }
         .write_to(&mut answer);
         answer.body = body.freeze();
-        self.pop_written();
         if batch.rest > 0 {
             // More is waiting: let another held consumer of the same key take it.
             let key = (h.topic.clone(), h.consumer_group.clone(), h.queue_id);
             let woken = self.pop.held.take_first_where(|k| *k == key);
             self.rerun_held_pops(now_ms, woken, true);
         }
+        // Under SYNC_FLUSH the answer waits for its checkpoints: a power loss then never
+        // brings back early what was handed out.
+        if batch.ck_end > 0 {
+            return Ok(self.answer_when_durable(conn, req, answer, batch.ck_end));
+        }
+        self.pop_written();
         Ok(Some(answer))
     }
 
@@ -532,6 +539,7 @@ impl<S: SegmentStorage> Broker<S> {
         };
         self.offsets
             .commit_when_durable(topic, group, queue_id, next, ck_end);
+        batch.ck_end = batch.ck_end.max(ck_end);
         let flag = RetryFlag::of_topic(topic);
         for (record, queue_offset) in result.records.iter().zip(&offsets) {
             if flag == RetryFlag::Normal {

@@ -537,3 +537,43 @@ fn a_group_switched_to_pop_is_assigned_any_queue_of_the_broker() {
         response::NO_PERMISSION
     );
 }
+
+/// Makes the one `Sync` among `outputs` durable and returns what the broker then writes.
+fn sync_once(h: &mut Harness, outputs: &[BrokerOutput]) -> Vec<BrokerOutput> {
+    let pending = syncs(outputs);
+    assert_eq!(pending.len(), 1, "one sync in flight: {outputs:?}");
+    for range in &pending[0].ranges {
+        h.broker
+            .store_mut()
+            .storage_mut()
+            .sync(&range.path, range.start, range.end)
+            .unwrap();
+    }
+    h.broker.handle_synced(h.now_ms, pending[0].up_to);
+    h.drain()
+}
+
+#[test]
+fn under_sync_flush_pops_and_acks_are_answered_once_their_records_are_durable() {
+    let config = BrokerConfig {
+        flush_disk_type: FlushDiskType::SyncFlush,
+        ..test_config()
+    };
+    let mut h = Harness::new(config);
+    let sent = h.request(1, send_v2(TOPIC, 0, b"durable", "t"));
+    assert_eq!(responses_on(&sync_once(&mut h, &sent), 1).len(), 1);
+    let outputs = h.request(2, pop_request(0, 32, 0, false, T0));
+    assert!(
+        responses_on(&outputs, 2).is_empty(),
+        "answered before its checkpoint is durable"
+    );
+    let answers = responses_on(&sync_once(&mut h, &outputs), 2);
+    let got = popped(&answers[0]);
+    let outputs = h.request(2, ack_request(&got[0]));
+    assert!(
+        responses_on(&outputs, 2).is_empty(),
+        "answered before the ack is durable"
+    );
+    let answers = responses_on(&sync_once(&mut h, &outputs), 2);
+    assert_eq!(answers[0].code, response::SUCCESS);
+}
