@@ -159,6 +159,50 @@ fn consume_drains_the_whole_backlog() {
 }
 
 #[test]
+fn consume_pop_drains_the_same_backlog_by_pop_with_each_consumer_count() {
+    let v = bench(&[
+        "consume",
+        "--standalone",
+        "--fill",
+        "3000",
+        "--queues",
+        "4",
+        "--pop",
+        "--pop-consumers",
+        "1,3",
+        "--json",
+    ]);
+    check_totals(&v["consume"], 3000);
+    let runs = v["pop"].as_array().expect("pop runs");
+    assert_eq!(runs.len(), 2, "{v}");
+    for (run, consumers) in runs.iter().zip([1, 3]) {
+        assert_eq!(run["consumers"], consumers);
+        check_totals(&run["pop"], 3000);
+        assert!(f(&run["pop_vs_pull"]) > 0.0, "{v}");
+    }
+}
+
+#[test]
+fn e2e_by_pop_consumes_every_message_sent() {
+    let v = bench(&[
+        "e2e",
+        "--standalone",
+        "--count",
+        "500",
+        "--queues",
+        "2",
+        "--pop",
+        "-c",
+        "2",
+        "--json",
+    ]);
+    assert_eq!(v["via_pop"], true);
+    assert_eq!(v["consumed"], 500);
+    assert_eq!(v["missing"], 0);
+    check_totals(&v["e2e"], 500);
+}
+
+#[test]
 fn e2e_consumes_every_message_sent() {
     let v = bench(&[
         "e2e",

@@ -296,6 +296,32 @@ pub async fn ensure_topic(
     }
 }
 
+/// UPDATE_CONSUMER_OFFSET: `group`'s position in one queue.
+pub async fn commit_offset(
+    broker: &Conn,
+    group: &str,
+    topic: &str,
+    queue_id: i32,
+    offset: i64,
+) -> Result<(), RunError> {
+    let reply = admin_call(
+        broker,
+        RemotingCommand::request(request::UPDATE_CONSUMER_OFFSET)
+            .with_ext("consumerGroup", group)
+            .with_ext("topic", topic)
+            .with_ext("queueId", queue_id)
+            .with_ext("commitOffset", offset),
+    )
+    .await?;
+    if reply.code != response::SUCCESS {
+        return Err(RunError::Task(format!(
+            "committing {group}'s offset of {topic}:{queue_id}: code {}",
+            reply.code
+        )));
+    }
+    Ok(())
+}
+
 /// GET_MAX_OFFSET (`max = true`) or GET_MIN_OFFSET of one queue.
 pub async fn queue_offset(
     broker: &Conn,

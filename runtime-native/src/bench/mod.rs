@@ -32,6 +32,7 @@ pub mod consume;
 pub mod cpu;
 pub mod direct;
 pub mod loopback;
+pub mod pop;
 pub mod produce;
 pub mod replication;
 pub mod report;
@@ -289,6 +290,13 @@ pub struct ConsumeArgs {
     /// Stop after this many seconds of draining.
     #[arg(short = 'd', long)]
     pub duration: Option<f64>,
+    /// After the pull drain, drain the same backlog by POP (a new group per run, any queue,
+    /// every answer batch-acked) with each of --pop-consumers, and compare the rates.
+    #[arg(long)]
+    pub pop: bool,
+    /// Consumers (connections, one POP loop each) of the POP drains.
+    #[arg(long, value_delimiter = ',', default_values_t = [1usize, 8])]
+    pub pop_consumers: Vec<usize>,
 }
 
 /// Options of `vostok bench e2e`.
@@ -309,6 +317,10 @@ pub struct E2eArgs {
     /// Messages per pull (maxMsgNums).
     #[arg(long, default_value_t = 32)]
     pub batch: i32,
+    /// Consume by POP (one loop per consumer connection, long polling, batch acks) instead
+    /// of pulls.
+    #[arg(long)]
+    pub pop: bool,
 }
 
 /// The broker being measured: external, in this process, or a child process.
@@ -927,7 +939,85 @@ async fn consume_on(
         "rss": probe.as_ref().map_or(Value::Null, RssProbe::to_json),
     });
     append_cpu(&mut json, &mut text, cpu_use, totals.messages);
+    if args.pop {
+        let pull_tps = totals.messages as f64 / secs;
+        pop_drains(
+            args, &setup, broker, backlog, pull_tps, &mut json, &mut text,
+        )
+        .await?;
+    }
     Ok((json, text))
+}
+
+/// The POP half of `consume --pop`: the same backlog drained by POP with each consumer count,
+/// each rate set against the pull drain's (`pop_vs_pull`).
+async fn pop_drains(
+    args: &ConsumeArgs,
+    setup: &Setup,
+    broker: &BrokerUnderTest,
+    backlog: i64,
+    pull_tps: f64,
+    json: &mut Value,
+    text: &mut Vec<String>,
+) -> Result<(), RunError> {
+    let serialize: SerializeType = args.broker.serialize.into();
+    let timeout = Duration::from_millis(args.broker.timeout_ms);
+    let mut topics: Vec<String> = setup.queues.iter().map(|q| q.topic.clone()).collect();
+    topics.dedup();
+    let mut runs = Vec::new();
+    for &consumers in &args.pop_consumers {
+        if consumers == 0 {
+            return Err(RunError::Usage("--pop-consumers must be at least 1".into()));
+        }
+        let conns = connections(&setup.broker_addr, consumers, serialize).await?;
+        let plan = pop::PopPlan {
+            group: format!("{}_pop{consumers}", args.group),
+            topics: topics.clone(),
+            batch: args.batch,
+            timeout,
+            follow: false,
+            count: args.count,
+            stop: Arc::new(AtomicBool::new(false)),
+        };
+        let pops = Recorder::new();
+        let progress = Progress::start(
+            "consume --pop",
+            vec![Series {
+                label: "pop",
+                recorder: pops.clone(),
+            }],
+            broker.probe(),
+        );
+        let started = Instant::now();
+        let tasks: Vec<_> = conns
+            .into_iter()
+            .map(|conn| tokio::spawn(pop::pop_loop(conn, plan.clone(), pops.clone(), None)))
+            .collect();
+        for t in tasks {
+            t.await.map_err(|e| RunError::Task(e.to_string()))?;
+        }
+        let elapsed = started.elapsed();
+        progress.finish().await;
+        let totals = pops.totals();
+        let tps = totals.messages as f64 / elapsed.as_secs_f64().max(1e-9);
+        let ratio = if pull_tps > 0.0 { tps / pull_tps } else { 0.0 };
+        text.push(format!(
+            "POP drain, {consumers} consumer(s): {tps:.0} msg/s ({} of {backlog} messages in {:.2}s) = {:.0}% of the pull drain; POP+ack round trip {}; Failed: {} Response Failed: {}",
+            totals.messages,
+            elapsed.as_secs_f64(),
+            ratio * 100.0,
+            totals.latency.line(),
+            totals.send_failed,
+            totals.response_failed
+        ));
+        runs.push(json!({
+            "consumers": consumers,
+            "pop": report::totals_json(&totals, elapsed),
+            "pop_vs_pull": (ratio * 1000.0).round() / 1000.0,
+        }));
+    }
+    json["pop"] = Value::Array(runs);
+    Ok(())
 }
 
 async fn run_e2e(args: E2eArgs) -> Result<(), RunError> {
@@ -968,7 +1058,34 @@ async fn e2e_on(
     let pulls = Recorder::new();
     let e2e = Recorder::new();
     let mut pullers = Vec::new();
-    for (i, q) in setup.queues.iter().enumerate() {
+    if args.pop {
+        // Only this run's messages are timed: the POP group starts at the queues' ends.
+        let mut topics: Vec<String> = setup.queues.iter().map(|q| q.topic.clone()).collect();
+        topics.dedup();
+        let group = format!("{}_pop_e2e", args.group);
+        for q in &setup.queues {
+            let end = direct::queue_offset(&pull_conns[0], &q.topic, q.queue_id, true).await?;
+            direct::commit_offset(&pull_conns[0], &group, &q.topic, q.queue_id, end).await?;
+        }
+        let plan = pop::PopPlan {
+            group,
+            topics,
+            batch: args.batch,
+            timeout,
+            follow: true,
+            count: None,
+            stop: stop.clone(),
+        };
+        for conn in &pull_conns {
+            pullers.push(tokio::spawn(pop::pop_loop(
+                conn.clone(),
+                plan.clone(),
+                pulls.clone(),
+                Some(e2e.clone()),
+            )));
+        }
+    }
+    for (i, q) in setup.queues.iter().enumerate().filter(|_| !args.pop) {
         let conn = pull_conns[i % pull_conns.len()].clone();
         let from = direct::queue_offset(&conn, &q.topic, q.queue_id, true).await?;
         pullers.push(tokio::spawn(consume::pull_queue(
@@ -1070,6 +1187,7 @@ async fn e2e_on(
         "consumed": e2e_totals.messages,
         "missing": expected.saturating_sub(e2e_totals.messages),
         "e2e": report::totals_json(&e2e_totals, elapsed),
+        "via_pop": args.pop,
         "pull": report::totals_json(&pull_totals, elapsed),
         "loopback": Value::Null,
         "vs_loopback": Value::Null,

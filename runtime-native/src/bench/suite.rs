@@ -235,6 +235,8 @@ async fn flush_rows_on(
             size: args.size,
             count: None,
             duration: None,
+            pop: false,
+            pop_consumers: Vec::new(),
         };
         let (report, _) = consume_on(&consume, broker).await?;
         let name = format!("drain {} messages", args.drain);
