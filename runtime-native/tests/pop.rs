@@ -322,3 +322,62 @@ async fn a_consumer_that_dies_holding_messages_gives_them_back_and_a_restart_kee
     };
     timeout(TEST_TIMEOUT, body).await.expect("test timed out");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orderly_pop_keeps_queue_order_with_two_consumers() {
+    let body = async {
+        let broker = block_in_place(Standalone::start);
+        let topic = "PopOrderly";
+        let group = "PopOrderlyGroup";
+        block_in_place(|| create_topic(&broker.broker_addr, &broker.namesrv_addr, topic, 1));
+        let bodies: Vec<String> = (0..20).map(|i| format!("ordered-{i:02}")).collect();
+        send_all(&broker.namesrv_addr, topic, &bodies).await;
+        let consumed = block_in_place(|| {
+            let mut conns = [
+                RawConn::connect(&broker.broker_addr),
+                RawConn::connect(&broker.broker_addr),
+            ];
+            let mut consumed: Vec<String> = Vec::new();
+            let mut turns = 0;
+            while consumed.len() < bodies.len() {
+                turns += 1;
+                assert!(turns < 400, "orderly consumption stalled at {consumed:?}");
+                // Both consumers ask; only the one holding no batch of the queue may get one.
+                let mut batches = Vec::new();
+                for conn in conns.iter_mut() {
+                    let mut ext = pop_ext(topic, group, 30_000, 0);
+                    ext.push(("order", "true".to_owned()));
+                    ext[3] = ("maxMsgNums", "3".to_owned());
+                    let f = conn.request(POP_MESSAGE, &ext, &[]);
+                    if f.code() == 0 {
+                        batches.push((f.ext("popTime").unwrap(), decode_records(&f.body)));
+                    }
+                }
+                assert!(batches.len() <= 1, "two batches of one queue in flight");
+                let Some((pop_time, records)) = batches.pop() else {
+                    continue;
+                };
+                for r in &records {
+                    consumed.push(String::from_utf8_lossy(&r.body).into_owned());
+                    let ext = vec![
+                        ("consumerGroup", group.to_owned()),
+                        ("topic", topic.to_owned()),
+                        ("queueId", r.queue_id.to_string()),
+                        (
+                            "extraInfo",
+                            format!(
+                                "{} {pop_time} 30000 999 0 broker-a {} {}",
+                                records[0].queue_offset, r.queue_id, r.queue_offset
+                            ),
+                        ),
+                        ("offset", r.queue_offset.to_string()),
+                    ];
+                    assert_eq!(conns[0].request(ACK_MESSAGE, &ext, &[]).code(), 0);
+                }
+            }
+            consumed
+        });
+        assert_eq!(consumed, bodies, "queue order, each once");
+    };
+    timeout(TEST_TIMEOUT, body).await.expect("test timed out");
+}
