@@ -656,7 +656,7 @@ impl<S: SegmentStorage> Broker<S> {
             request::CHANGE_MESSAGE_INVISIBLETIME => {
                 self.handle_change_invisible_time(now_ms, conn, &command)
             }
-            request::QUERY_ASSIGNMENT => Ok(Some(self.handle_query_assignment(&command))),
+            request::QUERY_ASSIGNMENT => Ok(self.handle_query_assignment(now_ms, conn, &command)),
             request::SET_MESSAGE_REQUEST_MODE => {
                 Ok(Some(self.handle_set_message_request_mode(&command)))
             }
@@ -732,6 +732,7 @@ impl<S: SegmentStorage> Broker<S> {
         self.vip_conns.remove(&conn);
         self.held_pulls.drop_connection(conn);
         self.pop.held.drop_connection(conn);
+        self.pop.pending_assignments.retain(|_, p| p.conn != conn);
         self.recovery_fence.drop_connection(conn);
         // Their answers can no longer be delivered; the data stays and is synced anyway.
         self.waiting_sends.retain(|w| w.conn != conn);
@@ -745,6 +746,9 @@ impl<S: SegmentStorage> Broker<S> {
     /// A NameServer's answer to REGISTER_BROKER (a slave learns its master there), or a
     /// master's answer to a slave's SlaveSynchronize request on the same kind of connection.
     pub fn handle_namesrv_response(&mut self, now_ms: u64, addr: &str, command: RemotingCommand) {
+        if self.handle_assignment_route(&command) {
+            return;
+        }
         if !self.handle_master_answer(addr, &command) {
             self.learn_master_addr(&command);
         }
@@ -875,6 +879,7 @@ impl<S: SegmentStorage> Broker<S> {
         }
         self.expire_held_pulls(now_ms, true);
         self.expire_held_pops(now_ms, true);
+        self.expire_pending_assignments(now_ms, true);
         self.persist_offsets();
         self.persist_order_info_if_changed();
         self.persist_recovery_fence(now_ms);

@@ -122,6 +122,8 @@ pub(super) struct PopState {
     pub modes: mode::RequestModes,
     /// Revive queues whose revive offset may move: recomputed at the next tick.
     pub revive_offsets_dirty: BTreeSet<i32>,
+    /// QUERY_ASSIGNMENTs waiting for their topic's route, by the route request's opaque.
+    pub pending_assignments: BTreeMap<i32, mode::PendingAssignment>,
     /// While recovering: per (topic, group, queue), the offset past the last message a
     /// checkpoint in the revive log handed out.
     pub recovered_positions: BTreeMap<(String, String, i32), i64>,

@@ -6,9 +6,10 @@
 //! `{"messageRequestModeMap":{"<topic>":{"<group>":{"consumerGroup":…,"mode":"POP",
 //! "popShareQueueNum":0,"topic":…}}}}`.
 //!
-//! The queues assigned are this broker's. RocketMQ's broker asks its NameServer for the
-//! topic's route and assigns the queues of every broker; a client of a topic spread over
-//! several brokers asks each of them here, so it should ask every broker it reads from.
+//! The queues assigned are those of every broker of the topic, as RocketMQ's broker assigns
+//! them: the broker asks its NameServer for the topic's route (GET_ROUTEINFO_BY_TOPIC) and
+//! answers once the route is in. Without a NameServer, or when it does not answer within
+//! [`ROUTE_WAIT_MS`], the answer holds this broker's queues alone.
 
 use std::collections::BTreeMap;
 
@@ -27,6 +28,17 @@ use crate::store::SegmentStorage;
 use crate::topic::RETRY_GROUP_TOPIC_PREFIX;
 
 pub(in crate::broker) const REQUEST_MODE_PATH: &str = "config/messageRequestMode.json";
+
+/// How long QUERY_ASSIGNMENT waits for the topic's route from the NameServer.
+pub const ROUTE_WAIT_MS: u64 = 3_000;
+
+/// A QUERY_ASSIGNMENT waiting for its topic's route.
+#[derive(Clone, Debug)]
+pub struct PendingAssignment {
+    pub conn: crate::ConnId,
+    pub request: RemotingCommand,
+    pub deadline_ms: u64,
+}
 
 #[derive(Debug, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -124,14 +136,79 @@ impl<S: SegmentStorage> Broker<S> {
         RemotingCommand::response_to(req, response::SUCCESS, None)
     }
 
-    /// QUERY_ASSIGNMENT (400): the queues of this broker a client should read, and in which
-    /// mode. POP with `popShareQueueNum` ≤ 0 (or at least the other clients): every client
-    /// gets "any queue" (−1) and the broker spreads them; otherwise the client's share plus
-    /// that of the next `popShareQueueNum` clients. PULL: the named strategy (AVG,
-    /// AVG_BY_CIRCLE).
+    /// QUERY_ASSIGNMENT (400): asks the NameServer for the topic's route first (`None`:
+    /// answered when it arrives); see [`Self::answer_query_assignment`].
     pub(in crate::broker) fn handle_query_assignment(
         &mut self,
+        now_ms: u64,
+        conn: crate::ConnId,
         req: &RemotingCommand,
+    ) -> Option<RemotingCommand> {
+        let Some(addr) = self.config.namesrv_addrs.first().cloned() else {
+            return Some(self.answer_query_assignment(req, None));
+        };
+        let Ok(body) = serde_json::from_slice::<QueryAssignmentRequestBody>(&req.body) else {
+            return Some(self.answer_query_assignment(req, None));
+        };
+        let mut ask =
+            RemotingCommand::request(crate::remoting::codes::request::GET_ROUTEINFO_BY_TOPIC)
+                .with_ext("topic", &body.topic);
+        ask.opaque = self.next_opaque();
+        self.pop.pending_assignments.insert(
+            ask.opaque,
+            PendingAssignment {
+                conn,
+                request: req.clone(),
+                deadline_ms: now_ms + ROUTE_WAIT_MS,
+            },
+        );
+        self.outputs
+            .push_back(super::super::BrokerOutput::SendToNamesrv { addr, command: ask });
+        None
+    }
+
+    /// A NameServer's answer: the route a held QUERY_ASSIGNMENT waited for. `false`: it was
+    /// not one.
+    pub(in crate::broker) fn handle_assignment_route(&mut self, answer: &RemotingCommand) -> bool {
+        let Some(pending) = self.pop.pending_assignments.remove(&answer.opaque) else {
+            return false;
+        };
+        let route = (answer.code == response::SUCCESS)
+            .then(|| crate::namesrv::route::TopicRouteData::parse(&answer.body).ok())
+            .flatten();
+        let reply = self.answer_query_assignment(&pending.request, route.as_ref());
+        self.reply(pending.conn, &pending.request, reply);
+        true
+    }
+
+    /// Answers QUERY_ASSIGNMENTs whose route did not come in time (`all`: every one, at
+    /// shutdown), from this broker's queues.
+    pub(in crate::broker) fn expire_pending_assignments(&mut self, now_ms: u64, all: bool) {
+        let due: Vec<i32> = self
+            .pop
+            .pending_assignments
+            .iter()
+            .filter(|(_, p)| all || p.deadline_ms <= now_ms)
+            .map(|(opaque, _)| *opaque)
+            .collect();
+        for opaque in due {
+            if let Some(p) = self.pop.pending_assignments.remove(&opaque) {
+                let reply = self.answer_query_assignment(&p.request, None);
+                self.reply(p.conn, &p.request, reply);
+            }
+        }
+    }
+
+    /// QUERY_ASSIGNMENT's answer: the queues a client should read, and in which mode, over
+    /// the readable queues of `route` (this broker's alone without one). POP with
+    /// `popShareQueueNum` ≤ 0 (or at least the other clients): every client gets "any
+    /// queue" (−1) of every broker, and the brokers spread them; otherwise the client's share
+    /// plus that of the next `popShareQueueNum` clients. PULL: the named strategy (AVG,
+    /// AVG_BY_CIRCLE).
+    fn answer_query_assignment(
+        &self,
+        req: &RemotingCommand,
+        route: Option<&crate::namesrv::route::TopicRouteData>,
     ) -> RemotingCommand {
         let body: QueryAssignmentRequestBody = match serde_json::from_slice(&req.body) {
             Ok(b) => b,
@@ -153,7 +230,7 @@ impl<S: SegmentStorage> Broker<S> {
                 self.config.pop.default_pop_share_queue_num,
             ),
         };
-        let queues = self.assign(&body, mode, share);
+        let queues = self.assign(&body, mode, share, route);
         let out = QueryAssignmentResponseBody {
             message_queue_assignments: queues.map(|qs| {
                 qs.into_iter()
@@ -172,19 +249,40 @@ impl<S: SegmentStorage> Broker<S> {
             .with_body(serde_json::to_vec(&out).unwrap_or_default())
     }
 
-    /// `doLoadBalance` over this broker's readable queues; `None` when nothing can be said
-    /// (unknown topic, or a client the broker has not seen a heartbeat from).
+    /// `doLoadBalance` over the readable queues of the route (or of this broker); `None` when
+    /// nothing can be said (unknown topic, or a client the broker has not seen a heartbeat
+    /// from).
     fn assign(
         &self,
         body: &QueryAssignmentRequestBody,
         mode: MessageRequestMode,
         share: i32,
+        route: Option<&crate::namesrv::route::TopicRouteData>,
     ) -> Option<Vec<MessageQueue>> {
-        let config = self.topics.topics.get(&body.topic)?;
-        let broker = self.config.broker_name.clone();
-        let all: Vec<MessageQueue> = (0..config.read_queue_nums as i32)
-            .map(|q| MessageQueue::new(body.topic.clone(), broker.clone(), q))
-            .collect();
+        let mut all: Vec<MessageQueue> = match route {
+            Some(route) => route
+                .queue_datas
+                .iter()
+                .filter(|q| q.perm & crate::topic::perm::READ != 0)
+                .flat_map(|q| {
+                    (0..q.read_queue_nums as i32)
+                        .map(|id| MessageQueue::new(body.topic.clone(), q.broker_name.clone(), id))
+                })
+                .collect(),
+            None => {
+                let config = self.topics.topics.get(&body.topic)?;
+                (0..config.read_queue_nums as i32)
+                    .map(|q| {
+                        MessageQueue::new(body.topic.clone(), self.config.broker_name.clone(), q)
+                    })
+                    .collect()
+            }
+        };
+        all.sort();
+        all.dedup();
+        if all.is_empty() {
+            return None;
+        }
         if body
             .message_model
             .as_deref()
@@ -204,7 +302,14 @@ impl<S: SegmentStorage> Broker<S> {
         match mode {
             MessageRequestMode::Pop => {
                 if share <= 0 || share as usize >= clients.len().saturating_sub(1) {
-                    return Some(vec![MessageQueue::new(body.topic.clone(), broker, -1)]);
+                    let mut brokers: Vec<&String> = all.iter().map(|q| &q.broker_name).collect();
+                    brokers.dedup();
+                    return Some(
+                        brokers
+                            .into_iter()
+                            .map(|b| MessageQueue::new(body.topic.clone(), b.clone(), -1))
+                            .collect(),
+                    );
                 }
                 if clients.len() > all.len() {
                     let index = clients.iter().position(|c| *c == body.client_id)?;

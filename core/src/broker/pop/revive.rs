@@ -259,6 +259,7 @@ impl<S: SegmentStorage> Broker<S> {
         }
         self.update_revive_offsets();
         self.expire_held_pops(now_ms, false);
+        self.expire_pending_assignments(now_ms, false);
     }
 
     /// When the POP machinery next needs `handle_timeout`.
@@ -269,10 +270,21 @@ impl<S: SegmentStorage> Broker<S> {
             .map(|due| due.max(self.pop.next_revive_ms));
         let offsets =
             (!self.pop.revive_offsets_dirty.is_empty()).then_some(self.pop.next_revive_ms);
-        [revive, offsets, self.pop.held.earliest_deadline_ms()]
-            .into_iter()
-            .flatten()
-            .min()
+        let assignments = self
+            .pop
+            .pending_assignments
+            .values()
+            .map(|p| p.deadline_ms)
+            .min();
+        [
+            revive,
+            offsets,
+            self.pop.held.earliest_deadline_ms(),
+            assignments,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     fn revive_due(&mut self, now_ms: u64) {

@@ -579,3 +579,78 @@ fn under_sync_flush_pops_and_acks_are_answered_once_their_records_are_durable() 
     let answers = responses_on(&sync_once(&mut h, &outputs), 2);
     assert_eq!(answers[0].code, response::SUCCESS);
 }
+
+#[test]
+fn an_assignment_covers_every_broker_of_the_topics_route() {
+    let mut config = test_config();
+    config.namesrv_addrs = vec!["10.0.0.9:9876".to_owned()];
+    let mut h = Harness::new(config);
+    h.call(1, send_v2(TOPIC, 0, b"m", "t"));
+    h.call(1, heartbeat("client-1", GROUP, TOPIC, "*"));
+    let mode = serde_json::json!({"topic": TOPIC, "consumerGroup": GROUP, "mode": "POP"});
+    let set = RemotingCommand::request(request::SET_MESSAGE_REQUEST_MODE)
+        .with_body(serde_json::to_vec(&mode).unwrap());
+    assert_eq!(h.call(1, set).code, response::SUCCESS);
+    let query = || {
+        let body = serde_json::json!({"topic": TOPIC, "consumerGroup": GROUP,
+            "clientId": "client-1", "strategyName": "AVG", "messageModel": "CLUSTERING"});
+        RemotingCommand::request(request::QUERY_ASSIGNMENT)
+            .with_body(serde_json::to_vec(&body).unwrap())
+    };
+    let outputs = h.request(1, query());
+    assert!(responses_on(&outputs, 1).is_empty(), "waits for the route");
+    let ask = outputs
+        .iter()
+        .find_map(|o| match o {
+            BrokerOutput::SendToNamesrv { command, .. }
+                if command.code == request::GET_ROUTEINFO_BY_TOPIC =>
+            {
+                Some(command.clone())
+            }
+            _ => None,
+        })
+        .expect("the route is asked for");
+    assert_eq!(ask.ext("topic"), Some(TOPIC));
+    let route = serde_json::json!({
+        "queueDatas": [
+            {"brokerName": "broker-a", "readQueueNums": 4, "writeQueueNums": 4, "perm": 6, "topicSysFlag": 0},
+            {"brokerName": "broker-b", "readQueueNums": 2, "writeQueueNums": 2, "perm": 6, "topicSysFlag": 0}
+        ],
+        "brokerDatas": [
+            {"cluster": "DefaultCluster", "brokerName": "broker-a", "brokerAddrs": {"0": "10.0.0.1:10911"}},
+            {"cluster": "DefaultCluster", "brokerName": "broker-b", "brokerAddrs": {"0": "10.0.0.2:10911"}}
+        ]
+    });
+    let answer = RemotingCommand::response_to(&ask, response::SUCCESS, None)
+        .with_body(serde_json::to_vec(&route).unwrap());
+    h.broker
+        .handle_namesrv_response(h.now_ms, "10.0.0.9:9876", answer);
+    let answers = responses_on(&h.drain(), 1);
+    assert_eq!(answers.len(), 1);
+    let body: serde_json::Value = serde_json::from_slice(&answers[0].body).unwrap();
+    let brokers: Vec<(&str, i64)> = body["messageQueueAssignments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            (
+                a["messageQueue"]["brokerName"].as_str().unwrap(),
+                a["messageQueue"]["queueId"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(brokers, [("broker-a", -1), ("broker-b", -1)]);
+    // No answer from the NameServer: this broker's queues, in time.
+    let outputs = h.request(1, query());
+    assert!(responses_on(&outputs, 1).is_empty());
+    let late = responses_on(
+        &h.advance_to(T0 + crate::broker::pop::mode::ROUTE_WAIT_MS),
+        1,
+    );
+    assert_eq!(late.len(), 1);
+    let body: serde_json::Value = serde_json::from_slice(&late[0].body).unwrap();
+    assert_eq!(
+        body["messageQueueAssignments"][0]["messageQueue"]["brokerName"],
+        "broker-a"
+    );
+}
