@@ -23,7 +23,11 @@
 //!   disk, and recovery trusts them unread);
 //! * `ack_before_slave_report`: a SYNC_MASTER answers a send as soon as it is stored on the
 //!   master, without waiting for a slave's report that the slave has it (a power loss on the
-//!   master then loses an acknowledged write the slave never got).
+//!   master then loses an acknowledged write the slave never got);
+//! * `slave_hands_nothing_back`: a slave never hands back to its master the offsets consumers
+//!   committed on it while the master was away (what RocketMQ's slaves do, #1094: the master
+//!   keeps its older offsets, and consumers that start from them again get everything since
+//!   redelivered).
 
 /// Which deliberate defects are on; all off by default and always off without the feature.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -34,6 +38,7 @@ pub struct Defects {
     count_recovery_reads: bool,
     checkpoint_skips_queue_sync: bool,
     ack_before_slave_report: bool,
+    slave_hands_nothing_back: bool,
 }
 
 impl Defects {
@@ -45,6 +50,7 @@ impl Defects {
         count_recovery_reads: false,
         checkpoint_skips_queue_sync: false,
         ack_before_slave_report: false,
+        slave_hands_nothing_back: false,
     };
 
     /// Answer SYNC_FLUSH sends before their sync completes.
@@ -89,6 +95,13 @@ impl Defects {
         self
     }
 
+    /// Let a slave keep the commits made on it instead of handing them back to its master.
+    #[cfg(feature = "defects")]
+    pub fn with_slave_hands_nothing_back(mut self, on: bool) -> Self {
+        self.slave_hands_nothing_back = on;
+        self
+    }
+
     /// Whether SYNC_FLUSH sends are answered before their sync.
     #[inline]
     pub fn ack_before_sync(&self) -> bool {
@@ -128,6 +141,12 @@ impl Defects {
         cfg!(feature = "defects") && self.ack_before_slave_report
     }
 
+    /// Whether a slave hands nothing back to its master.
+    #[inline]
+    pub fn slave_hands_nothing_back(&self) -> bool {
+        cfg!(feature = "defects") && self.slave_hands_nothing_back
+    }
+
     /// Whether any defect is on.
     pub fn any(&self) -> bool {
         self.ack_before_sync()
@@ -135,6 +154,7 @@ impl Defects {
             || self.count_recovery_reads()
             || self.checkpoint_skips_queue_sync()
             || self.ack_before_slave_report()
+            || self.slave_hands_nothing_back()
             || (cfg!(feature = "defects") && self.drop_consume_queue_entry_every != 0)
     }
 }

@@ -29,8 +29,8 @@ use vostok::server::sim_clock;
 use vostok::{BrokerServer, NamesrvServer};
 use vostok_core::broker::{BrokerConfig, RECOVERY_FENCE_PATH};
 use vostok_core::check::{
-    body_crc, check_report, Delivery, FlushMode, History, QueueRef, ReadBackRecord, SendSpec,
-    TraceDigest, Violation,
+    body_crc, check_report, Delivery, EventKind, FlushMode, History, QueueRef, ReadBackRecord,
+    SendSpec, TraceDigest, Violation,
 };
 use vostok_core::clock::SlewedClock;
 use vostok_core::defects::Defects;
@@ -216,6 +216,9 @@ struct World {
     misrecord: scheduled::Misrecord,
     /// Replicated groups (empty without replication).
     topology: Topology,
+    /// Nodes being killed and restarted (by the nemesis, or held down by [`StopGroup`]): no
+    /// other step kills, restarts or pauses them meanwhile.
+    cycling: BTreeSet<NodeId>,
 }
 
 type Shared = Arc<Mutex<World>>;
@@ -729,6 +732,7 @@ async fn scenario(swarm: Swarm, defects: Defects, misrecord: scheduled::Misrecor
         tx_acked: BTreeSet::new(),
         misrecord,
         topology: Topology::new(),
+        cycling: BTreeSet::new(),
     }));
     let mut rng = SeededRng::new(swarm.seed ^ 0x6e65_6d65_7369_7300);
     let mut cluster = build_cluster(&handle, &swarm, defects);
@@ -747,9 +751,13 @@ async fn scenario(swarm: Swarm, defects: Defects, misrecord: scheduled::Misrecor
         })
     };
 
-    // Consumers first, so they see every message from the first offset.
-    let stop = Arc::new(tokio::sync::Notify::new());
+    // Consumers first, so they see every message from the first offset. Each group has its
+    // own stop signal: one group may stop early ([`replication::ReplicationPlan::stop_group`]).
+    let mut stops: Vec<Arc<tokio::sync::Notify>> = (0..swarm.groups)
+        .map(|_| Arc::new(tokio::sync::Notify::new()))
+        .collect();
     let mut consumer_tasks = Vec::new();
+    let mut consumer_nodes: Vec<(usize, usize, NodeHandle)> = Vec::new();
     {
         let mut w = lock(&world);
         let t = now_ms(&w);
@@ -758,7 +766,7 @@ async fn scenario(swarm: Swarm, defects: Defects, misrecord: scheduled::Misrecor
             w.history.subscribed(t, &format!("g{g}"), TOPIC, tags);
         }
     }
-    for g in 0..swarm.groups {
+    for (g, stop) in stops.iter().enumerate() {
         for m in 0..swarm.consumers_per_group {
             let ip = IpAddr::V4(Ipv4Addr::new(10, 0, 3, (g * 4 + m) as u8 + 1));
             let node = handle
@@ -776,6 +784,7 @@ async fn scenario(swarm: Swarm, defects: Defects, misrecord: scheduled::Misrecor
                 stop.clone(),
             ));
             consumer_tasks.push(task);
+            consumer_nodes.push((g, m, node.clone()));
             cluster.clients.push((format!("cons-{g}-{m}"), node));
         }
     }
@@ -807,6 +816,20 @@ async fn scenario(swarm: Swarm, defects: Defects, misrecord: scheduled::Misrecor
     let mut nemesis = Nemesis::new(&cluster, &skews, swarm.max_clock_offset_ms);
     let faults = swarm.nemesis_faults();
     let fault_end = Instant::now() + Duration::from_millis(swarm.fault_phase_ms);
+    let stop_group = swarm
+        .replication
+        .as_ref()
+        .filter(|p| p.stop_group)
+        .map(|_| {
+            let plan = StopGroup::draw(&swarm);
+            let stop = stops[plan.group].clone();
+            let consumers: Vec<NodeId> = consumer_nodes
+                .iter()
+                .filter(|(g, _, _)| *g == plan.group)
+                .map(|(_, _, n)| n.id())
+                .collect();
+            madsim::task::spawn(plan.run(world.clone(), cluster.topology.clone(), consumers, stop))
+        });
     while Instant::now() < fault_end {
         let gap = 1 + rng.below(2 * swarm.nemesis_gap_ms);
         tokio::time::sleep(Duration::from_millis(gap)).await;
@@ -819,6 +842,10 @@ async fn scenario(swarm: Swarm, defects: Defects, misrecord: scheduled::Misrecor
     for task in producer_tasks {
         let _ = task.await;
     }
+    let stopped = match stop_group {
+        Some(task) => task.await.ok().flatten(),
+        None => None,
+    };
 
     // The healed phase: faults stop; sends must succeed and consumers drain.
     nemesis.heal(&world).await;
@@ -843,8 +870,36 @@ async fn scenario(swarm: Swarm, defects: Defects, misrecord: scheduled::Misrecor
         }
         // A SYNC_MASTER answers sends only with a slave linked: give links time to come back.
         tokio::time::sleep(Duration::from_millis(replication::RELINK_MS)).await;
+        if stopped.is_some() {
+            // The stopped group commits nothing: give the slaves time to hand its commits back.
+            let rest = replication::HAND_BACK_MS.saturating_sub(replication::RELINK_MS);
+            tokio::time::sleep(Duration::from_millis(rest)).await;
+        }
     }
     record_committed_offsets(&world, &cluster);
+    if let Some(g) = stopped {
+        // The stopped group starts again from the offsets the masters hold.
+        stops[g] = Arc::new(tokio::sync::Notify::new());
+        {
+            let mut w = lock(&world);
+            let t = now_ms(&w);
+            w.history
+                .nemesis(t, &format!("consumers of g{g} start again"));
+        }
+        for (cg, m, node) in &consumer_nodes {
+            if *cg == g {
+                consumer_tasks.push(node.spawn(consume(
+                    world.clone(),
+                    swarm.clone(),
+                    g,
+                    *m,
+                    cluster.namesrv_addrs.clone(),
+                    clock_for(node.id()),
+                    stops[g].clone(),
+                )));
+            }
+        }
+    }
     let acked_before = lock(&world).acked.len();
     let mut healed_tasks = Vec::new();
     for (p, node) in producer_nodes.iter().enumerate() {
@@ -880,7 +935,9 @@ async fn scenario(swarm: Swarm, defects: Defects, misrecord: scheduled::Misrecor
         let t = now_ms(&w);
         w.history.drained(t);
     }
-    stop.notify_waiters();
+    for stop in &stops {
+        stop.notify_waiters();
+    }
     for task in consumer_tasks {
         let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
     }
@@ -905,7 +962,7 @@ async fn scenario(swarm: Swarm, defects: Defects, misrecord: scheduled::Misrecor
         let t = now_ms(&lock(&world));
         record_fences(&mut lock(&world), t, name, fence_log);
         let offsets = mem.read_all(CONSUMER_OFFSETS_PATH).ok().flatten();
-        committed_offsets_of(&mut lock(&world).history, t, name, offsets);
+        committed_offsets_of(&mut lock(&world).history, t, name, None, offsets);
         read_back(&mut lock(&world).history, t, name, mem, defects);
     }
     sim_clock::set_hook(None);
@@ -931,6 +988,114 @@ async fn scenario(swarm: Swarm, defects: Defects, misrecord: scheduled::Misrecor
         acked: w.acked.len() as u64,
         deliveries: report.stats.deliveries,
         slave_deliveries: report.stats.slave_deliveries,
+    }
+}
+
+/// [`replication::ReplicationPlan::stop_group`]: one consumer group falls behind (its
+/// consumers paused for a moment while producers go on), then one master's process dies and
+/// the group's consumers turn to its slave for what they had not consumed yet. Once the slave
+/// holds their commits, the group stops (a clean shutdown: its last commits go to the slave
+/// too), then the master starts again. Only the slave's hand-back can bring the master's
+/// offsets up to what the group committed (RocketMQ #1094's scenario: a master away, its
+/// consumers on the slave, then the master back with its older offsets). A process crash
+/// rather than a partition: a partition holds the requests the consumers sent before they
+/// turned to the slave and delivers them when it ends, stale commits that may land on the
+/// master after the hand-back. The nemesis leaves the master be while it is down, and the other way round.
+struct StopGroup {
+    group: usize,
+    /// Index of the master among the replicated groups.
+    master: usize,
+    /// When the group's consumers pause, from the start of the fault phase.
+    after_ms: u64,
+    /// How long they stay paused before the master dies.
+    behind_ms: u64,
+}
+
+/// How long the master may stay down for the group to commit on its slave: the consumers'
+/// requests fail, they turn to a slave, commit there, and the slave writes its own commits
+/// (an offset persist period).
+const STOP_GROUP_LIMIT_MS: u64 = 15_000;
+
+impl StopGroup {
+    /// Drawn from a stream of its own, so the swarm's other draws stay what they were.
+    fn draw(swarm: &Swarm) -> Self {
+        let mut rng = SeededRng::new(swarm.seed ^ 0x5354_4f50_4752_5000);
+        StopGroup {
+            group: rng.below(swarm.groups as u64) as usize,
+            master: rng.below(swarm.brokers as u64) as usize,
+            after_ms: rng.below(swarm.fault_phase_ms / 2 + 1),
+            behind_ms: 1_000 + rng.below(3_000),
+        }
+    }
+
+    /// Runs it; returns the group if it stopped.
+    async fn run(
+        self,
+        world: Shared,
+        topology: Topology,
+        consumers: Vec<NodeId>,
+        stop: Arc<tokio::sync::Notify>,
+    ) -> Option<usize> {
+        let (broker, group) = topology.iter().nth(self.master)?;
+        let (broker, master) = (broker.clone(), group.master);
+        let own: Topology = [(broker.clone(), group.clone())].into_iter().collect();
+        let g = format!("g{}", self.group);
+        let handle = Handle::current();
+        tokio::time::sleep(Duration::from_millis(self.after_ms)).await;
+        {
+            let mut w = lock(&world);
+            let t = now_ms(&w);
+            w.history.nemesis(
+                t,
+                &format!("pause {g}'s consumers for {}ms", self.behind_ms),
+            );
+        }
+        for c in &consumers {
+            handle.pause(*c);
+        }
+        tokio::time::sleep(Duration::from_millis(self.behind_ms)).await;
+        // Not while the nemesis kills and restarts it.
+        while !lock(&world).cycling.insert(master) {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        {
+            let mut w = lock(&world);
+            let t = now_ms(&w);
+            w.history
+                .nemesis(t, &format!("{broker} away while {g} catches up"));
+            w.history.node_crashed(t, &broker);
+        }
+        madsim::plugin::simulator::<SimDisk>().arm(master, CrashMode::Process);
+        handle.kill(master);
+        for c in &consumers {
+            handle.resume(*c);
+        }
+        let end = Instant::now() + Duration::from_millis(STOP_GROUP_LIMIT_MS);
+        let mut stopped = None;
+        while Instant::now() < end {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            if replication::groups_committed_on_slaves(&own, TOPIC).contains(&g) {
+                {
+                    let mut w = lock(&world);
+                    let t = now_ms(&w);
+                    w.history.nemesis(
+                        t,
+                        &format!("consumers of {g} stop: they committed on a slave of {broker}"),
+                    );
+                }
+                stop.notify_waiters();
+                stopped = Some(self.group);
+                // Their shutdown commits on the slave too.
+                tokio::time::sleep(Duration::from_millis(1_000)).await;
+                break;
+            }
+        }
+        handle.restart(master);
+        let mut w = lock(&world);
+        w.cycling.remove(&master);
+        let t = now_ms(&w);
+        w.history.node_restarted(t, &broker);
+        stopped
     }
 }
 
@@ -973,7 +1138,10 @@ const CONSUMER_OFFSETS_PATH: &str = "config/consumerOffsets.json";
 /// Records, once faults have stopped, the offsets every broker has persisted for the workload's
 /// groups. Read from the broker's disk (what it wrote, synced or not), so it costs no request
 /// and no simulated time; compared with the read-back's offsets after draining, it lets the
-/// checkers see an offset go backwards or past its queue's end.
+/// checkers see an offset go backwards or past its queue's end. A queue a slave of the broker
+/// holds a commit of (recorded before) and the broker none is recorded at 0: that is where
+/// the workload's consumers (CONSUME_FROM_FIRST_OFFSET) start a queue without an offset, so
+/// a commit the master never took back shows as a regression even when the master has none.
 fn record_committed_offsets(world: &Shared, cluster: &Cluster) {
     let disks = madsim::plugin::simulator::<SimDisk>();
     for (name, node) in &cluster.brokers {
@@ -982,7 +1150,25 @@ fn record_committed_offsets(world: &Shared, cluster: &Cluster) {
         });
         let mut w = lock(world);
         let t = now_ms(&w);
-        committed_offsets_of(&mut w.history, t, name, offsets);
+        let from = w.history.len();
+        committed_offsets_of(&mut w.history, t, name, None, offsets);
+        let mut on_slaves: BTreeSet<(String, QueueRef)> = BTreeSet::new();
+        for (i, e) in w.history.events().iter().enumerate() {
+            match &e.kind {
+                EventKind::SlaveOffsetCommitted { group, queue, .. }
+                    if i < from && queue.broker == *name =>
+                {
+                    on_slaves.insert((group.clone(), queue.clone()));
+                }
+                EventKind::OffsetCommitted { group, queue, .. } if i >= from => {
+                    on_slaves.remove(&(group.clone(), queue.clone()));
+                }
+                _ => {}
+            }
+        }
+        for (group, queue) in on_slaves {
+            w.history.offset_committed(t, &group, queue, 0);
+        }
     }
 }
 
@@ -1032,13 +1218,15 @@ fn record_fences(w: &mut World, t: u64, broker: &str, fence_log: Vec<(Instant, V
 }
 
 /// Records an `OffsetCommitted` per queue of the workload topic in `broker`'s persisted
-/// consumer offsets (the file's bytes). A file that is missing or does not parse records
-/// nothing: the broker itself would refuse to start on the latter, which the liveness checks
-/// catch.
+/// consumer offsets (the file's bytes), or a `SlaveOffsetCommitted` of `slave` on `broker`'s
+/// queue when the file is a slave's own commits. A file that is missing or does not parse
+/// records nothing: the broker itself would refuse to start on the latter, which the liveness
+/// checks catch.
 pub(crate) fn committed_offsets_of(
     history: &mut History,
     t: u64,
     broker: &str,
+    slave: Option<&str>,
     offsets: Option<Vec<u8>>,
 ) {
     let Some(bytes) = offsets else {
@@ -1064,7 +1252,11 @@ pub(crate) fn committed_offsets_of(
             let (Ok(queue_id), Some(offset)) = (queue_id.parse::<u32>(), offset.as_u64()) else {
                 continue;
             };
-            history.offset_committed(t, group, QueueRef::new(broker, TOPIC, queue_id), offset);
+            let queue = QueueRef::new(broker, TOPIC, queue_id);
+            match slave {
+                Some(node) => history.slave_offset_committed(t, node, group, queue, offset),
+                None => history.offset_committed(t, group, queue, offset),
+            }
         }
     }
 }
@@ -1293,6 +1485,9 @@ impl Nemesis {
             Fault::Replica(f) => self.replica_step(f, hold, rng, world).await,
             Fault::Pause => {
                 let (name, id, _) = Self::pick(rng, &self.servers);
+                if lock(world).cycling.contains(&id) {
+                    return;
+                }
                 self.handle.pause(id);
                 self.record(world, format!("pause {name} for {}ms", hold.as_millis()));
                 tokio::time::sleep(hold).await;
@@ -1352,14 +1547,9 @@ impl Nemesis {
                     world,
                     format!("{} {name} for {}ms", fault.name(), hold.as_millis()),
                 );
-                // A slave whose append failed (even for want of space) stops replicating until
-                // it restarts (`Broker::apply_frames` refuses the master for good), so an
-                // operator restarts it too.
-                let slave = self
-                    .topology
-                    .values()
-                    .any(|g| g.slaves.iter().any(|(_, n)| *n == id));
-                if fault != Fault::NoSpace || slave {
+                // A full disk passes (the broker refuses writes meanwhile, a slave drops its
+                // link and resumes); an I/O error needs the operator's restart.
+                if fault != Fault::NoSpace {
                     self.disk_failed.insert(id);
                 }
                 tokio::time::sleep(hold).await;
@@ -1398,6 +1588,9 @@ impl Nemesis {
         let down = Duration::from_millis(rng.below(2_000));
         {
             let mut w = lock(world);
+            if !w.cycling.insert(id) {
+                return;
+            }
             let t = now_ms(&w);
             if power {
                 let policy = match rng.below(3) {
@@ -1434,6 +1627,7 @@ impl Nemesis {
         tokio::time::sleep(down).await;
         self.handle.restart(id);
         let mut w = lock(world);
+        w.cycling.remove(&id);
         let t = now_ms(&w);
         w.history.node_restarted(t, &name);
     }

@@ -100,6 +100,14 @@ pub const REGRESSION_SEEDS: &[(u64, &str)] = &[
         8200732,
         "a slave still served records its master lost to a power loss, then rewrote: two keys at 0@1",
     ),
+    (
+        20000993,
+        "a master took a slave's hand-back in memory only and lost it to a crash: offsets moved back",
+    ),
+    (
+        1000622,
+        "a hand-back passed a master's recovery fence: a message at a reassigned offset was skipped",
+    ),
 ];
 
 /// How to build the simulator, for builds without `--cfg madsim`.

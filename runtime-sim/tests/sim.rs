@@ -142,6 +142,25 @@ mod defects {
         eprintln!("ack-before-slave-report caught: {caught:?}");
     }
 
+    /// Goal: a slave that never hands back the offsets consumers committed on it while its
+    /// master was away is caught: in seeds whose plan stops a group on a slave
+    /// (`ReplicationPlan::stop_group`), nothing else brings the master's offsets up to what
+    /// the group committed, and the master's offsets recorded once the slave could have handed
+    /// them back are lower than the slave's commits (RocketMQ #1094's mass redelivery). 17 of
+    /// seeds 0..200 catch it (the first is seed 8).
+    #[test]
+    fn slave_hands_nothing_back_is_caught() {
+        let caught = first_caught(
+            Defects::NONE.with_slave_hands_nothing_back(true),
+            &["offset-regression"],
+        );
+        assert!(
+            caught.is_some(),
+            "slave-hands-nothing-back survived 200 seeds"
+        );
+        eprintln!("slave-hands-nothing-back caught: {caught:?}");
+    }
+
     /// Goal: recovery that skips the CRC check is caught (a power cut's torn sector damages the
     /// body of an un-synced record, and that record is served).
     #[test]

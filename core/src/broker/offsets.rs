@@ -411,8 +411,21 @@ impl<S: SegmentStorage> Broker<S> {
             // slave had (the consumers read them there; they are gone here).
             let max = self.store.max_offset(&h.topic, h.queue_id).0;
             let offset = h.commit_offset.min(max.min(i64::MAX as u64) as i64);
+            // Nor past a recovery fence: what the slave served beyond it may be what a power
+            // cut took from this master, whose offsets now hold other messages.
+            let holder = self.fence_holder(&h.consumer_group, conn);
+            let offset = self.recovery_fence.clamp_commit(
+                &h.topic,
+                h.queue_id,
+                &h.consumer_group,
+                &holder,
+                offset,
+            );
             self.offsets
                 .commit_if_ahead(&h.topic, &h.consumer_group, h.queue_id, offset);
+            // The slave forgets the commit once answered: written now rather than at the next
+            // period, so that a crash of this master meanwhile does not lose it.
+            self.persist_offsets();
             return Ok(RemotingCommand::response_to(req, response::SUCCESS, None));
         }
         self.commit_consumer_offset(

@@ -436,7 +436,12 @@ impl<S: SegmentStorage> Broker<S> {
         side.pending.clear();
         // Hand back first: the master answers a connection's requests in order, so the offset
         // table it sends below already has them and confirms them.
-        for (topic, group, queue_id, offset) in self.offsets.handed_back() {
+        let hand_back = if self.config.store.defects.slave_hands_nothing_back() {
+            Vec::new()
+        } else {
+            self.offsets.handed_back()
+        };
+        for (topic, group, queue_id, offset) in hand_back {
             let opaque = self.next_opaque();
             let mut command =
                 RemotingCommand::request(crate::remoting::codes::request::UPDATE_CONSUMER_OFFSET)

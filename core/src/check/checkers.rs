@@ -7,6 +7,7 @@ use super::{
     CheckConfig, CheckReport, Delivery, Event, EventKind, FlushMode, History, Invariant, OpId,
     PowerLossPolicy, QueueRef, ReadBackRecord, SendSpec, Stats, Violation,
 };
+use crate::broker::replication::SLAVE_SYNC_INTERVAL_MS;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// What became of a send.
@@ -45,6 +46,10 @@ struct Index<'a> {
     read_back_brokers: BTreeSet<&'a str>,
     deliveries: Vec<(usize, &'a Delivery)>,
     drained: bool,
+    /// Commits the masters accepted, per (group, queue), in order.
+    master_commits: BTreeMap<(&'a str, &'a QueueRef), Vec<MasterCommit>>,
+    /// Crashes, restarts, power losses and disk destructions, per node: event indexes.
+    node_events: BTreeMap<&'a str, Vec<usize>>,
 }
 
 impl<'a> Index<'a> {
@@ -62,6 +67,8 @@ impl<'a> Index<'a> {
             fences: Vec::new(),
             deliveries: Vec::new(),
             drained: false,
+            master_commits: BTreeMap::new(),
+            node_events: BTreeMap::new(),
         };
         for (i, e) in history.events().iter().enumerate() {
             match &e.kind {
@@ -97,6 +104,22 @@ impl<'a> Index<'a> {
                         .entry(node.as_str())
                         .or_default()
                         .push((i, *policy));
+                    ix.node_events.entry(node.as_str()).or_default().push(i);
+                }
+                EventKind::NodeCrashed { node }
+                | EventKind::NodeRestarted { node }
+                | EventKind::DiskDestroyed { node } => {
+                    ix.node_events.entry(node.as_str()).or_default().push(i);
+                }
+                EventKind::OffsetCommitted {
+                    group,
+                    queue,
+                    offset,
+                } => {
+                    ix.master_commits
+                        .entry((group.as_str(), queue))
+                        .or_default()
+                        .push((i, e.time_ms, *offset));
                 }
                 EventKind::ReadBackBroker { broker } => {
                     ix.read_back_brokers.insert(broker.as_str());
@@ -312,6 +335,60 @@ impl<'a> Index<'a> {
         })
     }
 
+    /// Whether the lag of a slave's copy of its master's offsets explains `group`'s commit of
+    /// `offset` on `queue`, made on slave `node` at event `index`, behind what the group had
+    /// committed. An instance that takes a queue over while the master is away starts from
+    /// the slave's copy of the master's offsets, which SlaveSynchronize refreshes every
+    /// [`SLAVE_SYNC_INTERVAL_MS`]: the copy holds what the master held at some moment of the
+    /// last [`SLAVE_SYNC_LAG_MS`] (or the slave's own later commit). So the commit is explained
+    /// when, at some moment of that window before it, the master's committed value may have
+    /// been at or below `offset`: the master's last recorded commit at the window's start is
+    /// (or none was recorded by then), or one recorded within the window is, or the master or
+    /// that slave crashed, restarted, lost power or lost its disk within it (a restarted slave
+    /// starts from the copy it last persisted, an emptied one from none). The instance then
+    /// consumes again what the group had committed: redelivery, bounded by the sync interval.
+    /// Anything further back is a violation: the slave gave out older offsets than its sync
+    /// explains.
+    fn slave_sync_lag(
+        &self,
+        node: &str,
+        group: &str,
+        queue: &QueueRef,
+        offset: u64,
+        index: usize,
+    ) -> bool {
+        let t = self.events[index].time_ms;
+        let Some(from) = t.checked_sub(SLAVE_SYNC_LAG_MS) else {
+            return true;
+        };
+        let restarted = |n: &str| {
+            self.node_events.get(n).is_some_and(|v| {
+                v.iter()
+                    .any(|i| *i < index && self.events[*i].time_ms >= from)
+            })
+        };
+        if restarted(node) || restarted(queue.broker.as_str()) {
+            return true;
+        }
+        let commits: &[MasterCommit] = self
+            .master_commits
+            .get(&(group, queue))
+            .map_or(&[], Vec::as_slice);
+        let before = commits.iter().take_while(|(i, _, _)| *i < index);
+        let at_start = before
+            .clone()
+            .filter(|(_, time, _)| *time <= from)
+            .last()
+            .map(|(_, _, v)| *v);
+        match at_start {
+            None => true,
+            Some(v) if v <= offset => true,
+            Some(_) => before
+                .filter(|(_, time, _)| *time > from)
+                .any(|(_, _, v)| *v <= offset),
+        }
+    }
+
     /// Every position a key was observed at: deliveries, read-back and acks, in event order.
     fn observations(&self) -> Vec<(usize, &'a QueueRef, u64, &'a str)> {
         let mut out = Vec::new();
@@ -335,6 +412,9 @@ impl<'a> Index<'a> {
         out
     }
 }
+
+/// A commit a master accepted ([`EventKind::OffsetCommitted`]): (event index, time, offset).
+type MasterCommit = (usize, u64, u64);
 
 /// A recovery fence ([`EventKind::FenceBuilt`]).
 #[derive(Clone, Copy, Debug)]
@@ -477,6 +557,10 @@ pub fn statistics(history: &History) -> Stats {
     stats.fence_rewinds = backward
         .iter()
         .filter(|b| b.fence && !b.stale_owner)
+        .count() as u64;
+    stats.slave_lag_commits = backward
+        .iter()
+        .filter(|b| b.sync_lag && !b.fence && !b.stale_owner)
         .count() as u64;
     stats.replica_divergences = super::replica::replica_divergences(history);
     for e in history.events() {
@@ -672,6 +756,14 @@ single!(
 /// before (network latency, retransmissions).
 pub const IN_FLIGHT_SLACK_MS: u64 = 5_000;
 
+/// How far a slave's copy of its master's consumer offsets may lag the master: the
+/// SlaveSynchronize period ([`SLAVE_SYNC_INTERVAL_MS`]; its first round comes sooner, 3 s after
+/// the slave starts), plus a slack of one offset persist period
+/// ([`crate::broker::OFFSET_PERSIST_INTERVAL_MS`]) for a round's requests and for the instance
+/// that started from the copy to commit on the slave.
+pub const SLAVE_SYNC_LAG_MS: u64 =
+    SLAVE_SYNC_INTERVAL_MS + crate::broker::OFFSET_PERSIST_INTERVAL_MS;
+
 fn consistent_offsets(ix: &Index<'_>, sink: &mut Sink) {
     let mut seen: BTreeMap<(&QueueRef, u64), (&str, usize, usize)> = BTreeMap::new();
     for (i, queue, offset, key) in ix.observations() {
@@ -787,85 +879,129 @@ single!(
     /// decreases, except after an explicit reset or a restart of its broker (which may fall
     /// back to an earlier persisted offset); and it never exceeds a max offset of the queue
     /// observed after it (a later `MaxOffsetObserved` or the read-back), unless the broker
-    /// lost power in between.
+    /// lost power in between. Commits on a slave of the queue's broker count as the group's
+    /// too: one behind the group's committed offset is allowed only as far back as the
+    /// slave's offset sync explains ([`Index::slave_sync_lag`]), and the master's commits
+    /// after it must not be lower (the slave hands it back; nothing is lost).
     check_committed_offsets,
     committed_offsets
 );
 
 /// A committed offset that moved back: at event `index`, `group` committed `offset` on `queue`
-/// after `prev`. `stale_owner` when a consumer instance's stale position explains it
-/// ([`Index::stale_owner_commit`]), `fence` when a recovery fence does
-/// ([`Index::fence_rewind`]).
+/// after `prev`; on slave `slave` when it is a slave's commit, and `prev` came from slave
+/// `prev_slave`'s commit (one the master must have taken back) when it did. `stale_owner` when
+/// a consumer instance's stale position explains it ([`Index::stale_owner_commit`]), `fence`
+/// when a recovery fence does ([`Index::fence_rewind`]), `sync_lag` when the lag of the
+/// slave's copy of its master's offsets does ([`Index::slave_sync_lag`]).
 struct BackwardCommit<'a> {
     index: usize,
     group: &'a str,
     queue: &'a QueueRef,
     offset: u64,
     prev: u64,
+    slave: Option<&'a str>,
+    prev_slave: Option<&'a str>,
     stale_owner: bool,
     fence: bool,
+    sync_lag: bool,
+}
+
+impl BackwardCommit<'_> {
+    fn explained(&self) -> bool {
+        self.stale_owner || self.fence || self.sync_lag
+    }
 }
 
 /// Every committed offset that moved back, except after an explicit reset or a crash, restart
-/// or power loss of its broker (which may fall back to an earlier persisted offset).
+/// or power loss of its broker (which may fall back to an earlier persisted offset). A slave's
+/// commit is the group's committed offset until the master's next commit; of several slaves'
+/// commits in a row, the highest, which is what the master takes back.
 fn backward_commits<'a>(ix: &Index<'a>) -> Vec<BackwardCommit<'a>> {
     let mut out = Vec::new();
-    let mut last: BTreeMap<(&str, &QueueRef), u64> = BTreeMap::new();
+    // (group, queue) -> (committed offset, the slave whose commit it is, if any).
+    let mut last: BTreeMap<(&str, &QueueRef), (u64, Option<&str>)> = BTreeMap::new();
     for (i, e) in ix.events.iter().enumerate() {
-        match &e.kind {
+        let (slave, group, queue, offset) = match &e.kind {
             EventKind::OffsetCommitted {
                 group,
                 queue,
                 offset,
-            } => {
-                if let Some(&prev) = last.get(&(group.as_str(), queue)) {
-                    if *offset < prev {
-                        out.push(BackwardCommit {
-                            index: i,
-                            group,
-                            queue,
-                            offset: *offset,
-                            prev,
-                            stale_owner: ix.stale_owner_commit(group, queue, *offset, i),
-                            fence: ix.fence_rewind(group, queue, *offset, e.time_ms),
-                        });
-                    }
-                }
-                last.insert((group.as_str(), queue), *offset);
-            }
+            } => (None, group, queue, *offset),
+            EventKind::SlaveOffsetCommitted {
+                node,
+                group,
+                queue,
+                offset,
+            } => (Some(node.as_str()), group, queue, *offset),
             EventKind::OffsetReset { group, queue, .. } => {
                 last.remove(&(group.as_str(), queue));
+                continue;
             }
             EventKind::NodeCrashed { node }
             | EventKind::PowerLost { node, .. }
             | EventKind::NodeRestarted { node } => {
                 last.retain(|(_, q), _| q.broker != *node);
+                continue;
             }
-            _ => {}
+            _ => continue,
+        };
+        let key = (group.as_str(), queue);
+        let prev = last.get(&key).copied();
+        if let Some((prev, prev_slave)) = prev.filter(|(p, _)| offset < *p) {
+            out.push(BackwardCommit {
+                index: i,
+                group,
+                queue,
+                offset,
+                prev,
+                slave,
+                prev_slave,
+                stale_owner: ix.stale_owner_commit(group, queue, offset, i),
+                fence: ix.fence_rewind(group, queue, offset, e.time_ms),
+                sync_lag: slave
+                    .is_some_and(|node| ix.slave_sync_lag(node, group, queue, offset, i)),
+            });
         }
+        let next = match (slave, prev) {
+            // Slaves' commits in a row: the master takes back the highest.
+            (Some(_), Some((p, Some(s)))) if p > offset => (p, Some(s)),
+            _ => (offset, slave),
+        };
+        last.insert(key, next);
     }
     out
 }
 
 fn committed_offsets(ix: &Index<'_>, sink: &mut Sink) {
     for b in backward_commits(ix) {
-        if !b.stale_owner && !b.fence {
-            sink.push(ix.violation(
-                Invariant::OffsetRegression,
-                b.index,
-                format!(
-                    "{} {} committed {} after {}",
-                    b.group, b.queue, b.offset, b.prev
-                ),
-            ));
+        if b.explained() {
+            continue;
         }
+        let detail = match (b.slave, b.prev_slave) {
+            (Some(slave), _) => format!(
+                "{} {} committed {} on slave {slave} after {}: further back than the slave's \
+                 offset sync ({SLAVE_SYNC_LAG_MS} ms) explains",
+                b.group, b.queue, b.offset, b.prev
+            ),
+            (None, Some(slave)) => format!(
+                "{} {} committed {} on the master after {} on slave {slave}: below what the \
+                 slave hands back (what was committed is delivered again)",
+                b.group, b.queue, b.offset, b.prev
+            ),
+            (None, None) => format!(
+                "{} {} committed {} after {}",
+                b.group, b.queue, b.offset, b.prev
+            ),
+        };
+        sink.push(ix.violation(Invariant::OffsetRegression, b.index, detail));
     }
     // Per queue: commits since the broker's last power loss, by committed value -> first
     // committing event.
     let mut pending: BTreeMap<&QueueRef, BTreeMap<u64, usize>> = BTreeMap::new();
     for (i, e) in ix.events.iter().enumerate() {
         match &e.kind {
-            EventKind::OffsetCommitted { queue, offset, .. } => {
+            EventKind::OffsetCommitted { queue, offset, .. }
+            | EventKind::SlaveOffsetCommitted { queue, offset, .. } => {
                 pending
                     .entry(queue)
                     .or_default()

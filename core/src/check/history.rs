@@ -167,6 +167,18 @@ pub enum EventKind {
         queue: QueueRef,
         offset: u64,
     },
+    /// Replication: slave `node` of `queue`'s broker accepted a commit of `group` (consumers
+    /// commit on a slave while they cannot reach its master; the slave hands it back to the
+    /// master once it can). `queue` names the master's queue. Recorded when the slave accepted
+    /// it, or first seen: the checkers judge it against what the master held in the
+    /// [`super::SLAVE_SYNC_LAG_MS`] before, and the master's commits recorded after it must not
+    /// be lower, so record those only once the slave has had time to hand it back.
+    SlaveOffsetCommitted {
+        node: String,
+        group: String,
+        queue: QueueRef,
+        offset: u64,
+    },
     /// An explicit reset of a group's offset (admin reset, or a consumer correcting an illegal
     /// offset): the next commit may be anywhere.
     OffsetReset {
@@ -319,6 +331,12 @@ impl fmt::Display for EventKind {
                 queue,
                 offset,
             } => write!(f, "commit {group} {queue}={offset}"),
+            EventKind::SlaveOffsetCommitted {
+                node,
+                group,
+                queue,
+                offset,
+            } => write!(f, "slave-commit {node} {group} {queue}={offset}"),
             EventKind::OffsetReset {
                 group,
                 queue,
@@ -547,6 +565,26 @@ impl History {
         self.push(
             time_ms,
             EventKind::OffsetCommitted {
+                group: group.to_string(),
+                queue,
+                offset,
+            },
+        );
+    }
+
+    /// Records a commit slave `node` accepted, on the master's `queue`.
+    pub fn slave_offset_committed(
+        &mut self,
+        time_ms: u64,
+        node: &str,
+        group: &str,
+        queue: QueueRef,
+        offset: u64,
+    ) {
+        self.push(
+            time_ms,
+            EventKind::SlaveOffsetCommitted {
+                node: node.to_string(),
                 group: group.to_string(),
                 queue,
                 offset,

@@ -14,7 +14,7 @@
 //! | `dense-offsets`        | [`check_dense_offsets`]      | a hole or duplicate in a read-back queue |
 //! | `inconsistent-offsets` | [`check_consistent_offsets`] | two keys at one offset, no power loss    |
 //! | `order`                | [`check_order`]              | one producer's ordered sends reordered   |
-//! | `offset-regression`    | [`check_committed_offsets`]  | a commit below the last one              |
+//! | `offset-regression`    | [`check_committed_offsets`]  | a commit moved back (past a slave's lag) |
 //! | `offset-past-max`      | [`check_committed_offsets`]  | a commit above a later max offset        |
 //! | `at-least-once`        | [`check_at_least_once`]      | an acked message a group never got       |
 //! | `bad-crc`              | [`check_bad_crc`]            | a record served with a bad body CRC      |
@@ -47,6 +47,9 @@
 //! * Replication ([`replica`]): slaves are nodes of their own (`broker-a-s1`), never a
 //!   [`QueueRef`] broker; their crash, power-loss and disk events carry the slave's node name,
 //!   their read-back goes to [`EventKind::ReplicaReadBack`] with the master's queue names.
+//!   A commit a slave accepted is an [`EventKind::SlaveOffsetCommitted`] on the master's queue,
+//!   recorded when it was accepted (or first seen); the master's next commits are recorded only
+//!   once the slave has had time to hand it back.
 //!   After each SEND_OK of a SYNC_MASTER, one [`EventKind::ReplicaAtAck`] per slave of its
 //!   group; with each power loss of a replicated master, its [`EventKind::DurableAtPowerLoss`].
 //!
@@ -68,7 +71,7 @@ pub use checkers::{
     check_all, check_at_least_once, check_bad_crc, check_committed_offsets,
     check_consistent_offsets, check_corruption, check_delay, check_dense_offsets,
     check_lost_writes, check_order, check_phantoms, check_report, check_transactions, statistics,
-    IN_FLIGHT_SLACK_MS,
+    IN_FLIGHT_SLACK_MS, SLAVE_SYNC_LAG_MS,
 };
 pub use digest::{first_divergence, Divergence, TraceDigest};
 pub use history::{
@@ -190,6 +193,11 @@ pub struct Stats {
     /// Committed offsets moved back to (or from) a broker's recovery fence by an instance that
     /// had not passed it (redelivery, allowed).
     pub fence_rewinds: u64,
+    /// Commits on a slave behind the group's committed offset by no more than the lag of the
+    /// slave's copy of its master's offsets (an instance started from that copy; redelivery,
+    /// allowed, see [`SLAVE_SYNC_LAG_MS`]).
+    #[serde(default)]
+    pub slave_lag_commits: u64,
     pub crashes: u64,
     pub power_losses: u64,
     /// Slave CommitLogs that differed from their master's after the master's power loss
@@ -205,7 +213,8 @@ impl fmt::Display for Stats {
             f,
             "sends={} acked={} failed={} unknown={} deliveries={} redeliveries={} \
              retry_duplicates={} allowed_losses={} stale_owner_commits={} fence_rewinds={} \
-             crashes={} power_losses={} replica_divergences={} slave_deliveries={}",
+             slave_lag_commits={} crashes={} power_losses={} replica_divergences={} \
+             slave_deliveries={}",
             self.sends,
             self.acked,
             self.failed,
@@ -216,6 +225,7 @@ impl fmt::Display for Stats {
             self.allowed_losses,
             self.stale_owner_commits,
             self.fence_rewinds,
+            self.slave_lag_commits,
             self.crashes,
             self.power_losses,
             self.replica_divergences,
