@@ -779,6 +779,18 @@ fn commits_made_on_a_slave_while_its_master_is_away_survive_and_are_handed_back(
     p.sync_round(now, true);
     assert_eq!(committed(&mut p.master, "GR", 0).as_deref(), Some("4"));
     assert_eq!(committed(&mut p.slave, "GR", 0).as_deref(), Some("4"));
+    // Written at once, not at the next period: the slave forgets it once answered, so a crash
+    // of the master before that period must not lose it (simulator seed 20000993).
+    let file = p
+        .master
+        .broker
+        .store()
+        .storage()
+        .read_all(crate::broker::offsets::CONSUMER_OFFSETS_PATH)
+        .unwrap()
+        .expect("the master's offsets are written");
+    let file: serde_json::Value = serde_json::from_slice(&file).unwrap();
+    assert_eq!(file["offsetTable"]["TopicR@GR"]["0"], 4, "{file}");
     now += SLAVE_SYNC_INTERVAL_MS;
     assert_eq!(
         p.sync_round(now, true)[0],
