@@ -224,7 +224,8 @@ impl ClientBase {
         self.unreachable_until_ms.remove(addr);
     }
 
-    fn reachable(&self, now_ms: u64, addr: &str) -> bool {
+    /// Whether `addr` is not being passed over after a failure.
+    pub fn reachable(&self, now_ms: u64, addr: &str) -> bool {
         self.unreachable_until_ms
             .get(addr)
             .is_none_or(|until| now_ms >= *until)

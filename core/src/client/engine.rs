@@ -1181,7 +1181,7 @@ impl Engine {
 }
 
 /// Decodes a pull body: stored records back to back.
-fn decode_records(body: &Bytes) -> Result<Vec<MessageRecord>, RecordError> {
+pub(super) fn decode_records(body: &Bytes) -> Result<Vec<MessageRecord>, RecordError> {
     let mut records = Vec::new();
     let mut pos = 0;
     while pos < body.len() {

@@ -8,6 +8,8 @@
 //! * [`orderly`] — orderly consumption for the [`PushConsumer`] with an [`OrderlyConfig`]:
 //!   queue locks (LOCK_BATCH_MQ / UNLOCK_BATCH_MQ) and the one-batch-per-queue consume loop.
 //! * [`PullConsumer`] — the "lite pull" consumer: assign or subscribe, `poll`, commit.
+//! * [`SimpleConsumer`] — RocketMQ 5's POP consumer: `receive`, `ack`,
+//!   `change_invisible_duration`; the broker balances the group.
 //! * [`requests`] — the request builders (every byte a client sends is built there).
 //!
 //! Calling discipline (the same as the core's Broker and NameServer):
@@ -51,6 +53,7 @@ pub mod producer;
 pub mod push;
 pub mod requests;
 mod route;
+pub mod simple;
 
 #[cfg(test)]
 mod tests;
@@ -68,6 +71,10 @@ pub use producer::{
     SendStatus, TransactionCheck,
 };
 pub use push::{ConsumeStatus, ConsumeToken, PushConsumer, PushConsumerConfig};
+pub use simple::{
+    ConsumeInitMode, ReceiptHandle, ReceivedMessage, SimpleCallId, SimpleConsumer,
+    SimpleConsumerConfig, SimpleResult,
+};
 
 /// One queue of a topic on one broker: what producers choose among and consumers rebalance.
 ///
@@ -185,6 +192,12 @@ pub enum ClientOutput {
     PersistLocalOffsets {
         offsets: std::collections::BTreeMap<MessageQueue, i64>,
     },
+    /// [`SimpleConsumer`]: a `receive`, `ack` or `change_invisible_duration` call finished:
+    /// exactly one per [`SimpleCallId`].
+    SimpleDone {
+        id: SimpleCallId,
+        result: SimpleResult,
+    },
 }
 
 /// Why a client call failed.
@@ -269,3 +282,4 @@ macro_rules! client_state_machine {
 client_state_machine!(Producer);
 client_state_machine!(PushConsumer);
 client_state_machine!(PullConsumer);
+client_state_machine!(SimpleConsumer);

@@ -251,6 +251,9 @@ pub enum ConsumeType {
     /// Push consumers.
     #[serde(rename = "CONSUME_PASSIVELY")]
     Passively,
+    /// POP consumers: the broker balances the group (RocketMQ 5).
+    #[serde(rename = "CONSUME_POP")]
+    Pop,
 }
 
 /// RocketMQ's `MessageModel`.

@@ -1371,7 +1371,8 @@ impl Cluster {
                 // The playground's producers send no transactional messages.
                 ClientOutput::MessagesAvailable
                 | ClientOutput::PersistLocalOffsets { .. }
-                | ClientOutput::TransactionCheck { .. } => {}
+                | ClientOutput::TransactionCheck { .. }
+                | ClientOutput::SimpleDone { .. } => {}
             }
         }
     }

@@ -6,6 +6,8 @@
 //! * [`PushConsumer`] — a group member that rebalances, long-polls and hands messages to a
 //!   [`MessageListener`], or in queue order to a [`MessageListenerOrderly`] (queue locks).
 //! * [`PullConsumer`] — the "lite pull" consumer: subscribe or assign, `poll`, commit, seek.
+//! * [`SimpleConsumer`] — RocketMQ 5's POP consumer: `receive`, `ack`,
+//!   `change_invisible_duration`; the brokers balance the group.
 //! * [`TransactionProducer`] — transactional sends with a local-transaction executor and a
 //!   checker answering the brokers' check-backs.
 //!
@@ -38,6 +40,7 @@ mod options;
 mod producer;
 mod pull;
 mod push;
+mod simple;
 mod transaction;
 
 pub use clock::{Clock, SystemClock};
@@ -45,14 +48,15 @@ pub use listener::{ConsumeFuture, ConsumeOrderlyContext, MessageListener, Messag
 pub use producer::{Producer, ProducerBuilder, SendFuture};
 pub use pull::{PullConsumer, PullConsumerBuilder};
 pub use push::{PushConsumer, PushConsumerBuilder};
+pub use simple::{SimpleConsumer, SimpleConsumerBuilder};
 pub use transaction::{
     LocalTransactionExecutor, LocalTransactionState, TransactionChecker, TransactionProducer,
     TransactionSendResult,
 };
 pub use vostok_core::client::requests::{ConsumeFromWhere, MessageModel};
 pub use vostok_core::client::{
-    AllocateStrategy, ClientError, ConsumeOrderlyStatus, ConsumeStatus, Message, MessageExt,
-    MessageQueue, SendResult, SendStatus,
+    AllocateStrategy, ClientError, ConsumeInitMode, ConsumeOrderlyStatus, ConsumeStatus, Message,
+    MessageExt, MessageQueue, ReceiptHandle, ReceivedMessage, SendResult, SendStatus,
 };
 
 /// Runs application code that may block (an orderly listener, a transaction checker) off the

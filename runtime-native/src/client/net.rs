@@ -115,6 +115,8 @@ struct Pending {
 
 /// Header field of a long-polling pull: how long the broker may hold it before answering.
 const SUSPEND_TIMEOUT_KEY: &str = "suspendTimeoutMillis";
+/// The same for a long-polling POP_MESSAGE.
+const POLL_TIME_KEY: &str = "pollTime";
 
 /// The owner's connections, by address.
 pub(crate) struct Pool {
@@ -160,8 +162,13 @@ impl Pool {
             return;
         };
         if expects_answer {
+            let hold_key = if command.code == vostok_core::remoting::codes::request::POP_MESSAGE {
+                POLL_TIME_KEY
+            } else {
+                SUSPEND_TIMEOUT_KEY
+            };
             let suspend_ms = command
-                .ext_num_opt::<u64>(SUSPEND_TIMEOUT_KEY)
+                .ext_num_opt::<u64>(hold_key)
                 .ok()
                 .flatten()
                 .unwrap_or(0);
@@ -556,6 +563,23 @@ mod tests {
         req.opaque = 1;
         req.ext_fields
             .insert(SUSPEND_TIMEOUT_KEY.to_owned(), "15000".to_owned());
+        pool.send(&addr, req);
+        let deadline = pool.next_deadline().expect("a request waits");
+        assert!(deadline >= before + Duration::from_millis(15_200));
+        drop(listener);
+    }
+
+    /// Goal: a long-polling POP waits its poll time on top of the request timeout too.
+    #[tokio::test]
+    async fn pop_deadline_includes_the_poll_time() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let (mut pool, _rx) = Pool::new(Duration::from_secs(3), Duration::from_millis(200));
+        let before = Instant::now();
+        let mut req = RemotingCommand::request(request::POP_MESSAGE);
+        req.opaque = 1;
+        req.ext_fields
+            .insert(POLL_TIME_KEY.to_owned(), "15000".to_owned());
         pool.send(&addr, req);
         let deadline = pool.next_deadline().expect("a request waits");
         assert!(deadline >= before + Duration::from_millis(15_200));
