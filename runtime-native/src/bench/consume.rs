@@ -67,9 +67,9 @@ fn pull_request(plan: &PullPlan, target: &PullTarget, offset: i64) -> RemotingCo
     cmd
 }
 
-/// Decodes the stored records of a pull body; returns (messages, body bytes) and feeds each
-/// message's end-to-end latency to `e2e`. Stops at the first malformed record.
-fn decode_records(body: &Bytes, e2e: Option<&Recorder>) -> (u64, u64) {
+/// Decodes the stored records of a pull (or POP) body; returns (messages, body bytes) and
+/// feeds each message's end-to-end latency to `e2e`. Stops at the first malformed record.
+pub(super) fn decode_records(body: &Bytes, e2e: Option<&Recorder>) -> (u64, u64) {
     let (mut n, mut bytes) = (0u64, 0u64);
     let mut pos = 0usize;
     while body.len() - pos >= 4 {

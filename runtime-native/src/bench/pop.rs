@@ -10,8 +10,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use vostok_core::message::record::MessageRecord;
 use vostok_core::remoting::codes::{request, response};
 use vostok_core::remoting::pop::{
     parse_msg_offset_info, parse_start_offset_info, BatchAck, BatchAckMessageRequestBody,
@@ -19,8 +17,9 @@ use vostok_core::remoting::pop::{
 };
 use vostok_core::remoting::RemotingCommand;
 
+use super::consume::decode_records;
 use super::direct::Conn;
-use super::produce::{epoch_us, stamp_of};
+use super::produce::epoch_us;
 use super::stats::Recorder;
 
 /// How long a popped message stays invisible: far longer than any run's ack takes.
@@ -96,32 +95,6 @@ fn batch_ack(group: &str, topic: &str, answer: &RemotingCommand) -> Option<Remot
         RemotingCommand::request(request::BATCH_ACK_MESSAGE)
             .with_body(serde_json::to_vec(&body).ok()?),
     )
-}
-
-/// Decodes the records of a POP body: (messages, body bytes), feeding end-to-end latencies.
-fn decode_records(body: &Bytes, e2e: Option<&Recorder>) -> (u64, u64) {
-    let (mut n, mut bytes) = (0u64, 0u64);
-    let mut pos = 0usize;
-    while body.len() - pos >= 4 {
-        let size = i32::from_be_bytes([body[pos], body[pos + 1], body[pos + 2], body[pos + 3]]);
-        let Ok(size) = usize::try_from(size) else {
-            break;
-        };
-        if size < 4 || body.len() - pos < size {
-            break;
-        }
-        let Ok(record) = MessageRecord::decode(&body.slice(pos..pos + size), false) else {
-            break;
-        };
-        pos += size;
-        n += 1;
-        bytes += record.body.len() as u64;
-        if let (Some(e2e), Some(sent)) = (e2e, stamp_of(&record.body)) {
-            let us = epoch_us().saturating_sub(sent);
-            e2e.record_ok(Duration::from_micros(us), 1, record.body.len() as u64);
-        }
-    }
-    (n, bytes)
 }
 
 /// Pops (and acks) until drained, the count, or the stop flag. Each POP plus its ack is one

@@ -17,9 +17,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 
 use super::super::{Broker, BrokerError};
-use super::serve::{PopBatch, PopRequest};
+use super::serve::{PopBatch, PopRequest, QueueRead};
 use crate::remoting::pop::{encode_order_count_info, RetryFlag};
-use crate::store::{QueueOffset, SegmentStorage};
+use crate::store::SegmentStorage;
 
 pub(in crate::broker) const ORDER_INFO_PATH: &str = "config/consumerOrderInfo.json";
 
@@ -255,41 +255,16 @@ impl<S: SegmentStorage> Broker<S> {
         ) {
             return;
         }
-        let offset = self.pop_offset(topic, group, queue_id, h.init_mode, true);
-        let max = self.store.max_offset(topic, queue_id).0 as i64;
-        let left = want.saturating_sub(batch.records.len());
-        if left == 0 {
-            batch.rest += (max - offset).max(0);
-            return;
-        }
-        let Ok(result) = self.get_filtered(
-            topic,
-            queue_id,
-            QueueOffset(offset.max(0) as u64),
-            left as u32,
-            request.subscription,
-        ) else {
+        let Some(QueueRead {
+            offset,
+            next,
+            max,
+            records,
+            offsets,
+        }) = self.read_queue_for_pop(request, topic, queue_id, want, batch)
+        else {
             return;
         };
-        let next = result.next_begin_offset.0 as i64;
-        let written = self.store.written_offset().0;
-        if result.records.is_empty() {
-            if next > offset && result.damaged.is_none() {
-                self.offsets
-                    .commit_when_durable(topic, group, queue_id, next, written);
-            }
-            batch.rest += (max - next.max(offset)).max(0);
-            return;
-        }
-        let offsets: Vec<i64> = result
-            .records
-            .iter()
-            .filter_map(|r| crate::message::RecordView::parse(r, false).ok())
-            .map(|v| v.queue_offset)
-            .collect();
-        if offsets.len() != result.records.len() {
-            return;
-        }
         let counts = self.pop.order.update(
             topic,
             group,
@@ -301,7 +276,7 @@ impl<S: SegmentStorage> Broker<S> {
         );
         let flag = RetryFlag::of_topic(topic);
         encode_order_count_info((flag, queue_id), &counts, &mut batch.order_counts);
-        batch.records.extend(result.records.iter().cloned());
+        batch.records.extend(records);
         batch.start_infos.push(((flag, queue_id), offset));
         batch.msg_infos.push(((flag, queue_id), offsets));
         batch.rest += (max - next).max(0);

@@ -114,6 +114,16 @@ pub(super) struct PopBatch {
     pub ck_end: u64,
 }
 
+/// One queue's read for a POP: where it started, where the group's position goes past it, the
+/// queue's end, and the records handed out with their offsets.
+pub(super) struct QueueRead {
+    pub offset: i64,
+    pub next: i64,
+    pub max: i64,
+    pub records: Vec<Bytes>,
+    pub offsets: Vec<i64>,
+}
+
 /// What every queue read of one POP shares.
 pub(super) struct PopRequest<'a> {
     pub header: &'a PopMessageRequestHeader,
@@ -465,6 +475,64 @@ impl<S: SegmentStorage> Broker<S> {
         }
     }
 
+    /// The read every POP of one queue starts with: the group's position, up to what the batch
+    /// still wants, through its filter. `None`: nothing to hand out (what is left is counted in
+    /// `batch.rest`; a range filtered out entirely is passed at once, as nothing of it can come
+    /// back).
+    pub(super) fn read_queue_for_pop(
+        &mut self,
+        request: &PopRequest<'_>,
+        topic: &str,
+        queue_id: i32,
+        want: usize,
+        batch: &mut PopBatch,
+    ) -> Option<QueueRead> {
+        let h = request.header;
+        let group = h.consumer_group.as_str();
+        let offset = self.pop_offset(topic, group, queue_id, h.init_mode, true);
+        let max = self.store.max_offset(topic, queue_id).0 as i64;
+        let left = want.saturating_sub(batch.records.len());
+        let read = (left > 0)
+            .then(|| {
+                self.get_filtered(
+                    topic,
+                    queue_id,
+                    QueueOffset(offset.max(0) as u64),
+                    left as u32,
+                    request.subscription,
+                )
+                .ok()
+            })
+            .flatten();
+        let Some(result) = read else {
+            batch.rest += (max - offset).max(0);
+            return None;
+        };
+        let next = result.next_begin_offset.0 as i64;
+        if result.records.is_empty() {
+            if next > offset && result.damaged.is_none() {
+                let written = self.store.written_offset().0;
+                self.offsets
+                    .commit_when_durable(topic, group, queue_id, next, written);
+            }
+            batch.rest += (max - next.max(offset)).max(0);
+            return None;
+        }
+        let offsets = result
+            .records
+            .iter()
+            .map(|r| crate::message::RecordView::parse(r, false).map(|v| v.queue_offset))
+            .collect::<Result<Vec<i64>, _>>()
+            .ok()?;
+        Some(QueueRead {
+            offset,
+            next,
+            max,
+            records: result.records,
+            offsets,
+        })
+    }
+
     /// Reads one queue for a POP (`popMsgFromQueue`): up to what the batch still wants, from
     /// the group's position; writes the checkpoint and moves the position past what was read.
     fn pop_from_queue(
@@ -482,42 +550,16 @@ impl<S: SegmentStorage> Broker<S> {
             self.pop_orderly_from_queue(now_ms, request, topic, queue_id, want, batch);
             return;
         }
-        let offset = self.pop_offset(topic, group, queue_id, h.init_mode, true);
-        let max = self.store.max_offset(topic, queue_id).0 as i64;
-        let left = want.saturating_sub(batch.records.len());
-        if left == 0 {
-            batch.rest += (max - offset).max(0);
-            return;
-        }
-        let Ok(result) = self.get_filtered(
-            topic,
-            queue_id,
-            QueueOffset(offset.max(0) as u64),
-            left as u32,
-            request.subscription,
-        ) else {
-            batch.rest += (max - offset).max(0);
+        let Some(QueueRead {
+            offset,
+            next,
+            max,
+            records,
+            offsets,
+        }) = self.read_queue_for_pop(request, topic, queue_id, want, batch)
+        else {
             return;
         };
-        let next = result.next_begin_offset.0 as i64;
-        let written = self.store.written_offset().0;
-        if result.records.is_empty() {
-            // Filtered out, or the queue moved on (retention): nothing to bring back, so the
-            // position moves at once.
-            if next > offset && result.damaged.is_none() {
-                self.offsets
-                    .commit_when_durable(topic, group, queue_id, next, written);
-            }
-            batch.rest += (max - next.max(offset)).max(0);
-            return;
-        }
-        let mut offsets = Vec::with_capacity(result.records.len());
-        for record in &result.records {
-            match crate::message::RecordView::parse(record, false) {
-                Ok(view) => offsets.push(view.queue_offset),
-                Err(_) => return,
-            }
-        }
         let ck = PopCheckPoint {
             bit_map: 0,
             broker_name: Some(self.config.broker_name.clone()),
@@ -541,7 +583,7 @@ impl<S: SegmentStorage> Broker<S> {
             .commit_when_durable(topic, group, queue_id, next, ck_end);
         batch.ck_end = batch.ck_end.max(ck_end);
         let flag = RetryFlag::of_topic(topic);
-        for (record, queue_offset) in result.records.iter().zip(&offsets) {
+        for (record, queue_offset) in records.iter().zip(&offsets) {
             if flag == RetryFlag::Normal {
                 batch.records.push(record.clone());
                 continue;
