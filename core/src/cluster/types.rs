@@ -89,7 +89,7 @@ pub enum Action {
     /// [`super::POP_INVISIBLE_MS`], and acknowledges them after [`super::POP_PROCESS_MS`]
     /// (its behaviour `fail`: never, so they come back; `slow`: after
     /// [`super::SLOW_CONSUME_MS`]). `stop_consumer`, `kill_consumer` and `consumer_behaviour`
-    /// work on POP consumers too.
+    /// work on POP consumers too; a behaviour applies to the messages received from then on.
     AddPopConsumer {
         group: String,
     },
