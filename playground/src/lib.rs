@@ -127,7 +127,10 @@ mod tests {
     #[test]
     fn playground_api_round_trip() {
         let names: Vec<String> = serde_json::from_str(&scenarios()).unwrap();
-        assert_eq!(names, ["basic", "rebalance", "retry-dlq", "two-brokers"]);
+        assert_eq!(
+            names,
+            ["basic", "rebalance", "retry-dlq", "two-brokers", "pop"]
+        );
         assert!(Playground::create(1, "nope").is_err());
 
         let run = || {
@@ -174,5 +177,35 @@ mod tests {
             .unwrap()
             .starts_with("Hello #0"));
         assert_eq!(pg.commitlog("broker-z", 0.0, 3), "[]");
+    }
+
+    /// Goal: the `pop` scenario through the page's API: POP events come out, the snapshot
+    /// shows the POP group with in-flight messages and the retry topic, and the POP actions
+    /// apply.
+    #[test]
+    fn pop_scenario_through_the_api() {
+        let mut pg = Playground::create(42, "pop").unwrap();
+        let events: Vec<serde_json::Value> = serde_json::from_str(&pg.run_for(12_000)).unwrap();
+        for kind in ["popped", "pop_acked", "pop_expired", "pop_revived"] {
+            assert!(events.iter().any(|e| e["kind"] == kind), "no {kind}");
+        }
+        pg.apply_json(r#"{"action":"pop_fail_next","id":"pop-consumer-1","count":2}"#)
+            .unwrap();
+        pg.apply_json(r#"{"action":"add_pop_consumer","group":"pg1"}"#)
+            .unwrap();
+        pg.apply_json(r#"{"action":"stop_consumer","id":"pop-consumer-2"}"#)
+            .unwrap();
+        pg.run_for(1_000);
+        let snapshot: serde_json::Value = serde_json::from_str(&pg.snapshot()).unwrap();
+        let group = &snapshot["pop_groups"][0];
+        assert_eq!(group["name"], "pg1");
+        assert_eq!(group["retry_topic"], "%RETRY%pg1+TopicTest");
+        assert_eq!(group["consumers"].as_array().unwrap().len(), 4);
+        assert!(group["retry_total"].as_u64().unwrap() >= 1);
+        assert!(group["consumers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| !c["in_flight"].as_array().unwrap().is_empty()));
     }
 }

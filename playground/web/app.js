@@ -1,7 +1,7 @@
 // The playground page: owns the world (the core compiled to WebAssembly), the clock loop, the
 // user's actions and the session in the URL. Rendering lives in view.js, sessions in session.js.
 
-import { ClusterView, GroupsView, renderTopics, renderStorage, describe, esc } from "./view.js";
+import { ClusterView, GroupsView, renderPopGroups, renderTopics, renderStorage, describe, esc } from "./view.js";
 import { decodeSession, encodeSession, replay, runTo } from "./session.js";
 
 const $ = (sel) => document.querySelector(sel);
@@ -197,6 +197,10 @@ function renderAll(ts = performance.now()) {
   $("#clock").textContent = snap.now_ms;
   cluster.render(snap);
   groups.render(snap);
+  const popGroups = snap.pop_groups ?? [];
+  $("#pop-panel").hidden = popGroups.length === 0;
+  // Not while a control in it has the focus: redrawing would take it away mid-click.
+  if (popGroups.length && !$("#pop-groups").contains(document.activeElement)) renderPopGroups($("#pop-groups"), snap);
   renderTopics($("#topics"), snap);
   const storeKey = JSON.stringify(snap.brokers.map((b) => [b.id, b.written_offset, b.flushed_offset, b.consume_queues.map((c) => c.entries.length)]));
   if (storeKey !== renderAll.storeKey) {
@@ -238,15 +242,18 @@ function nodeActions(node) {
   if (node.kind === "broker") {
     acts.push(node.up ? ["kill broker", { action: "kill_broker", id }] : ["restart broker", { action: "restart_broker", id }]);
   }
-  if (node.kind === "consumer" && node.up) {
+  const consumer = node.kind === "consumer" || node.kind === "pop_consumer";
+  if (consumer && node.up) {
     acts.push(["stop (clean shutdown)", { action: "stop_consumer", id }]);
     acts.push(["kill (crash)", { action: "kill_consumer", id }]);
     for (const b of ["ok", "fail", "slow"]) {
-      if ((node.behaviour ?? "ok") !== b) acts.push([`consume: ${b}`, { action: "consumer_behaviour", id, behaviour: b }]);
+      const label = node.kind === "pop_consumer" ? { ok: "ack", fail: "never ack (messages come back)", slow: "ack slowly" }[b] : `consume: ${b}`;
+      if ((node.behaviour ?? "ok") !== b) acts.push([label, { action: "consumer_behaviour", id, behaviour: b }]);
     }
+    if (node.kind === "pop_consumer") acts.push(["fail the next 3 messages", { action: "pop_fail_next", id, count: 3 }]);
   }
   if (node.kind === "producer") acts.push(["remove producer", { action: "remove_producer", id }]);
-  if (node.up || node.kind !== "consumer") {
+  if (node.up || !consumer) {
     acts.push(node.partitioned ? ["heal network", { action: "heal", id }] : ["partition from network", { action: "partition", id }]);
   }
   return acts;
@@ -348,6 +355,7 @@ function wire() {
     b.addEventListener("click", () => {
       const kind = b.dataset.act;
       if (kind === "add_consumer") act({ action: "add_consumer", group: $("#group-pick").value || "g1" });
+      else if (kind === "add_pop_consumer") act({ action: "add_pop_consumer", group: state.snap?.pop_groups?.[0]?.name ?? "pg1" });
       else if (kind === "send") {
         const count = Math.max(1, Math.min(1000, Math.floor(Number($("#send-count").value) || 1)));
         act({ action: "send", count, tag: $("#send-tag").value });
@@ -372,6 +380,17 @@ function wire() {
     openFromHash();
   });
   wireStorage();
+  // The POP panel's controls: the ack toggle and "fail next 3".
+  $("#pop-groups").addEventListener("change", (e) => {
+    const box = e.target.closest("input.pop-ack");
+    if (box) act({ action: "consumer_behaviour", id: box.dataset.id, behaviour: box.checked ? "ok" : "fail" });
+    box?.blur();
+  });
+  $("#pop-groups").addEventListener("click", (e) => {
+    const b = e.target.closest("button.pop-fail");
+    if (b) act({ action: "pop_fail_next", id: b.dataset.id, count: 3 });
+    b?.blur();
+  });
 }
 
 function openFromHash() {

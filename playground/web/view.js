@@ -47,7 +47,8 @@ export class ClusterView {
     if (key === this.layoutKey) return;
     this.layoutKey = key;
     const byKind = { namesrv: [], producer: [], broker: [], consumer: [] };
-    for (const n of snap.nodes) (byKind[n.kind] ?? byKind.broker).push(n);
+    // POP consumers share the consumers' column.
+    for (const n of snap.nodes) (byKind[n.kind === "pop_consumer" ? "consumer" : n.kind] ?? byKind.broker).push(n);
     this.positions.clear();
     byKind.namesrv.forEach((n, i) => this.positions.set(n.id, { x: 300 + (i - (byKind.namesrv.length - 1) / 2) * 120, y: 42 }));
     for (const kind of ["producer", "broker", "consumer"]) {
@@ -74,7 +75,7 @@ export class ClusterView {
     }
     for (const n of snap.nodes) {
       const p = pos(n.id);
-      const cls = ["node", n.kind, n.up ? "up" : "down", n.partitioned ? "partitioned" : "", n.behaviour && n.behaviour !== "ok" ? `b-${n.behaviour}` : ""].join(" ");
+      const cls = ["node", n.kind === "pop_consumer" ? "consumer pop" : n.kind, n.up ? "up" : "down", n.partitioned ? "partitioned" : "", n.behaviour && n.behaviour !== "ok" ? `b-${n.behaviour}` : ""].join(" ");
       const shape = n.kind === "broker"
         ? `<rect x="-44" y="-20" width="88" height="40" rx="6"/>`
         : n.kind === "namesrv" ? `<rect x="-50" y="-16" width="100" height="32" rx="16"/>` : `<rect x="-42" y="-17" width="84" height="34" rx="17"/>`;
@@ -259,6 +260,61 @@ function pulse(el) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// POP groups: one column per consumer with the messages it holds invisible (a bar counting down
+// to the instant they become visible again), who received from which queue, and the group's POP
+// retry topic, where unacknowledged messages come back with their reconsume times.
+
+export function renderPopGroups(root, snap) {
+  const groups = snap.pop_groups ?? [];
+  const now = snap.now_ms;
+  root.innerHTML = groups.map((g) => {
+    const cols = g.consumers.map((c) => {
+      const down = c.state !== "running";
+      const held = c.in_flight.map((m) => {
+        const total = Math.max(1, m.invisible_until_ms - m.popped_ms);
+        const left = Math.max(0, m.invisible_until_ms - now);
+        const retry = m.reconsume_times > 0;
+        return `<div class="pop-msg${retry ? " retry" : ""}${m.will_ack ? "" : " no-ack"}" data-msg="${esc(m.msg_id)}" style="--c:${queueColour(m.broker, m.topic, m.queue_id)}"
+          title="${esc(m.msg_id)} from ${esc(m.topic)} ${esc(m.broker)}:${m.queue_id} @${m.queue_offset}; invisible until ${m.invisible_until_ms} ms${m.will_ack ? "" : " — will not be acknowledged: it comes back"}">
+          <span class="pop-q">${retry ? `↻${m.reconsume_times} ` : ""}${esc(m.broker)}:${m.queue_id}@${m.queue_offset}</span>
+          <span class="countdown" data-until="${m.invisible_until_ms}">${(left / 1000).toFixed(1)} s</span>
+          <span class="vis-bar" style="width:${(100 * left) / total}%"></span></div>`;
+      }).join("") || `<div class="pop-idle">${down ? "—" : "waiting for messages"}</div>`;
+      const acking = c.behaviour !== "fail";
+      return `<div class="pop-consumer${down ? " down" : ""}${acking ? "" : " failing"}" data-consumer="${esc(c.id)}">
+        <div class="pop-head"><b>${esc(c.id)}</b>${down ? ` <small>${esc(c.state)}</small>` : ""}</div>
+        <div class="pop-controls">${down ? "" : `<label title="acknowledge what it receives (off: every message comes back after its invisible time)"><input type="checkbox" class="pop-ack" data-id="${esc(c.id)}"${acking ? " checked" : ""}> ack</label>
+          <button class="pop-fail" data-id="${esc(c.id)}" title="leave the next 3 messages unacknowledged">fail next 3</button>`}
+          ${c.fail_next ? `<span class="fail-next" title="messages it will leave unacknowledged">✕${c.fail_next}</span>` : ""}</div>
+        <div class="pop-stats">popped <b>${c.popped}</b> · acked <b class="acked">${c.acked}</b> · came back <b class="expired">${c.expired}</b></div>
+        <div class="pop-held">${held}</div></div>`;
+    }).join("");
+    const consumers = g.consumers.map((c) => c.id);
+    const queues = g.queues.map((q) => {
+      const retry = q.topic === g.retry_topic;
+      const total = Object.values(q.popped_by).reduce((a, b) => a + b, 0) || 1;
+      const bar = consumers.filter((c) => q.popped_by[c]).map((c) =>
+        `<span class="share" style="width:${(100 * q.popped_by[c]) / total}%;background:${consumerColour(c)}" title="${esc(c)}: ${q.popped_by[c]}"></span>`).join("");
+      return `<tr class="${retry ? "retry" : ""}" data-queue="${esc(queueKey(q))}"><td><i class="sw" style="background:${queueColour(q.broker, q.topic, q.queue_id)}"></i>${retry ? "retry · " : ""}${esc(q.broker)}:${q.queue_id}</td>
+        <td>${q.consumed_offset}</td><td>${q.max_offset}</td><td class="shares">${bar}</td>
+        <td class="who">${consumers.filter((c) => q.popped_by[c]).map((c) => `${esc(c.replace("pop-consumer-", "#"))} ${q.popped_by[c]}`).join(" · ")}</td></tr>`;
+    }).join("");
+    const retried = g.retry_messages.map((m) =>
+      `<span class="retry-msg" title="${esc(m.msg_id)}: ${esc(m.broker)}:${m.queue_id}@${m.queue_offset}, stored at ${m.store_ms} ms, reconsume ${m.reconsume_times}">↻${m.reconsume_times} …${esc(m.msg_id.slice(-4))}</span>`).join("");
+    return `<div class="pop-group" data-group="${esc(g.name)}">
+      <div class="group-head"><b>${esc(g.name)}</b> <small>POP: the broker hands any queue's messages to whoever asks</small>
+        <span class="counts">came back via <code>${esc(g.retry_topic)}</code>: <b class="retry-total">${g.retry_total}</b></span></div>
+      <div class="pop-consumers" style="grid-template-columns:repeat(${Math.max(1, g.consumers.length)}, minmax(0, 1fr))">${cols}</div>
+      <table class="pop-queues"><thead><tr><th>queue</th><th>consumed</th><th>max</th><th>received by</th><th></th></tr></thead><tbody>${queues}</tbody></table>
+      <div class="retry-list"><span class="hint">retry topic, oldest first:</span> ${retried || `<span class="hint">empty</span>`}</div></div>`;
+  }).join("");
+}
+
+function consumerColour(id) {
+  return `hsl(${hash(id) % 360} 55% 55%)`;
+}
+
+// ---------------------------------------------------------------------------------------------
 // Topics: each topic's queues with min and max offset.
 
 export function renderTopics(root, snap) {
@@ -347,6 +403,11 @@ export function describe(e) {
     case "node_up": return `${e.id} is up`;
     case "partitioned": return `${e.id} is partitioned`;
     case "healed": return `${e.id} is healed`;
+    case "popped": return `${e.consumer} popped ${e.msg_id} ${q(e.topic, e.queue_id)} @${e.queue_offset}${e.reconsume_times ? ` (came back: reconsume ${e.reconsume_times})` : ""}, invisible until ${e.invisible_until_ms}${e.will_ack ? "" : " — will not ack"}`;
+    case "pop_acked": return `${e.consumer} acked ${e.msg_id} ${q(e.topic, e.queue_id)} @${e.queue_offset}`;
+    case "pop_ack_failed": return `${e.consumer} could not ack ${e.msg_id}: ${e.error}`;
+    case "pop_expired": return `${e.msg_id} held by ${e.consumer} is visible again (not acked in time)`;
+    case "pop_revived": return `${e.group}: ${e.msg_id} came back in ${q(e.topic, e.queue_id)} @${e.queue_offset}, reconsume ${e.reconsume_times}`;
     case "message": return `${e.from} → ${e.to} code ${e.code} (${e.bytes} B, arrives ${e.deliver_ms})`;
     default: {
       const { t_ms, kind, ...rest } = e;

@@ -126,6 +126,11 @@ fn serves_the_page_and_the_wasm_module() {
         );
         let app = get(&server.addr, "/app.js");
         assert_eq!(app.status, 200);
+        // The POP groups panel (shown once a scenario has a POP group) and its renderer.
+        assert!(html.contains("id=\"pop-panel\""), "the page: {html}");
+        let view = get(&server.addr, "/view.js");
+        assert_eq!(view.status, 200);
+        assert!(String::from_utf8_lossy(&view.body).contains("renderPopGroups"));
     } else {
         // A fresh checkout without scripts/build-playground.sh: `/` says how to build it.
         assert!(

@@ -185,6 +185,45 @@ try {
   await shot(replayed, "05-replayed");
   log(`link replays to the same state (${session.actions.length} actions, ${original.length} bytes of snapshot)`);
 
+  // 6. The pop scenario: a POP group's consumers share the queues, hold messages invisible with a
+  // countdown, and what the failing consumer leaves unacknowledged comes back through the retry
+  // topic. Unticking a consumer's "ack" makes its messages come back too.
+  assert.ok(scenarioNames.includes("pop"), `scenarios: ${scenarioNames}`);
+  assert.equal(await page.isVisible("#pop-panel"), false, "no POP panel without a POP group");
+  await page.selectOption("#scenario", "pop");
+  await until("the POP panel", async () => page.isVisible("#pop-panel"));
+  assert.equal(await page.$$eval(".pop-group .pop-consumer", (els) => els.length), 3, "three POP consumers drawn");
+  await setSpeed(page, 0.5);
+  await setPlaying(page, true);
+  await until("an in-flight message with a countdown", async () =>
+    (await page.$$eval(".pop-msg .countdown", (els) => els.map((e) => e.textContent))).some((t) => / s$/.test(t)));
+  await until("messages to come back through the retry topic", async () =>
+    Number(await page.textContent(".pop-group .retry-total")) > 0 && (await page.$$(".retry-list .retry-msg")).length > 0, 60000);
+  await until("a redelivered message held again", async () => (await page.$$(".pop-msg.retry")).length > 0, 60000);
+  const popSnap = await snapshot(page);
+  const pg = popSnap.pop_groups[0];
+  assert.equal(pg.retry_topic, `%RETRY%${pg.name}+TopicTest`);
+  assert.ok(pg.queues.filter((q) => q.topic === "TopicTest").every((q) => Object.keys(q.popped_by).length >= 2),
+    `consumers share the queues: ${JSON.stringify(pg.queues)}`);
+  assert.ok(pg.retry_messages.every((m) => m.reconsume_times >= 1));
+  await setPlaying(page, false);
+  await shot(page, "06-pop");
+  const toggle = await page.$(".pop-consumer[data-consumer='pop-consumer-1'] input.pop-ack");
+  assert.ok(toggle && (await toggle.isChecked()), "pop-consumer-1 acknowledges at first");
+  await toggle.click();
+  const behaviour = async () => (await snapshot(page)).nodes.find((n) => n.id === "pop-consumer-1").behaviour;
+  assert.equal(await behaviour(), "fail", "the toggle turned acknowledging off");
+  await setPlaying(page, true);
+  await until("pop-consumer-1 to hold a message it will not ack", async () =>
+    (await snapshot(page)).pop_groups[0].consumers.find((c) => c.id === "pop-consumer-1").in_flight.some((m) => !m.will_ack), 60000);
+  await until("pop-consumer-1's column to show it", async () =>
+    (await page.$$(".pop-consumer[data-consumer='pop-consumer-1'] .pop-msg.no-ack")).length > 0, 30000);
+  await setPlaying(page, false);
+  await shot(page, "07-pop-ack-off");
+  const popSession = await page.evaluate(() => window.vostok.session());
+  assert.ok(popSession.actions.some(([, a]) => a.action === "consumer_behaviour" && a.id === "pop-consumer-1"), "the toggle is a recorded action");
+  log(`pop: ${pg.consumers.length} consumers sharing ${pg.queues.length} queues, ${pg.retry_total} came back; ack toggle works`);
+
   // No console errors anywhere along the way.
   assert.deepEqual(page.errors, [], "console errors on the first page");
   assert.deepEqual(replayed.errors, [], "console errors on the replayed page");

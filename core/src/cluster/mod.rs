@@ -3,7 +3,8 @@
 //!
 //! Nothing here re-implements RocketMQ: the world drives the core's own state machines — the
 //! [`NameServer`], one [`Broker`] per broker over a [`MemStorage`] (small segment files, so
-//! rollover is visible), [`Producer`]s and [`PushConsumer`]s — through their feed / drain /
+//! rollover is visible), [`Producer`]s, [`PushConsumer`]s and POP consumers
+//! ([`SimpleConsumer`]s, see `pop.rs`) — through their feed / drain /
 //! next-wake contracts ([`ClientStateMachine`] for the clients). The world only adds what a real
 //! deployment has around them:
 //!
@@ -37,12 +38,20 @@
 //!                └── namesrv ◄─────────────┴─────────────► broker-a, broker-b (MemStorage)
 //! ```
 //!
+//! Files: this one builds the world, carries frames and runs time; `pop.rs` hosts the POP
+//! consumers; `inspect.rs` builds snapshots and decodes CommitLog records; `types.rs` holds the
+//! serde interface.
+//!
 //! Time: virtual milliseconds from 0 (`t_ms`). The state machines see epoch milliseconds
 //! [`EPOCH_MS`] + `t_ms`, as a real deployment would; record timestamps in [`RecordView`] are
 //! converted back to virtual milliseconds.
 
+mod inspect;
+mod pop;
 mod types;
 
+#[cfg(test)]
+mod pop_tests;
 #[cfg(test)]
 mod tests;
 
@@ -56,7 +65,7 @@ use crate::client::requests::ConsumeFromWhere;
 use crate::client::{
     AllocateStrategy, ClientConfig, ClientOutput, ClientStateMachine, ConsumeStatus, ConsumeToken,
     Message, MessageExt, MessageQueue, Producer, ProducerConfig, PushConsumer, PushConsumerConfig,
-    SendMode,
+    SendMode, SimpleConsumer,
 };
 use crate::message::{keys, peek_header, MessageRecord};
 use crate::namesrv::{NameServer, NamesrvConfig, NamesrvOutput};
@@ -70,6 +79,8 @@ use crate::store::{
 use crate::topic::{DLQ_GROUP_TOPIC_PREFIX, RETRY_GROUP_TOPIC_PREFIX};
 use crate::ConnId;
 
+use inspect::{read_records, shown_topic};
+pub use pop::{pop_retry_topic, POP_AWAIT_MS, POP_INVISIBLE_MS, POP_MAX_HELD, POP_PROCESS_MS};
 pub use types::*;
 
 /// What the state machines see as `now_ms` at virtual time 0 (2024-06-10T06:13:20Z).
@@ -90,7 +101,9 @@ pub const MAX_RECONSUME_TIMES: i32 = 3;
 /// CommitLog segment size of the brokers: small, so segment rollover happens within minutes.
 pub const COMMITLOG_SEGMENT_BYTES: u64 = 64 * 1024;
 /// The scenario names [`Cluster::new`] accepts.
-pub const SCENARIOS: [&str; 4] = ["basic", "rebalance", "retry-dlq", "two-brokers"];
+pub const SCENARIOS: [&str; 5] = ["basic", "rebalance", "retry-dlq", "two-brokers", "pop"];
+/// The POP consumer group of the `pop` scenario.
+pub const POP_GROUP: &str = "pg1";
 
 const NAMESRV_ID: &str = "namesrv";
 const NAMESRV_ADDR: &str = "10.0.0.1:9876";
@@ -110,6 +123,8 @@ struct ScenarioSpec {
     queues: u32,
     producers: usize,
     consumers: Vec<Behaviour>,
+    /// POP consumers of [`POP_GROUP`].
+    pop_consumers: Vec<Behaviour>,
 }
 
 fn scenario_spec(name: &str) -> Option<ScenarioSpec> {
@@ -119,24 +134,37 @@ fn scenario_spec(name: &str) -> Option<ScenarioSpec> {
             queues: 4,
             producers: 1,
             consumers: vec![Behaviour::Ok, Behaviour::Ok],
+            pop_consumers: Vec::new(),
         },
         "rebalance" => ScenarioSpec {
             brokers: 1,
             queues: 8,
             producers: 1,
             consumers: vec![Behaviour::Ok, Behaviour::Ok, Behaviour::Ok],
+            pop_consumers: Vec::new(),
         },
         "retry-dlq" => ScenarioSpec {
             brokers: 1,
             queues: 4,
             producers: 1,
             consumers: vec![Behaviour::Fail, Behaviour::Ok],
+            pop_consumers: Vec::new(),
         },
         "two-brokers" => ScenarioSpec {
             brokers: 2,
             queues: 4,
             producers: 1,
             consumers: vec![Behaviour::Ok, Behaviour::Ok],
+            pop_consumers: Vec::new(),
+        },
+        // A POP group of three sharing the topic's queues; the third never acknowledges, so
+        // its messages come back through the group's POP retry topic.
+        "pop" => ScenarioSpec {
+            brokers: 1,
+            queues: 4,
+            producers: 1,
+            consumers: Vec::new(),
+            pop_consumers: vec![Behaviour::Ok, Behaviour::Ok, Behaviour::Fail],
         },
         _ => return None,
     };
@@ -147,6 +175,7 @@ fn scenario_spec(name: &str) -> Option<ScenarioSpec> {
 enum Machine {
     Producer(Box<Producer>),
     Consumer(Box<PushConsumer>),
+    Pop(Box<SimpleConsumer>),
 }
 
 impl Machine {
@@ -154,6 +183,7 @@ impl Machine {
         match self {
             Machine::Producer(p) => p.as_mut(),
             Machine::Consumer(c) => c.as_mut(),
+            Machine::Pop(c) => c.as_mut(),
         }
     }
 
@@ -161,6 +191,7 @@ impl Machine {
         match self {
             Machine::Producer(p) => p.as_ref(),
             Machine::Consumer(c) => c.as_ref(),
+            Machine::Pop(c) => c.as_ref(),
         }
     }
 }
@@ -255,6 +286,19 @@ enum Timer {
         incarnation: u64,
         request: SyncRequest,
     },
+    /// A POP consumer finished working on a message.
+    PopAck {
+        consumer: String,
+        key: pop::HeldKey,
+    },
+    /// A message a POP consumer holds reaches its invisible-until instant.
+    PopExpire {
+        consumer: String,
+        key: pop::HeldKey,
+        until_ms: u64,
+    },
+    /// A POP consumer may receive again (after an empty or failed receive).
+    PopWake,
     /// A checkpoint of a broker is synced and written.
     CheckpointDone {
         broker: String,
@@ -288,6 +332,10 @@ pub struct Cluster {
     brokers: BTreeMap<String, BrokerNode>,
     clients: BTreeMap<String, ClientNode>,
     groups: BTreeMap<String, GroupState>,
+    /// POP consumer groups.
+    pop_groups: BTreeSet<String>,
+    /// POP consumer id → what the world keeps for it.
+    pop_clients: BTreeMap<String, pop::PopClient>,
     partitioned: BTreeSet<String>,
     links: BTreeMap<(String, String), Link>,
     /// (deliver ms, sequence) → frame.
@@ -308,6 +356,7 @@ pub struct Cluster {
     next_client_no: u32,
     next_producer_no: u32,
     next_consumer_no: u32,
+    next_pop_consumer_no: u32,
     events: Vec<Event>,
 }
 
@@ -416,6 +465,8 @@ impl Cluster {
             brokers: BTreeMap::new(),
             clients: BTreeMap::new(),
             groups: BTreeMap::new(),
+            pop_groups: BTreeSet::new(),
+            pop_clients: BTreeMap::new(),
             partitioned: BTreeSet::new(),
             links: BTreeMap::new(),
             in_flight: BTreeMap::new(),
@@ -430,6 +481,7 @@ impl Cluster {
             next_client_no: 0,
             next_producer_no: 0,
             next_consumer_no: 0,
+            next_pop_consumer_no: 0,
             events: Vec::new(),
         };
         for index in 0..spec.brokers {
@@ -468,17 +520,22 @@ impl Cluster {
                 },
             );
         }
-        cluster.groups.insert(
-            "g1".to_owned(),
-            GroupState {
-                strategy: Strategy::Averagely,
-            },
-        );
+        if !spec.consumers.is_empty() {
+            cluster.groups.insert(
+                "g1".to_owned(),
+                GroupState {
+                    strategy: Strategy::Averagely,
+                },
+            );
+        }
         for _ in 0..spec.producers {
             cluster.add_producer();
         }
         for behaviour in spec.consumers {
             cluster.add_consumer("g1", behaviour);
+        }
+        for behaviour in spec.pop_consumers {
+            cluster.add_pop_consumer(POP_GROUP, behaviour);
         }
         cluster.drain_all();
         // The operator's topic creation is not part of the story.
@@ -519,17 +576,35 @@ impl Cluster {
                 if group.is_empty() || group.len() > 64 || group.contains(['%', ' ']) {
                     return Err(ClusterError::Invalid(format!("bad group name '{group}'")));
                 }
+                if self.pop_groups.contains(&group) {
+                    return Err(ClusterError::Invalid(format!("'{group}' is a POP group")));
+                }
                 self.groups.entry(group.clone()).or_insert(GroupState {
                     strategy: Strategy::Averagely,
                 });
                 self.add_consumer(&group, Behaviour::Ok);
             }
+            Action::AddPopConsumer { group } => {
+                if group.is_empty() || group.len() > 64 || group.contains(['%', ' ', '+']) {
+                    return Err(ClusterError::Invalid(format!("bad group name '{group}'")));
+                }
+                if self.groups.contains_key(&group) {
+                    return Err(ClusterError::Invalid(format!(
+                        "'{group}' is a push consumer group"
+                    )));
+                }
+                self.add_pop_consumer(&group, Behaviour::Ok);
+            }
+            Action::PopFailNext { id, count } => {
+                self.client_of_kind(&id, NodeKind::PopConsumer)?;
+                self.pop_fail_next(&id, count);
+            }
             Action::StopConsumer { id } => {
-                self.client_of_kind(&id, NodeKind::Consumer)?;
+                self.consumer(&id)?;
                 self.stop_client(&id);
             }
             Action::KillConsumer { id } => {
-                self.client_of_kind(&id, NodeKind::Consumer)?;
+                self.consumer(&id)?;
                 self.kill_client(&id);
             }
             Action::KillBroker { id } => self.kill_broker(&id)?,
@@ -563,7 +638,7 @@ impl Cluster {
                 }
             }
             Action::ConsumerBehaviour { id, behaviour } => {
-                self.client_of_kind(&id, NodeKind::Consumer)?;
+                self.consumer(&id)?;
                 if let Some(c) = self.clients.get_mut(&id) {
                     c.behaviour = behaviour;
                 }
@@ -728,6 +803,10 @@ impl Cluster {
                 c.start(now);
                 false
             }
+            Some(Machine::Pop(c)) => {
+                c.start(now);
+                false
+            }
             Some(Machine::Producer(_)) => true,
             None => false,
         };
@@ -766,12 +845,21 @@ impl Cluster {
                 expected: match kind {
                     NodeKind::Producer => "producer",
                     NodeKind::Consumer => "consumer",
+                    NodeKind::PopConsumer => "POP consumer",
                     NodeKind::Broker => "broker",
                     NodeKind::Namesrv => "name server",
                 },
             });
         }
         Ok(client)
+    }
+
+    /// A push or POP consumer.
+    fn consumer(&self, id: &str) -> Result<&ClientNode, ClusterError> {
+        match self.clients.get(id) {
+            Some(c) if c.kind == NodeKind::PopConsumer => Ok(c),
+            _ => self.client_of_kind(id, NodeKind::Consumer),
+        }
     }
 
     fn node_kind(&self, id: &str) -> Result<NodeKind, ClusterError> {
@@ -910,7 +998,7 @@ impl Cluster {
                 let min = store.min_offset(topic, queue_id).0;
                 let max = store.max_offset(topic, queue_id).0;
                 cache.queues.insert((topic.clone(), queue_id), (min, max));
-                for group in self.groups.keys() {
+                for group in self.groups.keys().chain(self.pop_groups.iter()) {
                     if let Some(offset) = broker.consumer_offset(topic, group, queue_id) {
                         cache
                             .offsets
@@ -1209,6 +1297,9 @@ impl Cluster {
             for id in &client_ids {
                 progress |= self.drain_client(id);
             }
+            for id in self.pop_client_ids() {
+                progress |= self.pump_pop(&id);
+            }
             if !progress {
                 break;
             }
@@ -1368,11 +1459,11 @@ impl Cluster {
                 ClientOutput::Consume {
                     token, messages, ..
                 } => self.consume(id, token, messages),
+                ClientOutput::SimpleDone { id: call, result } => self.pop_done(id, call, result),
                 // The playground's producers send no transactional messages.
                 ClientOutput::MessagesAvailable
                 | ClientOutput::PersistLocalOffsets { .. }
-                | ClientOutput::TransactionCheck { .. }
-                | ClientOutput::SimpleDone { .. } => {}
+                | ClientOutput::TransactionCheck { .. } => {}
             }
         }
     }
@@ -1470,6 +1561,17 @@ impl Cluster {
                     self.emit(EventKind::Dlq {
                         group: group.to_owned(),
                         msg_id: msg_id.clone(),
+                    });
+                }
+                if let Some(group) = self.pop_group_of_retry_topic(&record.topic) {
+                    self.emit(EventKind::PopRevived {
+                        group,
+                        broker: id.clone(),
+                        topic: record.topic.clone(),
+                        queue_id: record.queue_id,
+                        queue_offset: record.queue_offset,
+                        msg_id: msg_id.clone(),
+                        reconsume_times: record.reconsume_times,
                     });
                 }
                 self.emit(EventKind::Stored {
@@ -1621,6 +1723,14 @@ impl Cluster {
                 token,
                 messages,
             } => self.finish_consume(&consumer, token, messages, ConsumeStatus::ConsumeSuccess),
+            Timer::PopAck { consumer, key } => self.pop_ack(&consumer, key),
+            Timer::PopExpire {
+                consumer,
+                key,
+                until_ms,
+            } => self.pop_expire(&consumer, key, until_ms),
+            // Nothing to do: the drain after every timer lets the consumer receive again.
+            Timer::PopWake => {}
             Timer::SyncDone {
                 broker,
                 incarnation,
@@ -1652,349 +1762,5 @@ impl Cluster {
             return None;
         }
         node.broker.as_mut()
-    }
-
-    // ---- inspection ----
-
-    /// The whole world at this instant.
-    pub fn snapshot(&self) -> Snapshot {
-        let mut nodes = vec![NodeView {
-            id: NAMESRV_ID.to_owned(),
-            kind: NodeKind::Namesrv,
-            up: true,
-            partitioned: self.partitioned.contains(NAMESRV_ID),
-            state: "running".to_owned(),
-            group: None,
-            behaviour: None,
-            addr: Some(NAMESRV_ADDR.to_owned()),
-        }];
-        for (id, node) in &self.brokers {
-            nodes.push(NodeView {
-                id: id.clone(),
-                kind: NodeKind::Broker,
-                up: node.broker.is_some(),
-                partitioned: self.partitioned.contains(id),
-                state: if node.broker.is_some() {
-                    "running"
-                } else {
-                    "killed"
-                }
-                .to_owned(),
-                group: None,
-                behaviour: None,
-                addr: Some(node.addr.clone()),
-            });
-        }
-        for (id, client) in &self.clients {
-            nodes.push(NodeView {
-                id: id.clone(),
-                kind: client.kind,
-                up: client.running(),
-                partitioned: self.partitioned.contains(id),
-                state: match client.state {
-                    ClientState::Running => "running",
-                    ClientState::Stopped => "stopped",
-                    ClientState::Killed => "killed",
-                }
-                .to_owned(),
-                group: client.group.clone(),
-                behaviour: (client.kind == NodeKind::Consumer).then_some(client.behaviour),
-                addr: None,
-            });
-        }
-
-        // (topic, broker, queue id) → (min, max), from live stores or what a dead broker had.
-        let mut queues: BTreeMap<(String, String, i32), (u64, u64)> = BTreeMap::new();
-        for (id, node) in &self.brokers {
-            match &node.broker {
-                Some(broker) => {
-                    let store = broker.store();
-                    for (topic, config) in broker.topics() {
-                        if !shown_topic(topic) {
-                            continue;
-                        }
-                        let count = config.read_queue_nums.max(config.write_queue_nums) as i32;
-                        for queue_id in 0..count {
-                            queues.insert(
-                                (topic.clone(), id.clone(), queue_id),
-                                (
-                                    store.min_offset(topic, queue_id).0,
-                                    store.max_offset(topic, queue_id).0,
-                                ),
-                            );
-                        }
-                    }
-                }
-                None => {
-                    for ((topic, queue_id), range) in &node.cache.queues {
-                        queues.insert((topic.clone(), id.clone(), *queue_id), *range);
-                    }
-                }
-            }
-        }
-        let mut topics: BTreeMap<String, Vec<TopicQueueView>> = BTreeMap::new();
-        for ((topic, broker, queue_id), (min, max)) in &queues {
-            topics
-                .entry(topic.clone())
-                .or_default()
-                .push(TopicQueueView {
-                    broker: broker.clone(),
-                    queue_id: *queue_id,
-                    min_offset: *min,
-                    max_offset: *max,
-                });
-        }
-        let topics: Vec<TopicView> = topics
-            .into_iter()
-            .map(|(name, queues)| TopicView { name, queues })
-            .collect();
-
-        let mut groups = Vec::new();
-        for (name, state) in &self.groups {
-            let members: Vec<(&String, &ClientNode)> = self
-                .clients
-                .iter()
-                .filter(|(_, c)| c.group.as_deref() == Some(name.as_str()) && c.running())
-                .collect();
-            let retry_topic = format!("{RETRY_GROUP_TOPIC_PREFIX}{name}");
-            let dlq_topic = format!("{DLQ_GROUP_TOPIC_PREFIX}{name}");
-            let mut group_queues = Vec::new();
-            let mut retry_messages = 0;
-            let mut dlq_messages = 0;
-            for ((topic, broker, queue_id), (_, max)) in &queues {
-                if *topic == dlq_topic {
-                    dlq_messages += max;
-                    continue;
-                }
-                if *topic == retry_topic {
-                    retry_messages += max;
-                } else if topic != TOPIC {
-                    continue;
-                }
-                let queue = MessageQueue::new(topic.clone(), broker.clone(), *queue_id);
-                let owners: Vec<String> = members
-                    .iter()
-                    .filter(|(_, c)| c.assigned.contains(&queue))
-                    .map(|(id, _)| (*id).clone())
-                    .collect();
-                let committed = self.committed_offset(name, topic, broker, *queue_id);
-                let max = *max as i64;
-                group_queues.push(GroupQueueView {
-                    broker: broker.clone(),
-                    topic: topic.clone(),
-                    queue_id: *queue_id,
-                    owner: owners.first().cloned(),
-                    owners,
-                    committed_offset: committed,
-                    max_offset: max,
-                    lag: (max - committed).max(0),
-                });
-            }
-            groups.push(GroupView {
-                name: name.clone(),
-                strategy: state.strategy,
-                consumers: members.iter().map(|(id, _)| (*id).clone()).collect(),
-                queues: group_queues,
-                retry_messages,
-                dlq_messages,
-            });
-        }
-
-        let brokers = self
-            .brokers
-            .iter()
-            .map(|(id, node)| self.broker_view(id, node))
-            .collect();
-
-        let in_flight = self
-            .in_flight
-            .values()
-            .filter(|f| matches!(f.payload, Payload::Command(_)))
-            .map(|f| FrameView {
-                from: f.from.clone(),
-                to: f.to.clone(),
-                code: f.code,
-                is_response: f.is_response,
-                opaque: f.opaque,
-                sent_ms: f.sent_ms,
-                deliver_ms: f.deliver_ms,
-            })
-            .collect();
-
-        Snapshot {
-            now_ms: self.now_ms,
-            seed: self.seed,
-            scenario: self.scenario.clone(),
-            nodes,
-            topics,
-            groups,
-            brokers,
-            in_flight,
-        }
-    }
-
-    fn committed_offset(&self, group: &str, topic: &str, broker: &str, queue_id: i32) -> i64 {
-        let Some(node) = self.brokers.get(broker) else {
-            return 0;
-        };
-        let offset = match &node.broker {
-            Some(b) => b.consumer_offset(topic, group, queue_id),
-            None => node
-                .cache
-                .offsets
-                .get(&(group.to_owned(), topic.to_owned(), queue_id))
-                .copied(),
-        };
-        offset.unwrap_or(0).max(0)
-    }
-
-    fn broker_view(&self, id: &str, node: &BrokerNode) -> BrokerView {
-        let Some(broker) = &node.broker else {
-            return BrokerView {
-                id: id.to_owned(),
-                up: false,
-                written_offset: node.cache.written_offset,
-                flushed_offset: node.cache.flushed_offset,
-                min_offset: node.cache.min_offset,
-                segments: Vec::new(),
-                consume_queues: node
-                    .cache
-                    .queues
-                    .iter()
-                    .map(|((topic, queue_id), (min, max))| ConsumeQueueView {
-                        topic: topic.clone(),
-                        queue_id: *queue_id,
-                        min_offset: *min,
-                        max_offset: *max,
-                        entries: Vec::new(),
-                    })
-                    .collect(),
-            };
-        };
-        let store = broker.store();
-        let mut consume_queues = Vec::new();
-        for (topic, config) in broker.topics() {
-            if !shown_topic(topic) {
-                continue;
-            }
-            let count = config.read_queue_nums.max(config.write_queue_nums) as i32;
-            for queue_id in 0..count {
-                let min = store.min_offset(topic, queue_id).0;
-                let max = store.max_offset(topic, queue_id).0;
-                let from = max.saturating_sub(CQ_ENTRIES_SHOWN).max(min);
-                let entries = store
-                    .consume_queue_units(topic, queue_id, QueueOffset(from), max - from)
-                    .unwrap_or_default()
-                    .into_iter()
-                    .enumerate()
-                    .map(|(i, unit)| CqEntryView {
-                        queue_offset: from + i as u64,
-                        commitlog_offset: unit.commitlog_offset.max(0) as u64,
-                        size: unit.size_bytes.max(0) as u64,
-                    })
-                    .collect();
-                consume_queues.push(ConsumeQueueView {
-                    topic: topic.clone(),
-                    queue_id,
-                    min_offset: min,
-                    max_offset: max,
-                    entries,
-                });
-            }
-        }
-        BrokerView {
-            id: id.to_owned(),
-            up: true,
-            written_offset: store.written_offset().0,
-            flushed_offset: store.durable_offset().0,
-            min_offset: store.min_commitlog_offset().0,
-            segments: store
-                .commitlog_segments()
-                .into_iter()
-                .map(|(start, size)| SegmentView { start, size })
-                .collect(),
-            consume_queues,
-        }
-    }
-
-    /// Up to `max_records` records of a running broker's CommitLog from `from_offset` (a record
-    /// start, such as an event's `commitlog_offset`; an offset before the first record starts at
-    /// the first). Empty for a down or unknown broker.
-    pub fn commitlog(&self, broker: &str, from_offset: u64, max_records: usize) -> Vec<RecordView> {
-        let Some(b) = self.brokers.get(broker).and_then(|b| b.broker.as_ref()) else {
-            return Vec::new();
-        };
-        let store = b.store();
-        let from = from_offset.max(store.min_commitlog_offset().0);
-        read_records(b, from, store.written_offset().0, max_records)
-            .records
-            .into_iter()
-            .map(|(offset, size, record)| RecordView {
-                commitlog_offset: offset,
-                size,
-                msg_id: record_msg_id(&record),
-                tags: record.properties.get(keys::TAGS).map(str::to_owned),
-                keys: record.properties.get(keys::KEYS).map(str::to_owned),
-                body_preview: String::from_utf8_lossy(&record.body[..record.body.len().min(64)])
-                    .into_owned(),
-                born_ms: record.born_timestamp_ms - EPOCH_MS as i64,
-                store_ms: record.store_timestamp_ms - EPOCH_MS as i64,
-                topic: record.topic,
-                queue_id: record.queue_id,
-                queue_offset: record.queue_offset,
-                reconsume_times: record.reconsume_times,
-            })
-            .collect()
-    }
-}
-
-/// Topics a snapshot shows: the scenario's, and the groups' retry and dead-letter topics.
-fn shown_topic(topic: &str) -> bool {
-    topic == TOPIC
-        || topic.starts_with(RETRY_GROUP_TOPIC_PREFIX)
-        || topic.starts_with(DLQ_GROUP_TOPIC_PREFIX)
-}
-
-struct ReadRecords {
-    /// (CommitLog offset, size, record).
-    records: Vec<(u64, u64, MessageRecord)>,
-    /// Where reading stopped.
-    next_offset: u64,
-}
-
-/// Decodes the CommitLog records in `[from, until)`, skipping each segment's blank filler.
-fn read_records(
-    broker: &Broker<MemStorage>,
-    from: u64,
-    until: u64,
-    max_records: usize,
-) -> ReadRecords {
-    let store = broker.store();
-    let segments = store.commitlog_segments();
-    let mut records = Vec::new();
-    let mut offset = from;
-    while offset < until && records.len() < max_records {
-        match store.read_record(CommitLogOffset(offset)) {
-            Ok(Some(bytes)) => {
-                let size = bytes.len() as u64;
-                match MessageRecord::decode(&bytes, false) {
-                    Ok(record) => records.push((offset, size, record)),
-                    Err(_) => break,
-                }
-                offset += size.max(1);
-            }
-            _ => {
-                // The end of a segment (its blank filler) or a position inside one: go on at
-                // the next segment.
-                match segments.iter().find(|(start, _)| *start > offset) {
-                    Some((start, _)) => offset = *start,
-                    None => break,
-                }
-            }
-        }
-    }
-    ReadRecords {
-        records,
-        next_offset: offset,
     }
 }

@@ -2,6 +2,8 @@
 //! reads ([`Event`], [`Snapshot`], [`RecordView`]). Field names are snake_case in JSON; every
 //! enum is internally tagged (`"action"` for actions, `"kind"` for events and nodes).
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 /// What a scripted consumer's listener does with each delivered message.
@@ -81,6 +83,21 @@ pub enum Action {
     SetStrategy {
         group: String,
         strategy: Strategy,
+    },
+    /// A new POP consumer (`pop-consumer-N`, a [`crate::client::simple::SimpleConsumer`]) in
+    /// `group`: it receives messages of any queue of the scenario's topic, each hidden for
+    /// [`super::POP_INVISIBLE_MS`], and acknowledges them after [`super::POP_PROCESS_MS`]
+    /// (its behaviour `fail`: never, so they come back; `slow`: after
+    /// [`super::SLOW_CONSUME_MS`]). `stop_consumer`, `kill_consumer` and `consumer_behaviour`
+    /// work on POP consumers too; a behaviour applies to the messages received from then on.
+    AddPopConsumer {
+        group: String,
+    },
+    /// The POP consumer leaves its next `count` messages unacknowledged (they come back after
+    /// their invisible time), whatever its behaviour.
+    PopFailNext {
+        id: String,
+        count: u32,
     },
 }
 
@@ -215,6 +232,59 @@ pub enum EventKind {
         id: String,
         behaviour: Behaviour,
     },
+    /// A POP consumer received a message: hidden from its group until `invisible_until_ms`
+    /// (virtual ms) unless acknowledged. `topic` is the queue's topic: the group's POP retry
+    /// topic for a message that came back.
+    Popped {
+        group: String,
+        consumer: String,
+        broker: String,
+        topic: String,
+        queue_id: i32,
+        queue_offset: i64,
+        msg_id: String,
+        reconsume_times: i32,
+        invisible_until_ms: u64,
+        /// Whether the consumer will acknowledge it (false under behaviour `fail` and for the
+        /// messages of a `pop_fail_next`).
+        will_ack: bool,
+    },
+    /// The broker took a POP consumer's acknowledgement: the message will not come back.
+    PopAcked {
+        group: String,
+        consumer: String,
+        topic: String,
+        queue_id: i32,
+        queue_offset: i64,
+        msg_id: String,
+        reconsume_times: i32,
+    },
+    /// An acknowledgement was refused or lost (too late, broker down, …).
+    PopAckFailed {
+        group: String,
+        consumer: String,
+        msg_id: String,
+        error: String,
+    },
+    /// A message's invisible time ran out before it was acknowledged: it is visible to the
+    /// group again and comes back through the POP retry topic.
+    PopExpired {
+        group: String,
+        consumer: String,
+        msg_id: String,
+        reconsume_times: i32,
+    },
+    /// The broker brought an unacknowledged message back: a copy landed in the group's POP
+    /// retry topic (`%RETRY%<group>+<topic>`) with `reconsume_times` one more than before.
+    PopRevived {
+        group: String,
+        broker: String,
+        topic: String,
+        queue_id: i32,
+        queue_offset: i64,
+        msg_id: String,
+        reconsume_times: i32,
+    },
 }
 
 /// Whole-world inspection at one instant.
@@ -228,6 +298,9 @@ pub struct Snapshot {
     pub groups: Vec<GroupView>,
     pub brokers: Vec<BrokerView>,
     pub in_flight: Vec<FrameView>,
+    /// POP consumer groups (empty unless a POP consumer was added).
+    #[serde(default)]
+    pub pop_groups: Vec<PopGroupView>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -237,6 +310,8 @@ pub enum NodeKind {
     Broker,
     Producer,
     Consumer,
+    /// A POP (simple) consumer.
+    PopConsumer,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -345,6 +420,75 @@ pub struct FrameView {
     pub deliver_ms: u64,
 }
 
+/// A POP consumer group: its consumers sharing the topic's queues, what each holds invisible,
+/// and what came back through the group's POP retry topic.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PopGroupView {
+    pub name: String,
+    /// `%RETRY%<group>+<topic>`.
+    pub retry_topic: String,
+    /// Every POP consumer of the group that was ever added (stopped and killed ones too).
+    pub consumers: Vec<PopConsumerView>,
+    /// The topic's queues and, per queue, who received from it.
+    pub queues: Vec<PopQueueView>,
+    /// The last (up to 32) messages of the retry topic, oldest first.
+    pub retry_messages: Vec<PopRetryView>,
+    /// How many messages the retry topic holds in all.
+    pub retry_total: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PopConsumerView {
+    pub id: String,
+    /// `running`, `stopped` or `killed`.
+    pub state: String,
+    pub behaviour: Behaviour,
+    /// Messages it will leave unacknowledged regardless of behaviour.
+    pub fail_next: u32,
+    /// Messages received and neither acknowledged nor come back yet, by invisible-until time.
+    pub in_flight: Vec<PopInFlightView>,
+    pub popped: u64,
+    pub acked: u64,
+    pub expired: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PopInFlightView {
+    pub broker: String,
+    pub topic: String,
+    pub queue_id: i32,
+    pub queue_offset: i64,
+    pub msg_id: String,
+    pub reconsume_times: i32,
+    pub popped_ms: u64,
+    /// Virtual ms.
+    pub invisible_until_ms: u64,
+    pub will_ack: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PopQueueView {
+    pub broker: String,
+    pub topic: String,
+    pub queue_id: i32,
+    pub max_offset: i64,
+    /// The group's offset on the broker: POP moves it past what it hands out.
+    pub consumed_offset: i64,
+    /// Consumer → messages it received from this queue.
+    pub popped_by: BTreeMap<String, u64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PopRetryView {
+    pub broker: String,
+    pub queue_id: i32,
+    pub queue_offset: i64,
+    pub msg_id: String,
+    pub reconsume_times: i32,
+    /// Virtual ms.
+    pub store_ms: i64,
+}
+
 /// One CommitLog record, decoded.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RecordView {
@@ -367,7 +511,7 @@ pub struct RecordView {
 /// Why a cluster call failed.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ClusterError {
-    #[error("unknown scenario '{0}' (scenarios: basic, rebalance, retry-dlq, two-brokers)")]
+    #[error("unknown scenario '{0}' (scenarios: basic, rebalance, retry-dlq, two-brokers, pop)")]
     UnknownScenario(String),
     #[error("no node '{0}'")]
     UnknownNode(String),
