@@ -161,6 +161,19 @@ mod defects {
         eprintln!("slave-hands-nothing-back caught: {caught:?}");
     }
 
+    /// Goal: a POP revive that brings back acknowledged messages too is caught: in seeds with
+    /// a POP group, a checkpoint some of whose messages were acked (and some not) comes due,
+    /// and the acked ones are delivered again after their ack was answered ok.
+    #[test]
+    fn revive_ignores_acks_is_caught() {
+        let caught = first_caught(
+            Defects::NONE.with_revive_ignores_acks(true),
+            &["pop-redelivered-after-ack"],
+        );
+        assert!(caught.is_some(), "revive-ignores-acks survived 200 seeds");
+        eprintln!("revive-ignores-acks caught: {caught:?}");
+    }
+
     /// Goal: recovery that skips the CRC check is caught (a power cut's torn sector damages the
     /// body of an un-synced record, and that record is served).
     #[test]
