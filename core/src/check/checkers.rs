@@ -1311,8 +1311,8 @@ fn pop_redelivery(ix: &Index<'_>, config: &CheckConfig, sink: &mut Sink) {
                 early.get_or_insert((c.id, deadline - time_ms));
                 continue;
             }
-            let ack = acks.get(&c.id).into_iter().flatten().find(|(a, invoked)| {
-                a < j && ix.events[*a].time_ms + tolerance < deadline && !lost(c, *invoked, *j)
+            let ack = acks.get(&c.id).into_iter().flatten().find(|(a, _)| {
+                a < j && ix.events[*a].time_ms + tolerance < deadline && !lost(c, c.invoked_ms, *j)
             });
             if let Some((a, _)) = ack {
                 after_ack.get_or_insert((c.id, *a));
@@ -1357,8 +1357,9 @@ fn pop_redelivery(ix: &Index<'_>, config: &CheckConfig, sink: &mut Sink) {
 /// * An ack answered ok while the invisible time had not ended (its answer time, plus the
 ///   tolerance, before that end) forbids any later redelivery.
 /// * Excused: the checkpoint or the ack record could have been lost. The broker that served
-///   the delivery lost power between the receive's invocation (for an early redelivery) or
-///   the ack's invocation (for a redelivery after an ack) and the redelivery, and it flushes
+///   the delivery lost power between the receive's invocation and the redelivery (an ack
+///   answered ok after its checkpoint was lost acked nothing: an ack of nothing open is
+///   answered ok, as RocketMQ does), and it flushes
 ///   asynchronously (ASYNC_FLUSH: the last revive-log records may go with the power); or its
 ///   disk was destroyed. A process crash keeps the page cache and excuses nothing; under
 ///   SYNC_FLUSH a POP is answered only once its checkpoint is durable, an ack once its ack
