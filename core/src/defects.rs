@@ -27,7 +27,9 @@
 //! * `slave_hands_nothing_back`: a slave never hands back to its master the offsets consumers
 //!   committed on it while the master was away (what RocketMQ's slaves do, #1094: the master
 //!   keeps its older offsets, and consumers that start from them again get everything since
-//!   redelivered).
+//!   redelivered);
+//! * `revive_ignores_acks`: the POP revive brings back every message of a due checkpoint, the
+//!   acknowledged ones too (a consumer that acked some of a batch gets them again).
 
 /// Which deliberate defects are on; all off by default and always off without the feature.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -39,6 +41,7 @@ pub struct Defects {
     checkpoint_skips_queue_sync: bool,
     ack_before_slave_report: bool,
     slave_hands_nothing_back: bool,
+    revive_ignores_acks: bool,
 }
 
 impl Defects {
@@ -51,6 +54,7 @@ impl Defects {
         checkpoint_skips_queue_sync: false,
         ack_before_slave_report: false,
         slave_hands_nothing_back: false,
+        revive_ignores_acks: false,
     };
 
     /// Answer SYNC_FLUSH sends before their sync completes.
@@ -102,6 +106,13 @@ impl Defects {
         self
     }
 
+    /// Let the POP revive bring back the acked messages of a due checkpoint too.
+    #[cfg(feature = "defects")]
+    pub fn with_revive_ignores_acks(mut self, on: bool) -> Self {
+        self.revive_ignores_acks = on;
+        self
+    }
+
     /// Whether SYNC_FLUSH sends are answered before their sync.
     #[inline]
     pub fn ack_before_sync(&self) -> bool {
@@ -147,6 +158,12 @@ impl Defects {
         cfg!(feature = "defects") && self.slave_hands_nothing_back
     }
 
+    /// Whether the POP revive ignores acks.
+    #[inline]
+    pub fn revive_ignores_acks(&self) -> bool {
+        cfg!(feature = "defects") && self.revive_ignores_acks
+    }
+
     /// Whether any defect is on.
     pub fn any(&self) -> bool {
         self.ack_before_sync()
@@ -155,6 +172,7 @@ impl Defects {
             || self.checkpoint_skips_queue_sync()
             || self.ack_before_slave_report()
             || self.slave_hands_nothing_back()
+            || self.revive_ignores_acks()
             || (cfg!(feature = "defects") && self.drop_consume_queue_entry_every != 0)
     }
 }

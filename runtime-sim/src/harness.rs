@@ -7,6 +7,7 @@
 //!     broker-X   10.0.1.x:10911  BrokerServer on SimDisk  (runtime-native driver)
 //!     prod-N     10.0.2.x        vostok::client::Producer  (native adapters over core::client)
 //!     cons-G-M   10.0.3.x        vostok::client::PushConsumer
+//!     pop-M      10.0.5.x        vostok::client::SimpleConsumer (POP group gpop, half the seeds)
 //!  supervisor (node 0): nemesis steps for the fault phase ─▶ heal ─▶ drain ─▶ kill brokers ─▶
 //!     read every queue back from each disk (recovery included) ─▶ History ─▶ check_all
 //! ```
@@ -23,14 +24,15 @@ use madsim::runtime::{Handle, NodeHandle, Runtime};
 use madsim::task::NodeId;
 use madsim::time::Instant;
 use vostok::client::{
-    Clock, ConsumeFromWhere, ConsumeStatus, LocalTransactionState, Message, MessageExt, SendStatus,
+    Clock, ConsumeFromWhere, ConsumeInitMode, ConsumeStatus, LocalTransactionState, Message,
+    MessageExt, SendStatus, SimpleConsumer,
 };
 use vostok::server::sim_clock;
 use vostok::{BrokerServer, NamesrvServer};
 use vostok_core::broker::{BrokerConfig, RECOVERY_FENCE_PATH};
 use vostok_core::check::{
-    body_crc, check_report, Delivery, EventKind, FlushMode, History, QueueRef, ReadBackRecord,
-    SendSpec, TraceDigest, Violation,
+    body_crc, check_report, Delivery, EventKind, FlushMode, History, PopDelivery, QueueRef,
+    ReadBackRecord, SendSpec, TraceDigest, Violation,
 };
 use vostok_core::clock::SlewedClock;
 use vostok_core::defects::Defects;
@@ -45,7 +47,7 @@ use vostok_core::store::{
 use crate::disk::{CrashMode, SimDisk};
 use crate::replication::{self, ReplicaFault, Topology};
 use crate::scheduled::{self, SendKind, TxPlan};
-use crate::swarm::{Fault, ScheduledMix, Swarm};
+use crate::swarm::{Fault, PopPlan, ScheduledMix, Swarm};
 
 /// The one topic of the workload.
 const TOPIC: &str = "SimTopic";
@@ -70,6 +72,8 @@ const DRAIN_LIMIT_MS: u64 = 40_000;
 const COMMITLOG_SEGMENT_BYTES: u64 = 64 * 1024;
 /// Sends every producer makes in the healed phase (liveness: they must succeed).
 const HEALED_SENDS: usize = 3;
+/// The consumer group that consumes by POP ([`PopPlan`]); it takes every tag.
+const POP_GROUP: &str = "gpop";
 
 /// What one seed produced.
 #[derive(Debug)]
@@ -208,6 +212,12 @@ struct World {
     /// Acked keys (key → tag) and, per group, the keys delivered.
     acked: BTreeMap<String, Option<String>>,
     delivered: BTreeMap<String, BTreeSet<String>>,
+    /// Keys the POP group acked with an ok answer.
+    pop_acked: BTreeSet<String>,
+    /// The id of the next POP delivery.
+    next_pop_id: u64,
+    /// Whether the seed has a POP group.
+    pop: bool,
     /// Transactional messages: the plan per key, and the keys whose resolution is recorded.
     tx_plans: BTreeMap<String, TxPlan>,
     tx_resolved: BTreeSet<String>,
@@ -709,6 +719,125 @@ async fn consume(
     consumer.shutdown().await;
 }
 
+/// A member of the POP group: receives in a loop until `stop`, acks most messages, leaves some
+/// unacked (they must come back once their invisible time is over) and changes the invisible
+/// time of some. Records every delivery, ack and change of invisible time.
+async fn pop_consume(
+    world: Shared,
+    swarm: Swarm,
+    plan: PopPlan,
+    member: usize,
+    namesrvs: Vec<String>,
+    clock: Arc<dyn Clock>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) {
+    let name = format!("pop-{member}");
+    let consumer = SimpleConsumer::builder()
+        .group(POP_GROUP)
+        .instance_name(&name)
+        .seed(swarm.seed ^ ((member as u64 + 1) * 15_485_863))
+        .clock(clock)
+        .namesrv_addr(&namesrvs.join(";"))
+        .route_refresh_interval(Duration::from_secs(1))
+        .heartbeat_interval(Duration::from_secs(2))
+        .subscribe(TOPIC, "*")
+        .init_mode(ConsumeInitMode::Min)
+        .await_duration(Duration::from_secs(2))
+        .build()
+        .expect("a valid simple consumer");
+    let Ok(consumer) = consumer.start().await else {
+        return;
+    };
+    let mut rng = SeededRng::new(swarm.seed ^ 0x706f_7063 ^ ((member as u64) << 24));
+    while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+        let invisible_ms =
+            plan.min_invisible_ms + rng.below(plan.max_invisible_ms - plan.min_invisible_ms + 1);
+        let invoked_ms = now_ms(&lock(&world));
+        let received = consumer
+            .receive(plan.batch, Duration::from_millis(invisible_ms))
+            .await;
+        let messages = match received {
+            Ok(messages) => messages,
+            Err(_) => {
+                {
+                    let mut w = lock(&world);
+                    let t = now_ms(&w);
+                    w.history
+                        .pop_receive_failed(t, POP_GROUP, &name, invoked_ms);
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+        };
+        let mut batch = Vec::new();
+        {
+            let mut w = lock(&world);
+            let t = now_ms(&w);
+            for m in messages {
+                let key = m.property(KEY_PROPERTY).unwrap_or("").to_owned();
+                let id = w.next_pop_id;
+                w.next_pop_id += 1;
+                w.delivered
+                    .entry(POP_GROUP.to_owned())
+                    .or_default()
+                    .insert(key.clone());
+                let info = m.receipt_handle().info();
+                w.history.pop_delivered(
+                    t,
+                    PopDelivery {
+                        id,
+                        group: POP_GROUP.to_owned(),
+                        consumer: name.clone(),
+                        queue: QueueRef::new(
+                            &m.queue.broker_name,
+                            &m.queue.topic,
+                            m.queue.queue_id as u32,
+                        ),
+                        queue_offset: m.ack_offset().max(0) as u64,
+                        key: key.clone(),
+                        reconsume_times: m.reconsume_times().max(0) as u32,
+                        pop_time_ms: info.pop_time_ms,
+                        invisible_until_ms: m.receipt_handle().invisible_until_ms(),
+                        invisible_ms,
+                        invoked_ms,
+                        flush: FlushMode::from(swarm.flush),
+                    },
+                );
+                batch.push((id, key, m));
+            }
+        }
+        for (id, key, mut m) in batch {
+            if rng.below(100) < plan.change_percent {
+                let changed_ms = 1_000 + rng.below(4_000);
+                let invoked_ms = now_ms(&lock(&world));
+                let ok = consumer
+                    .change_invisible_duration(&mut m, Duration::from_millis(changed_ms))
+                    .await
+                    .is_ok();
+                let mut w = lock(&world);
+                let t = now_ms(&w);
+                w.history
+                    .pop_invisible_changed(t, id, invoked_ms, changed_ms, ok);
+            }
+            if rng.below(100) < plan.skip_ack_percent {
+                continue;
+            }
+            if rng.below(4) == 0 {
+                tokio::time::sleep(Duration::from_millis(rng.below(500))).await;
+            }
+            let invoked_ms = now_ms(&lock(&world));
+            let ok = consumer.ack(&m).await.is_ok();
+            let mut w = lock(&world);
+            let t = now_ms(&w);
+            w.history.pop_acked(t, id, invoked_ms, ok);
+            if ok {
+                w.pop_acked.insert(key);
+            }
+        }
+    }
+    consumer.shutdown().await;
+}
+
 // ---------------------------------------------------------------------------------------------
 // The scenario
 
@@ -727,6 +856,9 @@ async fn scenario(swarm: Swarm, defects: Defects, misrecord: scheduled::Misrecor
         start: Instant::now(),
         acked: BTreeMap::new(),
         delivered: BTreeMap::new(),
+        pop_acked: BTreeSet::new(),
+        next_pop_id: 0,
+        pop: swarm.pop.is_some(),
         tx_plans: BTreeMap::new(),
         tx_resolved: BTreeSet::new(),
         tx_acked: BTreeSet::new(),
@@ -764,6 +896,27 @@ async fn scenario(swarm: Swarm, defects: Defects, misrecord: scheduled::Misrecor
         for g in 0..swarm.groups {
             let tags: &[&str] = if g == 0 { &[] } else { &["TagA"] };
             w.history.subscribed(t, &format!("g{g}"), TOPIC, tags);
+        }
+        if swarm.pop.is_some() {
+            w.history.subscribed(t, POP_GROUP, TOPIC, &[]);
+        }
+    }
+    let pop_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut pop_tasks = Vec::new();
+    if let Some(plan) = swarm.pop {
+        for m in 0..plan.consumers {
+            let ip = IpAddr::V4(Ipv4Addr::new(10, 0, 5, m as u8 + 1));
+            let node = handle.create_node().name(format!("pop-{m}")).ip(ip).build();
+            pop_tasks.push(node.spawn(pop_consume(
+                world.clone(),
+                swarm.clone(),
+                plan,
+                m,
+                cluster.namesrv_addrs.clone(),
+                clock_for(node.id()),
+                pop_stop.clone(),
+            )));
+            cluster.clients.push((format!("pop-{m}"), node));
         }
     }
     for (g, stop) in stops.iter().enumerate() {
@@ -938,7 +1091,8 @@ async fn scenario(swarm: Swarm, defects: Defects, misrecord: scheduled::Misrecor
     for stop in &stops {
         stop.notify_waiters();
     }
-    for task in consumer_tasks {
+    pop_stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    for task in consumer_tasks.into_iter().chain(pop_tasks) {
         let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
     }
 
@@ -1115,7 +1269,9 @@ fn wants(g: usize, tag: Option<&str>) -> bool {
 
 /// Whether every group got every acked key it subscribes to.
 fn drained(w: &World, groups: usize) -> bool {
-    w.acked.keys().all(|key| delivered_to_all(w, groups, key))
+    w.acked
+        .keys()
+        .all(|key| delivered_to_all(w, groups, key) && (!w.pop || w.pop_acked.contains(key)))
 }
 
 /// Whether every group that subscribes to acked `key` got it (true for a key not acked).
@@ -1123,12 +1279,13 @@ fn delivered_to_all(w: &World, groups: usize, key: &str) -> bool {
     let Some(tag) = w.acked.get(key) else {
         return true;
     };
+    let popped = || w.delivered.get(POP_GROUP).is_some_and(|s| s.contains(key));
     (0..groups).all(|g| {
         !wants(g, tag.as_deref())
             || w.delivered
                 .get(&format!("g{g}"))
                 .is_some_and(|s| s.contains(key))
-    })
+    }) && (!w.pop || popped())
 }
 
 /// Where a broker persists its consumer offsets (RocketMQ's `consumerOffset.json` shape:

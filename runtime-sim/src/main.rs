@@ -218,7 +218,7 @@ mod cli {
 
     /// A defect by name (`ack-before-sync`, `skip-recovery-crc`, `drop-cq-entry`,
     /// `count-recovery-reads`, `checkpoint-skips-queue-sync`, `ack-before-slave-report`,
-    /// `slave-hands-nothing-back`); needs the `defects` feature.
+    /// `slave-hands-nothing-back`, `revive-ignores-acks`); needs the `defects` feature.
     #[cfg(feature = "defects")]
     fn defect(name: &str) -> Option<vostok_core::defects::Defects> {
         let none = vostok_core::defects::Defects::NONE;
@@ -230,6 +230,7 @@ mod cli {
             "checkpoint-skips-queue-sync" => Some(none.with_checkpoint_skips_queue_sync(true)),
             "ack-before-slave-report" => Some(none.with_ack_before_slave_report(true)),
             "slave-hands-nothing-back" => Some(none.with_slave_hands_nothing_back(true)),
+            "revive-ignores-acks" => Some(none.with_revive_ignores_acks(true)),
             _ => None,
         }
     }

@@ -111,6 +111,65 @@ pub struct Swarm {
     pub max_clock_offset_ms: u64,
     /// Master–slave groups, or `None`: single brokers as before replication existed.
     pub replication: Option<ReplicationPlan>,
+    /// A consumer group that consumes by POP (`SimpleConsumer`s), or `None`.
+    pub pop: Option<PopPlan>,
+}
+
+/// The POP group of a seed: 1–3 `SimpleConsumer`s receiving in a loop with a short invisible
+/// time, acking most messages, leaving some unacked (a consumer that failed them: they must
+/// come back) and changing the invisible time of some. Drawn from a stream of its own, so the
+/// other parameters of a seed do not move.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PopPlan {
+    pub consumers: usize,
+    /// The invisible time of each receive is drawn from this range.
+    pub min_invisible_ms: u64,
+    pub max_invisible_ms: u64,
+    /// Percent of received messages left unacked, and of those whose invisible time changes.
+    pub skip_ack_percent: u64,
+    pub change_percent: u64,
+    /// Most messages per receive.
+    pub batch: usize,
+}
+
+impl PopPlan {
+    /// The POP group of `seed`: in about half of the seeds without clock faults. A broker
+    /// answers a POP POLLING_TIMEOUT at once when its clock is past the request's `bornTime +
+    /// pollTime` by more than 500 ms (RocketMQ's `isTimeoutTooMuch`), and holds an empty one
+    /// until that time on its own clock: POP needs the clocks of its consumers and brokers
+    /// closer than the poll time, and the nemesis' offsets (up to 5 s either way, kept after
+    /// healing) starve the group of a broker.
+    fn draw(seed: u64, faults: &[Fault]) -> Option<PopPlan> {
+        let mut rng = SeededRng::new(seed ^ 0x504f_5047_524f_5550);
+        let mut pick = |lo: u64, hi: u64| lo + rng.below(hi - lo + 1);
+        if pick(0, 1) == 0 || faults.contains(&Fault::Clock) {
+            return None;
+        }
+        let min_invisible_ms = pick(2_000, 4_000);
+        Some(PopPlan {
+            consumers: pick(1, 3) as usize,
+            min_invisible_ms,
+            max_invisible_ms: min_invisible_ms + pick(0, 2_000),
+            skip_ack_percent: pick(5, 25),
+            change_percent: pick(0, 15),
+            batch: pick(2, 4) as usize,
+        })
+    }
+}
+
+impl fmt::Display for PopPlan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}x invisible={}-{}ms skip_ack={}% change={}% batch={}",
+            self.consumers,
+            self.min_invisible_ms,
+            self.max_invisible_ms,
+            self.skip_ack_percent,
+            self.change_percent,
+            self.batch
+        )
+    }
 }
 
 /// The share of the workload's sends that are delayed (level 1–3), timers (1–5 s ahead) or
@@ -175,6 +234,7 @@ impl Swarm {
         let fault_phase_ms = pick(5_000, 15_000);
         let (scheduled, max_clock_offset_ms) = ScheduledMix::draw(seed);
         let replication = ReplicationPlan::draw(seed, brokers, no_faults);
+        let pop = PopPlan::draw(seed, &faults);
         Swarm {
             seed,
             namesrvs,
@@ -192,6 +252,7 @@ impl Swarm {
             scheduled,
             max_clock_offset_ms,
             replication,
+            pop,
         }
     }
 
@@ -210,7 +271,7 @@ impl fmt::Display for Swarm {
         let faults: Vec<&str> = self.faults.iter().map(|x| x.name()).collect();
         write!(
             f,
-            "seed={} namesrvs={} brokers={} flush={:?} producers={}x{} ordered={}% tagged={}% groups={}x{} faults=[{}] gap={}ms fault_phase={}ms delay={}% timer={}% tx={}% max_clock_offset={}ms repl={}",
+            "seed={} namesrvs={} brokers={} flush={:?} producers={}x{} ordered={}% tagged={}% groups={}x{} faults=[{}] gap={}ms fault_phase={}ms delay={}% timer={}% tx={}% max_clock_offset={}ms repl={} pop={}",
             self.seed,
             self.namesrvs,
             self.brokers,
@@ -229,6 +290,10 @@ impl fmt::Display for Swarm {
             self.scheduled.transaction_percent,
             self.max_clock_offset_ms,
             match &self.replication {
+                Some(plan) => plan.to_string(),
+                None => "none".to_owned(),
+            },
+            match &self.pop {
                 Some(plan) => plan.to_string(),
                 None => "none".to_owned(),
             }

@@ -5,7 +5,7 @@
 
 use super::{
     CheckConfig, CheckReport, Delivery, Event, EventKind, FlushMode, History, Invariant, OpId,
-    PowerLossPolicy, QueueRef, ReadBackRecord, SendSpec, Stats, Violation,
+    PopDelivery, PowerLossPolicy, QueueRef, ReadBackRecord, SendSpec, Stats, Violation,
 };
 use crate::broker::replication::SLAVE_SYNC_INTERVAL_MS;
 use std::collections::{BTreeMap, BTreeSet};
@@ -45,6 +45,8 @@ struct Index<'a> {
     /// Brokers read back (a `ReadBackBroker` event, or at least one read-back queue).
     read_back_brokers: BTreeSet<&'a str>,
     deliveries: Vec<(usize, &'a Delivery)>,
+    /// POP deliveries, in event order.
+    pop_deliveries: Vec<(usize, &'a PopDelivery)>,
     drained: bool,
     /// Commits the masters accepted, per (group, queue), in order.
     master_commits: BTreeMap<(&'a str, &'a QueueRef), Vec<MasterCommit>>,
@@ -66,6 +68,7 @@ impl<'a> Index<'a> {
             read_back_brokers: BTreeSet::new(),
             fences: Vec::new(),
             deliveries: Vec::new(),
+            pop_deliveries: Vec::new(),
             drained: false,
             master_commits: BTreeMap::new(),
             node_events: BTreeMap::new(),
@@ -149,6 +152,7 @@ impl<'a> Index<'a> {
                     ix.read_back_keys.insert((&r.queue, r.key.as_str()));
                 }
                 EventKind::Delivered(d) => ix.deliveries.push((i, d)),
+                EventKind::PopDelivered(d) => ix.pop_deliveries.push((i, d)),
                 EventKind::Drained => ix.drained = true,
                 _ => {}
             }
@@ -495,6 +499,7 @@ pub fn check_all(history: &History, config: &CheckConfig) -> Vec<Violation> {
     bad_crc(&ix, &mut sink);
     delay(&ix, config, &mut sink);
     transactions(&ix, &mut sink);
+    pop_redelivery(&ix, config, &mut sink);
     for v in super::replica::check_replica_acks(history)
         .into_iter()
         .chain(super::replica::check_replica_prefix(history))
@@ -1036,7 +1041,8 @@ fn committed_offsets(ix: &Index<'_>, sink: &mut Sink) {
 
 single!(
     /// `at-least-once`: once the history says `Drained`, every acked message of a topic has
-    /// been delivered to every group subscribed to that topic (whose tags match), or sits in
+    /// been delivered (pushed, pulled or popped) to every group subscribed to that topic
+    /// (whose tags match), or sits in
     /// that group's `%DLQ%` topic. Allowed ASYNC_FLUSH losses and rolled-back transactional
     /// messages are exempt.
     check_at_least_once,
@@ -1066,6 +1072,9 @@ fn at_least_once(ix: &Index<'_>, sink: &mut Sink) {
     }
     let mut received: BTreeSet<(&str, &str)> = BTreeSet::new();
     for (_, d) in &ix.deliveries {
+        received.insert((d.group.as_str(), d.key.as_str()));
+    }
+    for (_, d) in &ix.pop_deliveries {
         received.insert((d.group.as_str(), d.key.as_str()));
     }
     let mut dead: BTreeSet<(&str, &str)> = BTreeSet::new();
@@ -1204,4 +1213,166 @@ fn transactions(ix: &Index<'_>, sink: &mut Sink) {
             _ => {}
         }
     }
+}
+
+/// Judges every redelivery of a POP delivery; see [`check_pop_redelivery`].
+fn pop_redelivery(ix: &Index<'_>, config: &CheckConfig, sink: &mut Sink) {
+    let tolerance = config.clock_skew_tolerance_ms;
+    // Per delivery id: acks answered ok (event index, invoked), changes of invisible time
+    // (invoked, invisible), whatever their answer.
+    let mut acks: BTreeMap<u64, Vec<(usize, u64)>> = BTreeMap::new();
+    let mut changes: BTreeMap<u64, Vec<(u64, u64)>> = BTreeMap::new();
+    // Power losses and destroyed disks: (event index, time, node).
+    let mut losses: Vec<(usize, u64, &str)> = Vec::new();
+    // Per group: the first receive that failed (a pop nobody saw may have happened since).
+    let mut first_failed: BTreeMap<&str, usize> = BTreeMap::new();
+    for (i, e) in ix.events.iter().enumerate() {
+        match &e.kind {
+            EventKind::PopReceiveFailed { group, .. } => {
+                first_failed.entry(group.as_str()).or_insert(i);
+            }
+            EventKind::PopAcked {
+                id,
+                invoked_ms,
+                ok: true,
+            } => acks.entry(*id).or_default().push((i, *invoked_ms)),
+            EventKind::PopInvisibleChanged {
+                id,
+                invoked_ms,
+                invisible_ms,
+                ..
+            } => changes
+                .entry(*id)
+                .or_default()
+                .push((*invoked_ms, *invisible_ms)),
+            EventKind::PowerLost { node, .. } | EventKind::DiskDestroyed { node } => {
+                losses.push((i, e.time_ms, node.as_str()))
+            }
+            _ => {}
+        }
+    }
+    // Keys stored at more than one position of a user topic (producer-retry duplicates): a
+    // copy in the retry topic cannot be told apart from the other position's.
+    let mut positions: BTreeMap<&str, BTreeSet<(&QueueRef, u64)>> = BTreeMap::new();
+    for (_, queue, offset, key) in ix.observations() {
+        if !queue.topic.starts_with('%') {
+            positions.entry(key).or_default().insert((queue, offset));
+        }
+    }
+    for (_, d) in &ix.pop_deliveries {
+        if !d.queue.topic.starts_with('%') {
+            positions
+                .entry(d.key.as_str())
+                .or_default()
+                .insert((&d.queue, d.queue_offset));
+        }
+    }
+    // Whether `broker` lost power (or its disk) after `from_ms` and before event `before`,
+    // and `c`'s broker flushes asynchronously (a destroyed disk excuses either way).
+    let lost = |c: &PopDelivery, from_ms: u64, before: usize| {
+        losses.iter().any(|(i, t, node)| {
+            *i < before
+                && *t >= from_ms
+                && *node == c.queue.broker
+                && (c.flush == FlushMode::Async
+                    || matches!(ix.events[*i].kind, EventKind::DiskDestroyed { .. }))
+        })
+    };
+    for (j, d) in &ix.pop_deliveries {
+        let from_retry = d.queue.topic.starts_with("%RETRY%");
+        let ambiguous = positions.get(d.key.as_str()).is_some_and(|p| p.len() > 1)
+            || first_failed.get(d.group.as_str()).is_some_and(|f| f < j);
+        let candidates: Vec<&(usize, &PopDelivery)> = ix
+            .pop_deliveries
+            .iter()
+            .filter(|(i, c)| {
+                i < j
+                    && c.group == d.group
+                    && c.key == d.key
+                    && ((c.queue == d.queue && c.queue_offset == d.queue_offset)
+                        || (from_retry && !ambiguous && c.reconsume_times + 1 == d.reconsume_times))
+            })
+            .collect();
+        if candidates.is_empty() {
+            continue;
+        }
+        let time_ms = ix.events[*j].time_ms;
+        let mut early: Option<(u64, u64)> = None;
+        let mut after_ack: Option<(u64, usize)> = None;
+        let mut explained = false;
+        for (_, c) in candidates {
+            let deadline = changes
+                .get(&c.id)
+                .into_iter()
+                .flatten()
+                .map(|(at, invisible)| at + invisible)
+                .fold(c.invoked_ms + c.invisible_ms, u64::min);
+            if time_ms + tolerance < deadline && !lost(c, c.invoked_ms, *j) {
+                early.get_or_insert((c.id, deadline - time_ms));
+                continue;
+            }
+            let ack = acks.get(&c.id).into_iter().flatten().find(|(a, _)| {
+                a < j && ix.events[*a].time_ms + tolerance < deadline && !lost(c, c.invoked_ms, *j)
+            });
+            if let Some((a, _)) = ack {
+                after_ack.get_or_insert((c.id, *a));
+                continue;
+            }
+            explained = true;
+            break;
+        }
+        if explained {
+            continue;
+        }
+        if let Some((id, a)) = after_ack {
+            sink.push(ix.violation(
+                Invariant::PopRedeliveredAfterAck,
+                *j,
+                format!(
+                    "{} redelivered to {} after its ack (pop #{id}) was answered ok at event {a}",
+                    d.key, d.group
+                ),
+            ));
+        } else if let Some((id, by)) = early {
+            sink.push(ix.violation(
+                Invariant::PopEarlyRedelivery,
+                *j,
+                format!(
+                    "{} redelivered to {} {by} ms before pop #{id}'s invisible time ended",
+                    d.key, d.group
+                ),
+            ));
+        }
+    }
+}
+
+/// `pop-early-redelivery` and `pop-redelivered-after-ack`: a POP delivery comes back (the
+/// same queue offset popped again, or its copy in the group's POP retry topic with reconsume
+/// times one higher) only once its invisible time is over and only if no ack of it was
+/// answered ok.
+///
+/// * The invisible time of a delivery ends, at the earliest, `invisible_ms` after its receive
+///   was invoked, or `invisible_ms` after any change of its invisible time was invoked
+///   (answered or not); a redelivery before that, less the clock-skew tolerance, is early.
+/// * An ack answered ok while the invisible time had not ended (its answer time, plus the
+///   tolerance, before that end) forbids any later redelivery.
+/// * Excused: the checkpoint or the ack record could have been lost. The broker that served
+///   the delivery lost power between the receive's invocation and the redelivery (an ack
+///   answered ok after its checkpoint was lost acked nothing: an ack of nothing open is
+///   answered ok, as RocketMQ does), and it flushes
+///   asynchronously (ASYNC_FLUSH: the last revive-log records may go with the power); or its
+///   disk was destroyed. A process crash keeps the page cache and excuses nothing; under
+///   SYNC_FLUSH a POP is answered only once its checkpoint is durable, an ack once its ack
+///   record is.
+/// * A redelivery counts against every earlier delivery it could be the redelivery of; it is
+///   a violation only if none explains it. A copy from the retry topic is not judged when it
+///   cannot be tied to the deliveries seen: its key is stored at more than one position of
+///   its topic (producer-retry duplicates), or a receive of the group failed before it
+///   ([`EventKind::PopReceiveFailed`]: a pop nobody saw may be the one that came back; a
+///   restart may also revive a checkpoint again, so copies of one reconsume count repeat).
+pub fn check_pop_redelivery(history: &History, config: &CheckConfig) -> Vec<Violation> {
+    let ix = Index::new(history);
+    let mut sink = Sink::new(config);
+    pop_redelivery(&ix, config, &mut sink);
+    sink.finish()
 }

@@ -125,6 +125,30 @@ pub struct Delivery {
     pub from_slave: bool,
 }
 
+/// One message a POP consumer (`SimpleConsumer`) received.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PopDelivery {
+    /// Unique per history: acks and changes of invisible time name it.
+    pub id: u64,
+    pub group: String,
+    pub consumer: String,
+    /// The queue read: the topic's, or the group's POP retry topic for a redelivery.
+    pub queue: QueueRef,
+    pub queue_offset: u64,
+    pub key: String,
+    pub reconsume_times: u32,
+    /// The receipt handle's pop time and invisible-until (the broker's clock, epoch ms).
+    pub pop_time_ms: i64,
+    pub invisible_until_ms: i64,
+    /// The invisible time asked for, and when (simulated time) the receive was invoked: the
+    /// broker popped it no earlier, so it may come back no earlier than `invoked_ms +
+    /// invisible_ms` (give or take the brokers' clock skew).
+    pub invisible_ms: u64,
+    pub invoked_ms: u64,
+    /// The flush mode of the broker that served it (its checkpoint's durability).
+    pub flush: FlushMode,
+}
+
 /// One record read back from a broker's ConsumeQueue and CommitLog after the healed phase.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReadBackRecord {
@@ -161,6 +185,26 @@ pub enum EventKind {
     },
     /// A consumer received a message.
     Delivered(Delivery),
+    /// A POP consumer received a message.
+    PopDelivered(PopDelivery),
+    /// A receive of a POP consumer failed (no answer, or an error): the broker may have popped
+    /// messages nobody saw, whose copies come back later through the retry topic.
+    PopReceiveFailed {
+        group: String,
+        consumer: String,
+        invoked_ms: u64,
+    },
+    /// The answer to an ack of POP delivery `id`, invoked at `invoked_ms` (`ok`: the broker
+    /// answered success; anything else, a refusal or no answer, is not ok).
+    PopAcked { id: u64, invoked_ms: u64, ok: bool },
+    /// The answer to a change of invisible time of POP delivery `id` to `invisible_ms` from
+    /// `invoked_ms` on.
+    PopInvisibleChanged {
+        id: u64,
+        invoked_ms: u64,
+        invisible_ms: u64,
+        ok: bool,
+    },
     /// A broker accepted a consumer offset commit.
     OffsetCommitted {
         group: String,
@@ -325,6 +369,46 @@ impl fmt::Display for EventKind {
                 if d.record_crc_ok { "" } else { " BAD-CRC" },
                 d.reconsume_times,
                 if d.from_slave { " from=slave" } else { "" }
+            ),
+            EventKind::PopDelivered(d) => write!(
+                f,
+                "pop-deliver #{} {}/{} {}@{} key={} reconsume={} pop_time={} invisible_until={} \
+                 invisible={}ms invoked={} {:?}",
+                d.id,
+                d.group,
+                d.consumer,
+                d.queue,
+                d.queue_offset,
+                d.key,
+                d.reconsume_times,
+                d.pop_time_ms,
+                d.invisible_until_ms,
+                d.invisible_ms,
+                d.invoked_ms,
+                d.flush
+            ),
+            EventKind::PopReceiveFailed {
+                group,
+                consumer,
+                invoked_ms,
+            } => write!(
+                f,
+                "pop-receive-failed {group}/{consumer} invoked={invoked_ms}"
+            ),
+            EventKind::PopAcked { id, invoked_ms, ok } => write!(
+                f,
+                "pop-ack #{id} invoked={invoked_ms} {}",
+                if *ok { "ok" } else { "not-ok" }
+            ),
+            EventKind::PopInvisibleChanged {
+                id,
+                invoked_ms,
+                invisible_ms,
+                ok,
+            } => write!(
+                f,
+                "pop-change-invisible #{id} {invisible_ms}ms invoked={invoked_ms} {}",
+                if *ok { "ok" } else { "not-ok" }
             ),
             EventKind::OffsetCommitted {
                 group,
@@ -559,6 +643,50 @@ impl History {
 
     pub fn delivered(&mut self, time_ms: u64, delivery: Delivery) {
         self.push(time_ms, EventKind::Delivered(delivery));
+    }
+
+    pub fn pop_delivered(&mut self, time_ms: u64, delivery: PopDelivery) {
+        self.push(time_ms, EventKind::PopDelivered(delivery));
+    }
+
+    pub fn pop_receive_failed(
+        &mut self,
+        time_ms: u64,
+        group: &str,
+        consumer: &str,
+        invoked_ms: u64,
+    ) {
+        self.push(
+            time_ms,
+            EventKind::PopReceiveFailed {
+                group: group.to_owned(),
+                consumer: consumer.to_owned(),
+                invoked_ms,
+            },
+        );
+    }
+
+    pub fn pop_acked(&mut self, time_ms: u64, id: u64, invoked_ms: u64, ok: bool) {
+        self.push(time_ms, EventKind::PopAcked { id, invoked_ms, ok });
+    }
+
+    pub fn pop_invisible_changed(
+        &mut self,
+        time_ms: u64,
+        id: u64,
+        invoked_ms: u64,
+        invisible_ms: u64,
+        ok: bool,
+    ) {
+        self.push(
+            time_ms,
+            EventKind::PopInvisibleChanged {
+                id,
+                invoked_ms,
+                invisible_ms,
+                ok,
+            },
+        );
     }
 
     pub fn offset_committed(&mut self, time_ms: u64, group: &str, queue: QueueRef, offset: u64) {

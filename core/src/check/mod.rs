@@ -23,6 +23,8 @@
 //! | `sync-master-ack-before-replica` | [`check_replica_acks`] | a SYNC_MASTER ack no slave held  |
 //! | `replica-prefix`       | [`check_replica_prefix`]     | a slave's CommitLog unlike its master's  |
 //! | `replica-lost-write`   | [`check_replica_lost_writes`]| a replicated ack gone from the group     |
+//! | `pop-early-redelivery` | [`check_pop_redelivery`]     | a POP delivery back before its invisible time ended |
+//! | `pop-redelivered-after-ack` | [`check_pop_redelivery`] | a POP delivery back after an ok ack   |
 //!
 //! Determinism: [`TraceDigest`] hashes a history's renderings (FNV-1a, stable across builds and
 //! targets); [`first_divergence`] finds the first differing event of two traces.
@@ -52,6 +54,11 @@
 //!   once the slave has had time to hand it back.
 //!   After each SEND_OK of a SYNC_MASTER, one [`EventKind::ReplicaAtAck`] per slave of its
 //!   group; with each power loss of a replicated master, its [`EventKind::DurableAtPowerLoss`].
+//! * POP ([`EventKind::PopDelivered`]): every message a `SimpleConsumer` received, with the
+//!   time its receive was invoked and the invisible time asked for; every ack and change of
+//!   invisible time once answered ([`EventKind::PopAcked`], [`EventKind::PopInvisibleChanged`]),
+//!   naming the delivery, ok only if the broker answered success. The POP group's
+//!   [`EventKind::Subscribed`] makes at-least-once demand every acked message of it too.
 //!
 //! Nothing here iterates a std `HashMap`: every map is a `BTreeMap`, so a verdict and its
 //! rendering depend only on the history.
@@ -70,13 +77,13 @@ mod tests;
 pub use checkers::{
     check_all, check_at_least_once, check_bad_crc, check_committed_offsets,
     check_consistent_offsets, check_corruption, check_delay, check_dense_offsets,
-    check_lost_writes, check_order, check_phantoms, check_report, check_transactions, statistics,
-    IN_FLIGHT_SLACK_MS, SLAVE_SYNC_LAG_MS,
+    check_lost_writes, check_order, check_phantoms, check_pop_redelivery, check_report,
+    check_transactions, statistics, IN_FLIGHT_SLACK_MS, SLAVE_SYNC_LAG_MS,
 };
 pub use digest::{first_divergence, Divergence, TraceDigest};
 pub use history::{
-    body_crc, Delivery, Event, EventKind, FlushMode, History, OpId, PowerLossPolicy, QueueRef,
-    ReadBackRecord, SendSpec,
+    body_crc, Delivery, Event, EventKind, FlushMode, History, OpId, PopDelivery, PowerLossPolicy,
+    QueueRef, ReadBackRecord, SendSpec,
 };
 pub use replica::{check_replica_acks, check_replica_lost_writes, check_replica_prefix};
 
@@ -120,6 +127,8 @@ pub enum Invariant {
     ReplicaAck,
     ReplicaPrefix,
     ReplicaLostWrite,
+    PopEarlyRedelivery,
+    PopRedeliveredAfterAck,
 }
 
 impl Invariant {
@@ -141,6 +150,8 @@ impl Invariant {
             Invariant::ReplicaAck => "sync-master-ack-before-replica",
             Invariant::ReplicaPrefix => "replica-prefix",
             Invariant::ReplicaLostWrite => "replica-lost-write",
+            Invariant::PopEarlyRedelivery => "pop-early-redelivery",
+            Invariant::PopRedeliveredAfterAck => "pop-redelivered-after-ack",
         }
     }
 }

@@ -1021,3 +1021,172 @@ fn a_slave_read_after_its_master_lost_power_may_differ_from_what_the_master_hold
     h.delivered(30, delivery("g1", q(0), 0, "k1"));
     assert!(!check_consistent_offsets(&h, &cfg()).is_empty());
 }
+
+// ---------------------------------------------------------------------------------------------
+// POP
+
+/// A POP delivery `id` of `key` from `queue@offset`, its receive invoked at `invoked_ms` with a
+/// 5 s invisible time.
+fn pop(
+    id: u64,
+    queue: QueueRef,
+    offset: u64,
+    key: &str,
+    reconsume: u32,
+    invoked_ms: u64,
+    flush: FlushMode,
+) -> PopDelivery {
+    PopDelivery {
+        id,
+        group: "gpop".to_string(),
+        consumer: "pop-0".to_string(),
+        queue,
+        queue_offset: offset,
+        key: key.to_string(),
+        reconsume_times: reconsume,
+        pop_time_ms: invoked_ms as i64,
+        invisible_until_ms: invoked_ms as i64 + 5_000,
+        invisible_ms: 5_000,
+        invoked_ms,
+        flush,
+    }
+}
+
+fn retry_q() -> QueueRef {
+    QueueRef::new(B, "%RETRY%gpop+TopicA", 0)
+}
+
+fn pop_cfg(tolerance: u64) -> CheckConfig {
+    CheckConfig {
+        clock_skew_tolerance_ms: tolerance,
+        ..CheckConfig::default()
+    }
+}
+
+#[test]
+fn an_acked_message_the_pop_group_never_received_breaks_at_least_once() {
+    let mut h = History::new();
+    h.subscribed(0, "gpop", T, &[]);
+    let ack = send_acked(&mut h, 1, "k0", 0, FlushMode::Sync);
+    send_acked(&mut h, 3, "k1", 1, FlushMode::Sync);
+    h.pop_delivered(10, pop(0, q(0), 1, "k1", 0, 9, FlushMode::Sync));
+    h.drained(20);
+    let v = check_at_least_once(&h, &cfg());
+    assert_first(&v, Invariant::AtLeastOnce, ack);
+    assert_eq!(v.len(), 1, "{v:?}");
+}
+
+#[test]
+fn a_pop_delivery_back_after_its_invisible_time_is_fine() {
+    let mut h = History::new();
+    send_acked(&mut h, 1, "k0", 0, FlushMode::Sync);
+    h.pop_delivered(100, pop(0, q(0), 0, "k0", 0, 90, FlushMode::Sync));
+    // Not acked; back from the retry topic 5 s after the receive was invoked.
+    h.pop_delivered(5_200, pop(1, retry_q(), 0, "k0", 1, 5_150, FlushMode::Sync));
+    h.pop_acked(5_300, 1, 5_250, true);
+    assert!(check_pop_redelivery(&h, &cfg()).is_empty());
+}
+
+#[test]
+fn a_pop_delivery_back_before_its_invisible_time_is_early() {
+    let mut h = History::new();
+    send_acked(&mut h, 1, "k0", 0, FlushMode::Sync);
+    h.pop_delivered(100, pop(0, q(0), 0, "k0", 0, 90, FlushMode::Sync));
+    let early = h.len();
+    h.pop_delivered(3_000, pop(1, retry_q(), 0, "k0", 1, 2_900, FlushMode::Sync));
+    let v = check_pop_redelivery(&h, &cfg());
+    assert_first(&v, Invariant::PopEarlyRedelivery, early);
+    // The clock-skew tolerance covers 2.1 s of it.
+    assert!(check_pop_redelivery(&h, &pop_cfg(2_100)).is_empty());
+    // The same offset popped again early is early too.
+    let mut h2 = History::new();
+    h2.pop_delivered(100, pop(0, q(0), 0, "k0", 0, 90, FlushMode::Sync));
+    h2.pop_delivered(1_000, pop(1, q(0), 0, "k0", 0, 900, FlushMode::Sync));
+    assert_first(
+        &check_pop_redelivery(&h2, &cfg()),
+        Invariant::PopEarlyRedelivery,
+        1,
+    );
+}
+
+#[test]
+fn an_early_pop_redelivery_is_excused_only_by_an_async_power_loss_of_its_broker() {
+    for (flush, node, excused) in [
+        (FlushMode::Async, B, true),
+        (FlushMode::Sync, B, false),
+        (FlushMode::Async, "broker-b", false),
+    ] {
+        let mut h = History::new();
+        h.pop_delivered(100, pop(0, q(0), 0, "k0", 0, 90, flush));
+        h.power_lost(500, node, PowerLossPolicy::DropUnsynced);
+        h.node_restarted(600, node);
+        h.pop_delivered(1_000, pop(1, q(0), 0, "k0", 0, 900, flush));
+        assert_eq!(
+            check_pop_redelivery(&h, &cfg()).is_empty(),
+            excused,
+            "{flush:?} {node}"
+        );
+    }
+    // A process crash keeps the page cache: no excuse.
+    let mut h = History::new();
+    h.pop_delivered(100, pop(0, q(0), 0, "k0", 0, 90, FlushMode::Async));
+    h.node_crashed(500, B);
+    h.pop_delivered(1_000, pop(1, q(0), 0, "k0", 0, 900, FlushMode::Async));
+    assert_eq!(check_pop_redelivery(&h, &cfg()).len(), 1);
+}
+
+#[test]
+fn a_pop_delivery_back_after_an_ok_ack_is_reported() {
+    let mut h = History::new();
+    send_acked(&mut h, 1, "k0", 0, FlushMode::Sync);
+    h.pop_delivered(100, pop(0, q(0), 0, "k0", 0, 90, FlushMode::Sync));
+    h.pop_acked(300, 0, 200, true);
+    let again = h.len();
+    h.pop_delivered(6_000, pop(1, retry_q(), 0, "k0", 1, 5_900, FlushMode::Sync));
+    let v = check_pop_redelivery(&h, &cfg());
+    assert_first(&v, Invariant::PopRedeliveredAfterAck, again);
+}
+
+#[test]
+fn a_pop_redelivery_after_an_ack_is_excused_by_a_failed_ack_a_late_ack_or_a_lost_ack_record() {
+    // The ack was not answered ok.
+    let mut h = History::new();
+    h.pop_delivered(100, pop(0, q(0), 0, "k0", 0, 90, FlushMode::Sync));
+    h.pop_acked(300, 0, 200, false);
+    h.pop_delivered(6_000, pop(1, retry_q(), 0, "k0", 1, 5_900, FlushMode::Sync));
+    assert!(check_pop_redelivery(&h, &cfg()).is_empty());
+    // Answered after the invisible time ended (the revive may have come first).
+    let mut h = History::new();
+    h.pop_delivered(100, pop(0, q(0), 0, "k0", 0, 90, FlushMode::Sync));
+    h.pop_acked(5_200, 0, 4_000, true);
+    h.pop_delivered(6_000, pop(1, retry_q(), 0, "k0", 1, 5_900, FlushMode::Sync));
+    assert!(check_pop_redelivery(&h, &cfg()).is_empty());
+    // ASYNC_FLUSH and a power loss after the ack: the ack record may be gone.
+    let mut h = History::new();
+    h.pop_delivered(100, pop(0, q(0), 0, "k0", 0, 90, FlushMode::Async));
+    h.pop_acked(300, 0, 200, true);
+    h.power_lost(1_000, B, PowerLossPolicy::DropUnsynced);
+    h.pop_delivered(
+        6_000,
+        pop(1, retry_q(), 0, "k0", 1, 5_900, FlushMode::Async),
+    );
+    assert!(check_pop_redelivery(&h, &cfg()).is_empty());
+}
+
+#[test]
+fn a_retry_copy_is_explained_by_any_earlier_delivery_it_could_come_from() {
+    // k0 popped twice by two receives (ids 0 and 1 of reconsume 0, the second from another
+    // queue: a producer-retry duplicate), one acked: the retry copy is not judged.
+    let mut h = History::new();
+    h.pop_delivered(100, pop(0, q(0), 0, "k0", 0, 90, FlushMode::Sync));
+    h.pop_acked(300, 0, 200, true);
+    h.pop_delivered(400, pop(1, q(1), 0, "k0", 0, 390, FlushMode::Sync));
+    h.pop_delivered(6_000, pop(2, retry_q(), 0, "k0", 1, 5_900, FlushMode::Sync));
+    assert!(check_pop_redelivery(&h, &cfg()).is_empty());
+    // A change of invisible time shortens it: back after the change's end is fine.
+    let mut h = History::new();
+    h.pop_delivered(100, pop(0, q(0), 0, "k0", 0, 90, FlushMode::Sync));
+    h.pop_invisible_changed(300, 0, 200, 1_000, true);
+    h.pop_delivered(1_300, pop(1, retry_q(), 0, "k0", 1, 1_250, FlushMode::Sync));
+    assert!(check_pop_redelivery(&h, &cfg()).is_empty());
+}

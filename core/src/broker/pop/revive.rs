@@ -319,7 +319,12 @@ impl<S: SegmentStorage> Broker<S> {
             .get(&ck.group)
             .map_or(16, |g| g.retry_max_times);
         let mut stored = false;
-        for offset in open.pending.iter().copied() {
+        let offsets: Vec<i64> = if self.config.store.defects.revive_ignores_acks() {
+            ck.offsets()
+        } else {
+            open.pending.iter().copied().collect()
+        };
+        for offset in offsets {
             let everything = |_: i64| true;
             let result = self.store.get(
                 &ck.topic,
