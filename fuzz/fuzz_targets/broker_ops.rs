@@ -684,7 +684,10 @@ impl Harness {
             let handle = match record.properties.get(POP_CK_PROPERTY) {
                 Some(ck) => ExtraInfo::parse(ck).expect("POP_CK parses"),
                 None => {
-                    let key = (RetryFlag::Normal, record.queue_id);
+                    // The flag of the topic read: a topic whose own name starts with %RETRY% is
+                    // listed as a retry topic, as clients expect (its orderly reads carry no
+                    // POP_CK).
+                    let key = (RetryFlag::of_topic(topic), record.queue_id);
                     assert!(
                         lists
                             .get(&key)
@@ -696,7 +699,7 @@ impl Harness {
                         pop_time_ms: header.pop_time_ms,
                         invisible_time_ms: header.invisible_time_ms,
                         revive_qid: header.revive_qid,
-                        retry: RetryFlag::Normal,
+                        retry: key.0,
                         broker_name: "broker-a".to_owned(),
                         queue_id: record.queue_id,
                         msg_queue_offset: Some(record.queue_offset),
