@@ -28,9 +28,10 @@
 //!
 //! The message types, results and errors are the core's, re-exported here.
 //!
-//! Not provided (yet): body compression, SQL92
-//! subscriptions and tracing (see [`vostok_core::client`]); broadcasting offsets are kept in
-//! memory and handed out by [`PushConsumer::local_offsets`], not written to disk.
+//! Not provided (yet): body compression and tracing (see [`vostok_core::client`]); SQL92
+//! subscriptions are (`subscribe_sql`, served by brokers with `enablePropertyFilter=true`);
+//! broadcasting offsets are kept in memory and handed out by [`PushConsumer::local_offsets`],
+//! not written to disk.
 
 mod clock;
 mod driver;
