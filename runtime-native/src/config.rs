@@ -56,6 +56,8 @@ pub struct BrokerFileConfig {
     pub tls: crate::tls::TlsConfig,
     /// The `metrics*` keys ([`crate::metrics`]).
     pub metrics: MetricsConfig,
+    /// The gRPC port's keys ([`crate::grpc`]).
+    pub grpc: GrpcConfig,
     /// One line per unknown or unsupported key, each key once, in file order.
     pub warnings: Vec<String>,
 }
@@ -93,6 +95,30 @@ impl Default for MetricsConfig {
             exporter: MetricsExporterType::Disable,
             prom_port: DEFAULT_METRICS_PROM_EXPORTER_PORT,
             prom_host: None,
+        }
+    }
+}
+
+/// The port RocketMQ 5's proxy serves gRPC on by default (`grpcServerPort`).
+pub const DEFAULT_GRPC_SERVER_PORT: u16 = 8081;
+
+/// The gRPC port's keys of a broker.conf:
+///
+/// * `enableGrpcServer` (true): serve RocketMQ 5's gRPC protocol on a master;
+/// * `grpcServerPort` (8081, RocketMQ 5 proxy's default): its port, on the broker's listen
+///   address. Unset, a broker whose `listenPort` is 0 (a free port) takes a free port here too.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GrpcConfig {
+    pub enable: bool,
+    /// `None`: not configured.
+    pub port: Option<u16>,
+}
+
+impl Default for GrpcConfig {
+    fn default() -> Self {
+        Self {
+            enable: true,
+            port: None,
         }
     }
 }
@@ -367,6 +393,17 @@ pub fn parse_broker_conf(file: &str, text: &str) -> Result<BrokerFileConfig, Con
                     }
                     _ => return Err(bad("expected DISABLE or PROM")),
                 }
+            }
+            "enableGrpcServer" => {
+                out.grpc.enable = parse_bool(&value).ok_or_else(|| bad("expected true or false"))?
+            }
+            "grpcServerPort" => {
+                out.grpc.port = Some(
+                    value
+                        .trim()
+                        .parse()
+                        .map_err(|_| bad("expected a TCP port (0-65535)"))?,
+                )
             }
             "metricsPromExporterPort" => {
                 out.metrics.prom_port = value

@@ -22,6 +22,8 @@ pub mod bench;
 pub mod client;
 pub mod config;
 mod durability;
+#[cfg(not(madsim))]
+pub mod grpc;
 pub mod ha;
 pub mod metrics;
 #[cfg(not(madsim))]
@@ -209,6 +211,8 @@ pub struct BrokerOptions {
     pub flush_disk_type: Option<FlushDiskType>,
     /// NameServers (`-n`); ignored by `standalone`, which registers with its own.
     pub namesrv_addrs: Option<Vec<String>>,
+    /// The gRPC port (`--grpc-port`), over broker.conf's `grpcServerPort`.
+    pub grpc_port: Option<u16>,
 }
 
 /// `vostok standalone`: a NameServer and a Broker in one process.
@@ -247,6 +251,8 @@ pub struct ResolvedBroker {
     pub tls: tls::TlsConfig,
     /// The `metrics*` keys of the broker.conf.
     pub metrics: config::MetricsConfig,
+    /// Where the gRPC port listens; `None` when `enableGrpcServer=false`.
+    pub grpc_addr: Option<SocketAddr>,
 }
 
 impl ResolvedBroker {
@@ -275,7 +281,17 @@ impl ResolvedBroker {
             metrics_listener: None,
             ha_listener: None,
             vip_listener: None,
+            grpc_listener: None,
         })
+    }
+
+    /// Binds the gRPC port (RocketMQ 5's MessagingService, [`grpc`]) when it is enabled.
+    #[cfg(not(madsim))]
+    pub async fn bind_grpc(&self) -> Result<Option<TcpListener>, RunError> {
+        match self.grpc_addr {
+            Some(addr) => bind(addr).await.map(Some),
+            None => Ok(None),
+        }
     }
 
     /// Binds the VIP port (RocketMQ's fast server, [`vostok_core::broker::listener`]) on the
@@ -429,6 +445,18 @@ pub fn resolve_broker(opts: &BrokerOptions) -> Result<ResolvedBroker, RunError> 
         .map(|d| d.as_nanos() as u64)
         .unwrap_or(0);
     let listen_ip = opts.listen_ip.unwrap_or(Ipv4Addr::LOCALHOST.into());
+    // A broker on a free port (tests, benches) takes a free gRPC port too unless one is named.
+    let grpc_port = opts
+        .grpc_port
+        .or(file.grpc.port)
+        .unwrap_or(if config.listen_port == 0 {
+            0
+        } else {
+            config::DEFAULT_GRPC_SERVER_PORT
+        });
+    // Only a master serves gRPC: POP, and so every 5.x consumer, runs on masters.
+    let grpc_addr =
+        (file.grpc.enable && config.broker_id == 0).then(|| SocketAddr::new(listen_ip, grpc_port));
     let acl_file = file.acl_plain_file.unwrap_or_else(|| {
         std::env::var_os("ROCKETMQ_HOME")
             .map(PathBuf::from)
@@ -439,6 +467,7 @@ pub fn resolve_broker(opts: &BrokerOptions) -> Result<ResolvedBroker, RunError> 
         acl_file,
         tls: file.tls,
         metrics: file.metrics,
+        grpc_addr,
         listen_addr: SocketAddr::new(listen_ip, config.listen_port),
         config,
         data_dir,
@@ -600,6 +629,7 @@ impl Standalone {
             let broker_listener = bind(resolved.listen_addr).await?;
             let bound_port = broker_listener.local_addr()?.port();
             options.vip_listener = Some(resolved.bind_vip(bound_port).await?);
+            options.grpc_listener = resolved.bind_grpc().await?;
             let ha_addr = if slave_count > 0 {
                 let ha = resolved.bind_ha_any(bound_port).await?;
                 let addr = ha.local_addr()?;
@@ -702,6 +732,12 @@ impl Standalone {
         self.broker.vip_addr().map(server::dialable)
     }
 
+    /// The gRPC port's address (RocketMQ 5 clients' endpoint), dialable from this host; `None`
+    /// when `enableGrpcServer=false`.
+    pub fn grpc_addr(&self) -> Option<SocketAddr> {
+        self.broker.grpc_addr().map(server::dialable)
+    }
+
     /// The slaves' addresses (brokerId 1, 2, …), dialable from this host.
     pub fn slave_addrs(&self) -> Vec<SocketAddr> {
         self.slaves
@@ -715,8 +751,9 @@ impl Standalone {
     }
 
     /// The line `vostok standalone` prints once everything listens:
-    /// `vostok ready namesrv=A broker=B data=PATH`, with `slaves=S1,S2` before `data=` when
-    /// there are slaves (the path stays last: it may hold spaces).
+    /// `vostok ready namesrv=A broker=B data=PATH`, with `slaves=S1,S2` when there are slaves
+    /// and `grpc=G` when the gRPC port is on, both before `data=` (the path stays last: it may
+    /// hold spaces).
     pub fn ready_line(&self) -> String {
         let slaves = if self.slaves.is_empty() {
             String::new()
@@ -724,8 +761,12 @@ impl Standalone {
             let addrs: Vec<String> = self.slave_addrs().iter().map(ToString::to_string).collect();
             format!(" slaves={}", addrs.join(","))
         };
+        let grpc = self
+            .grpc_addr()
+            .map(|a| format!(" grpc={a}"))
+            .unwrap_or_default();
         format!(
-            "vostok ready namesrv={} broker={}{slaves} data={}",
+            "vostok ready namesrv={} broker={}{slaves}{grpc} data={}",
             self.namesrv_addr(),
             self.broker_addr(),
             self.data_dir.display()
@@ -886,9 +927,14 @@ pub async fn run_broker(opts: BrokerOptions) -> Result<(), RunError> {
     let bound_port = listener.local_addr()?.port();
     options.ha_listener = resolved.bind_ha(bound_port).await?;
     options.vip_listener = Some(resolved.bind_vip(bound_port).await?);
+    options.grpc_listener = resolved.bind_grpc().await?;
     let mut broker = BrokerServer::start(listener, resolved.config, &data_dir, options)?;
+    let grpc = broker
+        .grpc_addr()
+        .map(|a| format!(" grpc={}", server::dialable(a)))
+        .unwrap_or_default();
     announce(&format!(
-        "vostok ready broker={} data={}",
+        "vostok ready broker={}{grpc} data={}",
         server::dialable(broker.local_addr()),
         data_dir.display()
     ))?;

@@ -15,8 +15,9 @@ use vostok_core::broker::{BrokerRole, FlushDiskType};
 /// Ready line: once every listener is up (for `standalone`, once the NameServer also lists the
 /// broker), exactly one line
 /// `vostok ready namesrv=IP:PORT broker=IP:PORT data=PATH` is printed on stdout (only the parts
-/// the command runs; `standalone --slaves N` adds `slaves=IP:PORT,…` before `data=`). Logs go
-/// to stderr; set RUST_LOG (default: info).
+/// the command runs; `standalone --slaves N` adds `slaves=IP:PORT,…` and the gRPC port
+/// `grpc=IP:PORT`, when on, comes last before `data=`). Logs go to stderr; set RUST_LOG
+/// (default: info).
 #[derive(Debug, Parser)]
 #[command(name = "vostok", version, about, long_about)]
 struct Cli {
@@ -97,6 +98,10 @@ struct BrokerArgs {
     /// Broker port (listenPort); 0 picks a free port, which is then advertised [default: 10911].
     #[arg(long, value_name = "PORT")]
     broker_port: Option<u16>,
+    /// gRPC port for RocketMQ 5 clients (grpcServerPort); 0 picks a free port [default: 8081,
+    /// or a free port when the broker port is 0]. Off with enableGrpcServer=false.
+    #[arg(long, value_name = "PORT")]
+    grpc_port: Option<u16>,
     /// Address the listeners bind [default: 127.0.0.1].
     #[arg(long, value_name = "IP")]
     listen_ip: Option<IpAddr>,
@@ -131,6 +136,7 @@ impl BrokerArgs {
             data_dir: self.data_dir,
             listen_ip: self.listen_ip,
             broker_port: self.broker_port,
+            grpc_port: self.grpc_port,
             broker_ip1: self.broker_ip1,
             flush_disk_type: self.flush_disk_type.map(|f| match f {
                 FlushArg::AsyncFlush => FlushDiskType::AsyncFlush,

@@ -34,6 +34,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tracing::{debug, error, info, warn};
+use vostok_core::broker::grpc::{
+    CallId, CallMeta, GrpcOutput, GrpcReply, GrpcRequest, TransportError,
+};
 use vostok_core::broker::{Broker, BrokerConfig, BrokerOutput, Listener};
 use vostok_core::clock::SlewedClock;
 use vostok_core::namesrv::{NameServer, NamesrvConfig, NamesrvOutput};
@@ -323,7 +326,7 @@ enum Outbound {
 }
 
 /// What connection tasks hand an owner.
-enum Input {
+pub(crate) enum Input {
     Connected {
         conn: ConnId,
         peer: SocketAddr,
@@ -340,6 +343,41 @@ enum Input {
     },
     /// Something happened on an HA link ([`crate::ha`]).
     Ha(crate::ha::HaEvent),
+    /// A gRPC call or Telemetry stream event ([`crate::grpc`]).
+    Grpc(GrpcInput),
+}
+
+/// What the gRPC port hands the broker's owner.
+pub(crate) enum GrpcInput {
+    /// A unary or ReceiveMessage call; its answer goes to `reply`.
+    Call {
+        call: CallId,
+        meta: CallMeta,
+        /// The call's `grpc-timeout`, made a deadline on the owner's clock.
+        timeout_ms: Option<u64>,
+        request: GrpcRequest,
+        reply: oneshot::Sender<GrpcReply>,
+    },
+    /// A Telemetry stream opened; the owner writes server commands to `commands`.
+    StreamOpened {
+        stream: CallId,
+        meta: CallMeta,
+        commands: mpsc::Sender<GrpcStreamItem>,
+    },
+    /// The client wrote a command on a Telemetry stream.
+    Telemetry {
+        stream: CallId,
+        command: vostok_core::broker::grpc::v2::TelemetryCommand,
+    },
+    /// The client ended a Telemetry stream (or went away).
+    StreamClosed { stream: CallId },
+}
+
+/// What the owner writes on a Telemetry stream.
+pub(crate) enum GrpcStreamItem {
+    Command(vostok_core::broker::grpc::v2::TelemetryCommand),
+    /// End the stream with this transport error.
+    End(TransportError),
 }
 
 impl From<crate::ha::HaEvent> for Input {
@@ -625,6 +663,9 @@ pub struct BrokerDriverOptions {
     /// The VIP port (`listenPort − 2`, [`vostok_core::broker::listener`]), bound by the caller:
     /// the same broker without long polling. `None`: no VIP port (the simulator's brokers).
     pub vip_listener: Option<TcpListener>,
+    /// The gRPC port (`grpcServerPort`, [`crate::grpc`]), bound by the caller. `None`: no gRPC
+    /// port (`enableGrpcServer=false`, slaves, the simulator's brokers).
+    pub grpc_listener: Option<TcpListener>,
 }
 
 impl Default for BrokerDriverOptions {
@@ -636,6 +677,7 @@ impl Default for BrokerDriverOptions {
             metrics_listener: None,
             ha_listener: None,
             vip_listener: None,
+            grpc_listener: None,
         }
     }
 }
@@ -748,8 +790,8 @@ async fn run_namesrv_owner(
                     conns.writers.remove(&conn);
                     ns.handle_disconnected(now, conn);
                 }
-                // A NameServer has no HA port.
-                Input::Ha(_) => {}
+                // A NameServer has no HA or gRPC port.
+                Input::Ha(_) | Input::Grpc(_) => {}
             }
         }
         if ns.poll_timeout().is_some_and(|t| t <= now) {
@@ -775,6 +817,8 @@ pub struct BrokerServer {
     local_addr: SocketAddr,
     /// The VIP port's bound address, when it has one.
     vip_addr: Option<SocketAddr>,
+    /// The gRPC port's bound address, when it has one.
+    grpc_addr: Option<SocketAddr>,
     shutdown: watch::Sender<bool>,
     /// `None` once [`BrokerServer::stopped`] saw it end.
     owner: Option<JoinHandle<Result<(), RunError>>>,
@@ -874,6 +918,22 @@ impl BrokerServer {
                 next_conn_id,
             ));
         }
+        let grpc_addr = match options.grpc_listener {
+            #[cfg(not(madsim))]
+            Some(listener) => {
+                let addr = listener.local_addr()?;
+                crate::grpc::announce(addr);
+                tokio::spawn(crate::grpc::serve(
+                    listener,
+                    tx.clone(),
+                    shutdown_rx.clone(),
+                ));
+                Some(addr)
+            }
+            #[cfg(madsim)]
+            Some(_) => None,
+            None => None,
+        };
         let mut owner = BrokerOwner::new(broker, sync, clock);
         owner.inputs_tx = Some(tx.clone());
         owner.acl_files = acl_files;
@@ -889,6 +949,7 @@ impl BrokerServer {
         Ok(Self {
             local_addr,
             vip_addr,
+            grpc_addr,
             shutdown,
             owner: Some(owner),
         })
@@ -902,6 +963,11 @@ impl BrokerServer {
     /// The VIP port's bound address, when one was given.
     pub fn vip_addr(&self) -> Option<SocketAddr> {
         self.vip_addr
+    }
+
+    /// The gRPC port's bound address, when it has one.
+    pub fn grpc_addr(&self) -> Option<SocketAddr> {
+        self.grpc_addr
     }
 
     /// Graceful stop: stop accepting, shut the broker down (unregister, persist), make everything
@@ -955,6 +1021,10 @@ struct BrokerOwner<S: DriverStorage> {
     ha_links: BTreeMap<ConnId, mpsc::UnboundedSender<crate::ha::HaOutbound>>,
     /// Where HA connections this owner starts report (its own input queue).
     inputs_tx: Option<mpsc::Sender<Input>>,
+    /// gRPC calls waiting for their answer.
+    grpc_calls: BTreeMap<CallId, oneshot::Sender<GrpcReply>>,
+    /// Open Telemetry streams.
+    grpc_streams: BTreeMap<CallId, mpsc::Sender<GrpcStreamItem>>,
 }
 
 impl From<Done> for Internal {
@@ -984,6 +1054,8 @@ impl<S: DriverStorage> BrokerOwner<S> {
             next_acl_check_ms: 0,
             ha_links: BTreeMap::new(),
             inputs_tx: None,
+            grpc_calls: BTreeMap::new(),
+            grpc_streams: BTreeMap::new(),
         }
     }
 
@@ -1129,6 +1201,66 @@ impl<S: DriverStorage> BrokerOwner<S> {
                 self.broker.handle_disconnected(now, conn);
             }
             Input::Ha(event) => self.feed_ha(now, event),
+            Input::Grpc(input) => self.feed_grpc(now, input),
+        }
+    }
+
+    fn feed_grpc(&mut self, now: u64, input: GrpcInput) {
+        match input {
+            GrpcInput::Call {
+                call,
+                mut meta,
+                timeout_ms,
+                request,
+                reply,
+            } => {
+                meta.deadline_ms = timeout_ms.map(|t| now.saturating_add(t));
+                self.grpc_calls.insert(call, reply);
+                self.broker.handle_grpc_call(now, call, meta, request);
+            }
+            GrpcInput::StreamOpened {
+                stream,
+                meta,
+                commands,
+            } => {
+                self.grpc_streams.insert(stream, commands);
+                self.broker.handle_grpc_stream_opened(now, stream, meta);
+            }
+            GrpcInput::Telemetry { stream, command } => {
+                self.broker.handle_grpc_telemetry(now, stream, command);
+            }
+            GrpcInput::StreamClosed { stream } => {
+                self.grpc_streams.remove(&stream);
+                self.broker.handle_grpc_stream_closed(now, stream);
+            }
+        }
+    }
+
+    fn grpc_output(&mut self, output: GrpcOutput) {
+        match output {
+            GrpcOutput::Reply { call, reply } => {
+                // A dropped receiver: the client gave up on the call (its deadline passed).
+                if let Some(tx) = self.grpc_calls.remove(&call) {
+                    let _ = tx.send(reply);
+                }
+            }
+            GrpcOutput::Telemetry { stream, command } => {
+                if let Some(tx) = self.grpc_streams.get(&stream) {
+                    // Never wait on a client that does not read: the command is dropped (the
+                    // only periodic ones, transaction checks, come again).
+                    if tx.try_send(GrpcStreamItem::Command(command)).is_err() {
+                        warn!(
+                            stream = stream.0,
+                            "telemetry command dropped: the stream is full or closed"
+                        );
+                    }
+                }
+            }
+            GrpcOutput::EndStream { stream, error } => {
+                if let Some(tx) = self.grpc_streams.remove(&stream) {
+                    let _ = tx.try_send(GrpcStreamItem::End(error));
+                }
+            }
         }
     }
 
@@ -1261,6 +1393,7 @@ impl<S: DriverStorage> BrokerOwner<S> {
                 }
                 BrokerOutput::Close { conn } => self.conns.send(conn, Outbound::Close),
                 BrokerOutput::Ha(output) => self.ha_output(output),
+                BrokerOutput::Grpc(output) => self.grpc_output(output),
                 BrokerOutput::WriteAclFile {
                     path,
                     contents,

@@ -19,7 +19,7 @@ const MESSAGES: usize = 200;
 /// How long the slave may take to catch up once the sends are answered.
 const CATCH_UP: Duration = Duration::from_secs(30);
 
-/// The parts of `vostok ready namesrv=A broker=B slaves=S1,S2 data=PATH`.
+/// The parts of `vostok ready namesrv=A broker=B slaves=S1,S2 [grpc=G] data=PATH`.
 struct Ready {
     namesrv: String,
     broker: String,
@@ -32,6 +32,11 @@ fn parse_ready(line: &str) -> Option<Ready> {
     let (namesrv, rest) = rest.strip_prefix("namesrv=")?.split_once(' ')?;
     let (broker, rest) = rest.strip_prefix("broker=")?.split_once(' ')?;
     let (slaves, rest) = rest.strip_prefix("slaves=")?.split_once(' ')?;
+    // The gRPC port, when on, comes before the data directory.
+    let rest = match rest.strip_prefix("grpc=") {
+        Some(grpc) => grpc.split_once(' ')?.1,
+        None => rest,
+    };
     let data = rest.strip_prefix("data=")?;
     Some(Ready {
         namesrv: namesrv.to_owned(),

@@ -41,6 +41,7 @@ pub use fence::RECOVERY_FENCE_PATH;
 mod filter;
 pub mod flush;
 mod groups;
+pub mod grpc;
 mod ids;
 pub mod listener;
 mod locks;
@@ -344,6 +345,8 @@ pub enum BrokerOutput {
     },
     /// Replication between a master and its slaves ([`replication`]).
     Ha(HaOutput),
+    /// An answer or stream command for a gRPC client ([`grpc`]).
+    Grpc(grpc::GrpcOutput),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -409,6 +412,8 @@ pub struct Broker<S: SegmentStorage> {
     /// sends are refused.
     durability_failure: Option<String>,
     next_opaque: i32,
+    /// RocketMQ 5's gRPC clients, served through virtual connections ([`grpc`]).
+    gateway: grpc::Gateway,
     next_register_ms: u64,
     next_offset_persist_ms: u64,
     next_client_scan_ms: u64,
@@ -514,6 +519,7 @@ impl<S: SegmentStorage> Broker<S> {
             next_checkpoint_ms: now_ms + config.checkpoint_interval_ms.max(1),
             durability_failure: None,
             next_opaque: 0,
+            gateway: grpc::Gateway::default(),
             // The first registration happens at the first `handle_timeout`.
             next_register_ms: now_ms,
             next_offset_persist_ms: now_ms + OFFSET_PERSIST_INTERVAL_MS,
@@ -863,6 +869,7 @@ impl<S: SegmentStorage> Broker<S> {
         }
         self.expire_held_pulls(now_ms, false);
         self.pop_tick(now_ms);
+        self.grpc_expire_clients(now_ms);
         self.expire_pending_replies(now_ms);
         self.expire_relays(now_ms);
         self.run_retention(now_ms);
@@ -899,11 +906,31 @@ impl<S: SegmentStorage> Broker<S> {
     }
 
     pub fn poll_output(&mut self) -> Option<BrokerOutput> {
-        let output = self.outputs.pop_front()?;
-        if let BrokerOutput::Send { conn, command } = &output {
-            self.metrics.on_output(*conn, command);
+        loop {
+            if let Some(output) = self.poll_grpc_output() {
+                return Some(BrokerOutput::Grpc(output));
+            }
+            let output = self.outputs.pop_front()?;
+            match output {
+                BrokerOutput::Send { conn, command } if grpc::Gateway::is_grpc_conn(conn) => {
+                    // An answer to the gateway (or a request to a gRPC client): translated,
+                    // never written to a socket.
+                    self.metrics.on_output(conn, &command);
+                    let now_ms = self.metrics.latest_ms;
+                    self.grpc_conn_output(now_ms, conn, command);
+                }
+                BrokerOutput::Close { conn } if grpc::Gateway::is_grpc_conn(conn) => {
+                    let now_ms = self.metrics.latest_ms;
+                    self.grpc_close_conn(now_ms, conn);
+                }
+                output => {
+                    if let BrokerOutput::Send { conn, command } = &output {
+                        self.metrics.on_output(*conn, command);
+                    }
+                    return Some(output);
+                }
+            }
         }
-        Some(output)
     }
 
     /// The next instant (epoch ms) `handle_timeout` must be called.
@@ -930,6 +957,9 @@ impl<S: SegmentStorage> Broker<S> {
         }
         if !self.clients.is_empty() || !self.locks.is_empty() {
             next = next.min(self.next_client_scan_ms);
+        }
+        if let Some(expiry) = self.gateway.next_expiry_ms() {
+            next = next.min(expiry);
         }
         if let Some(deadline) = self.held_pulls.earliest_deadline_ms() {
             next = next.min(deadline);

@@ -1329,6 +1329,8 @@ impl Cluster {
                 BrokerOutput::SendToNamesrv { command, .. } => {
                     self.put_command(id, NAMESRV_ID, &command);
                 }
+                // The playground has no gRPC clients.
+                BrokerOutput::Grpc(_) => {}
                 BrokerOutput::Sync(request) => {
                     let incarnation = self.brokers.get(id).map_or(0, |b| b.incarnation);
                     self.add_timer(

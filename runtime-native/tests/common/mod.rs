@@ -50,6 +50,8 @@ pub struct Standalone {
     pub namesrv_addr: String,
     /// `127.0.0.1:PORT` of the broker, from the ready line.
     pub broker_addr: String,
+    /// The gRPC port (RocketMQ 5 clients' endpoint), `host:port`.
+    pub grpc_addr: String,
     /// Data directory passed with `--data-dir` (kept across restarts).
     pub data_dir: PathBuf,
     work_dir: tempfile::TempDir,
@@ -75,6 +77,7 @@ impl Standalone {
             child: None,
             namesrv_addr: String::new(),
             broker_addr: String::new(),
+            grpc_addr: String::new(),
             data_dir,
             work_dir,
             options,
@@ -138,6 +141,7 @@ impl Standalone {
                     if let Some((namesrv, broker, data)) = parse_ready_line(&line) {
                         self.namesrv_addr = namesrv;
                         self.broker_addr = broker;
+                        self.grpc_addr = parse_ready_grpc(&line).unwrap_or_default();
                         assert_eq!(
                             Path::new(&data)
                                 .canonicalize()
@@ -258,18 +262,30 @@ impl Drop for Standalone {
     }
 }
 
-/// Parses `vostok ready namesrv=127.0.0.1:PORT broker=127.0.0.1:PORT data=PATH`.
+/// Parses `vostok ready namesrv=127.0.0.1:PORT broker=127.0.0.1:PORT [grpc=127.0.0.1:PORT]
+/// data=PATH` (the gRPC address: [`parse_ready_grpc`]).
 pub fn parse_ready_line(line: &str) -> Option<(String, String, String)> {
     let rest = line.trim_end().strip_prefix("vostok ready ")?;
     let rest = rest.strip_prefix("namesrv=")?;
     let (namesrv, rest) = rest.split_once(' ')?;
     let rest = rest.strip_prefix("broker=")?;
     let (broker, rest) = rest.split_once(' ')?;
+    let rest = match rest.strip_prefix("grpc=") {
+        Some(grpc) => grpc.split_once(' ')?.1,
+        None => rest,
+    };
     let data = rest.strip_prefix("data=")?;
     if !namesrv.starts_with("127.0.0.1:") || !broker.starts_with("127.0.0.1:") {
         return None;
     }
     Some((namesrv.to_string(), broker.to_string(), data.to_string()))
+}
+
+/// The gRPC address of a ready line, when the gRPC port is on.
+pub fn parse_ready_grpc(line: &str) -> Option<String> {
+    line.split(' ')
+        .find_map(|kv| kv.strip_prefix("grpc="))
+        .map(str::to_owned)
 }
 
 // ---------------------------------------------------------------------------------------------

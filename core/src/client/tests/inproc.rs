@@ -240,6 +240,8 @@ impl Cluster {
                 while let Some(output) = self.brokers.get_mut(addr).unwrap().poll_output() {
                     progress = true;
                     match output {
+                        // No gRPC clients here.
+                        BrokerOutput::Grpc(_) => {}
                         BrokerOutput::SendToNamesrv { command, .. } => {
                             let command = through_wire(&command);
                             self.namesrv.handle_request(
