@@ -5,7 +5,8 @@
 #   clippy  cargo clippy over every target of the workspace, warnings are errors
 #   test    the test suite (cargo-nextest when installed, else cargo test) and the doc tests;
 #           installs Debian's `prometheus` package first when missing (runtime-native/tests/
-#           metrics.rs scrapes the broker with a real Prometheus server and fails without it)
+#           metrics.rs scrapes the broker with a real Prometheus server and fails without it),
+#           and Node.js with tests/grpc-node's modules (RocketMQ 5's Node.js client)
 #   wasm    vostok-core built for wasm32-unknown-unknown
 #   sim     vostok-sim built with --cfg madsim in target/sim, VOSTOK_SIM_SEEDS seeds run (default
 #           500) from a start seed derived from the commit (VOSTOK_SIM_START overrides it; a
@@ -101,9 +102,31 @@ step_clippy() {
     end_step
 }
 
+# Node.js 20+ and npm, from Debian when missing (RocketMQ 5's Node client, the browser tests).
+ensure_node() {
+    if ! command -v node >/dev/null 2>&1; then ensure_apt_packages nodejs; fi
+    if ! command -v npm >/dev/null 2>&1; then ensure_apt_packages npm; fi
+    local node_major
+    node_major=$(node -p 'process.versions.node.split(".")[0]')
+    [[ "$node_major" -ge 20 ]] || die "the Node.js tests need Node.js 20 or newer, found $(node --version)"
+}
+
+# `npm ci` in a test directory whose node_modules is missing or older than its lock.
+ensure_npm_modules() {
+    local dir="$1"
+    if [[ ! -d "$dir/node_modules" ]] ||
+        [[ "$dir/package-lock.json" -nt "$dir/node_modules/.package-lock.json" ]]; then
+        (cd "$dir" && npm ci --no-audit --no-fund)
+    fi
+}
+
 step_test() {
     # tests/metrics.rs scrapes the broker with Debian's Prometheus server.
     ensure_apt_packages prometheus
+    # tests/grpc*.rs drive RocketMQ 5's official Node.js client (tests/grpc-node, pinned in its
+    # package-lock.json).
+    ensure_node
+    ensure_npm_modules tests/grpc-node
     if cargo nextest --version >/dev/null 2>&1; then
         begin_step test "cargo nextest run --workspace"
         cargo nextest run --workspace --locked --no-tests=warn
@@ -269,16 +292,9 @@ step_playground() {
     [[ -s playground/pkg/vostok_playground_bg.wasm ]] || die "scripts/build-playground.sh made no playground/pkg/vostok_playground_bg.wasm"
 
     ensure_apt_packages chromium
-    if ! command -v node >/dev/null 2>&1; then ensure_apt_packages nodejs; fi
-    if ! command -v npm >/dev/null 2>&1; then ensure_apt_packages npm; fi
-    local node_major
-    node_major=$(node -p 'process.versions.node.split(".")[0]')
-    [[ "$node_major" -ge 20 ]] || die "playwright-core needs Node.js 20 or newer, found $(node --version)"
+    ensure_node
     echo "node $(node --version), npm $(npm --version 2>/dev/null), $(/usr/bin/chromium --version 2>/dev/null)"
-    if [[ ! -d tests/browser/node_modules/playwright-core ]] ||
-        [[ tests/browser/package-lock.json -nt tests/browser/node_modules/.package-lock.json ]]; then
-        (cd tests/browser && npm ci --no-audit --no-fund)
-    fi
+    ensure_npm_modules tests/browser
 
     node tests/browser/session.test.mjs
     cargo build -p vostok --bin vostok --locked
