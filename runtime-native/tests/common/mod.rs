@@ -1153,3 +1153,48 @@ pub async fn expect_arrival(
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// RocketMQ 5's Node.js client (tests/grpc-node)
+// ---------------------------------------------------------------------------------------------
+
+/// Runs `node tests/grpc-node/<script> <args>` (RocketMQ 5's official Node.js client, installed
+/// by the README's test command) and returns its output once it exits, killing it after
+/// `limit`. Its stdout is the script's report; stderr its logs.
+pub fn run_node(script: &str, args: &[&str], limit: Duration) -> std::process::Output {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/grpc-node");
+    assert!(
+        dir.join("node_modules/rocketmq-client-nodejs").is_dir(),
+        "tests/grpc-node/node_modules is missing: run `npm ci` there (scripts/test.sh does)"
+    );
+    let child = Command::new("node")
+        .arg(dir.join(script))
+        .args(args)
+        .current_dir(&dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("node runs (Node.js 20+ is needed)");
+    let pid = child.id();
+    // Both pipes are drained while it runs, so a chatty script never blocks on a full pipe.
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(limit) {
+        Ok(out) => out.expect("node output"),
+        Err(_) => {
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+            let out = rx
+                .recv()
+                .expect("node ends once killed")
+                .expect("node output");
+            panic!(
+                "node {script} did not finish within {limit:?}\nstdout:\n{}\nstderr:\n{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+}
