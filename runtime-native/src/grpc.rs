@@ -7,23 +7,36 @@
 //! `BrokerOutput::Grpc`. A Telemetry stream gets a channel the owner writes server commands to
 //! (settings replies, transaction checks); the stream stays open until the client ends it.
 //!
+//! TLS: the broker's `tls.*` keys apply here too (see `crate::tls`), with ALPN `h2`. In the
+//! default `permissive` mode with `tls.test.mode.enable` the port serves plaintext HTTP/2 and
+//! TLS side by side with a self-signed certificate, as RocketMQ's proxy does in its TLS test
+//! mode, so Java and Go clients (TLS on by default, trusting any certificate) and Node, Python
+//! and Rust clients (plaintext by default) all connect unconfigured.
+//!
 //! Calls the service does not declare (PullMessage, the offset calls, lite subscriptions) are
 //! answered UNIMPLEMENTED by tonic itself.
 
+use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
 
-use tokio::net::TcpListener;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::{Stream, StreamExt};
+use tonic::transport::server::{Connected, TcpConnectInfo};
 use tonic::{Request, Response, Status, Streaming};
 use tracing::{debug, info, warn};
 use vostok_core::broker::grpc::{v2, CallId, GrpcReply, GrpcRequest};
 use vostok_proto::v2::messaging_service_server::{MessagingService, MessagingServiceServer};
 
 use crate::server::{GrpcInput, GrpcStreamItem, Input};
+use crate::tls::{TlsListener, TlsMode};
 
 /// The largest request the port decodes: RocketMQ's largest body (4 MiB) with room for a
 /// batch's framing and properties. A larger message is refused by the transport with
@@ -47,23 +60,33 @@ pub struct Service {
     inputs: mpsc::Sender<Input>,
 }
 
-/// Serves MessagingService on `listener` until `shutdown` turns true.
+/// Serves MessagingService on `listener` until `shutdown` turns true. Each connection is
+/// plaintext HTTP/2 or TLS by its first byte, as `tls` says (the remoting ports' rule, which is
+/// also how RocketMQ's proxy serves both on one port in its TLS test mode).
 pub async fn serve(
     listener: TcpListener,
+    tls: TlsListener,
     inputs: mpsc::Sender<Input>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) {
     let addr = listener.local_addr().ok();
     let service = MessagingServiceServer::new(Service { inputs })
         .max_decoding_message_size(MAX_DECODING_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_DECODING_MESSAGE_BYTES);
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    let (conns_tx, conns_rx) = mpsc::channel::<io::Result<GrpcConn>>(ACCEPT_QUEUE_CONNS);
+    tokio::spawn(accept_loop(
+        listener,
+        Arc::new(tls),
+        conns_tx,
+        shutdown.clone(),
+    ));
+    let mut stop = shutdown;
     let result = tonic::transport::Server::builder()
         .tcp_nodelay(true)
         .add_service(service)
-        .serve_with_incoming_shutdown(incoming, async move {
-            while !*shutdown.borrow() {
-                if shutdown.changed().await.is_err() {
+        .serve_with_incoming_shutdown(ReceiverStream::new(conns_rx), async move {
+            while !*stop.borrow() {
+                if stop.changed().await.is_err() {
                     break;
                 }
             }
@@ -72,6 +95,163 @@ pub async fn serve(
     match result {
         Ok(()) => debug!(?addr, "gRPC port closed"),
         Err(e) => warn!(?addr, "gRPC port failed: {e}"),
+    }
+}
+
+/// Accepted connections waiting for the HTTP/2 server.
+const ACCEPT_QUEUE_CONNS: usize = 64;
+
+/// How long a TLS client may take over its handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+async fn accept_loop(
+    listener: TcpListener,
+    tls: Arc<TlsListener>,
+    conns: mpsc::Sender<io::Result<GrpcConn>>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            biased;
+            _ = shutdown.changed() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    // The TLS decision and handshake run beside the accept loop, so a slow
+                    // client never holds up the others.
+                    let tls = tls.clone();
+                    let conns = conns.clone();
+                    tokio::spawn(async move {
+                        if let Some(conn) = open(stream, peer, &tls).await {
+                            let _ = conns.send(Ok(conn)).await;
+                        }
+                    });
+                }
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    warn!("gRPC accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+        }
+    }
+}
+
+/// Decides plaintext or TLS by the connection's first byte (0x16 starts a TLS handshake; an
+/// HTTP/2 client starts with its `PRI * HTTP/2.0` preface) and completes the handshake.
+async fn open(stream: TcpStream, peer: SocketAddr, tls: &TlsListener) -> Option<GrpcConn> {
+    let _ = stream.set_nodelay(true);
+    let info = TcpConnectInfo {
+        local_addr: stream.local_addr().ok(),
+        remote_addr: Some(peer),
+    };
+    let mut first = [0u8; 1];
+    match stream.peek(&mut first).await {
+        Ok(0) | Err(_) => return None,
+        Ok(_) => {}
+    }
+    let wants_tls = first[0] == crate::tls::TLS_HANDSHAKE_RECORD;
+    let io = match (wants_tls, tls.mode, &tls.acceptor) {
+        (true, TlsMode::Disabled, _) | (true, _, None) => {
+            warn!(%peer, "closing a TLS connection to the gRPC port: TLS is disabled (tls.server.mode=disabled)");
+            return None;
+        }
+        (true, _, Some(acceptor)) => {
+            match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                Ok(Ok(tls_stream)) => GrpcIo::Tls(Box::new(tls_stream)),
+                Ok(Err(e)) => {
+                    warn!(%peer, "gRPC TLS handshake failed: {e}");
+                    return None;
+                }
+                Err(_) => {
+                    warn!(%peer, "gRPC TLS handshake timed out");
+                    return None;
+                }
+            }
+        }
+        (false, TlsMode::Enforcing, _) => {
+            warn!(%peer, "closing a plaintext connection to the gRPC port: it accepts TLS only (tls.server.mode=enforcing)");
+            return None;
+        }
+        (false, _, _) => GrpcIo::Plain(stream),
+    };
+    Some(GrpcConn { io, info })
+}
+
+/// One connection of the gRPC port, plaintext or TLS.
+struct GrpcConn {
+    io: GrpcIo,
+    info: TcpConnectInfo,
+}
+
+enum GrpcIo {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+}
+
+impl Connected for GrpcConn {
+    type ConnectInfo = TcpConnectInfo;
+
+    /// The peer's address, which `Request::remote_addr` reads (the born host of its sends).
+    fn connect_info(&self) -> Self::ConnectInfo {
+        self.info.clone()
+    }
+}
+
+impl AsyncRead for GrpcConn {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match &mut self.get_mut().io {
+            GrpcIo::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            GrpcIo::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for GrpcConn {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match &mut self.get_mut().io {
+            GrpcIo::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            GrpcIo::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match &mut self.get_mut().io {
+            GrpcIo::Plain(s) => Pin::new(s).poll_flush(cx),
+            GrpcIo::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match &mut self.get_mut().io {
+            GrpcIo::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            GrpcIo::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match &mut self.get_mut().io {
+            GrpcIo::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            GrpcIo::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match &self.io {
+            GrpcIo::Plain(s) => s.is_write_vectored(),
+            GrpcIo::Tls(s) => s.is_write_vectored(),
+        }
     }
 }
 

@@ -265,8 +265,12 @@ impl ResolvedBroker {
             .clone()
             .with_config_file()
             .map_err(|e| RunError::Usage(format!("TLS: {e}")))?;
+        let names = tls::certificate_names(self.config.broker_ip1);
         let tls = config
-            .listener(&tls::certificate_names(self.config.broker_ip1))
+            .listener(&names)
+            .map_err(|e| RunError::Usage(format!("TLS: {e}")))?;
+        let grpc_tls = config
+            .grpc_listener(&names)
             .map_err(|e| RunError::Usage(format!("TLS: {e}")))?;
         let namesrv_tls = tls::NamesrvTls {
             #[cfg(not(madsim))]
@@ -282,6 +286,7 @@ impl ResolvedBroker {
             ha_listener: None,
             vip_listener: None,
             grpc_listener: None,
+            grpc_tls,
         })
     }
 

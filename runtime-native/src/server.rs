@@ -666,6 +666,8 @@ pub struct BrokerDriverOptions {
     /// The gRPC port (`grpcServerPort`, [`crate::grpc`]), bound by the caller. `None`: no gRPC
     /// port (`enableGrpcServer=false`, slaves, the simulator's brokers).
     pub grpc_listener: Option<TcpListener>,
+    /// TLS on the gRPC port: the broker's TLS keys, with ALPN `h2`.
+    pub grpc_tls: TlsListener,
 }
 
 impl Default for BrokerDriverOptions {
@@ -678,6 +680,7 @@ impl Default for BrokerDriverOptions {
             ha_listener: None,
             vip_listener: None,
             grpc_listener: None,
+            grpc_tls: TlsListener::plaintext(),
         }
     }
 }
@@ -925,6 +928,7 @@ impl BrokerServer {
                 crate::grpc::announce(addr);
                 tokio::spawn(crate::grpc::serve(
                     listener,
+                    options.grpc_tls,
                     tx.clone(),
                     shutdown_rx.clone(),
                 ));

@@ -176,13 +176,33 @@ impl TlsConfig {
         #[cfg(not(madsim))]
         Ok(TlsListener {
             mode: self.mode,
-            acceptor: self.acceptor(names)?,
+            acceptor: self.acceptor(names, Vec::new())?,
         })
     }
 
-    /// The acceptor for TLS connections; `None` when TLS is disabled.
+    /// [`Self::listener`] for the gRPC port: the same certificate and modes (RocketMQ's proxy
+    /// reads the same TLS keys), with HTTP/2 offered by ALPN, which gRPC clients require.
+    pub fn grpc_listener(&self, names: &[String]) -> Result<TlsListener, String> {
+        #[cfg(madsim)]
+        {
+            let _ = names;
+            Ok(TlsListener::plaintext())
+        }
+        #[cfg(not(madsim))]
+        Ok(TlsListener {
+            mode: self.mode,
+            acceptor: self.acceptor(names, vec![b"h2".to_vec()])?,
+        })
+    }
+
+    /// The acceptor for TLS connections, offering the `alpn` protocols; `None` when TLS is
+    /// disabled.
     #[cfg(not(madsim))]
-    fn acceptor(&self, names: &[String]) -> Result<Option<TlsAcceptor>, String> {
+    fn acceptor(
+        &self,
+        names: &[String],
+        alpn: Vec<Vec<u8>>,
+    ) -> Result<Option<TlsAcceptor>, String> {
         if self.mode == TlsMode::Disabled {
             return Ok(None);
         }
@@ -224,9 +244,10 @@ impl TlsConfig {
                 builder.with_client_cert_verifier(verifier.build().map_err(|e| e.to_string())?)
             }
         };
-        let config = builder
+        let mut config = builder
             .with_single_cert(chain, key)
             .map_err(|e| format!("the TLS certificate and key do not go together: {e}"))?;
+        config.alpn_protocols = alpn;
         Ok(Some(TlsAcceptor::from(Arc::new(config))))
     }
 }

@@ -1162,6 +1162,16 @@ pub async fn expect_arrival(
 /// by the README's test command) and returns its output once it exits, killing it after
 /// `limit`. Its stdout is the script's report; stderr its logs.
 pub fn run_node(script: &str, args: &[&str], limit: Duration) -> std::process::Output {
+    run_node_with_env(script, args, &[], limit)
+}
+
+/// [`run_node`] with extra environment variables.
+pub fn run_node_with_env(
+    script: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+    limit: Duration,
+) -> std::process::Output {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/grpc-node");
     assert!(
         dir.join("node_modules/rocketmq-client-nodejs").is_dir(),
@@ -1170,6 +1180,7 @@ pub fn run_node(script: &str, args: &[&str], limit: Duration) -> std::process::O
     let child = Command::new("node")
         .arg(dir.join(script))
         .args(args)
+        .envs(env.iter().copied())
         .current_dir(&dir)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
