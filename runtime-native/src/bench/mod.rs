@@ -18,6 +18,9 @@
 //! Every produce, consume and e2e report gives the broker's CPU time per message when its
 //! process (or, in-process, its threads) is known ([`cpu`]).
 //!
+//! `produce --grpc` and `consume --grpc` run the same load again through the broker's gRPC port
+//! (RocketMQ 5's protocol, [`grpc`]) and state each rate as a share of the remoting one.
+//!
 //! Against `--namesrv` (an already running broker), or `--standalone` (a NameServer and Broker
 //! in this process on a temporary data directory) or `--standalone-child` (the same as a child
 //! `vostok standalone` process, so its own memory can be read). A progress line goes to stderr
@@ -31,6 +34,7 @@
 pub mod consume;
 pub mod cpu;
 pub mod direct;
+pub mod grpc;
 pub mod loopback;
 pub mod pop;
 pub mod produce;
@@ -187,6 +191,9 @@ pub struct BrokerArgs {
     /// Print one JSON object on stdout instead of the text summary.
     #[arg(long)]
     pub json: bool,
+    /// The external broker's gRPC port, for --grpc (a broker the bench starts reports its own).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8081")]
+    pub grpc_addr: String,
 }
 
 /// The topics written and read.
@@ -259,6 +266,10 @@ pub struct ProduceArgs {
     pub topic: TopicArgs,
     #[command(flatten)]
     pub send: SendArgs,
+    /// After the remoting run, send the same load through the gRPC port (RocketMQ 5's
+    /// SendMessage, one message per call, sync) and compare the rates.
+    #[arg(long)]
+    pub grpc: bool,
 }
 
 /// Options of `vostok bench consume`.
@@ -297,6 +308,13 @@ pub struct ConsumeArgs {
     /// Consumers (connections, one POP loop each) of the POP drains.
     #[arg(long, value_delimiter = ',', default_values_t = [1usize, 8])]
     pub pop_consumers: Vec<usize>,
+    /// After the pull drain, drain the same backlog through the gRPC port (RocketMQ 5's
+    /// ReceiveMessage and AckMessage, a new group per run) with each of --grpc-consumers.
+    #[arg(long)]
+    pub grpc: bool,
+    /// Consumers (connections, one receive loop each) of the gRPC drains.
+    #[arg(long, value_delimiter = ',', default_values_t = [1usize, 8])]
+    pub grpc_consumers: Vec<usize>,
 }
 
 /// Options of `vostok bench e2e`.
@@ -326,6 +344,8 @@ pub struct E2eArgs {
 /// The broker being measured: external, in this process, or a child process.
 struct BrokerUnderTest {
     namesrv: String,
+    /// The broker's gRPC port, when it has one.
+    grpc: Option<String>,
     kind: &'static str,
     flush: Option<FlushArg>,
     in_process: Option<InProcessBroker>,
@@ -365,6 +385,7 @@ impl BrokerUnderTest {
                 InProcessBroker::start(in_process_options(&data_dir, args.flush)).await?;
             return Ok(Self {
                 namesrv: standalone.namesrv.clone(),
+                grpc: standalone.grpc.clone(),
                 kind: "standalone-in-process",
                 flush: Some(args.flush),
                 in_process: Some(standalone),
@@ -402,9 +423,14 @@ impl BrokerUnderTest {
                 .find_map(|w| w.strip_prefix("namesrv="))
                 .ok_or_else(|| RunError::Task(format!("unexpected ready line: {line}")))?
                 .to_owned();
+            let grpc = line
+                .split_whitespace()
+                .find_map(|w| w.strip_prefix("grpc="))
+                .map(str::to_owned);
             let pid = child.id();
             return Ok(Self {
                 namesrv,
+                grpc,
                 kind: "standalone-child",
                 flush: Some(args.flush),
                 in_process: None,
@@ -415,6 +441,7 @@ impl BrokerUnderTest {
         }
         Ok(Self {
             namesrv: args.namesrv.clone(),
+            grpc: Some(args.grpc_addr.clone()),
             kind: "external",
             flush: None,
             in_process: None,
@@ -474,6 +501,8 @@ struct InProcessBroker {
     namesrv: String,
     /// The (master) broker's address.
     broker: String,
+    /// The (master) broker's gRPC port.
+    grpc: Option<String>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -489,7 +518,7 @@ impl InProcessBroker {
         slaves: crate::SlaveOptions,
     ) -> Result<Self, RunError> {
         let (ready_tx, ready_rx) =
-            tokio::sync::oneshot::channel::<Result<(String, String), RunError>>();
+            tokio::sync::oneshot::channel::<Result<(String, String, Option<String>), RunError>>();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::Builder::new()
             .name(cpu::BROKER_THREAD.to_owned())
@@ -517,6 +546,7 @@ impl InProcessBroker {
                     let _ = ready_tx.send(Ok((
                         standalone.namesrv_addr().to_string(),
                         standalone.broker_addr().to_string(),
+                        standalone.grpc_addr().map(|a| a.to_string()),
                     )));
                     // Dropped sender or a stop: either way the bench is done with the broker.
                     let _ = stop_rx.await;
@@ -525,12 +555,13 @@ impl InProcessBroker {
                     }
                 });
             })?;
-        let (namesrv, broker) = ready_rx.await.map_err(|_| {
+        let (namesrv, broker, grpc) = ready_rx.await.map_err(|_| {
             RunError::Task("the broker's thread ended before it was ready".into())
         })??;
         Ok(Self {
             namesrv,
             broker,
+            grpc,
             stop: Some(stop_tx),
             thread: Some(thread),
         })
@@ -627,6 +658,18 @@ async fn close(sender: produce::Sender) {
     }
 }
 
+/// How long producers run: `--duration`, else 10 s unless `--count` bounds the run.
+fn send_duration(send: &SendArgs) -> Result<Option<Duration>, RunError> {
+    Ok(match (send.duration, send.count) {
+        (Some(d), _) if !positive_secs(d) => {
+            return Err(RunError::Usage("--duration must be positive".into()))
+        }
+        (Some(d), _) => Some(Duration::from_secs_f64(d)),
+        (None, Some(_)) => None,
+        (None, None) => Some(Duration::from_secs(10)),
+    })
+}
+
 fn send_plan(
     send: &SendArgs,
     broker: &BrokerArgs,
@@ -636,14 +679,7 @@ fn send_plan(
     if send.producers == 0 {
         return Err(RunError::Usage("--producers must be at least 1".into()));
     }
-    let duration = match (send.duration, send.count) {
-        (Some(d), _) if !positive_secs(d) => {
-            return Err(RunError::Usage("--duration must be positive".into()))
-        }
-        (Some(d), _) => Some(Duration::from_secs_f64(d)),
-        (None, Some(_)) => None,
-        (None, None) => Some(Duration::from_secs(10)),
-    };
+    let duration = send_duration(send)?;
     Ok(SendPlan {
         sender,
         queues,
@@ -771,7 +807,71 @@ async fn produce_on(
         probe.as_ref(),
     );
     append_cpu(&mut json, &mut text, cpu_use, totals.messages);
+    if args.grpc {
+        let remoting_tps = totals.messages as f64 / elapsed.as_secs_f64().max(1e-9);
+        grpc_produce(args, broker, remoting_tps, &mut json, &mut text).await?;
+    }
     Ok((json, text))
+}
+
+/// The gRPC half of `produce --grpc`: the same producers, size and length of run through the
+/// gRPC port, the rate set against the remoting run's (`grpc_vs_remoting`).
+async fn grpc_produce(
+    args: &ProduceArgs,
+    broker: &BrokerUnderTest,
+    remoting_tps: f64,
+    json: &mut Value,
+    text: &mut Vec<String>,
+) -> Result<(), RunError> {
+    let addr = broker
+        .grpc
+        .clone()
+        .ok_or_else(|| RunError::Usage("--grpc: the broker has no gRPC port".into()))?;
+    let plan = grpc::GrpcSendPlan {
+        addr,
+        topics: args.topic.names(),
+        size: args.send.size,
+        producers: args.send.producers,
+        connections: args.send.connections,
+        timeout: Duration::from_millis(args.broker.timeout_ms),
+        duration: send_duration(&args.send)?,
+        count: args.send.count,
+    };
+    let sends = Recorder::new();
+    let progress = Progress::start(
+        "produce --grpc",
+        vec![Series {
+            label: "send",
+            recorder: sends.clone(),
+        }],
+        broker.probe(),
+    );
+    let meter = broker.cpu_meter();
+    let elapsed = grpc::produce(plan, sends.clone()).await;
+    progress.finish().await;
+    let elapsed = elapsed?;
+    let cpu_use = meter.and_then(|m| m.finish(elapsed));
+    let totals = sends.totals();
+    let tps = totals.messages as f64 / elapsed.as_secs_f64().max(1e-9);
+    let ratio = if remoting_tps > 0.0 {
+        tps / remoting_tps
+    } else {
+        0.0
+    };
+    text.push(format!(
+        "gRPC {}; = {:.0}% of the remoting send rate",
+        report::totals_line("Send", &totals, elapsed),
+        ratio * 100.0
+    ));
+    let mut grpc_json = json!({
+        "send": report::totals_json(&totals, elapsed),
+        "grpc_vs_remoting": (ratio * 1000.0).round() / 1000.0,
+    });
+    let mut cpu_lines = Vec::new();
+    append_cpu(&mut grpc_json, &mut cpu_lines, cpu_use, totals.messages);
+    text.extend(cpu_lines.into_iter().map(|l| format!("gRPC {l}")));
+    json["grpc"] = grpc_json;
+    Ok(())
 }
 
 async fn run_consume(args: ConsumeArgs) -> Result<(), RunError> {
@@ -939,14 +1039,86 @@ async fn consume_on(
         "rss": probe.as_ref().map_or(Value::Null, RssProbe::to_json),
     });
     append_cpu(&mut json, &mut text, cpu_use, totals.messages);
+    let pull_tps = totals.messages as f64 / secs;
     if args.pop {
-        let pull_tps = totals.messages as f64 / secs;
         pop_drains(
             args, &setup, broker, backlog, pull_tps, &mut json, &mut text,
         )
         .await?;
     }
+    if args.grpc {
+        grpc_drains(
+            args, &setup, broker, backlog, pull_tps, &mut json, &mut text,
+        )
+        .await?;
+    }
     Ok((json, text))
+}
+
+/// The gRPC half of `consume --grpc`: the same backlog drained through the gRPC port with each
+/// consumer count, each rate set against the pull drain's (`grpc_vs_pull`).
+async fn grpc_drains(
+    args: &ConsumeArgs,
+    setup: &Setup,
+    broker: &BrokerUnderTest,
+    backlog: i64,
+    pull_tps: f64,
+    json: &mut Value,
+    text: &mut Vec<String>,
+) -> Result<(), RunError> {
+    let addr = broker
+        .grpc
+        .clone()
+        .ok_or_else(|| RunError::Usage("--grpc: the broker has no gRPC port".into()))?;
+    let mut topics: Vec<String> = setup.queues.iter().map(|q| q.topic.clone()).collect();
+    topics.dedup();
+    let mut runs = Vec::new();
+    for &consumers in &args.grpc_consumers {
+        if consumers == 0 {
+            return Err(RunError::Usage(
+                "--grpc-consumers must be at least 1".into(),
+            ));
+        }
+        let plan = grpc::GrpcDrainPlan {
+            addr: addr.clone(),
+            group: format!("{}_grpc{consumers}", args.group),
+            topics: topics.clone(),
+            batch: args.batch,
+            timeout: Duration::from_millis(args.broker.timeout_ms),
+            count: args.count,
+        };
+        let receives = Recorder::new();
+        let progress = Progress::start(
+            "consume --grpc",
+            vec![Series {
+                label: "receive",
+                recorder: receives.clone(),
+            }],
+            broker.probe(),
+        );
+        let elapsed = grpc::drain(plan, consumers, receives.clone()).await;
+        progress.finish().await;
+        let elapsed = elapsed?;
+        let totals = receives.totals();
+        let tps = totals.messages as f64 / elapsed.as_secs_f64().max(1e-9);
+        let ratio = if pull_tps > 0.0 { tps / pull_tps } else { 0.0 };
+        text.push(format!(
+            "gRPC drain, {consumers} consumer(s): {tps:.0} msg/s ({} of {backlog} messages in {:.2}s) = {:.0}% of the pull drain; receive+ack round trip {}; Failed: {} Response Failed: {}",
+            totals.messages,
+            elapsed.as_secs_f64(),
+            ratio * 100.0,
+            totals.latency.line(),
+            totals.send_failed,
+            totals.response_failed
+        ));
+        runs.push(json!({
+            "consumers": consumers,
+            "receive": report::totals_json(&totals, elapsed),
+            "grpc_vs_pull": (ratio * 1000.0).round() / 1000.0,
+        }));
+    }
+    json["grpc"] = Value::Array(runs);
+    Ok(())
 }
 
 /// The POP half of `consume --pop`: the same backlog drained by POP with each consumer count,

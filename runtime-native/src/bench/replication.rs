@@ -274,6 +274,7 @@ fn broker_args(args: &ReplicationArgs) -> BrokerArgs {
         serialize: SerializeArg::Rocketmq,
         timeout_ms: 3000,
         json: false,
+        grpc_addr: String::new(),
     }
 }
 
@@ -298,6 +299,7 @@ fn produce_args(args: &ReplicationArgs, producers: usize) -> ProduceArgs {
             with_loopback: false,
             loopback_duration: 3.0,
         },
+        grpc: false,
     }
 }
 
@@ -315,6 +317,7 @@ async fn role_rows(args: &ReplicationArgs, role: BrokerRole) -> Result<Vec<Row>,
     let master = group.broker.clone();
     let broker = BrokerUnderTest {
         namesrv: group.namesrv.clone(),
+        grpc: group.grpc.clone(),
         kind: "standalone-in-process",
         flush: Some(args.flush),
         in_process: Some(group),

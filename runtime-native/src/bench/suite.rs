@@ -149,6 +149,7 @@ fn broker_args(args: &SuiteArgs, flush: FlushArg) -> BrokerArgs {
         serialize: SerializeArg::Rocketmq,
         timeout_ms: 3000,
         json: false,
+        grpc_addr: String::new(),
     }
 }
 
@@ -189,6 +190,7 @@ async fn send_row(
         broker: broker_args(args, flush),
         topic: topic_args(),
         send: send_args(args, mode, producers),
+        grpc: false,
     };
     let (report, _) = produce_on(&produce, broker, None).await?;
     Ok(Row::from_report(name, flush.name(), &report, "send"))
@@ -237,6 +239,8 @@ async fn flush_rows_on(
             duration: None,
             pop: false,
             pop_consumers: Vec::new(),
+            grpc: false,
+            grpc_consumers: Vec::new(),
         };
         let (report, _) = consume_on(&consume, broker).await?;
         let name = format!("drain {} messages", args.drain);
