@@ -40,7 +40,8 @@ use crate::tls::{TlsListener, TlsMode};
 
 /// The largest request the port decodes: RocketMQ's largest body (4 MiB) with room for a
 /// batch's framing and properties. A larger message is refused by the transport with
-/// OUT_OF_RANGE ("decoded message length too large"); one within it but over `maxMessageSize` by the broker with a status.
+/// OUT_OF_RANGE ("decoded message length too large"); one within it but over
+/// `maxMessageSize` by the broker, with a status.
 const MAX_DECODING_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
 
 /// Answers to the server's Telemetry commands the owner may queue for one stream before the
