@@ -638,8 +638,11 @@ impl Harness {
                         self.pending.retain(|_, (c, _)| *c != conn.0);
                     }
                 }
-                // The fuzzed broker is a master with no slave: no HA link to carry.
-                BrokerOutput::SendToNamesrv { .. } | BrokerOutput::Ha(_) => {}
+                // The fuzzed broker is a master with no slave: no HA link to carry; its gRPC
+                // calls are fuzzed by `grpc_calls`.
+                BrokerOutput::SendToNamesrv { .. }
+                | BrokerOutput::Ha(_)
+                | BrokerOutput::Grpc(_) => {}
             }
         }
     }
