@@ -94,6 +94,25 @@ fn parse_attributes(text: &str) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// The values the `message.type` topic attribute takes (RocketMQ 5's `TopicMessageType`, whose
+/// placeholder UNSPECIFIED is left out: a topic declaring it would accept no message).
+pub const MESSAGE_TYPES: &[&str] = &["NORMAL", "FIFO", "DELAY", "TRANSACTION", "MIXED"];
+
+/// Checks the `message.type` attribute of a topic being created: one of [`MESSAGE_TYPES`],
+/// spelled exactly, as RocketMQ's enum attribute compares it.
+fn validate_message_type_attribute(attributes: &BTreeMap<String, String>) -> Result<(), String> {
+    let Some(value) = attributes.get(super::grpc::route::MESSAGE_TYPE_ATTRIBUTE) else {
+        return Ok(());
+    };
+    if MESSAGE_TYPES.contains(&value.as_str()) {
+        return Ok(());
+    }
+    Err(format!(
+        "attribute message.type: value {value:?} is not in set: [{}]",
+        MESSAGE_TYPES.join(", ")
+    ))
+}
+
 impl<S: SegmentStorage> Broker<S> {
     /// A slave takes its master's topics (SlaveSynchronize) when their version differs, and
     /// registers them so routes list the slave. Returns whether anything changed.
@@ -309,6 +328,20 @@ impl<S: SegmentStorage> Broker<S> {
                 )),
             ));
         }
+        let attributes = header
+            .attributes
+            .as_deref()
+            .map(parse_attributes)
+            .unwrap_or_default();
+        if let Err(reason) = validate_message_type_attribute(&attributes) {
+            // RocketMQ's broker refuses an attribute value outside its set while storing the
+            // topic, and answers SYSTEM_ERROR with the reason.
+            return Ok(RemotingCommand::response_to(
+                req,
+                response::SYSTEM_ERROR,
+                Some(reason),
+            ));
+        }
         let config = TopicConfig {
             topic_name: header.topic.clone(),
             read_queue_nums: header.read_queue_nums,
@@ -317,11 +350,7 @@ impl<S: SegmentStorage> Broker<S> {
             topic_filter_type: header.topic_filter_type.clone(),
             topic_sys_flag: header.topic_sys_flag,
             order: header.order,
-            attributes: header
-                .attributes
-                .as_deref()
-                .map(parse_attributes)
-                .unwrap_or_default(),
+            attributes,
         };
         self.put_topic(now_ms, config);
         Ok(RemotingCommand::response_to(req, response::SUCCESS, None))
