@@ -291,3 +291,69 @@ fn a_node_push_consumer_of_an_orderly_group_consumes_each_message_group_in_order
         assert_eq!(order, expected, "{consumed:?}");
     }
 }
+
+#[test]
+fn a_fifo_push_consumer_forwards_a_message_it_keeps_failing_to_the_dlq_and_goes_on_in_order() {
+    let broker = start();
+    create_topic(&broker.broker_addr, &broker.namesrv_addr, "NodeFifoDlq", 1);
+    // Node 1.0.8 reads only an exponential back-off from the Settings reply; with the
+    // customized one the broker sends it keeps no retry policy and forwards a failed FIFO
+    // message at once (one attempt). retryMaxTimes 1 keeps the test quick for clients that
+    // do read it (two attempts, one local retry after 1 s).
+    create_group(
+        &broker.broker_addr,
+        serde_json::json!({
+            "groupName": "NodeFifoDlqGroup",
+            "consumeMessageOrderly": true,
+            "retryMaxTimes": 1
+        }),
+    );
+    let mut conn = RawConn::connect(&broker.broker_addr);
+    for i in 0..4 {
+        send_with_properties(
+            &mut conn,
+            "NodeFifoDlq",
+            0,
+            &format!("f{i}"),
+            &[("__SHARDINGKEY", "g")],
+        );
+    }
+    let out = run_node(
+        "push-consumer.mjs",
+        &[
+            &broker.grpc_addr,
+            "NodeFifoDlq",
+            "NodeFifoDlqGroup",
+            "3",
+            "f1",
+            "always",
+        ],
+        NODE_LIMIT,
+    );
+    let result = node_json(&out);
+    let consumed: Vec<(String, i64)> = result["consumed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["body"].as_str().unwrap().to_owned(),
+                m["attempt"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    let expected: Vec<(String, i64)> = [("f0", 1), ("f1", 1), ("f2", 1), ("f3", 1)]
+        .iter()
+        .map(|(b, a)| (b.to_string(), *a))
+        .collect();
+    assert_eq!(consumed, expected);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let dlq = dlq_bodies(&broker.broker_addr, "NodeFifoDlqGroup");
+        if dlq == ["f1"] {
+            break;
+        }
+        assert!(Instant::now() < deadline, "DLQ holds {dlq:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

@@ -1,13 +1,15 @@
 // A PushConsumer of rocketmq-client-nodejs 1.0.8 against Vostok's gRPC port: consumes until
-// every expected body succeeded, failing the first delivery of one body (which the broker
-// must deliver again). Exits without shutdown: shutdown waits for the long polls in flight.
+// <count> bodies succeeded, failing the first delivery of one body (which the broker must
+// deliver again), or every delivery of it with `always` (a FIFO consumer then forwards it to
+// the DLQ once its attempts run out). Exits without shutdown: shutdown waits for the long
+// polls in flight.
 //
-// usage: node push-consumer.mjs <endpoints> <topic> <group> <count> [<failed-body>]
+// usage: node push-consumer.mjs <endpoints> <topic> <group> <count> [<failed-body> [always]]
 // prints one JSON line: {consumed: [{body, attempt, messageGroup}...]} in consumption order
 import pkg from 'rocketmq-client-nodejs';
 const { PushConsumer, FilterExpression, ConsumeResult } = pkg;
 
-const [endpoints, topic, group, countText, failed] = process.argv.slice(2);
+const [endpoints, topic, group, countText, failed, mode] = process.argv.slice(2);
 const count = Number(countText);
 const silent = { info() {}, warn() {}, error() {}, debug() {}, trace() {} };
 
@@ -28,7 +30,7 @@ const consumer = new PushConsumer({
     async consume(m) {
       const body = m.body.toString();
       consumed.push({ body, attempt: m.deliveryAttempt, messageGroup: m.messageGroup ?? null });
-      if (failed && body === failed && !failedOnce) {
+      if (failed && body === failed && (mode === 'always' || !failedOnce)) {
         failedOnce = true;
         return ConsumeResult.FAILURE;
       }
