@@ -508,3 +508,88 @@ fn a_compressed_body_is_delivered_inflated() {
 fn sys_flag_compressed() -> i32 {
     crate::message::sys_flag::COMPRESSED
 }
+
+#[test]
+fn a_receive_filters_by_tag_or_by_sql() {
+    let mut config = test_config();
+    config.enable_property_filter = true;
+    let mut h = Harness::new(config);
+    create_topic(&mut h, GRPC_TOPIC, 1, None);
+    for (body, tag, color) in [
+        ("a", "TagA", "blue"),
+        ("b", "TagB", "red"),
+        ("c", "TagA", "red"),
+    ] {
+        let props = props(&[("TAGS", tag), ("color", color), ("WAIT", "true")]);
+        let req = send_request(
+            request::SEND_MESSAGE_V2,
+            GRPC_TOPIC,
+            0,
+            body.as_bytes(),
+            &props,
+        );
+        assert_eq!(h.call(1, req).code, response::SUCCESS);
+    }
+    let mut tags = receive_request(32, Some(0));
+    tags.filter_expression = Some(v2::FilterExpression {
+        r#type: v2::FilterType::Tag as i32,
+        expression: "TagA".into(),
+    });
+    let (_, messages) = receive(&mut h, 1, tags);
+    assert_eq!(messages.iter().map(body_of).collect::<Vec<_>>(), ["a", "c"]);
+
+    let mut sql = receive_request(32, Some(0));
+    sql.group = Some(resource("SqlGroup"));
+    sql.filter_expression = Some(v2::FilterExpression {
+        r#type: v2::FilterType::Sql as i32,
+        expression: "color = 'red'".into(),
+    });
+    let (_, messages) = receive(&mut h, 2, sql);
+    assert_eq!(messages.iter().map(body_of).collect::<Vec<_>>(), ["b", "c"]);
+    // Users' properties arrive as user properties, RocketMQ's own do not.
+    assert_eq!(
+        messages[0].user_properties.get("color").map(String::as_str),
+        Some("red")
+    );
+    assert!(!messages[0].user_properties.contains_key("TAGS"));
+}
+
+#[test]
+fn namespaces_wrap_the_topic_and_group_of_receives_and_acks() {
+    let mut h = Harness::new(test_config());
+    create_topic(&mut h, "ns1%GrpcTopic", 1, None);
+    let answer = h.call(1, send_v2("ns1%GrpcTopic", 0, b"x", "t"));
+    assert_eq!(answer.code, response::SUCCESS);
+    let mut m = meta("c1");
+    m.namespace = "ns1".into();
+    let reply = h.grpc_call(
+        1,
+        m.clone(),
+        GrpcRequest::ReceiveMessage(receive_request(1, Some(0))),
+    );
+    let (status, messages) = parse_frames(&frames_of(reply));
+    assert_eq!(status, v2::Code::Ok);
+    let topic = messages[0].topic.as_ref().unwrap();
+    assert_eq!(
+        (topic.resource_namespace.as_str(), topic.name.as_str()),
+        ("ns1", GRPC_TOPIC)
+    );
+    assert!(h
+        .broker
+        .offsets
+        .query("ns1%GrpcTopic", "ns1%GrpcGroup", 0)
+        .is_some());
+    let request = v2::AckMessageRequest {
+        group: Some(resource(GRPC_GROUP)),
+        topic: Some(resource(GRPC_TOPIC)),
+        entries: vec![v2::AckMessageEntry {
+            message_id: "id".into(),
+            receipt_handle: handle_of(&messages[0]),
+            lite_topic: None,
+        }],
+    };
+    match h.grpc_call(2, m, GrpcRequest::AckMessage(request)) {
+        GrpcReply::AckMessage(r) => assert_eq!(code(&r.status), v2::Code::Ok),
+        other => panic!("{other:?}"),
+    }
+}
