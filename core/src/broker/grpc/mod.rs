@@ -209,6 +209,8 @@ pub(crate) struct Gateway {
     pub(crate) pending: BTreeMap<i32, Pending>,
     /// Multi-request calls (a SendMessage of several messages): per call, what has come back.
     pub(crate) sends: BTreeMap<CallId, send::SendCall>,
+    /// AckMessage calls of several entries: per call, the entries answered so far.
+    pub(crate) acks: BTreeMap<CallId, ack::AckCall>,
     next_opaque: i32,
     next_conn: u64,
     /// Outputs waiting for `poll_output`.
