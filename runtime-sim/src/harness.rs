@@ -38,6 +38,7 @@ use vostok_core::clock::SlewedClock;
 use vostok_core::defects::Defects;
 use vostok_core::message::MessageRecord;
 use vostok_core::namesrv::NamesrvConfig;
+use vostok_core::remoting::pop::FIRST_POP_TIME_PROPERTY;
 use vostok_core::rng::SeededRng;
 use vostok_core::store::{
     segment::FaultOp, MemStorage, MessageStore, PowerLoss, QueueOffset, SegmentStorage,
@@ -214,8 +215,9 @@ struct World {
     delivered: BTreeMap<String, BTreeSet<String>>,
     /// Keys the POP group acked with an ok answer.
     pop_acked: BTreeSet<String>,
-    /// The id of the next POP delivery.
+    /// The id of the next POP delivery, and of the next POP receive.
     next_pop_id: u64,
+    next_pop_receive: u64,
     /// Whether the seed has a POP group.
     pop: bool,
     /// Transactional messages: the plan per key, and the keys whose resolution is recorded.
@@ -750,6 +752,9 @@ async fn pop_consume(
     };
     let mut rng = SeededRng::new(swarm.seed ^ 0x706f_7063 ^ ((member as u64) << 24));
     while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+        if rng.below(100) < plan.pause_percent {
+            tokio::time::sleep(Duration::from_millis(500 + rng.below(2_000))).await;
+        }
         let invisible_ms =
             plan.min_invisible_ms + rng.below(plan.max_invisible_ms - plan.min_invisible_ms + 1);
         let invoked_ms = now_ms(&lock(&world));
@@ -773,6 +778,8 @@ async fn pop_consume(
         {
             let mut w = lock(&world);
             let t = now_ms(&w);
+            let receive = w.next_pop_receive;
+            w.next_pop_receive += 1;
             for m in messages {
                 let key = m.property(KEY_PROPERTY).unwrap_or("").to_owned();
                 let id = w.next_pop_id;
@@ -801,6 +808,11 @@ async fn pop_consume(
                         invisible_ms,
                         invoked_ms,
                         flush: FlushMode::from(swarm.flush),
+                        first_pop_time_ms: m
+                            .property(FIRST_POP_TIME_PROPERTY)
+                            .and_then(|v| v.parse().ok()),
+                        orderly: false,
+                        receive,
                     },
                 );
                 batch.push((id, key, m));
@@ -858,6 +870,7 @@ async fn scenario(swarm: Swarm, defects: Defects, misrecord: scheduled::Misrecor
         delivered: BTreeMap::new(),
         pop_acked: BTreeSet::new(),
         next_pop_id: 0,
+        next_pop_receive: 0,
         pop: swarm.pop.is_some(),
         tx_plans: BTreeMap::new(),
         tx_resolved: BTreeSet::new(),

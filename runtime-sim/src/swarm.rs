@@ -130,6 +130,9 @@ pub struct PopPlan {
     pub change_percent: u64,
     /// Most messages per receive.
     pub batch: usize,
+    /// Percent of receives a member pauses before (0.5–2.5 s), so that messages pile up and
+    /// one receive takes several of a queue: a checkpoint some of whose messages are acked.
+    pub pause_percent: u64,
 }
 
 impl PopPlan {
@@ -153,6 +156,7 @@ impl PopPlan {
             skip_ack_percent: pick(5, 25),
             change_percent: pick(0, 15),
             batch: pick(2, 4) as usize,
+            pause_percent: pick(0, 30),
         })
     }
 }
@@ -161,13 +165,14 @@ impl fmt::Display for PopPlan {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{}x invisible={}-{}ms skip_ack={}% change={}% batch={}",
+            "{}x invisible={}-{}ms skip_ack={}% change={}% batch={} pause={}%",
             self.consumers,
             self.min_invisible_ms,
             self.max_invisible_ms,
             self.skip_ack_percent,
             self.change_percent,
-            self.batch
+            self.batch,
+            self.pause_percent
         )
     }
 }

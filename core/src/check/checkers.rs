@@ -1221,9 +1221,11 @@ fn pop_redelivery(ix: &Index<'_>, config: &CheckConfig, sink: &mut Sink) {
     // Per delivery id: acks answered ok (event index, invoked), changes of invisible time
     // (invoked, invisible), whatever their answer.
     let mut acks: BTreeMap<u64, Vec<(usize, u64)>> = BTreeMap::new();
-    let mut changes: BTreeMap<u64, Vec<(u64, u64)>> = BTreeMap::new();
+    let mut changes: BTreeMap<u64, Vec<(u64, u64, bool)>> = BTreeMap::new();
     // Power losses and destroyed disks: (event index, time, node).
     let mut losses: Vec<(usize, u64, &str)> = Vec::new();
+    // Those and process crashes and restarts: (event index, time, node).
+    let mut downs: Vec<(usize, u64, &str)> = Vec::new();
     // Per group: the first receive that failed (a pop nobody saw may have happened since).
     let mut first_failed: BTreeMap<&str, usize> = BTreeMap::new();
     for (i, e) in ix.events.iter().enumerate() {
@@ -1240,17 +1242,43 @@ fn pop_redelivery(ix: &Index<'_>, config: &CheckConfig, sink: &mut Sink) {
                 id,
                 invoked_ms,
                 invisible_ms,
-                ..
+                ok,
             } => changes
                 .entry(*id)
                 .or_default()
-                .push((*invoked_ms, *invisible_ms)),
+                .push((*invoked_ms, *invisible_ms, *ok)),
             EventKind::PowerLost { node, .. } | EventKind::DiskDestroyed { node } => {
-                losses.push((i, e.time_ms, node.as_str()))
+                losses.push((i, e.time_ms, node.as_str()));
+                downs.push((i, e.time_ms, node.as_str()));
+            }
+            EventKind::NodeCrashed { node } | EventKind::NodeRestarted { node } => {
+                downs.push((i, e.time_ms, node.as_str()))
             }
             _ => {}
         }
     }
+    // Orderly POP moves a queue's offset only to the first unacked message of a batch, and
+    // keeps it (and the batches) in files written every few seconds: an acked message after
+    // an unacked one of its batch is handed out again with it, and so is any after its
+    // broker went down.
+    let orderly_down = |c: &PopDelivery, before: usize| {
+        c.orderly
+            && downs
+                .iter()
+                .any(|(i, t, node)| *i < before && *t >= c.invoked_ms && *node == c.queue.broker)
+    };
+    let orderly_excused = |c: &PopDelivery, before: usize| {
+        orderly_down(c, before)
+            || (c.orderly
+                && ix.pop_deliveries.iter().any(|(_, b)| {
+                    b.receive == c.receive
+                        && b.queue == c.queue
+                        && b.queue_offset < c.queue_offset
+                        && !acks
+                            .get(&b.id)
+                            .is_some_and(|a| a.iter().any(|(i, _)| *i < before))
+                }))
+    };
     // Keys stored at more than one position of a user topic (producer-retry duplicates): a
     // copy in the retry topic cannot be told apart from the other position's.
     let mut positions: BTreeMap<&str, BTreeSet<(&QueueRef, u64)>> = BTreeMap::new();
@@ -1280,8 +1308,24 @@ fn pop_redelivery(ix: &Index<'_>, config: &CheckConfig, sink: &mut Sink) {
     };
     for (j, d) in &ix.pop_deliveries {
         let from_retry = d.queue.topic.starts_with("%RETRY%");
-        let ambiguous = positions.get(d.key.as_str()).is_some_and(|p| p.len() > 1)
-            || first_failed.get(d.group.as_str()).is_some_and(|f| f < j);
+        let duplicated = positions.get(d.key.as_str()).is_some_and(|p| p.len() > 1);
+        // A first copy names the pop it came from by its `1ST_POP_TIME`: the deliveries of
+        // that pop (or, after a change of invisible time, of the checkpoint that change wrote,
+        // whose pop time is not recorded), on the broker that revived it.
+        let source = |c: &PopDelivery| {
+            c.reconsume_times == 0
+                && c.queue.broker == d.queue.broker
+                && (Some(c.pop_time_ms) == d.first_pop_time_ms || changes.contains_key(&c.id))
+        };
+        let tied = from_retry
+            && !duplicated
+            && d.reconsume_times == 1
+            && d.first_pop_time_ms.is_some()
+            && ix
+                .pop_deliveries
+                .iter()
+                .any(|(i, c)| i < j && c.group == d.group && c.key == d.key && source(c));
+        let ambiguous = duplicated || first_failed.get(d.group.as_str()).is_some_and(|f| f < j);
         let candidates: Vec<&(usize, &PopDelivery)> = ix
             .pop_deliveries
             .iter()
@@ -1290,7 +1334,11 @@ fn pop_redelivery(ix: &Index<'_>, config: &CheckConfig, sink: &mut Sink) {
                     && c.group == d.group
                     && c.key == d.key
                     && ((c.queue == d.queue && c.queue_offset == d.queue_offset)
-                        || (from_retry && !ambiguous && c.reconsume_times + 1 == d.reconsume_times))
+                        || (tied && source(c))
+                        || (from_retry
+                            && !tied
+                            && !ambiguous
+                            && c.reconsume_times + 1 == d.reconsume_times))
             })
             .collect();
         if candidates.is_empty() {
@@ -1305,14 +1353,26 @@ fn pop_redelivery(ix: &Index<'_>, config: &CheckConfig, sink: &mut Sink) {
                 .get(&c.id)
                 .into_iter()
                 .flatten()
-                .map(|(at, invisible)| at + invisible)
+                .map(|(at, invisible, _)| at + invisible)
                 .fold(c.invoked_ms + c.invisible_ms, u64::min);
-            if time_ms + tolerance < deadline && !lost(c, c.invoked_ms, *j) {
+            if time_ms + tolerance < deadline && !lost(c, c.invoked_ms, *j) && !orderly_down(c, *j)
+            {
                 early.get_or_insert((c.id, deadline - time_ms));
                 continue;
             }
+            // An ack sent after a change of invisible time that was not answered ok may name
+            // the old checkpoint, which the change acked: answered ok, it acks nothing.
+            let stale = changes
+                .get(&c.id)
+                .into_iter()
+                .flatten()
+                .any(|(_, _, ok)| !ok);
             let ack = acks.get(&c.id).into_iter().flatten().find(|(a, _)| {
-                a < j && ix.events[*a].time_ms + tolerance < deadline && !lost(c, c.invoked_ms, *j)
+                a < j
+                    && ix.events[*a].time_ms + tolerance < deadline
+                    && !stale
+                    && !lost(c, c.invoked_ms, *j)
+                    && !orderly_excused(c, *j)
             });
             if let Some((a, _)) = ack {
                 after_ack.get_or_insert((c.id, *a));
@@ -1365,11 +1425,22 @@ fn pop_redelivery(ix: &Index<'_>, config: &CheckConfig, sink: &mut Sink) {
 ///   SYNC_FLUSH a POP is answered only once its checkpoint is durable, an ack once its ack
 ///   record is.
 /// * A redelivery counts against every earlier delivery it could be the redelivery of; it is
-///   a violation only if none explains it. A copy from the retry topic is not judged when it
-///   cannot be tied to the deliveries seen: its key is stored at more than one position of
-///   its topic (producer-retry duplicates), or a receive of the group failed before it
-///   ([`EventKind::PopReceiveFailed`]: a pop nobody saw may be the one that came back; a
-///   restart may also revive a checkpoint again, so copies of one reconsume count repeat).
+///   a violation only if none explains it. A first copy (reconsume times 1) from the retry
+///   topic names the pop it came from by its `1ST_POP_TIME`
+///   ([`PopDelivery::first_pop_time_ms`]): it is the redelivery of the deliveries of its key
+///   with that pop time on its broker (or with a change of invisible time, whose checkpoint's
+///   pop time is not recorded), even after failed receives: a pop nobody saw has a pop time
+///   of its own. Any other copy is tied only by its reconsume times, so it is not judged when
+///   a receive of the group failed before it ([`EventKind::PopReceiveFailed`]: a pop nobody
+///   saw may be the one that came back; a restart may also revive a checkpoint again, so
+///   copies of one reconsume count repeat). Nor is a copy of a key stored at more than one
+///   position of its topic (producer-retry duplicates).
+/// * An ack sent after a change of invisible time that was not answered ok may carry the old
+///   handle, whose checkpoint the change acked: it forbids nothing.
+/// * Orderly POP ([`PopDelivery::orderly`]) moves the offset only to the first unacked
+///   message of a batch: an ack of a message after an unacked one of its batch forbids
+///   nothing; and its batches and offsets are kept in files written every few seconds, so a
+///   crash, restart or power loss of its broker excuses an early or repeated delivery.
 pub fn check_pop_redelivery(history: &History, config: &CheckConfig) -> Vec<Violation> {
     let ix = Index::new(history);
     let mut sink = Sink::new(config);
