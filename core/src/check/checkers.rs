@@ -500,6 +500,7 @@ pub fn check_all(history: &History, config: &CheckConfig) -> Vec<Violation> {
     delay(&ix, config, &mut sink);
     transactions(&ix, &mut sink);
     pop_redelivery(&ix, config, &mut sink);
+    pop_orderly(&ix, config, &mut sink);
     for v in super::replica::check_replica_acks(history)
         .into_iter()
         .chain(super::replica::check_replica_prefix(history))
@@ -1349,10 +1350,15 @@ fn pop_redelivery(ix: &Index<'_>, config: &CheckConfig, sink: &mut Sink) {
         let mut after_ack: Option<(u64, usize)> = None;
         let mut explained = false;
         for (_, c) in candidates {
-            let deadline = changes
-                .get(&c.id)
-                .into_iter()
-                .flatten()
+            // An orderly batch is handed out again as a whole once its queue is free: a
+            // change of invisible time of any message of it may free it.
+            let deadline = ix
+                .pop_deliveries
+                .iter()
+                .filter(|(_, b)| {
+                    b.id == c.id || (c.orderly && b.receive == c.receive && b.queue == c.queue)
+                })
+                .flat_map(|(_, b)| changes.get(&b.id).into_iter().flatten())
                 .map(|(at, invisible, _)| at + invisible)
                 .fold(c.invoked_ms + c.invisible_ms, u64::min);
             if time_ms + tolerance < deadline && !lost(c, c.invoked_ms, *j) && !orderly_down(c, *j)
@@ -1438,12 +1444,143 @@ fn pop_redelivery(ix: &Index<'_>, config: &CheckConfig, sink: &mut Sink) {
 /// * An ack sent after a change of invisible time that was not answered ok may carry the old
 ///   handle, whose checkpoint the change acked: it forbids nothing.
 /// * Orderly POP ([`PopDelivery::orderly`]) moves the offset only to the first unacked
-///   message of a batch: an ack of a message after an unacked one of its batch forbids
-///   nothing; and its batches and offsets are kept in files written every few seconds, so a
+///   message of a batch and hands the rest out again with it: an ack of a message after an
+///   unacked one of its batch forbids nothing, and a change of invisible time of any message
+///   of a batch may end the invisible time of all; and its batches and offsets are kept in files written every few seconds, so a
 ///   crash, restart or power loss of its broker excuses an early or repeated delivery.
 pub fn check_pop_redelivery(history: &History, config: &CheckConfig) -> Vec<Violation> {
     let ix = Index::new(history);
     let mut sink = Sink::new(config);
     pop_redelivery(&ix, config, &mut sink);
+    sink.finish()
+}
+
+/// One orderly POP batch: what one receive took of one queue.
+struct OrderlyBatch<'a> {
+    /// Its first delivery: event index and time.
+    first: usize,
+    time_ms: u64,
+    delivery: &'a PopDelivery,
+    /// The earliest time it may have stopped holding its queue.
+    end_ms: u64,
+}
+
+fn pop_orderly(ix: &Index<'_>, config: &CheckConfig, sink: &mut Sink) {
+    let tolerance = config.clock_skew_tolerance_ms;
+    // Per delivery id: the earliest invocation of an ack, whatever its answer (the broker may
+    // have applied it), and the earliest end of a change of invisible time.
+    let mut acked_from: BTreeMap<u64, u64> = BTreeMap::new();
+    let mut change_end: BTreeMap<u64, u64> = BTreeMap::new();
+    // Crashes, restarts, power losses and destroyed disks: (event index, time, node).
+    let mut downs: Vec<(usize, u64, &str)> = Vec::new();
+    for (i, e) in ix.events.iter().enumerate() {
+        match &e.kind {
+            EventKind::PopAcked { id, invoked_ms, .. } => {
+                let at = acked_from.entry(*id).or_insert(*invoked_ms);
+                *at = (*at).min(*invoked_ms);
+            }
+            EventKind::PopInvisibleChanged {
+                id,
+                invoked_ms,
+                invisible_ms,
+                ..
+            } => {
+                let end = change_end.entry(*id).or_insert(u64::MAX);
+                *end = (*end).min(invoked_ms + invisible_ms);
+            }
+            EventKind::NodeCrashed { node }
+            | EventKind::NodeRestarted { node }
+            | EventKind::PowerLost { node, .. }
+            | EventKind::DiskDestroyed { node } => downs.push((i, e.time_ms, node.as_str())),
+            _ => {}
+        }
+    }
+    // Batches by (group, receive, queue), each with its deliveries' ids.
+    let mut batches: BTreeMap<(&str, u64, &QueueRef), (OrderlyBatch<'_>, Vec<u64>)> =
+        BTreeMap::new();
+    for (i, d) in ix.pop_deliveries.iter().filter(|(_, d)| d.orderly) {
+        batches
+            .entry((d.group.as_str(), d.receive, &d.queue))
+            .or_insert_with(|| {
+                let batch = OrderlyBatch {
+                    first: *i,
+                    time_ms: ix.events[*i].time_ms,
+                    delivery: d,
+                    end_ms: u64::MAX,
+                };
+                (batch, Vec::new())
+            })
+            .1
+            .push(d.id);
+    }
+    let mut batches: Vec<OrderlyBatch<'_>> = batches
+        .into_values()
+        .map(|(mut batch, ids)| {
+            let d = batch.delivery;
+            let invisible_end = ids
+                .iter()
+                .filter_map(|id| change_end.get(id))
+                .fold(d.invoked_ms + d.invisible_ms, |a, b| a.min(*b));
+            let all_acked = ids
+                .iter()
+                .map(|id| acked_from.get(id).copied())
+                .collect::<Option<Vec<u64>>>()
+                .and_then(|at| at.into_iter().max());
+            batch.end_ms = invisible_end.min(all_acked.unwrap_or(u64::MAX));
+            batch
+        })
+        .collect();
+    batches.sort_by_key(|b| b.first);
+    for (n, later) in batches.iter().enumerate() {
+        let d = later.delivery;
+        let overlapped = batches[..n].iter().find(|earlier| {
+            let c = earlier.delivery;
+            c.group == d.group
+                && c.queue == d.queue
+                && later.time_ms + tolerance < earlier.end_ms
+                && earlier.time_ms + tolerance < later.end_ms
+                && !downs.iter().any(|(i, t, node)| {
+                    *i < later.first && *t >= c.invoked_ms && *node == c.queue.broker
+                })
+        });
+        if let Some(earlier) = overlapped {
+            sink.push(ix.violation(
+                Invariant::PopOrderlyOverlap,
+                later.first,
+                format!(
+                    "{} handed {} a batch of {} while the batch of event {} ({} from pop #{}) \
+                     was in flight until {} at the earliest",
+                    d.queue.broker,
+                    d.group,
+                    d.queue,
+                    earlier.first,
+                    earlier.delivery.key,
+                    earlier.delivery.id,
+                    earlier.end_ms
+                ),
+            ));
+        }
+    }
+}
+
+/// `pop-orderly-overlap`: orderly POP never has two batches of one queue in flight for a
+/// group. A batch (what one receive took of one queue, [`PopDelivery::receive`]) is in flight
+/// from its pop until every message of it is acked or its invisible time is over. Judged by
+/// the earliest it may have ended: the first invocation of an ack of its last message acked
+/// (whatever the answer: the broker may have applied it), or `invisible_ms` after its receive
+/// or after any change of invisible time of one of its messages was invoked. Two batches
+/// overlap when each was delivered (answered, hence popped) before the other's earliest end,
+/// give or take the clock-skew tolerance.
+///
+/// Excused: the queue's broker crashed, restarted, lost power or its disk between the earlier
+/// batch's receive and the later one: the broker keeps its batches
+/// (`config/consumerOrderInfo.json`) and the group's offsets in files written every few
+/// seconds, and one that lost the last write hands the queue out again early. A receive that
+/// failed may have taken a batch nobody saw; the consumer's next POP to that broker carries
+/// the same `attemptId` and is handed that batch again, which is not an overlap.
+pub fn check_pop_orderly(history: &History, config: &CheckConfig) -> Vec<Violation> {
+    let ix = Index::new(history);
+    let mut sink = Sink::new(config);
+    pop_orderly(&ix, config, &mut sink);
     sink.finish()
 }
