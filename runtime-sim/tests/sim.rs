@@ -164,7 +164,7 @@ mod defects {
     /// Goal: a POP revive that brings back acknowledged messages too is caught: in seeds with
     /// a POP group, a checkpoint some of whose messages were acked (and some not) comes due,
     /// and the acked ones are delivered again after their ack was answered ok. Seeds 0..200
-    /// catch it 12 times (the first is seed 5).
+    /// catch it 11 times (the first is seed 12).
     #[test]
     fn revive_ignores_acks_is_caught() {
         // The whole workload, as `vostok-sim --defect revive-ignores-acks` runs it.
@@ -191,7 +191,7 @@ mod defects {
 
     /// Goal: an orderly POP that reads a queue whose last batch is still in flight is caught:
     /// in seeds with an orderly POP group, a second batch of one queue is handed out while a
-    /// member holds the first. Seeds 0..200 catch it 19 times (the first is seed 5).
+    /// member holds the first. Seeds 0..200 catch it 20 times (the first is seed 5).
     #[test]
     fn orderly_pop_ignores_lock_is_caught() {
         // The whole workload, as `vostok-sim --defect orderly-pop-ignores-lock` runs it.
