@@ -29,7 +29,9 @@
 //!   keeps its older offsets, and consumers that start from them again get everything since
 //!   redelivered);
 //! * `revive_ignores_acks`: the POP revive brings back every message of a due checkpoint, the
-//!   acknowledged ones too (a consumer that acked some of a batch gets them again).
+//!   acknowledged ones too (a consumer that acked some of a batch gets them again);
+//! * `orderly_pop_ignores_lock`: an orderly POP reads a queue whose last batch is still in
+//!   flight (two consumers of a group then hold batches of one queue at once).
 
 /// Which deliberate defects are on; all off by default and always off without the feature.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -42,6 +44,7 @@ pub struct Defects {
     ack_before_slave_report: bool,
     slave_hands_nothing_back: bool,
     revive_ignores_acks: bool,
+    orderly_pop_ignores_lock: bool,
 }
 
 impl Defects {
@@ -55,6 +58,7 @@ impl Defects {
         ack_before_slave_report: false,
         slave_hands_nothing_back: false,
         revive_ignores_acks: false,
+        orderly_pop_ignores_lock: false,
     };
 
     /// Answer SYNC_FLUSH sends before their sync completes.
@@ -113,6 +117,13 @@ impl Defects {
         self
     }
 
+    /// Let an orderly POP read a queue whose last batch is in flight.
+    #[cfg(feature = "defects")]
+    pub fn with_orderly_pop_ignores_lock(mut self, on: bool) -> Self {
+        self.orderly_pop_ignores_lock = on;
+        self
+    }
+
     /// Whether SYNC_FLUSH sends are answered before their sync.
     #[inline]
     pub fn ack_before_sync(&self) -> bool {
@@ -164,6 +175,12 @@ impl Defects {
         cfg!(feature = "defects") && self.revive_ignores_acks
     }
 
+    /// Whether an orderly POP ignores the queue's batch in flight.
+    #[inline]
+    pub fn orderly_pop_ignores_lock(&self) -> bool {
+        cfg!(feature = "defects") && self.orderly_pop_ignores_lock
+    }
+
     /// Whether any defect is on.
     pub fn any(&self) -> bool {
         self.ack_before_sync()
@@ -173,6 +190,7 @@ impl Defects {
             || self.ack_before_slave_report()
             || self.slave_hands_nothing_back()
             || self.revive_ignores_acks()
+            || self.orderly_pop_ignores_lock()
             || (cfg!(feature = "defects") && self.drop_consume_queue_entry_every != 0)
     }
 }

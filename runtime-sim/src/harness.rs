@@ -7,7 +7,8 @@
 //!     broker-X   10.0.1.x:10911  BrokerServer on SimDisk  (runtime-native driver)
 //!     prod-N     10.0.2.x        vostok::client::Producer  (native adapters over core::client)
 //!     cons-G-M   10.0.3.x        vostok::client::PushConsumer
-//!     pop-M      10.0.5.x        vostok::client::SimpleConsumer (POP group gpop, half the seeds)
+//!     pop-M      10.0.5.x        vostok::client::SimpleConsumer (POP group gpop, a quarter of the seeds)
+//!     popo-M     10.0.6.x        vostok::client::SimpleConsumer, orderly (group gpopo, half of those)
 //!  supervisor (node 0): nemesis steps for the fault phase ─▶ heal ─▶ drain ─▶ kill brokers ─▶
 //!     read every queue back from each disk (recovery included) ─▶ History ─▶ check_all
 //! ```
@@ -38,6 +39,7 @@ use vostok_core::clock::SlewedClock;
 use vostok_core::defects::Defects;
 use vostok_core::message::MessageRecord;
 use vostok_core::namesrv::NamesrvConfig;
+use vostok_core::remoting::pop::FIRST_POP_TIME_PROPERTY;
 use vostok_core::rng::SeededRng;
 use vostok_core::store::{
     segment::FaultOp, MemStorage, MessageStore, PowerLoss, QueueOffset, SegmentStorage,
@@ -74,6 +76,8 @@ const COMMITLOG_SEGMENT_BYTES: u64 = 64 * 1024;
 const HEALED_SENDS: usize = 3;
 /// The consumer group that consumes by POP ([`PopPlan`]); it takes every tag.
 const POP_GROUP: &str = "gpop";
+/// The consumer group that consumes by orderly POP ([`PopPlan::orderly`]); every tag too.
+const ORDERLY_POP_GROUP: &str = "gpopo";
 
 /// What one seed produced.
 #[derive(Debug)]
@@ -212,12 +216,13 @@ struct World {
     /// Acked keys (key → tag) and, per group, the keys delivered.
     acked: BTreeMap<String, Option<String>>,
     delivered: BTreeMap<String, BTreeSet<String>>,
-    /// Keys the POP group acked with an ok answer.
-    pop_acked: BTreeSet<String>,
-    /// The id of the next POP delivery.
+    /// Per POP group: the keys it acked with an ok answer.
+    pop_acked: BTreeMap<&'static str, BTreeSet<String>>,
+    /// The id of the next POP delivery, and of the next POP receive.
     next_pop_id: u64,
-    /// Whether the seed has a POP group.
-    pop: bool,
+    next_pop_receive: u64,
+    /// The seed's POP groups.
+    pop_groups: Vec<&'static str>,
     /// Transactional messages: the plan per key, and the keys whose resolution is recorded.
     tx_plans: BTreeMap<String, TxPlan>,
     tx_resolved: BTreeSet<String>,
@@ -719,42 +724,80 @@ async fn consume(
     consumer.shutdown().await;
 }
 
-/// A member of the POP group: receives in a loop until `stop`, acks most messages, leaves some
+/// The POP groups of a seed.
+fn pop_groups(swarm: &Swarm) -> Vec<&'static str> {
+    match swarm.pop {
+        None => Vec::new(),
+        Some(plan) if plan.orderly => vec![POP_GROUP, ORDERLY_POP_GROUP],
+        Some(_) => vec![POP_GROUP],
+    }
+}
+
+/// Who a POP consumer is.
+struct PopMember {
+    group: &'static str,
+    orderly: bool,
+    member: usize,
+    /// Its node's and instance's name.
+    name: String,
+}
+
+/// A member of a POP group: receives in a loop until `stop`, acks most messages, leaves some
 /// unacked (they must come back once their invisible time is over) and changes the invisible
 /// time of some. Records every delivery, ack and change of invisible time.
 async fn pop_consume(
     world: Shared,
     swarm: Swarm,
     plan: PopPlan,
-    member: usize,
+    who: PopMember,
     namesrvs: Vec<String>,
     clock: Arc<dyn Clock>,
     stop: Arc<std::sync::atomic::AtomicBool>,
 ) {
-    let name = format!("pop-{member}");
+    let PopMember {
+        group,
+        orderly,
+        member,
+        name,
+    } = who;
+    // The plain group's streams are those it had before the orderly one came.
+    let stream = if orderly { 0x6f72_6465_7200 } else { 0 };
+    // An orderly member holds a queue while a batch of it is in flight, and a message it
+    // leaves unacked holds the queue for its invisible time: it takes bigger batches and waits
+    // less on a broker with nothing to give, or a single member does not drain three brokers
+    // within the healed phase.
+    let (max_messages, await_duration) = if orderly {
+        (plan.batch * 4, Duration::from_secs(1))
+    } else {
+        (plan.batch, Duration::from_secs(2))
+    };
     let consumer = SimpleConsumer::builder()
-        .group(POP_GROUP)
+        .group(group)
         .instance_name(&name)
-        .seed(swarm.seed ^ ((member as u64 + 1) * 15_485_863))
+        .orderly(orderly)
+        .seed(swarm.seed ^ ((member as u64 + 1) * 15_485_863) ^ stream)
         .clock(clock)
         .namesrv_addr(&namesrvs.join(";"))
         .route_refresh_interval(Duration::from_secs(1))
         .heartbeat_interval(Duration::from_secs(2))
         .subscribe(TOPIC, "*")
         .init_mode(ConsumeInitMode::Min)
-        .await_duration(Duration::from_secs(2))
+        .await_duration(await_duration)
         .build()
         .expect("a valid simple consumer");
     let Ok(consumer) = consumer.start().await else {
         return;
     };
-    let mut rng = SeededRng::new(swarm.seed ^ 0x706f_7063 ^ ((member as u64) << 24));
+    let mut rng = SeededRng::new(swarm.seed ^ 0x706f_7063 ^ ((member as u64) << 24) ^ stream);
     while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+        if rng.below(100) < plan.pause_percent {
+            tokio::time::sleep(Duration::from_millis(500 + rng.below(2_000))).await;
+        }
         let invisible_ms =
             plan.min_invisible_ms + rng.below(plan.max_invisible_ms - plan.min_invisible_ms + 1);
         let invoked_ms = now_ms(&lock(&world));
         let received = consumer
-            .receive(plan.batch, Duration::from_millis(invisible_ms))
+            .receive(max_messages, Duration::from_millis(invisible_ms))
             .await;
         let messages = match received {
             Ok(messages) => messages,
@@ -762,8 +805,7 @@ async fn pop_consume(
                 {
                     let mut w = lock(&world);
                     let t = now_ms(&w);
-                    w.history
-                        .pop_receive_failed(t, POP_GROUP, &name, invoked_ms);
+                    w.history.pop_receive_failed(t, group, &name, invoked_ms);
                 }
                 tokio::time::sleep(Duration::from_millis(200)).await;
                 continue;
@@ -773,12 +815,14 @@ async fn pop_consume(
         {
             let mut w = lock(&world);
             let t = now_ms(&w);
+            let receive = w.next_pop_receive;
+            w.next_pop_receive += 1;
             for m in messages {
                 let key = m.property(KEY_PROPERTY).unwrap_or("").to_owned();
                 let id = w.next_pop_id;
                 w.next_pop_id += 1;
                 w.delivered
-                    .entry(POP_GROUP.to_owned())
+                    .entry(group.to_owned())
                     .or_default()
                     .insert(key.clone());
                 let info = m.receipt_handle().info();
@@ -786,7 +830,7 @@ async fn pop_consume(
                     t,
                     PopDelivery {
                         id,
-                        group: POP_GROUP.to_owned(),
+                        group: group.to_owned(),
                         consumer: name.clone(),
                         queue: QueueRef::new(
                             &m.queue.broker_name,
@@ -801,6 +845,11 @@ async fn pop_consume(
                         invisible_ms,
                         invoked_ms,
                         flush: FlushMode::from(swarm.flush),
+                        first_pop_time_ms: m
+                            .property(FIRST_POP_TIME_PROPERTY)
+                            .and_then(|v| v.parse().ok()),
+                        orderly,
+                        receive,
                     },
                 );
                 batch.push((id, key, m));
@@ -831,7 +880,7 @@ async fn pop_consume(
             let t = now_ms(&w);
             w.history.pop_acked(t, id, invoked_ms, ok);
             if ok {
-                w.pop_acked.insert(key);
+                w.pop_acked.entry(group).or_default().insert(key);
             }
         }
     }
@@ -856,9 +905,10 @@ async fn scenario(swarm: Swarm, defects: Defects, misrecord: scheduled::Misrecor
         start: Instant::now(),
         acked: BTreeMap::new(),
         delivered: BTreeMap::new(),
-        pop_acked: BTreeSet::new(),
+        pop_acked: BTreeMap::new(),
         next_pop_id: 0,
-        pop: swarm.pop.is_some(),
+        next_pop_receive: 0,
+        pop_groups: pop_groups(&swarm),
         tx_plans: BTreeMap::new(),
         tx_resolved: BTreeSet::new(),
         tx_acked: BTreeSet::new(),
@@ -897,26 +947,36 @@ async fn scenario(swarm: Swarm, defects: Defects, misrecord: scheduled::Misrecor
             let tags: &[&str] = if g == 0 { &[] } else { &["TagA"] };
             w.history.subscribed(t, &format!("g{g}"), TOPIC, tags);
         }
-        if swarm.pop.is_some() {
-            w.history.subscribed(t, POP_GROUP, TOPIC, &[]);
+        for group in pop_groups(&swarm) {
+            w.history.subscribed(t, group, TOPIC, &[]);
         }
     }
     let pop_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut pop_tasks = Vec::new();
     if let Some(plan) = swarm.pop {
-        for m in 0..plan.consumers {
-            let ip = IpAddr::V4(Ipv4Addr::new(10, 0, 5, m as u8 + 1));
-            let node = handle.create_node().name(format!("pop-{m}")).ip(ip).build();
-            pop_tasks.push(node.spawn(pop_consume(
-                world.clone(),
-                swarm.clone(),
-                plan,
-                m,
-                cluster.namesrv_addrs.clone(),
-                clock_for(node.id()),
-                pop_stop.clone(),
-            )));
-            cluster.clients.push((format!("pop-{m}"), node));
+        for group in pop_groups(&swarm) {
+            let orderly = group == ORDERLY_POP_GROUP;
+            for m in 0..plan.consumers {
+                let (prefix, net) = if orderly { ("popo", 6) } else { ("pop", 5) };
+                let name = format!("{prefix}-{m}");
+                let ip = IpAddr::V4(Ipv4Addr::new(10, 0, net, m as u8 + 1));
+                let node = handle.create_node().name(&name).ip(ip).build();
+                pop_tasks.push(node.spawn(pop_consume(
+                    world.clone(),
+                    swarm.clone(),
+                    plan,
+                    PopMember {
+                        group,
+                        orderly,
+                        member: m,
+                        name: name.clone(),
+                    },
+                    cluster.namesrv_addrs.clone(),
+                    clock_for(node.id()),
+                    pop_stop.clone(),
+                )));
+                cluster.clients.push((name, node));
+            }
         }
     }
     for (g, stop) in stops.iter().enumerate() {
@@ -1269,9 +1329,12 @@ fn wants(g: usize, tag: Option<&str>) -> bool {
 
 /// Whether every group got every acked key it subscribes to.
 fn drained(w: &World, groups: usize) -> bool {
-    w.acked
-        .keys()
-        .all(|key| delivered_to_all(w, groups, key) && (!w.pop || w.pop_acked.contains(key)))
+    w.acked.keys().all(|key| {
+        delivered_to_all(w, groups, key)
+            && w.pop_groups
+                .iter()
+                .all(|g| w.pop_acked.get(g).is_some_and(|s| s.contains(key)))
+    })
 }
 
 /// Whether every group that subscribes to acked `key` got it (true for a key not acked).
@@ -1279,13 +1342,17 @@ fn delivered_to_all(w: &World, groups: usize, key: &str) -> bool {
     let Some(tag) = w.acked.get(key) else {
         return true;
     };
-    let popped = || w.delivered.get(POP_GROUP).is_some_and(|s| s.contains(key));
+    let popped = || {
+        w.pop_groups
+            .iter()
+            .all(|g| w.delivered.get(*g).is_some_and(|s| s.contains(key)))
+    };
     (0..groups).all(|g| {
         !wants(g, tag.as_deref())
             || w.delivered
                 .get(&format!("g{g}"))
                 .is_some_and(|s| s.contains(key))
-    }) && (!w.pop || popped())
+    }) && popped()
 }
 
 /// Where a broker persists its consumer offsets (RocketMQ's `consumerOffset.json` shape:

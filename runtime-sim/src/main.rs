@@ -218,7 +218,8 @@ mod cli {
 
     /// A defect by name (`ack-before-sync`, `skip-recovery-crc`, `drop-cq-entry`,
     /// `count-recovery-reads`, `checkpoint-skips-queue-sync`, `ack-before-slave-report`,
-    /// `slave-hands-nothing-back`, `revive-ignores-acks`); needs the `defects` feature.
+    /// `slave-hands-nothing-back`, `revive-ignores-acks`, `orderly-pop-ignores-lock`); needs
+    /// the `defects` feature.
     #[cfg(feature = "defects")]
     fn defect(name: &str) -> Option<vostok_core::defects::Defects> {
         let none = vostok_core::defects::Defects::NONE;
@@ -231,6 +232,7 @@ mod cli {
             "ack-before-slave-report" => Some(none.with_ack_before_slave_report(true)),
             "slave-hands-nothing-back" => Some(none.with_slave_hands_nothing_back(true)),
             "revive-ignores-acks" => Some(none.with_revive_ignores_acks(true)),
+            "orderly-pop-ignores-lock" => Some(none.with_orderly_pop_ignores_lock(true)),
             _ => None,
         }
     }

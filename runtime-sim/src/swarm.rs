@@ -130,6 +130,11 @@ pub struct PopPlan {
     pub change_percent: u64,
     /// Most messages per receive.
     pub batch: usize,
+    /// Percent of receives a member pauses before (0.5–2.5 s), so that messages pile up and
+    /// one receive takes several of a queue: a checkpoint some of whose messages are acked.
+    pub pause_percent: u64,
+    /// A second group, `gpopo`, of as many members consumes by orderly POP, the same way.
+    pub orderly: bool,
 }
 
 impl PopPlan {
@@ -153,6 +158,8 @@ impl PopPlan {
             skip_ack_percent: pick(5, 25),
             change_percent: pick(0, 15),
             batch: pick(2, 4) as usize,
+            pause_percent: pick(0, 30),
+            orderly: pick(0, 1) == 1,
         })
     }
 }
@@ -161,13 +168,15 @@ impl fmt::Display for PopPlan {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{}x invisible={}-{}ms skip_ack={}% change={}% batch={}",
+            "{}x invisible={}-{}ms skip_ack={}% change={}% batch={} pause={}%{}",
             self.consumers,
             self.min_invisible_ms,
             self.max_invisible_ms,
             self.skip_ack_percent,
             self.change_percent,
-            self.batch
+            self.batch,
+            self.pause_percent,
+            if self.orderly { " orderly" } else { "" }
         )
     }
 }

@@ -163,9 +163,9 @@ mod defects {
 
     /// Goal: a POP revive that brings back acknowledged messages too is caught: in seeds with
     /// a POP group, a checkpoint some of whose messages were acked (and some not) comes due,
-    /// and the acked ones are delivered again after their ack was answered ok.
+    /// and the acked ones are delivered again after their ack was answered ok. Seeds 0..200
+    /// catch it 11 times (the first is seed 12).
     #[test]
-    #[ignore = "not caught yet: 0 of seeds 0..2000 (see README, Deterministic simulation)"]
     fn revive_ignores_acks_is_caught() {
         // The whole workload, as `vostok-sim --defect revive-ignores-acks` runs it.
         let with = RunOptions {
@@ -187,6 +187,36 @@ mod defects {
         });
         assert!(caught.is_some(), "revive-ignores-acks survived 200 seeds");
         eprintln!("revive-ignores-acks caught: {caught:?}");
+    }
+
+    /// Goal: an orderly POP that reads a queue whose last batch is still in flight is caught:
+    /// in seeds with an orderly POP group, a second batch of one queue is handed out while a
+    /// member holds the first. Seeds 0..200 catch it 20 times (the first is seed 5).
+    #[test]
+    fn orderly_pop_ignores_lock_is_caught() {
+        // The whole workload, as `vostok-sim --defect orderly-pop-ignores-lock` runs it.
+        let with = RunOptions {
+            defects: Defects::NONE.with_orderly_pop_ignores_lock(true),
+            ..RunOptions::default()
+        };
+        let hit = |options: RunOptions, seed: u64| {
+            run_seed(seed, options)
+                .violations
+                .iter()
+                .find(|v| v.invariant.name() == "pop-orderly-overlap")
+                .map(|v| v.to_string())
+        };
+        let caught = (0..200).find_map(|seed| {
+            let caught = hit(with, seed)?;
+            hit(RunOptions::default(), seed)
+                .is_none()
+                .then_some((seed, caught))
+        });
+        assert!(
+            caught.is_some(),
+            "orderly-pop-ignores-lock survived 200 seeds"
+        );
+        eprintln!("orderly-pop-ignores-lock caught: {caught:?}");
     }
 
     /// Goal: recovery that skips the CRC check is caught (a power cut's torn sector damages the

@@ -500,6 +500,7 @@ pub fn check_all(history: &History, config: &CheckConfig) -> Vec<Violation> {
     delay(&ix, config, &mut sink);
     transactions(&ix, &mut sink);
     pop_redelivery(&ix, config, &mut sink);
+    pop_orderly(&ix, config, &mut sink);
     for v in super::replica::check_replica_acks(history)
         .into_iter()
         .chain(super::replica::check_replica_prefix(history))
@@ -1221,9 +1222,11 @@ fn pop_redelivery(ix: &Index<'_>, config: &CheckConfig, sink: &mut Sink) {
     // Per delivery id: acks answered ok (event index, invoked), changes of invisible time
     // (invoked, invisible), whatever their answer.
     let mut acks: BTreeMap<u64, Vec<(usize, u64)>> = BTreeMap::new();
-    let mut changes: BTreeMap<u64, Vec<(u64, u64)>> = BTreeMap::new();
+    let mut changes: BTreeMap<u64, Vec<(u64, u64, bool)>> = BTreeMap::new();
     // Power losses and destroyed disks: (event index, time, node).
     let mut losses: Vec<(usize, u64, &str)> = Vec::new();
+    // Those and process crashes and restarts: (event index, time, node).
+    let mut downs: Vec<(usize, u64, &str)> = Vec::new();
     // Per group: the first receive that failed (a pop nobody saw may have happened since).
     let mut first_failed: BTreeMap<&str, usize> = BTreeMap::new();
     for (i, e) in ix.events.iter().enumerate() {
@@ -1240,17 +1243,43 @@ fn pop_redelivery(ix: &Index<'_>, config: &CheckConfig, sink: &mut Sink) {
                 id,
                 invoked_ms,
                 invisible_ms,
-                ..
+                ok,
             } => changes
                 .entry(*id)
                 .or_default()
-                .push((*invoked_ms, *invisible_ms)),
+                .push((*invoked_ms, *invisible_ms, *ok)),
             EventKind::PowerLost { node, .. } | EventKind::DiskDestroyed { node } => {
-                losses.push((i, e.time_ms, node.as_str()))
+                losses.push((i, e.time_ms, node.as_str()));
+                downs.push((i, e.time_ms, node.as_str()));
+            }
+            EventKind::NodeCrashed { node } | EventKind::NodeRestarted { node } => {
+                downs.push((i, e.time_ms, node.as_str()))
             }
             _ => {}
         }
     }
+    // Orderly POP moves a queue's offset only to the first unacked message of a batch, and
+    // keeps it (and the batches) in files written every few seconds: an acked message after
+    // an unacked one of its batch is handed out again with it, and so is any after its
+    // broker went down.
+    let orderly_down = |c: &PopDelivery, before: usize| {
+        c.orderly
+            && downs
+                .iter()
+                .any(|(i, t, node)| *i < before && *t >= c.invoked_ms && *node == c.queue.broker)
+    };
+    let orderly_excused = |c: &PopDelivery, before: usize| {
+        orderly_down(c, before)
+            || (c.orderly
+                && ix.pop_deliveries.iter().any(|(_, b)| {
+                    b.receive == c.receive
+                        && b.queue == c.queue
+                        && b.queue_offset < c.queue_offset
+                        && !acks
+                            .get(&b.id)
+                            .is_some_and(|a| a.iter().any(|(i, _)| *i < before))
+                }))
+    };
     // Keys stored at more than one position of a user topic (producer-retry duplicates): a
     // copy in the retry topic cannot be told apart from the other position's.
     let mut positions: BTreeMap<&str, BTreeSet<(&QueueRef, u64)>> = BTreeMap::new();
@@ -1280,8 +1309,24 @@ fn pop_redelivery(ix: &Index<'_>, config: &CheckConfig, sink: &mut Sink) {
     };
     for (j, d) in &ix.pop_deliveries {
         let from_retry = d.queue.topic.starts_with("%RETRY%");
-        let ambiguous = positions.get(d.key.as_str()).is_some_and(|p| p.len() > 1)
-            || first_failed.get(d.group.as_str()).is_some_and(|f| f < j);
+        let duplicated = positions.get(d.key.as_str()).is_some_and(|p| p.len() > 1);
+        // A first copy names the pop it came from by its `1ST_POP_TIME`: the deliveries of
+        // that pop (or, after a change of invisible time, of the checkpoint that change wrote,
+        // whose pop time is not recorded), on the broker that revived it.
+        let source = |c: &PopDelivery| {
+            c.reconsume_times == 0
+                && c.queue.broker == d.queue.broker
+                && (Some(c.pop_time_ms) == d.first_pop_time_ms || changes.contains_key(&c.id))
+        };
+        let tied = from_retry
+            && !duplicated
+            && d.reconsume_times == 1
+            && d.first_pop_time_ms.is_some()
+            && ix
+                .pop_deliveries
+                .iter()
+                .any(|(i, c)| i < j && c.group == d.group && c.key == d.key && source(c));
+        let ambiguous = duplicated || first_failed.get(d.group.as_str()).is_some_and(|f| f < j);
         let candidates: Vec<&(usize, &PopDelivery)> = ix
             .pop_deliveries
             .iter()
@@ -1290,7 +1335,11 @@ fn pop_redelivery(ix: &Index<'_>, config: &CheckConfig, sink: &mut Sink) {
                     && c.group == d.group
                     && c.key == d.key
                     && ((c.queue == d.queue && c.queue_offset == d.queue_offset)
-                        || (from_retry && !ambiguous && c.reconsume_times + 1 == d.reconsume_times))
+                        || (tied && source(c))
+                        || (from_retry
+                            && !tied
+                            && !ambiguous
+                            && c.reconsume_times + 1 == d.reconsume_times))
             })
             .collect();
         if candidates.is_empty() {
@@ -1301,18 +1350,35 @@ fn pop_redelivery(ix: &Index<'_>, config: &CheckConfig, sink: &mut Sink) {
         let mut after_ack: Option<(u64, usize)> = None;
         let mut explained = false;
         for (_, c) in candidates {
-            let deadline = changes
-                .get(&c.id)
-                .into_iter()
-                .flatten()
-                .map(|(at, invisible)| at + invisible)
+            // An orderly batch is handed out again as a whole once its queue is free: a
+            // change of invisible time of any message of it may free it.
+            let deadline = ix
+                .pop_deliveries
+                .iter()
+                .filter(|(_, b)| {
+                    b.id == c.id || (c.orderly && b.receive == c.receive && b.queue == c.queue)
+                })
+                .flat_map(|(_, b)| changes.get(&b.id).into_iter().flatten())
+                .map(|(at, invisible, _)| at + invisible)
                 .fold(c.invoked_ms + c.invisible_ms, u64::min);
-            if time_ms + tolerance < deadline && !lost(c, c.invoked_ms, *j) {
+            if time_ms + tolerance < deadline && !lost(c, c.invoked_ms, *j) && !orderly_down(c, *j)
+            {
                 early.get_or_insert((c.id, deadline - time_ms));
                 continue;
             }
+            // An ack sent after a change of invisible time that was not answered ok may name
+            // the old checkpoint, which the change acked: answered ok, it acks nothing.
+            let stale = changes
+                .get(&c.id)
+                .into_iter()
+                .flatten()
+                .any(|(_, _, ok)| !ok);
             let ack = acks.get(&c.id).into_iter().flatten().find(|(a, _)| {
-                a < j && ix.events[*a].time_ms + tolerance < deadline && !lost(c, c.invoked_ms, *j)
+                a < j
+                    && ix.events[*a].time_ms + tolerance < deadline
+                    && !stale
+                    && !lost(c, c.invoked_ms, *j)
+                    && !orderly_excused(c, *j)
             });
             if let Some((a, _)) = ack {
                 after_ack.get_or_insert((c.id, *a));
@@ -1365,14 +1431,156 @@ fn pop_redelivery(ix: &Index<'_>, config: &CheckConfig, sink: &mut Sink) {
 ///   SYNC_FLUSH a POP is answered only once its checkpoint is durable, an ack once its ack
 ///   record is.
 /// * A redelivery counts against every earlier delivery it could be the redelivery of; it is
-///   a violation only if none explains it. A copy from the retry topic is not judged when it
-///   cannot be tied to the deliveries seen: its key is stored at more than one position of
-///   its topic (producer-retry duplicates), or a receive of the group failed before it
-///   ([`EventKind::PopReceiveFailed`]: a pop nobody saw may be the one that came back; a
-///   restart may also revive a checkpoint again, so copies of one reconsume count repeat).
+///   a violation only if none explains it. A first copy (reconsume times 1) from the retry
+///   topic names the pop it came from by its `1ST_POP_TIME`
+///   ([`PopDelivery::first_pop_time_ms`]): it is the redelivery of the deliveries of its key
+///   with that pop time on its broker (or with a change of invisible time, whose checkpoint's
+///   pop time is not recorded), even after failed receives: a pop nobody saw has a pop time
+///   of its own. Any other copy is tied only by its reconsume times, so it is not judged when
+///   a receive of the group failed before it ([`EventKind::PopReceiveFailed`]: a pop nobody
+///   saw may be the one that came back; a restart may also revive a checkpoint again, so
+///   copies of one reconsume count repeat). Nor is a copy of a key stored at more than one
+///   position of its topic (producer-retry duplicates).
+/// * An ack sent after a change of invisible time that was not answered ok may carry the old
+///   handle, whose checkpoint the change acked: it forbids nothing.
+/// * Orderly POP ([`PopDelivery::orderly`]) moves the offset only to the first unacked
+///   message of a batch and hands the rest out again with it: an ack of a message after an
+///   unacked one of its batch forbids nothing, and a change of invisible time of any message
+///   of a batch may end the invisible time of all; and its batches and offsets are kept in files written every few seconds, so a
+///   crash, restart or power loss of its broker excuses an early or repeated delivery.
 pub fn check_pop_redelivery(history: &History, config: &CheckConfig) -> Vec<Violation> {
     let ix = Index::new(history);
     let mut sink = Sink::new(config);
     pop_redelivery(&ix, config, &mut sink);
+    sink.finish()
+}
+
+/// One orderly POP batch: what one receive took of one queue.
+struct OrderlyBatch<'a> {
+    /// Its first delivery: event index and time.
+    first: usize,
+    time_ms: u64,
+    delivery: &'a PopDelivery,
+    /// The earliest time it may have stopped holding its queue.
+    end_ms: u64,
+}
+
+fn pop_orderly(ix: &Index<'_>, config: &CheckConfig, sink: &mut Sink) {
+    let tolerance = config.clock_skew_tolerance_ms;
+    // Per delivery id: the earliest invocation of an ack, whatever its answer (the broker may
+    // have applied it), and the earliest end of a change of invisible time.
+    let mut acked_from: BTreeMap<u64, u64> = BTreeMap::new();
+    let mut change_end: BTreeMap<u64, u64> = BTreeMap::new();
+    // Crashes, restarts, power losses and destroyed disks: (event index, time, node).
+    let mut downs: Vec<(usize, u64, &str)> = Vec::new();
+    for (i, e) in ix.events.iter().enumerate() {
+        match &e.kind {
+            EventKind::PopAcked { id, invoked_ms, .. } => {
+                let at = acked_from.entry(*id).or_insert(*invoked_ms);
+                *at = (*at).min(*invoked_ms);
+            }
+            EventKind::PopInvisibleChanged {
+                id,
+                invoked_ms,
+                invisible_ms,
+                ..
+            } => {
+                let end = change_end.entry(*id).or_insert(u64::MAX);
+                *end = (*end).min(invoked_ms + invisible_ms);
+            }
+            EventKind::NodeCrashed { node }
+            | EventKind::NodeRestarted { node }
+            | EventKind::PowerLost { node, .. }
+            | EventKind::DiskDestroyed { node } => downs.push((i, e.time_ms, node.as_str())),
+            _ => {}
+        }
+    }
+    // Batches by (group, receive, queue), each with its deliveries' ids.
+    let mut batches: BTreeMap<(&str, u64, &QueueRef), (OrderlyBatch<'_>, Vec<u64>)> =
+        BTreeMap::new();
+    for (i, d) in ix.pop_deliveries.iter().filter(|(_, d)| d.orderly) {
+        batches
+            .entry((d.group.as_str(), d.receive, &d.queue))
+            .or_insert_with(|| {
+                let batch = OrderlyBatch {
+                    first: *i,
+                    time_ms: ix.events[*i].time_ms,
+                    delivery: d,
+                    end_ms: u64::MAX,
+                };
+                (batch, Vec::new())
+            })
+            .1
+            .push(d.id);
+    }
+    let mut batches: Vec<OrderlyBatch<'_>> = batches
+        .into_values()
+        .map(|(mut batch, ids)| {
+            let d = batch.delivery;
+            let invisible_end = ids
+                .iter()
+                .filter_map(|id| change_end.get(id))
+                .fold(d.invoked_ms + d.invisible_ms, |a, b| a.min(*b));
+            let all_acked = ids
+                .iter()
+                .map(|id| acked_from.get(id).copied())
+                .collect::<Option<Vec<u64>>>()
+                .and_then(|at| at.into_iter().max());
+            batch.end_ms = invisible_end.min(all_acked.unwrap_or(u64::MAX));
+            batch
+        })
+        .collect();
+    batches.sort_by_key(|b| b.first);
+    for (n, later) in batches.iter().enumerate() {
+        let d = later.delivery;
+        let overlapped = batches[..n].iter().find(|earlier| {
+            let c = earlier.delivery;
+            c.group == d.group
+                && c.queue == d.queue
+                && later.time_ms + tolerance < earlier.end_ms
+                && earlier.time_ms + tolerance < later.end_ms
+                && !downs.iter().any(|(i, t, node)| {
+                    *i < later.first && *t >= c.invoked_ms && *node == c.queue.broker
+                })
+        });
+        if let Some(earlier) = overlapped {
+            sink.push(ix.violation(
+                Invariant::PopOrderlyOverlap,
+                later.first,
+                format!(
+                    "{} handed {} a batch of {} while the batch of event {} ({} from pop #{}) \
+                     was in flight until {} at the earliest",
+                    d.queue.broker,
+                    d.group,
+                    d.queue,
+                    earlier.first,
+                    earlier.delivery.key,
+                    earlier.delivery.id,
+                    earlier.end_ms
+                ),
+            ));
+        }
+    }
+}
+
+/// `pop-orderly-overlap`: orderly POP never has two batches of one queue in flight for a
+/// group. A batch (what one receive took of one queue, [`PopDelivery::receive`]) is in flight
+/// from its pop until every message of it is acked or its invisible time is over. Judged by
+/// the earliest it may have ended: the first invocation of an ack of its last message acked
+/// (whatever the answer: the broker may have applied it), or `invisible_ms` after its receive
+/// or after any change of invisible time of one of its messages was invoked. Two batches
+/// overlap when each was delivered (answered, hence popped) before the other's earliest end,
+/// give or take the clock-skew tolerance.
+///
+/// Excused: the queue's broker crashed, restarted, lost power or its disk between the earlier
+/// batch's receive and the later one: the broker keeps its batches
+/// (`config/consumerOrderInfo.json`) and the group's offsets in files written every few
+/// seconds, and one that lost the last write hands the queue out again early. A receive that
+/// failed may have taken a batch nobody saw; the consumer's next POP to that broker carries
+/// the same `attemptId` and is handed that batch again, which is not an overlap.
+pub fn check_pop_orderly(history: &History, config: &CheckConfig) -> Vec<Violation> {
+    let ix = Index::new(history);
+    let mut sink = Sink::new(config);
+    pop_orderly(&ix, config, &mut sink);
     sink.finish()
 }

@@ -147,6 +147,18 @@ pub struct PopDelivery {
     pub invoked_ms: u64,
     /// The flush mode of the broker that served it (its checkpoint's durability).
     pub flush: FlushMode,
+    /// The message's `1ST_POP_TIME` (the broker's clock, epoch ms): the pop time of the
+    /// checkpoint that revived its first copy, which ties a copy of reconsume times 1 to the
+    /// pop it came from (a first delivery carries its own pop time).
+    #[serde(default)]
+    pub first_pop_time_ms: Option<i64>,
+    /// Received by an orderly (FIFO) POP: `order=true`.
+    #[serde(default)]
+    pub orderly: bool,
+    /// The receive that delivered it (unique per history): the messages of one receive from
+    /// one queue are one batch.
+    #[serde(default)]
+    pub receive: u64,
 }
 
 /// One record read back from a broker's ConsumeQueue and CommitLog after the healed phase.
@@ -370,23 +382,33 @@ impl fmt::Display for EventKind {
                 d.reconsume_times,
                 if d.from_slave { " from=slave" } else { "" }
             ),
-            EventKind::PopDelivered(d) => write!(
-                f,
-                "pop-deliver #{} {}/{} {}@{} key={} reconsume={} pop_time={} invisible_until={} \
-                 invisible={}ms invoked={} {:?}",
-                d.id,
-                d.group,
-                d.consumer,
-                d.queue,
-                d.queue_offset,
-                d.key,
-                d.reconsume_times,
-                d.pop_time_ms,
-                d.invisible_until_ms,
-                d.invisible_ms,
-                d.invoked_ms,
-                d.flush
-            ),
+            EventKind::PopDelivered(d) => {
+                write!(
+                    f,
+                    "pop-deliver #{} {}/{} {}@{} key={} reconsume={} pop_time={} \
+                     invisible_until={} invisible={}ms invoked={} {:?} receive={}",
+                    d.id,
+                    d.group,
+                    d.consumer,
+                    d.queue,
+                    d.queue_offset,
+                    d.key,
+                    d.reconsume_times,
+                    d.pop_time_ms,
+                    d.invisible_until_ms,
+                    d.invisible_ms,
+                    d.invoked_ms,
+                    d.flush,
+                    d.receive
+                )?;
+                if let Some(first) = d.first_pop_time_ms {
+                    write!(f, " first_pop={first}")?;
+                }
+                if d.orderly {
+                    f.write_str(" orderly")?;
+                }
+                Ok(())
+            }
             EventKind::PopReceiveFailed {
                 group,
                 consumer,

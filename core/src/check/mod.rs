@@ -25,6 +25,7 @@
 //! | `replica-lost-write`   | [`check_replica_lost_writes`]| a replicated ack gone from the group     |
 //! | `pop-early-redelivery` | [`check_pop_redelivery`]     | a POP delivery back before its invisible time ended |
 //! | `pop-redelivered-after-ack` | [`check_pop_redelivery`] | a POP delivery back after an ok ack   |
+//! | `pop-orderly-overlap`  | [`check_pop_orderly`]        | two orderly POP batches of one queue in flight |
 //!
 //! Determinism: [`TraceDigest`] hashes a history's renderings (FNV-1a, stable across builds and
 //! targets); [`first_divergence`] finds the first differing event of two traces.
@@ -59,6 +60,8 @@
 //!   invisible time once answered ([`EventKind::PopAcked`], [`EventKind::PopInvisibleChanged`]),
 //!   naming the delivery, ok only if the broker answered success. The POP group's
 //!   [`EventKind::Subscribed`] makes at-least-once demand every acked message of it too.
+//!   Each delivery names its receive (one per receive answered, unique in the history), its
+//!   `1ST_POP_TIME` property, and whether it was an orderly POP.
 //!
 //! Nothing here iterates a std `HashMap`: every map is a `BTreeMap`, so a verdict and its
 //! rendering depend only on the history.
@@ -77,8 +80,8 @@ mod tests;
 pub use checkers::{
     check_all, check_at_least_once, check_bad_crc, check_committed_offsets,
     check_consistent_offsets, check_corruption, check_delay, check_dense_offsets,
-    check_lost_writes, check_order, check_phantoms, check_pop_redelivery, check_report,
-    check_transactions, statistics, IN_FLIGHT_SLACK_MS, SLAVE_SYNC_LAG_MS,
+    check_lost_writes, check_order, check_phantoms, check_pop_orderly, check_pop_redelivery,
+    check_report, check_transactions, statistics, IN_FLIGHT_SLACK_MS, SLAVE_SYNC_LAG_MS,
 };
 pub use digest::{first_divergence, Divergence, TraceDigest};
 pub use history::{
@@ -129,6 +132,7 @@ pub enum Invariant {
     ReplicaLostWrite,
     PopEarlyRedelivery,
     PopRedeliveredAfterAck,
+    PopOrderlyOverlap,
 }
 
 impl Invariant {
@@ -152,6 +156,7 @@ impl Invariant {
             Invariant::ReplicaLostWrite => "replica-lost-write",
             Invariant::PopEarlyRedelivery => "pop-early-redelivery",
             Invariant::PopRedeliveredAfterAck => "pop-redelivered-after-ack",
+            Invariant::PopOrderlyOverlap => "pop-orderly-overlap",
         }
     }
 }

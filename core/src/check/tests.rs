@@ -1049,6 +1049,9 @@ fn pop(
         invisible_ms: 5_000,
         invoked_ms,
         flush,
+        first_pop_time_ms: (reconsume == 0).then_some(invoked_ms as i64),
+        orderly: false,
+        receive: id,
     }
 }
 
@@ -1189,4 +1192,224 @@ fn a_retry_copy_is_explained_by_any_earlier_delivery_it_could_come_from() {
     h.pop_invisible_changed(300, 0, 200, 1_000, true);
     h.pop_delivered(1_300, pop(1, retry_q(), 0, "k0", 1, 1_250, FlushMode::Sync));
     assert!(check_pop_redelivery(&h, &cfg()).is_empty());
+}
+
+#[test]
+fn a_first_copy_is_tied_to_its_pop_by_its_first_pop_time_even_after_failed_receives() {
+    // k0 and k1 popped together (one checkpoint, pop time 90), k0 acked, k1 not; a receive
+    // failed since (a pop nobody saw). A copy of k0 whose 1ST_POP_TIME is that pop's comes
+    // from it: a redelivery after an ok ack.
+    let mut h = History::new();
+    h.pop_delivered(100, pop(0, q(0), 0, "k0", 0, 90, FlushMode::Sync));
+    h.pop_delivered(100, pop(1, q(0), 1, "k1", 0, 90, FlushMode::Sync));
+    h.pop_acked(300, 0, 200, true);
+    h.pop_receive_failed(400, "gpop", "pop-0", 350);
+    let copy = |id: u64, first: i64| PopDelivery {
+        first_pop_time_ms: Some(first),
+        ..pop(id, retry_q(), 0, "k0", 1, 5_900, FlushMode::Sync)
+    };
+    let mut tied = h.clone();
+    let again = tied.len();
+    tied.pop_delivered(6_000, copy(2, 90));
+    assert_first(
+        &check_pop_redelivery(&tied, &cfg()),
+        Invariant::PopRedeliveredAfterAck,
+        again,
+    );
+    // Another 1ST_POP_TIME: the failed receive's pop may be the one that came back.
+    let mut untied = h.clone();
+    untied.pop_delivered(6_000, copy(2, 360));
+    assert!(check_pop_redelivery(&untied, &cfg()).is_empty());
+    // Without the failed receive it is judged by its reconsume times, as before.
+    let mut h = History::new();
+    h.pop_delivered(100, pop(0, q(0), 0, "k0", 0, 90, FlushMode::Sync));
+    h.pop_acked(300, 0, 200, true);
+    h.pop_delivered(6_000, copy(1, 360));
+    assert_eq!(check_pop_redelivery(&h, &cfg()).len(), 1);
+}
+
+#[test]
+fn an_ack_after_a_change_of_invisible_time_not_answered_ok_forbids_nothing() {
+    // The change may have written a new checkpoint and acked the old one; the ack, with the
+    // old handle, then acks nothing and is answered ok.
+    let mut h = History::new();
+    h.pop_delivered(100, pop(0, q(0), 0, "k0", 0, 90, FlushMode::Sync));
+    h.pop_invisible_changed(3_300, 0, 200, 3_000, false);
+    h.pop_acked(3_400, 0, 3_350, true);
+    h.pop_delivered(6_000, pop(1, retry_q(), 0, "k0", 1, 5_900, FlushMode::Sync));
+    assert!(check_pop_redelivery(&h, &cfg()).is_empty());
+    // Answered ok, the ack names the new checkpoint.
+    let mut h = History::new();
+    h.pop_delivered(100, pop(0, q(0), 0, "k0", 0, 90, FlushMode::Sync));
+    h.pop_invisible_changed(300, 0, 200, 3_000, true);
+    h.pop_acked(400, 0, 350, true);
+    h.pop_delivered(6_000, pop(1, retry_q(), 0, "k0", 1, 5_900, FlushMode::Sync));
+    assert_eq!(check_pop_redelivery(&h, &cfg()).len(), 1);
+}
+
+/// An orderly POP delivery `id` of `key` from queue 0 at `offset`, delivered with receive
+/// `receive`, invoked at `invoked_ms` with a 5 s invisible time.
+fn orderly(id: u64, receive: u64, offset: u64, key: &str, invoked_ms: u64) -> PopDelivery {
+    PopDelivery {
+        group: "gpopo".to_string(),
+        orderly: true,
+        receive,
+        ..pop(id, q(0), offset, key, 0, invoked_ms, FlushMode::Sync)
+    }
+}
+
+#[test]
+fn two_orderly_batches_of_one_queue_in_flight_overlap() {
+    // Batch of receive 0 (k0, k1), k0 acked, k1 not; receive 1 takes k1 again 1 s later.
+    let mut h = History::new();
+    h.pop_delivered(100, orderly(0, 0, 0, "k0", 90));
+    h.pop_delivered(100, orderly(1, 0, 1, "k1", 90));
+    h.pop_acked(200, 0, 150, true);
+    let again = h.len();
+    h.pop_delivered(
+        1_000,
+        PopDelivery {
+            consumer: "pop-1".to_string(),
+            ..orderly(2, 1, 1, "k1", 900)
+        },
+    );
+    let v = check_pop_orderly(&h, &cfg());
+    assert_first(&v, Invariant::PopOrderlyOverlap, again);
+    assert_eq!(v.len(), 1, "{v:?}");
+    // Another queue, another group, or a plain POP: no overlap.
+    for other in [
+        PopDelivery {
+            queue: q(1),
+            ..orderly(2, 1, 0, "k5", 900)
+        },
+        PopDelivery {
+            group: "gpopo2".to_string(),
+            ..orderly(2, 1, 1, "k1", 900)
+        },
+        PopDelivery {
+            orderly: false,
+            ..orderly(2, 1, 1, "k1", 900)
+        },
+    ] {
+        let mut h2 = History::new();
+        h2.pop_delivered(100, orderly(0, 0, 0, "k0", 90));
+        h2.pop_delivered(100, orderly(1, 0, 1, "k1", 90));
+        h2.pop_delivered(1_000, other);
+        assert!(check_pop_orderly(&h2, &cfg()).is_empty());
+    }
+}
+
+#[test]
+fn an_orderly_batch_ends_with_its_acks_or_its_invisible_time() {
+    // Every message acked (the last ack invoked at 400): the next batch after it is fine,
+    // whatever the acks' answers.
+    let mut h = History::new();
+    h.pop_delivered(100, orderly(0, 0, 0, "k0", 90));
+    h.pop_delivered(100, orderly(1, 0, 1, "k1", 90));
+    h.pop_acked(200, 0, 150, true);
+    h.pop_acked(450, 1, 400, false);
+    h.pop_delivered(500, orderly(2, 1, 2, "k2", 450));
+    assert!(check_pop_orderly(&h, &cfg()).is_empty());
+    // Not acked: its invisible time (5 s from 90) is over at 5 090.
+    let mut h = History::new();
+    h.pop_delivered(100, orderly(0, 0, 0, "k0", 90));
+    h.pop_delivered(5_100, orderly(1, 1, 0, "k0", 5_050));
+    assert!(check_pop_orderly(&h, &cfg()).is_empty());
+    let mut h = History::new();
+    h.pop_delivered(100, orderly(0, 0, 0, "k0", 90));
+    h.pop_delivered(5_000, orderly(1, 1, 0, "k0", 4_950));
+    assert_eq!(check_pop_orderly(&h, &cfg()).len(), 1);
+    // ... give or take the clock-skew tolerance.
+    assert!(check_pop_orderly(&h, &pop_cfg(100)).is_empty());
+    // A change of invisible time to 1 s, invoked at 200, may end it at 1 200.
+    let mut h = History::new();
+    h.pop_delivered(100, orderly(0, 0, 0, "k0", 90));
+    h.pop_invisible_changed(300, 0, 200, 1_000, false);
+    h.pop_delivered(1_300, orderly(1, 1, 0, "k0", 1_250));
+    assert!(check_pop_orderly(&h, &cfg()).is_empty());
+}
+
+#[test]
+fn orderly_overlaps_are_excused_by_their_brokers_crash_restart_or_power_loss() {
+    let base = || {
+        let mut h = History::new();
+        h.pop_delivered(100, orderly(0, 0, 0, "k0", 90));
+        h
+    };
+    let later = |h: &mut History| h.pop_delivered(2_000, orderly(1, 1, 0, "k0", 1_900));
+    let mut crashed = base();
+    crashed.node_crashed(500, B);
+    later(&mut crashed);
+    assert!(check_pop_orderly(&crashed, &cfg()).is_empty());
+    let mut restarted = base();
+    restarted.node_restarted(500, B);
+    later(&mut restarted);
+    assert!(check_pop_orderly(&restarted, &cfg()).is_empty());
+    let mut powered = base();
+    powered.power_lost(500, B, PowerLossPolicy::DropUnsynced);
+    later(&mut powered);
+    assert!(check_pop_orderly(&powered, &cfg()).is_empty());
+    // Another broker's, or one before the first batch's receive, excuses nothing.
+    let mut other = base();
+    other.node_crashed(500, "broker-b");
+    later(&mut other);
+    assert_eq!(check_pop_orderly(&other, &cfg()).len(), 1);
+    let mut before = History::new();
+    before.node_restarted(50, B);
+    before.pop_delivered(100, orderly(0, 0, 0, "k0", 90));
+    later(&mut before);
+    assert_eq!(check_pop_orderly(&before, &cfg()).len(), 1);
+}
+
+#[test]
+fn an_orderly_ack_after_an_unacked_message_of_its_batch_forbids_nothing() {
+    // k0 not acked, k1 acked: the queue's offset stays at k0, and both come back.
+    let mut h = History::new();
+    h.pop_delivered(100, orderly(0, 0, 0, "k0", 90));
+    h.pop_delivered(100, orderly(1, 0, 1, "k1", 90));
+    h.pop_acked(200, 1, 150, true);
+    h.pop_delivered(5_200, orderly(2, 1, 0, "k0", 5_150));
+    h.pop_delivered(5_200, orderly(3, 1, 1, "k1", 5_150));
+    assert!(check_pop_redelivery(&h, &cfg()).is_empty());
+    // k0 acked too: k1 back is a redelivery after its ack.
+    let mut h = History::new();
+    h.pop_delivered(100, orderly(0, 0, 0, "k0", 90));
+    h.pop_delivered(100, orderly(1, 0, 1, "k1", 90));
+    h.pop_acked(200, 0, 150, true);
+    h.pop_acked(200, 1, 150, true);
+    let again = h.len();
+    h.pop_delivered(5_200, orderly(2, 1, 1, "k1", 5_150));
+    assert_first(
+        &check_pop_redelivery(&h, &cfg()),
+        Invariant::PopRedeliveredAfterAck,
+        again,
+    );
+}
+
+#[test]
+fn a_change_of_invisible_time_in_an_orderly_batch_may_free_the_whole_batch() {
+    // k0 acked, k1's invisible time changed to 1 s at 200: the queue is free at 1 200, and
+    // both come again from k1 on (k0 does not: it is before k1).
+    let mut h = History::new();
+    h.pop_delivered(100, orderly(0, 0, 0, "k0", 90));
+    h.pop_delivered(100, orderly(1, 0, 1, "k1", 90));
+    h.pop_delivered(100, orderly(2, 0, 2, "k2", 90));
+    h.pop_acked(150, 0, 140, true);
+    h.pop_invisible_changed(250, 1, 200, 1_000, true);
+    h.pop_acked(300, 2, 280, true);
+    h.pop_delivered(1_300, orderly(3, 1, 1, "k1", 1_250));
+    h.pop_delivered(1_300, orderly(4, 1, 2, "k2", 1_250));
+    assert!(check_pop_redelivery(&h, &cfg()).is_empty());
+    assert!(check_pop_orderly(&h, &cfg()).is_empty());
+    // Plain POP: k2's invisible time is its own.
+    let plain = |d: PopDelivery| PopDelivery {
+        orderly: false,
+        ..d
+    };
+    let mut h = History::new();
+    h.pop_delivered(100, plain(orderly(1, 0, 1, "k1", 90)));
+    h.pop_delivered(100, plain(orderly(2, 0, 2, "k2", 90)));
+    h.pop_invisible_changed(250, 1, 200, 1_000, true);
+    h.pop_delivered(1_300, plain(orderly(4, 1, 2, "k2", 1_250)));
+    assert_eq!(check_pop_redelivery(&h, &cfg()).len(), 1);
 }

@@ -85,6 +85,7 @@ impl Cluster {
             consumer_group: group.to_owned(),
             await_duration_ms: POP_AWAIT_MS,
             init_mode: ConsumeInitMode::Min,
+            orderly: false,
         };
         let now = epoch(self.now_ms);
         let mut consumer = SimpleConsumer::new(config, now);

@@ -68,6 +68,14 @@ impl SimpleConsumerBuilder {
         self
     }
 
+    /// Receives in order (FIFO; RocketMQ's orderly POP, default off): a queue hands out its
+    /// next batch only once the last one is acknowledged or its invisible time is over, and
+    /// a message not acknowledged comes back in its place, before the ones after it.
+    pub fn orderly(mut self, orderly: bool) -> Self {
+        self.config.orderly = orderly;
+        self
+    }
+
     /// Checks the settings. The consumer does nothing until [`SimpleConsumer::start`].
     pub fn build(mut self) -> Result<SimpleConsumer, ClientError> {
         self.config.client = self.common.client_config()?;

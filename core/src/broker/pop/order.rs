@@ -246,13 +246,15 @@ impl<S: SegmentStorage> Broker<S> {
     ) {
         let h = request.header;
         let group = h.consumer_group.as_str();
-        if self.pop.order.blocked(
-            topic,
-            group,
-            queue_id,
-            now_ms as i64,
-            h.attempt_id.as_deref(),
-        ) {
+        if !self.config.store.defects.orderly_pop_ignores_lock()
+            && self.pop.order.blocked(
+                topic,
+                group,
+                queue_id,
+                now_ms as i64,
+                h.attempt_id.as_deref(),
+            )
+        {
             return;
         }
         let Some(QueueRead {

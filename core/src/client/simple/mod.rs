@@ -7,7 +7,7 @@
 //!
 //! | Call | Request | Answer |
 //! |---|---|---|
-//! | `receive` | POP_MESSAGE (200050): `queueId` −1, `maxMsgNums`, `invisibleTime`, `pollTime` = await duration, `bornTime` = `now_ms`, `initMode`, `expType`/`exp`, `order` false | 0: records; 209/210/19: nothing (an empty result); else an error |
+//! | `receive` | POP_MESSAGE (200050): `queueId` −1, `maxMsgNums`, `invisibleTime`, `pollTime` = await duration, `bornTime` = `now_ms`, `initMode`, `expType`/`exp`, `order` (and `attemptId`) when orderly | 0: records; 209/210/19: nothing (an empty result); else an error |
 //! | `ack` | ACK_MESSAGE (200051): the topic read (the POP retry topic for a redelivery), queue id and offset from the receipt handle, `extraInfo` = the handle | 0: done; else an error with the code |
 //! | `change_invisible_duration` | CHANGE_MESSAGE_INVISIBLETIME (200053): the ack's fields and `invisibleTime` | 0: a new handle built from `popTime`/`invisibleTime`/`reviveQid` |
 //!
@@ -32,11 +32,20 @@
 //! ack of it would be too late. RocketMQ's remoting consumers drop such messages before
 //! consuming them too.
 //!
+//! Orderly (FIFO) consumers ([`SimpleConsumerConfig::orderly`]) pop with `order=true`: the
+//! broker hands out a queue's next batch only once the last one is acknowledged or its
+//! invisible time is over, and a message not acknowledged comes back in its place (never
+//! through the retry topic), its reconsume times taken from the answer's `orderCountInfo`.
+//! Each POP carries an `attemptId`; a POP of the same topic from the same broker after one
+//! that got no answer reuses it (as RocketMQ's clients do), so that the broker hands out the
+//! batch the lost answer carried instead of blocking its queue until the batch's invisible
+//! time is over.
+//!
 //! Heartbeats name the group with consume type `CONSUME_POP`, clustering, and the
 //! subscriptions, so the broker and admin tools know the group; routes are refreshed every
 //! `poll_namesrv_interval_ms`.
 //!
-//! Not implemented: BATCH_ACK_MESSAGE, orderly (FIFO) POP, client-side tag filtering of what
+//! Not implemented: BATCH_ACK_MESSAGE, client-side tag filtering of what
 //! the broker returns (the broker filters tags exactly).
 
 use std::collections::{BTreeMap, VecDeque};
@@ -52,8 +61,8 @@ use super::{ClientConfig, ClientError, ClientOutput, MessageQueue};
 use crate::namesrv::route::TopicRouteData;
 use crate::remoting::codes::{request, response};
 use crate::remoting::pop::{
-    parse_msg_offset_info, parse_start_offset_info, AckMessageRequestHeader,
-    ChangeInvisibleTimeResponseHeader, ExtraInfo, PopMessageRequestHeader,
+    parse_msg_offset_info, parse_order_count_info, parse_start_offset_info,
+    AckMessageRequestHeader, ChangeInvisibleTimeResponseHeader, ExtraInfo, PopMessageRequestHeader,
     PopMessageResponseHeader, RetryFlag, FIRST_POP_TIME_PROPERTY, INIT_MODE_MAX, INIT_MODE_MIN,
     POP_CK_PROPERTY, POP_MAX_MSG_NUMS,
 };
@@ -100,6 +109,8 @@ pub struct SimpleConsumerConfig {
     /// `pollTime`); 0 answers at once.
     pub await_duration_ms: u64,
     pub init_mode: ConsumeInitMode,
+    /// Receive in order (FIFO): POP with `order=true`.
+    pub orderly: bool,
 }
 
 impl Default for SimpleConsumerConfig {
@@ -109,6 +120,7 @@ impl Default for SimpleConsumerConfig {
             consumer_group: "DEFAULT_CONSUMER".to_owned(),
             await_duration_ms: 15_000,
             init_mode: ConsumeInitMode::default(),
+            orderly: false,
         }
     }
 }
@@ -267,6 +279,8 @@ enum Call {
         topic: String,
         broker_name: String,
         timeout_ms: u64,
+        /// Orderly: the POP's `attemptId`.
+        attempt_id: Option<String>,
     },
     Ack {
         id: SimpleCallId,
@@ -296,6 +310,10 @@ pub struct SimpleConsumer {
     next_broker: BTreeMap<String, usize>,
     /// Receives waiting for their topic's route.
     waiting_route: Vec<Receive>,
+    /// Orderly: (topic, broker name) → the `attemptId` of the last POP there that got no
+    /// answer; the next POP there carries it again.
+    lost_attempts: BTreeMap<(String, String), String>,
+    next_attempt: u64,
     outputs: VecDeque<ClientOutput>,
     next_call: u64,
     started: bool,
@@ -316,6 +334,8 @@ impl SimpleConsumer {
             next_topic: 0,
             next_broker: BTreeMap::new(),
             waiting_route: Vec::new(),
+            lost_attempts: BTreeMap::new(),
+            next_attempt: 0,
             outputs: VecDeque::new(),
             next_call: 0,
             started: false,
@@ -522,6 +542,13 @@ impl SimpleConsumer {
             self.done(receive.id, SimpleResult::Received(Err(error)));
             return;
         };
+        let attempt_id = self.config.orderly.then(|| {
+            let key = (receive.topic.clone(), broker_name.clone());
+            self.lost_attempts.remove(&key).unwrap_or_else(|| {
+                self.next_attempt += 1;
+                format!("{}-{}", self.base.client_id, self.next_attempt)
+            })
+        });
         let header = PopMessageRequestHeader {
             consumer_group: self.config.consumer_group.clone(),
             topic: receive.topic.clone(),
@@ -533,8 +560,8 @@ impl SimpleConsumer {
             init_mode: self.config.init_mode.code(),
             exp_type: Some(subscription.expression_type.clone()),
             exp: Some(subscription.sub_string.clone()),
-            order: false,
-            attempt_id: None,
+            order: self.config.orderly,
+            attempt_id: attempt_id.clone(),
         };
         let timeout_ms = self.pop_timeout_ms();
         self.rpcs.call(
@@ -547,6 +574,7 @@ impl SimpleConsumer {
                 topic: receive.topic,
                 broker_name,
                 timeout_ms,
+                attempt_id,
             },
         );
     }
@@ -675,6 +703,13 @@ impl SimpleConsumer {
             ),
             _ => None,
         };
+        let order_counts = match header.order_count_info.as_deref() {
+            Some(text) if !text.is_empty() => Some(
+                parse_order_count_info(text)
+                    .ok_or_else(|| malformed(format!("orderCountInfo {text:?}")))?,
+            ),
+            _ => None,
+        };
         let group = &self.config.consumer_group;
         // Records seen so far per `<flag>@<queueId>`: a record's index in its queue's list.
         let mut seen: BTreeMap<(RetryFlag, i32), usize> = BTreeMap::new();
@@ -732,6 +767,10 @@ impl SimpleConsumer {
                 record
                     .properties
                     .insert(FIRST_POP_TIME_PROPERTY, header.pop_time_ms.to_string());
+            }
+            if let Some(counts) = &order_counts {
+                let offset = handle.info.msg_queue_offset.unwrap_or(record.queue_offset);
+                record.reconsume_times = counts.count(handle.info.retry, record.queue_id, offset);
             }
             let read_topic = handle.info.retry.real_topic(topic, group);
             record.topic = topic.to_owned();
@@ -887,9 +926,16 @@ impl SimpleConsumer {
                 id,
                 topic,
                 broker_name,
+                attempt_id,
                 ..
             } => {
                 let result = self.on_pop(now_ms, addr, &topic, &broker_name, &command);
+                // An answer that cannot be read leaves its batch to the attempt's next POP.
+                if let (Some(attempt), Err(ClientError::MalformedResponse(_))) =
+                    (attempt_id, &result)
+                {
+                    self.lost_attempts.insert((topic, broker_name), attempt);
+                }
                 self.done(id, SimpleResult::Received(result));
             }
             Call::Ack { id } => {
@@ -923,7 +969,16 @@ impl SimpleConsumer {
                 self.route_settled(now_ms, &topic);
             }
             Call::Fire => {}
-            Call::Pop { id, .. } => {
+            Call::Pop {
+                id,
+                topic,
+                broker_name,
+                attempt_id,
+                ..
+            } => {
+                if let Some(attempt) = attempt_id {
+                    self.lost_attempts.insert((topic, broker_name), attempt);
+                }
                 self.broker_unreachable(now_ms, addr);
                 self.done(id, SimpleResult::Received(Err(error)));
             }

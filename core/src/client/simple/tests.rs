@@ -707,3 +707,45 @@ fn routes_and_heartbeats_are_periodic() {
     assert_eq!(find(&out, request::GET_ROUTEINFO_BY_TOPIC).len(), 1);
     assert_eq!(find(&out, request::HEART_BEAT).len(), 1);
 }
+
+/// Goal: an orderly consumer pops with `order=true` and an `attemptId`; a POP after one that
+/// got no answer (a timeout) carries the same attempt to the same broker, a POP after an
+/// answered one a new attempt; reconsume times come from `orderCountInfo`.
+#[test]
+fn orderly_receives_carry_an_attempt_id_reused_after_a_lost_answer() {
+    let mut cfg = config();
+    cfg.orderly = true;
+    let (mut c, _) = started(cfg, &[("broker-a", BROKER_A)]);
+    let (id, _, pop) = receive(&mut c, T0, 4, 60_000);
+    assert_eq!(pop.ext("order"), Some("true"));
+    let first = pop.ext("attemptId").expect("an attempt id").to_owned();
+    // No answer: the receive fails, and the next POP is the same attempt.
+    c.handle_timeout(T0 + 18_000);
+    assert!(received(drain(&mut c), id).is_err());
+    let (id, _, pop) = receive(&mut c, T0 + 18_000, 4, 60_000);
+    assert_eq!(pop.ext("attemptId"), Some(first.as_str()));
+    // Answered: the batch, counted from orderCountInfo (offset 10 handed out twice before).
+    let records = [
+        record("TopicA", 2, 10, "m10"),
+        record("TopicA", 2, 11, "m11"),
+    ];
+    let mut answer = found(&pop, &records, "0 2 10", "0 2 10,11", 60_000);
+    answer
+        .ext_fields
+        .insert("orderCountInfo".to_owned(), "0 qo2%10 2;0 2 0".to_owned());
+    c.handle_response(T0 + 18_010, BROKER_A, answer);
+    let messages = received(drain(&mut c), id).unwrap();
+    let counts: Vec<(i64, i32)> = messages
+        .iter()
+        .map(|m| (m.ack_offset(), m.reconsume_times()))
+        .collect();
+    assert_eq!(counts, vec![(10, 2), (11, 0)]);
+    let (_, _, pop) = receive(&mut c, T0 + 18_020, 4, 60_000);
+    let next = pop.ext("attemptId").expect("an attempt id");
+    assert_ne!(next, first, "an answered attempt is not used again");
+    // A plain consumer sends neither.
+    let (mut c, _) = started(config(), &[("broker-a", BROKER_A)]);
+    let (_, _, pop) = receive(&mut c, T0, 4, 60_000);
+    assert_eq!(pop.ext("order"), Some("false"));
+    assert_eq!(pop.ext("attemptId"), None);
+}
