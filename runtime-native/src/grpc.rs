@@ -64,7 +64,7 @@ pub struct Service {
 /// Serves MessagingService on `listener` until `shutdown` turns true. Each connection is
 /// plaintext HTTP/2 or TLS by its first byte, as `tls` says (the remoting ports' rule, which is
 /// also how RocketMQ's proxy serves both on one port in its TLS test mode).
-pub async fn serve(
+pub(crate) async fn serve(
     listener: TcpListener,
     tls: TlsListener,
     inputs: mpsc::Sender<Input>,
@@ -315,13 +315,13 @@ impl Service {
             .and_then(|v| v.to_str().ok())
             .and_then(timeout_ms_of);
         let (tx, rx) = oneshot::channel();
-        let input = Input::Grpc(GrpcInput::Call {
+        let input = Input::Grpc(Box::new(GrpcInput::Call {
             call: next_call_id(),
             meta,
             timeout_ms,
             request: wrap(request.into_inner()),
             reply: tx,
-        });
+        }));
         if self.inputs.send(input).await.is_err() {
             return Err(Status::unavailable("the broker is shutting down"));
         }
@@ -445,11 +445,11 @@ impl MessagingService for Service {
         let meta = meta_of(&request);
         let stream = next_call_id();
         let (tx, rx) = mpsc::channel::<GrpcStreamItem>(TELEMETRY_QUEUE_COMMANDS);
-        let opened = Input::Grpc(GrpcInput::StreamOpened {
+        let opened = Input::Grpc(Box::new(GrpcInput::StreamOpened {
             stream,
             meta,
             commands: tx,
-        });
+        }));
         if self.inputs.send(opened).await.is_err() {
             return Err(Status::unavailable("the broker is shutting down"));
         }
@@ -460,7 +460,7 @@ impl MessagingService for Service {
             loop {
                 match inbound.next().await {
                     Some(Ok(command)) => {
-                        let input = Input::Grpc(GrpcInput::Telemetry { stream, command });
+                        let input = Input::Grpc(Box::new(GrpcInput::Telemetry { stream, command }));
                         if inputs.send(input).await.is_err() {
                             return;
                         }
@@ -473,14 +473,14 @@ impl MessagingService for Service {
                 }
             }
             let _ = inputs
-                .send(Input::Grpc(GrpcInput::StreamClosed { stream }))
+                .send(Input::Grpc(Box::new(GrpcInput::StreamClosed { stream })))
                 .await;
         });
         // The response (and its headers) goes out now: Rust 5.0.0 blocks every call until the
         // Telemetry call's headers arrive. Items follow whenever the owner writes one.
         // An error item ends the response; the owner drops its sender after one.
         let outbound = ReceiverStream::new(rx).map(|item| match item {
-            GrpcStreamItem::Command(command) => Ok(command),
+            GrpcStreamItem::Command(command) => Ok(*command),
             GrpcStreamItem::End(error) => {
                 Err(Status::new(tonic::Code::from(error.code), error.message))
             }

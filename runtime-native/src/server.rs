@@ -344,7 +344,7 @@ pub(crate) enum Input {
     /// Something happened on an HA link ([`crate::ha`]).
     Ha(crate::ha::HaEvent),
     /// A gRPC call or Telemetry stream event ([`crate::grpc`]).
-    Grpc(GrpcInput),
+    Grpc(Box<GrpcInput>),
 }
 
 /// What the gRPC port hands the broker's owner.
@@ -375,7 +375,7 @@ pub(crate) enum GrpcInput {
 
 /// What the owner writes on a Telemetry stream.
 pub(crate) enum GrpcStreamItem {
-    Command(vostok_core::broker::grpc::v2::TelemetryCommand),
+    Command(Box<vostok_core::broker::grpc::v2::TelemetryCommand>),
     /// End the stream with this transport error.
     End(TransportError),
 }
@@ -1205,7 +1205,7 @@ impl<S: DriverStorage> BrokerOwner<S> {
                 self.broker.handle_disconnected(now, conn);
             }
             Input::Ha(event) => self.feed_ha(now, event),
-            Input::Grpc(input) => self.feed_grpc(now, input),
+            Input::Grpc(input) => self.feed_grpc(now, *input),
         }
     }
 

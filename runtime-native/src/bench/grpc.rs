@@ -272,7 +272,7 @@ pub async fn drain(
             let mut empty_in_a_row = 0usize;
             let mut turn = 0usize;
             while empty_in_a_row < queues.len()
-                && !plan.count.is_some_and(|c| recorder.messages() >= c)
+                && plan.count.is_none_or(|c| recorder.messages() < c)
             {
                 let queue = queues[turn % queues.len()].clone();
                 turn += 1;

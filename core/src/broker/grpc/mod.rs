@@ -142,7 +142,7 @@ pub enum GrpcOutput {
     /// Write a command on a Telemetry stream, which stays open.
     Telemetry {
         stream: CallId,
-        command: v2::TelemetryCommand,
+        command: Box<v2::TelemetryCommand>,
     },
     /// End a Telemetry stream with a transport error.
     EndStream {

@@ -66,13 +66,10 @@ impl<S: SegmentStorage> Broker<S> {
         key: &str,
         command: v2::TelemetryCommand,
     ) {
-        match command.command {
-            Some(v2::telemetry_command::Command::Settings(settings)) => {
-                self.grpc_settings(now_ms, stream, key, settings)
-            }
-            // Answers to commands the broker never sends (stack traces, message verification),
-            // and commands only a server sends: nothing to do.
-            _ => {}
+        // Answers to commands the broker never sends (stack traces, message verification),
+        // and commands only a server sends, need nothing.
+        if let Some(v2::telemetry_command::Command::Settings(settings)) = command.command {
+            self.grpc_settings(now_ms, stream, key, settings)
         }
     }
 
@@ -147,10 +144,10 @@ impl<S: SegmentStorage> Broker<S> {
         }
         self.gateway.outputs.push_back(GrpcOutput::Telemetry {
             stream,
-            command: v2::TelemetryCommand {
+            command: Box::new(v2::TelemetryCommand {
                 status: Some(ok()),
                 command: Some(v2::telemetry_command::Command::Settings(reply)),
-            },
+            }),
         });
         self.grpc_register(now_ms, key);
     }

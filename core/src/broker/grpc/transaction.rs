@@ -169,7 +169,7 @@ impl<S: SegmentStorage> Broker<S> {
         message.user_properties.remove(HALF_TRANSACTION_ID);
         self.gateway.outputs.push_back(GrpcOutput::Telemetry {
             stream,
-            command: v2::TelemetryCommand {
+            command: Box::new(v2::TelemetryCommand {
                 status: None,
                 command: Some(
                     v2::telemetry_command::Command::RecoverOrphanedTransactionCommand(
@@ -179,7 +179,7 @@ impl<S: SegmentStorage> Broker<S> {
                         },
                     ),
                 ),
-            },
+            }),
         });
     }
 
