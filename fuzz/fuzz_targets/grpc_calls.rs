@@ -419,7 +419,7 @@ impl Harness {
                     })
                 } else {
                     v2::settings::PubSub::Publishing(v2::Publishing {
-                        topics: vec![resource("TopicA")],
+                        topics: resource("TopicA").into_iter().collect(),
                         ..Default::default()
                     })
                 };
