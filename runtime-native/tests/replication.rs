@@ -138,6 +138,9 @@ fn broker_of(
             data.to_str().unwrap(),
             "--broker-port",
             &port.to_string(),
+            // A free gRPC port: parallel tests would all want 8081.
+            "--grpc-port",
+            "0",
         ],
     )
 }

@@ -51,6 +51,8 @@ impl Broker {
         let mut child = Command::new(env!("CARGO_BIN_EXE_vostok"))
             .arg("standalone")
             .args(["--namesrv-port", "0", "--broker-port", &port.to_string()])
+            // A free gRPC port: parallel tests would all want 8081.
+            .args(["--grpc-port", "0"])
             .arg("--data-dir")
             .arg(dir.join("data"))
             .arg("-c")
