@@ -15,9 +15,11 @@
 //!   time it can honour, and short ones keep redelivery tests quick.
 //! * auto_renew (push consumers): the proxy's default invisible time, 60 s, and no renewal: a
 //!   handler slower than that sees its message again (at least once, as GRPC.md allows).
-//! * delivery past the group's max attempts: the broker's revive already moves such a message
-//!   to `%DLQ%<group>` instead of bringing it back (the proxy's `PopMessageResultFilterImpl`
-//!   does it on the next POP instead), so nothing is filtered here.
+//! * delivery past the group's max attempts (`retryMaxTimes` + 1): for a normal group the
+//!   broker's revive already moves such a message to `%DLQ%<group>` instead of bringing it
+//!   back. An orderly POP has no revive: its redeliveries are counted in the order table, so a
+//!   message popped again past the limit is sent to the DLQ and acked here and not delivered,
+//!   as the proxy's `PopMessageResultFilterImpl` does on every POP.
 
 use bytes::Bytes;
 
@@ -32,12 +34,14 @@ use crate::broker::Broker;
 use crate::message::{sys_flag, MessageRecord};
 use crate::remoting::codes::{request, response};
 use crate::remoting::pop::{
-    parse_order_count_info, parse_start_offset_info, ExtraInfo, PopMessageRequestHeader,
-    PopMessageResponseHeader, RetryFlag, INIT_MODE_MAX, POP_CK_PROPERTY, POP_MAX_MSG_NUMS,
+    parse_order_count_info, parse_start_offset_info, AckMessageRequestHeader, ExtraInfo,
+    PopMessageRequestHeader, PopMessageResponseHeader, RetryFlag, INIT_MODE_MAX, POP_CK_PROPERTY,
+    POP_MAX_MSG_NUMS,
 };
 use crate::remoting::RemotingCommand;
 use crate::store::SegmentStorage;
 use crate::topic::validate_topic_name;
+use crate::ConnId;
 
 /// The shortest invisible time a receive may ask for (see the module docs).
 pub const MIN_INVISIBLE_MS: u64 = 1_000;
@@ -111,6 +115,13 @@ pub(crate) struct ReceivePending {
     invisible_time_ms: i64,
     /// An orderly POP: delivery attempts come from the answer's order counts.
     order: bool,
+    /// The group and the topic asked for, for what goes to the DLQ.
+    group: String,
+    topic: String,
+    /// The group's max attempts (`retryMaxTimes` + 1).
+    max_attempts: i32,
+    /// The client's virtual connection, for the ack of what goes to the DLQ.
+    conn: ConnId,
 }
 
 /// The frames of an answer without messages: the status, then the delivery timestamp.
@@ -312,11 +323,11 @@ impl<S: SegmentStorage> Broker<S> {
                 }],
                 ..Default::default()
             });
-        let (fifo, _) = self.grpc_group_policy(&group, &subscribed, namespace);
+        let (fifo, retry_max_times) = self.grpc_group_policy(&group, &subscribed, namespace);
         let queue_id = if fifo && queue.id >= 0 { queue.id } else { -1 };
         let header = PopMessageRequestHeader {
-            consumer_group: group,
-            topic,
+            consumer_group: group.clone(),
+            topic: topic.clone(),
             queue_id,
             max_msg_nums: request.batch_size,
             invisible_time_ms: invisible_time_ms as i64,
@@ -335,6 +346,10 @@ impl<S: SegmentStorage> Broker<S> {
                 namespace: namespace.to_owned(),
                 invisible_time_ms: invisible_time_ms as i64,
                 order: fifo,
+                group,
+                topic,
+                max_attempts: retry_max_times.saturating_add(1),
+                conn: client.conn,
             },
         ))
     }
@@ -365,7 +380,7 @@ impl<S: SegmentStorage> Broker<S> {
 
     /// The frames of a POP that found messages: OK, one frame per message, the timestamp.
     fn grpc_received_frames(
-        &self,
+        &mut self,
         now_ms: u64,
         pending: &ReceivePending,
         response: &RemotingCommand,
@@ -414,6 +429,10 @@ impl<S: SegmentStorage> Broker<S> {
                 commit_log_offset: record.physical_offset,
                 info,
             };
+            if pending.order && delivery_attempt > pending.max_attempts {
+                self.grpc_dead_letter(now_ms, pending, &handle);
+                continue;
+            }
             let body = body_for_client(&record);
             let mut message = to_grpc_message(&record, body, &pending.namespace);
             if let Some(system) = message.system_properties.as_mut() {
@@ -438,6 +457,45 @@ impl<S: SegmentStorage> Broker<S> {
             content: Some(Content::DeliveryTimestamp(timestamp_of_ms(now_ms as i64))),
         });
         frames
+    }
+}
+
+impl<S: SegmentStorage> Broker<S> {
+    /// Moves a message of an orderly POP past its max attempts to `%DLQ%<group>` (a send-back
+    /// with delay level −1, as ForwardMessageToDeadLetterQueue does) and acks it, so its queue
+    /// goes on. A failed send-back leaves it in flight: it is delivered again later.
+    fn grpc_dead_letter(&mut self, now_ms: u64, pending: &ReceivePending, handle: &ReceiptHandle) {
+        let send_back = RemotingCommand::request(request::CONSUMER_SEND_MSG_BACK)
+            .with_ext("offset", handle.commit_log_offset)
+            .with_ext("group", &pending.group)
+            .with_ext("delayLevel", -1)
+            .with_ext("originTopic", &pending.topic)
+            .with_ext("maxReconsumeTimes", 0)
+            .with_ext("unitMode", false);
+        let sent = self
+            .handle_consumer_send_msg_back(now_ms, &send_back)
+            .is_ok_and(|answer| answer.code == response::SUCCESS);
+        if !sent {
+            return;
+        }
+        let mut ack = RemotingCommand::request(request::ACK_MESSAGE);
+        AckMessageRequestHeader {
+            consumer_group: pending.group.clone(),
+            topic: handle.info.retry.real_topic(&pending.topic, &pending.group),
+            queue_id: handle.info.queue_id,
+            extra_info: handle.info.encode(),
+            offset: handle.queue_offset(),
+        }
+        .write_to(&mut ack);
+        self.grpc_submit(
+            now_ms,
+            pending.conn,
+            ack,
+            Pending {
+                call: None,
+                what: PendingKind::Ignored,
+            },
+        );
     }
 }
 

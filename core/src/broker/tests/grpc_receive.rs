@@ -593,3 +593,40 @@ fn namespaces_wrap_the_topic_and_group_of_receives_and_acks() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn an_orderly_message_popped_past_max_attempts_goes_to_the_dlq_and_its_queue_goes_on() {
+    let mut h = with_topic(1, None);
+    set_group(
+        &mut h,
+        serde_json::json!({
+            "groupName": GRPC_GROUP,
+            "consumeMessageOrderly": true,
+            "retryMaxTimes": 1
+        }),
+    );
+    send(&mut h, 0, "m0", "t");
+    send(&mut h, 0, "m1", "t");
+    let (_, first) = receive(&mut h, 1, receive_request(1, Some(0)));
+    assert_eq!(
+        (body_of(&first[0]).as_str(), attempt_of(&first[0])),
+        ("m0", 1)
+    );
+    step(&mut h, T0 + INVISIBLE_MS + 1_000);
+    let (_, second) = receive(&mut h, 2, receive_request(1, Some(0)));
+    assert_eq!(
+        (body_of(&second[0]).as_str(), attempt_of(&second[0])),
+        ("m0", 2)
+    );
+    let now = h.now_ms + INVISIBLE_MS + 1_000;
+    step(&mut h, now);
+    // A third attempt is past the group's two: dead-lettered, not delivered.
+    let (status, third) = receive(&mut h, 3, receive_request(1, Some(0)));
+    assert_eq!(status, v2::Code::MessageNotFound, "{third:?}");
+    assert_eq!(bodies(&h, &format!("%DLQ%{GRPC_GROUP}"), 0), ["m0"]);
+    let (_, next) = receive(&mut h, 4, receive_request(1, Some(0)));
+    assert_eq!(
+        (body_of(&next[0]).as_str(), attempt_of(&next[0])),
+        ("m1", 1)
+    );
+}
