@@ -207,6 +207,9 @@ pub(crate) struct Gateway {
     pub(crate) streams: BTreeMap<CallId, String>,
     /// Requests in flight by opaque.
     pub(crate) pending: BTreeMap<i32, Pending>,
+    /// The virtual connection each request in flight was written on, so a client's requests
+    /// are forgotten with it (a POP held for a client that went away is never answered).
+    pub(crate) pending_conns: BTreeMap<i32, ConnId>,
     /// Multi-request calls (a SendMessage of several messages): per call, what has come back.
     pub(crate) sends: BTreeMap<CallId, send::SendCall>,
     /// AckMessage calls of several entries: per call, the entries answered so far.
@@ -386,6 +389,7 @@ impl<S: SegmentStorage> Broker<S> {
         let opaque = self.gateway.next_opaque();
         command.opaque = opaque;
         self.gateway.pending.insert(opaque, pending);
+        self.gateway.pending_conns.insert(opaque, conn);
         self.serve_request(now_ms, conn, command);
     }
 
@@ -393,6 +397,7 @@ impl<S: SegmentStorage> Broker<S> {
     /// request of the broker to the client.
     pub(crate) fn grpc_conn_output(&mut self, now_ms: u64, conn: ConnId, command: RemotingCommand) {
         if command.is_response() {
+            self.gateway.pending_conns.remove(&command.opaque);
             let Some(pending) = self.gateway.pending.remove(&command.opaque) else {
                 return;
             };
@@ -478,6 +483,29 @@ impl<S: SegmentStorage> Broker<S> {
             return;
         };
         self.gateway.by_conn.remove(&client.conn);
+        let orphaned: Vec<i32> = self
+            .gateway
+            .pending_conns
+            .iter()
+            .filter(|(_, c)| **c == client.conn)
+            .map(|(opaque, _)| *opaque)
+            .collect();
+        for opaque in orphaned {
+            self.gateway.pending_conns.remove(&opaque);
+            // Only a receive waits (a long poll); its call still gets its frames, so the driver
+            // forgets it too.
+            if let Some(Pending {
+                call: Some(call),
+                what: PendingKind::Receive(_),
+            }) = self.gateway.pending.remove(&opaque)
+            {
+                let frames = receive::status_frames(
+                    now_ms,
+                    status::status(v2::Code::BadRequest, "the client terminated"),
+                );
+                self.gateway.reply(call, GrpcReply::ReceiveMessage(frames));
+            }
+        }
         for stream in &client.streams {
             self.gateway.streams.remove(stream);
         }

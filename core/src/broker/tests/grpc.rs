@@ -402,3 +402,48 @@ fn a_silent_client_expires_and_its_virtual_connection_closes() {
     assert!(h.broker.gateway.clients.is_empty());
     assert!(h.broker.gateway.by_conn.is_empty());
 }
+
+#[test]
+fn a_terminated_clients_held_receive_is_answered_and_forgotten() {
+    let mut h = Harness::new(test_config());
+    create_topic(&mut h, GRPC_TOPIC, 2, None);
+    let receive = GrpcRequest::ReceiveMessage(v2::ReceiveMessageRequest {
+        group: Some(resource(GRPC_GROUP)),
+        message_queue: Some(v2::MessageQueue {
+            topic: Some(resource(GRPC_TOPIC)),
+            id: -1,
+            permission: v2::Permission::ReadWrite as i32,
+            broker: None,
+            accept_message_types: vec![],
+        }),
+        filter_expression: None,
+        batch_size: 8,
+        invisible_duration: Some(vostok_proto::prost_types::Duration {
+            seconds: 30,
+            nanos: 0,
+        }),
+        auto_renew: false,
+        long_polling_timeout: Some(vostok_proto::prost_types::Duration {
+            seconds: 20,
+            nanos: 0,
+        }),
+        attempt_id: None,
+    });
+    let mut m = meta("c1");
+    m.deadline_ms = Some(h.now_ms + 30_000);
+    // Nothing to receive: the POP is held.
+    let out = h.grpc(1, m.clone(), receive);
+    assert!(reply_to(&out, CallId(1)).is_none(), "{out:?}");
+    assert_eq!(h.broker.gateway.pending.len(), 1);
+    let bye = GrpcRequest::NotifyClientTermination(v2::NotifyClientTerminationRequest {
+        group: Some(resource(GRPC_GROUP)),
+    });
+    let out = h.grpc(2, m, bye);
+    match reply_to(&out, CallId(1)) {
+        Some(GrpcReply::ReceiveMessage(frames)) => assert!(frames.len() == 2, "{frames:?}"),
+        other => panic!("the held receive is answered: {other:?}"),
+    }
+    assert!(reply_to(&out, CallId(2)).is_some());
+    assert!(h.broker.gateway.pending.is_empty());
+    assert!(h.broker.gateway.pending_conns.is_empty());
+}
