@@ -33,12 +33,15 @@
 //! * [`send`], [`transaction`]: SendMessage, EndTransaction and the orphan-transaction check;
 //! * [`receive`], [`ack`], [`assignment`]: ReceiveMessage (broker POP), AckMessage,
 //!   ChangeInvisibleDuration, ForwardMessageToDeadLetterQueue, QueryAssignment;
+//! * [`relay`]: mqadmin's `consumerStatus` and `consumeMessage` relayed to a client's Telemetry
+//!   stream;
 //! * [`message`]: stored messages as gRPC `Message`s, and resource names.
 
 pub mod ack;
 pub mod assignment;
 pub mod message;
 pub mod receive;
+pub mod relay;
 pub mod route;
 pub mod send;
 pub mod status;
@@ -174,6 +177,17 @@ pub(crate) struct GrpcClient {
     pub(crate) last_seen_ms: u64,
 }
 
+/// A relayed admin request waiting for the client's answer on Telemetry.
+#[derive(Debug)]
+pub(crate) struct RelayedCommand {
+    /// The client's virtual connection: the broker's relay expects the answer on it.
+    pub(crate) conn: ConnId,
+    /// The broker's request, which the answer answers.
+    pub(crate) request: RemotingCommand,
+    /// When the broker's relay gives up waiting.
+    pub(crate) deadline_ms: u64,
+}
+
 /// What a remoting request written by the gateway is waiting for.
 #[derive(Debug)]
 pub(crate) struct Pending {
@@ -214,6 +228,10 @@ pub(crate) struct Gateway {
     pub(crate) sends: BTreeMap<CallId, send::SendCall>,
     /// AckMessage calls of several entries: per call, the entries answered so far.
     pub(crate) acks: BTreeMap<CallId, ack::AckCall>,
+    /// Admin requests relayed to a client's Telemetry stream, by the nonce they carry
+    /// ([`relay`]).
+    pub(crate) relayed: BTreeMap<String, RelayedCommand>,
+    pub(crate) next_nonce: u64,
     next_opaque: i32,
     next_conn: u64,
     /// Outputs waiting for `poll_output`.
@@ -428,14 +446,18 @@ impl<S: SegmentStorage> Broker<S> {
         }
     }
 
-    /// A request the broker writes to a gRPC client: a transaction check goes to the client's
-    /// Telemetry stream; the others (consumer list changes, running info, direct consumption)
-    /// have no gRPC form and are answered as a client that does not support them would.
+    /// A request the broker writes to a gRPC client: a transaction check, a running-info request
+    /// and a direct consumption go to the client's Telemetry stream; a consumer list change
+    /// needs nothing (POP needs no rebalancing); anything else is answered as a client that does
+    /// not support it would.
     fn grpc_broker_request(&mut self, now_ms: u64, conn: ConnId, command: RemotingCommand) {
         use crate::remoting::codes::{request, response};
         match command.code {
             request::CHECK_TRANSACTION_STATE => self.grpc_check_transaction(now_ms, conn, command),
             request::NOTIFY_CONSUMER_IDS_CHANGED => {}
+            request::GET_CONSUMER_RUNNING_INFO | request::CONSUME_MESSAGE_DIRECTLY => {
+                self.grpc_relay_to_client(now_ms, conn, command)
+            }
             _ => {
                 if command.is_oneway() {
                     return;
@@ -455,6 +477,7 @@ impl<S: SegmentStorage> Broker<S> {
 
     /// Closes the virtual connections of clients that went silent.
     pub(crate) fn grpc_expire_clients(&mut self, now_ms: u64) {
+        self.grpc_expire_relayed(now_ms);
         let expired: Vec<String> = self
             .gateway
             .clients
@@ -483,6 +506,7 @@ impl<S: SegmentStorage> Broker<S> {
             return;
         };
         self.gateway.by_conn.remove(&client.conn);
+        self.gateway.relayed.retain(|_, r| r.conn != client.conn);
         let orphaned: Vec<i32> = self
             .gateway
             .pending_conns

@@ -66,10 +66,19 @@ impl<S: SegmentStorage> Broker<S> {
         key: &str,
         command: v2::TelemetryCommand,
     ) {
-        // Answers to commands the broker never sends (stack traces, message verification),
-        // and commands only a server sends, need nothing.
-        if let Some(v2::telemetry_command::Command::Settings(settings)) = command.command {
-            self.grpc_settings(now_ms, stream, key, settings)
+        match command.command {
+            Some(v2::telemetry_command::Command::Settings(settings)) => {
+                self.grpc_settings(now_ms, stream, key, settings)
+            }
+            // Answers to relayed admin requests ([`super::relay`]).
+            Some(v2::telemetry_command::Command::ThreadStackTrace(trace)) => {
+                self.grpc_thread_stack_trace(now_ms, command.status, trace)
+            }
+            Some(v2::telemetry_command::Command::VerifyMessageResult(result)) => {
+                self.grpc_verify_message_result(now_ms, command.status, result)
+            }
+            // Commands only a server sends need nothing.
+            _ => {}
         }
     }
 

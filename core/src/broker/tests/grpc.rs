@@ -447,3 +447,131 @@ fn a_terminated_clients_held_receive_is_answered_and_forgotten() {
     assert!(h.broker.gateway.pending.is_empty());
     assert!(h.broker.gateway.pending_conns.is_empty());
 }
+
+/// Opens stream 100 for client `c1` with consumer settings of the group: registered with the
+/// broker as a consumer, as mqadmin finds it.
+fn consumer_with_stream(h: &mut Harness) {
+    let subscription = v2::settings::PubSub::Subscription(v2::Subscription {
+        group: Some(resource(GRPC_GROUP)),
+        subscriptions: vec![v2::SubscriptionEntry {
+            topic: Some(resource(GRPC_TOPIC)),
+            expression: None,
+        }],
+        ..Default::default()
+    });
+    h.telemetry(
+        100,
+        meta("c1"),
+        settings_command(subscription, v2::ClientType::PushConsumer),
+    );
+}
+
+/// The server command written on stream 100 among `outputs`.
+fn server_command(outputs: &[BrokerOutput]) -> v2::telemetry_command::Command {
+    outputs
+        .iter()
+        .find_map(|o| match o {
+            BrokerOutput::Grpc(GrpcOutput::Telemetry { stream, command })
+                if *stream == CallId(100) =>
+            {
+                command.command.clone()
+            }
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no command on the stream: {outputs:?}"))
+}
+
+#[test]
+fn consumer_status_reaches_a_grpc_client_as_a_stack_trace_request() {
+    let mut h = Harness::new(test_config());
+    create_topic(&mut h, GRPC_TOPIC, 2, None);
+    consumer_with_stream(&mut h);
+    let ask = RemotingCommand::request(request::GET_CONSUMER_RUNNING_INFO)
+        .with_ext("consumerGroup", GRPC_GROUP)
+        .with_ext("clientId", "c1")
+        .with_ext("jstackEnable", "true");
+    let outputs = h.request(2, ask);
+    assert!(
+        responses_on(&outputs, 2).is_empty(),
+        "answered by the client"
+    );
+    let v2::telemetry_command::Command::PrintThreadStackTraceCommand(print) =
+        server_command(&outputs)
+    else {
+        panic!("a stack trace request");
+    };
+    let answer = v2::TelemetryCommand {
+        status: Some(crate::broker::grpc::status::ok()),
+        command: Some(v2::telemetry_command::Command::ThreadStackTrace(
+            v2::ThreadStackTrace {
+                nonce: print.nonce,
+                thread_stack_trace: Some("\"main\" RUNNABLE".to_owned()),
+            },
+        )),
+    };
+    h.broker
+        .handle_grpc_telemetry(h.now_ms, CallId(100), answer);
+    let back = responses_on(&h.drain(), 2);
+    assert_eq!(back.len(), 1, "the admin gets the client's answer");
+    assert_eq!(back[0].code, response::SUCCESS);
+    let info: serde_json::Value = serde_json::from_slice(&back[0].body).unwrap();
+    assert_eq!(info["jstack"], "\"main\" RUNNABLE");
+}
+
+#[test]
+fn consume_message_reaches_a_grpc_client_as_a_verification_with_the_message() {
+    let mut h = Harness::new(test_config());
+    create_topic(&mut h, GRPC_TOPIC, 2, None);
+    let sent = h.call(1, send_v2(GRPC_TOPIC, 0, b"verify me", "tagV"));
+    assert_eq!(sent.code, response::SUCCESS);
+    let msg_id = sent.ext("msgId").unwrap().to_owned();
+    consumer_with_stream(&mut h);
+    let ask = RemotingCommand::request(request::CONSUME_MESSAGE_DIRECTLY)
+        .with_ext("consumerGroup", GRPC_GROUP)
+        .with_ext("clientId", "c1")
+        .with_ext("msgId", &msg_id);
+    let outputs = h.request(2, ask);
+    let v2::telemetry_command::Command::VerifyMessageCommand(verify) = server_command(&outputs)
+    else {
+        panic!("a verification request");
+    };
+    let message = verify.message.unwrap();
+    assert_eq!(message.body, b"verify me");
+    assert_eq!(
+        message.system_properties.unwrap().tag.as_deref(),
+        Some("tagV")
+    );
+    let answer = v2::TelemetryCommand {
+        status: Some(crate::broker::grpc::status::ok()),
+        command: Some(v2::telemetry_command::Command::VerifyMessageResult(
+            v2::VerifyMessageResult {
+                nonce: verify.nonce,
+            },
+        )),
+    };
+    h.broker
+        .handle_grpc_telemetry(h.now_ms, CallId(100), answer);
+    let back = responses_on(&h.drain(), 2);
+    assert_eq!(back.len(), 1);
+    assert_eq!(back[0].code, response::SUCCESS);
+    let result: serde_json::Value = serde_json::from_slice(&back[0].body).unwrap();
+    assert_eq!(result["consumeResult"], "CR_SUCCESS");
+    assert_eq!(result["remark"], "from gRPC client");
+}
+
+#[test]
+fn a_grpc_client_without_a_stream_is_no_relay_target() {
+    let mut h = Harness::new(test_config());
+    create_topic(&mut h, GRPC_TOPIC, 2, None);
+    let heartbeat = GrpcRequest::Heartbeat(v2::HeartbeatRequest {
+        group: Some(resource(GRPC_GROUP)),
+        client_type: v2::ClientType::SimpleConsumer as i32,
+    });
+    h.grpc_call(1, meta("c1"), heartbeat);
+    let ask = RemotingCommand::request(request::GET_CONSUMER_RUNNING_INFO)
+        .with_ext("consumerGroup", GRPC_GROUP)
+        .with_ext("clientId", "c1");
+    let answer = h.call(2, ask);
+    assert_eq!(answer.code, response::SYSTEM_ERROR);
+    assert!(answer.remark.unwrap().contains("Telemetry"));
+}
