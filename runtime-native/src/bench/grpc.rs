@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use tonic::transport::{Channel, Endpoint};
 use tonic::Request;
+use vostok_core::broker::grpc::message::{duration_of_ms, timestamp_of_ms};
 use vostok_proto::v2;
 use vostok_proto::v2::messaging_service_client::MessagingServiceClient;
 
@@ -173,7 +174,7 @@ pub async fn produce(plan: GrpcSendPlan, recorder: Arc<Recorder>) -> Result<Dura
                         message_id: message_id(n),
                         message_type: v2::MessageType::Normal as i32,
                         body_encoding: v2::Encoding::Identity as i32,
-                        born_timestamp: Some(prost_types_timestamp_now()),
+                        born_timestamp: Some(timestamp_of_ms((epoch_us() / 1_000) as i64)),
                         born_host: born_host.clone(),
                         queue_id: *queue_id,
                         ..Default::default()
@@ -215,14 +216,6 @@ pub async fn produce(plan: GrpcSendPlan, recorder: Arc<Recorder>) -> Result<Dura
         t.await.map_err(|e| RunError::Task(e.to_string()))?;
     }
     Ok(started.elapsed())
-}
-
-fn prost_types_timestamp_now() -> vostok_proto::prost_types::Timestamp {
-    let ms = (epoch_us() / 1_000) as i64;
-    vostok_proto::prost_types::Timestamp {
-        seconds: ms / 1_000,
-        nanos: ((ms % 1_000) * 1_000_000) as i32,
-    }
 }
 
 /// What the gRPC consumers do.
@@ -372,13 +365,6 @@ async fn collect_frames(
         }
     }
     Ok((status, messages))
-}
-
-fn duration_of_ms(ms: u64) -> vostok_proto::prost_types::Duration {
-    vostok_proto::prost_types::Duration {
-        seconds: (ms / 1_000) as i64,
-        nanos: ((ms % 1_000) * 1_000_000) as i32,
-    }
 }
 
 #[cfg(test)]

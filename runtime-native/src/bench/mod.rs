@@ -1099,26 +1099,60 @@ async fn grpc_drains(
         let elapsed = grpc::drain(plan, consumers, receives.clone()).await;
         progress.finish().await;
         let elapsed = elapsed?;
-        let totals = receives.totals();
-        let tps = totals.messages as f64 / elapsed.as_secs_f64().max(1e-9);
-        let ratio = if pull_tps > 0.0 { tps / pull_tps } else { 0.0 };
-        text.push(format!(
-            "gRPC drain, {consumers} consumer(s): {tps:.0} msg/s ({} of {backlog} messages in {:.2}s) = {:.0}% of the pull drain; receive+ack round trip {}; Failed: {} Response Failed: {}",
-            totals.messages,
-            elapsed.as_secs_f64(),
-            ratio * 100.0,
-            totals.latency.line(),
-            totals.send_failed,
-            totals.response_failed
-        ));
-        runs.push(json!({
-            "consumers": consumers,
-            "receive": report::totals_json(&totals, elapsed),
-            "grpc_vs_pull": (ratio * 1000.0).round() / 1000.0,
-        }));
+        let drain = DrainRun {
+            what: "gRPC",
+            round_trip: "receive+ack",
+            totals_key: "receive",
+            ratio_key: "grpc_vs_pull",
+        };
+        let (line, run) = drain.report(consumers, &receives.totals(), elapsed, backlog, pull_tps);
+        text.push(line);
+        runs.push(run);
     }
     json["grpc"] = Value::Array(runs);
     Ok(())
+}
+
+/// One drain of `consume --pop` or `--grpc` with a consumer count, reported against the pull
+/// drain of the same run.
+struct DrainRun {
+    /// "POP" or "gRPC".
+    what: &'static str,
+    /// What one measured round trip is.
+    round_trip: &'static str,
+    /// The JSON keys of its totals and of its share of the pull drain.
+    totals_key: &'static str,
+    ratio_key: &'static str,
+}
+
+impl DrainRun {
+    /// The text line and the JSON object of one run.
+    fn report(
+        &self,
+        consumers: usize,
+        totals: &stats::Totals,
+        elapsed: Duration,
+        backlog: i64,
+        pull_tps: f64,
+    ) -> (String, Value) {
+        let tps = totals.messages as f64 / elapsed.as_secs_f64().max(1e-9);
+        let ratio = if pull_tps > 0.0 { tps / pull_tps } else { 0.0 };
+        let line = format!(
+            "{} drain, {consumers} consumer(s): {tps:.0} msg/s ({} of {backlog} messages in {:.2}s) = {:.0}% of the pull drain; {} round trip {}; Failed: {} Response Failed: {}",
+            self.what,
+            totals.messages,
+            elapsed.as_secs_f64(),
+            ratio * 100.0,
+            self.round_trip,
+            totals.latency.line(),
+            totals.send_failed,
+            totals.response_failed
+        );
+        let mut run = json!({ "consumers": consumers });
+        run[self.totals_key] = report::totals_json(totals, elapsed);
+        run[self.ratio_key] = json!((ratio * 1000.0).round() / 1000.0);
+        (line, run)
+    }
 }
 
 /// The POP half of `consume --pop`: the same backlog drained by POP with each consumer count,
@@ -1170,23 +1204,15 @@ async fn pop_drains(
         }
         let elapsed = started.elapsed();
         progress.finish().await;
-        let totals = pops.totals();
-        let tps = totals.messages as f64 / elapsed.as_secs_f64().max(1e-9);
-        let ratio = if pull_tps > 0.0 { tps / pull_tps } else { 0.0 };
-        text.push(format!(
-            "POP drain, {consumers} consumer(s): {tps:.0} msg/s ({} of {backlog} messages in {:.2}s) = {:.0}% of the pull drain; POP+ack round trip {}; Failed: {} Response Failed: {}",
-            totals.messages,
-            elapsed.as_secs_f64(),
-            ratio * 100.0,
-            totals.latency.line(),
-            totals.send_failed,
-            totals.response_failed
-        ));
-        runs.push(json!({
-            "consumers": consumers,
-            "pop": report::totals_json(&totals, elapsed),
-            "pop_vs_pull": (ratio * 1000.0).round() / 1000.0,
-        }));
+        let drain = DrainRun {
+            what: "POP",
+            round_trip: "POP+ack",
+            totals_key: "pop",
+            ratio_key: "pop_vs_pull",
+        };
+        let (line, run) = drain.report(consumers, &pops.totals(), elapsed, backlog, pull_tps);
+        text.push(line);
+        runs.push(run);
     }
     json["pop"] = Value::Array(runs);
     Ok(())

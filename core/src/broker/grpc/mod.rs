@@ -171,8 +171,6 @@ pub(crate) struct GrpcClient {
     /// its producer groups (the proxy's rule: a transactional message's producer group is its
     /// topic), so the broker can ask it about orphaned transactions.
     pub(crate) producer_topics: BTreeSet<String>,
-    /// The heartbeat body last written for it (what the broker knows of it).
-    pub(crate) registered: Option<String>,
     /// The last call or stream activity.
     pub(crate) last_seen_ms: u64,
 }
@@ -384,7 +382,6 @@ impl<S: SegmentStorage> Broker<S> {
                 group: None,
                 client_type: None,
                 producer_topics: BTreeSet::new(),
-                registered: None,
                 last_seen_ms: now_ms,
             },
         );

@@ -275,10 +275,6 @@ impl<S: SegmentStorage> Broker<S> {
             "OTHER".to_owned()
         };
         let conn = client.conn;
-        let body = data.to_json();
-        if let Some(c) = self.gateway.clients.get_mut(key) {
-            c.registered = Some(body);
-        }
         self.grpc_submit(
             now_ms,
             conn,
