@@ -183,6 +183,47 @@ fn consume_pop_drains_the_same_backlog_by_pop_with_each_consumer_count() {
 }
 
 #[test]
+fn consume_grpc_drains_the_same_backlog_through_the_grpc_port() {
+    let v = bench(&[
+        "consume",
+        "--standalone",
+        "--fill",
+        "2000",
+        "--queues",
+        "4",
+        "--grpc",
+        "--grpc-consumers",
+        "1,2",
+        "--json",
+    ]);
+    check_totals(&v["consume"], 2000);
+    let runs = v["grpc"].as_array().expect("gRPC runs");
+    assert_eq!(runs.len(), 2, "{v}");
+    for (run, consumers) in runs.iter().zip([1, 2]) {
+        assert_eq!(run["consumers"], consumers);
+        check_totals(&run["receive"], 2000);
+        assert!(f(&run["grpc_vs_pull"]) > 0.0, "{v}");
+    }
+}
+
+#[test]
+fn produce_grpc_sends_the_same_load_through_the_grpc_port() {
+    let v = bench(&[
+        "produce",
+        "--standalone",
+        "--count",
+        "2000",
+        "--producers",
+        "4",
+        "--grpc",
+        "--json",
+    ]);
+    check_totals(&v["send"], 2000);
+    check_totals(&v["grpc"]["send"], 2000);
+    assert!(f(&v["grpc"]["grpc_vs_remoting"]) > 0.0, "{v}");
+}
+
+#[test]
 fn e2e_by_pop_consumes_every_message_sent() {
     let v = bench(&[
         "e2e",
